@@ -1,0 +1,552 @@
+//! Validated names: every hostname, domain, address, selector and path that can reach a
+//! configuration file, an SQL row or the filesystem is parsed here once, into a type that can
+//! only hold a safe value. Templates and the store only ever see these types.
+
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use unicode_script::{Script, UnicodeScript};
+
+/// A value refused at the door: names the field, the rule broken and (escaped) what was given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {rule} (got {shown})")]
+pub struct NameError {
+    pub field: String,
+    pub rule: String,
+    shown: String,
+}
+
+impl NameError {
+    pub fn new(field: &str, rule: impl Into<String>, value: &str) -> Self {
+        // Escape control characters and cap the length so a hostile value cannot forge
+        // log lines or flood the terminal.
+        let mut shown: String = value.chars().take(80).collect::<String>();
+        if value.chars().count() > 80 {
+            shown.push('…');
+        }
+        NameError {
+            field: field.to_string(),
+            rule: rule.into(),
+            shown: format!("{shown:?}"),
+        }
+    }
+
+    /// The same error, reported under another field name (e.g. `domain` → `csv line 3: domain`).
+    pub fn in_field(mut self, field: &str) -> Self {
+        self.field = field.to_string();
+        self
+    }
+}
+
+const MAX_LABEL: usize = 63;
+const MAX_HOSTNAME: usize = 253;
+/// Modoboa stores domain names in `admin_domain.name varchar(100)`.
+const MAX_DOMAIN: usize = 100;
+const MAX_LOCAL_PART: usize = 64;
+/// `core_user.username varchar(254)`.
+const MAX_ADDRESS: usize = 254;
+/// `admin_domain.dkim_key_selector varchar(30)`.
+const MAX_SELECTOR: usize = 30;
+const MAX_PATH: usize = 1024;
+
+fn refuse_controls(field: &str, value: &str) -> Result<(), NameError> {
+    if value.is_empty() {
+        return Err(NameError::new(field, "must not be empty", value));
+    }
+    if value.chars().any(|c| c == '\n' || c == '\r') {
+        return Err(NameError::new(field, "must not contain a line break", value));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(NameError::new(
+            field,
+            "must not contain control characters",
+            value,
+        ));
+    }
+    if value.chars().any(|c| matches!(c, '"' | '\'' | '`')) {
+        return Err(NameError::new(field, "must not contain quotes", value));
+    }
+    if value.chars().any(char::is_whitespace) {
+        return Err(NameError::new(field, "must not contain spaces", value));
+    }
+    Ok(())
+}
+
+/// Scripts a single label may mix (UTS #39 "highly restrictive"): one script, or Latin with
+/// the Han-based combinations of Japanese, Chinese and Korean. Anything else (Latin with
+/// Cyrillic, Greek with Latin, ...) is the classic look-alike spoof and is refused.
+fn single_script(label: &str) -> bool {
+    let mut scripts: Vec<Script> = Vec::new();
+    for c in label.chars() {
+        let s = c.script();
+        if matches!(s, Script::Common | Script::Inherited | Script::Unknown) {
+            continue;
+        }
+        if !scripts.contains(&s) {
+            scripts.push(s);
+        }
+    }
+    if scripts.len() <= 1 {
+        return true;
+    }
+    let allowed: [&[Script]; 3] = [
+        &[Script::Latin, Script::Han, Script::Hiragana, Script::Katakana],
+        &[Script::Latin, Script::Han, Script::Bopomofo],
+        &[Script::Latin, Script::Han, Script::Hangul],
+    ];
+    allowed
+        .iter()
+        .any(|set| scripts.iter().all(|s| set.contains(s)))
+}
+
+/// Parses a DNS name (hostname or domain) into its lower-case ASCII (IDNA) form.
+fn parse_dns_name(field: &str, value: &str, max_len: usize, min_labels: usize) -> Result<String, NameError> {
+    refuse_controls(field, value)?;
+    let trimmed = value.strip_suffix('.').unwrap_or(value);
+    if trimmed.contains("..") {
+        return Err(NameError::new(field, "must not contain an empty label (`..`)", value));
+    }
+    for label in trimmed.split('.') {
+        if !single_script(label) {
+            return Err(NameError::new(
+                field,
+                "must not mix writing systems in one label (look-alike names are refused)",
+                value,
+            ));
+        }
+    }
+    let ascii = idna::domain_to_ascii_strict(trimmed).map_err(|_| {
+        NameError::new(
+            field,
+            "must be a valid domain name (letters, digits and hyphens in dot-separated labels)",
+            value,
+        )
+    })?;
+    let ascii = ascii.to_ascii_lowercase();
+    if ascii.len() > max_len {
+        return Err(NameError::new(
+            field,
+            format!("must be at most {max_len} characters long in its ASCII form"),
+            value,
+        ));
+    }
+    let labels: Vec<&str> = ascii.split('.').collect();
+    if labels.len() < min_labels {
+        return Err(NameError::new(
+            field,
+            format!("must have at least {min_labels} dot-separated labels (a fully-qualified name)"),
+            value,
+        ));
+    }
+    for label in &labels {
+        if label.is_empty() {
+            return Err(NameError::new(field, "must not contain an empty label", value));
+        }
+        if label.len() > MAX_LABEL {
+            return Err(NameError::new(
+                field,
+                format!("each label must be at most {MAX_LABEL} characters long"),
+                value,
+            ));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(NameError::new(
+                field,
+                "labels may only contain letters, digits and hyphens",
+                value,
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(NameError::new(
+                field,
+                "labels must not start or end with a hyphen",
+                value,
+            ));
+        }
+    }
+    let tld = labels.last().copied().unwrap_or_default();
+    if labels.len() > 1 && tld.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(NameError::new(
+            field,
+            "must not end with a numeric label (that is an IP address, not a name)",
+            value,
+        ));
+    }
+    Ok(ascii)
+}
+
+macro_rules! string_newtype {
+    ($name:ident, $parse:expr) => {
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                #[allow(clippy::redundant_closure_call)]
+                ($parse)(raw.as_str()).map_err(|e: NameError| serde::de::Error::custom(e.rule_and_value()))
+            }
+        }
+    };
+}
+
+impl NameError {
+    /// For serde: the field name is added by the deserializer's path, so only say the rule.
+    fn rule_and_value(&self) -> String {
+        format!("{} (got {})", self.rule, self.shown)
+    }
+}
+
+/// A fully-qualified host name (at least two labels), ASCII, lower-case.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Hostname(String);
+
+impl Hostname {
+    pub fn parse(field: &str, value: &str) -> Result<Self, NameError> {
+        parse_dns_name(field, value, MAX_HOSTNAME, 2).map(Hostname)
+    }
+    /// The parent domain (`mail.example.com` → `example.com`), when it has two labels or more.
+    pub fn parent_domain(&self) -> Option<DomainName> {
+        let (_, rest) = self.0.split_once('.')?;
+        DomainName::parse("hostname", rest).ok()
+    }
+}
+string_newtype!(Hostname, |v| Hostname::parse("hostname", v));
+
+/// A mail domain as Modoboa stores it (≤ 100 characters), ASCII, lower-case.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DomainName(String);
+
+impl DomainName {
+    pub fn parse(field: &str, value: &str) -> Result<Self, NameError> {
+        parse_dns_name(field, value, MAX_DOMAIN, 2).map(DomainName)
+    }
+}
+string_newtype!(DomainName, |v| DomainName::parse("domain", v));
+
+/// The part of an address before the `@`. Restricted to a conservative ASCII set because it
+/// becomes a directory name under the mail root: no `/`, no `%`, no quotes, no leading dot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LocalPart(String);
+
+impl LocalPart {
+    pub fn parse(field: &str, value: &str) -> Result<Self, NameError> {
+        refuse_controls(field, value)?;
+        if value.len() > MAX_LOCAL_PART {
+            return Err(NameError::new(
+                field,
+                format!("the local part must be at most {MAX_LOCAL_PART} characters long"),
+                value,
+            ));
+        }
+        if !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-' | b'='))
+        {
+            return Err(NameError::new(
+                field,
+                "the local part may only contain letters, digits and . _ + - =",
+                value,
+            ));
+        }
+        if value.starts_with('.') || value.ends_with('.') || value.contains("..") {
+            return Err(NameError::new(
+                field,
+                "the local part must not start or end with a dot or contain `..`",
+                value,
+            ));
+        }
+        Ok(LocalPart(value.to_ascii_lowercase()))
+    }
+}
+string_newtype!(LocalPart, |v| LocalPart::parse("local part", v));
+
+/// `local@domain`, lower-case, the domain in ASCII form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EmailAddress {
+    full: String,
+    at: usize,
+}
+
+impl EmailAddress {
+    pub fn parse(field: &str, value: &str) -> Result<Self, NameError> {
+        refuse_controls(field, value)?;
+        let (local, domain) = value
+            .rsplit_once('@')
+            .ok_or_else(|| NameError::new(field, "must be an address of the form local@domain", value))?;
+        let local = LocalPart::parse(field, local)?;
+        let domain = DomainName::parse(field, domain)?;
+        let full = format!("{local}@{domain}");
+        if full.len() > MAX_ADDRESS {
+            return Err(NameError::new(
+                field,
+                format!("must be at most {MAX_ADDRESS} characters long"),
+                value,
+            ));
+        }
+        Ok(EmailAddress {
+            at: local.as_str().len(),
+            full,
+        })
+    }
+    pub fn from_parts(local: &LocalPart, domain: &DomainName) -> Result<Self, NameError> {
+        Self::parse("address", &format!("{local}@{domain}"))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.full
+    }
+    pub fn local_part(&self) -> &str {
+        &self.full[..self.at]
+    }
+    pub fn domain(&self) -> &str {
+        &self.full[self.at + 1..]
+    }
+}
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.full)
+    }
+}
+impl Serialize for EmailAddress {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.full)
+    }
+}
+impl<'de> Deserialize<'de> for EmailAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        EmailAddress::parse("address", &raw).map_err(|e| serde::de::Error::custom(e.rule_and_value()))
+    }
+}
+
+/// A DKIM selector: dot-separated labels of lower-case letters, digits and hyphens (≤ 30).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DkimSelector(String);
+
+impl DkimSelector {
+    pub fn parse(field: &str, value: &str) -> Result<Self, NameError> {
+        refuse_controls(field, value)?;
+        if value.len() > MAX_SELECTOR {
+            return Err(NameError::new(
+                field,
+                format!("must be at most {MAX_SELECTOR} characters long"),
+                value,
+            ));
+        }
+        let ok = value.split('.').all(|l| {
+            !l.is_empty()
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+        if !ok {
+            return Err(NameError::new(
+                field,
+                "must be dot-separated labels of lower-case letters, digits and hyphens",
+                value,
+            ));
+        }
+        Ok(DkimSelector(value.to_string()))
+    }
+}
+string_newtype!(DkimSelector, |v| DkimSelector::parse("selector", v));
+
+/// An absolute filesystem path that is safe to write into any configuration file: no `..`,
+/// no `.` components, no characters a config syntax or a shell would interpret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SafePath(PathBuf);
+
+impl SafePath {
+    pub fn parse(field: &str, value: &str) -> Result<Self, NameError> {
+        refuse_controls(field, value)?;
+        if value.len() > MAX_PATH {
+            return Err(NameError::new(
+                field,
+                format!("must be at most {MAX_PATH} characters long"),
+                value,
+            ));
+        }
+        if !value.starts_with('/') {
+            return Err(NameError::new(field, "must be an absolute path", value));
+        }
+        if !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-' | b'+' | b'@'))
+        {
+            return Err(NameError::new(
+                field,
+                "may only contain letters, digits and / . _ - + @",
+                value,
+            ));
+        }
+        let path = Path::new(value);
+        for c in path.components() {
+            match c {
+                Component::ParentDir => {
+                    return Err(NameError::new(field, "must not contain `..`", value))
+                }
+                Component::CurDir => {
+                    return Err(NameError::new(field, "must not contain `.` components", value))
+                }
+                _ => {}
+            }
+        }
+        if value.split('/').skip(1).any(|c| c == "..") {
+            return Err(NameError::new(field, "must not contain `..`", value));
+        }
+        let normal: PathBuf = path.components().collect();
+        if normal == Path::new("/") {
+            return Err(NameError::new(field, "must not be the root directory", value));
+        }
+        Ok(SafePath(normal))
+    }
+    pub fn as_path(&self) -> &Path {
+        &self.0
+    }
+    pub fn as_str(&self) -> &str {
+        // Only ASCII bytes are admitted by `parse`, so the path is always valid UTF-8.
+        self.0.to_str().unwrap_or_default()
+    }
+    /// A child path, for names that are themselves validated (a domain, a local part).
+    pub fn join(&self, name: &str) -> Result<SafePath, NameError> {
+        SafePath::parse("path", &format!("{}/{name}", self.as_str()))
+    }
+}
+impl fmt::Display for SafePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl Serialize for SafePath {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+impl<'de> Deserialize<'de> for SafePath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        SafePath::parse("path", &raw).map_err(|e| serde::de::Error::custom(e.rule_and_value()))
+    }
+}
+
+/// A Unix user or group name (`vmail`, `opendkim`): lower-case, starts with a letter or `_`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UnixName(String);
+
+impl UnixName {
+    pub fn parse(field: &str, value: &str) -> Result<Self, NameError> {
+        refuse_controls(field, value)?;
+        let mut bytes = value.bytes();
+        let first_ok = bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
+        if !first_ok
+            || value.len() > 32
+            || !bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return Err(NameError::new(
+                field,
+                "must be a Unix name: up to 32 lower-case letters, digits, _ or -, starting with a letter or _",
+                value,
+            ));
+        }
+        Ok(UnixName(value.to_string()))
+    }
+}
+string_newtype!(UnixName, |v| UnixName::parse("user", v));
+
+/// A database server address: an IP address, `localhost` or a fully-qualified host name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DbHost(String);
+
+impl DbHost {
+    pub fn parse(field: &str, value: &str) -> Result<Self, NameError> {
+        refuse_controls(field, value)?;
+        if value.parse::<std::net::IpAddr>().is_ok() || value == "localhost" {
+            return Ok(DbHost(value.to_string()));
+        }
+        Hostname::parse(field, value).map(|h| DbHost(h.0))
+    }
+}
+string_newtype!(DbHost, |v| DbHost::parse("host", v));
+
+/// A database or role name: lower-case letters, digits and `_`, never needing quotes in SQL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DbIdent(String);
+
+impl DbIdent {
+    pub fn parse(field: &str, value: &str) -> Result<Self, NameError> {
+        refuse_controls(field, value)?;
+        let mut bytes = value.bytes();
+        let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
+        if !first_ok || value.len() > 63 || !bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            return Err(NameError::new(
+                field,
+                "must be up to 63 lower-case letters, digits or _, starting with a letter or _",
+                value,
+            ));
+        }
+        Ok(DbIdent(value.to_string()))
+    }
+}
+string_newtype!(DbIdent, |v| DbIdent::parse("name", v));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idn_is_converted_to_ascii() {
+        let d = DomainName::parse("domain", "Bücher.Example").unwrap();
+        assert_eq!(d.as_str(), "xn--bcher-kva.example");
+        let h = Hostname::parse("hostname", "mail.例え.jp").unwrap();
+        assert!(h.as_str().starts_with("mail.xn--"));
+    }
+
+    #[test]
+    fn normal_values_pass() {
+        assert_eq!(Hostname::parse("h", "Mail.Example.COM.").unwrap().as_str(), "mail.example.com");
+        let a = EmailAddress::parse("a", "John.Doe+tag@Example.org").unwrap();
+        assert_eq!(a.local_part(), "john.doe+tag");
+        assert_eq!(a.domain(), "example.org");
+        assert_eq!(SafePath::parse("p", "/srv/vmail/").unwrap().as_str(), "/srv/vmail");
+        assert_eq!(DkimSelector::parse("s", "modoboa").unwrap().as_str(), "modoboa");
+        assert_eq!(
+            Hostname::parse("h", "mail.example.com").unwrap().parent_domain().unwrap().as_str(),
+            "example.com"
+        );
+    }
+
+    #[test]
+    fn error_names_field_and_rule() {
+        let e = Hostname::parse("hostname", "mail\n.example.com").unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("hostname: must not contain a line break"), "{text}");
+        assert!(!text.contains('\n'));
+    }
+
+    #[test]
+    fn mixed_scripts_are_refused() {
+        // Latin "p" + Cyrillic "а" (U+0430).
+        let e = DomainName::parse("domain", "p\u{0430}ypal.com").unwrap_err();
+        assert!(e.rule.contains("writing systems"));
+        // Japanese mixes are legitimate.
+        DomainName::parse("domain", "日本語ひらがなカタカナ.jp").unwrap();
+    }
+}

@@ -1,0 +1,142 @@
+//! The values templates see. Everything here is already validated (names, paths, facts), so a
+//! template can print any of it verbatim; the SQL dialect differences are precomputed too.
+
+use serde::Serialize;
+
+use crate::config::{Config, DbLocation, Engine, TlsMode};
+use crate::distro::Distro;
+use crate::names::SafePath;
+use crate::secrets::Secrets;
+
+/// Where the binary is installed; the unit file and Dovecot hooks call it there.
+pub const BINARY_PATH: &str = "/usr/local/bin/modobox";
+
+#[derive(Debug, Serialize)]
+struct Db<'a> {
+    engine: &'static str,
+    location: &'static str,
+    host: &'a str,
+    port: u16,
+    name: &'a str,
+    user: &'a str,
+    password: &'a str,
+    sqlite_path: &'a str,
+    /// Driver names of each consumer: Postfix map types, Dovecot SQL drivers, OpenDBX backends.
+    postfix_driver: &'static str,
+    dovecot_driver: &'static str,
+    opendbx_driver: &'static str,
+    /// SQL spellings that differ between engines.
+    sql_true: &'static str,
+    sql_now: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct Tls<'a> {
+    mode: &'static str,
+    cert: String,
+    key: String,
+    acme_webroot: &'a str,
+}
+
+/// Paths of the certificate and key the stack uses, whatever the TLS mode.
+pub fn tls_paths(config: &Config, distro: &Distro) -> (SafePath, SafePath) {
+    let p = &distro.facts.paths;
+    let cert = config.tls.cert.clone().unwrap_or_else(|| {
+        p.ssl_certs
+            .join(&format!("modobox-{}.crt", config.hostname))
+            .unwrap_or_else(|_| p.ssl_certs.clone())
+    });
+    let key = config.tls.key.clone().unwrap_or_else(|| {
+        p.ssl_private
+            .join(&format!("modobox-{}.key", config.hostname))
+            .unwrap_or_else(|_| p.ssl_private.clone())
+    });
+    (cert, key)
+}
+
+pub fn build(config: &Config, distro: &Distro, secrets: &Secrets) -> tera::Context {
+    let engine = config.database.engine;
+    let db = Db {
+        engine: engine.as_str(),
+        location: match config.database.location {
+            DbLocation::Local => "local",
+            DbLocation::External => "external",
+        },
+        host: config.database.host.as_str(),
+        port: config.database.port(),
+        name: config.database.name.as_str(),
+        user: config.database.user.as_str(),
+        password: secrets.database_password.expose(),
+        sqlite_path: config.database.sqlite_path.as_str(),
+        postfix_driver: match engine {
+            Engine::Postgres => "pgsql",
+            Engine::Mysql => "mysql",
+            Engine::Sqlite => "sqlite",
+        },
+        dovecot_driver: match engine {
+            Engine::Postgres => "pgsql",
+            Engine::Mysql => "mysql",
+            Engine::Sqlite => "sqlite",
+        },
+        opendbx_driver: match engine {
+            Engine::Postgres => "pgsql",
+            Engine::Mysql => "mysql",
+            Engine::Sqlite => "sqlite3",
+        },
+        sql_true: match engine {
+            Engine::Postgres => "true",
+            Engine::Mysql | Engine::Sqlite => "1",
+        },
+        sql_now: match engine {
+            Engine::Postgres => "now()",
+            Engine::Mysql => "NOW()",
+            Engine::Sqlite => "datetime('now')",
+        },
+    };
+    let (cert, key) = tls_paths(config, distro);
+    let tls = Tls {
+        mode: match config.tls.mode {
+            TlsMode::SelfSigned => "self-signed",
+            TlsMode::Manual => "manual",
+            TlsMode::Acme => "acme",
+        },
+        cert: cert.to_string(),
+        key: key.to_string(),
+        acme_webroot: config.tls.acme_webroot.as_str(),
+    };
+    let mut ctx = tera::Context::new();
+    ctx.insert("hostname", config.hostname.as_str());
+    let domain = config.primary_domain().map(|d| d.to_string()).unwrap_or_default();
+    ctx.insert("primary_domain", &domain);
+    ctx.insert(
+        "admin_address",
+        &config.admin_address().map(|a| a.to_string()).unwrap_or_default(),
+    );
+    ctx.insert("db", &db);
+    ctx.insert("components", &config.components);
+    ctx.insert("paths", &config.paths);
+    ctx.insert("mail", &config.mail);
+    ctx.insert("message_size_limit", &(u64::from(config.mail.message_size_limit_mb) * 1024 * 1024));
+    ctx.insert("tls", &tls);
+    ctx.insert("web_listen", &config.web.listen.to_string());
+    ctx.insert(
+        "distro",
+        &serde_json::json!({
+            "id": distro.id.id,
+            "version": distro.id.version,
+            "family": distro.facts.family,
+            "packages": distro.facts.packages,
+            "services": distro.facts.services,
+            "users": distro.facts.users,
+            "paths": distro.facts.paths,
+            "postfix": distro.facts.postfix,
+            "dovecot": distro.facts.dovecot,
+            "amavis": distro.facts.amavis,
+            "nginx": distro.facts.nginx,
+            "security": distro.facts.security,
+        }),
+    );
+    ctx.insert("binary", BINARY_PATH);
+    ctx.insert("version", env!("CARGO_PKG_VERSION"));
+    ctx
+}
