@@ -64,9 +64,7 @@ pub enum ConfigCommand {
     /// Print a commented default configuration.
     Default,
     /// Validate a configuration file (default: the --config file).
-    Check {
-        file: Option<PathBuf>,
-    },
+    Check { file: Option<PathBuf> },
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::names::{DbHost, DbIdent, DomainName, EmailAddress, Hostname, NameError, SafePath, UnixName};
+use crate::names::{
+    DbHost, DbIdent, DomainName, EmailAddress, Hostname, NameError, SafePath, UnixName,
+};
 
 pub const DEFAULT_PATH: &str = "/etc/modobox/modobox.toml";
 
@@ -113,7 +115,10 @@ impl Default for Database {
             port: None,
             name: known_good(DbIdent::parse("database.name", "modobox")),
             user: known_good(DbIdent::parse("database.user", "modobox")),
-            sqlite_path: known_good(SafePath::parse("database.sqlite_path", "/var/lib/modobox/modobox.db")),
+            sqlite_path: known_good(SafePath::parse(
+                "database.sqlite_path",
+                "/var/lib/modobox/modobox.db",
+            )),
         }
     }
 }
@@ -170,7 +175,10 @@ impl Default for Paths {
             dkim_keys: known_good(SafePath::parse("paths.dkim_keys", "/var/lib/dkim")),
             rrd: known_good(SafePath::parse("paths.rrd", "/var/lib/modobox/rrd")),
             data: known_good(SafePath::parse("paths.data", "/var/lib/modobox")),
-            secrets: known_good(SafePath::parse("paths.secrets", "/etc/modobox/secrets.toml")),
+            secrets: known_good(SafePath::parse(
+                "paths.secrets",
+                "/etc/modobox/secrets.toml",
+            )),
         }
     }
 }
@@ -293,7 +301,10 @@ impl Schedule {
             ("cleanlogs", self.cleanlogs.as_str()),
             ("inactive_accounts", self.inactive_accounts.as_str()),
             ("logparser", self.logparser.as_str()),
-            ("new_accounts_statistics", self.new_accounts_statistics.as_str()),
+            (
+                "new_accounts_statistics",
+                self.new_accounts_statistics.as_str(),
+            ),
             ("check_mx", self.check_mx.as_str()),
             ("public_api", self.public_api.as_str()),
             ("quarantine_cleanup", self.quarantine_cleanup.as_str()),
@@ -310,9 +321,13 @@ pub fn parse_cron(field: &str, expr: &str) -> Result<croner::Cron, NameError> {
             expr,
         ));
     }
-    croner::Cron::new(expr)
-        .parse()
-        .map_err(|e| NameError::new(field, format!("must be a valid cron expression ({e})"), expr))
+    croner::Cron::new(expr).parse().map_err(|e| {
+        NameError::new(
+            field,
+            format!("must be a valid cron expression ({e})"),
+            expr,
+        )
+    })
 }
 
 /// Defaults for values that are constants of this file: parsing them cannot fail, and the
@@ -394,19 +409,36 @@ impl Config {
         match self.tls.mode {
             TlsMode::SelfSigned => {}
             TlsMode::Manual | TlsMode::Acme => {
-                let mode = if self.tls.mode == TlsMode::Manual { "manual" } else { "acme" };
+                let mode = if self.tls.mode == TlsMode::Manual {
+                    "manual"
+                } else {
+                    "acme"
+                };
                 if self.tls.cert.is_none() {
-                    return Err(NameError::new("tls.cert", format!("is required when tls.mode = \"{mode}\""), ""));
+                    return Err(NameError::new(
+                        "tls.cert",
+                        format!("is required when tls.mode = \"{mode}\""),
+                        "",
+                    ));
                 }
                 if self.tls.key.is_none() {
-                    return Err(NameError::new("tls.key", format!("is required when tls.mode = \"{mode}\""), ""));
+                    return Err(NameError::new(
+                        "tls.key",
+                        format!("is required when tls.mode = \"{mode}\""),
+                        "",
+                    ));
                 }
             }
         }
         if self.tls.mode == TlsMode::Acme && self.tls.acme_hook.is_none() {
-            return Err(NameError::new("tls.acme_hook", "is required when tls.mode = \"acme\"", ""));
+            return Err(NameError::new(
+                "tls.acme_hook",
+                "is required when tls.mode = \"acme\"",
+                "",
+            ));
         }
-        if self.database.engine == Engine::Sqlite && self.database.location == DbLocation::External {
+        if self.database.engine == Engine::Sqlite && self.database.location == DbLocation::External
+        {
             return Err(NameError::new(
                 "database.location",
                 "must be \"local\" with engine = \"sqlite\" (a SQLite file cannot be remote)",
@@ -414,7 +446,11 @@ impl Config {
             ));
         }
         if self.database.port == Some(0) {
-            return Err(NameError::new("database.port", "must be between 1 and 65535", "0"));
+            return Err(NameError::new(
+                "database.port",
+                "must be between 1 and 65535",
+                "0",
+            ));
         }
         if !(1..=2048).contains(&self.mail.message_size_limit_mb) {
             return Err(NameError::new(
@@ -427,7 +463,11 @@ impl Config {
             parse_cron(&format!("schedule.{job}"), expr)?;
         }
         let p = &self.paths;
-        let under_mail_root = [("paths.dkim_keys", &p.dkim_keys), ("paths.data", &p.data), ("paths.rrd", &p.rrd)];
+        let under_mail_root = [
+            ("paths.dkim_keys", &p.dkim_keys),
+            ("paths.data", &p.data),
+            ("paths.rrd", &p.rrd),
+        ];
         for (field, path) in under_mail_root {
             if path.as_path().starts_with(p.mail_root.as_path()) {
                 return Err(NameError::new(
@@ -469,7 +509,10 @@ mod tests {
         let c = Config::new(Hostname::parse("hostname", "mail.example.com").unwrap());
         c.validate().unwrap();
         assert_eq!(c.primary_domain().unwrap().as_str(), "example.com");
-        assert_eq!(c.admin_address().unwrap().as_str(), "postmaster@example.com");
+        assert_eq!(
+            c.admin_address().unwrap().as_str(),
+            "postmaster@example.com"
+        );
     }
 
     #[test]
@@ -483,17 +526,23 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let e = Config::from_toml("hostname = \"mail.example.com\"\n[database]\nengin = \"mysql\"\n", "t.toml")
-            .unwrap_err()
-            .to_string();
+        let e = Config::from_toml(
+            "hostname = \"mail.example.com\"\n[database]\nengin = \"mysql\"\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("unknown field `engin`"), "{e}");
     }
 
     #[test]
     fn bad_cron_is_named() {
-        let e = Config::from_toml("hostname = \"mail.example.com\"\n[schedule]\ncheck_mx = \"61 * * * *\"\n", "t.toml")
-            .unwrap_err()
-            .to_string();
+        let e = Config::from_toml(
+            "hostname = \"mail.example.com\"\n[schedule]\ncheck_mx = \"61 * * * *\"\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("schedule.check_mx"), "{e}");
     }
 }

@@ -51,8 +51,14 @@ impl fmt::Display for DistroId {
 impl std::str::FromStr for DistroId {
     type Err = DistroError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (id, version) = s.split_once(':').ok_or_else(|| DistroError::BadSpec(s.to_string()))?;
-        let ok = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        let (id, version) = s
+            .split_once(':')
+            .ok_or_else(|| DistroError::BadSpec(s.to_string()))?;
+        let ok = |t: &str| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        };
         if !ok(id) || !ok(version) {
             return Err(DistroError::BadSpec(s.to_string()));
         }
@@ -127,6 +133,8 @@ pub struct EnginePackages {
     pub postfix: Vec<String>,
     pub dovecot: Vec<String>,
     pub opendkim: Vec<String>,
+    /// The Perl DBI driver Amavis needs for its SQL lookups and quarantine.
+    pub amavis: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -166,8 +174,6 @@ pub struct Paths {
     pub postfix_spool: SafePath,
     pub dovecot: SafePath,
     pub opendkim_conf: SafePath,
-    /// Debian's `/etc/default/opendkim` overrides the socket; absent elsewhere.
-    pub opendkim_defaults: Option<SafePath>,
     pub clamd_socket: SafePath,
     pub systemd_units: SafePath,
     /// Helper programs modobox installs (the Dovecot post-login script).
@@ -229,13 +235,19 @@ pub struct Distro {
 pub fn supported() -> Vec<DistroId> {
     let mut out = Vec::new();
     for (file, text) in FACT_FILES {
-        let Ok(doc) = text.parse::<toml::Table>() else { continue };
+        let Ok(doc) = text.parse::<toml::Table>() else {
+            continue;
+        };
         let versions: Vec<String> = doc
             .get("version")
             .and_then(|v| v.as_table())
             .map(|t| t.keys().cloned().collect())
             .unwrap_or_default();
-        let ids: Vec<&str> = if file == "rhel" { RHEL_IDS[..4].to_vec() } else { vec![file] };
+        let ids: Vec<&str> = if file == "rhel" {
+            RHEL_IDS[..4].to_vec()
+        } else {
+            vec![file]
+        };
         for id in ids {
             for v in &versions {
                 out.push(DistroId {
@@ -249,7 +261,11 @@ pub fn supported() -> Vec<DistroId> {
 }
 
 fn supported_list() -> String {
-    supported().iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    supported()
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Merges `over` into `base`, table by table; other values are replaced.
@@ -267,7 +283,11 @@ fn merge(base: &mut toml::Table, over: &toml::Table) {
 impl Distro {
     /// Facts for an explicit `ID:VERSION`.
     pub fn load(id: &DistroId) -> Result<Self, DistroError> {
-        let file = if RHEL_IDS.contains(&id.id.as_str()) { "rhel" } else { id.id.as_str() };
+        let file = if RHEL_IDS.contains(&id.id.as_str()) {
+            "rhel"
+        } else {
+            id.id.as_str()
+        };
         let unsupported = || DistroError::Unsupported {
             id: id.id.clone(),
             version: id.version.clone(),
@@ -282,7 +302,9 @@ impl Distro {
             file: file.to_string(),
             message,
         };
-        let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| facts_err(e.to_string()))?;
+        let doc: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| facts_err(e.to_string()))?;
         // RHEL-family versions are majors: 9.4 → 9.
         let version = if file == "rhel" {
             id.version.split('.').next().unwrap_or_default().to_string()
@@ -300,7 +322,9 @@ impl Distro {
             .cloned()
             .ok_or_else(|| facts_err("missing [base]".into()))?;
         merge(&mut table, over);
-        let facts: Facts = table.try_into().map_err(|e: toml::de::Error| facts_err(e.to_string()))?;
+        let facts: Facts = table
+            .try_into()
+            .map_err(|e: toml::de::Error| facts_err(e.to_string()))?;
         Ok(Distro {
             id: DistroId {
                 id: id.id.clone(),
@@ -325,12 +349,19 @@ impl Distro {
         }
         // A derivative: try the families it says it is like, RHEL first for its clones.
         for parent in like.split_whitespace() {
-            let parent = if matches!(parent, "rhel" | "centos" | "fedora") { "rhel" } else { parent };
+            let parent = if matches!(parent, "rhel" | "centos" | "fedora") {
+                "rhel"
+            } else {
+                parent
+            };
             if let Ok(d) = Self::load(&DistroId {
                 id: parent.to_string(),
                 version: version.clone(),
             }) {
-                return Ok(Distro { id: direct, facts: d.facts });
+                return Ok(Distro {
+                    id: direct,
+                    facts: d.facts,
+                });
             }
         }
         Err(DistroError::Unsupported {
@@ -359,7 +390,12 @@ impl Distro {
 fn parse_os_release(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').trim_matches('\'').to_string()))
+        .map(|(k, v)| {
+            (
+                k.trim().to_string(),
+                v.trim().trim_matches('"').trim_matches('\'').to_string(),
+            )
+        })
         .collect()
 }
 
@@ -380,10 +416,16 @@ mod tests {
     fn detection_from_os_release() {
         let d = Distro::detect_from("ID=debian\nVERSION_ID=\"12\"\n").unwrap();
         assert_eq!(d.facts.codename, "bookworm");
-        let r = Distro::detect_from("ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.4\"\n").unwrap();
+        let r = Distro::detect_from(
+            "ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.4\"\n",
+        )
+        .unwrap();
         assert_eq!(r.facts.family, Family::Rhel);
         assert_eq!(r.id.version, "9");
-        let clone = Distro::detect_from("ID=\"eurolinux\"\nID_LIKE=\"rhel fedora centos\"\nVERSION_ID=\"9.2\"\n").unwrap();
+        let clone = Distro::detect_from(
+            "ID=\"eurolinux\"\nID_LIKE=\"rhel fedora centos\"\nVERSION_ID=\"9.2\"\n",
+        )
+        .unwrap();
         assert_eq!(clone.facts.family, Family::Rhel);
     }
 
@@ -391,8 +433,13 @@ mod tests {
     fn unsupported_lists_what_is() {
         let e = Distro::detect_from("ID=arch\n").unwrap_err().to_string();
         assert!(e.contains("unsupported system arch"), "{e}");
-        assert!(e.contains("debian:12") && e.contains("rocky:9") && e.contains("ubuntu:24.04"), "{e}");
-        let e = Distro::load(&"debian:10".parse().unwrap()).unwrap_err().to_string();
+        assert!(
+            e.contains("debian:12") && e.contains("rocky:9") && e.contains("ubuntu:24.04"),
+            "{e}"
+        );
+        let e = Distro::load(&"debian:10".parse().unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("debian:11"), "{e}");
     }
 

@@ -57,7 +57,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 path.display(),
                 config.hostname,
                 config.database.engine.as_str(),
-                config.primary_domain().map(|d| d.to_string()).unwrap_or_default()
+                config
+                    .primary_domain()
+                    .map(|d| d.to_string())
+                    .unwrap_or_default()
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -107,7 +110,11 @@ fn render_command(global: &cli::Global, args: &RenderArgs) -> Result<ExitCode> {
     let renderer = render::Renderer::new(args.templates.as_deref())?;
     let ctx = render::context::build(&config, &distro, &secrets);
     let files = renderer.render_all(&ctx)?;
-    let manifest_path = config.paths.data.as_path().join(render::manifest::FILE_NAME);
+    let manifest_path = config
+        .paths
+        .data
+        .as_path()
+        .join(render::manifest::FILE_NAME);
     let mut out = std::io::stdout().lock();
     if args.diff {
         let manifest = render::manifest::Manifest::load(&root.path(&manifest_path))
@@ -125,7 +132,9 @@ fn render_command(global: &cli::Global, args: &RenderArgs) -> Result<ExitCode> {
                 State::Mode { current } => format!("mode {current:o} will change"),
                 State::Outdated => "will change".to_string(),
                 State::HandEdited => "edited by hand: kept (use --force to replace)".to_string(),
-                State::Foreign => "not written by modobox: will be backed up and replaced".to_string(),
+                State::Foreign => {
+                    "not written by modobox: will be backed up and replaced".to_string()
+                }
             };
             writeln!(out, "== {}: {what}", c.path.display())?;
             write!(out, "{}", c.diff)?;
@@ -135,10 +144,19 @@ fn render_command(global: &cli::Global, args: &RenderArgs) -> Result<ExitCode> {
     }
     let report = render_write::apply(&root, &files, &manifest_path, args.force)?;
     for p in &report.backed_up {
-        writeln!(out, "backed up {} to {}.modobox-orig", p.display(), p.display())?;
+        writeln!(
+            out,
+            "backed up {} to {}.modobox-orig",
+            p.display(),
+            p.display()
+        )?;
     }
     for p in &report.kept {
-        writeln!(out, "kept {} (edited by hand; --force replaces it)", p.display())?;
+        writeln!(
+            out,
+            "kept {} (edited by hand; --force replaces it)",
+            p.display()
+        )?;
     }
     writeln!(
         out,

@@ -55,7 +55,11 @@ fn refuse_controls(field: &str, value: &str) -> Result<(), NameError> {
         return Err(NameError::new(field, "must not be empty", value));
     }
     if value.chars().any(|c| c == '\n' || c == '\r') {
-        return Err(NameError::new(field, "must not contain a line break", value));
+        return Err(NameError::new(
+            field,
+            "must not contain a line break",
+            value,
+        ));
     }
     if value.chars().any(char::is_control) {
         return Err(NameError::new(
@@ -91,7 +95,12 @@ fn single_script(label: &str) -> bool {
         return true;
     }
     let allowed: [&[Script]; 3] = [
-        &[Script::Latin, Script::Han, Script::Hiragana, Script::Katakana],
+        &[
+            Script::Latin,
+            Script::Han,
+            Script::Hiragana,
+            Script::Katakana,
+        ],
         &[Script::Latin, Script::Han, Script::Bopomofo],
         &[Script::Latin, Script::Han, Script::Hangul],
     ];
@@ -101,11 +110,20 @@ fn single_script(label: &str) -> bool {
 }
 
 /// Parses a DNS name (hostname or domain) into its lower-case ASCII (IDNA) form.
-fn parse_dns_name(field: &str, value: &str, max_len: usize, min_labels: usize) -> Result<String, NameError> {
+fn parse_dns_name(
+    field: &str,
+    value: &str,
+    max_len: usize,
+    min_labels: usize,
+) -> Result<String, NameError> {
     refuse_controls(field, value)?;
     let trimmed = value.strip_suffix('.').unwrap_or(value);
     if trimmed.contains("..") {
-        return Err(NameError::new(field, "must not contain an empty label (`..`)", value));
+        return Err(NameError::new(
+            field,
+            "must not contain an empty label (`..`)",
+            value,
+        ));
     }
     for label in trimmed.split('.') {
         if !single_script(label) {
@@ -135,13 +153,19 @@ fn parse_dns_name(field: &str, value: &str, max_len: usize, min_labels: usize) -
     if labels.len() < min_labels {
         return Err(NameError::new(
             field,
-            format!("must have at least {min_labels} dot-separated labels (a fully-qualified name)"),
+            format!(
+                "must have at least {min_labels} dot-separated labels (a fully-qualified name)"
+            ),
             value,
         ));
     }
     for label in &labels {
         if label.is_empty() {
-            return Err(NameError::new(field, "must not contain an empty label", value));
+            return Err(NameError::new(
+                field,
+                "must not contain an empty label",
+                value,
+            ));
         }
         if label.len() > MAX_LABEL {
             return Err(NameError::new(
@@ -200,7 +224,8 @@ macro_rules! string_newtype {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let raw = String::deserialize(d)?;
                 #[allow(clippy::redundant_closure_call)]
-                ($parse)(raw.as_str()).map_err(|e: NameError| serde::de::Error::custom(e.rule_and_value()))
+                ($parse)(raw.as_str())
+                    .map_err(|e: NameError| serde::de::Error::custom(e.rule_and_value()))
             }
         }
     };
@@ -287,9 +312,9 @@ pub struct EmailAddress {
 impl EmailAddress {
     pub fn parse(field: &str, value: &str) -> Result<Self, NameError> {
         refuse_controls(field, value)?;
-        let (local, domain) = value
-            .rsplit_once('@')
-            .ok_or_else(|| NameError::new(field, "must be an address of the form local@domain", value))?;
+        let (local, domain) = value.rsplit_once('@').ok_or_else(|| {
+            NameError::new(field, "must be an address of the form local@domain", value)
+        })?;
         let local = LocalPart::parse(field, local)?;
         let domain = DomainName::parse(field, domain)?;
         let full = format!("{local}@{domain}");
@@ -331,7 +356,8 @@ impl Serialize for EmailAddress {
 impl<'de> Deserialize<'de> for EmailAddress {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
-        EmailAddress::parse("address", &raw).map_err(|e| serde::de::Error::custom(e.rule_and_value()))
+        EmailAddress::parse("address", &raw)
+            .map_err(|e| serde::de::Error::custom(e.rule_and_value()))
     }
 }
 
@@ -353,7 +379,8 @@ impl DkimSelector {
             !l.is_empty()
                 && !l.starts_with('-')
                 && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         });
         if !ok {
             return Err(NameError::new(
@@ -385,10 +412,9 @@ impl SafePath {
         if !value.starts_with('/') {
             return Err(NameError::new(field, "must be an absolute path", value));
         }
-        if !value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-' | b'+' | b'@'))
-        {
+        if !value.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-' | b'+' | b'@')
+        }) {
             return Err(NameError::new(
                 field,
                 "may only contain letters, digits and / . _ - + @",
@@ -402,7 +428,11 @@ impl SafePath {
                     return Err(NameError::new(field, "must not contain `..`", value))
                 }
                 Component::CurDir => {
-                    return Err(NameError::new(field, "must not contain `.` components", value))
+                    return Err(NameError::new(
+                        field,
+                        "must not contain `.` components",
+                        value,
+                    ))
                 }
                 _ => {}
             }
@@ -412,7 +442,11 @@ impl SafePath {
         }
         let normal: PathBuf = path.components().collect();
         if normal == Path::new("/") {
-            return Err(NameError::new(field, "must not be the root directory", value));
+            return Err(NameError::new(
+                field,
+                "must not be the root directory",
+                value,
+            ));
         }
         Ok(SafePath(normal))
     }
@@ -458,7 +492,8 @@ impl UnixName {
             .is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
         if !first_ok
             || value.len() > 32
-            || !bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            || !bytes
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
         {
             return Err(NameError::new(
                 field,
@@ -494,8 +529,13 @@ impl DbIdent {
     pub fn parse(field: &str, value: &str) -> Result<Self, NameError> {
         refuse_controls(field, value)?;
         let mut bytes = value.bytes();
-        let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
-        if !first_ok || value.len() > 63 || !bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        let first_ok = bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
+        if !first_ok
+            || value.len() > 63
+            || !bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
             return Err(NameError::new(
                 field,
                 "must be up to 63 lower-case letters, digits or _, starting with a letter or _",
@@ -521,14 +561,27 @@ mod tests {
 
     #[test]
     fn normal_values_pass() {
-        assert_eq!(Hostname::parse("h", "Mail.Example.COM.").unwrap().as_str(), "mail.example.com");
+        assert_eq!(
+            Hostname::parse("h", "Mail.Example.COM.").unwrap().as_str(),
+            "mail.example.com"
+        );
         let a = EmailAddress::parse("a", "John.Doe+tag@Example.org").unwrap();
         assert_eq!(a.local_part(), "john.doe+tag");
         assert_eq!(a.domain(), "example.org");
-        assert_eq!(SafePath::parse("p", "/srv/vmail/").unwrap().as_str(), "/srv/vmail");
-        assert_eq!(DkimSelector::parse("s", "modoboa").unwrap().as_str(), "modoboa");
         assert_eq!(
-            Hostname::parse("h", "mail.example.com").unwrap().parent_domain().unwrap().as_str(),
+            SafePath::parse("p", "/srv/vmail/").unwrap().as_str(),
+            "/srv/vmail"
+        );
+        assert_eq!(
+            DkimSelector::parse("s", "modoboa").unwrap().as_str(),
+            "modoboa"
+        );
+        assert_eq!(
+            Hostname::parse("h", "mail.example.com")
+                .unwrap()
+                .parent_domain()
+                .unwrap()
+                .as_str(),
             "example.com"
         );
     }
@@ -537,7 +590,10 @@ mod tests {
     fn error_names_field_and_rule() {
         let e = Hostname::parse("hostname", "mail\n.example.com").unwrap_err();
         let text = e.to_string();
-        assert!(text.starts_with("hostname: must not contain a line break"), "{text}");
+        assert!(
+            text.starts_with("hostname: must not contain a line break"),
+            "{text}"
+        );
         assert!(!text.contains('\n'));
     }
 

@@ -14,9 +14,15 @@ use crate::system::fs::write_atomic;
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     #[error("cannot read the secrets file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot write the secrets file {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("secrets file {path}: {message}")]
     Syntax { path: String, message: String },
     #[error("secrets file {path}: mode {mode:o} lets other users read it; run `chmod 600 {path}`")]
@@ -32,7 +38,13 @@ impl Secret {
     pub fn generate(len: usize) -> Self {
         // Alphanumeric only: safe inside every config syntax we render (Postfix maps, Dovecot
         // connect strings, OpenDBX, Perl) without any quoting.
-        Secret(rand::rngs::OsRng.sample_iter(&Alphanumeric).take(len).map(char::from).collect())
+        Secret(
+            rand::rngs::OsRng
+                .sample_iter(&Alphanumeric)
+                .take(len)
+                .map(char::from)
+                .collect(),
+        )
     }
     pub fn expose(&self) -> &str {
         &self.0
@@ -77,7 +89,10 @@ impl Secrets {
         let partial = match std::fs::read_to_string(path) {
             Ok(text) => {
                 let mode = std::fs::metadata(path)
-                    .map_err(|source| SecretsError::Read { path: shown.clone(), source })?
+                    .map_err(|source| SecretsError::Read {
+                        path: shown.clone(),
+                        source,
+                    })?
                     .permissions()
                     .mode()
                     & 0o777;
@@ -94,11 +109,18 @@ impl Secrets {
                 database_password: None,
                 session_key: None,
             },
-            Err(source) => return Err(SecretsError::Read { path: shown, source }),
+            Err(source) => {
+                return Err(SecretsError::Read {
+                    path: shown,
+                    source,
+                })
+            }
         };
         let complete = partial.database_password.is_some() && partial.session_key.is_some();
         let secrets = Secrets {
-            database_password: partial.database_password.unwrap_or_else(|| Secret::generate(32)),
+            database_password: partial
+                .database_password
+                .unwrap_or_else(|| Secret::generate(32)),
             session_key: partial.session_key.unwrap_or_else(|| Secret::generate(64)),
         };
         if !complete && persist {
@@ -106,8 +128,12 @@ impl Secrets {
                 "# modobox secrets: generated, mode 0600. Never share this file.\n{}",
                 toml::to_string(&secrets).unwrap_or_default()
             );
-            write_atomic(path, text.as_bytes(), 0o600, None)
-                .map_err(|source| SecretsError::Write { path: shown, source })?;
+            write_atomic(path, text.as_bytes(), 0o600, None).map_err(|source| {
+                SecretsError::Write {
+                    path: shown,
+                    source,
+                }
+            })?;
         }
         Ok(secrets)
     }
@@ -125,7 +151,10 @@ mod tests {
         let b = Secrets::load_or_create(&p).unwrap();
         assert_eq!(a, b);
         assert_eq!(a.database_password.expose().len(), 32);
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert!(!format!("{a:?}").contains(a.database_password.expose()));
     }
 
@@ -135,6 +164,9 @@ mod tests {
         let p = dir.path().join("secrets.toml");
         Secrets::load_or_create(&p).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(Secrets::load_or_create(&p), Err(SecretsError::Exposed { .. })));
+        assert!(matches!(
+            Secrets::load_or_create(&p),
+            Err(SecretsError::Exposed { .. })
+        ));
     }
 }

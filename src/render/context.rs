@@ -28,6 +28,8 @@ struct Db<'a> {
     /// SQL spellings that differ between engines.
     sql_true: &'static str,
     sql_now: &'static str,
+    /// Perl DBI data source for Amavis.
+    amavis_dsn: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -92,6 +94,21 @@ pub fn build(config: &Config, distro: &Distro, secrets: &Secrets) -> tera::Conte
             Engine::Mysql => "NOW()",
             Engine::Sqlite => "datetime('now')",
         },
+        amavis_dsn: match engine {
+            Engine::Postgres => format!(
+                "DBI:Pg:database={};host={};port={}",
+                config.database.name,
+                config.database.host,
+                config.database.port()
+            ),
+            Engine::Mysql => format!(
+                "DBI:mysql:database={};host={};port={}",
+                config.database.name,
+                config.database.host,
+                config.database.port()
+            ),
+            Engine::Sqlite => format!("DBI:SQLite:dbname={}", config.database.sqlite_path),
+        },
     };
     let (cert, key) = tls_paths(config, distro);
     let tls = Tls {
@@ -106,17 +123,26 @@ pub fn build(config: &Config, distro: &Distro, secrets: &Secrets) -> tera::Conte
     };
     let mut ctx = tera::Context::new();
     ctx.insert("hostname", config.hostname.as_str());
-    let domain = config.primary_domain().map(|d| d.to_string()).unwrap_or_default();
+    let domain = config
+        .primary_domain()
+        .map(|d| d.to_string())
+        .unwrap_or_default();
     ctx.insert("primary_domain", &domain);
     ctx.insert(
         "admin_address",
-        &config.admin_address().map(|a| a.to_string()).unwrap_or_default(),
+        &config
+            .admin_address()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
     );
     ctx.insert("db", &db);
     ctx.insert("components", &config.components);
     ctx.insert("paths", &config.paths);
     ctx.insert("mail", &config.mail);
-    ctx.insert("message_size_limit", &(u64::from(config.mail.message_size_limit_mb) * 1024 * 1024));
+    ctx.insert(
+        "message_size_limit",
+        &(u64::from(config.mail.message_size_limit_mb) * 1024 * 1024),
+    );
     ctx.insert("tls", &tls);
     ctx.insert("web_listen", &config.web.listen.to_string());
     ctx.insert(

@@ -105,7 +105,8 @@ fn add_dir(tera: &mut Tera, dir: &Dir<'_>, prefix: &str) -> Result<(), RenderErr
                     name: name.clone(),
                     message: "is not UTF-8".into(),
                 })?;
-                tera.add_raw_template(&name, text).map_err(|e| tera_error(&name, &e))?;
+                tera.add_raw_template(&name, text)
+                    .map_err(|e| tera_error(&name, &e))?;
             }
         }
     }
@@ -127,7 +128,12 @@ fn tera_error(name: &str, e: &tera::Error) -> RenderError {
     }
 }
 
-fn add_override(tera: &mut Tera, file_list: &mut String, base: &Path, dir: &Path) -> Result<(), RenderError> {
+fn add_override(
+    tera: &mut Tera,
+    file_list: &mut String,
+    base: &Path,
+    dir: &Path,
+) -> Result<(), RenderError> {
     let err = |source| RenderError::Override {
         dir: base.display().to_string(),
         source,
@@ -138,7 +144,11 @@ fn add_override(tera: &mut Tera, file_list: &mut String, base: &Path, dir: &Path
         if path.is_dir() {
             add_override(tera, file_list, base, &path)?;
         } else {
-            let name = path.strip_prefix(base).unwrap_or(&path).display().to_string();
+            let name = path
+                .strip_prefix(base)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
             let text = std::fs::read_to_string(&path).map_err(err)?;
             if name == FILE_LIST {
                 *file_list = text;
@@ -147,7 +157,8 @@ fn add_override(tera: &mut Tera, file_list: &mut String, base: &Path, dir: &Path
             if !is_template(&name) {
                 continue;
             }
-            tera.add_raw_template(&name, &text).map_err(|e| tera_error(&name, &e))?;
+            tera.add_raw_template(&name, &text)
+                .map_err(|e| tera_error(&name, &e))?;
         }
     }
     Ok(())
@@ -171,16 +182,24 @@ impl Renderer {
     }
 
     pub fn render_template(&self, name: &str, ctx: &tera::Context) -> Result<String, RenderError> {
-        self.tera.render(name, ctx).map_err(|e| tera_error(name, &e))
+        self.tera
+            .render(name, ctx)
+            .map_err(|e| tera_error(name, &e))
     }
 
-    fn render_str(&self, what: &str, text: &str, ctx: &tera::Context) -> Result<String, RenderError> {
+    fn render_str(
+        &self,
+        what: &str,
+        text: &str,
+        ctx: &tera::Context,
+    ) -> Result<String, RenderError> {
         Tera::one_off(text, ctx, false).map_err(|e| tera_error(what, &e))
     }
 
     /// Renders every file of `templates/files.toml` that applies to this configuration.
     pub fn render_all(&self, ctx: &tera::Context) -> Result<Vec<RenderedFile>, RenderError> {
-        let list: FileList = toml::from_str(&self.file_list).map_err(|e| RenderError::FileList(e.to_string()))?;
+        let list: FileList =
+            toml::from_str(&self.file_list).map_err(|e| RenderError::FileList(e.to_string()))?;
         let mut out = Vec::new();
         for entry in list.file {
             if let Some(cond) = &entry.when {
@@ -203,12 +222,15 @@ impl Renderer {
                 }
                 None => None,
             };
-            let mode = u32::from_str_radix(entry.mode.trim_start_matches("0o"), 8).map_err(|_| RenderError::Entry {
-                template: entry.template.clone(),
-                field: "mode",
-                value: entry.mode.clone(),
-                rule: "must be an octal mode such as 0644",
-            })?;
+            let mode =
+                u32::from_str_radix(entry.mode.trim_start_matches("0o"), 8).map_err(|_| {
+                    RenderError::Entry {
+                        template: entry.template.clone(),
+                        field: "mode",
+                        value: entry.mode.clone(),
+                        rule: "must be an octal mode such as 0644",
+                    }
+                })?;
             let owner = Owner {
                 user: self.render_str(&entry.template, &entry.user, ctx)?,
                 group: self.render_str(&entry.template, &entry.group, ctx)?,

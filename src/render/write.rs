@@ -46,7 +46,10 @@ impl Change {
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
@@ -64,7 +67,10 @@ pub fn diff_text(path: &Path, old: &str, new: &str) -> String {
     TextDiff::from_lines(old, new)
         .unified_diff()
         .context_radius(3)
-        .header(&format!("{shown} (on disk)"), &format!("{shown} (rendered)"))
+        .header(
+            &format!("{shown} (on disk)"),
+            &format!("{shown} (rendered)"),
+        )
         .to_string()
 }
 
@@ -76,18 +82,28 @@ fn link_missing(root: &Root, file: &RenderedFile) -> bool {
 }
 
 /// What writing `files` under `root` would change.
-pub fn compare(root: &Root, files: &[RenderedFile], manifest: &Manifest) -> Result<Vec<Change>, WriteError> {
+pub fn compare(
+    root: &Root,
+    files: &[RenderedFile],
+    manifest: &Manifest,
+) -> Result<Vec<Change>, WriteError> {
     let mut out = Vec::new();
     for file in files {
         let target = root.path(&file.path);
         let (state, diff) = match std::fs::read(&target) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (State::Missing, diff_text(&file.path, "", &file.content)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                (State::Missing, diff_text(&file.path, "", &file.content))
+            }
             Err(e) => return Err(io_err(&target)(e)),
             Ok(bytes) => {
                 let current = String::from_utf8_lossy(&bytes);
                 let diff = diff_text(&file.path, &current, &file.content);
                 let state = if bytes == file.content.as_bytes() {
-                    let mode = std::fs::metadata(&target).map_err(io_err(&target))?.permissions().mode() & 0o7777;
+                    let mode = std::fs::metadata(&target)
+                        .map_err(io_err(&target))?
+                        .permissions()
+                        .mode()
+                        & 0o7777;
                     if mode == file.mode {
                         State::Same
                     } else {
@@ -125,7 +141,12 @@ pub struct Report {
 
 /// Writes `files` under `root` and records them in the manifest at `manifest_path` (a path of
 /// the target system). Hand-edited files are kept unless `force`.
-pub fn apply(root: &Root, files: &[RenderedFile], manifest_path: &Path, force: bool) -> Result<Report, WriteError> {
+pub fn apply(
+    root: &Root,
+    files: &[RenderedFile],
+    manifest_path: &Path,
+    force: bool,
+) -> Result<Report, WriteError> {
     let manifest_file = root.path(manifest_path);
     let mut manifest = Manifest::load(&manifest_file).map_err(io_err(&manifest_file))?;
     let changes = compare(root, files, &manifest)?;
@@ -145,11 +166,13 @@ pub fn apply(root: &Root, files: &[RenderedFile], manifest_path: &Path, force: b
                     std::fs::copy(&target, &backup).map_err(io_err(&backup))?;
                 }
                 report.backed_up.push(file.path.clone());
-                write_atomic(&target, file.content.as_bytes(), file.mode, owner).map_err(io_err(&target))?;
+                write_atomic(&target, file.content.as_bytes(), file.mode, owner)
+                    .map_err(io_err(&target))?;
                 report.written.push(file.path.clone());
             }
             State::Missing | State::Outdated | State::HandEdited | State::Mode { .. } => {
-                write_atomic(&target, file.content.as_bytes(), file.mode, owner).map_err(io_err(&target))?;
+                write_atomic(&target, file.content.as_bytes(), file.mode, owner)
+                    .map_err(io_err(&target))?;
                 report.written.push(file.path.clone());
             }
         }
@@ -163,8 +186,12 @@ pub fn apply(root: &Root, files: &[RenderedFile], manifest_path: &Path, force: b
                 std::os::unix::fs::symlink(&file.path, &link_path).map_err(io_err(&link_path))?;
             }
         }
-        manifest.files.insert(file.path.clone(), checksum(file.content.as_bytes()));
+        manifest
+            .files
+            .insert(file.path.clone(), checksum(file.content.as_bytes()));
     }
-    manifest.save(&manifest_file).map_err(io_err(&manifest_file))?;
+    manifest
+        .save(&manifest_file)
+        .map_err(io_err(&manifest_file))?;
     Ok(report)
 }

@@ -24,15 +24,27 @@ pub fn resolve_owner(owner: &Owner) -> Option<(u32, u32)> {
     Some((uid, gid))
 }
 
-pub fn write_atomic(path: &Path, content: &[u8], mode: u32, owner: Option<&Owner>) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a file path needs a parent directory"))?;
+pub fn write_atomic(
+    path: &Path,
+    content: &[u8],
+    mode: u32,
+    owner: Option<&Owner>,
+) -> io::Result<()> {
+    let dir = path.parent().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a file path needs a parent directory",
+        )
+    })?;
     fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a file path needs a file name"))?;
-    let tmp = dir.join(format!(".{}.modobox-{}.tmp", name.to_string_lossy(), std::process::id()));
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "a file path needs a file name")
+    })?;
+    let tmp = dir.join(format!(
+        ".{}.modobox-{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         // A leftover from a killed run would make create_new fail: it is ours, remove it.
         let _ = fs::remove_file(&tmp);
@@ -68,9 +80,15 @@ mod tests {
         let p = dir.path().join("a/b/secret.conf");
         write_atomic(&p, b"x = 1\n", 0o600, None).unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), "x = 1\n");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         write_atomic(&p, b"x = 2\n", 0o640, None).unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
         let names: Vec<_> = fs::read_dir(p.parent().unwrap()).unwrap().collect();
         assert_eq!(names.len(), 1);
     }

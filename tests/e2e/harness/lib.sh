@@ -204,3 +204,129 @@ debian_security_mirror() {
   [ -n "$m" ] || die "no Debian security archive found in /etc/apt/sources.list*; set MODOBOX_E2E_SECURITY_MIRROR=http://<mirror>/debian-security"
   printf '%s\n' "${m%/}"
 }
+
+# ---------------------------------------------------------------- containers
+# close_fds_above N: close every fd > N of the current shell (do not leak the caller's pipes)
+close_fds_above() {
+  local fd
+  for fd in /proc/$$/fd/*; do
+    fd=${fd##*/}
+    [ "$fd" -gt "$1" ] 2>/dev/null && eval "exec $fd>&-"
+  done
+  return 0
+}
+
+# load_state NAME: sets S, C_KIND, C_ROOT, C_PID, C_PIDNS (empty when unknown); fails if no state
+load_state() {
+  S=$(state_dir "$1")
+  [ -d "$S" ] || return 1
+  C_KIND=$(cat "$S/kind" 2>/dev/null || true)
+  C_ROOT=$(cat "$S/root" 2>/dev/null || true)
+  C_PID=$(cat "$S/pid" 2>/dev/null || true)
+  C_PIDNS=$(cat "$S/pidns" 2>/dev/null || true)
+  return 0
+}
+
+_start_failed() {
+  local rc=$?
+  trap - EXIT
+  if [ $rc -ne 0 ] && [ -n "${_START_NAME:-}" ]; then
+    if [ -s "$S/console.log" ]; then log "--- last lines of the container console ($S/console.log):"; tail -n 30 "$S/console.log" >&2; fi
+    if [ -s "$S/slirp.log" ]; then log "--- slirp4netns log:"; tail -n 10 "$S/slirp.log" >&2; fi
+    log "boot of '$_START_NAME' failed; tearing it down"
+    "$HERE/teardown" "$_START_NAME" >&2 || true
+  fi
+  exit $rc
+}
+
+# container_start KIND ROOT NAME CMD...
+#   Starts CMD as PID 1 of new mount/net/uts/ipc/pid/cgroup namespaces, pivot_root'ed into ROOT, with
+#   outbound NAT by slirp4netns. Sets S (state dir) and C_PID (host pid of the container's PID 1).
+#   Returns once CMD has been exec'd; on failure tears everything down and exits non-zero.
+container_start() {
+  local kind=$1 root=$2 name=$3 u dl exe0 t d
+  shift 3
+  need_root
+  check_name "$name"
+  for c in unshare nsenter setsid slirp4netns; do command -v "$c" >/dev/null || die "$c is not installed"; done
+  [ -d "$root" ] || die "ROOT '$root' is not a directory"
+  root=$(readlink -f "$root")
+  [ "$root" != / ] || die "ROOT must not be /"
+  for d in etc proc sys dev run tmp usr/bin; do [ -d "$root/$d" ] || die "ROOT '$root' has no /$d: not a Debian root (use mkroot)"; done
+  [ -x "$root/usr/bin/env" ] || die "ROOT '$root' has no /usr/bin/env"
+  [ -e /dev/net/tun ] || die "/dev/net/tun is missing (slirp4netns needs it)"
+
+  S=$(state_dir "$name")
+  if load_state "$name"; then
+    if [ -n "$C_PID" ] && is_ns_init "$C_PID" "$C_PIDNS"; then
+      die "container '$name' is already running (pid $C_PID); run: teardown $name"
+    fi
+    log "removing stale state of '$name'"
+    "$HERE/teardown" "$name" >&2 || die "could not clean the stale state of '$name' ($S)"
+  fi
+  mkdir -p "$S"
+  _START_NAME=$name
+  trap _start_failed EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+
+  echo "$kind" > "$S/kind"
+  echo "$root" > "$S/root"
+  echo "nameserver 10.0.2.3" > "$S/resolv.conf"
+  : > "$S/ready"
+  # the bind mount of resolv.conf needs a plain file to land on (a symlink would be followed on the host)
+  if [ -L "$root/etc/resolv.conf" ] || [ ! -f "$root/etc/resolv.conf" ]; then
+    rm -f "$root/etc/resolv.conf"; echo "nameserver 10.0.2.3" > "$root/etc/resolv.conf"
+  fi
+  cg_create "modobox-e2e-$name" $$ "$S/cgroups"
+
+  setsid "$HERE/ns-setup" launch "$S" "$root" "$kind" -- "$@" \
+    < /dev/null > "$S/console.log" 2>&1 3> "$S/ready" &
+
+  # 1. namespaces and mounts are set up
+  dl=$(deadline_at 30)
+  until grep -q ready "$S/ready" 2>/dev/null; do
+    u=$(cat "$S/unshare.pid" 2>/dev/null || true)
+    if [ -n "$u" ] && dead "$u"; then die "the namespace setup failed"; fi
+    deadline_passed "$dl" && die "the namespace setup did not finish within 30 s"
+    sleep 0.05
+  done
+  u=$(cat "$S/unshare.pid")
+  wait_for 5 _has_child "$u" || die "no PID 1 under unshare (pid $u)"
+  C_PID=$(children_of "$u" | head -n 1)
+  echo "$C_PID" > "$S/pid"
+  readlink "/proc/$C_PID/ns/pid" > "$S/pidns"
+  exe0=$(stat -L -c %d:%i "/proc/$C_PID/exe")
+
+  # 2. unshare itself leaves the cgroup v2 group, so the container's systemd may delegate controllers
+  while read -r t d; do
+    [ "$t" = v2 ] && { echo "$u" > "$(dirname "$d")/cgroup.procs" || true; }
+  done < "$S/cgroups"
+
+  # 3. outbound network: slirp4netns NAT on tap0 (10.0.2.100/24, gw 10.0.2.2, dns 10.0.2.3)
+  setsid bash -c '. "$1"; close_fds_above 2; echo $$ > "$2"; shift 2; exec "$@"' sh "$HERE/lib.sh" "$S/slirp.pid" \
+    slirp4netns --configure --mtu=65520 --disable-host-loopback "$C_PID" tap0 \
+    < /dev/null > "$S/slirp.log" 2>&1 &
+  wait_for 10 _tap0_up || die "slirp4netns did not configure tap0 within 10 s"
+
+  # 4. let PID 1 pivot_root and exec CMD; wait until it has
+  touch "$S/go"
+  wait_for 15 _exec_done "$exe0" || die "PID 1 did not start '$*' within 15 s"
+  rm -f "$S/go"
+}
+_has_child() { [ -n "$(children_of "$1")" ]; }
+_tap0_up() {
+  local sp; sp=$(cat "$S/slirp.pid" 2>/dev/null || true)
+  [ -n "$sp" ] || return 1
+  alive "$sp" || die "slirp4netns exited"
+  nsenter -t "$C_PID" -n ip -4 -o addr show dev tap0 2>/dev/null | grep -q 'inet 10\.0\.2\.'
+}
+_exec_done() {
+  alive "$C_PID" || die "the container's PID 1 exited during startup"
+  [ "$(stat -L -c %d:%i "/proc/$C_PID/exe" 2>/dev/null)" != "$1" ]
+}
+# container_started: call at the very end of a successful boot (disarms the failure trap)
+container_started() {
+  trap - EXIT INT TERM
+  _START_NAME=""
+}
