@@ -125,6 +125,23 @@ fn parse_dns_name(
             value,
         ));
     }
+    // Length rules first: IDNA rejects over-long input with a vaguer message.
+    if trimmed.is_ascii() {
+        if trimmed.len() > max_len {
+            return Err(NameError::new(
+                field,
+                format!("must be at most {max_len} characters long in its ASCII form"),
+                value,
+            ));
+        }
+        if trimmed.split('.').any(|l| l.len() > MAX_LABEL) {
+            return Err(NameError::new(
+                field,
+                format!("each label must be at most {MAX_LABEL} characters long"),
+                value,
+            ));
+        }
+    }
     for label in trimmed.split('.') {
         if !single_script(label) {
             return Err(NameError::new(
@@ -437,8 +454,12 @@ impl SafePath {
                 _ => {}
             }
         }
-        if value.split('/').skip(1).any(|c| c == "..") {
+        // `Path::components` silently drops interior `.`: look at the raw text too.
+        if value.split('/').any(|c| c == "..") {
             return Err(NameError::new(field, "must not contain `..`", value));
+        }
+        if value.split('/').any(|c| c == ".") {
+            return Err(NameError::new(field, "must not contain `.` components", value));
         }
         let normal: PathBuf = path.components().collect();
         if normal == Path::new("/") {

@@ -4,8 +4,11 @@
 # shellcheck shell=bash
 
 export LC_ALL=C
+# shellcheck disable=SC2034 # used by the scripts that source this file
 E2E_STATE_BASE=${MODOBOX_E2E_STATE:-/run/modobox-e2e}
+# shellcheck disable=SC2034
 E2E_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# shellcheck disable=SC2034
 E2E_HOSTNAME=mail.example.test
 PROG=${PROG:-$(basename "$0")}
 
@@ -52,7 +55,7 @@ dead() { ! alive "$1"; }
 # children_of PID: direct children (host pids)
 children_of() {
   if [ -r "/proc/$1/task/$1/children" ]; then
-    cat "/proc/$1/task/$1/children" 2>/dev/null | tr ' ' '\n' | sed '/^$/d'
+    tr ' ' '\n' < "/proc/$1/task/$1/children" 2>/dev/null | sed '/^$/d'
   else
     ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' '
   fi
@@ -137,7 +140,7 @@ cg_remove() {
   [ -f "$1" ] || return 0
   while read -r t d; do
     [ -d "$d" ] || continue
-    for p in $(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null); do
+    find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | while read -r p; do
       kill -s KILL "$p" 2>/dev/null || true
     done
     if ! wait_for 5 _cg_rmdir_tree "$d"; then
@@ -220,7 +223,9 @@ close_fds_above() {
 load_state() {
   S=$(state_dir "$1")
   [ -d "$S" ] || return 1
+  # shellcheck disable=SC2034
   C_KIND=$(cat "$S/kind" 2>/dev/null || true)
+  # shellcheck disable=SC2034
   C_ROOT=$(cat "$S/root" 2>/dev/null || true)
   C_PID=$(cat "$S/pid" 2>/dev/null || true)
   C_PIDNS=$(cat "$S/pidns" 2>/dev/null || true)
@@ -248,7 +253,7 @@ container_start() {
   shift 3
   need_root
   check_name "$name"
-  for c in unshare nsenter setsid slirp4netns; do command -v "$c" >/dev/null || die "$c is not installed"; done
+  for c in unshare nsenter setsid setpriv slirp4netns; do command -v "$c" >/dev/null || die "$c is not installed"; done
   [ -d "$root" ] || die "ROOT '$root' is not a directory"
   root=$(readlink -f "$root")
   [ "$root" != / ] || die "ROOT must not be /"
@@ -300,7 +305,7 @@ container_start() {
 
   # 2. unshare itself leaves the cgroup v2 group, so the container's systemd may delegate controllers
   while read -r t d; do
-    [ "$t" = v2 ] && { echo "$u" > "$(dirname "$d")/cgroup.procs" || true; }
+    if [ "$t" = v2 ]; then echo "$u" > "$(dirname "$d")/cgroup.procs" || true; fi
   done < "$S/cgroups"
 
   # 3. outbound network: slirp4netns NAT on tap0 (10.0.2.100/24, gw 10.0.2.2, dns 10.0.2.3)
