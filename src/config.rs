@@ -366,24 +366,25 @@ impl Config {
 
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
         // serde_path_to_error names the key (`database.name`) whose value was refused.
-        let config: Config = serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
-            let field = e.path().to_string();
-            let inner = e.into_inner();
-            let line = inner
-                .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
-                .map(|n| format!(" (line {n})"))
-                .unwrap_or_default();
-            let message = if field.is_empty() || field == "." {
-                format!("{}{line}", inner.message())
-            } else {
-                format!("{field}: {}{line}", inner.message())
-            };
-            ConfigError::Syntax {
-                path: origin.to_string(),
-                message,
-            }
-        })?;
+        let config: Config = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+            .map_err(|e| {
+                let field = e.path().to_string();
+                let inner = e.into_inner();
+                let line = inner
+                    .span()
+                    .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+                    .map(|n| format!(" (line {n})"))
+                    .unwrap_or_default();
+                let message = if field.is_empty() || field == "." {
+                    format!("{}{line}", inner.message())
+                } else {
+                    format!("{field}: {}{line}", inner.message())
+                };
+                ConfigError::Syntax {
+                    path: origin.to_string(),
+                    message,
+                }
+            })?;
         config
             .validate()
             .map_err(|e| ConfigError::Invalid(e, origin.to_string()))?;

@@ -459,7 +459,11 @@ impl SafePath {
             return Err(NameError::new(field, "must not contain `..`", value));
         }
         if value.split('/').any(|c| c == ".") {
-            return Err(NameError::new(field, "must not contain `.` components", value));
+            return Err(NameError::new(
+                field,
+                "must not contain `.` components",
+                value,
+            ));
         }
         let normal: PathBuf = path.components().collect();
         if normal == Path::new("/") {

@@ -1,6 +1,8 @@
 //! Hostile configuration values: each is refused by `modobox render` with an error that names
 //! the field and the rule, and nothing at all is written.
 
+#![allow(clippy::unwrap_used)] // a test that cannot set up fails loudly
+
 use std::process::Command;
 
 /// (field as the error names it, TOML that sets it, a word of the rule the error must give).
@@ -100,10 +102,14 @@ fn hostile_values_are_refused_and_nothing_is_written() {
         if out.status.success() {
             problems.push(format!("{field}: accepted {toml:?}"));
         } else if !first.contains(&format!("{field}:")) || !first.contains(rule) {
-            problems.push(format!("{field}: error does not name field and rule `{rule}`: {first}"));
+            problems.push(format!(
+                "{field}: error does not name field and rule `{rule}`: {first}"
+            ));
         }
         if err.lines().count() > 1 {
-            problems.push(format!("{field}: the error spans several lines (injection?): {err:?}"));
+            problems.push(format!(
+                "{field}: the error spans several lines (injection?): {err:?}"
+            ));
         }
         let written = all_files(&root);
         if !written.is_empty() {

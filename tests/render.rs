@@ -2,6 +2,8 @@
 //! daemons' own checkers on the result (tests/validate/run-validators), and keeps snapshots of
 //! the rendered files so that every template change shows up in review.
 
+#![allow(clippy::unwrap_used)] // a test that cannot set up fails loudly
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -39,7 +41,11 @@ fn render_into(root: &Root, distro: &Distro, config: &Config) -> Vec<RenderedFil
     let renderer = render::Renderer::new(None).unwrap();
     let ctx = context::build(config, distro, &secrets);
     let files = renderer.render_all(&ctx).unwrap();
-    let manifest = config.paths.data.as_path().join(render::manifest::FILE_NAME);
+    let manifest = config
+        .paths
+        .data
+        .as_path()
+        .join(render::manifest::FILE_NAME);
     render::write::apply(root, &files, &manifest, false).unwrap();
     files
 }
@@ -60,24 +66,45 @@ fn renders_for_every_distro_and_engine() {
             let dir = tempfile::tempdir().unwrap();
             let root = Root::new(dir.path());
             let files = render_into(&root, &distro, &config_for(engine));
-            assert!(files.len() >= 15, "{id} {engine}: only {} files", files.len());
+            assert!(
+                files.len() >= 15,
+                "{id} {engine}: only {} files",
+                files.len()
+            );
             for f in &files {
-                assert!(root.path(&f.path).exists(), "{id} {engine}: {} missing", f.path.display());
-                assert!(!f.content.contains("{{"), "{}: unrendered Tera", f.path.display());
+                assert!(
+                    root.path(&f.path).exists(),
+                    "{id} {engine}: {} missing",
+                    f.path.display()
+                );
+                assert!(
+                    !f.content.contains("{{"),
+                    "{}: unrendered Tera",
+                    f.path.display()
+                );
             }
             // Files holding the database password are never world-readable.
             for f in files.iter().filter(|f| f.content.contains("TestPassw0rd")) {
-                assert_eq!(f.mode & 0o007, 0, "{id} {engine}: {} is world-readable", f.path.display());
+                assert_eq!(
+                    f.mode & 0o007,
+                    0,
+                    "{id} {engine}: {} is world-readable",
+                    f.path.display()
+                );
             }
             // A second render changes nothing.
-            let manifest = Config::new(modobox::names::Hostname::parse("h", "mail.example.test").unwrap())
-                .paths
-                .data
-                .as_path()
-                .join(render::manifest::FILE_NAME);
+            let manifest =
+                Config::new(modobox::names::Hostname::parse("h", "mail.example.test").unwrap())
+                    .paths
+                    .data
+                    .as_path()
+                    .join(render::manifest::FILE_NAME);
             let m = render::manifest::Manifest::load(&root.path(&manifest)).unwrap();
             let changes = render::write::compare(&root, &files, &m).unwrap();
-            assert!(changes.iter().all(|c| !c.changes_anything()), "{id} {engine}: not idempotent");
+            assert!(
+                changes.iter().all(|c| !c.changes_anything()),
+                "{id} {engine}: not idempotent"
+            );
         }
     }
 }
@@ -91,13 +118,24 @@ fn hand_edited_file_is_kept_unless_forced() {
     let files = render_into(&root, &distro, &config);
     let main_cf = root.path(Path::new("/etc/postfix/main.cf"));
     std::fs::write(&main_cf, "# edited by the admin\n").unwrap();
-    let manifest = config.paths.data.as_path().join(render::manifest::FILE_NAME);
+    let manifest = config
+        .paths
+        .data
+        .as_path()
+        .join(render::manifest::FILE_NAME);
     let report = render::write::apply(&root, &files, &manifest, false).unwrap();
     assert_eq!(report.kept, vec![PathBuf::from("/etc/postfix/main.cf")]);
-    assert_eq!(std::fs::read_to_string(&main_cf).unwrap(), "# edited by the admin\n");
+    assert_eq!(
+        std::fs::read_to_string(&main_cf).unwrap(),
+        "# edited by the admin\n"
+    );
     let report = render::write::apply(&root, &files, &manifest, true).unwrap();
-    assert!(report.written.contains(&PathBuf::from("/etc/postfix/main.cf")));
-    assert!(std::fs::read_to_string(&main_cf).unwrap().contains("virtual_mailbox_domains"));
+    assert!(report
+        .written
+        .contains(&PathBuf::from("/etc/postfix/main.cf")));
+    assert!(std::fs::read_to_string(&main_cf)
+        .unwrap()
+        .contains("virtual_mailbox_domains"));
 }
 
 #[test]
@@ -110,7 +148,10 @@ fn foreign_file_is_backed_up_before_replacement() {
     let distro = Distro::load(&"debian:12".parse().unwrap()).unwrap();
     render_into(&root, &distro, &config_for("postgres"));
     let backup = root.path(Path::new("/etc/postfix/main.cf.modobox-orig"));
-    assert_eq!(std::fs::read_to_string(backup).unwrap(), "# the distribution's main.cf\n");
+    assert_eq!(
+        std::fs::read_to_string(backup).unwrap(),
+        "# the distribution's main.cf\n"
+    );
 }
 
 /// Snapshots: one file per distro × engine combination that differs materially.
@@ -137,7 +178,10 @@ fn snapshots_of_rendered_files() {
                 f.mode,
                 f.owner.user,
                 f.owner.group,
-                f.link.as_ref().map(|l| format!(" <- {}", l.display())).unwrap_or_default(),
+                f.link
+                    .as_ref()
+                    .map(|l| format!(" <- {}", l.display()))
+                    .unwrap_or_default(),
                 f.content
             ));
         }
@@ -160,12 +204,17 @@ fn tool(name: &str) -> bool {
 #[test]
 fn daemons_accept_the_rendered_configuration() {
     let required = std::env::var("MODOBOX_REQUIRE_VALIDATORS").is_ok_and(|v| v == "1");
-    let available = ["postconf", "doveconf", "nginx", "opendkim", "amavisd", "unshare", "openssl"]
-        .iter()
-        .all(|t| tool(t))
+    let available = [
+        "postconf", "doveconf", "nginx", "opendkim", "amavisd", "unshare", "openssl",
+    ]
+    .iter()
+    .all(|t| tool(t))
         && uzers::get_effective_uid() == 0;
     if !available {
-        assert!(!required, "validators required but missing (run .ci/run's package step as root)");
+        assert!(
+            !required,
+            "validators required but missing (run .ci/run's package step as root)"
+        );
         eprintln!("skipping: validators not installed or not root");
         return;
     }
@@ -186,7 +235,17 @@ fn daemons_accept_the_rendered_configuration() {
                 std::fs::create_dir_all(root.path(p.as_path()).parent().unwrap()).unwrap();
             }
             let status = Command::new("openssl")
-                .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=mail.example.test"])
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=mail.example.test",
+                ])
                 .arg("-keyout")
                 .arg(root.path(key.as_path()))
                 .arg("-out")
@@ -201,13 +260,24 @@ fn daemons_accept_the_rendered_configuration() {
                     std::fs::write(p, "").unwrap();
                 }
             }
-            let out = Command::new(&script).arg(dir.path()).arg(binary).output().unwrap();
+            let out = Command::new(&script)
+                .arg(dir.path())
+                .arg(binary)
+                .output()
+                .unwrap();
             let text = String::from_utf8_lossy(&out.stdout);
             println!("== {id} {engine}\n{text}");
             if !out.status.success() {
-                failures.push(format!("{id} {engine}:\n{text}{}", String::from_utf8_lossy(&out.stderr)));
+                failures.push(format!(
+                    "{id} {engine}:\n{text}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "validators failed:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "validators failed:\n{}",
+        failures.join("\n")
+    );
 }
