@@ -253,7 +253,7 @@ container_start() {
   shift 3
   need_root
   check_name "$name"
-  for c in unshare nsenter setsid setpriv slirp4netns; do command -v "$c" >/dev/null || die "$c is not installed"; done
+  for c in unshare nsenter setsid setpriv slirp4netns ip; do command -v "$c" >/dev/null || die "$c is not installed"; done
   [ -d "$root" ] || die "ROOT '$root' is not a directory"
   root=$(readlink -f "$root")
   [ "$root" != / ] || die "ROOT must not be /"
@@ -279,6 +279,7 @@ container_start() {
   echo "$root" > "$S/root"
   echo "nameserver 10.0.2.3" > "$S/resolv.conf"
   : > "$S/ready"
+  mkfifo "$S/lifeline"
   # the bind mount of resolv.conf needs a plain file to land on (a symlink would be followed on the host)
   if [ -L "$root/etc/resolv.conf" ] || [ ! -f "$root/etc/resolv.conf" ]; then
     rm -f "$root/etc/resolv.conf"; echo "nameserver 10.0.2.3" > "$root/etc/resolv.conf"
@@ -308,9 +309,12 @@ container_start() {
     if [ "$t" = v2 ]; then echo "$u" > "$(dirname "$d")/cgroup.procs" || true; fi
   done < "$S/cgroups"
 
-  # 3. outbound network: slirp4netns NAT on tap0 (10.0.2.100/24, gw 10.0.2.2, dns 10.0.2.3)
-  setsid bash -c '. "$1"; close_fds_above 2; echo $$ > "$2"; shift 2; exec "$@"' sh "$HERE/lib.sh" "$S/slirp.pid" \
-    slirp4netns --configure --mtu=65520 --disable-host-loopback "$C_PID" tap0 \
+  # 3. outbound network: slirp4netns NAT on tap0 (10.0.2.100/24, gw 10.0.2.2, dns 10.0.2.3);
+  #    --exit-fd: it also exits by itself when the container is gone (the lifeline FIFO reaches EOF)
+  # shellcheck disable=SC2016
+  setsid bash -c '. "$1"; close_fds_above 2; exec 5< "$2"; echo $$ > "$3"; shift 3; exec "$@"' \
+    sh "$HERE/lib.sh" "$S/lifeline" "$S/slirp.pid" \
+    slirp4netns --configure --mtu=65520 --disable-host-loopback --exit-fd=5 "$C_PID" tap0 \
     < /dev/null > "$S/slirp.log" 2>&1 &
   wait_for 10 _tap0_up || die "slirp4netns did not configure tap0 within 10 s"
 
