@@ -58,6 +58,12 @@ pub fn tls_paths(config: &Config, distro: &Distro) -> (SafePath, SafePath) {
 
 pub fn build(config: &Config, distro: &Distro, secrets: &Secrets) -> tera::Context {
     let engine = config.database.engine;
+    // Postfix and Dovecot name their SQL drivers alike.
+    let sql_driver = match engine {
+        Engine::Postgres => "pgsql",
+        Engine::Mysql => "mysql",
+        Engine::Sqlite => "sqlite",
+    };
     let db = Db {
         engine: engine.as_str(),
         location: match config.database.location {
@@ -70,16 +76,8 @@ pub fn build(config: &Config, distro: &Distro, secrets: &Secrets) -> tera::Conte
         user: config.database.user.as_str(),
         password: secrets.database_password.expose(),
         sqlite_path: config.database.sqlite_path.as_str(),
-        postfix_driver: match engine {
-            Engine::Postgres => "pgsql",
-            Engine::Mysql => "mysql",
-            Engine::Sqlite => "sqlite",
-        },
-        dovecot_driver: match engine {
-            Engine::Postgres => "pgsql",
-            Engine::Mysql => "mysql",
-            Engine::Sqlite => "sqlite",
-        },
+        postfix_driver: sql_driver,
+        dovecot_driver: sql_driver,
         opendbx_driver: match engine {
             Engine::Postgres => "pgsql",
             Engine::Mysql => "mysql",
