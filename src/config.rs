@@ -356,6 +356,12 @@ impl Config {
         }
     }
 
+    /// The paths and mailbox settings a configuration has by default (commands given only a
+    /// database URL use them).
+    pub fn default_paths_and_mail() -> (Paths, Mail) {
+        (Paths::default(), Mail::default())
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),

@@ -1,9 +1,11 @@
 //! modobox as a library: the binary (`main.rs`) and the integration tests use these modules.
 
+pub mod accounts;
 pub mod cli;
 pub mod config;
 pub mod distro;
 pub mod names;
 pub mod render;
 pub mod secrets;
+pub mod store;
 pub mod system;

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 
+mod commands;
+
 use modobox::cli::{self, Cli, Command, ConfigCommand, RenderArgs};
 use modobox::config::{self, Config};
 use modobox::distro::Distro;
@@ -83,6 +85,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Db(c) => commands::runtime()?.block_on(commands::db(&cli.global, &c)),
+        Command::Domain(c) => commands::runtime()?.block_on(commands::domain(&cli.global, &c)),
+        Command::DomainAlias(c) => {
+            commands::runtime()?.block_on(commands::domain_alias(&cli.global, &c))
+        }
+        Command::RelayDomain(c) => {
+            commands::runtime()?.block_on(commands::relay_domain(&cli.global, &c))
+        }
+        Command::Mailbox(c) => commands::runtime()?.block_on(commands::mailbox(&cli.global, &c)),
+        Command::Alias(c) => commands::runtime()?.block_on(commands::alias(&cli.global, &c)),
+        Command::Admin(c) => commands::runtime()?.block_on(commands::admin(&cli.global, &c)),
+        Command::Import { file, json } => {
+            commands::runtime()?.block_on(commands::import(&cli.global, &file, json))
+        }
+        Command::Export { what, output } => {
+            commands::runtime()?.block_on(commands::export(&cli.global, what, output.as_deref()))
         }
         Command::Completions { shell } => {
             let mut cmd = Cli::command();

@@ -1,0 +1,1017 @@
+//! Accounts (`core_user`) and their mailboxes (`admin_mailbox`): creation with the mailbox's
+//! internal self alias and quota row, quota rules against the domain, renames and deletions
+//! queued for the disk (`admin_mailboxoperation`), passwords, sender addresses, and the
+//! domains an admin administers.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::access::{self, Actor, Kind, Role};
+use super::{aliases, audit, domains, StoreError, Tx};
+use crate::accounts::password;
+use crate::args;
+use crate::names::{DomainName, EmailAddress};
+
+/// What the store needs to know of the host to keep mailboxes and disk in step.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mail_root: PathBuf,
+    pub handle_mailboxes_on_filesystem: bool,
+}
+
+/// A password as given: clear text (hashed here) or an already hashed `{SCHEME}...` value
+/// (CSV round trips, imports from another server).
+#[derive(Clone)]
+pub enum Password {
+    Clear(String),
+    Hashed(String),
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Password::Clear(_) => "Password::Clear(***)",
+            Password::Hashed(_) => "Password::Hashed(***)",
+        })
+    }
+}
+
+pub const MIN_PASSWORD_LEN: usize = 8;
+pub const MAX_PASSWORD_LEN: usize = 128;
+
+impl Password {
+    /// A value from a CSV file: a `{SCHEME}` prefix modobox can verify means "already hashed".
+    pub fn from_import(value: &str) -> Password {
+        if value.starts_with('{') && password::scheme_of(value).is_ok() {
+            Password::Hashed(value.to_string())
+        } else {
+            Password::Clear(value.to_string())
+        }
+    }
+
+    pub fn check(&self) -> Result<(), StoreError> {
+        match self {
+            Password::Clear(p) => {
+                let n = p.chars().count();
+                if n < MIN_PASSWORD_LEN {
+                    return Err(StoreError::refused(
+                        "password",
+                        format!("must be at least {MIN_PASSWORD_LEN} characters long"),
+                    ));
+                }
+                if n > MAX_PASSWORD_LEN {
+                    return Err(StoreError::refused(
+                        "password",
+                        format!("must be at most {MAX_PASSWORD_LEN} characters long"),
+                    ));
+                }
+                if p.chars().any(char::is_control) {
+                    return Err(StoreError::refused(
+                        "password",
+                        "must not contain control characters",
+                    ));
+                }
+                Ok(())
+            }
+            Password::Hashed(h) => {
+                password::scheme_of(h)?;
+                if h.len() > 256 || h.chars().any(char::is_control) {
+                    return Err(StoreError::refused(
+                        "password",
+                        "is not a valid stored hash",
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The value stored in `core_user.password`.
+    pub fn to_stored(&self, rounds: u32) -> Result<String, StoreError> {
+        self.check()?;
+        match self {
+            Password::Clear(p) => Ok(password::hash(p, rounds)?),
+            Password::Hashed(h) => Ok(h.clone()),
+        }
+    }
+}
+
+/// SHA512-CRYPT rounds: the `password_rounds` setting, default 70000 (Modoboa's).
+pub async fn password_rounds(tx: &mut Tx) -> Result<u32, StoreError> {
+    match audit::setting(tx, "password_rounds").await? {
+        Some(v) => v
+            .parse()
+            .map_err(|_| StoreError::refused("password_rounds", "must be a whole number")),
+        None => Ok(password::DEFAULT_ROUNDS),
+    }
+}
+
+/// A username: an address (accounts with a mailbox) or a plain login name for admins.
+pub fn parse_username(value: &str) -> Result<String, StoreError> {
+    let v = value.trim();
+    if v.contains('@') {
+        return Ok(EmailAddress::parse("username", v)?.to_string());
+    }
+    let ok = !v.is_empty()
+        && v.len() <= 150
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'));
+    if !ok {
+        return Err(StoreError::refused(
+            "username",
+            "must be an address or a login of letters, digits and . _ - +",
+        ));
+    }
+    Ok(v.to_ascii_lowercase())
+}
+
+fn check_person_name(field: &str, v: &str) -> Result<(), StoreError> {
+    if v.chars().count() > 30 {
+        return Err(StoreError::refused(
+            field,
+            "must be at most 30 characters long",
+        ));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(StoreError::refused(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Mailbox {
+    pub id: i32,
+    pub full_address: String,
+    pub domain: String,
+    pub quota: i32,
+    pub use_domain_quota: bool,
+    pub quota_used_bytes: i64,
+    pub sender_addresses: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Account {
+    pub id: i32,
+    pub username: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub is_active: bool,
+    pub role: Role,
+    pub language: String,
+    pub last_login: Option<DateTime<Utc>>,
+    pub date_joined: DateTime<Utc>,
+    /// `{SCHEME}` of the stored password, never the hash itself.
+    pub password_scheme: String,
+    pub mailbox: Option<Mailbox>,
+    /// Domains this admin administers.
+    pub domains: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountSpec {
+    pub username: String,
+    pub password: Password,
+    pub first_name: String,
+    pub last_name: String,
+    pub enabled: bool,
+    pub role: Role,
+    /// Create a mailbox (the username must then be an address in a hosted domain). `None`
+    /// quota = the domain's default.
+    pub mailbox: Option<Option<i32>>,
+    /// Domains given to a domain admin or reseller.
+    pub domains: Vec<DomainName>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AccountPatch {
+    pub username: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub enabled: Option<bool>,
+    pub role: Option<Role>,
+    /// Some(None) = back to the domain's default quota.
+    pub quota: Option<Option<i32>>,
+}
+
+struct DomainRow {
+    id: i32,
+    quota: i32,
+    default_mailbox_quota: i32,
+}
+
+async fn hosted_domain(tx: &mut Tx, actor: Actor, name: &str) -> Result<DomainRow, StoreError> {
+    let d = domains::get(tx, actor, name).await?;
+    if d.kind != "domain" {
+        // A relay domain can hold local mailboxes (the "splitted domains" transport).
+        tracing::debug!("mailbox in relay domain {name}");
+    }
+    Ok(DomainRow {
+        id: d.id,
+        quota: d.quota,
+        default_mailbox_quota: d.default_mailbox_quota,
+    })
+}
+
+/// The mailbox quota to store, checked against the domain's quota.
+async fn mailbox_quota(
+    tx: &mut Tx,
+    d: &DomainRow,
+    asked: Option<i32>,
+    replacing: i32,
+) -> Result<(i32, bool), StoreError> {
+    let (quota, use_domain) = match asked {
+        Some(q) => (q, false),
+        None => (d.default_mailbox_quota, true),
+    };
+    if quota < 0 {
+        return Err(StoreError::refused(
+            "quota",
+            "must be 0 (unlimited) or a positive number of MB",
+        ));
+    }
+    if d.quota > 0 {
+        if quota == 0 {
+            return Err(StoreError::refused(
+                "quota",
+                format!(
+                    "the domain has a quota of {} MB: a mailbox cannot be unlimited",
+                    d.quota
+                ),
+            ));
+        }
+        let sum = tx.sum_int("quota");
+        let allocated = tx
+            .count(
+                &format!("SELECT {sum} FROM admin_mailbox WHERE domain_id = ?"),
+                args![d.id],
+            )
+            .await?
+            - i64::from(replacing);
+        if allocated + i64::from(quota) > i64::from(d.quota) {
+            return Err(StoreError::refused(
+                "quota",
+                format!(
+                    "{quota} MB does not fit: {allocated} of the domain's {} MB are already given",
+                    d.quota
+                ),
+            ));
+        }
+    }
+    Ok((quota, use_domain))
+}
+
+fn home(opts: &Options, domain: &str, local: &str) -> String {
+    opts.mail_root
+        .join(domain)
+        .join(local)
+        .display()
+        .to_string()
+}
+
+/// Creates an account, its mailbox, self alias and quota row, its role and domain access.
+pub async fn create(
+    tx: &mut Tx,
+    actor: Actor,
+    spec: &AccountSpec,
+    rounds: u32,
+) -> Result<Account, StoreError> {
+    let username = parse_username(&spec.username)?;
+    check_person_name("first_name", &spec.first_name)?;
+    check_person_name("last_name", &spec.last_name)?;
+    let stored = spec.password.to_stored(rounds)?;
+    insert(tx, actor, spec, &username, &stored).await?;
+    get(tx, actor, &username).await
+}
+
+/// `create` with the password already hashed (imports hash on all cores first); returns the
+/// new account's id.
+pub async fn insert(
+    tx: &mut Tx,
+    actor: Actor,
+    spec: &AccountSpec,
+    username: &str,
+    stored: &str,
+) -> Result<i32, StoreError> {
+    let username = parse_username(username)?;
+    let username = username.as_str();
+    check_person_name("first_name", &spec.first_name)?;
+    check_person_name("last_name", &spec.last_name)?;
+    // Resellers create domain admins and simple users; domain admins create simple users.
+    if let Actor::User { role, .. } = actor {
+        let allowed = match role {
+            Role::SuperAdmins => true,
+            Role::Resellers => matches!(spec.role, Role::DomainAdmins | Role::SimpleUsers),
+            Role::DomainAdmins => spec.role == Role::SimpleUsers,
+            Role::SimpleUsers => false,
+        };
+        if !allowed {
+            return Err(StoreError::Forbidden(format!(
+                "{role} cannot create {}",
+                spec.role
+            )));
+        }
+    }
+    if tx
+        .count(
+            "SELECT COUNT(*) FROM core_user WHERE username = ?",
+            args![username],
+        )
+        .await?
+        > 0
+    {
+        return Err(StoreError::Exists {
+            kind: "account",
+            name: username.to_string(),
+        });
+    }
+    let mailbox_domain = match &spec.mailbox {
+        Some(quota) => {
+            let addr = EmailAddress::parse("username", username)?;
+            let d = hosted_domain(tx, actor, addr.domain()).await?;
+            let taken = tx
+                .count(
+                    "SELECT COUNT(*) FROM admin_alias WHERE address = ? AND internal = ?",
+                    args![addr.as_str(), false],
+                )
+                .await?;
+            if taken > 0 {
+                return Err(StoreError::Exists {
+                    kind: "alias",
+                    name: addr.to_string(),
+                });
+            }
+            let used = tx
+                .count(
+                    "SELECT COUNT(*) FROM admin_mailbox WHERE domain_id = ?",
+                    args![d.id],
+                )
+                .await?;
+            access::check_domain_limit(tx, d.id, "mailboxes", used, 1).await?;
+            if let Some(uid) = actor.user_id() {
+                let mine = admin_mailbox_count(tx, uid).await?;
+                access::check_user_limit(tx, actor, "mailboxes", mine, 1).await?;
+            }
+            let (q, use_domain) = mailbox_quota(tx, &d, *quota, 0).await?;
+            Some((addr, d, q, use_domain))
+        }
+        None => None,
+    };
+    let now = Utc::now();
+    let email = mailbox_domain
+        .as_ref()
+        .map_or(String::new(), |(a, ..)| a.to_string());
+    let user_id = tx
+        .insert(
+            "INSERT INTO core_user (password, last_login, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined, is_local, master_user, language, phone_number, secondary_email, _parameters) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'en', ?, ?, '{}')",
+            args![
+                stored,
+                None::<DateTime<Utc>>,
+                false,
+                username,
+                spec.first_name.as_str(),
+                spec.last_name.as_str(),
+                email,
+                false,
+                spec.enabled,
+                now,
+                true,
+                false,
+                None::<String>,
+                None::<String>
+            ],
+        )
+        .await? as i32;
+    access::set_role(tx, user_id, spec.role).await?;
+    if let Some(uid) = actor.user_id() {
+        access::grant(tx, uid, Kind::User, i64::from(user_id), true).await?;
+    }
+    if let Some((addr, d, quota, use_domain)) = mailbox_domain {
+        let mb = tx
+            .insert(
+                "INSERT INTO admin_mailbox (address, quota, use_domain_quota, domain_id, user_id, creation, last_modification) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                args![addr.local_part(), quota, use_domain, d.id, user_id, now, now],
+            )
+            .await? as i32;
+        aliases::create_internal(tx, addr.as_str(), Some(d.id), addr.as_str(), Some(mb)).await?;
+        tx.exec(
+            "DELETE FROM admin_quota WHERE username = ?",
+            args![addr.as_str()],
+        )
+        .await?;
+        tx.exec(
+            "INSERT INTO admin_quota (username, bytes, messages) VALUES (?, 0, 0)",
+            args![addr.as_str()],
+        )
+        .await?;
+        if let Some(uid) = actor.user_id() {
+            access::grant(tx, uid, Kind::Mailbox, i64::from(mb), true).await?;
+        }
+    }
+    for d in &spec.domains {
+        grant_domain_in(tx, actor, username, d).await?;
+    }
+    audit::info(tx, &format!("Account {username} created")).await?;
+    Ok(user_id)
+}
+
+async fn admin_mailbox_count(tx: &mut Tx, user_id: i32) -> Result<i64, StoreError> {
+    let ct = access::content_type(tx, Kind::Domain).await?;
+    tx.count(
+        "SELECT COUNT(*) FROM admin_mailbox mb INNER JOIN core_objectaccess oa ON oa.object_id = mb.domain_id AND oa.content_type_id = ? WHERE oa.user_id = ?",
+        args![ct, user_id],
+    )
+    .await
+}
+
+const USER_COLUMNS: &str = "u.id, u.username, u.first_name, u.last_name, u.email, u.is_active, u.language, u.last_login, u.date_joined, u.password";
+const MAILBOX_JOIN: &str = "LEFT JOIN admin_mailbox mb ON mb.user_id = u.id LEFT JOIN admin_domain d ON mb.domain_id = d.id";
+
+async fn from_row(tx: &mut Tx, r: &super::Row) -> Result<Account, StoreError> {
+    let id = r.i32("id")?;
+    let role = access::role_of(tx, id).await?;
+    let mailbox = match r.opt_i32("mb_id")? {
+        Some(mb) => {
+            let domain = r.text("d_name")?;
+            let local = r.text("mb_address")?;
+            let full = format!("{local}@{domain}");
+            let used = tx
+                .count(
+                    "SELECT bytes FROM admin_quota WHERE username = ?",
+                    args![full.as_str()],
+                )
+                .await?;
+            let senders = tx
+                .rows(
+                    "SELECT address FROM admin_senderaddress WHERE mailbox_id = ? ORDER BY address",
+                    args![mb],
+                )
+                .await?
+                .iter()
+                .map(|s| s.text("address"))
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(Mailbox {
+                id: mb,
+                full_address: full,
+                domain,
+                quota: r.i32("mb_quota")?,
+                use_domain_quota: r.bool("mb_use_domain_quota")?,
+                quota_used_bytes: used,
+                sender_addresses: senders,
+            })
+        }
+        None => None,
+    };
+    let domains = if role.is_admin() && role != Role::SuperAdmins {
+        let ct = access::content_type(tx, Kind::Domain).await?;
+        tx.rows(
+            "SELECT d.name FROM admin_domain d INNER JOIN core_objectaccess oa ON oa.object_id = d.id AND oa.content_type_id = ? WHERE oa.user_id = ? ORDER BY d.name",
+            args![ct, id],
+        )
+        .await?
+        .iter()
+        .map(|d| d.text("name"))
+        .collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
+    let stored = r.text("password")?;
+    Ok(Account {
+        id,
+        username: r.text("username")?,
+        first_name: r.text("first_name")?,
+        last_name: r.text("last_name")?,
+        email: r.text("email")?,
+        is_active: r.bool("is_active")?,
+        role,
+        language: r.text("language")?,
+        last_login: r.opt_ts("last_login")?,
+        date_joined: r.ts("date_joined")?,
+        password_scheme: password::scheme_of(&stored)
+            .map(|s| s.dovecot_name().to_string())
+            .unwrap_or_else(|_| "unknown".into()),
+        mailbox,
+        domains,
+    })
+}
+
+fn select() -> String {
+    format!("SELECT {USER_COLUMNS}, mb.id AS mb_id, mb.address AS mb_address, mb.quota AS mb_quota, mb.use_domain_quota AS mb_use_domain_quota, mb.domain_id AS mb_domain_id, d.name AS d_name FROM core_user u {MAILBOX_JOIN}")
+}
+
+/// Whether the actor may see/change this account: superadmins all; resellers and domain
+/// admins the accounts whose mailbox is in their domains, the accounts they created, and
+/// themselves; simple users only themselves.
+async fn visible(tx: &mut Tx, actor: Actor, r: &super::Row) -> Result<bool, StoreError> {
+    let Actor::User { id, role } = actor else {
+        return Ok(true);
+    };
+    let uid = r.i32("id")?;
+    if role == Role::SuperAdmins || uid == id {
+        return Ok(true);
+    }
+    if role == Role::SimpleUsers {
+        return Ok(false);
+    }
+    if let Some(d) = r.opt_i32("mb_domain_id")? {
+        if access::can_admin_domain(tx, actor, d).await? {
+            return Ok(true);
+        }
+    }
+    let ct = access::content_type(tx, Kind::User).await?;
+    Ok(tx
+        .count(
+            "SELECT COUNT(*) FROM core_objectaccess WHERE user_id = ? AND content_type_id = ? AND object_id = ?",
+            args![id, ct, uid],
+        )
+        .await?
+        > 0)
+}
+
+pub async fn get(tx: &mut Tx, actor: Actor, username: &str) -> Result<Account, StoreError> {
+    let not_found = || StoreError::NotFound {
+        kind: "account",
+        name: username.to_string(),
+    };
+    let r = tx
+        .row(
+            &format!("{} WHERE u.username = ?", select()),
+            args![username],
+        )
+        .await?
+        .ok_or_else(not_found)?;
+    if !visible(tx, actor, &r).await? {
+        return Err(not_found());
+    }
+    from_row(tx, &r).await
+}
+
+/// The stored password hash (export, login).
+pub async fn stored_password(
+    tx: &mut Tx,
+    actor: Actor,
+    username: &str,
+) -> Result<String, StoreError> {
+    let a = get(tx, actor, username).await?;
+    let r = tx
+        .row("SELECT password FROM core_user WHERE id = ?", args![a.id])
+        .await?
+        .ok_or(StoreError::NotFound {
+            kind: "account",
+            name: username.to_string(),
+        })?;
+    r.text("password")
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter<'a> {
+    pub domain: Option<&'a str>,
+    pub search: Option<&'a str>,
+    pub role: Option<Role>,
+    pub with_mailbox: Option<bool>,
+}
+
+pub async fn list(
+    tx: &mut Tx,
+    actor: Actor,
+    filter: &ListFilter<'_>,
+) -> Result<Vec<Account>, StoreError> {
+    let pattern = format!("%{}%", filter.search.unwrap_or("").to_lowercase());
+    let rows = match filter.domain {
+        Some(d) => {
+            tx.rows(
+                &format!(
+                    "{} WHERE d.name = ? AND u.username LIKE ? ORDER BY u.username",
+                    select()
+                ),
+                args![d, pattern],
+            )
+            .await?
+        }
+        None => {
+            tx.rows(
+                &format!("{} WHERE u.username LIKE ? ORDER BY u.username", select()),
+                args![pattern],
+            )
+            .await?
+        }
+    };
+    let mut out = Vec::new();
+    for r in &rows {
+        if filter
+            .with_mailbox
+            .is_some_and(|m| m != r.opt_i32("mb_id").ok().flatten().is_some())
+        {
+            continue;
+        }
+        if !visible(tx, actor, r).await? {
+            continue;
+        }
+        let a = from_row(tx, r).await?;
+        if filter.role.is_some_and(|role| role != a.role) {
+            continue;
+        }
+        out.push(a);
+    }
+    Ok(out)
+}
+
+pub async fn set_password(
+    tx: &mut Tx,
+    actor: Actor,
+    username: &str,
+    password: &Password,
+) -> Result<(), StoreError> {
+    let a = get(tx, actor, username).await?;
+    let rounds = password_rounds(tx).await?;
+    let stored = password.to_stored(rounds)?;
+    tx.exec(
+        "UPDATE core_user SET password = ? WHERE id = ?",
+        args![stored, a.id],
+    )
+    .await?;
+    audit::info(tx, &format!("Password of {username} changed")).await
+}
+
+pub async fn update(
+    tx: &mut Tx,
+    actor: Actor,
+    username: &str,
+    patch: &AccountPatch,
+    opts: &Options,
+) -> Result<Account, StoreError> {
+    let a = get(tx, actor, username).await?;
+    if let Some(f) = &patch.first_name {
+        check_person_name("first_name", f)?;
+    }
+    if let Some(l) = &patch.last_name {
+        check_person_name("last_name", l)?;
+    }
+    if let Some(role) = patch.role {
+        if !actor.is_super() && role != a.role {
+            return Err(StoreError::Forbidden(
+                "only superadmins change roles".into(),
+            ));
+        }
+        if actor.user_id() == Some(a.id) && role != a.role {
+            return Err(StoreError::Forbidden(
+                "you cannot change your own role".into(),
+            ));
+        }
+        access::set_role(tx, a.id, role).await?;
+    }
+    tx.exec(
+        "UPDATE core_user SET first_name = ?, last_name = ?, is_active = ? WHERE id = ?",
+        args![
+            patch.first_name.clone().unwrap_or(a.first_name.clone()),
+            patch.last_name.clone().unwrap_or(a.last_name.clone()),
+            patch.enabled.unwrap_or(a.is_active),
+            a.id
+        ],
+    )
+    .await?;
+    if let (Some(quota), Some(mb)) = (patch.quota, &a.mailbox) {
+        let d = hosted_domain(tx, actor, &mb.domain).await?;
+        let (q, use_domain) = mailbox_quota(tx, &d, quota, mb.quota).await?;
+        tx.exec(
+            "UPDATE admin_mailbox SET quota = ?, use_domain_quota = ?, last_modification = ? WHERE id = ?",
+            args![q, use_domain, Utc::now(), mb.id],
+        )
+        .await?;
+    }
+    let mut name = a.username.clone();
+    if let Some(new) = &patch.username {
+        let new = parse_username(new)?;
+        if new != a.username {
+            rename(tx, actor, &a, &new, opts).await?;
+            name = new;
+        }
+    }
+    audit::info(tx, &format!("Account {name} modified")).await?;
+    get(tx, actor, &name).await
+}
+
+/// Renames an account; with a mailbox, moves it (same or another administered domain) and
+/// queues the move of its directory.
+async fn rename(
+    tx: &mut Tx,
+    actor: Actor,
+    a: &Account,
+    new: &str,
+    opts: &Options,
+) -> Result<(), StoreError> {
+    if tx
+        .count(
+            "SELECT COUNT(*) FROM core_user WHERE username = ?",
+            args![new],
+        )
+        .await?
+        > 0
+    {
+        return Err(StoreError::Exists {
+            kind: "account",
+            name: new.to_string(),
+        });
+    }
+    let Some(mb) = &a.mailbox else {
+        tx.exec(
+            "UPDATE core_user SET username = ? WHERE id = ?",
+            args![new, a.id],
+        )
+        .await?;
+        return Ok(());
+    };
+    let addr = EmailAddress::parse("username", new)?;
+    if tx
+        .count(
+            "SELECT COUNT(*) FROM admin_alias WHERE address = ? AND internal = ?",
+            args![addr.as_str(), false],
+        )
+        .await?
+        > 0
+    {
+        return Err(StoreError::Exists {
+            kind: "alias",
+            name: addr.to_string(),
+        });
+    }
+    let d = hosted_domain(tx, actor, addr.domain()).await?;
+    if addr.domain() != mb.domain {
+        mailbox_quota(tx, &d, Some(mb.quota), 0).await?;
+    }
+    let old_home = home(
+        opts,
+        &mb.domain,
+        mb.full_address.split('@').next().unwrap_or(""),
+    );
+    tx.exec(
+        "UPDATE core_user SET username = ?, email = ? WHERE id = ?",
+        args![addr.as_str(), addr.as_str(), a.id],
+    )
+    .await?;
+    tx.exec(
+        "UPDATE admin_mailbox SET address = ?, domain_id = ?, last_modification = ? WHERE id = ?",
+        args![addr.local_part(), d.id, Utc::now(), mb.id],
+    )
+    .await?;
+    tx.exec(
+        "UPDATE admin_alias SET address = ?, domain_id = ? WHERE address = ? AND internal = ?",
+        args![addr.as_str(), d.id, mb.full_address.as_str(), true],
+    )
+    .await?;
+    tx.exec(
+        "UPDATE modoboa_admin_aliasrecipient SET address = ? WHERE r_mailbox_id = ?",
+        args![addr.as_str(), mb.id],
+    )
+    .await?;
+    tx.exec(
+        "UPDATE admin_quota SET username = ? WHERE username = ?",
+        args![addr.as_str(), mb.full_address.as_str()],
+    )
+    .await?;
+    if opts.handle_mailboxes_on_filesystem {
+        tx.exec(
+            "INSERT INTO admin_mailboxoperation (mailbox_id, type, argument) VALUES (?, 'rename', ?)",
+            args![mb.id, old_home],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn delete(
+    tx: &mut Tx,
+    actor: Actor,
+    username: &str,
+    opts: &Options,
+) -> Result<(), StoreError> {
+    let a = get(tx, actor, username).await?;
+    if actor.user_id() == Some(a.id) {
+        return Err(StoreError::Forbidden(
+            "you cannot delete your own account".into(),
+        ));
+    }
+    if !actor.is_super() && a.role.is_admin() && a.role != Role::DomainAdmins {
+        return Err(StoreError::Forbidden(format!(
+            "only superadmins delete {}",
+            a.role
+        )));
+    }
+    delete_in(tx, username, opts).await
+}
+
+/// Deletes an account and its mailbox (no access check: callers checked).
+pub(super) async fn delete_in(
+    tx: &mut Tx,
+    username: &str,
+    opts: &Options,
+) -> Result<(), StoreError> {
+    let a = get(tx, Actor::System, username).await?;
+    if let Some(mb) = &a.mailbox {
+        aliases::unhook_mailbox(tx, mb.id).await?;
+        let internal = tx
+            .rows(
+                "SELECT id FROM admin_alias WHERE address = ? AND internal = ?",
+                args![mb.full_address.as_str(), true],
+            )
+            .await?
+            .iter()
+            .map(|r| r.i32("id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        aliases::delete_ids(tx, internal).await?;
+        tx.exec(
+            "DELETE FROM admin_senderaddress WHERE mailbox_id = ?",
+            args![mb.id],
+        )
+        .await?;
+        tx.exec(
+            "UPDATE admin_mailboxoperation SET mailbox_id = NULL WHERE mailbox_id = ?",
+            args![mb.id],
+        )
+        .await?;
+        tx.exec(
+            "DELETE FROM admin_quota WHERE username = ?",
+            args![mb.full_address.as_str()],
+        )
+        .await?;
+        access::forget_object(tx, Kind::Mailbox, i64::from(mb.id)).await?;
+        tx.exec("DELETE FROM admin_mailbox WHERE id = ?", args![mb.id])
+            .await?;
+        if opts.handle_mailboxes_on_filesystem {
+            let (local, domain) = mb.full_address.split_once('@').unwrap_or(("", ""));
+            tx.exec(
+                "INSERT INTO admin_mailboxoperation (mailbox_id, type, argument) VALUES (?, 'delete', ?)",
+                args![None::<i32>, home(opts, domain, local)],
+            )
+            .await?;
+        }
+    }
+    access::forget_object(tx, Kind::User, i64::from(a.id)).await?;
+    tx.exec(
+        "DELETE FROM core_objectaccess WHERE user_id = ?",
+        args![a.id],
+    )
+    .await?;
+    tx.exec(
+        "DELETE FROM core_user_groups WHERE user_id = ?",
+        args![a.id],
+    )
+    .await?;
+    tx.exec(
+        "DELETE FROM limits_userobjectlimit WHERE user_id = ?",
+        args![a.id],
+    )
+    .await?;
+    tx.exec("DELETE FROM core_user WHERE id = ?", args![a.id])
+        .await?;
+    audit::info(tx, &format!("Account {username} deleted")).await
+}
+
+/// Gives a domain admin or reseller access to a domain.
+pub async fn grant_domain(
+    tx: &mut Tx,
+    actor: Actor,
+    username: &str,
+    domain: &DomainName,
+) -> Result<(), StoreError> {
+    grant_domain_in(tx, actor, username, domain).await?;
+    audit::info(tx, &format!("{username} now administers {domain}")).await
+}
+
+async fn grant_domain_in(
+    tx: &mut Tx,
+    actor: Actor,
+    username: &str,
+    domain: &DomainName,
+) -> Result<(), StoreError> {
+    let a = get(tx, actor, username).await?;
+    if !matches!(a.role, Role::DomainAdmins | Role::Resellers) {
+        return Err(StoreError::refused(
+            "role",
+            format!(
+                "{username} is {}: only domain admins and resellers are given domains",
+                a.role
+            ),
+        ));
+    }
+    let d = domains::get(tx, actor, domain.as_str()).await?;
+    let ct = access::content_type(tx, Kind::Domain).await?;
+    let admins = tx
+        .count(
+            "SELECT COUNT(*) FROM core_objectaccess oa INNER JOIN core_user_groups ug ON ug.user_id = oa.user_id INNER JOIN auth_group g ON g.id = ug.group_id WHERE oa.content_type_id = ? AND oa.object_id = ? AND g.name = 'DomainAdmins'",
+            args![ct, d.id],
+        )
+        .await?;
+    if a.role == Role::DomainAdmins {
+        access::check_domain_limit(tx, d.id, "domain_admins", admins, 1).await?;
+    }
+    access::grant(tx, a.id, Kind::Domain, i64::from(d.id), false).await
+}
+
+pub async fn revoke_domain(
+    tx: &mut Tx,
+    actor: Actor,
+    username: &str,
+    domain: &DomainName,
+) -> Result<(), StoreError> {
+    let a = get(tx, actor, username).await?;
+    let d = domains::get(tx, actor, domain.as_str()).await?;
+    if access::revoke(tx, a.id, Kind::Domain, i64::from(d.id)).await? == 0 {
+        return Err(StoreError::NotFound {
+            kind: "domain access",
+            name: format!("{username} → {domain}"),
+        });
+    }
+    audit::info(tx, &format!("{username} no longer administers {domain}")).await
+}
+
+pub async fn add_sender_address(
+    tx: &mut Tx,
+    actor: Actor,
+    username: &str,
+    address: &EmailAddress,
+) -> Result<(), StoreError> {
+    let a = get(tx, actor, username).await?;
+    let mb = a
+        .mailbox
+        .ok_or_else(|| StoreError::refused("username", "has no mailbox"))?;
+    if mb.sender_addresses.iter().any(|s| s == address.as_str()) {
+        return Err(StoreError::Exists {
+            kind: "sender address",
+            name: address.to_string(),
+        });
+    }
+    tx.exec(
+        "INSERT INTO admin_senderaddress (address, mailbox_id) VALUES (?, ?)",
+        args![address.as_str(), mb.id],
+    )
+    .await?;
+    audit::info(tx, &format!("Sender address {address} added to {username}")).await
+}
+
+pub async fn remove_sender_address(
+    tx: &mut Tx,
+    actor: Actor,
+    username: &str,
+    address: &EmailAddress,
+) -> Result<(), StoreError> {
+    let a = get(tx, actor, username).await?;
+    let mb = a
+        .mailbox
+        .ok_or_else(|| StoreError::refused("username", "has no mailbox"))?;
+    if tx
+        .exec(
+            "DELETE FROM admin_senderaddress WHERE address = ? AND mailbox_id = ?",
+            args![address.as_str(), mb.id],
+        )
+        .await?
+        == 0
+    {
+        return Err(StoreError::NotFound {
+            kind: "sender address",
+            name: address.to_string(),
+        });
+    }
+    audit::info(
+        tx,
+        &format!("Sender address {address} removed from {username}"),
+    )
+    .await
+}
+
+/// Checks a password for a login (web UI, API): Ok(None) when unknown, inactive or wrong.
+pub async fn authenticate(
+    tx: &mut Tx,
+    username: &str,
+    given: &str,
+) -> Result<Option<Account>, StoreError> {
+    let Ok(username) = parse_username(username) else {
+        return Ok(None);
+    };
+    let Some(r) = tx
+        .row(
+            "SELECT id, password, is_active FROM core_user WHERE username = ?",
+            args![username.as_str()],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    if !r.bool("is_active")? {
+        return Ok(None);
+    }
+    if !password::verify(&r.text("password")?, given).unwrap_or(false) {
+        return Ok(None);
+    }
+    tx.exec(
+        "UPDATE core_user SET last_login = ? WHERE id = ?",
+        args![Utc::now(), r.i32("id")?],
+    )
+    .await?;
+    Ok(Some(get(tx, Actor::System, &username).await?))
+}

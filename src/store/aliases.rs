@@ -1,0 +1,439 @@
+//! Aliases, forwards and catch-alls (`admin_alias` + `modoboa_admin_aliasrecipient`), and the
+//! internal aliases Modoboa keeps for every mailbox (`user@dom → user@dom`) and every domain
+//! alias (`@alias → @target`): Postfix's `virtual_alias_maps` resolves all of them.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::access::{self, Actor, Kind};
+use super::{audit, StoreError, Tx};
+use crate::args;
+use crate::names::{DomainName, EmailAddress};
+
+/// An alias address: `local@domain`, or `@domain` for a catch-all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasAddress {
+    pub full: String,
+    pub domain: DomainName,
+}
+
+impl AliasAddress {
+    pub fn parse(field: &str, value: &str) -> Result<Self, StoreError> {
+        if let Some(domain) = value.trim().strip_prefix('@') {
+            let domain = DomainName::parse(field, domain)?;
+            return Ok(AliasAddress {
+                full: format!("@{domain}"),
+                domain,
+            });
+        }
+        let addr = EmailAddress::parse(field, value.trim())?;
+        let domain = DomainName::parse(field, addr.domain())?;
+        Ok(AliasAddress {
+            full: addr.as_str().to_string(),
+            domain,
+        })
+    }
+    pub fn is_catchall(&self) -> bool {
+        self.full.starts_with('@')
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Alias {
+    pub id: i32,
+    pub address: String,
+    pub enabled: bool,
+    pub internal: bool,
+    pub description: String,
+    pub expire_at: Option<DateTime<Utc>>,
+    pub recipients: Vec<String>,
+    pub creation: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AliasSpec {
+    pub enabled: bool,
+    pub description: String,
+    pub expire_at: Option<DateTime<Utc>>,
+    pub recipients: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AliasPatch {
+    pub enabled: Option<bool>,
+    pub description: Option<String>,
+    pub expire_at: Option<Option<DateTime<Utc>>>,
+    pub recipients: Option<Vec<String>>,
+}
+
+/// What a recipient address points at, resolved as Modoboa does.
+struct Target {
+    address: String,
+    mailbox: Option<i32>,
+    alias: Option<i32>,
+}
+
+/// A recipient is a local mailbox, a local alias, or an address outside the hosted domains
+/// (a forward). An address inside a hosted domain that matches nothing is refused.
+async fn resolve(tx: &mut Tx, field: &str, value: &str) -> Result<Target, StoreError> {
+    let addr = EmailAddress::parse(field, value)?;
+    if let Some(r) = tx
+        .row(
+            "SELECT mb.id FROM admin_mailbox mb INNER JOIN admin_domain d ON mb.domain_id = d.id WHERE mb.address = ? AND d.name = ?",
+            args![addr.local_part(), addr.domain()],
+        )
+        .await?
+    {
+        return Ok(Target {
+            address: addr.as_str().to_string(),
+            mailbox: Some(r.i32("id")?),
+            alias: None,
+        });
+    }
+    if let Some(r) = tx
+        .row(
+            "SELECT id FROM admin_alias WHERE address = ? AND internal = ?",
+            args![addr.as_str(), false],
+        )
+        .await?
+    {
+        return Ok(Target {
+            address: addr.as_str().to_string(),
+            mailbox: None,
+            alias: Some(r.i32("id")?),
+        });
+    }
+    let hosted = tx
+        .count(
+            "SELECT COUNT(*) FROM admin_domain WHERE name = ? AND type = 'domain'",
+            args![addr.domain()],
+        )
+        .await?;
+    if hosted > 0 {
+        return Err(StoreError::refused(
+            field,
+            format!("{addr} is in a hosted domain but is neither a mailbox nor an alias"),
+        ));
+    }
+    Ok(Target {
+        address: addr.as_str().to_string(),
+        mailbox: None,
+        alias: None,
+    })
+}
+
+async fn set_recipients(
+    tx: &mut Tx,
+    alias_id: i32,
+    recipients: &[String],
+) -> Result<(), StoreError> {
+    if recipients.is_empty() {
+        return Err(StoreError::refused(
+            "recipients",
+            "an alias needs at least one recipient",
+        ));
+    }
+    tx.exec(
+        "DELETE FROM modoboa_admin_aliasrecipient WHERE alias_id = ?",
+        args![alias_id],
+    )
+    .await?;
+    let mut seen = std::collections::HashSet::new();
+    for (i, r) in recipients.iter().enumerate() {
+        let t = resolve(tx, &format!("recipients[{}]", i + 1), r).await?;
+        if t.alias == Some(alias_id) {
+            return Err(StoreError::refused(
+                "recipients",
+                "an alias cannot point to itself",
+            ));
+        }
+        if !seen.insert(t.address.clone()) {
+            continue;
+        }
+        tx.exec(
+            "INSERT INTO modoboa_admin_aliasrecipient (address, alias_id, r_mailbox_id, r_alias_id) VALUES (?, ?, ?, ?)",
+            args![t.address, alias_id, t.mailbox, t.alias],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The internal alias of a mailbox or domain alias; recipients stored verbatim.
+pub(super) async fn create_internal(
+    tx: &mut Tx,
+    address: &str,
+    domain_id: Option<i32>,
+    recipient: &str,
+    mailbox: Option<i32>,
+) -> Result<i32, StoreError> {
+    let now = Utc::now();
+    let id = tx
+        .insert(
+            "INSERT INTO admin_alias (address, domain_id, enabled, internal, description, expire_at, creation, last_modification) VALUES (?, ?, ?, ?, '', ?, ?, ?)",
+            args![address, domain_id, true, true, None::<DateTime<Utc>>, now, now],
+        )
+        .await? as i32;
+    tx.exec(
+        "INSERT INTO modoboa_admin_aliasrecipient (address, alias_id, r_mailbox_id, r_alias_id) VALUES (?, ?, ?, ?)",
+        args![recipient, id, mailbox, None::<i32>],
+    )
+    .await?;
+    Ok(id)
+}
+
+/// Deletes aliases by id with their recipients, and unhooks other aliases pointing at them;
+/// an ordinary alias left with no recipient is deleted too (as Modoboa does).
+pub(super) async fn delete_ids(tx: &mut Tx, ids: Vec<i32>) -> Result<(), StoreError> {
+    let mut queue = ids;
+    while let Some(id) = queue.pop() {
+        let parents = tx
+            .rows(
+                "SELECT DISTINCT alias_id FROM modoboa_admin_aliasrecipient WHERE r_alias_id = ?",
+                args![id],
+            )
+            .await?;
+        tx.exec(
+            "DELETE FROM modoboa_admin_aliasrecipient WHERE alias_id = ? OR r_alias_id = ?",
+            args![id, id],
+        )
+        .await?;
+        access::forget_object(tx, Kind::Alias, i64::from(id)).await?;
+        tx.exec("DELETE FROM admin_alias WHERE id = ?", args![id])
+            .await?;
+        for p in parents {
+            queue.extend(orphan(tx, p.i32("alias_id")?).await?);
+        }
+    }
+    Ok(())
+}
+
+/// The alias if it is an ordinary alias that has no recipient left.
+async fn orphan(tx: &mut Tx, alias_id: i32) -> Result<Option<i32>, StoreError> {
+    let left = tx
+        .count(
+            "SELECT COUNT(*) FROM modoboa_admin_aliasrecipient WHERE alias_id = ?",
+            args![alias_id],
+        )
+        .await?;
+    let internal = tx
+        .row(
+            "SELECT internal FROM admin_alias WHERE id = ?",
+            args![alias_id],
+        )
+        .await?
+        .map(|r| r.bool("internal"))
+        .transpose()?
+        .unwrap_or(true);
+    Ok((left == 0 && !internal).then_some(alias_id))
+}
+
+/// Removes a mailbox from every alias that delivers to it (before the mailbox goes away).
+pub(super) async fn unhook_mailbox(tx: &mut Tx, mailbox_id: i32) -> Result<(), StoreError> {
+    let parents = tx
+        .rows(
+            "SELECT DISTINCT alias_id FROM modoboa_admin_aliasrecipient WHERE r_mailbox_id = ?",
+            args![mailbox_id],
+        )
+        .await?;
+    tx.exec(
+        "DELETE FROM modoboa_admin_aliasrecipient WHERE r_mailbox_id = ?",
+        args![mailbox_id],
+    )
+    .await?;
+    let mut empty = Vec::new();
+    for p in parents {
+        if let Some(id) = orphan(tx, p.i32("alias_id")?).await? {
+            empty.push(id);
+        }
+    }
+    delete_ids(tx, empty).await
+}
+
+async fn domain_of(tx: &mut Tx, actor: Actor, domain: &DomainName) -> Result<i32, StoreError> {
+    let row = tx
+        .row(
+            "SELECT id FROM admin_domain WHERE name = ?",
+            args![domain.as_str()],
+        )
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            kind: "domain",
+            name: domain.to_string(),
+        })?;
+    let id = row.i32("id")?;
+    access::require_domain(tx, actor, id, domain.as_str()).await?;
+    Ok(id)
+}
+
+pub async fn create(
+    tx: &mut Tx,
+    actor: Actor,
+    address: &AliasAddress,
+    spec: &AliasSpec,
+) -> Result<Alias, StoreError> {
+    let domain_id = domain_of(tx, actor, &address.domain).await?;
+    let taken = tx
+        .count(
+            "SELECT COUNT(*) FROM admin_alias WHERE address = ? AND internal = ?",
+            args![address.full.as_str(), false],
+        )
+        .await?;
+    if taken > 0 {
+        return Err(StoreError::Exists {
+            kind: "alias",
+            name: address.full.clone(),
+        });
+    }
+    let used = tx
+        .count(
+            "SELECT COUNT(*) FROM admin_alias WHERE domain_id = ? AND internal = ?",
+            args![domain_id, false],
+        )
+        .await?;
+    access::check_domain_limit(tx, domain_id, "mailbox_aliases", used, 1).await?;
+    if let Some(uid) = actor.user_id() {
+        let mine = admin_alias_count(tx, uid).await?;
+        access::check_user_limit(tx, actor, "mailbox_aliases", mine, 1).await?;
+    }
+    let now = Utc::now();
+    let id = tx
+        .insert(
+            "INSERT INTO admin_alias (address, domain_id, enabled, internal, description, expire_at, creation, last_modification) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            args![address.full.as_str(), domain_id, spec.enabled, false, spec.description.as_str(), spec.expire_at, now, now],
+        )
+        .await? as i32;
+    set_recipients(tx, id, &spec.recipients).await?;
+    if let Some(uid) = actor.user_id() {
+        access::grant(tx, uid, Kind::Alias, i64::from(id), true).await?;
+    }
+    audit::info(tx, &format!("Alias {} created", address.full)).await?;
+    get(tx, actor, &address.full).await
+}
+
+async fn admin_alias_count(tx: &mut Tx, user_id: i32) -> Result<i64, StoreError> {
+    let ct = access::content_type(tx, Kind::Domain).await?;
+    tx.count(
+        "SELECT COUNT(*) FROM admin_alias a INNER JOIN core_objectaccess oa ON oa.object_id = a.domain_id AND oa.content_type_id = ? WHERE oa.user_id = ? AND a.internal = ?",
+        args![ct, user_id, false],
+    )
+    .await
+}
+
+fn alias_from_row(r: &super::Row, recipients: Vec<String>) -> Result<Alias, StoreError> {
+    Ok(Alias {
+        id: r.i32("id")?,
+        address: r.text("address")?,
+        enabled: r.bool("enabled")?,
+        internal: r.bool("internal")?,
+        description: r.text("description")?,
+        expire_at: r.opt_ts("expire_at")?,
+        recipients,
+        creation: r.ts("creation")?,
+    })
+}
+
+async fn recipients_of(tx: &mut Tx, alias_id: i32) -> Result<Vec<String>, StoreError> {
+    let rows = tx
+        .rows(
+            "SELECT address FROM modoboa_admin_aliasrecipient WHERE alias_id = ? ORDER BY id",
+            args![alias_id],
+        )
+        .await?;
+    rows.iter().map(|r| r.text("address")).collect()
+}
+
+const ALIAS_COLUMNS: &str =
+    "id, address, enabled, internal, description, expire_at, creation, domain_id";
+
+/// An ordinary (non-internal) alias by address.
+pub async fn get(tx: &mut Tx, actor: Actor, address: &str) -> Result<Alias, StoreError> {
+    let not_found = || StoreError::NotFound {
+        kind: "alias",
+        name: address.to_string(),
+    };
+    let row = tx
+        .row(
+            &format!("SELECT {ALIAS_COLUMNS} FROM admin_alias WHERE address = ? AND internal = ?"),
+            args![address, false],
+        )
+        .await?
+        .ok_or_else(not_found)?;
+    if let Some(d) = row.opt_i32("domain_id")? {
+        if !access::can_admin_domain(tx, actor, d).await? {
+            return Err(not_found());
+        }
+    } else if !actor.is_super() {
+        return Err(not_found());
+    }
+    let recipients = recipients_of(tx, row.i32("id")?).await?;
+    alias_from_row(&row, recipients)
+}
+
+/// Ordinary aliases, optionally of one domain, that the actor may see.
+pub async fn list(
+    tx: &mut Tx,
+    actor: Actor,
+    domain: Option<&DomainName>,
+) -> Result<Vec<Alias>, StoreError> {
+    let rows = match domain {
+        Some(d) => {
+            let id = domain_of(tx, actor, d).await?;
+            tx.rows(
+                &format!("SELECT {ALIAS_COLUMNS} FROM admin_alias WHERE internal = ? AND domain_id = ? ORDER BY address"),
+                args![false, id],
+            )
+            .await?
+        }
+        None => {
+            tx.rows(
+                &format!(
+                    "SELECT {ALIAS_COLUMNS} FROM admin_alias WHERE internal = ? ORDER BY address"
+                ),
+                args![false],
+            )
+            .await?
+        }
+    };
+    let visible = access::domain_ids(tx, actor).await?;
+    let mut out = Vec::new();
+    for r in &rows {
+        if let Some(ids) = &visible {
+            match r.opt_i32("domain_id")? {
+                Some(d) if ids.contains(&d) => {}
+                _ => continue,
+            }
+        }
+        let recipients = recipients_of(tx, r.i32("id")?).await?;
+        out.push(alias_from_row(r, recipients)?);
+    }
+    Ok(out)
+}
+
+pub async fn update(
+    tx: &mut Tx,
+    actor: Actor,
+    address: &str,
+    patch: &AliasPatch,
+) -> Result<Alias, StoreError> {
+    let current = get(tx, actor, address).await?;
+    let enabled = patch.enabled.unwrap_or(current.enabled);
+    let description = patch.description.clone().unwrap_or(current.description);
+    let expire_at = patch.expire_at.unwrap_or(current.expire_at);
+    tx.exec(
+        "UPDATE admin_alias SET enabled = ?, description = ?, expire_at = ?, last_modification = ? WHERE id = ?",
+        args![enabled, description, expire_at, Utc::now(), current.id],
+    )
+    .await?;
+    if let Some(recipients) = &patch.recipients {
+        set_recipients(tx, current.id, recipients).await?;
+    }
+    audit::info(tx, &format!("Alias {address} modified")).await?;
+    get(tx, actor, address).await
+}
+
+pub async fn delete(tx: &mut Tx, actor: Actor, address: &str) -> Result<(), StoreError> {
+    let current = get(tx, actor, address).await?;
+    delete_ids(tx, vec![current.id]).await?;
+    audit::info(tx, &format!("Alias {address} deleted")).await
+}

@@ -1,0 +1,356 @@
+//! The one place that speaks to sqlx: a transaction over any of the three engines, bind values
+//! and row accessors. Every statement is written once with `?` placeholders; PostgreSQL gets
+//! them renumbered to `$1, $2...` here. Timestamps are UTC everywhere; SQLite stores them as
+//! text in Django's format so that an adopted database and Postfix's comparisons agree.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use sqlx::mysql::{MySql, MySqlRow};
+use sqlx::postgres::{PgRow, Postgres};
+use sqlx::sqlite::{Sqlite, SqliteRow};
+use sqlx::{Row as _, Transaction};
+
+use super::{Backend, StoreError};
+
+/// A value bound to a `?` placeholder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    I32(i32),
+    I64(i64),
+    Bool(bool),
+    Text(String),
+    Ts(DateTime<Utc>),
+    /// SQL NULL, whatever the column's type.
+    NullInt,
+    NullText,
+    NullTs,
+}
+
+impl From<i32> for Value {
+    fn from(v: i32) -> Self {
+        Value::I32(v)
+    }
+}
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::I64(v)
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Bool(v)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_string())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+impl From<&String> for Value {
+    fn from(v: &String) -> Self {
+        Value::Text(v.clone())
+    }
+}
+impl From<DateTime<Utc>> for Value {
+    fn from(v: DateTime<Utc>) -> Self {
+        Value::Ts(v)
+    }
+}
+impl From<Option<i32>> for Value {
+    fn from(v: Option<i32>) -> Self {
+        v.map_or(Value::NullInt, Value::I32)
+    }
+}
+impl From<Option<String>> for Value {
+    fn from(v: Option<String>) -> Self {
+        v.map_or(Value::NullText, Value::Text)
+    }
+}
+impl From<Option<DateTime<Utc>>> for Value {
+    fn from(v: Option<DateTime<Utc>>) -> Self {
+        v.map_or(Value::NullTs, Value::Ts)
+    }
+}
+
+/// `args![a, b, c]` → `&[Value]` for the query helpers.
+#[macro_export]
+macro_rules! args {
+    ($($v:expr),* $(,)?) => { &[$($crate::store::db::Value::from($v)),*][..] };
+}
+
+/// Django's SQLite datetime text; sorts and compares like the instant it names.
+const SQLITE_TS: &str = "%Y-%m-%d %H:%M:%S%.6f";
+
+fn sqlite_ts(ts: &DateTime<Utc>) -> String {
+    ts.naive_utc().format(SQLITE_TS).to_string()
+}
+
+fn parse_sqlite_ts(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(dt) = DateTime::parse_from_rfc3339(text) {
+        return Some(dt.with_timezone(&Utc));
+    }
+    // Django writes naive UTC, sometimes with a "+00:00" suffix.
+    let naive = text.strip_suffix("+00:00").unwrap_or(text);
+    [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(naive, f).ok())
+    .map(|n| n.and_utc())
+}
+
+/// `?` → `$n` outside string literals (PostgreSQL's placeholder syntax).
+pub fn numbered_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    let mut in_quote = false;
+    for c in sql.chars() {
+        match c {
+            '\'' => {
+                in_quote = !in_quote;
+                out.push(c);
+            }
+            '?' if !in_quote => {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+macro_rules! bind_all {
+    ($query:expr, $args:expr, |$ts:ident| $ts_conv:expr) => {{
+        let mut q = $query;
+        for a in $args {
+            q = match a {
+                Value::I32(v) => q.bind(*v),
+                Value::I64(v) => q.bind(*v),
+                Value::Bool(v) => q.bind(*v),
+                Value::Text(v) => q.bind(v.as_str()),
+                Value::Ts($ts) => q.bind($ts_conv),
+                Value::NullInt => q.bind(None::<i32>),
+                Value::NullText => q.bind(None::<String>),
+                Value::NullTs => q.bind(None::<DateTime<Utc>>),
+            };
+        }
+        q
+    }};
+}
+
+/// One open transaction. Dropping it without `commit` rolls back.
+#[derive(Debug)]
+pub enum Tx {
+    Postgres(Transaction<'static, Postgres>),
+    Mysql(Transaction<'static, MySql>),
+    Sqlite(Transaction<'static, Sqlite>),
+}
+
+/// A result row; columns are read by name.
+pub enum Row {
+    Postgres(PgRow),
+    Mysql(MySqlRow),
+    Sqlite(SqliteRow),
+}
+
+impl Tx {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Tx::Postgres(_) => Backend::Postgres,
+            Tx::Mysql(_) => Backend::Mysql,
+            Tx::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Postgres(t) => t.commit().await?,
+            Tx::Mysql(t) => t.commit().await?,
+            Tx::Sqlite(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    /// Runs a statement; returns the number of rows it changed.
+    pub async fn exec(&mut self, sql: &str, args: &[Value]) -> Result<u64, StoreError> {
+        Ok(match self {
+            Tx::Postgres(t) => {
+                let sql = numbered_placeholders(sql);
+                bind_all!(sqlx::query(&sql), args, |ts| *ts)
+                    .execute(&mut **t)
+                    .await?
+                    .rows_affected()
+            }
+            Tx::Mysql(t) => bind_all!(sqlx::query(sql), args, |ts| *ts)
+                .execute(&mut **t)
+                .await?
+                .rows_affected(),
+            Tx::Sqlite(t) => bind_all!(sqlx::query(sql), args, |ts| sqlite_ts(ts))
+                .execute(&mut **t)
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    /// Runs an INSERT into a table with an `id` key and returns the new id.
+    pub async fn insert(&mut self, sql: &str, args: &[Value]) -> Result<i64, StoreError> {
+        Ok(match self {
+            Tx::Postgres(t) => {
+                let sql = numbered_placeholders(&format!("{sql} RETURNING id"));
+                let row = bind_all!(sqlx::query(&sql), args, |ts| *ts)
+                    .fetch_one(&mut **t)
+                    .await?;
+                i64::from(row.try_get::<i32, _>(0)?)
+            }
+            Tx::Mysql(t) => {
+                let done = bind_all!(sqlx::query(sql), args, |ts| *ts)
+                    .execute(&mut **t)
+                    .await?;
+                i64::try_from(done.last_insert_id()).map_err(|_| StoreError::Corrupt {
+                    what: "an insert id out of range".into(),
+                })?
+            }
+            Tx::Sqlite(t) => bind_all!(sqlx::query(sql), args, |ts| sqlite_ts(ts))
+                .execute(&mut **t)
+                .await?
+                .last_insert_rowid(),
+        })
+    }
+
+    pub async fn rows(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError> {
+        Ok(match self {
+            Tx::Postgres(t) => {
+                let sql = numbered_placeholders(sql);
+                bind_all!(sqlx::query(&sql), args, |ts| *ts)
+                    .fetch_all(&mut **t)
+                    .await?
+                    .into_iter()
+                    .map(Row::Postgres)
+                    .collect()
+            }
+            Tx::Mysql(t) => bind_all!(sqlx::query(sql), args, |ts| *ts)
+                .fetch_all(&mut **t)
+                .await?
+                .into_iter()
+                .map(Row::Mysql)
+                .collect(),
+            Tx::Sqlite(t) => bind_all!(sqlx::query(sql), args, |ts| sqlite_ts(ts))
+                .fetch_all(&mut **t)
+                .await?
+                .into_iter()
+                .map(Row::Sqlite)
+                .collect(),
+        })
+    }
+
+    pub async fn row(&mut self, sql: &str, args: &[Value]) -> Result<Option<Row>, StoreError> {
+        Ok(self.rows(sql, args).await?.into_iter().next())
+    }
+
+    /// A single integer (COUNT, SUM...), 0 when there is no row or it is NULL.
+    pub async fn count(&mut self, sql: &str, args: &[Value]) -> Result<i64, StoreError> {
+        match self.row(sql, args).await? {
+            Some(row) => Ok(row.opt_i64_at(0)?.unwrap_or(0)),
+            None => Ok(0),
+        }
+    }
+
+    /// `SUM(expr)` as an integer on every engine (MySQL sums integers into DECIMAL).
+    pub fn sum_int(&self, expr: &str) -> String {
+        match self {
+            Tx::Mysql(_) => format!("CAST(COALESCE(SUM({expr}), 0) AS SIGNED)"),
+            _ => format!("COALESCE(SUM({expr}), 0)"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Row")
+    }
+}
+
+macro_rules! get {
+    ($row:expr, $col:expr, $ty:ty) => {
+        match $row {
+            Row::Postgres(r) => r.try_get::<$ty, _>($col)?,
+            Row::Mysql(r) => r.try_get::<$ty, _>($col)?,
+            Row::Sqlite(r) => r.try_get::<$ty, _>($col)?,
+        }
+    };
+}
+
+impl Row {
+    pub fn i32(&self, col: &str) -> Result<i32, StoreError> {
+        Ok(get!(self, col, i32))
+    }
+    pub fn opt_i32(&self, col: &str) -> Result<Option<i32>, StoreError> {
+        Ok(get!(self, col, Option<i32>))
+    }
+    pub fn i64(&self, col: &str) -> Result<i64, StoreError> {
+        Ok(get!(self, col, i64))
+    }
+    fn opt_i64_at(&self, idx: usize) -> Result<Option<i64>, StoreError> {
+        Ok(get!(self, idx, Option<i64>))
+    }
+    pub fn bool(&self, col: &str) -> Result<bool, StoreError> {
+        Ok(get!(self, col, bool))
+    }
+    pub fn text(&self, col: &str) -> Result<String, StoreError> {
+        Ok(get!(self, col, String))
+    }
+    pub fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError> {
+        Ok(get!(self, col, Option<String>))
+    }
+    pub fn opt_ts(&self, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        match self {
+            Row::Postgres(r) => Ok(r.try_get::<Option<DateTime<Utc>>, _>(col)?),
+            Row::Mysql(r) => Ok(r.try_get::<Option<DateTime<Utc>>, _>(col)?),
+            Row::Sqlite(r) => match r.try_get::<Option<String>, _>(col)? {
+                None => Ok(None),
+                Some(text) => parse_sqlite_ts(&text).map(Some).ok_or(StoreError::Corrupt {
+                    what: format!("a timestamp that cannot be read in column {col}"),
+                }),
+            },
+        }
+    }
+    pub fn ts(&self, col: &str) -> Result<DateTime<Utc>, StoreError> {
+        self.opt_ts(col)?.ok_or(StoreError::Corrupt {
+            what: format!("NULL in column {col}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_renumbered_outside_quotes() {
+        assert_eq!(
+            numbered_placeholders("SELECT '?' FROM t WHERE a = ? AND b = ?"),
+            "SELECT '?' FROM t WHERE a = $1 AND b = $2"
+        );
+    }
+
+    #[test]
+    fn sqlite_timestamps_read_django_and_modobox_forms() {
+        let t = parse_sqlite_ts("2024-03-01 12:30:00.250000").unwrap();
+        assert_eq!(sqlite_ts(&t), "2024-03-01 12:30:00.250000");
+        assert_eq!(
+            parse_sqlite_ts("2024-03-01 12:30:00"),
+            Some(t - chrono::Duration::milliseconds(250))
+        );
+        assert!(parse_sqlite_ts("2024-03-01T12:30:00+00:00").is_some());
+        assert!(parse_sqlite_ts("yesterday").is_none());
+    }
+}

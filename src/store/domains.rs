@@ -1,0 +1,736 @@
+//! Hosted domains, relay domains (a domain row of type `relaydomain` + its transport + the
+//! recipient-verification access row) and domain aliases, with Modoboa's quota rules and the
+//! cascades it keeps in Python, done here in the caller's transaction.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::access::{self, Actor, Kind};
+use super::{accounts, aliases, audit, StoreError, Tx};
+use crate::args;
+use crate::names::{DkimSelector, DomainName};
+
+/// Largest quota in MB: Modoboa's columns are 32-bit integers.
+pub const MAX_QUOTA_MB: i32 = i32::MAX;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Relay {
+    pub target_host: String,
+    pub target_port: u16,
+    pub service: String,
+    pub verify_recipients: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Domain {
+    pub id: i32,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub quota: i32,
+    pub default_mailbox_quota: i32,
+    pub enabled: bool,
+    pub enable_dns_checks: bool,
+    pub enable_dkim: bool,
+    pub dkim_key_selector: String,
+    pub dkim_key_length: Option<i32>,
+    pub dkim_public_key: String,
+    pub dkim_private_key_path: String,
+    pub creation: DateTime<Utc>,
+    pub mailboxes: i64,
+    /// Sum of the mailbox quotas (MB).
+    pub allocated_quota: i64,
+    pub relay: Option<Relay>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DomainSpec {
+    pub quota: i32,
+    pub default_mailbox_quota: i32,
+    pub enabled: bool,
+    pub enable_dns_checks: bool,
+    pub enable_dkim: bool,
+    pub dkim_key_selector: DkimSelector,
+    pub dkim_key_length: Option<i32>,
+}
+
+impl Default for DomainSpec {
+    fn default() -> Self {
+        DomainSpec {
+            quota: 0,
+            default_mailbox_quota: 0,
+            enabled: true,
+            enable_dns_checks: true,
+            enable_dkim: false,
+            dkim_key_selector: DkimSelector::parse("dkim_key_selector", "modoboa")
+                .unwrap_or_else(|_| unreachable!("a valid selector")),
+            dkim_key_length: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DomainPatch {
+    pub quota: Option<i32>,
+    pub default_mailbox_quota: Option<i32>,
+    pub enabled: Option<bool>,
+    pub enable_dns_checks: Option<bool>,
+    pub enable_dkim: Option<bool>,
+    pub dkim_key_selector: Option<DkimSelector>,
+    pub dkim_key_length: Option<Option<i32>>,
+    pub relay: Option<Relay>,
+}
+
+pub fn check_quotas(quota: i32, default_mailbox_quota: i32) -> Result<(), StoreError> {
+    if quota < 0 {
+        return Err(StoreError::refused(
+            "quota",
+            "must be 0 (unlimited) or a positive number of MB",
+        ));
+    }
+    if default_mailbox_quota < 0 {
+        return Err(StoreError::refused(
+            "default_mailbox_quota",
+            "must be 0 (unlimited) or a positive number of MB",
+        ));
+    }
+    if quota > 0 && (default_mailbox_quota == 0 || default_mailbox_quota > quota) {
+        return Err(StoreError::refused(
+            "default_mailbox_quota",
+            format!(
+                "must be between 1 and the domain quota ({quota} MB) when the domain has a quota"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_key_length(len: Option<i32>) -> Result<(), StoreError> {
+    match len {
+        None | Some(1024 | 2048 | 4096) => Ok(()),
+        Some(_) => Err(StoreError::refused(
+            "dkim_key_length",
+            "must be 1024, 2048 or 4096",
+        )),
+    }
+}
+
+fn check_relay(relay: &Relay) -> Result<(), StoreError> {
+    crate::names::DbHost::parse("target_host", &relay.target_host)?;
+    if relay.target_port == 0 {
+        return Err(StoreError::refused(
+            "target_port",
+            "must be between 1 and 65535",
+        ));
+    }
+    let ok = !relay.service.is_empty()
+        && relay.service.len() <= 30
+        && relay
+            .service
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        return Err(StoreError::refused(
+            "service",
+            "must be a Postfix service name (letters, digits, - and _, at most 30)",
+        ));
+    }
+    Ok(())
+}
+
+const DOMAIN_COLUMNS: &str = "id, name, type, quota, default_mailbox_quota, enabled, enable_dns_checks, enable_dkim, dkim_key_selector, dkim_key_length, dkim_public_key, dkim_private_key_path, creation, transport_id";
+
+async fn from_row(tx: &mut Tx, r: &super::Row) -> Result<Domain, StoreError> {
+    let id = r.i32("id")?;
+    let sum = tx.sum_int("quota");
+    let stats = tx
+        .row(
+            &format!("SELECT COUNT(*) AS n, {sum} AS q FROM admin_mailbox WHERE domain_id = ?"),
+            args![id],
+        )
+        .await?;
+    let (mailboxes, allocated_quota) = match stats {
+        Some(s) => (s.i64("n")?, s.i64("q")?),
+        None => (0, 0),
+    };
+    let relay = match r.opt_i32("transport_id")? {
+        Some(t) => relay_of(tx, t, &r.text("name")?).await?,
+        None => None,
+    };
+    Ok(Domain {
+        id,
+        name: r.text("name")?,
+        kind: r.text("type")?,
+        quota: r.i32("quota")?,
+        default_mailbox_quota: r.i32("default_mailbox_quota")?,
+        enabled: r.bool("enabled")?,
+        enable_dns_checks: r.bool("enable_dns_checks")?,
+        enable_dkim: r.bool("enable_dkim")?,
+        dkim_key_selector: r.text("dkim_key_selector")?,
+        dkim_key_length: r.opt_i32("dkim_key_length")?,
+        dkim_public_key: r.text("dkim_public_key")?,
+        dkim_private_key_path: r.text("dkim_private_key_path")?,
+        creation: r.ts("creation")?,
+        mailboxes,
+        allocated_quota,
+        relay,
+    })
+}
+
+/// Transport `_settings` JSON as Modoboa writes it.
+#[derive(Debug, Serialize, Deserialize)]
+struct TransportSettings {
+    relay_target_host: String,
+    relay_target_port: u16,
+    relay_verify_recipients: bool,
+}
+
+async fn relay_of(tx: &mut Tx, transport_id: i32, name: &str) -> Result<Option<Relay>, StoreError> {
+    let Some(t) = tx
+        .row(
+            "SELECT service, _settings FROM transport_transport WHERE id = ?",
+            args![transport_id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let settings: TransportSettings =
+        serde_json::from_str(&t.text("_settings")?).map_err(|e| StoreError::Corrupt {
+            what: format!("transport settings of {name}: {e}"),
+        })?;
+    Ok(Some(Relay {
+        target_host: settings.relay_target_host,
+        target_port: settings.relay_target_port,
+        service: t.text("service")?,
+        verify_recipients: settings.relay_verify_recipients,
+    }))
+}
+
+/// A domain (hosted or relay) by name, if the actor administers it.
+pub async fn get(tx: &mut Tx, actor: Actor, name: &str) -> Result<Domain, StoreError> {
+    let row = tx
+        .row(
+            &format!("SELECT {DOMAIN_COLUMNS} FROM admin_domain WHERE name = ?"),
+            args![name],
+        )
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            kind: "domain",
+            name: name.to_string(),
+        })?;
+    access::require_domain(tx, actor, row.i32("id")?, name).await?;
+    from_row(tx, &row).await
+}
+
+/// Domains the actor administers; `kind` = "domain" or "relaydomain" to filter.
+pub async fn list(
+    tx: &mut Tx,
+    actor: Actor,
+    kind: Option<&str>,
+    search: Option<&str>,
+) -> Result<Vec<Domain>, StoreError> {
+    let pattern = format!("%{}%", search.unwrap_or("").to_lowercase());
+    let rows = tx
+        .rows(
+            &format!("SELECT {DOMAIN_COLUMNS} FROM admin_domain WHERE name LIKE ? ORDER BY name"),
+            args![pattern],
+        )
+        .await?;
+    let visible = access::domain_ids(tx, actor).await?;
+    let mut out = Vec::new();
+    for r in &rows {
+        let id = r.i32("id")?;
+        if visible.as_ref().is_some_and(|ids| !ids.contains(&id)) {
+            continue;
+        }
+        if kind.is_some_and(|k| r.text("type").is_ok_and(|t| t != k)) {
+            continue;
+        }
+        out.push(from_row(tx, r).await?);
+    }
+    Ok(out)
+}
+
+async fn name_taken(tx: &mut Tx, name: &str) -> Result<bool, StoreError> {
+    Ok(tx
+        .count(
+            "SELECT COUNT(*) FROM admin_domain WHERE name = ?",
+            args![name],
+        )
+        .await?
+        + tx.count(
+            "SELECT COUNT(*) FROM admin_domainalias WHERE name = ?",
+            args![name],
+        )
+        .await?
+        > 0)
+}
+
+/// Creates a hosted domain, or a relay domain when `relay` is given.
+pub async fn create(
+    tx: &mut Tx,
+    actor: Actor,
+    name: &DomainName,
+    spec: &DomainSpec,
+    relay: Option<&Relay>,
+) -> Result<Domain, StoreError> {
+    check_quotas(spec.quota, spec.default_mailbox_quota)?;
+    check_key_length(spec.dkim_key_length)?;
+    if let Some(r) = relay {
+        check_relay(r)?;
+    }
+    if !actor.is_super()
+        && !matches!(
+            actor,
+            Actor::User {
+                role: access::Role::Resellers,
+                ..
+            }
+        )
+    {
+        return Err(StoreError::Forbidden(
+            "only superadmins and resellers create domains".into(),
+        ));
+    }
+    if name_taken(tx, name.as_str()).await? {
+        return Err(StoreError::Exists {
+            kind: "domain",
+            name: name.to_string(),
+        });
+    }
+    if let Some(uid) = actor.user_id() {
+        let mine = access::domain_ids(tx, actor)
+            .await?
+            .map_or(0, |v| v.len() as i64);
+        access::check_user_limit(tx, actor, "domains", mine, 1).await?;
+        if !actor.is_super() {
+            let sum = tx.sum_int("d.quota");
+            let ct = access::content_type(tx, Kind::Domain).await?;
+            let allocated = tx
+                .count(
+                    &format!("SELECT {sum} FROM admin_domain d INNER JOIN core_objectaccess oa ON oa.object_id = d.id AND oa.content_type_id = ? WHERE oa.user_id = ?"),
+                    args![ct, uid],
+                )
+                .await?;
+            if spec.quota == 0 && has_quota_limit(tx, uid).await? {
+                return Err(StoreError::refused(
+                    "quota",
+                    "your quota limit does not allow an unlimited domain",
+                ));
+            }
+            access::check_user_limit(tx, actor, "quota", allocated, i64::from(spec.quota)).await?;
+        }
+    }
+    let transport_id = match relay {
+        Some(r) => Some(create_transport(tx, name, r).await?),
+        None => None,
+    };
+    let now = Utc::now();
+    let id = tx
+        .insert(
+            "INSERT INTO admin_domain (name, quota, default_mailbox_quota, enabled, type, enable_dns_checks, transport_id, enable_dkim, dkim_key_selector, dkim_key_length, dkim_public_key, dkim_private_key_path, creation, last_modification) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', ?, ?)",
+            args![
+                name.as_str(),
+                spec.quota,
+                spec.default_mailbox_quota,
+                spec.enabled,
+                if relay.is_some() { "relaydomain" } else { "domain" },
+                spec.enable_dns_checks,
+                transport_id,
+                spec.enable_dkim,
+                spec.dkim_key_selector.as_str(),
+                spec.dkim_key_length,
+                now,
+                now
+            ],
+        )
+        .await? as i32;
+    if let Some(uid) = actor.user_id() {
+        access::grant(tx, uid, Kind::Domain, i64::from(id), true).await?;
+    }
+    let what = if relay.is_some() {
+        "Relay domain"
+    } else {
+        "Domain"
+    };
+    audit::info(tx, &format!("{what} {name} created")).await?;
+    get(tx, actor, name.as_str()).await
+}
+
+async fn has_quota_limit(tx: &mut Tx, user_id: i32) -> Result<bool, StoreError> {
+    Ok(tx
+        .count(
+            "SELECT COUNT(*) FROM limits_userobjectlimit WHERE user_id = ? AND name = 'quota' AND max_value > 0",
+            args![user_id],
+        )
+        .await?
+        > 0)
+}
+
+fn next_hop(r: &Relay) -> String {
+    format!("[{}]:{}", r.target_host, r.target_port)
+}
+
+fn settings_json(r: &Relay) -> Result<String, StoreError> {
+    serde_json::to_string(&TransportSettings {
+        relay_target_host: r.target_host.clone(),
+        relay_target_port: r.target_port,
+        relay_verify_recipients: r.verify_recipients,
+    })
+    .map_err(|e| StoreError::Corrupt {
+        what: format!("transport settings: {e}"),
+    })
+}
+
+async fn create_transport(tx: &mut Tx, name: &DomainName, r: &Relay) -> Result<i32, StoreError> {
+    let id = tx
+        .insert(
+            "INSERT INTO transport_transport (pattern, service, next_hop, _settings) VALUES (?, ?, ?, ?)",
+            args![name.as_str(), r.service.as_str(), next_hop(r), settings_json(r)?],
+        )
+        .await? as i32;
+    set_verification(tx, name.as_str(), r.verify_recipients).await?;
+    Ok(id)
+}
+
+async fn set_verification(tx: &mut Tx, name: &str, on: bool) -> Result<(), StoreError> {
+    tx.exec(
+        "DELETE FROM relaydomains_recipientaccess WHERE pattern = ?",
+        args![name],
+    )
+    .await?;
+    if on {
+        tx.exec(
+            "INSERT INTO relaydomains_recipientaccess (pattern, action) VALUES (?, 'reject_unverified_recipient')",
+            args![name],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn update(
+    tx: &mut Tx,
+    actor: Actor,
+    name: &str,
+    patch: &DomainPatch,
+) -> Result<Domain, StoreError> {
+    let d = get(tx, actor, name).await?;
+    let quota = patch.quota.unwrap_or(d.quota);
+    let default_mailbox_quota = patch
+        .default_mailbox_quota
+        .unwrap_or(d.default_mailbox_quota);
+    check_quotas(quota, default_mailbox_quota)?;
+    if quota > 0 && i64::from(quota) < d.allocated_quota {
+        return Err(StoreError::refused(
+            "quota",
+            format!(
+                "{quota} MB is less than the {} MB already given to mailboxes",
+                d.allocated_quota
+            ),
+        ));
+    }
+    if quota > 0 && d.mailboxes > 0 {
+        let unlimited = tx
+            .count(
+                "SELECT COUNT(*) FROM admin_mailbox WHERE domain_id = ? AND quota = 0",
+                args![d.id],
+            )
+            .await?;
+        if unlimited > 0 {
+            return Err(StoreError::refused(
+                "quota",
+                format!("{unlimited} mailbox(es) of this domain have an unlimited quota; give them one first"),
+            ));
+        }
+    }
+    let key_length = patch.dkim_key_length.unwrap_or(d.dkim_key_length);
+    check_key_length(key_length)?;
+    let selector = patch
+        .dkim_key_selector
+        .as_ref()
+        .map_or(d.dkim_key_selector.clone(), |s| s.to_string());
+    // A new selector or key length means a new key: the DKIM job generates it.
+    let rekey = selector != d.dkim_key_selector || key_length != d.dkim_key_length;
+    tx.exec(
+        "UPDATE admin_domain SET quota = ?, default_mailbox_quota = ?, enabled = ?, enable_dns_checks = ?, enable_dkim = ?, dkim_key_selector = ?, dkim_key_length = ?, last_modification = ? WHERE id = ?",
+        args![
+            quota,
+            default_mailbox_quota,
+            patch.enabled.unwrap_or(d.enabled),
+            patch.enable_dns_checks.unwrap_or(d.enable_dns_checks),
+            patch.enable_dkim.unwrap_or(d.enable_dkim),
+            selector,
+            key_length,
+            Utc::now(),
+            d.id
+        ],
+    )
+    .await?;
+    if rekey {
+        tx.exec(
+            "UPDATE admin_domain SET dkim_public_key = '', dkim_private_key_path = '' WHERE id = ?",
+            args![d.id],
+        )
+        .await?;
+    }
+    if let Some(relay) = &patch.relay {
+        if d.kind != "relaydomain" {
+            return Err(StoreError::refused(
+                "relay",
+                "only a relay domain has a relay target",
+            ));
+        }
+        check_relay(relay)?;
+        tx.exec(
+            "UPDATE transport_transport SET service = ?, next_hop = ?, _settings = ? WHERE pattern = ?",
+            args![relay.service.as_str(), next_hop(relay), settings_json(relay)?, name],
+        )
+        .await?;
+        set_verification(tx, name, relay.verify_recipients).await?;
+    }
+    audit::info(tx, &format!("Domain {name} modified")).await?;
+    get(tx, actor, name).await
+}
+
+/// Deletes a domain and everything in it: mailboxes and their accounts (queued for removal
+/// on disk when filesystem handling is on), aliases, domain aliases, DNS results, limits,
+/// access rows, the relay transport.
+pub async fn delete(
+    tx: &mut Tx,
+    actor: Actor,
+    name: &str,
+    opts: &accounts::Options,
+) -> Result<(), StoreError> {
+    let d = get(tx, actor, name).await?;
+    if !actor.is_super()
+        && !matches!(
+            actor,
+            Actor::User {
+                role: access::Role::Resellers,
+                ..
+            }
+        )
+    {
+        return Err(StoreError::Forbidden(
+            "domain admins cannot delete domains".into(),
+        ));
+    }
+    let users = tx
+        .rows(
+            "SELECT u.username FROM core_user u INNER JOIN admin_mailbox mb ON mb.user_id = u.id WHERE mb.domain_id = ?",
+            args![d.id],
+        )
+        .await?;
+    for u in users {
+        accounts::delete_in(tx, &u.text("username")?, opts).await?;
+    }
+    let alias_ids = tx
+        .rows(
+            "SELECT id FROM admin_alias WHERE domain_id = ?",
+            args![d.id],
+        )
+        .await?
+        .iter()
+        .map(|r| r.i32("id"))
+        .collect::<Result<Vec<_>, _>>()?;
+    aliases::delete_ids(tx, alias_ids).await?;
+    let domain_aliases = tx
+        .rows(
+            "SELECT name FROM admin_domainalias WHERE target_id = ?",
+            args![d.id],
+        )
+        .await?;
+    for da in domain_aliases {
+        delete_alias(tx, Actor::System, &da.text("name")?).await?;
+    }
+    tx.exec(
+        "DELETE FROM admin_dnsblresult WHERE domain_id = ?",
+        args![d.id],
+    )
+    .await?;
+    tx.exec(
+        "DELETE FROM admin_mxrecord WHERE domain_id = ?",
+        args![d.id],
+    )
+    .await?;
+    tx.exec(
+        "DELETE FROM limits_domainobjectlimit WHERE domain_id = ?",
+        args![d.id],
+    )
+    .await?;
+    access::forget_object(tx, Kind::Domain, i64::from(d.id)).await?;
+    tx.exec("DELETE FROM admin_domain WHERE id = ?", args![d.id])
+        .await?;
+    tx.exec(
+        "DELETE FROM transport_transport WHERE pattern = ?",
+        args![name],
+    )
+    .await?;
+    tx.exec(
+        "DELETE FROM relaydomains_recipientaccess WHERE pattern = ?",
+        args![name],
+    )
+    .await?;
+    audit::info(tx, &format!("Domain {name} deleted")).await
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DomainAlias {
+    pub id: i32,
+    pub name: String,
+    pub target: String,
+    pub enabled: bool,
+    pub creation: DateTime<Utc>,
+}
+
+async fn domain_alias_from_row(r: &super::Row) -> Result<DomainAlias, StoreError> {
+    Ok(DomainAlias {
+        id: r.i32("id")?,
+        name: r.text("name")?,
+        target: r.text("target")?,
+        enabled: r.bool("enabled")?,
+        creation: r.ts("creation")?,
+    })
+}
+
+const DOMAIN_ALIAS_SELECT: &str = "SELECT da.id, da.name, d.name AS target, da.enabled, da.creation, d.id AS target_id FROM admin_domainalias da INNER JOIN admin_domain d ON da.target_id = d.id";
+
+pub async fn get_alias(tx: &mut Tx, actor: Actor, name: &str) -> Result<DomainAlias, StoreError> {
+    let r = tx
+        .row(
+            &format!("{DOMAIN_ALIAS_SELECT} WHERE da.name = ?"),
+            args![name],
+        )
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            kind: "domain alias",
+            name: name.to_string(),
+        })?;
+    if !access::can_admin_domain(tx, actor, r.i32("target_id")?).await? {
+        return Err(StoreError::NotFound {
+            kind: "domain alias",
+            name: name.to_string(),
+        });
+    }
+    domain_alias_from_row(&r).await
+}
+
+pub async fn list_aliases(
+    tx: &mut Tx,
+    actor: Actor,
+    target: Option<&str>,
+) -> Result<Vec<DomainAlias>, StoreError> {
+    let rows = tx
+        .rows(&format!("{DOMAIN_ALIAS_SELECT} ORDER BY da.name"), &[])
+        .await?;
+    let visible = access::domain_ids(tx, actor).await?;
+    let mut out = Vec::new();
+    for r in &rows {
+        let tid = r.i32("target_id")?;
+        if visible.as_ref().is_some_and(|ids| !ids.contains(&tid)) {
+            continue;
+        }
+        let a = domain_alias_from_row(r).await?;
+        if target.is_some_and(|t| t != a.target) {
+            continue;
+        }
+        out.push(a);
+    }
+    Ok(out)
+}
+
+/// `alias.tld → target.tld`, with its internal alias `@alias.tld → @target.tld`.
+pub async fn create_alias(
+    tx: &mut Tx,
+    actor: Actor,
+    name: &DomainName,
+    target: &DomainName,
+    enabled: bool,
+) -> Result<DomainAlias, StoreError> {
+    let t = get(tx, actor, target.as_str()).await?;
+    if t.kind != "domain" {
+        return Err(StoreError::refused(
+            "target",
+            "must be a hosted domain, not a relay domain",
+        ));
+    }
+    if name == target {
+        return Err(StoreError::refused(
+            "name",
+            "a domain cannot be an alias of itself",
+        ));
+    }
+    if name_taken(tx, name.as_str()).await? {
+        return Err(StoreError::Exists {
+            kind: "domain",
+            name: name.to_string(),
+        });
+    }
+    let used = tx
+        .count(
+            "SELECT COUNT(*) FROM admin_domainalias WHERE target_id = ?",
+            args![t.id],
+        )
+        .await?;
+    access::check_domain_limit(tx, t.id, "domain_aliases", used, 1).await?;
+    if let Some(uid) = actor.user_id() {
+        let ct = access::content_type(tx, Kind::Domain).await?;
+        let mine = tx
+            .count(
+                "SELECT COUNT(*) FROM admin_domainalias da INNER JOIN core_objectaccess oa ON oa.object_id = da.target_id AND oa.content_type_id = ? WHERE oa.user_id = ?",
+                args![ct, uid],
+            )
+            .await?;
+        access::check_user_limit(tx, actor, "domain_aliases", mine, 1).await?;
+    }
+    let now = Utc::now();
+    let id = tx
+        .insert(
+            "INSERT INTO admin_domainalias (name, target_id, enabled, creation, last_modification) VALUES (?, ?, ?, ?, ?)",
+            args![name.as_str(), t.id, enabled, now, now],
+        )
+        .await?;
+    // Modoboa leaves the domain of this internal alias empty.
+    aliases::create_internal(tx, &format!("@{name}"), None, &format!("@{target}"), None).await?;
+    if let Some(uid) = actor.user_id() {
+        access::grant(tx, uid, Kind::DomainAlias, id, true).await?;
+    }
+    audit::info(tx, &format!("Domain alias {name} -> {target} created")).await?;
+    get_alias(tx, actor, name.as_str()).await
+}
+
+pub async fn set_alias_enabled(
+    tx: &mut Tx,
+    actor: Actor,
+    name: &str,
+    enabled: bool,
+) -> Result<DomainAlias, StoreError> {
+    let a = get_alias(tx, actor, name).await?;
+    tx.exec(
+        "UPDATE admin_domainalias SET enabled = ?, last_modification = ? WHERE id = ?",
+        args![enabled, Utc::now(), a.id],
+    )
+    .await?;
+    audit::info(tx, &format!("Domain alias {name} modified")).await?;
+    get_alias(tx, actor, name).await
+}
+
+pub async fn delete_alias(tx: &mut Tx, actor: Actor, name: &str) -> Result<(), StoreError> {
+    let a = get_alias(tx, actor, name).await?;
+    let internal = tx
+        .rows(
+            "SELECT id FROM admin_alias WHERE address = ? AND internal = ?",
+            args![format!("@{name}"), true],
+        )
+        .await?
+        .iter()
+        .map(|r| r.i32("id"))
+        .collect::<Result<Vec<_>, _>>()?;
+    aliases::delete_ids(tx, internal).await?;
+    access::forget_object(tx, Kind::DomainAlias, i64::from(a.id)).await?;
+    tx.exec("DELETE FROM admin_domainalias WHERE id = ?", args![a.id])
+        .await?;
+    audit::info(tx, &format!("Domain alias {name} deleted")).await
+}

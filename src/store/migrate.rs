@@ -1,0 +1,359 @@
+//! Schema migrations, embedded per engine and recorded in `modobox_schema_migration` with a
+//! checksum: a migration is never edited once released, only followed by a new one.
+//! Adoption of a Modoboa database records the Modoboa schema as already there and runs only
+//! what modobox adds.
+
+use chrono::Utc;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{Backend, Store, StoreError, Tx};
+use crate::args;
+
+struct Migration {
+    version: i32,
+    name: &'static str,
+    postgres: &'static str,
+    mysql: &'static str,
+    sqlite: &'static str,
+}
+
+macro_rules! migration {
+    ($version:expr, $file:literal) => {
+        Migration {
+            version: $version,
+            name: $file,
+            postgres: include_str!(concat!("migrations/postgres/", $file, ".sql")),
+            mysql: include_str!(concat!("migrations/mysql/", $file, ".sql")),
+            sqlite: include_str!(concat!("migrations/sqlite/", $file, ".sql")),
+        }
+    };
+}
+
+/// Version 1 is the Modoboa schema itself: an adopted database already has it.
+const MODOBOA_SCHEMA: i32 = 1;
+
+static MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_modoboa_schema"),
+    migration!(2, "0002_amavis_quarantine"),
+    migration!(3, "0003_modobox_tables"),
+];
+
+impl Migration {
+    fn sql(&self, backend: Backend) -> &'static str {
+        match backend {
+            Backend::Postgres => self.postgres,
+            Backend::Mysql => self.mysql,
+            Backend::Sqlite => self.sqlite,
+        }
+    }
+    fn checksum(&self, backend: Backend) -> String {
+        let digest = Sha256::digest(self.sql(backend).as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// One statement per `;` at the end of a line; `--` comment lines dropped.
+fn statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in sql.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with("--") {
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+        if trimmed.ends_with(';') {
+            let stmt = current.trim().trim_end_matches(';').to_string();
+            out.push(stmt);
+            current.clear();
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push(current.trim().to_string());
+    }
+    out
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MigrationState {
+    pub version: i32,
+    pub name: &'static str,
+    pub applied: bool,
+    /// Recorded as present without running (adopted Modoboa schema).
+    pub baseline: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub backend: &'static str,
+    /// The database holds Modoboa's tables but modobox never migrated it.
+    pub unadopted_modoboa: bool,
+    pub migrations: Vec<MigrationState>,
+}
+
+impl Status {
+    pub fn pending(&self) -> usize {
+        self.migrations.iter().filter(|m| !m.applied).count()
+    }
+}
+
+const LEDGER: &str = "modobox_schema_migration";
+
+async fn table_exists(tx: &mut Tx, name: &str) -> Result<bool, StoreError> {
+    let sql = match tx.backend() {
+        Backend::Postgres => {
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?"
+        }
+        Backend::Mysql => {
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?"
+        }
+        Backend::Sqlite => {
+            "SELECT COUNT(*) FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?"
+        }
+    };
+    Ok(tx.count(sql, args![name]).await? > 0)
+}
+
+async fn ensure_ledger(tx: &mut Tx) -> Result<(), StoreError> {
+    let ts = match tx.backend() {
+        Backend::Postgres => "timestamp with time zone",
+        Backend::Mysql => "datetime(6)",
+        Backend::Sqlite => "datetime",
+    };
+    tx.exec(
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {LEDGER} (version integer NOT NULL PRIMARY KEY, \
+             name varchar(100) NOT NULL, checksum varchar(64) NOT NULL, \
+             baseline {bool} NOT NULL, applied_at {ts} NOT NULL)",
+            bool = if tx.backend() == Backend::Postgres {
+                "boolean"
+            } else {
+                "bool"
+            }
+        ),
+        &[],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Serialises migrators on servers shared by several nodes; released with the transaction
+/// (PostgreSQL) or the session (MySQL). SQLite's write lock does the same job.
+async fn lock(tx: &mut Tx) -> Result<(), StoreError> {
+    match tx.backend() {
+        Backend::Postgres => {
+            tx.exec("SELECT pg_advisory_xact_lock(7310004201)", &[])
+                .await?;
+        }
+        Backend::Mysql => {
+            let got = tx
+                .count("SELECT GET_LOCK('modobox_migrate', 120)", &[])
+                .await?;
+            if got != 1 {
+                return Err(StoreError::Migration(
+                    "another node has been migrating this database for 2 minutes".into(),
+                ));
+            }
+        }
+        Backend::Sqlite => {}
+    }
+    Ok(())
+}
+
+async fn unlock(tx: &mut Tx) -> Result<(), StoreError> {
+    if tx.backend() == Backend::Mysql {
+        tx.exec("SELECT RELEASE_LOCK('modobox_migrate')", &[])
+            .await?;
+    }
+    Ok(())
+}
+
+struct Recorded {
+    version: i32,
+    checksum: String,
+    baseline: bool,
+}
+
+async fn recorded(tx: &mut Tx) -> Result<Vec<Recorded>, StoreError> {
+    if !table_exists(tx, LEDGER).await? {
+        return Ok(Vec::new());
+    }
+    let rows = tx
+        .rows(
+            &format!("SELECT version, checksum, baseline FROM {LEDGER} ORDER BY version"),
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Recorded {
+                version: r.i32("version")?,
+                checksum: r.text("checksum")?,
+                baseline: r.bool("baseline")?,
+            })
+        })
+        .collect()
+}
+
+async fn has_modoboa_tables(tx: &mut Tx) -> Result<bool, StoreError> {
+    Ok(table_exists(tx, "admin_domain").await? && table_exists(tx, "core_user").await?)
+}
+
+pub async fn status(store: &Store) -> Result<Status, StoreError> {
+    let mut tx = store.begin().await?;
+    let done = recorded(&mut tx).await?;
+    let unadopted_modoboa = done.is_empty() && has_modoboa_tables(&mut tx).await?;
+    let backend = store.backend();
+    let mut migrations = Vec::new();
+    for m in MIGRATIONS {
+        let rec = done.iter().find(|r| r.version == m.version);
+        if let Some(r) = rec {
+            if !r.baseline && r.checksum != m.checksum(backend) {
+                return Err(changed(m));
+            }
+        }
+        migrations.push(MigrationState {
+            version: m.version,
+            name: m.name,
+            applied: rec.is_some(),
+            baseline: rec.is_some_and(|r| r.baseline),
+        });
+    }
+    if let Some(newer) = done.iter().find(|r| r.version > latest()) {
+        return Err(StoreError::Migration(format!(
+            "the database is at version {}, newer than this modobox knows ({}): upgrade modobox",
+            newer.version,
+            latest()
+        )));
+    }
+    Ok(Status {
+        backend: backend.as_str(),
+        unadopted_modoboa,
+        migrations,
+    })
+}
+
+fn latest() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+fn changed(m: &Migration) -> StoreError {
+    StoreError::Migration(format!(
+        "migration {} ({}) differs from the one applied to this database: migrations must never be edited",
+        m.version, m.name
+    ))
+}
+
+/// Applies what is pending; returns the versions applied. Refuses a Modoboa database that was
+/// never adopted (its tables exist: running migration 1 would fail half-way).
+pub async fn migrate(store: &Store) -> Result<Vec<i32>, StoreError> {
+    run(store, false).await
+}
+
+/// Takes over a database created by Modoboa 1.10: records the Modoboa schema as present and
+/// adds modobox's tables (and the `dkim` view when Modoboa's is missing). Rows are not touched.
+pub async fn adopt(store: &Store) -> Result<Vec<i32>, StoreError> {
+    run(store, true).await
+}
+
+async fn run(store: &Store, adopting: bool) -> Result<Vec<i32>, StoreError> {
+    let backend = store.backend();
+    let mut tx = store.begin().await?;
+    lock(&mut tx).await?;
+    let result = apply(&mut tx, backend, adopting).await;
+    unlock(&mut tx).await?;
+    let applied = result?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
+async fn apply(tx: &mut Tx, backend: Backend, adopting: bool) -> Result<Vec<i32>, StoreError> {
+    let done = recorded(tx).await?;
+    let modoboa = has_modoboa_tables(tx).await?;
+    if adopting {
+        if !modoboa {
+            return Err(StoreError::Migration(
+                "nothing to adopt: this database has no Modoboa tables (admin_domain, core_user); use `modobox db migrate`".into(),
+            ));
+        }
+        if done.iter().any(|r| r.version == MODOBOA_SCHEMA) {
+            return Err(StoreError::Migration(
+                "this database is already managed by modobox; use `modobox db migrate`".into(),
+            ));
+        }
+    } else if done.is_empty() && modoboa {
+        return Err(StoreError::Migration(
+            "this database already holds Modoboa's tables: take it over with `modobox db adopt`"
+                .into(),
+        ));
+    }
+    ensure_ledger(tx).await?;
+    let mut applied = Vec::new();
+    for m in MIGRATIONS {
+        if let Some(r) = done.iter().find(|r| r.version == m.version) {
+            if !r.baseline && r.checksum != m.checksum(backend) {
+                return Err(changed(m));
+            }
+            continue;
+        }
+        let baseline = adopting && m.version == MODOBOA_SCHEMA;
+        if baseline {
+            if !table_exists(tx, "dkim").await? {
+                let view = statements(m.sql(backend))
+                    .into_iter()
+                    .find(|s| s.starts_with("CREATE VIEW dkim"))
+                    .ok_or_else(|| StoreError::Migration("the dkim view is missing".into()))?;
+                tx.exec(&view, &[]).await?;
+            }
+        } else {
+            for stmt in statements(m.sql(backend)) {
+                tx.exec(&stmt, &[]).await.map_err(|e| {
+                    StoreError::Migration(format!("migration {} ({}): {e}", m.version, m.name))
+                })?;
+            }
+        }
+        tx.exec(
+            &format!(
+                "INSERT INTO {LEDGER} (version, name, checksum, baseline, applied_at) VALUES (?, ?, ?, ?, ?)"
+            ),
+            args![m.version, m.name, m.checksum(backend), baseline, Utc::now()],
+        )
+        .await?;
+        applied.push(m.version);
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_splits_into_statements_on_every_engine() {
+        for m in MIGRATIONS {
+            for b in [Backend::Postgres, Backend::Mysql, Backend::Sqlite] {
+                let stmts = statements(m.sql(b));
+                assert!(!stmts.is_empty(), "{} {:?}", m.name, b);
+                for s in &stmts {
+                    assert!(!s.ends_with(';'), "{s}");
+                    assert!(
+                        s.starts_with("CREATE") || s.starts_with("INSERT"),
+                        "{} {:?}: unexpected statement {s}",
+                        m.name,
+                        b
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn versions_are_increasing_and_named_after_their_files() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1);
+            assert!(m.name.starts_with(&format!("{:04}_", m.version)));
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The database: one `Store` over PostgreSQL, MariaDB/MySQL or SQLite (chosen from the URL),
+//! the migrations that create Modoboa's schema plus modobox's own tables, and the operations
+//! that keep Modoboa's invariants. Nothing outside this module writes SQL.
+
+pub mod access;
+pub mod accounts;
+pub mod aliases;
+pub mod audit;
+pub mod db;
+pub mod domains;
+pub mod migrate;
+pub mod transfer;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+
+use crate::config::{Config, Engine};
+use crate::names::NameError;
+use crate::secrets::Secrets;
+
+pub use db::{Row, Tx, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Mysql,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Mysql => "mysql",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Invalid(#[from] NameError),
+    #[error("{kind} {name} does not exist")]
+    NotFound { kind: &'static str, name: String },
+    #[error("{kind} {name} already exists")]
+    Exists { kind: &'static str, name: String },
+    #[error("{field}: {rule}")]
+    Refused { field: String, rule: String },
+    #[error("permission denied: {0}")]
+    Forbidden(String),
+    #[error("the database holds something modobox cannot read: {what}")]
+    Corrupt { what: String },
+    #[error("database URL: {0}")]
+    Url(String),
+    #[error("migrations: {0}")]
+    Migration(String),
+    #[error("password: {0}")]
+    Password(#[from] crate::accounts::password::PasswordError),
+}
+
+impl StoreError {
+    pub fn refused(field: &str, rule: impl Into<String>) -> Self {
+        StoreError::Refused {
+            field: field.to_string(),
+            rule: rule.into(),
+        }
+    }
+}
+
+/// A database URL (`postgres://`, `mysql://` or `mariadb://`, `sqlite://`). Holds the
+/// password, so it never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn parse(text: &str) -> Result<Self, StoreError> {
+        let text = text.trim();
+        let backend = Self::backend_of(text)?;
+        if backend != Backend::Sqlite {
+            url::Url::parse(text).map_err(|e| StoreError::Url(format!("not a valid URL ({e})")))?;
+        }
+        Ok(DatabaseUrl(text.to_string()))
+    }
+
+    fn backend_of(text: &str) -> Result<Backend, StoreError> {
+        let scheme = text.split_once(':').map(|(s, _)| s).unwrap_or("");
+        match scheme {
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            "mysql" | "mariadb" => Ok(Backend::Mysql),
+            "sqlite" => Ok(Backend::Sqlite),
+            _ => Err(StoreError::Url(
+                "the scheme must be postgres://, mysql://, mariadb:// or sqlite://".into(),
+            )),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        // Checked in parse().
+        Self::backend_of(&self.0).unwrap_or(Backend::Sqlite)
+    }
+
+    /// The URL of the configured database (credentials from the secrets file).
+    pub fn from_config(config: &Config, secrets: &Secrets) -> Self {
+        let db = &config.database;
+        match db.engine {
+            Engine::Sqlite => DatabaseUrl(format!("sqlite://{}", db.sqlite_path)),
+            Engine::Postgres | Engine::Mysql => {
+                let scheme = if db.engine == Engine::Postgres {
+                    "postgres"
+                } else {
+                    "mysql"
+                };
+                // Host, user and name are validated identifiers; only the password needs encoding.
+                let password = percent_encoding::utf8_percent_encode(
+                    secrets.database_password.expose(),
+                    percent_encoding::NON_ALPHANUMERIC,
+                );
+                let host = if db.host.as_str().contains(':') {
+                    format!("[{}]", db.host)
+                } else {
+                    db.host.to_string()
+                };
+                DatabaseUrl(format!(
+                    "{scheme}://{}:{password}@{host}:{}/{}",
+                    db.user,
+                    db.port(),
+                    db.name
+                ))
+            }
+        }
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password replaced, fit for messages.
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("***"));
+                u.to_string()
+            }
+            _ => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+/// The database, whichever engine holds it.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Postgres(PgPool),
+    Mysql(MySqlPool),
+    Sqlite(SqlitePool),
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Store {
+    pub async fn connect(url: &DatabaseUrl) -> Result<Store, StoreError> {
+        let max = std::thread::available_parallelism().map_or(4, |n| n.get() as u32 * 2 + 2);
+        let fail = |e: sqlx::Error| StoreError::Url(format!("{}: {e}", url.redacted()));
+        Ok(match url.backend() {
+            Backend::Postgres => {
+                let opts = PgConnectOptions::from_str(url.expose()).map_err(fail)?;
+                Store::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(max)
+                        .acquire_timeout(CONNECT_TIMEOUT)
+                        .connect_with(opts)
+                        .await
+                        .map_err(fail)?,
+                )
+            }
+            Backend::Mysql => {
+                let text = url.expose().replacen("mariadb://", "mysql://", 1);
+                let opts = MySqlConnectOptions::from_str(&text)
+                    .map_err(fail)?
+                    .charset("utf8mb4");
+                Store::Mysql(
+                    MySqlPoolOptions::new()
+                        .max_connections(max)
+                        .acquire_timeout(CONNECT_TIMEOUT)
+                        .connect_with(opts)
+                        .await
+                        .map_err(fail)?,
+                )
+            }
+            Backend::Sqlite => {
+                let opts = SqliteConnectOptions::from_str(url.expose())
+                    .map_err(fail)?
+                    .create_if_missing(true)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10));
+                Store::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(max.min(8))
+                        .acquire_timeout(CONNECT_TIMEOUT)
+                        .connect_with(opts)
+                        .await
+                        .map_err(fail)?,
+                )
+            }
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Store::Postgres(_) => Backend::Postgres,
+            Store::Mysql(_) => Backend::Mysql,
+            Store::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Store::Postgres(p) => Tx::Postgres(p.begin().await?),
+            Store::Mysql(p) => Tx::Mysql(p.begin().await?),
+            Store::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+        })
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Store::Postgres(p) => p.close().await,
+            Store::Mysql(p) => p.close().await,
+            Store::Sqlite(p) => p.close().await,
+        }
+    }
+}
