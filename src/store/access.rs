@@ -131,7 +131,7 @@ pub async fn grant(
     tx: &mut Tx,
     user_id: i32,
     kind: Kind,
-    object_id: i64,
+    object_id: i32,
     is_owner: bool,
 ) -> Result<(), StoreError> {
     let ct = content_type(tx, kind).await?;
@@ -155,7 +155,7 @@ pub async fn revoke(
     tx: &mut Tx,
     user_id: i32,
     kind: Kind,
-    object_id: i64,
+    object_id: i32,
 ) -> Result<u64, StoreError> {
     let ct = content_type(tx, kind).await?;
     tx.exec(
@@ -166,7 +166,7 @@ pub async fn revoke(
 }
 
 /// Drops every access row of an object that is being deleted.
-pub async fn forget_object(tx: &mut Tx, kind: Kind, object_id: i64) -> Result<(), StoreError> {
+pub async fn forget_object(tx: &mut Tx, kind: Kind, object_id: i32) -> Result<(), StoreError> {
     let ct = content_type(tx, kind).await?;
     tx.exec(
         "DELETE FROM core_objectaccess WHERE content_type_id = ? AND object_id = ?",

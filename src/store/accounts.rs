@@ -42,9 +42,14 @@ pub const MIN_PASSWORD_LEN: usize = 8;
 pub const MAX_PASSWORD_LEN: usize = 128;
 
 impl Password {
-    /// A value from a CSV file: a `{SCHEME}` prefix modobox can verify means "already hashed".
+    /// A value from a CSV file: a `{SCHEME}` prefix naming a known scheme means "already
+    /// hashed" (and a malformed hash is then refused, not taken as a clear-text password).
     pub fn from_import(value: &str) -> Password {
-        if value.starts_with('{') && password::scheme_of(value).is_ok() {
+        let named = value
+            .strip_prefix('{')
+            .and_then(|rest| rest.split_once('}'))
+            .is_some_and(|(name, _)| name.parse::<password::Scheme>().is_ok());
+        if named {
             Password::Hashed(value.to_string())
         } else {
             Password::Clear(value.to_string())
@@ -389,7 +394,7 @@ pub async fn insert(
         .await? as i32;
     access::set_role(tx, user_id, spec.role).await?;
     if let Some(uid) = actor.user_id() {
-        access::grant(tx, uid, Kind::User, i64::from(user_id), true).await?;
+        access::grant(tx, uid, Kind::User, user_id, true).await?;
     }
     if let Some((addr, d, quota, use_domain)) = mailbox_domain {
         let mb = tx
@@ -410,7 +415,7 @@ pub async fn insert(
         )
         .await?;
         if let Some(uid) = actor.user_id() {
-            access::grant(tx, uid, Kind::Mailbox, i64::from(mb), true).await?;
+            access::grant(tx, uid, Kind::Mailbox, mb, true).await?;
         }
     }
     for d in &spec.domains {
@@ -839,7 +844,7 @@ pub(super) async fn delete_in(
             args![mb.full_address.as_str()],
         )
         .await?;
-        access::forget_object(tx, Kind::Mailbox, i64::from(mb.id)).await?;
+        access::forget_object(tx, Kind::Mailbox, mb.id).await?;
         tx.exec("DELETE FROM admin_mailbox WHERE id = ?", args![mb.id])
             .await?;
         if opts.handle_mailboxes_on_filesystem {
@@ -851,7 +856,7 @@ pub(super) async fn delete_in(
             .await?;
         }
     }
-    access::forget_object(tx, Kind::User, i64::from(a.id)).await?;
+    access::forget_object(tx, Kind::User, a.id).await?;
     tx.exec(
         "DELETE FROM core_objectaccess WHERE user_id = ?",
         args![a.id],
@@ -910,7 +915,7 @@ async fn grant_domain_in(
     if a.role == Role::DomainAdmins {
         access::check_domain_limit(tx, d.id, "domain_admins", admins, 1).await?;
     }
-    access::grant(tx, a.id, Kind::Domain, i64::from(d.id), false).await
+    access::grant(tx, a.id, Kind::Domain, d.id, false).await
 }
 
 pub async fn revoke_domain(
@@ -921,7 +926,7 @@ pub async fn revoke_domain(
 ) -> Result<(), StoreError> {
     let a = get(tx, actor, username).await?;
     let d = domains::get(tx, actor, domain.as_str()).await?;
-    if access::revoke(tx, a.id, Kind::Domain, i64::from(d.id)).await? == 0 {
+    if access::revoke(tx, a.id, Kind::Domain, d.id).await? == 0 {
         return Err(StoreError::NotFound {
             kind: "domain access",
             name: format!("{username} → {domain}"),

@@ -122,37 +122,48 @@ async fn resolve(tx: &mut Tx, field: &str, value: &str) -> Result<Target, StoreE
     })
 }
 
-async fn set_recipients(
+/// Resolves every recipient before anything is written, so a refusal changes nothing.
+async fn resolve_all(
     tx: &mut Tx,
-    alias_id: i32,
     recipients: &[String],
-) -> Result<(), StoreError> {
+    own: Option<i32>,
+) -> Result<Vec<Target>, StoreError> {
     if recipients.is_empty() {
         return Err(StoreError::refused(
             "recipients",
             "an alias needs at least one recipient",
         ));
     }
-    tx.exec(
-        "DELETE FROM modoboa_admin_aliasrecipient WHERE alias_id = ?",
-        args![alias_id],
-    )
-    .await?;
-    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<Target> = Vec::new();
     for (i, r) in recipients.iter().enumerate() {
         let t = resolve(tx, &format!("recipients[{}]", i + 1), r).await?;
-        if t.alias == Some(alias_id) {
+        if own.is_some() && t.alias == own {
             return Err(StoreError::refused(
                 "recipients",
                 "an alias cannot point to itself",
             ));
         }
-        if !seen.insert(t.address.clone()) {
-            continue;
+        if !out.iter().any(|o| o.address == t.address) {
+            out.push(t);
         }
+    }
+    Ok(out)
+}
+
+async fn write_recipients(
+    tx: &mut Tx,
+    alias_id: i32,
+    targets: &[Target],
+) -> Result<(), StoreError> {
+    tx.exec(
+        "DELETE FROM modoboa_admin_aliasrecipient WHERE alias_id = ?",
+        args![alias_id],
+    )
+    .await?;
+    for t in targets {
         tx.exec(
             "INSERT INTO modoboa_admin_aliasrecipient (address, alias_id, r_mailbox_id, r_alias_id) VALUES (?, ?, ?, ?)",
-            args![t.address, alias_id, t.mailbox, t.alias],
+            args![t.address.as_str(), alias_id, t.mailbox, t.alias],
         )
         .await?;
     }
@@ -198,7 +209,7 @@ pub(super) async fn delete_ids(tx: &mut Tx, ids: Vec<i32>) -> Result<(), StoreEr
             args![id, id],
         )
         .await?;
-        access::forget_object(tx, Kind::Alias, i64::from(id)).await?;
+        access::forget_object(tx, Kind::Alias, id).await?;
         tx.exec("DELETE FROM admin_alias WHERE id = ?", args![id])
             .await?;
         for p in parents {
@@ -296,6 +307,7 @@ pub async fn create(
         let mine = admin_alias_count(tx, uid).await?;
         access::check_user_limit(tx, actor, "mailbox_aliases", mine, 1).await?;
     }
+    let targets = resolve_all(tx, &spec.recipients, None).await?;
     let now = Utc::now();
     let id = tx
         .insert(
@@ -303,9 +315,9 @@ pub async fn create(
             args![address.full.as_str(), domain_id, spec.enabled, false, spec.description.as_str(), spec.expire_at, now, now],
         )
         .await? as i32;
-    set_recipients(tx, id, &spec.recipients).await?;
+    write_recipients(tx, id, &targets).await?;
     if let Some(uid) = actor.user_id() {
-        access::grant(tx, uid, Kind::Alias, i64::from(id), true).await?;
+        access::grant(tx, uid, Kind::Alias, id, true).await?;
     }
     audit::info(tx, &format!("Alias {} created", address.full)).await?;
     get(tx, actor, &address.full).await
@@ -420,13 +432,17 @@ pub async fn update(
     let enabled = patch.enabled.unwrap_or(current.enabled);
     let description = patch.description.clone().unwrap_or(current.description);
     let expire_at = patch.expire_at.unwrap_or(current.expire_at);
+    let targets = match &patch.recipients {
+        Some(r) => Some(resolve_all(tx, r, Some(current.id)).await?),
+        None => None,
+    };
     tx.exec(
         "UPDATE admin_alias SET enabled = ?, description = ?, expire_at = ?, last_modification = ? WHERE id = ?",
         args![enabled, description, expire_at, Utc::now(), current.id],
     )
     .await?;
-    if let Some(recipients) = &patch.recipients {
-        set_recipients(tx, current.id, recipients).await?;
+    if let Some(targets) = &targets {
+        write_recipients(tx, current.id, targets).await?;
     }
     audit::info(tx, &format!("Alias {address} modified")).await?;
     get(tx, actor, address).await

@@ -347,7 +347,7 @@ pub async fn create(
         )
         .await? as i32;
     if let Some(uid) = actor.user_id() {
-        access::grant(tx, uid, Kind::Domain, i64::from(id), true).await?;
+        access::grant(tx, uid, Kind::Domain, id, true).await?;
     }
     let what = if relay.is_some() {
         "Relay domain"
@@ -560,7 +560,7 @@ pub async fn delete(
         args![d.id],
     )
     .await?;
-    access::forget_object(tx, Kind::Domain, i64::from(d.id)).await?;
+    access::forget_object(tx, Kind::Domain, d.id).await?;
     tx.exec("DELETE FROM admin_domain WHERE id = ?", args![d.id])
         .await?;
     tx.exec(
@@ -695,7 +695,7 @@ pub async fn create_alias(
     // Modoboa leaves the domain of this internal alias empty.
     aliases::create_internal(tx, &format!("@{name}"), None, &format!("@{target}"), None).await?;
     if let Some(uid) = actor.user_id() {
-        access::grant(tx, uid, Kind::DomainAlias, id, true).await?;
+        access::grant(tx, uid, Kind::DomainAlias, id as i32, true).await?;
     }
     audit::info(tx, &format!("Domain alias {name} -> {target} created")).await?;
     get_alias(tx, actor, name.as_str()).await
@@ -729,7 +729,7 @@ pub async fn delete_alias(tx: &mut Tx, actor: Actor, name: &str) -> Result<(), S
         .map(|r| r.i32("id"))
         .collect::<Result<Vec<_>, _>>()?;
     aliases::delete_ids(tx, internal).await?;
-    access::forget_object(tx, Kind::DomainAlias, i64::from(a.id)).await?;
+    access::forget_object(tx, Kind::DomainAlias, a.id).await?;
     tx.exec("DELETE FROM admin_domainalias WHERE id = ?", args![a.id])
         .await?;
     audit::info(tx, &format!("Domain alias {name} deleted")).await

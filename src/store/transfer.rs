@@ -302,7 +302,8 @@ fn parse_all(mut input: impl Read) -> Result<Vec<(usize, Record)>, TransferError
     let mut out = Vec::new();
     for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
         let line = i + 1;
-        let text = std::str::from_utf8(raw).map_err(|_| refuse(line, "line", "is not valid UTF-8"))?;
+        let text =
+            std::str::from_utf8(raw).map_err(|_| refuse(line, "line", "is not valid UTF-8"))?;
         let text = text.strip_suffix('\r').unwrap_or(text);
         if text.trim().is_empty() || text.trim_start().starts_with('#') {
             continue;
@@ -314,7 +315,9 @@ fn parse_all(mut input: impl Read) -> Result<Vec<(usize, Record)>, TransferError
             .from_reader(text.as_bytes());
         let rec = match reader.records().next() {
             Some(Ok(rec)) => rec,
-            Some(Err(e)) => return Err(refuse(line, "line", format!("cannot be read as CSV ({e})"))),
+            Some(Err(e)) => {
+                return Err(refuse(line, "line", format!("cannot be read as CSV ({e})")))
+            }
             None => continue,
         };
         let cols: Vec<String> = rec.iter().map(str::to_string).collect();

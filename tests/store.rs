@@ -1,0 +1,962 @@
+//! The store's behaviour, the same suite on SQLite, PostgreSQL and MariaDB: migrations,
+//! Modoboa's invariants and cascades, access and limits, CSV import/export all-or-nothing,
+//! adoption of a Modoboa 1.10 database.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use modobox::names::{DomainName, EmailAddress};
+use modobox::store::access::{self, Actor, Role};
+use modobox::store::accounts::{self, AccountPatch, AccountSpec, Options, Password};
+use modobox::store::aliases::{self, AliasAddress, AliasSpec};
+use modobox::store::domains::{self, DomainPatch, DomainSpec, Relay};
+use modobox::store::{migrate, transfer, Store, StoreError, Tx};
+
+const ROUNDS: u32 = 5000;
+
+fn opts() -> Options {
+    Options {
+        mail_root: PathBuf::from("/srv/vmail"),
+        handle_mailboxes_on_filesystem: true,
+    }
+}
+
+fn dom(n: &str) -> DomainName {
+    DomainName::parse("domain", n).unwrap()
+}
+
+async fn fresh(db: &common::TestDb) -> Store {
+    let store = db.connect().await;
+    migrate::migrate(&store).await.unwrap();
+    store
+}
+
+fn mailbox(addr: &str, quota: Option<i32>) -> AccountSpec {
+    AccountSpec {
+        username: addr.into(),
+        password: Password::Clear("correct horse 1".into()),
+        first_name: "First".into(),
+        last_name: "Last".into(),
+        enabled: true,
+        role: Role::SimpleUsers,
+        mailbox: Some(quota),
+        domains: vec![],
+    }
+}
+
+async fn count(tx: &mut Tx, sql: &str) -> i64 {
+    tx.count(sql, &[]).await.unwrap()
+}
+
+fn refused_field(e: StoreError) -> String {
+    match e {
+        StoreError::Refused { field, .. } => field,
+        StoreError::Invalid(n) => n.field,
+        other => panic!("expected a refusal, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_status_reports_them() {
+    for db in common::all().await {
+        let store = db.connect().await;
+        let before = migrate::status(&store).await.unwrap();
+        assert_eq!(before.pending(), before.migrations.len());
+        let applied = migrate::migrate(&store).await.unwrap();
+        assert_eq!(applied, vec![1, 2, 3], "{:?}", db.backend);
+        assert!(migrate::migrate(&store).await.unwrap().is_empty());
+        let after = migrate::status(&store).await.unwrap();
+        assert_eq!(after.pending(), 0);
+        assert!(!after.unadopted_modoboa);
+        // A migrated database is not a Modoboa database to adopt.
+        assert!(migrate::adopt(&store).await.is_err());
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn mailboxes_keep_modoboa_invariants_and_quota_rules() {
+    for db in common::all().await {
+        let store = fresh(&db).await;
+        let mut tx = store.begin().await.unwrap();
+        let spec = DomainSpec {
+            quota: 1000,
+            default_mailbox_quota: 400,
+            ..DomainSpec::default()
+        };
+        domains::create(&mut tx, Actor::System, &dom("example.com"), &spec, None)
+            .await
+            .unwrap();
+        let a = accounts::create(
+            &mut tx,
+            Actor::System,
+            &mailbox("Alice@Example.com", None),
+            ROUNDS,
+        )
+        .await
+        .unwrap();
+        assert_eq!(a.username, "alice@example.com");
+        let mb = a.mailbox.unwrap();
+        assert_eq!((mb.quota, mb.use_domain_quota), (400, true));
+        // The internal self alias, its recipient pointing at the mailbox, the quota row.
+        assert_eq!(
+            count(&mut tx, "SELECT COUNT(*) FROM admin_alias WHERE address = 'alice@example.com' AND internal = (1=1)").await,
+            1
+        );
+        assert_eq!(
+            count(&mut tx, "SELECT COUNT(*) FROM modoboa_admin_aliasrecipient WHERE address = 'alice@example.com' AND r_mailbox_id IS NOT NULL").await,
+            1
+        );
+        assert_eq!(
+            count(
+                &mut tx,
+                "SELECT COUNT(*) FROM admin_quota WHERE username = 'alice@example.com'"
+            )
+            .await,
+            1
+        );
+        // 400 + 600 fits the 1000 MB domain; one more MB does not; unlimited never does.
+        accounts::create(
+            &mut tx,
+            Actor::System,
+            &mailbox("bob@example.com", Some(600)),
+            ROUNDS,
+        )
+        .await
+        .unwrap();
+        let e = accounts::create(
+            &mut tx,
+            Actor::System,
+            &mailbox("carl@example.com", Some(1)),
+            ROUNDS,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(refused_field(e), "quota");
+        let e = accounts::create(
+            &mut tx,
+            Actor::System,
+            &mailbox("dan@example.com", Some(0)),
+            ROUNDS,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(refused_field(e), "quota");
+        // The domain quota cannot drop below what is allocated.
+        let e = domains::update(
+            &mut tx,
+            Actor::System,
+            "example.com",
+            &DomainPatch {
+                quota: Some(999),
+                ..DomainPatch::default()
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(refused_field(e), "quota");
+        // Duplicates are refused.
+        assert!(matches!(
+            accounts::create(
+                &mut tx,
+                Actor::System,
+                &mailbox("alice@example.com", None),
+                ROUNDS
+            )
+            .await,
+            Err(StoreError::Exists { .. })
+        ));
+        // Short passwords are refused, and the stored hash is SHA512-CRYPT that verifies.
+        let mut weak = mailbox("eve@example.com", Some(0));
+        weak.password = Password::Clear("short".into());
+        assert_eq!(
+            refused_field(
+                accounts::create(&mut tx, Actor::System, &weak, ROUNDS)
+                    .await
+                    .unwrap_err()
+            ),
+            "password"
+        );
+        let ok = accounts::authenticate(&mut tx, "alice@example.com", "correct horse 1")
+            .await
+            .unwrap();
+        assert!(ok.is_some());
+        assert!(ok.unwrap().last_login.is_some());
+        assert!(
+            accounts::authenticate(&mut tx, "alice@example.com", "wrong")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Every change left an audit line.
+        assert!(
+            count(
+                &mut tx,
+                "SELECT COUNT(*) FROM core_log WHERE logger = 'modoboa.admin'"
+            )
+            .await
+                >= 3
+        );
+        tx.commit().await.unwrap();
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn aliases_resolve_recipients_and_follow_their_mailboxes() {
+    for db in common::all().await {
+        let store = fresh(&db).await;
+        let mut tx = store.begin().await.unwrap();
+        domains::create(
+            &mut tx,
+            Actor::System,
+            &dom("example.com"),
+            &DomainSpec::default(),
+            None,
+        )
+        .await
+        .unwrap();
+        for u in ["alice@example.com", "bob@example.com"] {
+            accounts::create(&mut tx, Actor::System, &mailbox(u, None), ROUNDS)
+                .await
+                .unwrap();
+        }
+        let spec = |r: &[&str]| AliasSpec {
+            enabled: true,
+            recipients: r.iter().map(|s| s.to_string()).collect(),
+            ..AliasSpec::default()
+        };
+        let addr = |a: &str| AliasAddress::parse("address", a).unwrap();
+        // A recipient inside a hosted domain must exist.
+        let e = aliases::create(
+            &mut tx,
+            Actor::System,
+            &addr("x@example.com"),
+            &spec(&["nobody@example.com"]),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(refused_field(e), "recipients[1]");
+        let sales = aliases::create(
+            &mut tx,
+            Actor::System,
+            &addr("sales@example.com"),
+            &spec(&[
+                "alice@example.com",
+                "friend@elsewhere.test",
+                "alice@example.com",
+            ]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            sales.recipients,
+            vec!["alice@example.com", "friend@elsewhere.test"]
+        );
+        aliases::create(
+            &mut tx,
+            Actor::System,
+            &addr("@example.com"),
+            &spec(&["bob@example.com"]),
+        )
+        .await
+        .unwrap();
+        // An alias of an alias is linked through r_alias_id.
+        aliases::create(
+            &mut tx,
+            Actor::System,
+            &addr("team@example.com"),
+            &spec(&["sales@example.com", "bob@example.com"]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            count(
+                &mut tx,
+                "SELECT COUNT(*) FROM modoboa_admin_aliasrecipient WHERE r_alias_id IS NOT NULL"
+            )
+            .await,
+            1
+        );
+        // Deleting bob removes him from every alias; the catch-all, left empty, goes too.
+        accounts::delete(&mut tx, Actor::System, "bob@example.com", &opts())
+            .await
+            .unwrap();
+        let left: Vec<String> = aliases::list(&mut tx, Actor::System, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.address)
+            .collect();
+        assert_eq!(left, vec!["sales@example.com", "team@example.com"]);
+        assert_eq!(
+            aliases::get(&mut tx, Actor::System, "team@example.com")
+                .await
+                .unwrap()
+                .recipients,
+            vec!["sales@example.com"]
+        );
+        // Deleting sales empties team, which is deleted with it.
+        aliases::delete(&mut tx, Actor::System, "sales@example.com")
+            .await
+            .unwrap();
+        assert!(aliases::list(&mut tx, Actor::System, None)
+            .await
+            .unwrap()
+            .is_empty());
+        // Queued: bob's home for deletion.
+        assert_eq!(
+            count(&mut tx, "SELECT COUNT(*) FROM admin_mailboxoperation WHERE type = 'delete' AND argument = '/srv/vmail/example.com/bob'").await,
+            1
+        );
+        tx.commit().await.unwrap();
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn rename_moves_everything_and_queues_the_directory_move() {
+    for db in common::all().await {
+        let store = fresh(&db).await;
+        let mut tx = store.begin().await.unwrap();
+        domains::create(
+            &mut tx,
+            Actor::System,
+            &dom("example.com"),
+            &DomainSpec::default(),
+            None,
+        )
+        .await
+        .unwrap();
+        accounts::create(
+            &mut tx,
+            Actor::System,
+            &mailbox("bob@example.com", None),
+            ROUNDS,
+        )
+        .await
+        .unwrap();
+        let sales = AliasSpec {
+            enabled: true,
+            recipients: vec!["bob@example.com".into()],
+            ..AliasSpec::default()
+        };
+        aliases::create(
+            &mut tx,
+            Actor::System,
+            &AliasAddress::parse("a", "sales@example.com").unwrap(),
+            &sales,
+        )
+        .await
+        .unwrap();
+        accounts::add_sender_address(
+            &mut tx,
+            Actor::System,
+            "bob@example.com",
+            &EmailAddress::parse("s", "news@example.com").unwrap(),
+        )
+        .await
+        .unwrap();
+        let patch = AccountPatch {
+            username: Some("robert@example.com".into()),
+            ..AccountPatch::default()
+        };
+        let r = accounts::update(&mut tx, Actor::System, "bob@example.com", &patch, &opts())
+            .await
+            .unwrap();
+        assert_eq!(
+            r.mailbox.as_ref().unwrap().full_address,
+            "robert@example.com"
+        );
+        assert_eq!(
+            r.mailbox.unwrap().sender_addresses,
+            vec!["news@example.com"]
+        );
+        assert_eq!(
+            aliases::get(&mut tx, Actor::System, "sales@example.com")
+                .await
+                .unwrap()
+                .recipients,
+            vec!["robert@example.com"]
+        );
+        assert_eq!(
+            count(
+                &mut tx,
+                "SELECT COUNT(*) FROM admin_alias WHERE address = 'robert@example.com'"
+            )
+            .await,
+            1
+        );
+        assert_eq!(
+            count(
+                &mut tx,
+                "SELECT COUNT(*) FROM admin_quota WHERE username = 'robert@example.com'"
+            )
+            .await,
+            1
+        );
+        assert_eq!(
+            count(&mut tx, "SELECT COUNT(*) FROM admin_mailboxoperation WHERE type = 'rename' AND argument = '/srv/vmail/example.com/bob' AND mailbox_id IS NOT NULL").await,
+            1
+        );
+        tx.commit().await.unwrap();
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_domain_leaves_nothing_behind() {
+    for db in common::all().await {
+        let store = fresh(&db).await;
+        let mut tx = store.begin().await.unwrap();
+        let sys = Actor::System;
+        domains::create(
+            &mut tx,
+            sys,
+            &dom("example.com"),
+            &DomainSpec::default(),
+            None,
+        )
+        .await
+        .unwrap();
+        domains::create(
+            &mut tx,
+            sys,
+            &dom("keep.test"),
+            &DomainSpec::default(),
+            None,
+        )
+        .await
+        .unwrap();
+        accounts::create(&mut tx, sys, &mailbox("a@example.com", None), ROUNDS)
+            .await
+            .unwrap();
+        accounts::create(&mut tx, sys, &mailbox("k@keep.test", None), ROUNDS)
+            .await
+            .unwrap();
+        domains::create_alias(&mut tx, sys, &dom("example.net"), &dom("example.com"), true)
+            .await
+            .unwrap();
+        let fwd = AliasSpec {
+            enabled: true,
+            recipients: vec!["a@example.com".into(), "k@keep.test".into()],
+            ..AliasSpec::default()
+        };
+        aliases::create(
+            &mut tx,
+            sys,
+            &AliasAddress::parse("a", "info@keep.test").unwrap(),
+            &fwd,
+        )
+        .await
+        .unwrap();
+        let admin = AccountSpec {
+            username: "boss".into(),
+            role: Role::DomainAdmins,
+            mailbox: None,
+            domains: vec![dom("example.com")],
+            ..mailbox("boss", None)
+        };
+        accounts::create(&mut tx, sys, &admin, ROUNDS)
+            .await
+            .unwrap();
+        domains::delete(&mut tx, sys, "example.com", &opts())
+            .await
+            .unwrap();
+        for (sql, n) in [
+            ("SELECT COUNT(*) FROM admin_domain", 1),
+            ("SELECT COUNT(*) FROM admin_domainalias", 0),
+            ("SELECT COUNT(*) FROM admin_mailbox", 1),
+            (
+                "SELECT COUNT(*) FROM core_user WHERE username = 'a@example.com'",
+                0,
+            ),
+            (
+                "SELECT COUNT(*) FROM admin_alias WHERE address LIKE '%example.%'",
+                0,
+            ),
+            (
+                "SELECT COUNT(*) FROM modoboa_admin_aliasrecipient WHERE address LIKE '%example.%'",
+                0,
+            ),
+            ("SELECT COUNT(*) FROM admin_quota", 1),
+            ("SELECT COUNT(*) FROM core_objectaccess", 0),
+            (
+                "SELECT COUNT(*) FROM admin_mailboxoperation WHERE type = 'delete'",
+                1,
+            ),
+        ] {
+            assert_eq!(count(&mut tx, sql).await, n, "{:?}: {sql}", db.backend);
+        }
+        // The forward that also pointed at the deleted mailbox keeps its other recipient.
+        assert_eq!(
+            aliases::get(&mut tx, sys, "info@keep.test")
+                .await
+                .unwrap()
+                .recipients,
+            vec!["k@keep.test"]
+        );
+        tx.commit().await.unwrap();
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn relay_domains_write_transport_and_verification() {
+    for db in common::all().await {
+        let store = fresh(&db).await;
+        let mut tx = store.begin().await.unwrap();
+        let relay = Relay {
+            target_host: "10.0.0.5".into(),
+            target_port: 2525,
+            service: "relay".into(),
+            verify_recipients: true,
+        };
+        let d = domains::create(
+            &mut tx,
+            Actor::System,
+            &dom("relay.test"),
+            &DomainSpec::default(),
+            Some(&relay),
+        )
+        .await
+        .unwrap();
+        assert_eq!(d.kind, "relaydomain");
+        assert_eq!(d.relay.as_ref(), Some(&relay));
+        assert_eq!(
+            count(
+                &mut tx,
+                "SELECT COUNT(*) FROM transport_transport WHERE next_hop = '[10.0.0.5]:2525'"
+            )
+            .await,
+            1
+        );
+        assert_eq!(count(&mut tx, "SELECT COUNT(*) FROM relaydomains_recipientaccess WHERE action = 'reject_unverified_recipient'").await, 1);
+        let off = DomainPatch {
+            relay: Some(Relay {
+                verify_recipients: false,
+                ..relay.clone()
+            }),
+            ..DomainPatch::default()
+        };
+        domains::update(&mut tx, Actor::System, "relay.test", &off)
+            .await
+            .unwrap();
+        assert_eq!(
+            count(&mut tx, "SELECT COUNT(*) FROM relaydomains_recipientaccess").await,
+            0
+        );
+        let bad = Relay {
+            service: "re lay".into(),
+            ..relay
+        };
+        let e = domains::create(
+            &mut tx,
+            Actor::System,
+            &dom("bad.test"),
+            &DomainSpec::default(),
+            Some(&bad),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(refused_field(e), "service");
+        domains::delete(&mut tx, Actor::System, "relay.test", &opts())
+            .await
+            .unwrap();
+        assert_eq!(
+            count(&mut tx, "SELECT COUNT(*) FROM transport_transport").await,
+            0
+        );
+        tx.commit().await.unwrap();
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn domain_admins_see_only_their_domains_and_limits_hold() {
+    for db in common::all().await {
+        let store = fresh(&db).await;
+        let mut tx = store.begin().await.unwrap();
+        let sys = Actor::System;
+        for d in ["mine.test", "theirs.test"] {
+            domains::create(&mut tx, sys, &dom(d), &DomainSpec::default(), None)
+                .await
+                .unwrap();
+            accounts::create(&mut tx, sys, &mailbox(&format!("u@{d}"), None), ROUNDS)
+                .await
+                .unwrap();
+        }
+        let spec = AccountSpec {
+            role: Role::DomainAdmins,
+            domains: vec![dom("mine.test")],
+            ..mailbox("admin@mine.test", None)
+        };
+        let admin = accounts::create(&mut tx, sys, &spec, ROUNDS).await.unwrap();
+        assert_eq!(admin.domains, vec!["mine.test"]);
+        let me = Actor::User {
+            id: admin.id,
+            role: Role::DomainAdmins,
+        };
+        let seen: Vec<String> = domains::list(&mut tx, me, None, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        assert_eq!(seen, vec!["mine.test"]);
+        let hidden = accounts::get(&mut tx, me, "u@theirs.test").await;
+        assert!(
+            matches!(hidden, Err(StoreError::NotFound { .. })),
+            "{hidden:?}"
+        );
+        assert!(matches!(
+            accounts::create(&mut tx, me, &mailbox("x@theirs.test", None), ROUNDS).await,
+            Err(StoreError::NotFound { .. })
+        ));
+        let users = accounts::list(&mut tx, me, &accounts::ListFilter::default())
+            .await
+            .unwrap();
+        assert!(
+            users.iter().all(|u| u.username.ends_with("@mine.test")),
+            "{users:?}"
+        );
+        // Domain admins create simple users, not other admins, not domains.
+        let other_admin = AccountSpec {
+            role: Role::Resellers,
+            ..mailbox("y@mine.test", None)
+        };
+        assert!(matches!(
+            accounts::create(&mut tx, me, &other_admin, ROUNDS).await,
+            Err(StoreError::Forbidden(_))
+        ));
+        assert!(matches!(
+            domains::create(&mut tx, me, &dom("new.test"), &DomainSpec::default(), None).await,
+            Err(StoreError::Forbidden(_))
+        ));
+        // A limit of 3 mailboxes: 2 exist in its domain, one more fits, the next does not.
+        access::set_user_limit(&mut tx, admin.id, "mailboxes", 3)
+            .await
+            .unwrap();
+        accounts::create(&mut tx, me, &mailbox("v@mine.test", None), ROUNDS)
+            .await
+            .unwrap();
+        let e = accounts::create(&mut tx, me, &mailbox("w@mine.test", None), ROUNDS)
+            .await
+            .unwrap_err();
+        assert_eq!(refused_field(e), "mailboxes");
+        assert!(access::set_user_limit(&mut tx, admin.id, "bogus", 1)
+            .await
+            .is_err());
+        tx.commit().await.unwrap();
+        store.close().await;
+    }
+}
+
+const GOOD_CSV: &str = "\
+domain;example.com;1000;100;true
+domain;example.org;0;0;yes
+domainalias;example.net;example.com;true
+relaydomain;relay.test;10.0.0.5;25;relay;true;true
+account;admin@example.com;Sup3r-secret!;Ada;Min;true;DomainAdmins;admin@example.com;200;example.com;example.org
+account;alice@example.com;{PLAIN}already hashed;Alice;A;1;SimpleUsers;alice@example.com;
+account;boss;another secret;Big;Boss;true;Resellers;;
+alias;info@example.com;true;alice@example.com;someone@else.test
+alias;@example.org;true;alice@example.com
+";
+
+#[tokio::test]
+async fn csv_imports_all_or_nothing_and_round_trips() {
+    for db in common::all().await {
+        let store = fresh(&db).await;
+        // A bad line at the end: nothing at all is imported, and the error names it.
+        let bad = format!("{GOOD_CSV}alias;oops@example.com;true;nobody@example.com\n");
+        let e = transfer::import(&store, Actor::System, bad.as_bytes())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().starts_with("line 10: recipients[1]:"), "{e}");
+        let mut tx = store.begin().await.unwrap();
+        for t in [
+            "admin_domain",
+            "core_user",
+            "admin_alias",
+            "transport_transport",
+            "core_log",
+        ] {
+            assert_eq!(
+                count(&mut tx, &format!("SELECT COUNT(*) FROM {t}")).await,
+                0,
+                "{t}"
+            );
+        }
+        drop(tx);
+        let report = transfer::import(&store, Actor::System, GOOD_CSV.as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(
+            report,
+            transfer::ImportReport {
+                domains: 2,
+                domain_aliases: 1,
+                relay_domains: 1,
+                accounts: 3,
+                aliases: 2
+            }
+        );
+        let mut tx = store.begin().await.unwrap();
+        let admin = accounts::get(&mut tx, Actor::System, "admin@example.com")
+            .await
+            .unwrap();
+        assert_eq!(admin.role, Role::DomainAdmins);
+        assert_eq!(admin.domains, vec!["example.com", "example.org"]);
+        assert_eq!(admin.mailbox.unwrap().quota, 200);
+        let alice = accounts::get(&mut tx, Actor::System, "alice@example.com")
+            .await
+            .unwrap();
+        assert_eq!(alice.password_scheme, "PLAIN");
+        assert_eq!(alice.mailbox.unwrap().quota, 100);
+        let boss = accounts::get(&mut tx, Actor::System, "boss").await.unwrap();
+        assert_eq!(boss.password_scheme, "SHA512-CRYPT");
+        assert!(accounts::authenticate(&mut tx, "boss", "another secret")
+            .await
+            .unwrap()
+            .is_some());
+        drop(tx);
+        // Export, import into an empty database, export again: the same text.
+        let mut first = Vec::new();
+        transfer::export(
+            &store,
+            Actor::System,
+            transfer::ExportKind::Domains,
+            &mut first,
+        )
+        .await
+        .unwrap();
+        transfer::export(
+            &store,
+            Actor::System,
+            transfer::ExportKind::Identities,
+            &mut first,
+        )
+        .await
+        .unwrap();
+        let other = common::sqlite().await;
+        let store2 = fresh(&other).await;
+        transfer::import(&store2, Actor::System, first.as_slice())
+            .await
+            .unwrap();
+        let mut second = Vec::new();
+        transfer::export(
+            &store2,
+            Actor::System,
+            transfer::ExportKind::Domains,
+            &mut second,
+        )
+        .await
+        .unwrap();
+        transfer::export(
+            &store2,
+            Actor::System,
+            transfer::ExportKind::Identities,
+            &mut second,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(first).unwrap(),
+            String::from_utf8(second).unwrap()
+        );
+        store.close().await;
+        store2.close().await;
+    }
+}
+
+#[tokio::test]
+async fn hostile_csv_lines_are_refused_with_line_and_field() {
+    let db = common::sqlite().await;
+    let store = fresh(&db).await;
+    let header = "domain;example.com;1000;100;true\n";
+    let cases: &[(&str, &str)] = &[
+        ("domain;exa\"mple.com;10;1;true", "name"),
+        ("domain;example.org;99999999999;1;true", "quota"),
+        ("domain;example.org;10;20;true", "default_mailbox_quota"),
+        ("domain;example.org;10;-1;true", "default mailbox quota"),
+        ("domain;-bad-.org;10;1;true", "name"),
+        ("domain;a.b;1;1", "domain"),
+        ("domainalias;example.net;example.com;true;extra", "domainalias"),
+        ("relaydomain;r.test;10.0.0.1;99999;relay;true;true", "target port"),
+        ("relaydomain;r.test;evil\thost;25;relay;true;true", "target_host"),
+        ("relaydomain;r.test;10.0.0.1;25;re;lay;true;true", "relaydomain"),
+        ("account;../../etc@example.com;longpassword;A;B;true;SimpleUsers;../../etc@example.com;10", "username"),
+        ("account;u@example.com;longpassword;A;B;true;Root;u@example.com;10", "role"),
+        ("account;u@example.com;longpassword;A;B;true;SimpleUsers;other@example.com;10", "email"),
+        ("account;u@example.com;longpassword;A;B;true;SimpleUsers;u@example.com;-5", "quota"),
+        ("account;u@example.com;longpassword;A;B;true;SimpleUsers;u@example.com;2000", "quota"),
+        ("account;u@example.com;longpassword;Aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa;B;true;SimpleUsers;u@example.com;10", "first_name"),
+        ("account;u@example.com;{SHA512-CRYPT}$6$broken;A;B;true;SimpleUsers;u@example.com;10", "password"),
+        ("account;u@example.com;longpassword;A;B;true;SimpleUsers;u@example.com;10;example.com", "domain"),
+        ("account;u@nowhere.test;longpassword;A;B;true;SimpleUsers;u@nowhere.test;10", "domain"),
+        ("alias;info@example.com;true", "alias"),
+        ("alias;info@example.com;true;nobody@example.com", "recipients[1]"),
+        ("alias;in fo@example.com;true;x@else.test", "address"),
+        ("alias;@@example.com;true;x@else.test", "address"),
+    ];
+    for (line, field) in cases {
+        let text = format!("{header}{line}\n");
+        let Err(e) = transfer::import(&store, Actor::System, text.as_bytes()).await else {
+            panic!("accepted: {line}");
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(&format!("line 2: {field}"))
+                || (msg.starts_with("line 2: ") && msg.contains(field)),
+            "{line}\n  -> {msg}"
+        );
+    }
+    // Invalid UTF-8 is named too; and after all these refusals nothing was imported.
+    let e = transfer::import(
+        &store,
+        Actor::System,
+        &b"domain;example.com;1;1;true\ndomain;ex\xffample.org;1;1;true\n"[..],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("line 2: line: is not valid UTF-8"),
+        "{e}"
+    );
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(count(&mut tx, "SELECT COUNT(*) FROM admin_domain").await, 0);
+    assert_eq!(count(&mut tx, "SELECT COUNT(*) FROM core_user").await, 0);
+}
+
+fn fixture(backend: modobox::store::Backend) -> PathBuf {
+    let name = match backend {
+        modobox::store::Backend::Postgres => "postgres.sql",
+        modobox::store::Backend::Mysql => "mysql.sql",
+        modobox::store::Backend::Sqlite => "sqlite.sql",
+    };
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/modoboa-1.10")
+        .join(name)
+}
+
+const MODOBOA_TABLES: &[&str] = &[
+    "core_user",
+    "core_user_groups",
+    "auth_group",
+    "django_content_type",
+    "core_objectaccess",
+    "core_log",
+    "admin_domain",
+    "admin_domainalias",
+    "admin_mailbox",
+    "admin_quota",
+    "admin_alias",
+    "modoboa_admin_aliasrecipient",
+    "admin_senderaddress",
+    "admin_mailboxoperation",
+    "admin_mxrecord",
+    "admin_dnsblresult",
+    "transport_transport",
+    "relaydomains_recipientaccess",
+    "limits_userobjectlimit",
+    "limits_domainobjectlimit",
+    "django_migrations",
+    "authtoken_token",
+];
+
+#[tokio::test]
+async fn a_modoboa_database_is_adopted_without_touching_its_data() {
+    for db in common::all().await {
+        db.load_sql_file(&fixture(db.backend));
+        let store = db.connect().await;
+        let status = migrate::status(&store).await.unwrap();
+        assert!(status.unadopted_modoboa, "{:?}", db.backend);
+        // `migrate` refuses and points at `adopt`.
+        let e = migrate::migrate(&store).await.unwrap_err().to_string();
+        assert!(e.contains("modobox db adopt"), "{e}");
+        let before = db.dump_tables(MODOBOA_TABLES);
+        assert_eq!(migrate::adopt(&store).await.unwrap(), vec![1, 2, 3]);
+        assert_eq!(
+            db.dump_tables(MODOBOA_TABLES),
+            before,
+            "{:?}: Modoboa's data changed",
+            db.backend
+        );
+        let status = migrate::status(&store).await.unwrap();
+        assert_eq!(status.pending(), 0);
+        assert!(status.migrations[0].baseline);
+        assert!(migrate::migrate(&store).await.unwrap().is_empty());
+
+        // modobox reads Modoboa's rows as Modoboa meant them.
+        let mut tx = store.begin().await.unwrap();
+        let bob = accounts::get(&mut tx, Actor::System, "bob@example.org")
+            .await
+            .unwrap();
+        assert_eq!(bob.role, Role::DomainAdmins);
+        assert_eq!(bob.domains, vec!["example.org"]);
+        let admin = accounts::get(&mut tx, Actor::System, "admin")
+            .await
+            .unwrap();
+        assert_eq!(admin.role, Role::SuperAdmins);
+        assert!(
+            accounts::authenticate(&mut tx, "alice@example.org", "password")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // carol's hash has passlib's 656000 rounds, as a real 1.10 install writes it.
+        assert!(
+            accounts::authenticate(&mut tx, "carol@example.net", "password")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let org = domains::get(&mut tx, Actor::System, "example.org")
+            .await
+            .unwrap();
+        assert_eq!((org.quota, org.enable_dkim), (5000, true));
+        let relay = domains::get(&mut tx, Actor::System, "relay.example.com")
+            .await
+            .unwrap();
+        assert_eq!(relay.relay.unwrap().target_host, "mx.relay.example.com");
+        assert_eq!(
+            aliases::get(&mut tx, Actor::System, "sales@example.org")
+                .await
+                .unwrap()
+                .recipients,
+            vec!["alice@example.org", "partner@external.test"]
+        );
+        // bob sees example.org only, and his Modoboa limit (mailboxes = 20) applies.
+        let me = Actor::User {
+            id: bob.id,
+            role: Role::DomainAdmins,
+        };
+        let seen: Vec<String> = domains::list(&mut tx, me, None, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        assert_eq!(seen, vec!["example.org"]);
+        accounts::create(&mut tx, me, &mailbox("dave@example.org", Some(100)), ROUNDS)
+            .await
+            .unwrap();
+        domains::delete(&mut tx, Actor::System, "example.net", &opts())
+            .await
+            .unwrap();
+        assert_eq!(
+            count(
+                &mut tx,
+                "SELECT COUNT(*) FROM admin_alias WHERE address LIKE '%example.net'"
+            )
+            .await,
+            0
+        );
+        tx.commit().await.unwrap();
+        store.close().await;
+    }
+}
