@@ -179,10 +179,10 @@ pub struct DeleteArgs {
 #[derive(Debug, Args)]
 pub struct DomainSettings {
     /// Quota shared by the domain's mailboxes, in MB (0 = unlimited).
-    #[arg(long, value_name = "MB")]
+    #[arg(long, value_name = "MB", allow_hyphen_values = true)]
     pub quota: Option<i32>,
     /// Quota of a new mailbox, in MB (0 = unlimited).
-    #[arg(long, value_name = "MB")]
+    #[arg(long, value_name = "MB", allow_hyphen_values = true)]
     pub default_mailbox_quota: Option<i32>,
     /// Enable or disable the domain.
     #[arg(long, value_name = "BOOL")]
@@ -300,7 +300,7 @@ pub enum MailboxCommand {
     Add {
         address: String,
         /// Quota in MB (default: the domain's default mailbox quota).
-        #[arg(long, value_name = "MB")]
+        #[arg(long, value_name = "MB", allow_hyphen_values = true)]
         quota: Option<i32>,
         #[arg(long, default_value = "")]
         first_name: String,
@@ -332,7 +332,12 @@ pub enum MailboxCommand {
     /// Change a mailbox: quota, names, state, address (the directory is moved by the jobs).
     Edit {
         address: String,
-        #[arg(long, value_name = "MB", conflicts_with = "domain_quota")]
+        #[arg(
+            long,
+            value_name = "MB",
+            conflicts_with = "domain_quota",
+            allow_hyphen_values = true
+        )]
         quota: Option<i32>,
         /// Go back to the domain's default quota.
         #[arg(long)]
