@@ -229,7 +229,7 @@ pub enum DomainAliasCommand {
     Add {
         name: String,
         target: String,
-        #[arg(long, value_name = "BOOL", default_value_t = true)]
+        #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
         enabled: bool,
     },
     /// List domain aliases.
@@ -244,7 +244,7 @@ pub enum DomainAliasCommand {
     /// Enable or disable a domain alias.
     Edit {
         name: String,
-        #[arg(long, value_name = "BOOL")]
+        #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
         enabled: bool,
     },
     Del(DeleteArgs),
@@ -306,7 +306,7 @@ pub enum MailboxCommand {
         first_name: String,
         #[arg(long, default_value = "")]
         last_name: String,
-        #[arg(long, value_name = "BOOL", default_value_t = true)]
+        #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
         enabled: bool,
         /// SimpleUsers (default) or DomainAdmins (then it administers the mailbox's domain).
         #[arg(long, default_value = "SimpleUsers")]
@@ -368,7 +368,7 @@ pub enum AliasCommand {
         address: String,
         #[arg(required = true)]
         recipients: Vec<String>,
-        #[arg(long, value_name = "BOOL", default_value_t = true)]
+        #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
         enabled: bool,
         #[arg(long, default_value = "")]
         description: String,

@@ -291,10 +291,26 @@ macro_rules! get {
 
 impl Row {
     pub fn i32(&self, col: &str) -> Result<i32, StoreError> {
-        Ok(get!(self, col, i32))
+        self.opt_i32(col)?.ok_or(StoreError::Corrupt {
+            what: format!("NULL in column {col}"),
+        })
     }
     pub fn opt_i32(&self, col: &str) -> Result<Option<i32>, StoreError> {
-        Ok(get!(self, col, Option<i32>))
+        match self {
+            // Modoboa's MySQL schema has `int unsigned` quota columns.
+            Row::Mysql(r) => match r.try_get::<Option<i32>, _>(col) {
+                Ok(v) => Ok(v),
+                Err(_) => r
+                    .try_get::<Option<u32>, _>(col)?
+                    .map(|v| {
+                        i32::try_from(v).map_err(|_| StoreError::Corrupt {
+                            what: format!("{v} out of range in column {col}"),
+                        })
+                    })
+                    .transpose(),
+            },
+            _ => Ok(get!(self, col, Option<i32>)),
+        }
     }
     pub fn i64(&self, col: &str) -> Result<i64, StoreError> {
         Ok(get!(self, col, i64))

@@ -160,6 +160,28 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
+/// A new SQLite file starts as 0600: it holds password hashes. The installer grants the
+/// daemons that read it (Postfix, Dovecot) access explicitly.
+fn private_file(path: &std::path::Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.as_os_str().is_empty() || path == std::path::Path::new(":memory:") || path.exists() {
+        return Ok(());
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Ok(())
+            } else {
+                Err(StoreError::Url(format!("creating {}: {e}", path.display())))
+            }
+        })
+}
+
 /// The database, whichever engine holds it.
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -201,8 +223,9 @@ impl Store {
                 )
             }
             Backend::Sqlite => {
-                let opts = SqliteConnectOptions::from_str(url.expose())
-                    .map_err(fail)?
+                let opts = SqliteConnectOptions::from_str(url.expose()).map_err(fail)?;
+                private_file(opts.get_filename())?;
+                let opts = opts
                     .create_if_missing(true)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10));

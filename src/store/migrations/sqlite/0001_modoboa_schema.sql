@@ -206,10 +206,11 @@ CREATE TABLE limits_domainobjectlimit (
     CONSTRAINT limits_domainobjectlimit_domain_name_uniq UNIQUE (domain_id, name)
 );
 
--- What OpenDKIM reads (KeyTable by id, SigningTable by domain name).
+-- What OpenDKIM reads (KeyTable by id, SigningTable by domain name); a domain whose key the
+-- DKIM job has not written yet is left out, or OpenDKIM would refuse to start.
 CREATE VIEW dkim AS
     SELECT id, name AS domain_name, dkim_private_key_path AS private_key_path, dkim_key_selector AS selector
-    FROM admin_domain WHERE enable_dkim;
+    FROM admin_domain WHERE enable_dkim AND dkim_private_key_path <> '';
 
 INSERT INTO django_content_type (app_label, model) VALUES
     ('core', 'user'), ('admin', 'domain'), ('admin', 'domainalias'), ('admin', 'mailbox'), ('admin', 'alias');
