@@ -819,16 +819,7 @@ pub(super) async fn delete_in(
     let a = get(tx, Actor::System, username).await?;
     if let Some(mb) = &a.mailbox {
         aliases::unhook_mailbox(tx, mb.id).await?;
-        let internal = tx
-            .rows(
-                "SELECT id FROM admin_alias WHERE address = ? AND internal = ?",
-                args![mb.full_address.as_str(), true],
-            )
-            .await?
-            .iter()
-            .map(|r| r.i32("id"))
-            .collect::<Result<Vec<_>, _>>()?;
-        aliases::delete_ids(tx, internal).await?;
+        aliases::delete_internal(tx, &mb.full_address).await?;
         tx.exec(
             "DELETE FROM admin_senderaddress WHERE mailbox_id = ?",
             args![mb.id],

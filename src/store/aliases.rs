@@ -219,6 +219,20 @@ pub(super) async fn delete_ids(tx: &mut Tx, ids: Vec<i32>) -> Result<(), StoreEr
     Ok(())
 }
 
+/// Deletes the internal alias of a mailbox (`user@dom`) or a domain alias (`@alias`).
+pub(super) async fn delete_internal(tx: &mut Tx, address: &str) -> Result<(), StoreError> {
+    let ids = tx
+        .rows(
+            "SELECT id FROM admin_alias WHERE address = ? AND internal = ?",
+            args![address, true],
+        )
+        .await?
+        .iter()
+        .map(|r| r.i32("id"))
+        .collect::<Result<Vec<_>, _>>()?;
+    delete_ids(tx, ids).await
+}
+
 /// The alias if it is an ordinary alias that has no recipient left.
 async fn orphan(tx: &mut Tx, alias_id: i32) -> Result<Option<i32>, StoreError> {
     let left = tx

@@ -719,16 +719,7 @@ pub async fn set_alias_enabled(
 
 pub async fn delete_alias(tx: &mut Tx, actor: Actor, name: &str) -> Result<(), StoreError> {
     let a = get_alias(tx, actor, name).await?;
-    let internal = tx
-        .rows(
-            "SELECT id FROM admin_alias WHERE address = ? AND internal = ?",
-            args![format!("@{name}"), true],
-        )
-        .await?
-        .iter()
-        .map(|r| r.i32("id"))
-        .collect::<Result<Vec<_>, _>>()?;
-    aliases::delete_ids(tx, internal).await?;
+    aliases::delete_internal(tx, &format!("@{name}")).await?;
     access::forget_object(tx, Kind::DomainAlias, a.id).await?;
     tx.exec("DELETE FROM admin_domainalias WHERE id = ?", args![a.id])
         .await?;
