@@ -48,6 +48,14 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Install and configure the whole mail server on this machine (idempotent: a re-run
+    /// changes only what is not done yet).
+    Install(InstallArgs),
+    /// Show what `install` would do, step by step, with file diffs; changes nothing.
+    Plan(InstallArgs),
+    /// DNS records to publish for the hosted domains.
+    #[command(subcommand)]
+    Dns(DnsCommand),
     /// Print the default configuration or validate a configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -456,4 +464,70 @@ pub enum AdminCommand {
         password: PasswordSource,
     },
     Del(DeleteArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineArg {
+    Postgres,
+    Mysql,
+    Sqlite,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TlsArg {
+    SelfSigned,
+    Manual,
+    Acme,
+}
+
+/// What the install is asked for. Without `--config FILE` (or the default configuration file)
+/// the settings come from these options, or from prompts on a terminal.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// The server's fully-qualified name (MX target, certificate, HELO), e.g. mail.example.com.
+    pub hostname: Option<String>,
+    /// The first hosted domain (default: the hostname's parent domain).
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// Where alerts go (default: postmaster@DOMAIN).
+    #[arg(long, value_name = "ADDRESS")]
+    pub admin_address: Option<String>,
+    /// The database engine (installed locally).
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    pub database: Option<EngineArg>,
+    /// Leave out these components (amavis, spamassassin, clamav, opendkim, pop3, managesieve).
+    #[arg(long, value_delimiter = ',', value_name = "COMPONENT")]
+    pub without: Vec<String>,
+    /// How the TLS certificate is obtained.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub tls: Option<TlsArg>,
+    /// Certificate chain (PEM) for --tls manual.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for --tls manual.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Answer yes to every question (unattended installs, images, automation).
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Only show what would change (the same as `modobox plan`).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON at the end.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DnsCommand {
+    /// Print the records (zone-file syntax) for DOMAIN, or for every hosted domain.
+    Records {
+        domain: Option<String>,
+        /// This server's public addresses (default: the non-local addresses of its interfaces).
+        #[arg(long, value_delimiter = ',', value_name = "IP")]
+        address: Vec<std::net::IpAddr>,
+        /// Also the MTA-STS records.
+        #[arg(long)]
+        mta_sts: bool,
+    },
 }

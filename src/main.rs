@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 
 mod commands;
+mod install_cmd;
 
 use modobox::cli::{self, Cli, Command, ConfigCommand, RenderArgs};
 use modobox::config::{self, Config};
@@ -67,6 +68,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Render(args) => render_command(&cli.global, &args),
+        Command::Install(args) => install_cmd::install(&cli.global, &args, false),
+        Command::Plan(args) => install_cmd::install(&cli.global, &args, true),
+        Command::Dns(c) => commands::runtime()?.block_on(install_cmd::dns(&cli.global, &c)),
         Command::Distro { json } => {
             let d = Distro::resolve(cli.global.distro.as_ref())?;
             if json {

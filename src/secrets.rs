@@ -124,18 +124,22 @@ impl Secrets {
             session_key: partial.session_key.unwrap_or_else(|| Secret::generate(64)),
         };
         if !complete && persist {
-            let text = format!(
-                "# modobox secrets: generated, mode 0600. Never share this file.\n{}",
-                toml::to_string(&secrets).unwrap_or_default()
-            );
-            write_atomic(path, text.as_bytes(), 0o600, None).map_err(|source| {
-                SecretsError::Write {
-                    path: shown,
-                    source,
-                }
-            })?;
+            secrets.save(path)?;
         }
         Ok(secrets)
+    }
+
+    /// Writes these secrets atomically with mode 0600 (the installer persists the ones its
+    /// plan was made with).
+    pub fn save(&self, path: &Path) -> Result<(), SecretsError> {
+        let text = format!(
+            "# modobox secrets: generated, mode 0600. Never share this file.\n{}",
+            toml::to_string(self).unwrap_or_default()
+        );
+        write_atomic(path, text.as_bytes(), 0o600, None).map_err(|source| SecretsError::Write {
+            path: path.display().to_string(),
+            source,
+        })
     }
 }
 

@@ -725,3 +725,30 @@ pub async fn delete_alias(tx: &mut Tx, actor: Actor, name: &str) -> Result<(), S
         .await?;
     audit::info(tx, &format!("Domain alias {name} deleted")).await
 }
+
+/// Records the DKIM key generated for a domain (by the installer or the `dkim_keys` job): the
+/// private key's path for OpenDKIM and the public key (base64 SubjectPublicKeyInfo) for DNS.
+pub async fn set_dkim_key(
+    tx: &mut Tx,
+    domain_id: i32,
+    private_key_path: &str,
+    public_key: &str,
+) -> Result<(), StoreError> {
+    let n = tx
+        .exec(
+            "UPDATE admin_domain SET dkim_private_key_path = ?, dkim_public_key = ? WHERE id = ?",
+            args![private_key_path, public_key, domain_id],
+        )
+        .await?;
+    if n == 0 {
+        return Err(StoreError::NotFound {
+            kind: "domain",
+            name: format!("#{domain_id}"),
+        });
+    }
+    audit::info(
+        tx,
+        &format!("DKIM key of domain #{domain_id} set to {private_key_path}"),
+    )
+    .await
+}

@@ -1,6 +1,7 @@
 //! The host, behind small seams: every path goes through a `Root` prefix so that tests and
 //! `modobox render --root DIR` write into a directory instead of `/`.
 
+pub mod cmd;
 pub mod fs;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,197 @@
+//! Every configuration file of the stack from the templates, then the daemons' own checkers on
+//! the result.
+
+use std::path::{Path, PathBuf};
+
+use super::{Check, Ctx, Step, StepError, StepResult};
+use crate::config::Config;
+use crate::distro::Family;
+use crate::render::write::{self as render_write, State};
+use crate::render::{self, RenderedFile};
+use crate::system::cmd::{self, Cmd};
+
+pub fn manifest_path(config: &Config) -> PathBuf {
+    config
+        .paths
+        .data
+        .as_path()
+        .join(render::manifest::FILE_NAME)
+}
+
+pub fn rendered(ctx: &Ctx) -> StepResult<Vec<RenderedFile>> {
+    let renderer = render::Renderer::new(None)?;
+    let tctx = render::context::build(&ctx.config, &ctx.distro, &ctx.secrets);
+    Ok(renderer.render_all(&tctx)?)
+}
+
+#[derive(Debug)]
+pub struct ConfigFiles;
+
+impl Step for ConfigFiles {
+    fn name(&self) -> &'static str {
+        "config-files"
+    }
+
+    fn check(&self, ctx: &mut Ctx) -> StepResult<Check> {
+        let files = rendered(ctx)?;
+        let manifest_file = manifest_path(&ctx.config);
+        let manifest = render::manifest::Manifest::load(&manifest_file)
+            .map_err(super::io_error(&manifest_file))?;
+        let root = crate::system::Root::host();
+        let mut changes = Vec::new();
+        for (file, c) in files
+            .iter()
+            .zip(render_write::compare(&root, &files, &manifest)?)
+        {
+            if !c.changes_anything() {
+                continue;
+            }
+            // Files others may not read can hold passwords: a plan never prints them.
+            let diff = if file.mode & 0o004 == 0 {
+                String::from("  (contents not shown: the file may hold secrets)\n")
+            } else {
+                c.diff.clone()
+            };
+            let what = match c.state {
+                State::Missing => "new file",
+                State::Same => "symlink missing",
+                State::Mode { .. } => "mode changes",
+                State::Outdated => "changes",
+                State::Foreign => "replaces the distribution's file (backed up as .modobox-orig)",
+                State::HandEdited => {
+                    // Kept: not a change the install makes, but the admin should know.
+                    eprintln!(
+                        "note: {} was edited by hand and is kept (`modobox render --force` \
+                         replaces it)",
+                        c.path.display()
+                    );
+                    continue;
+                }
+            };
+            changes.push(format!("{}: {what}\n{}", c.path.display(), diff.trim_end()));
+        }
+        if aliases_db_stale() {
+            changes.push("build /etc/aliases.db (newaliases): main.cf reads it".into());
+        }
+        Ok(Check::from_changes(changes))
+    }
+
+    fn apply(&self, ctx: &mut Ctx) -> StepResult<()> {
+        if aliases_db_stale() {
+            Cmd::new("newaliases").run()?;
+        }
+        let files = rendered(ctx)?;
+        let root = crate::system::Root::host();
+        let report = render_write::apply(&root, &files, &manifest_path(&ctx.config), false)?;
+        for p in &report.backed_up {
+            println!(
+                "    backed up {} as {}.modobox-orig",
+                p.display(),
+                p.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// main.cf's `alias_maps = hash:/etc/aliases` needs the compiled table (Debian's package leaves
+/// it to the admin when Postfix is installed unconfigured).
+fn aliases_db_stale() -> bool {
+    let modified = |p: &str| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified("/etc/aliases"), modified("/etc/aliases.db")) {
+        (Some(_), None) => cmd::exists("newaliases") || Path::new("/usr/bin/newaliases").exists(),
+        (Some(src), Some(db)) => src > db,
+        _ => false,
+    }
+}
+
+/// The checkers each daemon ships, run on the files just written. A failure stops the install
+/// before any daemon is restarted with a broken configuration.
+pub fn validators(ctx: &Ctx) -> Vec<(&'static str, Cmd)> {
+    let c = &ctx.config.components;
+    let mut out = vec![
+        ("postfix", Cmd::new("postfix").arg("check")),
+        ("postfix main.cf", Cmd::new("postconf").arg("-n")),
+        (
+            "dovecot",
+            Cmd::new("doveconf").args(["-n", "-c"]).arg(
+                ctx.distro
+                    .facts
+                    .paths
+                    .dovecot
+                    .as_path()
+                    .join("dovecot.conf")
+                    .display()
+                    .to_string(),
+            ),
+        ),
+        ("nginx", Cmd::new("nginx").args(["-t", "-q"])),
+    ];
+    if c.opendkim {
+        out.push((
+            "opendkim",
+            Cmd::new("opendkim")
+                .args(["-n", "-x"])
+                .arg(ctx.distro.facts.paths.opendkim_conf.as_str()),
+        ));
+    }
+    if c.amavis {
+        let amavis = match ctx.distro.facts.family {
+            Family::Debian => Cmd::new("amavisd").arg("showkeys"),
+            Family::Rhel => Cmd::new("amavisd")
+                .args(["-c", ctx.distro.facts.amavis.config.as_str()])
+                .arg("showkeys"),
+        };
+        out.push(("amavis", amavis));
+    }
+    out
+}
+
+#[derive(Debug)]
+pub struct Validation;
+
+fn failures(ctx: &Ctx) -> Vec<String> {
+    let mut failed = Vec::new();
+    for (name, cmd) in validators(ctx) {
+        let program = cmd.shown();
+        let program = program.split(' ').next().unwrap_or_default();
+        if !cmd::exists(program) && !Path::new("/usr/sbin").join(program).exists() {
+            failed.push(format!("{name}: {program} is not installed"));
+            continue;
+        }
+        if let Err(e) = cmd.run() {
+            failed.push(format!("{name}: {e}"));
+        }
+    }
+    failed
+}
+
+impl Step for Validation {
+    fn name(&self) -> &'static str {
+        "validation"
+    }
+
+    fn check(&self, ctx: &mut Ctx) -> StepResult<Check> {
+        let failed = failures(ctx);
+        if failed.is_empty() {
+            Ok(Check::Done)
+        } else if ctx.dry_run {
+            // The packages and files the checkers need may not be there before the install.
+            Ok(Check::Change(
+                failed
+                    .into_iter()
+                    .map(|f| format!("check after installing: {f}"))
+                    .collect(),
+            ))
+        } else {
+            Err(StepError::new(format!(
+                "the daemons' checkers refuse the configuration:\n  {}",
+                failed.join("\n  ")
+            )))
+        }
+    }
+
+    fn apply(&self, _ctx: &mut Ctx) -> StepResult<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,314 @@
+//! `modobox install`, `modobox plan` and `modobox dns records`: settings from the configuration
+//! file, options or prompts; preflight; the step plan; the summary.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+
+use modobox::cli::{DnsCommand, EngineArg, Global, InstallArgs, TlsArg};
+use modobox::config::{Config, Engine, TlsMode};
+use modobox::distro::Distro;
+use modobox::install::{self, preflight, summary, Ctx};
+use modobox::names::{DomainName, EmailAddress, Hostname, SafePath};
+use modobox::secrets::Secrets;
+
+const COMPONENTS: &[&str] = &[
+    "amavis",
+    "spamassassin",
+    "clamav",
+    "opendkim",
+    "pop3",
+    "managesieve",
+];
+
+fn interactive(args: &InstallArgs) -> bool {
+    !args.yes && std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+}
+
+fn set_component(config: &mut Config, name: &str, on: bool) -> Result<()> {
+    let c = &mut config.components;
+    match name {
+        "amavis" => c.amavis = on,
+        "spamassassin" => c.spamassassin = on,
+        "clamav" => c.clamav = on,
+        "opendkim" => c.opendkim = on,
+        "pop3" => c.pop3 = on,
+        "managesieve" => c.managesieve = on,
+        other => bail!(
+            "--without: unknown component {other:?} (one of {})",
+            COMPONENTS.join(", ")
+        ),
+    }
+    Ok(())
+}
+
+/// The configuration the install works towards: the configuration file when it exists, then
+/// the options, then (on a terminal) the prompts.
+fn settings(global: &Global, args: &InstallArgs) -> Result<Config> {
+    let from_file = global.config.exists();
+    let mut config = if from_file {
+        Config::load(&global.config)?
+    } else {
+        let host = match (&args.hostname, interactive(args)) {
+            (Some(h), _) => h.clone(),
+            (None, true) => inquire::Text::new("Hostname of this mail server (FQDN):")
+                .with_help_message("e.g. mail.example.com; it becomes the MX target")
+                .prompt()?,
+            (None, false) => bail!(
+                "hostname: required (`modobox install mail.example.com`), or a configuration \
+                 file at {}",
+                global.config.display()
+            ),
+        };
+        Config::new(Hostname::parse("hostname", &host)?)
+    };
+    if let Some(h) = &args.hostname {
+        config.hostname = Hostname::parse("hostname", h)?;
+    }
+    if let Some(d) = &args.domain {
+        config.primary_domain = Some(DomainName::parse("--domain", d)?);
+    }
+    if let Some(a) = &args.admin_address {
+        config.admin_address = Some(EmailAddress::parse("--admin-address", a)?);
+    }
+    if let Some(e) = args.database {
+        config.database.engine = match e {
+            EngineArg::Postgres => Engine::Postgres,
+            EngineArg::Mysql => Engine::Mysql,
+            EngineArg::Sqlite => Engine::Sqlite,
+        };
+    }
+    for w in &args.without {
+        set_component(&mut config, w, false)?;
+        if w == "amavis" {
+            // SpamAssassin and ClamAV run inside Amavis.
+            config.components.spamassassin = false;
+            config.components.clamav = false;
+        }
+    }
+    if let Some(t) = args.tls {
+        config.tls.mode = match t {
+            TlsArg::SelfSigned => TlsMode::SelfSigned,
+            TlsArg::Manual => TlsMode::Manual,
+            TlsArg::Acme => TlsMode::Acme,
+        };
+    }
+    if let Some(p) = &args.tls_cert {
+        config.tls.cert = Some(SafePath::parse("--tls-cert", &p.to_string_lossy())?);
+    }
+    if let Some(p) = &args.tls_key {
+        config.tls.key = Some(SafePath::parse("--tls-key", &p.to_string_lossy())?);
+    }
+    if interactive(args) && !from_file {
+        prompt(&mut config)?;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn prompt(config: &mut Config) -> Result<()> {
+    let domain = inquire::Text::new("Primary mail domain:")
+        .with_default(
+            &config
+                .primary_domain()
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+        )
+        .prompt()?;
+    config.primary_domain = Some(DomainName::parse("primary domain", &domain)?);
+    let admin = inquire::Text::new("Admin address (alerts):")
+        .with_default(&format!("postmaster@{domain}"))
+        .prompt()?;
+    config.admin_address = Some(EmailAddress::parse("admin address", &admin)?);
+    let engines = vec!["postgres", "mysql", "sqlite"];
+    let engine = inquire::Select::new("Database:", engines)
+        .with_help_message("PostgreSQL is the default; SQLite suits small boxes")
+        .prompt()?;
+    config.database.engine = match engine {
+        "mysql" => Engine::Mysql,
+        "sqlite" => Engine::Sqlite,
+        _ => Engine::Postgres,
+    };
+    let on: Vec<usize> = (0..COMPONENTS.len()).collect();
+    let chosen = inquire::MultiSelect::new("Components:", COMPONENTS.to_vec())
+        .with_default(&on)
+        .prompt()?;
+    for name in COMPONENTS {
+        set_component(config, name, chosen.contains(name))?;
+    }
+    let modes = vec!["self-signed", "manual", "acme"];
+    let mode = inquire::Select::new("TLS certificate:", modes).prompt()?;
+    config.tls.mode = match mode {
+        "manual" => TlsMode::Manual,
+        "acme" => TlsMode::Acme,
+        _ => TlsMode::SelfSigned,
+    };
+    if config.tls.mode != TlsMode::SelfSigned {
+        let cert = inquire::Text::new("Certificate chain (PEM) path:").prompt()?;
+        let key = inquire::Text::new("Private key (PEM) path:").prompt()?;
+        config.tls.cert = Some(SafePath::parse("certificate", &cert)?);
+        config.tls.key = Some(SafePath::parse("key", &key)?);
+    }
+    Ok(())
+}
+
+fn ask(args: &InstallArgs, question: &str, default: bool) -> Result<bool> {
+    if !interactive(args) {
+        return Ok(default);
+    }
+    Ok(inquire::Confirm::new(question)
+        .with_default(default)
+        .prompt()?)
+}
+
+pub fn install(global: &Global, args: &InstallArgs, plan_only: bool) -> Result<ExitCode> {
+    let dry_run = plan_only || args.dry_run;
+    let mut config = settings(global, args)?;
+    let distro = Distro::resolve(global.distro.as_ref())?;
+
+    let findings = preflight::check(&config);
+    for w in &findings.warnings {
+        println!("warning: {w}");
+    }
+    if !findings.errors.is_empty() && !dry_run {
+        for e in &findings.errors {
+            eprintln!("error: {e}");
+        }
+        bail!("preflight failed: nothing was changed");
+    }
+    if let Some(line) = &findings.hosts_line {
+        if dry_run {
+            println!("would add to /etc/hosts: {line}");
+        } else if ask(args, &format!("Add \"{line}\" to /etc/hosts?"), true)? {
+            preflight::fix_hosts(line).context("writing /etc/hosts")?;
+            println!("added to /etc/hosts: {line}");
+        }
+    }
+    if findings.clamav_too_big && ask(args, "Leave ClamAV out (not enough memory)?", true)? {
+        println!("ClamAV left out (components.clamav = false)");
+        config.components.clamav = false;
+    }
+
+    let secrets = Secrets::load_or_generate(config.paths.secrets.as_path())?;
+    let mut ctx = Ctx::new(config, global.config.clone(), distro, secrets)?;
+    ctx.dry_run = dry_run;
+    let steps = install::steps(&ctx);
+
+    if !dry_run && interactive(args) {
+        // Show the plan, then ask.
+        ctx.dry_run = true;
+        let existing = preflight::existing_configuration(
+            &install::files::rendered(&ctx)?,
+            &install::files::manifest_path(&ctx.config),
+        );
+        if !existing.is_empty() {
+            println!(
+                "These files exist and will be replaced (the originals are kept as \
+                 FILE.modobox-orig):\n  {}",
+                existing.join("\n  ")
+            );
+        }
+        let plan = install::run(&mut ctx, &steps, true)?;
+        let pending = plan.iter().filter(|r| r.outcome != "ok").count();
+        if pending == 0 {
+            println!("Nothing to do: the mail server is installed and configured.");
+            ctx.close();
+            return Ok(ExitCode::SUCCESS);
+        }
+        ctx.dry_run = false;
+        if !ask(args, &format!("Apply these {pending} steps?"), true)? {
+            bail!("cancelled: nothing was changed");
+        }
+    }
+
+    let started = std::time::Instant::now();
+    let reports = install::run(&mut ctx, &steps, dry_run)?;
+    let changed = reports.iter().filter(|r| r.outcome != "ok").count();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    }
+    if dry_run {
+        println!("{changed} of {} steps would change", reports.len());
+        ctx.close();
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{changed} of {} steps changed ({:.0} s)",
+        reports.len(),
+        started.elapsed().as_secs_f64()
+    );
+    print_summary(&mut ctx)?;
+    ctx.close();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(ctx: &mut Ctx) -> Result<()> {
+    println!();
+    println!("Admin: https://{}/", ctx.config.hostname);
+    match &ctx.new_admin_password {
+        Some(p) => println!(
+            "Login: {} / {p}  (shown once: change it after logging in)",
+            install::database::FIRST_ADMIN
+        ),
+        None => println!(
+            "Login: the superadmin created by the first install (`modobox admin passwd {}` \
+             sets a new password)",
+            install::database::FIRST_ADMIN
+        ),
+    }
+    if let Some(domain) = ctx.config.primary_domain() {
+        let store = ctx.store()?;
+        let text = ctx.rt.block_on(summary::domain_records(
+            &store,
+            &ctx.config,
+            domain.as_str(),
+            &summary::public_addresses(),
+            false,
+        ))?;
+        println!(
+            "\nDNS records to publish for {domain} (`modobox dns records` prints them again):\n"
+        );
+        print!("{text}");
+    }
+    Ok(())
+}
+
+pub async fn dns(global: &Global, cmd: &DnsCommand) -> Result<ExitCode> {
+    let DnsCommand::Records {
+        domain,
+        address,
+        mta_sts,
+    } = cmd;
+    let config = Config::load(&global.config)?;
+    let (store, _) = crate::commands::open(global).await?;
+    let names: Vec<String> = match domain {
+        Some(d) => vec![DomainName::parse("domain", d)?.to_string()],
+        None => {
+            let mut tx = store.begin().await?;
+            let all = modobox::store::domains::list(
+                &mut tx,
+                modobox::store::access::Actor::System,
+                Some("domain"),
+                None,
+            )
+            .await?;
+            tx.commit().await?;
+            all.into_iter().map(|d| d.name).collect()
+        }
+    };
+    let addresses = if address.is_empty() {
+        summary::public_addresses()
+    } else {
+        address.clone()
+    };
+    for name in names {
+        print!(
+            "{}",
+            summary::domain_records(&store, &config, &name, &addresses, *mta_sts).await?
+        );
+        println!();
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
