@@ -53,6 +53,15 @@ pub enum Command {
     Install(InstallArgs),
     /// Show what `install` would do, step by step, with file diffs; changes nothing.
     Plan(InstallArgs),
+    /// The resident supervisor (what modobox.service runs): migrates the database, then probes
+    /// every service of the stack and repairs what stays down, until SIGTERM.
+    Run,
+    /// The health of the mail server: services, probes, checks, events, jobs. Exit code 0
+    /// healthy, 1 degraded, 2 down.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     /// DNS records to publish for the hosted domains.
     #[command(subcommand)]
     Dns(DnsCommand),

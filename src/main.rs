@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser};
 
 mod commands;
 mod install_cmd;
+mod status_cmd;
 
 use modobox::cli::{self, Cli, Command, ConfigCommand, RenderArgs};
 use modobox::config::{self, Config};
@@ -70,6 +71,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Render(args) => render_command(&cli.global, &args),
         Command::Install(args) => install_cmd::install(&cli.global, &args, false),
         Command::Plan(args) => install_cmd::install(&cli.global, &args, true),
+        Command::Run => commands::runtime()?.block_on(status_cmd::run(&cli.global)),
+        Command::Status { json } => {
+            commands::runtime()?.block_on(status_cmd::status(&cli.global, json))
+        }
         Command::Dns(c) => commands::runtime()?.block_on(install_cmd::dns(&cli.global, &c)),
         Command::Distro { json } => {
             let d = Distro::resolve(cli.global.distro.as_ref())?;

@@ -181,3 +181,30 @@ fn import_is_all_or_nothing_and_export_is_private() {
         .unwrap()
         .contains("account;a@example.com;{SHA512-CRYPT}$6$rounds=70000$"));
 }
+
+#[test]
+fn run_migrates_the_database_on_start() {
+    let cli = Cli::new();
+    let cfg = cli.dir.path().join("modobox.toml");
+    std::fs::write(&cfg, "hostname = \"mail.example.com\"\n").unwrap();
+    assert_eq!(cli.run(&["db", "status"], "").status.code(), Some(1));
+    // `run` migrates before anything else; without systemd (a test host) it then stops with an
+    // error, with systemd it keeps running: either way the database must be migrated.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modobox"))
+        .args(["--config", cfg.to_str().unwrap(), "run"])
+        .env("MODOBOX_DATABASE_URL", &cli.url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while cli.run(&["db", "status"], "").status.code() != Some(0) {
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "modobox run did not migrate"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -130,15 +130,13 @@ pub fn commands(config: &Config, distro: &Distro, missing: &[String]) -> Vec<Cmd
             if repos.iter().any(|r| r == "epel") {
                 cmds.push(Cmd::new("dnf").args(["-y", "install", "epel-release"]));
             }
-            if repos.iter().any(|r| r == "crb") {
+            // The others are repositories the release ships disabled (CRB on 9, PowerTools on 8).
+            let others: Vec<&String> = repos.iter().filter(|r| *r != "epel").collect();
+            if !others.is_empty() {
                 cmds.push(Cmd::new("dnf").args(["-y", "install", "dnf-plugins-core"]));
-                // CentOS Stream / Rocky / Alma 9 call it crb; 8 calls it powertools.
-                let crb = if distro.id.version.starts_with('8') {
-                    "powertools"
-                } else {
-                    "crb"
-                };
-                cmds.push(Cmd::new("dnf").args(["config-manager", "--set-enabled", crb]));
+            }
+            for r in others {
+                cmds.push(Cmd::new("dnf").args(["config-manager", "--set-enabled", r]));
             }
             cmds.push(
                 Cmd::new("dnf")

@@ -112,6 +112,17 @@ pub fn services(ctx: &Ctx) -> StepResult<Vec<Service>> {
         files: under(&nginx_dirs, &tls),
         port: Some(443),
     });
+    // Last: the supervisor, restarted when its binary, configuration or unit changed (an
+    // upgrade is `install` with the new binary).
+    out.push(Service {
+        unit: "modobox".into(),
+        files: vec![
+            PathBuf::from(crate::render::context::BINARY_PATH),
+            ctx.config_path.clone(),
+            f.paths.systemd_units.as_path().join("modobox.service"),
+        ],
+        port: None,
+    });
     Ok(out)
 }
 

@@ -16,8 +16,13 @@ import time
 
 import dkim  # python3-dkim (dkimpy)
 
+if sys.argv[1:2] == ["--flow"]:
+    # After a repair: one message on port 25 must reach alice's Maildir again.
+    RUN = str(time.time_ns())
+    sys.argv = sys.argv[:1] + ["-", "-"]
 HOST = "mail.example.test"
 EXTERNAL = "10.0.2.100"  # the container's own tap0 address: not in Postfix's mynetworks
+FLOW_ONLY = sys.argv[1] == "-"
 PASSWORD, DKIM_PUBLIC = sys.argv[1], sys.argv[2]
 RUN = str(time.time_ns())  # tokens unique to this run
 ALICE = "alice@example.test"
@@ -60,6 +65,13 @@ def send_external(rcpt, subject, body):
     with smtplib.SMTP(EXTERNAL, 25, local_hostname="client.e2e.test", timeout=30) as s:
         s.sendmail("sender@other.test", [rcpt], message("sender@other.test", rcpt, subject, body))
 
+
+if FLOW_ONLY:
+    send_external(ALICE, "after repair", f"flow-token-{RUN}")
+    if delivered(f"flow-token-{RUN}", timeout=90) is None:
+        fail("mail did not flow after the repair")
+    ok("mail flows: port 25 to alice's Maildir")
+    sys.exit(0)
 
 # 1. Port 25: a mailbox, an alias, a catch-all and a domain alias all reach alice.
 for rcpt, token in [

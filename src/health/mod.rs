@@ -1,0 +1,9 @@
+//! What the resident supervisor (`modobox run`) looks at: protocol-level probes of every
+//! daemon (`probes`, async, each with its own timeout) and checks of the host's state
+//! (`checks`: certificate expiry, free space, Postfix's queue, hand edits of rendered files).
+
+pub mod checks;
+pub mod probes;
+
+pub use checks::{Check, Level};
+pub use probes::{ProbeError, ProbeOk, DEFAULT_TIMEOUT};

@@ -1,0 +1,339 @@
+//! The resident supervisor: probes every service of the stack at the protocol level, restarts
+//! through the service manager what stays down (see `policy`), records every event in
+//! `modobox_service_event`, logs it, and mails the admin when a service stays down.
+
+pub mod daemon;
+pub mod notify;
+pub mod policy;
+pub mod status;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, DbLocation, Engine};
+use crate::distro::Distro;
+use crate::health::probes;
+use crate::service::systemd::Systemd;
+use crate::service::UnitStatus;
+use crate::store::{Store, StoreError};
+use policy::{Action, Policy, Tracker};
+
+/// How a service is probed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    Smtp(SocketAddr),
+    Lmtp(PathBuf),
+    Imap(SocketAddr, bool),
+    ManageSieve(SocketAddr),
+    Milter(SocketAddr),
+    Clamd(PathBuf),
+    Https(SocketAddr),
+    Database,
+}
+
+impl Probe {
+    pub fn describe(&self) -> String {
+        match self {
+            Probe::Smtp(a) => format!("SMTP EHLO on {a}"),
+            Probe::Lmtp(p) => format!("LMTP LHLO on {}", p.display()),
+            Probe::Imap(a, tls) => format!("IMAP{} CAPABILITY on {a}", if *tls { "S" } else { "" }),
+            Probe::ManageSieve(a) => format!("ManageSieve greeting on {a}"),
+            Probe::Milter(a) => format!("milter negotiation on {a}"),
+            Probe::Clamd(p) => format!("clamd PING on {}", p.display()),
+            Probe::Https(a) => format!("HTTPS request on {a}"),
+            Probe::Database => "database query".into(),
+        }
+    }
+}
+
+/// One supervised service: its unit and its probes (all must pass).
+#[derive(Debug, Clone)]
+pub struct Watched {
+    pub name: &'static str,
+    pub unit: String,
+    pub probes: Vec<Probe>,
+}
+
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The services of this configuration, in dependency order.
+pub fn watched(config: &Config, distro: &Distro) -> Vec<Watched> {
+    let f = &distro.facts;
+    let c = &config.components;
+    let mut out = Vec::new();
+    if config.database.location == DbLocation::Local && config.database.engine != Engine::Sqlite {
+        out.push(Watched {
+            name: "database",
+            unit: match config.database.engine {
+                Engine::Mysql => f.services.mysql.clone(),
+                _ => f.services.postgres.clone(),
+            },
+            probes: vec![Probe::Database],
+        });
+    }
+    if c.opendkim {
+        out.push(Watched {
+            name: "opendkim",
+            unit: f.services.opendkim.clone(),
+            probes: vec![Probe::Milter(local(8891))],
+        });
+    }
+    if c.clamav {
+        out.push(Watched {
+            name: "clamav",
+            unit: f.services.clamav.clone(),
+            probes: vec![Probe::Clamd(f.paths.clamd_socket.as_path().to_path_buf())],
+        });
+    }
+    if c.amavis {
+        out.push(Watched {
+            name: "amavis",
+            unit: f.services.amavis.clone(),
+            probes: vec![Probe::Smtp(local(10024))],
+        });
+    }
+    let mut dovecot = vec![
+        Probe::Imap(local(143), false),
+        Probe::Imap(local(993), true),
+        Probe::Lmtp(f.paths.postfix_spool.as_path().join("private/dovecot-lmtp")),
+    ];
+    if c.managesieve {
+        dovecot.push(Probe::ManageSieve(local(4190)));
+    }
+    out.push(Watched {
+        name: "dovecot",
+        unit: f.services.dovecot.clone(),
+        probes: dovecot,
+    });
+    out.push(Watched {
+        name: "postfix",
+        unit: f.services.postfix.clone(),
+        probes: vec![Probe::Smtp(local(25)), Probe::Smtp(local(587))],
+    });
+    out.push(Watched {
+        name: "nginx",
+        unit: f.services.nginx.clone(),
+        probes: vec![Probe::Https(local(443))],
+    });
+    out
+}
+
+/// Runs the probes of one service; the first failure is the answer.
+pub async fn probe(
+    w: &Watched,
+    store: Option<&Store>,
+    hostname: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    for p in &w.probes {
+        let result = match p {
+            Probe::Smtp(a) => probes::smtp(*a, hostname, timeout).await.map(|_| ()),
+            Probe::Lmtp(path) => probes::lmtp_unix(path, hostname, timeout).await.map(|_| ()),
+            Probe::Imap(a, tls) => probes::imap(*a, *tls, timeout).await.map(|_| ()),
+            Probe::ManageSieve(a) => probes::managesieve(*a, timeout).await.map(|_| ()),
+            Probe::Milter(a) => probes::milter(*a, timeout).await.map(|_| ()),
+            Probe::Clamd(path) => probes::clamd_unix(path, timeout).await.map(|_| ()),
+            Probe::Https(a) => probes::https(*a, hostname, timeout).await.map(|_| ()),
+            Probe::Database => match store {
+                Some(s) => probes::database(s, timeout).await.map(|_| ()),
+                None => continue,
+            },
+        };
+        result.map_err(|e| format!("{}: {e}", p.describe()))?;
+    }
+    Ok(())
+}
+
+/// What the supervisor needs from a service manager (systemd over D-Bus; a fake in tests).
+pub trait Manager {
+    fn restart(&self, unit: &str) -> impl Future<Output = Result<(), String>> + Send;
+    fn status(&self, unit: &str) -> impl Future<Output = Result<UnitStatus, String>> + Send;
+}
+
+impl Manager for Systemd {
+    async fn restart(&self, unit: &str) -> Result<(), String> {
+        // A unit stopped by hand is started; a failed one needs its failure cleared first.
+        let _ = self.reset_failed(unit).await;
+        Systemd::restart(self, unit)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    async fn status(&self, unit: &str) -> Result<UnitStatus, String> {
+        Systemd::status(self, unit).await.map_err(|e| e.to_string())
+    }
+}
+
+/// An event as stored and shown by `modobox status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Event {
+    pub service: String,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+pub async fn store_event(store: &Store, e: &Event) -> Result<(), StoreError> {
+    let mut tx = store.begin().await?;
+    tx.exec(
+        "INSERT INTO modobox_service_event (at, service, kind, message) VALUES (?, ?, ?, ?)",
+        crate::args![
+            chrono::Utc::now(),
+            e.service.as_str(),
+            e.kind,
+            e.message.as_str()
+        ],
+    )
+    .await?;
+    tx.commit().await
+}
+
+/// The supervisor's state: one tracker per watched service.
+#[derive(Debug)]
+pub struct Supervisor<M> {
+    pub policy: Policy,
+    pub manager: M,
+    pub services: Vec<(Watched, Tracker)>,
+}
+
+impl<M: Manager> Supervisor<M> {
+    pub fn new(policy: Policy, manager: M, services: Vec<Watched>) -> Self {
+        Supervisor {
+            policy,
+            manager,
+            services: services
+                .into_iter()
+                .map(|w| (w, Tracker::default()))
+                .collect(),
+        }
+    }
+
+    /// Feeds one round of probe results (same order as `services`), restarts what the policy
+    /// says, and returns the events and alerts to record.
+    pub async fn handle(
+        &mut self,
+        now: Instant,
+        results: Vec<Result<(), String>>,
+    ) -> (Vec<Event>, Vec<String>) {
+        let mut events = Vec::new();
+        let mut alerts = Vec::new();
+        for ((w, tracker), result) in self.services.iter_mut().zip(results) {
+            for action in tracker.observe(&self.policy, now, result) {
+                match action {
+                    Action::Restart => {
+                        if let Err(e) = self.manager.restart(&w.unit).await {
+                            events.push(Event {
+                                service: w.name.to_string(),
+                                kind: "restart_failed",
+                                message: e,
+                            });
+                        }
+                    }
+                    Action::Event { kind, message } => events.push(Event {
+                        service: w.name.to_string(),
+                        kind: kind.as_str(),
+                        message,
+                    }),
+                    Action::Alert { message } => {
+                        alerts.push(format!("{} ({}) {message}", w.name, w.unit));
+                    }
+                }
+            }
+        }
+        (events, alerts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct FakeManager {
+        restarted: Mutex<Vec<String>>,
+        fail: bool,
+    }
+
+    impl Manager for &FakeManager {
+        async fn restart(&self, unit: &str) -> Result<(), String> {
+            self.restarted.lock().unwrap().push(unit.to_string());
+            if self.fail {
+                Err(format!("restart {unit}: job failed"))
+            } else {
+                Ok(())
+            }
+        }
+        async fn status(&self, _unit: &str) -> Result<UnitStatus, String> {
+            Err("not used".into())
+        }
+    }
+
+    fn two() -> Vec<Watched> {
+        vec![
+            Watched {
+                name: "dovecot",
+                unit: "dovecot.service".into(),
+                probes: vec![Probe::Imap(local(143), false)],
+            },
+            Watched {
+                name: "postfix",
+                unit: "postfix.service".into(),
+                probes: vec![Probe::Smtp(local(25))],
+            },
+        ]
+    }
+
+    #[tokio::test]
+    async fn only_the_failing_service_is_restarted_through_the_manager() {
+        let m = FakeManager::default();
+        let mut s = Supervisor::new(Policy::default(), &m, two());
+        let t0 = Instant::now();
+        let down = || Err::<(), String>("SMTP EHLO on 127.0.0.1:25: connection refused".into());
+        let (e, _) = s.handle(t0, vec![Ok(()), down()]).await;
+        assert_eq!(e[0].kind, "probe_failed");
+        let (e, _) = s
+            .handle(t0 + Duration::from_secs(5), vec![Ok(()), down()])
+            .await;
+        assert_eq!(e[0].kind, "restarted");
+        assert_eq!(*m.restarted.lock().unwrap(), ["postfix.service"]);
+        let (e, _) = s
+            .handle(t0 + Duration::from_secs(10), vec![Ok(()), Ok(())])
+            .await;
+        assert_eq!((e[0].service.as_str(), e[0].kind), ("postfix", "recovered"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_restart_is_an_event_too() {
+        let m = FakeManager {
+            fail: true,
+            ..Default::default()
+        };
+        let mut s = Supervisor::new(Policy::default(), &m, two());
+        let t0 = Instant::now();
+        s.handle(t0, vec![Err("x".into()), Ok(())]).await;
+        let (e, _) = s
+            .handle(t0 + Duration::from_secs(5), vec![Err("x".into()), Ok(())])
+            .await;
+        let kinds: Vec<_> = e.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, ["restart_failed", "restarted"]);
+    }
+
+    #[test]
+    fn the_stack_is_watched_with_protocol_probes() {
+        let config = Config::new(crate::names::Hostname::parse("h", "mail.example.com").unwrap());
+        let distro = Distro::load(&"debian:12".parse().unwrap()).unwrap();
+        let w = watched(&config, &distro);
+        let names: Vec<_> = w.iter().map(|w| w.name).collect();
+        assert_eq!(
+            names,
+            ["database", "opendkim", "clamav", "amavis", "dovecot", "postfix", "nginx"]
+        );
+        let dovecot = w.iter().find(|w| w.name == "dovecot").unwrap();
+        assert!(dovecot.probes.contains(&Probe::Lmtp(PathBuf::from(
+            "/var/spool/postfix/private/dovecot-lmtp"
+        ))));
+    }
+}

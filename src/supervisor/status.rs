@@ -1,0 +1,187 @@
+//! `modobox status`: a line per service (unit state, live probe, uptime, restarts), the host
+//! checks, the recent supervisor events and the last run of each periodic job.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::daemon::PROBE_TIMEOUT;
+use super::{probe, watched};
+use crate::config::Config;
+use crate::distro::Distro;
+use crate::health::checks::{self, Check, Level};
+use crate::service::systemd::Systemd;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Serialize)]
+pub struct ServiceLine {
+    pub service: &'static str,
+    pub unit: String,
+    pub state: String,
+    pub probe: String,
+    pub healthy: bool,
+    pub since: Option<DateTime<Utc>>,
+    /// Restarts by the supervisor in the last 24 hours.
+    pub restarts_24h: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventLine {
+    pub at: DateTime<Utc>,
+    pub service: String,
+    pub kind: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobLine {
+    pub task: String,
+    pub started_at: DateTime<Utc>,
+    pub outcome: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// "healthy", "degraded" or "down".
+    pub overall: &'static str,
+    pub supervisor: String,
+    pub services: Vec<ServiceLine>,
+    pub checks: Vec<Check>,
+    pub events: Vec<EventLine>,
+    pub jobs: Vec<JobLine>,
+}
+
+impl Status {
+    /// 0 healthy, 1 degraded, 2 down.
+    pub fn exit_code(&self) -> u8 {
+        match self.overall {
+            "healthy" => 0,
+            "degraded" => 1,
+            _ => 2,
+        }
+    }
+}
+
+async fn events(store: &Store) -> Result<Vec<EventLine>, StoreError> {
+    let mut tx = store.begin().await?;
+    let rows = tx
+        .rows(
+            "SELECT at, service, kind, message FROM modobox_service_event ORDER BY id DESC LIMIT 20",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(EventLine {
+                at: r.ts("at")?,
+                service: r.text("service")?,
+                kind: r.text("kind")?,
+                message: r.text("message")?,
+            })
+        })
+        .collect()
+}
+
+async fn restarts_since(store: &Store, service: &str, since: DateTime<Utc>) -> i64 {
+    let Ok(mut tx) = store.begin().await else {
+        return 0;
+    };
+    tx.count(
+        "SELECT COUNT(*) FROM modobox_service_event WHERE service = ? AND kind = 'restarted' AND at > ?",
+        crate::args![service, since],
+    )
+    .await
+    .unwrap_or(0)
+}
+
+async fn jobs(store: &Store) -> Result<Vec<JobLine>, StoreError> {
+    let mut tx = store.begin().await?;
+    let rows = tx
+        .rows(
+            "SELECT r.task, r.started_at, r.outcome, r.message FROM modobox_task_run r \
+             WHERE r.id = (SELECT MAX(id) FROM modobox_task_run x WHERE x.task = r.task) \
+             ORDER BY r.task",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(JobLine {
+                task: r.text("task")?,
+                started_at: r.ts("started_at")?,
+                outcome: r.text("outcome")?,
+                message: r.text("message")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn gather(config: &Config, distro: &Distro, store: Option<&Store>) -> Status {
+    let sd = Systemd::connect().await.ok();
+    let day_ago = Utc::now() - chrono::Duration::hours(24);
+    let mut services = Vec::new();
+    for w in watched(config, distro) {
+        let unit = match &sd {
+            Some(sd) => sd.status(&w.unit).await.ok(),
+            None => None,
+        };
+        let probe_result = probe(&w, store, config.hostname.as_str(), PROBE_TIMEOUT).await;
+        let active = unit.as_ref().is_some_and(|u| u.is_active());
+        services.push(ServiceLine {
+            service: w.name,
+            unit: w.unit.clone(),
+            state: unit
+                .as_ref()
+                .map_or_else(|| "unknown".into(), |u| format!("{}/{}", u.active, u.sub)),
+            healthy: probe_result.is_ok() && (sd.is_none() || active),
+            probe: probe_result.err().unwrap_or_else(|| "ok".into()),
+            since: unit.as_ref().and_then(|u| u.since),
+            restarts_24h: match store {
+                Some(s) => restarts_since(s, w.name, day_ago).await,
+                None => 0,
+            },
+        });
+    }
+    let supervisor = match &sd {
+        Some(sd) => sd
+            .status("modobox.service")
+            .await
+            .map_or_else(|e| e.to_string(), |u| format!("{}/{}", u.active, u.sub)),
+        None => "unknown (no systemd)".into(),
+    };
+    let (cert, _) = crate::render::context::tls_paths(config, distro);
+    let checks = vec![
+        checks::cert_expiry(cert.as_path(), 30),
+        checks::free_space(config.paths.mail_root.as_path(), 1024, 5),
+        checks::postfix_queue(distro.facts.paths.postfix_spool.as_path(), 100),
+        checks::config_drift(
+            &config
+                .paths
+                .data
+                .as_path()
+                .join(crate::render::manifest::FILE_NAME),
+        ),
+    ];
+    let (events, jobs) = match store {
+        Some(s) => (
+            events(s).await.unwrap_or_default(),
+            jobs(s).await.unwrap_or_default(),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    let overall = if services.iter().any(|s| !s.healthy) {
+        "down"
+    } else if checks.iter().any(|c| c.level != Level::Ok) {
+        "degraded"
+    } else {
+        "healthy"
+    };
+    Status {
+        overall,
+        supervisor,
+        services,
+        checks,
+        events,
+        jobs,
+    }
+}
