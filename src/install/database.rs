@@ -443,6 +443,9 @@ impl Step for Superadmin {
             accounts::create(&mut tx, Actor::System, &spec, rounds).await?;
             tx.commit().await
         })?;
+        // Printed now as well as in the summary: an install interrupted after this step must
+        // not lose the only copy of the password.
+        println!("    superadmin {FIRST_ADMIN} created, password: {password} (shown once)");
         ctx.new_admin_password = Some(password);
         Ok(())
     }

@@ -77,12 +77,13 @@ impl Step for ConfigFiles {
     }
 
     fn apply(&self, ctx: &mut Ctx) -> StepResult<()> {
-        if aliases_db_stale() {
-            Cmd::new("newaliases").run()?;
-        }
         let files = rendered(ctx)?;
         let root = crate::system::Root::host();
         let report = render_write::apply(&root, &files, &manifest_path(&ctx.config), false)?;
+        // After main.cf exists: newaliases reads it.
+        if aliases_db_stale() {
+            Cmd::new("newaliases").run()?;
+        }
         for p in &report.backed_up {
             println!(
                 "    backed up {} as {}.modobox-orig",
