@@ -173,6 +173,9 @@ pub fn steps(ctx: &Ctx) -> Vec<Box<dyn Step>> {
         steps.push(Box::new(security::Firewall));
     }
     steps.push(Box::new(services::Services));
+    if ctx.config.tls.mode == crate::config::TlsMode::Acme {
+        steps.push(Box::new(keys::Acme));
+    }
     steps
 }
 

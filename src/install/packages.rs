@@ -96,6 +96,14 @@ fn missing(distro: &Distro, names: &[String]) -> StepResult<Vec<String>> {
 const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 const POLICY_MARK: &str = "# modobox: services held back while packages install";
 
+/// dpkg leaves files in its `updates` directory when it was interrupted (an install killed in
+/// the middle of the packages step); apt refuses to work until `dpkg --configure -a` ran.
+const DPKG_UPDATES: &str = "/var/lib/dpkg/updates";
+
+fn dpkg_interrupted() -> bool {
+    std::fs::read_dir(DPKG_UPDATES).is_ok_and(|mut d| d.next().is_some())
+}
+
 fn our_policy_left() -> bool {
     std::fs::read_to_string(POLICY_RC_D).is_ok_and(|t| t.contains(POLICY_MARK))
 }
@@ -115,6 +123,9 @@ pub fn commands(config: &Config, distro: &Distro, missing: &[String]) -> Vec<Cmd
                     "-q",
                     "-y",
                     "--no-install-recommends",
+                    // Another apt (unattended-upgrades) may hold the lock for a while.
+                    "-o",
+                    "DPkg::Lock::Timeout=300",
                     "-o",
                     "Dpkg::Options::=--force-confdef",
                     "-o",
@@ -167,6 +178,9 @@ impl Step for Packages {
                 "remove {POLICY_RC_D} left by an interrupted install"
             ));
         }
+        if ctx.distro.facts.package_manager == PackageManager::Apt && dpkg_interrupted() {
+            changes.push("finish the interrupted dpkg run (dpkg --configure -a)".into());
+        }
         Ok(Check::from_changes(changes))
     }
 
@@ -174,7 +188,7 @@ impl Step for Packages {
         let missing = missing(&ctx.distro, &wanted(&ctx.config, &ctx.distro))?;
         let apt = ctx.distro.facts.package_manager == PackageManager::Apt;
         let policy = Path::new(POLICY_RC_D);
-        let hold = apt && !missing.is_empty() && !policy.exists();
+        let hold = apt && (!missing.is_empty() || dpkg_interrupted()) && !policy.exists();
         if hold {
             // Daemons would start with the distribution's configuration (and Postfix as an
             // open relay candidate); modobox starts them once its own files are in place.
@@ -187,6 +201,12 @@ impl Step for Packages {
             .map_err(io_error(policy))?;
         }
         let result = (|| {
+            if apt && dpkg_interrupted() {
+                Cmd::new("dpkg")
+                    .args(["--configure", "-a", "--force-confdef", "--force-confold"])
+                    .env("DEBIAN_FRONTEND", "noninteractive")
+                    .run()?;
+            }
             if !missing.is_empty() {
                 for cmd in commands(&ctx.config, &ctx.distro, &missing) {
                     cmd.run()?;
