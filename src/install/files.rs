@@ -60,11 +60,11 @@ impl Step for ConfigFiles {
                 State::Foreign => "replaces the distribution's file (backed up as .modobox-orig)",
                 State::HandEdited => {
                     // Kept: not a change the install makes, but the admin should know.
-                    eprintln!(
-                        "note: {} was edited by hand and is kept (`modobox render --force` \
-                         replaces it)",
+                    ctx.notes.insert(format!(
+                        "{} was edited by hand and is kept (`modobox render --force` replaces \
+                         it)",
                         c.path.display()
-                    );
+                    ));
                     continue;
                 }
             };

@@ -96,6 +96,8 @@ pub struct Ctx {
     pub new_admin_password: Option<String>,
     /// `plan`: checks only; a check may not fail because an earlier step has not run.
     pub dry_run: bool,
+    /// Things the admin should know that are not changes (printed once, after the step).
+    pub notes: std::collections::BTreeSet<String>,
     store: Option<Store>,
 }
 
@@ -119,6 +121,7 @@ impl Ctx {
             rt,
             new_admin_password: None,
             dry_run: false,
+            notes: std::collections::BTreeSet::new(),
             store: None,
         })
     }
@@ -248,6 +251,9 @@ pub fn run(
         };
         let seconds = started.elapsed().as_secs_f64();
         progress.done(i, name, outcome, seconds);
+        for note in std::mem::take(&mut ctx.notes) {
+            println!("    note: {note}");
+        }
         if show_details {
             for c in &changes {
                 for line in c.lines() {
