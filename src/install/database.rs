@@ -253,9 +253,15 @@ fn sqlite_acl_changes(ctx: &Ctx) -> StepResult<Vec<String>> {
     };
     let (file_acl, dir_acl) = (acl_of(file), acl_of(dir));
     let mut changes = Vec::new();
+    // An entry narrowed by the mask shows "#effective:" after it: not granted.
+    let granted = |acl: &str, user: &str, r: &str| {
+        let entry = format!("user:{user}:{}", rights(r));
+        acl.lines()
+            .any(|l| l.starts_with(&entry) && !l.contains("#effective"))
+    };
     for (user, on_file, on_dir) in sqlite_acl_users(ctx) {
-        let file_ok = file_acl.contains(&format!("user:{user}:{}", rights(on_file)));
-        let dir_ok = dir_acl.contains(&format!("user:{user}:{}", rights(on_dir)));
+        let file_ok = granted(&file_acl, &user, on_file);
+        let dir_ok = granted(&dir_acl, &user, on_dir);
         if !file_ok || !dir_ok {
             changes.push(format!(
                 "let {user} use {} ({on_file}) through an ACL",

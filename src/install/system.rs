@@ -124,6 +124,23 @@ struct Dir {
     path: PathBuf,
     owner: Owner,
     mode: u32,
+    /// Holds the SQLite database: its ACLs show as the group bits (the ACL mask), which a
+    /// chmod would narrow and so take the daemons' write access away. Group bits are left alone.
+    acl: bool,
+}
+
+impl Dir {
+    fn mode_ok(&self, current: u32) -> bool {
+        let care = if self.acl { 0o7707 } else { 0o7777 };
+        current & care == self.mode & care
+    }
+    fn mode_to_set(&self, current: u32) -> u32 {
+        if self.acl {
+            (self.mode & !0o070) | (current & 0o070)
+        } else {
+            self.mode
+        }
+    }
 }
 
 fn owner(user: &str, group: &str) -> Owner {
@@ -145,21 +162,25 @@ fn directories(ctx: &Ctx) -> Vec<Dir> {
                 .map_or_else(|| PathBuf::from("/etc/modobox"), Path::to_path_buf),
             owner: owner("root", "root"),
             mode: 0o750,
+            acl: false,
         },
         Dir {
             path: c.paths.mail_root.as_path().to_path_buf(),
             owner: owner(vmail, vmail),
             mode: 0o750,
+            acl: false,
         },
         Dir {
             path: c.paths.data.as_path().to_path_buf(),
             owner: owner("root", "root"),
             mode: 0o751,
+            acl: false,
         },
         Dir {
             path: c.paths.rrd.as_path().to_path_buf(),
             owner: owner("root", "root"),
             mode: 0o755,
+            acl: false,
         },
     ];
     if c.components.opendkim {
@@ -167,18 +188,21 @@ fn directories(ctx: &Ctx) -> Vec<Dir> {
             path: c.paths.dkim_keys.as_path().to_path_buf(),
             owner: owner(&users.opendkim, &users.opendkim),
             mode: 0o750,
+            acl: false,
         });
     }
     if c.database.engine == Engine::Sqlite {
         if let Some(dir) = c.database.sqlite_path.as_path().parent() {
             // Postfix, Dovecot and the mailbox owner reach the file through ACLs (the
             // SQLite step); the directory itself only needs to be traversable.
-            if !dirs.iter().any(|d| d.path == dir) {
-                dirs.push(Dir {
+            match dirs.iter_mut().find(|d| d.path == dir) {
+                Some(d) => d.acl = true,
+                None => dirs.push(Dir {
                     path: dir.to_path_buf(),
                     owner: owner("root", "root"),
                     mode: 0o751,
-                });
+                    acl: true,
+                }),
             }
         }
     }
@@ -248,7 +272,7 @@ impl Step for Accounts {
                 )),
                 Ok(m) => {
                     let right_owner = ids(&d.owner) == Some((m.uid(), m.gid()));
-                    if !m.is_dir() || !right_owner || m.mode() & 0o7777 != d.mode {
+                    if !m.is_dir() || !right_owner || !d.mode_ok(m.mode()) {
                         changes.push(format!(
                             "set {} to {}:{}, mode {:o}",
                             d.path.display(),
@@ -293,8 +317,14 @@ impl Step for Accounts {
                 ))
             })?;
             std::os::unix::fs::chown(&d.path, Some(uid), Some(gid)).map_err(io_error(&d.path))?;
-            std::fs::set_permissions(&d.path, std::fs::Permissions::from_mode(d.mode))
-                .map_err(io_error(&d.path))?;
+            let current = std::fs::metadata(&d.path)
+                .map_err(io_error(&d.path))?
+                .mode();
+            std::fs::set_permissions(
+                &d.path,
+                std::fs::Permissions::from_mode(d.mode_to_set(current)),
+            )
+            .map_err(io_error(&d.path))?;
         }
         Ok(())
     }
