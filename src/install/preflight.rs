@@ -58,29 +58,12 @@ pub fn check(config: &Config) -> Findings {
     f
 }
 
-fn local_addresses() -> Vec<IpAddr> {
-    nix::ifaddrs::getifaddrs()
-        .map(|addrs| {
-            addrs
-                .filter_map(|a| {
-                    let s = a.address?;
-                    if let Some(v4) = s.as_sockaddr_in() {
-                        Some(IpAddr::V4(v4.ip()))
-                    } else {
-                        s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn check_hostname(host: &Hostname, f: &mut Findings) {
     let resolved: Vec<IpAddr> = (host.as_str(), 0)
         .to_socket_addrs()
         .map(|it| it.map(|s| s.ip()).collect())
         .unwrap_or_default();
-    let local = local_addresses();
+    let local = crate::system::net::interface_addresses();
     let here = resolved
         .iter()
         .any(|ip| ip.is_loopback() || local.contains(ip));

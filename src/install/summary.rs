@@ -12,20 +12,9 @@ use crate::store::{domains, Store, StoreError};
 /// The addresses other servers reach this one at: every interface address except loopback,
 /// link-local and (for IPv6) unique-local ones.
 pub fn public_addresses() -> Vec<IpAddr> {
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
-        return Vec::new();
-    };
-    let mut out: Vec<IpAddr> = Vec::new();
-    for a in addrs {
-        let Some(s) = a.address else { continue };
-        let ip = if let Some(v4) = s.as_sockaddr_in() {
-            IpAddr::V4(v4.ip())
-        } else if let Some(v6) = s.as_sockaddr_in6() {
-            IpAddr::V6(v6.ip())
-        } else {
-            continue;
-        };
-        let keep = match ip {
+    crate::system::net::interface_addresses()
+        .into_iter()
+        .filter(|ip| match ip {
             IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local() && !v4.is_unspecified(),
             IpAddr::V6(v6) => {
                 let first = v6.segments()[0];
@@ -34,12 +23,8 @@ pub fn public_addresses() -> Vec<IpAddr> {
                     && first & 0xffc0 != 0xfe80
                     && first & 0xfe00 != 0xfc00
             }
-        };
-        if keep && !out.contains(&ip) {
-            out.push(ip);
-        }
-    }
-    out
+        })
+        .collect()
 }
 
 /// The zone-file text for one hosted domain, with its real DKIM key when it has one.

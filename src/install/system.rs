@@ -10,7 +10,7 @@ use crate::render::context::BINARY_PATH;
 use crate::render::write::diff_text;
 use crate::secrets::Secrets;
 use crate::system::cmd::Cmd;
-use crate::system::fs::{write_atomic, Owner};
+use crate::system::fs::{resolve_owner, write_atomic, Owner};
 
 const CONFIG_HEADER: &str = "# modobox configuration, written by `modobox install`.\n\
 # `modobox config default` prints every setting with its explanation.\n\n";
@@ -233,12 +233,6 @@ fn in_group(user: &str, group: &str) -> bool {
     })
 }
 
-fn ids(o: &Owner) -> Option<(u32, u32)> {
-    let uid = uzers::get_user_by_name(&o.user)?.uid();
-    let gid = uzers::get_group_by_name(&o.group)?.gid();
-    Some((uid, gid))
-}
-
 impl Step for Accounts {
     fn name(&self) -> &'static str {
         "system-accounts"
@@ -271,7 +265,7 @@ impl Step for Accounts {
                     d.mode
                 )),
                 Ok(m) => {
-                    let right_owner = ids(&d.owner) == Some((m.uid(), m.gid()));
+                    let right_owner = resolve_owner(&d.owner) == Some((m.uid(), m.gid()));
                     if !m.is_dir() || !right_owner || !d.mode_ok(m.mode()) {
                         changes.push(format!(
                             "set {} to {}:{}, mode {:o}",
@@ -308,7 +302,7 @@ impl Step for Accounts {
         }
         for d in directories(ctx) {
             std::fs::create_dir_all(&d.path).map_err(io_error(&d.path))?;
-            let (uid, gid) = ids(&d.owner).ok_or_else(|| {
+            let (uid, gid) = resolve_owner(&d.owner).ok_or_else(|| {
                 StepError::new(format!(
                     "{}: the user {} or group {} does not exist",
                     d.path.display(),

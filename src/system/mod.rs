@@ -3,6 +3,7 @@
 
 pub mod cmd;
 pub mod fs;
+pub mod net;
 
 use std::path::{Path, PathBuf};
 
