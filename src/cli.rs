@@ -55,7 +55,13 @@ pub enum Command {
     Plan(InstallArgs),
     /// The resident supervisor (what modobox.service runs): migrates the database, then probes
     /// every service of the stack and repairs what stays down, until SIGTERM.
-    Run,
+    Run {
+        /// The service manager: systemd over D-Bus, or `direct` (modobox starts the daemons
+        /// itself; for containers and images without systemd, also as PID 1). Default: systemd
+        /// when it runs the machine.
+        #[arg(long, value_enum)]
+        manager: Option<crate::supervisor::daemon::ManagerKind>,
+    },
     /// The health of the mail server: services, probes, checks, events, jobs. Exit code 0
     /// healthy, 1 degraded, 2 down.
     Status {

@@ -88,6 +88,33 @@ pub struct Facts {
     pub amavis: AmavisFacts,
     pub nginx: NginxFacts,
     pub security: SecurityFacts,
+    /// How each daemon runs in the foreground under `modobox run --manager direct` (no
+    /// systemd), keyed like `services`.
+    pub direct: std::collections::BTreeMap<String, DirectSpec>,
+}
+
+/// One daemon as the direct service manager starts it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectSpec {
+    /// Program and arguments; the program stays in the foreground.
+    pub command: Vec<String>,
+    /// Started as this user (with its groups) when the daemon does not drop root by itself.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Directories under /run it expects: "PATH OWNER:GROUP MODE" (what tmpfiles.d does).
+    #[serde(default)]
+    pub runtime_dirs: Vec<String>,
+    /// Commands run (as root) before each start.
+    #[serde(default)]
+    pub pre: Vec<Vec<String>>,
+    /// The signal that stops it cleanly (PostgreSQL: INT, its fast shutdown).
+    #[serde(default = "default_stop_signal")]
+    pub stop_signal: String,
+}
+
+fn default_stop_signal() -> String {
+    "TERM".into()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,6 +21,10 @@ use modobox::system::Root;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Run { .. }) && modobox::supervisor::init::needed() {
+        return modobox::supervisor::init::run();
+    }
+    modobox::supervisor::init::unblock_inherited_signals();
     init_logging(cli.global.verbose);
     match run(cli) {
         Ok(code) => code,
@@ -43,6 +47,7 @@ fn init_logging(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
 }
@@ -71,7 +76,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Render(args) => render_command(&cli.global, &args),
         Command::Install(args) => install_cmd::install(&cli.global, &args, false),
         Command::Plan(args) => install_cmd::install(&cli.global, &args, true),
-        Command::Run => commands::runtime()?.block_on(status_cmd::run(&cli.global)),
+        Command::Run { manager } => {
+            commands::runtime()?.block_on(status_cmd::run(&cli.global, manager))
+        }
         Command::Status { json } => {
             commands::runtime()?.block_on(status_cmd::status(&cli.global, json))
         }

@@ -11,11 +11,17 @@ use modobox::distro::Distro;
 use modobox::health::checks::Level;
 use modobox::supervisor::{daemon, status};
 
-pub async fn run(global: &Global) -> Result<ExitCode> {
+pub async fn run(global: &Global, manager: Option<daemon::ManagerKind>) -> Result<ExitCode> {
     let config = Config::load(&global.config)?;
     let distro = Distro::resolve(global.distro.as_ref())?;
-    let (store, _) = crate::commands::open(global).await?;
-    daemon::run(config, distro, store)
+    let kind = manager.unwrap_or_else(daemon::ManagerKind::detect);
+    let open = || async {
+        crate::commands::open(global)
+            .await
+            .map(|(s, _)| s)
+            .map_err(|e| format!("{e:#}"))
+    };
+    daemon::run(config, distro, kind, open)
         .await
         .map_err(|e| anyhow!("modobox run: {e}"))?;
     Ok(ExitCode::SUCCESS)

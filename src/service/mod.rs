@@ -1,6 +1,8 @@
 //! Services of the mail system: their state and the errors of controlling them.
 //! [`systemd::Systemd`] drives systemd over D-Bus (the installer and the supervisor use it).
 
+pub mod direct;
+pub mod syslog;
 pub mod systemd;
 
 use std::time::Duration;

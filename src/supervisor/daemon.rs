@@ -7,9 +7,11 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use super::notify::{notify, watchdog_interval};
 use super::policy::Policy;
-use super::{probe, store_event, watched, Supervisor};
+use super::{probe, store_event, watched, Manager, Supervisor};
 use crate::config::Config;
 use crate::distro::Distro;
+use crate::service::direct::Direct;
+use crate::service::syslog;
 use crate::service::systemd::Systemd;
 use crate::store::{migrate, Store};
 use crate::system::cmd::Cmd;
@@ -32,7 +34,9 @@ pub const KEPT_CAPABILITIES: &[caps::Capability] = &[
 
 /// Drops every other capability from the bounding, permitted and effective sets, and clears
 /// the inheritable and ambient sets. Nothing to drop when not running as root.
-pub fn drop_capabilities() -> Result<(), String> {
+/// With `bounding` false the bounding set is left alone: the daemons the direct manager starts as
+/// root take their capabilities from it.
+pub fn drop_capabilities(bounding: bool) -> Result<(), String> {
     use caps::{CapSet, CapsHashSet};
     let keep: CapsHashSet = KEPT_CAPABILITIES.iter().copied().collect();
     let permitted = caps::read(None, CapSet::Permitted).map_err(|e| e.to_string())?;
@@ -41,7 +45,10 @@ pub fn drop_capabilities() -> Result<(), String> {
     }
     // Dropping from the bounding set needs CAP_SETPCAP, which goes last.
     for cap in caps::all() {
-        if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+        if bounding
+            && !keep.contains(&cap)
+            && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
+        {
             caps::drop(None, CapSet::Bounding, cap).map_err(|e| format!("{cap}: {e}"))?;
         }
     }
@@ -73,16 +80,161 @@ fn alert(config: &Config, text: &str) {
     }
 }
 
-pub async fn run(config: Config, distro: Distro, store: Store) -> Result<(), String> {
-    let applied = migrate::migrate(&store).await.map_err(|e| e.to_string())?;
+/// Which service manager `modobox run` drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ManagerKind {
+    /// systemd over D-Bus (systemd is PID 1).
+    Systemd,
+    /// modobox starts the daemons itself (containers and images without systemd).
+    Direct,
+}
+
+impl ManagerKind {
+    /// systemd when it runs this machine (the test `sd_booted` does), else direct.
+    pub fn detect() -> Self {
+        if std::path::Path::new("/run/systemd/system").is_dir() {
+            ManagerKind::Systemd
+        } else {
+            ManagerKind::Direct
+        }
+    }
+}
+
+/// Where the direct manager leaves its daemons' state for `modobox status`.
+pub const DIRECT_STATE: &str = "/run/modobox/services.json";
+
+/// How long the direct manager waits for each daemon to answer its probes at start-up.
+const START_WAIT: Duration = Duration::from_secs(90);
+
+/// `modobox run`. `open` connects to the database: with the direct manager the database server
+/// is one of the daemons, so it is called once that daemon runs.
+pub async fn run<F, Fut>(
+    config: Config,
+    distro: Distro,
+    kind: ManagerKind,
+    open: F,
+) -> Result<(), String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Store, String>>,
+{
+    let services = watched(&config, &distro);
+    match kind {
+        ManagerKind::Systemd => {
+            let store = open().await?;
+            migrate_first(&store).await?;
+            drop_capabilities(true).map_err(|e| format!("dropping capabilities: {e}"))?;
+            let manager = Systemd::connect().await.map_err(|e| e.to_string())?;
+            let r = supervise(&config, &store, manager, services, None).await;
+            store.close().await;
+            r
+        }
+        ManagerKind::Direct => {
+            // The daemons get their own capabilities from the bounding set; modobox keeps its own few.
+            drop_capabilities(false).map_err(|e| format!("dropping capabilities: {e}"))?;
+            let mut specs = Vec::new();
+            for w in &services {
+                let spec = distro.facts.direct.get(w.key).ok_or_else(|| {
+                    format!(
+                        "the {} facts have no direct command for {}",
+                        distro.id, w.key
+                    )
+                })?;
+                specs.push((w.unit.clone(), spec.clone()));
+            }
+            let _syslog = syslog::listen(&[
+                std::path::PathBuf::from("/dev/log"),
+                distro.facts.paths.postfix_spool.as_path().join("dev/log"),
+            ]);
+            let manager = Direct::new(specs);
+            let r = direct(&config, &manager, services, open).await;
+            notify("STOPPING=1");
+            manager.stop_all().await;
+            let _ = std::fs::remove_file(DIRECT_STATE);
+            tracing::info!("every daemon stopped");
+            r
+        }
+    }
+}
+
+async fn migrate_first(store: &Store) -> Result<(), String> {
+    let applied = migrate::migrate(store).await.map_err(|e| e.to_string())?;
     if !applied.is_empty() {
         tracing::info!("applied migrations {applied:?}");
     }
-    drop_capabilities().map_err(|e| format!("dropping capabilities: {e}"))?;
-    let manager = Systemd::connect().await.map_err(|e| e.to_string())?;
-    let services = watched(&config, &distro);
-    let mut supervisor = Supervisor::new(Policy::default(), manager, services);
+    Ok(())
+}
 
+/// Starts the daemons in dependency order (each answering its probes, or the wait over, before
+/// the next), then supervises them.
+async fn direct<F, Fut>(
+    config: &Config,
+    manager: &Direct,
+    services: Vec<super::Watched>,
+    open: F,
+) -> Result<(), String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Store, String>>,
+{
+    let host = config.hostname.as_str();
+    let mut store = None;
+    for w in &services {
+        let t0 = Instant::now();
+        if let Err(e) = manager.start(&w.unit).await {
+            tracing::error!("{e}");
+            continue;
+        }
+        loop {
+            let ok = if w.name == "database" && store.is_none() {
+                match open().await {
+                    Ok(s) => {
+                        store = Some(s);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            } else {
+                probe(w, store.as_ref(), host, PROBE_TIMEOUT).await.is_ok()
+            };
+            if ok {
+                tracing::info!(
+                    "{}: answering after {:.1} s",
+                    w.name,
+                    t0.elapsed().as_secs_f32()
+                );
+                break;
+            }
+            if t0.elapsed() > START_WAIT {
+                tracing::warn!(
+                    "{}: not answering after {} s; going on",
+                    w.name,
+                    START_WAIT.as_secs()
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let store = match store {
+        Some(s) => s,
+        None => open().await?,
+    };
+    migrate_first(&store).await?;
+    let r = supervise(config, &store, manager, services, Some(manager)).await;
+    store.close().await;
+    r
+}
+
+/// Probes and repairs until SIGTERM or SIGINT.
+async fn supervise<M: Manager>(
+    config: &Config,
+    store: &Store,
+    manager: M,
+    services: Vec<super::Watched>,
+    direct: Option<&Direct>,
+) -> Result<(), String> {
+    let mut supervisor = Supervisor::new(Policy::default(), manager, services);
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut ticks = tokio::time::interval(PROBE_INTERVAL);
@@ -101,11 +253,11 @@ pub async fn run(config: Config, distro: Distro, store: Store) -> Result<(), Str
             _ = int.recv() => break,
             _ = pings.tick(), if watchdog.is_some() => notify("WATCHDOG=1"),
             _ = ticks.tick() => {
-                let results = probe_all(&supervisor, &store, config.hostname.as_str()).await;
+                let results = probe_all(&supervisor, store, config.hostname.as_str()).await;
                 let (events, alerts) = supervisor.handle(Instant::now(), results).await;
                 for e in &events {
                     tracing::warn!("{}: {} ({})", e.service, e.kind, e.message);
-                    if let Err(err) = store_event(&store, e).await {
+                    if let Err(err) = store_event(store, e).await {
                         tracing::error!("recording the event: {err}");
                     }
                 }
@@ -113,13 +265,28 @@ pub async fn run(config: Config, distro: Distro, store: Store) -> Result<(), Str
                     let config = config.clone();
                     let _ = tokio::task::spawn_blocking(move || alert(&config, &a)).await;
                 }
+                if let Some(d) = direct {
+                    save_direct_state(d);
+                }
             }
         }
     }
     notify("STOPPING=1");
     tracing::info!("stopping");
-    store.close().await;
     Ok(())
+}
+
+fn save_direct_state(d: &Direct) {
+    let Ok(json) = serde_json::to_vec_pretty(&d.snapshots()) else {
+        return;
+    };
+    let path = std::path::Path::new(DIRECT_STATE);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = crate::system::fs::write_atomic(path, &json, 0o644, None) {
+        tracing::error!("{}: {e}", path.display());
+    }
 }
 
 /// Probes every service at once (each with its own timeout), in the supervisor's order.

@@ -3,6 +3,7 @@
 //! `modobox_service_event`, logs it, and mails the admin when a service stays down.
 
 pub mod daemon;
+pub mod init;
 pub mod notify;
 pub mod policy;
 pub mod status;
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, DbLocation, Engine};
 use crate::distro::Distro;
 use crate::health::probes;
+use crate::service::direct::Direct;
 use crate::service::systemd::Systemd;
 use crate::service::UnitStatus;
 use crate::store::{Store, StoreError};
@@ -52,8 +54,13 @@ impl Probe {
 #[derive(Debug, Clone)]
 pub struct Watched {
     pub name: &'static str,
+    /// The daemon's key in the distro facts (`services`, `direct`).
+    pub key: &'static str,
     pub unit: String,
     pub probes: Vec<Probe>,
+    /// Services whose failure makes this one's probes fail too (Postfix's smtpd waits for its
+    /// milter before the banner): while one of them fails, this one is not blamed.
+    pub depends_on: Vec<&'static str>,
 }
 
 fn local(port: u16) -> SocketAddr {
@@ -66,34 +73,44 @@ pub fn watched(config: &Config, distro: &Distro) -> Vec<Watched> {
     let c = &config.components;
     let mut out = Vec::new();
     if config.database.location == DbLocation::Local && config.database.engine != Engine::Sqlite {
+        let mysql = config.database.engine == Engine::Mysql;
         out.push(Watched {
             name: "database",
-            unit: match config.database.engine {
-                Engine::Mysql => f.services.mysql.clone(),
-                _ => f.services.postgres.clone(),
+            key: if mysql { "mysql" } else { "postgres" },
+            unit: if mysql {
+                f.services.mysql.clone()
+            } else {
+                f.services.postgres.clone()
             },
             probes: vec![Probe::Database],
+            depends_on: vec![],
         });
     }
     if c.opendkim {
         out.push(Watched {
             name: "opendkim",
+            key: "opendkim",
             unit: f.services.opendkim.clone(),
             probes: vec![Probe::Milter(local(8891))],
+            depends_on: vec![],
         });
     }
     if c.clamav {
         out.push(Watched {
             name: "clamav",
+            key: "clamav",
             unit: f.services.clamav.clone(),
             probes: vec![Probe::Clamd(f.paths.clamd_socket.as_path().to_path_buf())],
+            depends_on: vec![],
         });
     }
     if c.amavis {
         out.push(Watched {
             name: "amavis",
+            key: "amavis",
             unit: f.services.amavis.clone(),
             probes: vec![Probe::Smtp(local(10024))],
+            depends_on: vec![],
         });
     }
     let mut dovecot = vec![
@@ -106,18 +123,24 @@ pub fn watched(config: &Config, distro: &Distro) -> Vec<Watched> {
     }
     out.push(Watched {
         name: "dovecot",
+        key: "dovecot",
         unit: f.services.dovecot.clone(),
         probes: dovecot,
+        depends_on: vec![],
     });
     out.push(Watched {
         name: "postfix",
+        key: "postfix",
         unit: f.services.postfix.clone(),
         probes: vec![Probe::Smtp(local(25)), Probe::Smtp(local(587))],
+        depends_on: if c.opendkim { vec!["opendkim"] } else { vec![] },
     });
     out.push(Watched {
         name: "nginx",
+        key: "nginx",
         unit: f.services.nginx.clone(),
         probes: vec![Probe::Https(local(443))],
+        depends_on: vec![],
     });
     out
 }
@@ -164,6 +187,15 @@ impl Manager for Systemd {
     }
     async fn status(&self, unit: &str) -> Result<UnitStatus, String> {
         Systemd::status(self, unit).await.map_err(|e| e.to_string())
+    }
+}
+
+impl Manager for &Direct {
+    async fn restart(&self, unit: &str) -> Result<(), String> {
+        Direct::restart(self, unit).await
+    }
+    async fn status(&self, unit: &str) -> Result<UnitStatus, String> {
+        Direct::status(self, unit)
     }
 }
 
@@ -219,7 +251,18 @@ impl<M: Manager> Supervisor<M> {
     ) -> (Vec<Event>, Vec<String>) {
         let mut events = Vec::new();
         let mut alerts = Vec::new();
+        let failing: Vec<&'static str> = self
+            .services
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_err())
+            .map(|((w, _), _)| w.name)
+            .collect();
         for ((w, tracker), result) in self.services.iter_mut().zip(results) {
+            if result.is_err() && w.depends_on.iter().any(|d| failing.contains(d)) {
+                tracing::debug!("{}: failing while a service it depends on fails", w.name);
+                continue;
+            }
             for action in tracker.observe(&self.policy, now, result) {
                 match action {
                     Action::Restart => {
@@ -275,13 +318,17 @@ mod tests {
         vec![
             Watched {
                 name: "dovecot",
+                key: "dovecot",
                 unit: "dovecot.service".into(),
                 probes: vec![Probe::Imap(local(143), false)],
+                depends_on: vec![],
             },
             Watched {
                 name: "postfix",
+                key: "postfix",
                 unit: "postfix.service".into(),
                 probes: vec![Probe::Smtp(local(25))],
+                depends_on: vec![],
             },
         ]
     }
@@ -303,6 +350,30 @@ mod tests {
             .handle(t0 + Duration::from_secs(10), vec![Ok(()), Ok(())])
             .await;
         assert_eq!((e[0].service.as_str(), e[0].kind), ("postfix", "recovered"));
+    }
+
+    #[tokio::test]
+    async fn a_service_failing_with_its_dependency_is_not_restarted() {
+        let m = FakeManager::default();
+        let mut services = two();
+        services[1].depends_on = vec!["dovecot"];
+        let mut s = Supervisor::new(Policy::default(), &m, services);
+        let t0 = Instant::now();
+        let down = || Err::<(), String>("timed out".into());
+        for i in 0..3 {
+            s.handle(t0 + Duration::from_secs(5 * i), vec![down(), down()])
+                .await;
+        }
+        assert_eq!(*m.restarted.lock().unwrap(), ["dovecot.service"]);
+        // Once the dependency answers, the dependent's own failures count again.
+        for i in 3..5 {
+            s.handle(t0 + Duration::from_secs(5 * i), vec![Ok(()), down()])
+                .await;
+        }
+        assert_eq!(
+            *m.restarted.lock().unwrap(),
+            ["dovecot.service", "postfix.service"]
+        );
     }
 
     #[tokio::test]

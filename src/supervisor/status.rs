@@ -4,11 +4,14 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::daemon::PROBE_TIMEOUT;
+use std::collections::BTreeMap;
+
+use super::daemon::{DIRECT_STATE, PROBE_TIMEOUT};
 use super::{probe, watched};
 use crate::config::Config;
 use crate::distro::Distro;
 use crate::health::checks::{self, Check, Level};
+use crate::service::direct::Snapshot;
 use crate::service::systemd::Systemd;
 use crate::store::{Store, StoreError};
 
@@ -118,12 +121,20 @@ async fn jobs(store: &Store) -> Result<Vec<JobLine>, StoreError> {
 
 pub async fn gather(config: &Config, distro: &Distro, store: Option<&Store>) -> Status {
     let sd = Systemd::connect().await.ok();
+    // Without systemd, `modobox run --manager direct` leaves its daemons' state in a file.
+    let direct: Option<BTreeMap<String, Snapshot>> = match sd {
+        Some(_) => None,
+        None => std::fs::read(DIRECT_STATE)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok()),
+    };
     let day_ago = Utc::now() - chrono::Duration::hours(24);
     let mut services = Vec::new();
     for w in watched(config, distro) {
-        let unit = match &sd {
-            Some(sd) => sd.status(&w.unit).await.ok(),
-            None => None,
+        let unit = match (&sd, &direct) {
+            (Some(sd), _) => sd.status(&w.unit).await.ok(),
+            (None, Some(d)) => d.get(&w.unit).map(Snapshot::unit_status),
+            (None, None) => None,
         };
         let probe_result = probe(&w, store, config.hostname.as_str(), PROBE_TIMEOUT).await;
         let active = unit.as_ref().is_some_and(|u| u.is_active());
@@ -133,7 +144,7 @@ pub async fn gather(config: &Config, distro: &Distro, store: Option<&Store>) -> 
             state: unit
                 .as_ref()
                 .map_or_else(|| "unknown".into(), |u| format!("{}/{}", u.active, u.sub)),
-            healthy: probe_result.is_ok() && (sd.is_none() || active),
+            healthy: probe_result.is_ok() && ((sd.is_none() && direct.is_none()) || active),
             probe: probe_result.err().unwrap_or_else(|| "ok".into()),
             since: unit.as_ref().and_then(|u| u.since),
             restarts_24h: match store {
@@ -147,7 +158,8 @@ pub async fn gather(config: &Config, distro: &Distro, store: Option<&Store>) -> 
             .status("modobox.service")
             .await
             .map_or_else(|e| e.to_string(), |u| format!("{}/{}", u.active, u.sub)),
-        None => "unknown (no systemd)".into(),
+        None if direct.is_some() => "running (direct manager)".into(),
+        None => "unknown (no systemd, no direct manager running)".into(),
     };
     let (cert, _) = crate::render::context::tls_paths(config, distro);
     let checks = vec![
