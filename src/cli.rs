@@ -62,6 +62,19 @@ pub enum Command {
         #[arg(long, value_enum)]
         manager: Option<crate::supervisor::daemon::ManagerKind>,
     },
+    /// Serve the admin web UI and API alone (development, tests, or a stack supervised by
+    /// something else); `modobox run` serves them itself.
+    Web {
+        /// Address to listen on; a non-loopback address needs --public.
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: std::net::SocketAddr,
+        /// Allow listening on a non-loopback address (plain HTTP: put TLS in front of it).
+        #[arg(long)]
+        public: bool,
+        /// Session cookies without the Secure attribute, for plain HTTP on a test machine.
+        #[arg(long)]
+        insecure_cookies: bool,
+    },
     /// The health of the mail server: services, probes, checks, events, jobs. Exit code 0
     /// healthy, 1 degraded, 2 down.
     Status {

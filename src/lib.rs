@@ -16,3 +16,4 @@ pub mod store;
 pub mod supervisor;
 pub mod system;
 pub mod tls;
+pub mod web;

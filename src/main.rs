@@ -79,6 +79,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run { manager } => {
             commands::runtime()?.block_on(status_cmd::run(&cli.global, manager))
         }
+        Command::Web {
+            listen,
+            public,
+            insecure_cookies,
+        } => commands::runtime()?.block_on(status_cmd::web(
+            &cli.global,
+            listen,
+            public,
+            !insecure_cookies,
+        )),
         Command::Status { json } => {
             commands::runtime()?.block_on(status_cmd::status(&cli.global, json))
         }

@@ -27,6 +27,27 @@ pub async fn run(global: &Global, manager: Option<daemon::ManagerKind>) -> Resul
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn web(
+    global: &Global,
+    listen: std::net::SocketAddr,
+    public: bool,
+    secure_cookies: bool,
+) -> Result<ExitCode> {
+    let config = Config::load(&global.config)?;
+    let distro = Distro::resolve(global.distro.as_ref())?;
+    let (store, _) = crate::commands::open(global).await?;
+    let web = modobox::web::Web::new(store.clone(), config, distro, secure_cookies)
+        .map_err(|e| anyhow!(e))?;
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    modobox::web::serve(web, listen, public, stop)
+        .await
+        .map_err(|e| anyhow!(e))?;
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn age(since: Option<chrono::DateTime<chrono::Utc>>) -> String {
     let Some(since) = since else {
         return "-".into();

@@ -87,7 +87,7 @@ pub struct Renderer {
 
 /// Files in `templates/` that are not templates.
 fn is_template(name: &str) -> bool {
-    name != FILE_LIST && !name.ends_with(".md")
+    name != FILE_LIST && !name.ends_with(".md") && !name.starts_with("web/")
 }
 
 const FILE_LIST: &str = "files.toml";

@@ -1,0 +1,231 @@
+//! Logging in and out, and the user's own password page.
+
+use std::time::Instant;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::Deserialize;
+
+use super::session::{self, Post, User, COOKIE, LOGIN_COOKIE};
+use super::{Client, Web, WebError};
+use crate::store::access::Actor;
+use crate::store::accounts::{self, Password};
+use crate::store::audit;
+
+/// Modoboa's logger for authentication events.
+const AUTH_LOGGER: &str = "modoboa.auth";
+
+#[derive(Debug, Deserialize)]
+pub struct Next {
+    #[serde(default)]
+    next: String,
+}
+
+/// Only a path on this site: "/domains", not "//evil.test" or "https://evil.test".
+fn safe_next(next: &str) -> &str {
+    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+        next
+    } else {
+        "/"
+    }
+}
+
+fn login_page(
+    web: &Web,
+    status: StatusCode,
+    next: &str,
+    username: &str,
+    error: Option<String>,
+) -> Result<Response, WebError> {
+    let token = session::random_token();
+    let mut ctx = tera::Context::new();
+    ctx.insert("csrf", &token);
+    ctx.insert("next", safe_next(next));
+    ctx.insert("username", username);
+    ctx.insert("error", &error);
+    ctx.insert("hostname", web.config.hostname.as_str());
+    let page = web.render("login.html", &ctx)?;
+    let cookie = session::set_cookie(LOGIN_COOKIE, &token, 3600, web.secure_cookies);
+    Ok((status, [(header::SET_COOKIE, cookie)], page).into_response())
+}
+
+pub async fn form(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    Query(q): Query<Next>,
+) -> Result<Response, WebError> {
+    if session::load(&web, &headers).await?.is_some() {
+        return Ok(Redirect::to(safe_next(&q.next)).into_response());
+    }
+    login_page(&web, StatusCode::OK, &q.next, "", None)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    next: String,
+}
+
+pub async fn submit(
+    State(web): State<Web>,
+    client: Client,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Result<Response, WebError> {
+    // The login form's token must match its cookie (a cross-site form cannot read or set it).
+    let expected = session::cookie_value(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !session::same(expected, &f.csrf) {
+        return Err(WebError::Csrf);
+    }
+    let username = f.username.trim().to_lowercase();
+    if username.is_empty() || f.password.is_empty() {
+        let e = "username and password are both required".to_string();
+        return login_page(&web, StatusCode::BAD_REQUEST, &f.next, &username, Some(e));
+    }
+    let blocked = web
+        .throttle
+        .lock()
+        .ok()
+        .and_then(|mut t| t.blocked(Instant::now(), &client.0, &username));
+    let mut tx = web.store.begin().await?;
+    if let Some(wait) = blocked {
+        let line = format!("Login refused (throttled) for {username} from {}", client.0);
+        audit::line(&mut tx, "WARNING", AUTH_LOGGER, &line).await?;
+        tx.commit().await?;
+        return Err(WebError::Throttled(wait.as_secs().div_ceil(60)));
+    }
+    match accounts::authenticate(&mut tx, &username, &f.password).await? {
+        Some(account) => {
+            let token = session::create(&mut tx, account.id).await?;
+            let line = format!("User {} logged in from {}", account.username, client.0);
+            audit::line(&mut tx, "INFO", AUTH_LOGGER, &line).await?;
+            tx.commit().await?;
+            if let Ok(mut t) = web.throttle.lock() {
+                t.succeeded(&username);
+            }
+            let secure = web.secure_cookies;
+            let max_age = session::LIFETIME.num_seconds();
+            Ok((
+                axum::response::AppendHeaders([
+                    (
+                        header::SET_COOKIE,
+                        session::set_cookie(COOKIE, &token, max_age, secure),
+                    ),
+                    (
+                        header::SET_COOKIE,
+                        session::set_cookie(LOGIN_COOKIE, "", 0, secure),
+                    ),
+                ]),
+                Redirect::to(safe_next(&f.next)),
+            )
+                .into_response())
+        }
+        None => {
+            let line = format!("Login failed for {username} from {}", client.0);
+            audit::line(&mut tx, "WARNING", AUTH_LOGGER, &line).await?;
+            tx.commit().await?;
+            if let Ok(mut t) = web.throttle.lock() {
+                t.failed(Instant::now(), &client.0, &username);
+            }
+            let e = "wrong username or password".to_string();
+            login_page(&web, StatusCode::UNAUTHORIZED, &f.next, &username, Some(e))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Nothing {}
+
+pub async fn logout(
+    State(web): State<Web>,
+    client: Client,
+    post: Post<Nothing>,
+) -> Result<Response, WebError> {
+    let mut tx = web.store.begin().await?;
+    session::delete(&mut tx, post.user.session_token()).await?;
+    let line = format!("User {} logged out from {}", post.user.username, client.0);
+    audit::line(&mut tx, "INFO", AUTH_LOGGER, &line).await?;
+    tx.commit().await?;
+    let cookie = session::set_cookie(COOKIE, "", 0, web.secure_cookies);
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response())
+}
+
+fn password_page(
+    web: &Web,
+    user: &User,
+    status: StatusCode,
+    error: Option<String>,
+    done: bool,
+) -> Result<Response, WebError> {
+    let mut ctx = super::pages::base(web, user, "password");
+    ctx.insert("error", &error);
+    ctx.insert("done", &done);
+    Ok((status, web.render("password.html", &ctx)?).into_response())
+}
+
+pub async fn password_form(State(web): State<Web>, user: User) -> Result<Response, WebError> {
+    password_page(&web, &user, StatusCode::OK, None, false)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+pub async fn password_submit(
+    State(web): State<Web>,
+    client: Client,
+    post: Post<PasswordForm>,
+) -> Result<Response, WebError> {
+    let (user, f) = (post.user, post.form);
+    let refuse =
+        |m: &str| password_page(&web, &user, StatusCode::BAD_REQUEST, Some(m.into()), false);
+    if f.new != f.confirm {
+        return refuse("new password: the two entries differ");
+    }
+    if let Err(e) = Password::Clear(f.new.clone()).check() {
+        return refuse(&e.to_string());
+    }
+    let blocked = web
+        .throttle
+        .lock()
+        .ok()
+        .and_then(|mut t| t.blocked(Instant::now(), &client.0, &user.username));
+    if let Some(wait) = blocked {
+        return Err(WebError::Throttled(wait.as_secs().div_ceil(60)));
+    }
+    let mut tx = web.store.begin().await?;
+    if accounts::authenticate(&mut tx, &user.username, &f.current)
+        .await?
+        .is_none()
+    {
+        drop(tx);
+        if let Ok(mut t) = web.throttle.lock() {
+            t.failed(Instant::now(), &client.0, &user.username);
+        }
+        return refuse("current password: wrong password");
+    }
+    // The user changes their own password: allowed whatever the role.
+    accounts::set_password(
+        &mut tx,
+        Actor::System,
+        &user.username,
+        &Password::Clear(f.new),
+    )
+    .await?;
+    tx.commit().await?;
+    password_page(&web, &user, StatusCode::OK, None, true)
+}
