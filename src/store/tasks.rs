@@ -124,8 +124,9 @@ pub async fn record_skipped(
     tx.commit().await
 }
 
-/// Marks this node's runs still `running` from before `before` as failed: the process that
-/// ran them is gone (each node runs one scheduler).
+/// Marks this node's scheduled runs still `running` from before `before` as failed: the
+/// process that ran them is gone (each node runs one scheduler). Runs by hand (no slot) are
+/// left alone: one may be going on right now.
 pub async fn mark_interrupted(
     store: &Store,
     node: &str,
@@ -136,7 +137,7 @@ pub async fn mark_interrupted(
         .exec(
             "UPDATE modobox_task_run SET outcome = 'failed', finished_at = ?, \
              message = 'interrupted: modobox stopped during the run' \
-             WHERE node = ? AND outcome = ? AND started_at < ?",
+             WHERE node = ? AND outcome = ? AND started_at < ? AND slot IS NOT NULL",
             args![Utc::now(), node, RUNNING, before],
         )
         .await?;
