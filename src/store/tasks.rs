@@ -60,18 +60,9 @@ pub async fn start(
     node: &str,
     slot: Option<DateTime<Utc>>,
 ) -> Result<Option<i64>, StoreError> {
+    // Insert first, no SELECT before it: on SQLite a transaction that reads and then writes
+    // cannot wait for another writer (SQLITE_BUSY at once), one that starts writing can.
     let mut tx = store.begin().await?;
-    if let Some(slot) = slot {
-        let done = tx
-            .count(
-                "SELECT COUNT(*) FROM modobox_task_run WHERE task = ? AND slot = ?",
-                args![task, slot],
-            )
-            .await?;
-        if done > 0 {
-            return Ok(None);
-        }
-    }
     let id = match tx
         .insert(
             "INSERT INTO modobox_task_run (task, node, started_at, finished_at, outcome, message, slot) \
