@@ -950,7 +950,7 @@ async fn a_job_still_running_at_its_next_slot_is_skipped_not_doubled() {
     let store = e.ctx.store.clone();
     let (p, runner) = probe_runner(Duration::from_millis(2300));
     run_schedulers(
-        &[store.clone()],
+        std::slice::from_ref(&store),
         vec![entry("slow", Duration::from_secs(60))],
         &runner,
         Duration::from_millis(3500),
@@ -1076,7 +1076,7 @@ async fn a_missed_slot_is_caught_up_once_at_start() {
         timeout: Duration::from_secs(5),
     };
     run_schedulers(
-        &[store.clone()],
+        std::slice::from_ref(&store),
         vec![daily.clone()],
         &runner,
         Duration::from_millis(400),
@@ -1092,7 +1092,7 @@ async fn a_missed_slot_is_caught_up_once_at_start() {
     assert_eq!(runs[0].slot, Some(midnight));
     // Started again the same day: that slot has run, no second catch-up.
     run_schedulers(
-        &[store.clone()],
+        std::slice::from_ref(&store),
         vec![daily],
         &runner,
         Duration::from_millis(400),

@@ -5,9 +5,10 @@
 //! Across nodes sharing one database, a run first takes the job's lock (PostgreSQL advisory
 //! lock, MariaDB `GET_LOCK`, a flock next to a SQLite file) and then claims its slot (unique
 //! on task + slot): a node that finds the lock taken, or the slot already run, skips it without
-//! recording anything, so each slot runs once whatever the number of nodes. Slots missed while
+//! recording anything, so each slot runs once whatever the number of nodes. A run still going
+//! when its job's next slot comes makes that slot skipped (recorded). Slots missed while
 //! modobox was down are not replayed: at start, a job whose latest slot has no run gets one
-//! catch-up run.
+//! catch-up run, unless its next slot is less than a minute away.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -27,6 +28,9 @@ use crate::store::Store;
 
 /// Jobs running at once in one process (every daily job starts at midnight).
 pub const MAX_CONCURRENT: usize = 3;
+/// No catch-up run when the next slot is nearer than this: it will run soon anyway (and a
+/// catch-up still going at that slot would make it skipped).
+pub const CATCH_UP_MIN_WAIT: chrono::Duration = chrono::Duration::seconds(60);
 /// How long a stopping scheduler waits for running jobs before abandoning them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
@@ -258,7 +262,8 @@ impl Scheduler {
         let cron = self.entries[i].cron.clone();
         let name = self.entries[i].name.clone();
         let started = Utc::now();
-        if let Some(prev) = latest_slot(&cron, started) {
+        let next_soon = next_slot(&cron, started).is_none_or(|n| n - started < CATCH_UP_MIN_WAIT);
+        if let Some(prev) = latest_slot(&cron, started).filter(|_| !next_soon) {
             match tasks::ran_since(&self.store, &name, prev).await {
                 Ok(false) => self.fire(i, prev).await,
                 Ok(true) => {}
