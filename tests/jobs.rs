@@ -1101,3 +1101,101 @@ async fn a_missed_slot_is_caught_up_once_at_start() {
     assert_eq!(runs_of(&store, "daily").await.len(), 1);
     assert_eq!(p.runs.load(Ordering::SeqCst), 1);
 }
+
+// ---- the commands ----
+
+fn modobox(config: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_modobox"))
+        .args(["--distro", "debian:12"])
+        .args(args)
+        .env("MODOBOX_CONFIG", config)
+        .env_remove("MODOBOX_DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn task_list_and_task_run_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let config = dir.path().join("modobox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "hostname = \"mail.example.com\"\n[database]\nengine = \"sqlite\"\nsqlite_path = \"{d}/m.db\"\n\
+             [paths]\nmail_root = \"{d}/vmail\"\ndkim_keys = \"{d}/dkim\"\nrrd = \"{d}/rrd\"\n\
+             data = \"{d}/data\"\nsecrets = \"{d}/secrets.toml\"\n"
+        ),
+    )
+    .unwrap();
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let o = modobox(&config, &["db", "migrate"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let o = modobox(&config, &["task", "list"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    for name in jobs::names() {
+        assert!(out.contains(name), "{name} missing:\n{out}");
+    }
+    assert!(
+        out.contains("*/30 * * * *") && out.contains("never"),
+        "{out}"
+    );
+
+    let o = modobox(&config, &["task", "run", "cleanlogs"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).starts_with("cleanlogs: ok: deleted 0 log lines"),
+        "{}",
+        text(&o)
+    );
+
+    // A dry run is not recorded; logparser is skipped (exit 3), an unknown job is refused with
+    // the list of jobs, and a job without a dry run says so.
+    let o = modobox(&config, &["task", "run", "inactive_accounts", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = modobox(&config, &["task", "run", "logparser"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("skipped"), "{}", text(&o));
+    let o = modobox(&config, &["task", "run", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("mailbox_operations, dkim_keys"),
+        "{}",
+        text(&o)
+    );
+    let o = modobox(&config, &["task", "run", "check_mx", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("check_mx has no --dry-run"),
+        "{}",
+        text(&o)
+    );
+
+    let o = modobox(&config, &["task", "list", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let line = |job: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["job"] == job)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(line("cleanlogs")["last_run"]["outcome"], "ok");
+    assert!(line("cleanlogs")["last_run"]["finished_at"].is_string());
+    assert!(line("cleanlogs")["next_run"].is_string());
+    assert_eq!(line("logparser")["last_run"]["outcome"], "skipped");
+    assert!(
+        line("inactive_accounts")["last_run"].is_null(),
+        "dry runs are not recorded"
+    );
+}
