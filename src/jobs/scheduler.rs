@@ -241,7 +241,10 @@ impl Scheduler {
         }
         let me = self.clone();
         let timeout = entry.timeout;
-        self.jobs.lock().await.spawn(async move {
+        let mut jobs = self.jobs.lock().await;
+        // Finished runs stay in the set until reaped: without this it grows every minute.
+        while jobs.try_join_next().is_some() {}
+        jobs.spawn(async move {
             let report = {
                 // The semaphore is never closed, so acquiring only waits.
                 let _permit = me.limit.acquire().await;
