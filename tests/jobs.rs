@@ -379,6 +379,7 @@ async fn dkim_keys_are_made_once_per_domain_0600_for_opendkim() {
         domain(&mut tx, "example.com", true, None).await;
         domain(&mut tx, "small.example", true, Some(1024)).await;
         domain(&mut tx, "nodkim.example", false, None).await;
+        domain(&mut tx, "legacy.example", true, Some(1024)).await;
         tx.commit().await.unwrap();
         // A key left on disk by a run that stopped before recording it is kept.
         let kept = modobox::dkim::generate_key(2048).unwrap();
@@ -420,6 +421,12 @@ async fn dkim_keys_are_made_once_per_domain_0600_for_opendkim() {
             assert_eq!((meta.uid(), meta.gid()), (uid, gid));
         }
         assert_eq!(by_name["small.example"].dkim_public_key, kept.public_b64);
+        let legacy = std::fs::read_to_string(dir.join("legacy.example.pem")).unwrap();
+        assert_eq!(
+            modobox::dkim::key_bits(&legacy).unwrap(),
+            1024,
+            "dkim_key_length honoured"
+        );
         assert!(by_name["nodkim.example"].dkim_public_key.is_empty());
         assert!(!dir.join("nodkim.example.pem").exists());
         // No temporary file left behind.
