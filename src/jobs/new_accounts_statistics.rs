@@ -22,8 +22,8 @@ pub fn previous_hour(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
 fn rrd(path: &str, hour_start: i64, hour_end: i64, count: i64) -> Result<String, String> {
     if !cmd::exists(RRDTOOL) {
         return Err(format!(
-            "the `{RRDTOOL}` program is not installed (Debian/Ubuntu/RHEL package rrdtool): \
-             {path} cannot be updated"
+            "the `{RRDTOOL}` program is not installed (`modobox install` installs it with the \
+             statistics packages): {path} cannot be updated"
         ));
     }
     if !std::path::Path::new(path).exists() {
