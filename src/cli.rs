@@ -131,6 +131,9 @@ pub enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Periodic jobs: their schedule and last run, or one run now.
+    #[command(subcommand)]
+    Task(TaskCommand),
     /// Generate shell completions on standard output.
     Completions {
         #[arg(value_enum)]
@@ -162,6 +165,24 @@ pub struct RenderArgs {
     /// A directory of templates that replace the embedded ones of the same name.
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Every job: schedule, next run, last run (start, end, outcome, message).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a job now, under the same lock as the scheduler; the run is recorded. Exit code 0
+    /// ok, 1 failed or timed out, 3 skipped (running elsewhere, or not available).
+    Run {
+        /// The job (see `modobox task list`).
+        name: String,
+        /// Show what the job would do and change nothing (not recorded).
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

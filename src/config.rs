@@ -56,6 +56,8 @@ pub struct Config {
     pub web: Web,
     #[serde(default)]
     pub schedule: Schedule,
+    #[serde(default)]
+    pub jobs: Jobs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -312,6 +314,102 @@ impl Schedule {
     }
 }
 
+/// What `inactive_accounts` does to an account nobody logged into for too long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InactiveAction {
+    Disable,
+    Delete,
+}
+
+/// Settings of the periodic jobs (their schedule is `[schedule]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Jobs {
+    /// A run longer than this is stopped and recorded as `timeout`.
+    pub timeout_minutes: u32,
+    /// Per-job overrides of `timeout_minutes`, keyed by job name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub timeouts: BTreeMap<String, u32>,
+    /// `cleanlogs`: `core_log` lines older than this go.
+    pub log_max_age_days: u32,
+    /// `inactive_accounts`: no login for this long makes an account inactive.
+    pub inactive_account_days: u32,
+    pub inactive_account_action: InactiveAction,
+    /// `quarantine_cleanup`: quarantined messages older than this go.
+    pub quarantine_max_age_days: u32,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Jobs {
+            timeout_minutes: 10,
+            timeouts: BTreeMap::new(),
+            log_max_age_days: 365,
+            inactive_account_days: 30,
+            inactive_account_action: InactiveAction::Disable,
+            quarantine_max_age_days: 14,
+        }
+    }
+}
+
+impl Jobs {
+    pub fn validate(&self, jobs: &[&str]) -> Result<(), NameError> {
+        let ranges = [
+            ("jobs.timeout_minutes", self.timeout_minutes, 1, 1440),
+            ("jobs.log_max_age_days", self.log_max_age_days, 1, 36500),
+            (
+                "jobs.inactive_account_days",
+                self.inactive_account_days,
+                1,
+                36500,
+            ),
+            (
+                "jobs.quarantine_max_age_days",
+                self.quarantine_max_age_days,
+                1,
+                36500,
+            ),
+        ];
+        for (field, v, min, max) in ranges {
+            if !(min..=max).contains(&v) {
+                return Err(NameError::new(
+                    field,
+                    format!("must be between {min} and {max}"),
+                    &v.to_string(),
+                ));
+            }
+        }
+        for (job, minutes) in &self.timeouts {
+            if !jobs.contains(&job.as_str()) {
+                return Err(NameError::new(
+                    "jobs.timeouts",
+                    format!("must name a job ({})", jobs.join(", ")),
+                    job,
+                ));
+            }
+            if !(1..=1440).contains(minutes) {
+                return Err(NameError::new(
+                    &format!("jobs.timeouts.{job}"),
+                    "must be between 1 and 1440 (minutes)",
+                    &minutes.to_string(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// How long one run of `job` may take.
+    pub fn timeout(&self, job: &str) -> std::time::Duration {
+        let minutes = self
+            .timeouts
+            .get(job)
+            .copied()
+            .unwrap_or(self.timeout_minutes);
+        std::time::Duration::from_secs(u64::from(minutes) * 60)
+    }
+}
+
 /// Parses a 5-field cron expression; the scheduler uses the same parser.
 pub fn parse_cron(field: &str, expr: &str) -> Result<croner::Cron, NameError> {
     if expr.split_whitespace().count() != 5 {
@@ -353,6 +451,7 @@ impl Config {
             tls: Tls::default(),
             web: Web::default(),
             schedule: Schedule::default(),
+            jobs: Jobs::default(),
         }
     }
 
@@ -484,6 +583,8 @@ impl Config {
         for (job, expr) in self.schedule.entries() {
             parse_cron(&format!("schedule.{job}"), expr)?;
         }
+        let names: Vec<&str> = self.schedule.entries().into_keys().collect();
+        self.jobs.validate(&names)?;
         let p = &self.paths;
         let under_mail_root = [
             ("paths.dkim_keys", &p.dkim_keys),
@@ -555,6 +656,38 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("unknown field `engin`"), "{e}");
+    }
+
+    #[test]
+    fn bad_job_settings_are_named() {
+        for (text, field) in [
+            ("[jobs]\ntimeout_minutes = 0\n", "jobs.timeout_minutes"),
+            ("[jobs]\nlog_max_age_days = 0\n", "jobs.log_max_age_days"),
+            ("[jobs]\ntimeouts = { nope = 3 }\n", "jobs.timeouts"),
+            (
+                "[jobs]\ntimeouts = { logparser = 0 }\n",
+                "jobs.timeouts.logparser",
+            ),
+            (
+                "[jobs]\ninactive_account_action = \"purge\"\n",
+                "jobs.inactive_account_action",
+            ),
+        ] {
+            let e = Config::from_toml(
+                &format!("hostname = \"mail.example.com\"\n{text}"),
+                "t.toml",
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
+        let c = Config::from_toml(
+            "hostname = \"mail.example.com\"\n[jobs]\ntimeouts = { check_mx = 3 }\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.jobs.timeout("check_mx").as_secs(), 180);
+        assert_eq!(c.jobs.timeout("cleanlogs").as_secs(), 600);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use clap::{CommandFactory, Parser};
 mod commands;
 mod install_cmd;
 mod status_cmd;
+mod task_cmd;
 
 use modobox::cli::{self, Cli, Command, ConfigCommand, RenderArgs};
 use modobox::config::{self, Config};
@@ -129,6 +130,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export { what, output } => {
             commands::runtime()?.block_on(commands::export(&cli.global, what, output.as_deref()))
         }
+        Command::Task(c) => commands::runtime()?.block_on(task_cmd::task(&cli.global, &c)),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "modobox", &mut std::io::stdout());

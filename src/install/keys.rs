@@ -121,18 +121,10 @@ impl Step for Certificate {
 #[derive(Debug)]
 pub struct DkimKey;
 
-pub const DEFAULT_KEY_BITS: u32 = 2048;
-
-pub fn key_path(dir: &Path, domain: &str) -> PathBuf {
-    dir.join(format!("{domain}.pem"))
-}
+pub use crate::dkim_files::{key_path, DEFAULT_KEY_BITS};
 
 fn opendkim_owner(ctx: &Ctx) -> Owner {
-    let u = &ctx.distro.facts.users.opendkim;
-    Owner {
-        user: u.clone(),
-        group: u.clone(),
-    }
+    crate::dkim_files::opendkim_owner(&ctx.distro)
 }
 
 fn dkim_domain(ctx: &mut Ctx) -> StepResult<Option<(DomainName, domains::Domain)>> {
@@ -150,27 +142,11 @@ fn dkim_domain(ctx: &mut Ctx) -> StepResult<Option<(DomainName, domains::Domain)
 /// The key and signing tables OpenDKIM reads as files (SQLite installs).
 fn refile_tables(ctx: &mut Ctx) -> StepResult<Vec<(PathBuf, String)>> {
     let store = ctx.store()?;
-    let all = ctx.rt.block_on(async {
+    let dir = ctx.config.paths.dkim_keys.as_path().to_path_buf();
+    Ok(ctx.rt.block_on(async {
         let mut tx = store.begin().await?;
-        domains::list(&mut tx, Actor::System, None, None).await
-    })?;
-    let mut keys = String::from("# Written by modobox: DKIM keys (id domain:selector:key).\n");
-    let mut signing = String::from("# Written by modobox: which key signs which senders' mail.\n");
-    for d in all
-        .iter()
-        .filter(|d| d.enable_dkim && !d.dkim_private_key_path.is_empty())
-    {
-        keys.push_str(&format!(
-            "{} {}:{}:{}\n",
-            d.id, d.name, d.dkim_key_selector, d.dkim_private_key_path
-        ));
-        signing.push_str(&format!("*@{} {}\n", d.name, d.id));
-    }
-    let dir = ctx.config.paths.dkim_keys.as_path();
-    Ok(vec![
-        (dir.join("keytable"), keys),
-        (dir.join("signingtable"), signing),
-    ])
+        crate::dkim_files::tables(&mut tx, &dir).await
+    })?)
 }
 
 fn dkim_changes(ctx: &mut Ctx) -> StepResult<Vec<String>> {
@@ -188,7 +164,7 @@ fn dkim_changes(ctx: &mut Ctx) -> StepResult<Vec<String>> {
         match &public {
             None => changes.push(format!(
                 "generate a {}-bit DKIM key for {name} in {}",
-                d.dkim_key_length.map_or(DEFAULT_KEY_BITS, |b| b as u32),
+                crate::dkim_files::key_bits(d.dkim_key_length),
                 path.display()
             )),
             Some(p)
@@ -243,21 +219,10 @@ impl Step for DkimKey {
             if d.enable_dkim {
                 let path = key_path(ctx.config.paths.dkim_keys.as_path(), name.as_str());
                 // A valid key already on disk is kept: its public half may be published.
-                let (pem, public) = match read(&path).and_then(|pem| {
-                    crate::dkim::public_from_private(&pem)
-                        .ok()
-                        .map(|p| (pem, p))
-                }) {
-                    Some(found) => found,
-                    None => {
-                        let bits = d.dkim_key_length.map_or(DEFAULT_KEY_BITS, |b| b as u32);
-                        let k = crate::dkim::generate_key(bits)
-                            .map_err(|e| StepError::new(e.to_string()))?;
-                        (k.private_pem, k.public_b64)
-                    }
-                };
-                write_atomic(&path, pem.as_bytes(), 0o600, Some(&owner))
-                    .map_err(io_error(&path))?;
+                let bits = crate::dkim_files::key_bits(d.dkim_key_length);
+                let (pem, public, _) = crate::dkim_files::existing_or_new_key(&path, bits)
+                    .map_err(|e| StepError::new(e.to_string()))?;
+                crate::dkim_files::write_key(&path, &pem, &owner).map_err(io_error(&path))?;
                 let store = ctx.store()?;
                 let path_text = path.display().to_string();
                 ctx.rt.block_on(async {
@@ -268,10 +233,9 @@ impl Step for DkimKey {
             }
         }
         if ctx.config.database.engine == Engine::Sqlite {
-            for (path, text) in refile_tables(ctx)? {
-                write_atomic(&path, text.as_bytes(), 0o640, Some(&owner))
-                    .map_err(io_error(&path))?;
-            }
+            let tables = refile_tables(ctx)?;
+            let dir = ctx.config.paths.dkim_keys.as_path();
+            crate::dkim_files::write_tables(&tables, &owner).map_err(io_error(dir))?;
         }
         Ok(())
     }

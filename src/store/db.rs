@@ -209,7 +209,11 @@ impl Tx {
                 let row = bind_all!(sqlx::query(&sql), args, |ts| *ts)
                     .fetch_one(&mut **t)
                     .await?;
-                i64::from(row.try_get::<i32, _>(0)?)
+                // serial (int4) for Modoboa's tables, bigserial for modobox's own logs.
+                match row.try_get::<i32, _>(0) {
+                    Ok(id) => i64::from(id),
+                    Err(_) => row.try_get::<i64, _>(0)?,
+                }
             }
             Tx::Mysql(t) => {
                 let done = bind_all!(sqlx::query(sql), args, |ts| *ts)

@@ -37,6 +37,7 @@ static MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_modoboa_schema"),
     migration!(2, "0002_amavis_quarantine"),
     migration!(3, "0003_modobox_tables"),
+    migration!(4, "0004_task_run_slot"),
 ];
 
 impl Migration {
@@ -339,7 +340,9 @@ mod tests {
                 for s in &stmts {
                     assert!(!s.ends_with(';'), "{s}");
                     assert!(
-                        s.starts_with("CREATE") || s.starts_with("INSERT"),
+                        s.starts_with("CREATE")
+                            || s.starts_with("INSERT")
+                            || s.starts_with("ALTER TABLE"),
                         "{} {:?}: unexpected statement {s}",
                         m.name,
                         b

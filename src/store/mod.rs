@@ -8,7 +8,9 @@ pub mod aliases;
 pub mod audit;
 pub mod db;
 pub mod domains;
+pub mod maintenance;
 pub mod migrate;
+pub mod tasks;
 pub mod transfer;
 
 use std::fmt;

@@ -1,0 +1,21 @@
+//! `clearsessions`: deletes the web sessions that expired (Django's `clearsessions`).
+
+use chrono::Utc;
+
+use super::JobContext;
+use crate::store::maintenance;
+
+pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, String> {
+    let work = async {
+        let mut tx = ctx.store.begin().await?;
+        let n = maintenance::clear_sessions(&mut tx, Utc::now(), dry_run).await?;
+        tx.commit().await?;
+        Ok::<_, crate::store::StoreError>(n)
+    };
+    let n = work.await.map_err(|e| e.to_string())?;
+    Ok(if dry_run {
+        format!("would delete {n} expired sessions")
+    } else {
+        format!("deleted {n} expired sessions")
+    })
+}

@@ -1,0 +1,318 @@
+//! `mailbox_operations` (Modoboa's handle_mailbox_operations): applies the queued
+//! `admin_mailboxoperation` rows to the disk — a rename moves the old home to the mailbox's
+//! current home (parents created, owned by the mailbox owner), a delete removes the home.
+//! Success deletes the row and logs INFO in `core_log`; failure keeps the row and logs
+//! CRITICAL (`modoboa.admin`, Modoboa's logger).
+//!
+//! The paths come from the database, so they are treated as hostile: only directories at least
+//! `<mail_root>/<domain>/<local part>` deep inside the mail root are touched; `..`, relative
+//! paths, paths outside the root and symbolic links anywhere below the root are refused; a
+//! rename never lands on an existing directory. Every step is re-runnable: a rename whose
+//! source is gone and target present was done (a run that stopped before deleting its row).
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use super::JobContext;
+use crate::store::{audit, maintenance, StoreError};
+use crate::system::fs::{resolve_owner, Owner};
+
+/// What one queued operation amounts to on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Move { from: PathBuf, to: PathBuf },
+    Remove(PathBuf),
+}
+
+/// The directory `arg` names, checked against the mail root: absolute, no `.`/`..`, inside the
+/// root and at least two levels below it, no symbolic link on the way. The result is under the
+/// canonical root (the configured root itself may be a link, e.g. to another disk).
+pub fn confine(root: &Path, arg: &str) -> Result<PathBuf, String> {
+    let p = Path::new(arg);
+    if arg.contains('\0') || !p.is_absolute() {
+        return Err(format!("{arg:?} is not an absolute path"));
+    }
+    if p.components()
+        .any(|c| !matches!(c, Component::RootDir | Component::Normal(_)))
+        || arg.split('/').any(|part| part == "." || part == "..")
+    {
+        return Err(format!("{arg:?} contains `.` or `..`"));
+    }
+    let rel = p
+        .strip_prefix(root)
+        .map_err(|_| format!("{arg:?} is outside the mail root {}", root.display()))?;
+    if rel.components().count() < 2 {
+        return Err(format!(
+            "{arg:?} is not a mailbox directory ({}/<domain>/<local part>)",
+            root.display()
+        ));
+    }
+    let canon_root = root
+        .canonicalize()
+        .map_err(|e| format!("mail root {}: {e}", root.display()))?;
+    let mut cur = canon_root.clone();
+    for c in rel.components() {
+        cur.push(c);
+        match std::fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!(
+                    "{} is a symbolic link: mailbox operations do not follow links",
+                    cur.display()
+                ))
+            }
+            Ok(m) if !m.is_dir() => return Err(format!("{} is not a directory", cur.display())),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) => return Err(format!("{}: {e}", cur.display())),
+        }
+    }
+    Ok(canon_root.join(rel))
+}
+
+/// One name (domain or local part) as a single path component.
+fn one_component(what: &str, v: &str) -> Result<(), String> {
+    if v.is_empty() || v == "." || v == ".." || v.contains('/') || v.contains('\0') {
+        return Err(format!("{what} {v:?} cannot be a directory name"));
+    }
+    Ok(())
+}
+
+/// What an operation row asks for, paths confined to the mail root.
+pub fn plan(root: &Path, op: &maintenance::MailboxOperation) -> Result<Action, String> {
+    match op.kind.as_str() {
+        "rename" => {
+            let from = confine(root, &op.argument)?;
+            match &op.mailbox {
+                Some((domain, local)) => {
+                    one_component("domain", domain)?;
+                    one_component("local part", local)?;
+                    let to = root.join(domain).join(local);
+                    let to = confine(root, &to.to_string_lossy())?;
+                    Ok(Action::Move { from, to })
+                }
+                // The mailbox was deleted after this rename was queued: its data never moved,
+                // so the deletion's intent is the old home's removal.
+                None => Ok(Action::Remove(from)),
+            }
+        }
+        "delete" => Ok(Action::Remove(confine(root, &op.argument)?)),
+        other => Err(format!("unknown operation type {other:?}")),
+    }
+}
+
+fn exists(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok()
+}
+
+/// Creates the missing directories of `dir` below the canonical root, mode 0700, owned by the
+/// mailbox owner (when running as root), refusing links.
+fn create_parents(canon_root: &Path, dir: &Path, owner: Option<(u32, u32)>) -> Result<(), String> {
+    let rel = dir
+        .strip_prefix(canon_root)
+        .map_err(|_| format!("{} is outside the mail root", dir.display()))?;
+    let mut cur = canon_root.to_path_buf();
+    for c in rel.components() {
+        cur.push(c);
+        match std::fs::symlink_metadata(&cur) {
+            Ok(m) if m.is_dir() && !m.file_type().is_symlink() => continue,
+            Ok(_) => return Err(format!("{} is not a plain directory", cur.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{}: {e}", cur.display())),
+        }
+        match std::fs::create_dir(&cur) {
+            Ok(()) => {}
+            // Another run made it meanwhile: checked again on the next loop's metadata.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(format!("creating {}: {e}", cur.display())),
+        }
+        std::fs::set_permissions(&cur, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("{}: {e}", cur.display()))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&cur, Some(uid), Some(gid))
+                .map_err(|e| format!("chown {}: {e}", cur.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies one action; the message says what happened (for `core_log`).
+pub fn apply(root: &Path, action: &Action, owner: &Owner) -> Result<String, String> {
+    let canon_root = root
+        .canonicalize()
+        .map_err(|e| format!("mail root {}: {e}", root.display()))?;
+    match action {
+        Action::Move { from, to } => match (exists(from), exists(to)) {
+            (false, true) => Ok(format!(
+                "Mailbox {} already moved to {}",
+                from.display(),
+                to.display()
+            )),
+            (false, false) => Ok(format!(
+                "Mailbox {} does not exist (never received mail): nothing to move to {}",
+                from.display(),
+                to.display()
+            )),
+            (true, true) => Err(format!(
+                "cannot move {} to {}: the target already exists",
+                from.display(),
+                to.display()
+            )),
+            (true, false) => {
+                if let Some(parent) = to.parent() {
+                    create_parents(&canon_root, parent, resolve_owner(owner))?;
+                }
+                // Checked again right before the move: a link planted meanwhile is refused.
+                confine(&canon_root, &to.to_string_lossy())?;
+                std::fs::rename(from, to).map_err(|e| {
+                    if e.raw_os_error() == Some(nix::errno::Errno::EXDEV as i32) {
+                        format!(
+                            "cannot move {} to {}: they are on different filesystems",
+                            from.display(),
+                            to.display()
+                        )
+                    } else {
+                        format!("moving {} to {}: {e}", from.display(), to.display())
+                    }
+                })?;
+                Ok(format!(
+                    "Mailbox {} moved to {}",
+                    from.display(),
+                    to.display()
+                ))
+            }
+        },
+        Action::Remove(path) => {
+            if !exists(path) {
+                return Ok(format!("Mailbox {} already removed", path.display()));
+            }
+            confine(&canon_root, &path.to_string_lossy())?;
+            // remove_dir_all does not follow links inside the tree.
+            match std::fs::remove_dir_all(path) {
+                Ok(()) => Ok(format!("Mailbox {} removed", path.display())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    Ok(format!("Mailbox {} already removed", path.display()))
+                }
+                Err(e) => Err(format!("removing {}: {e}", path.display())),
+            }
+        }
+    }
+}
+
+fn describe(action: &Action) -> String {
+    match action {
+        Action::Move { from, to } => format!("move {} to {}", from.display(), to.display()),
+        Action::Remove(p) => format!("remove {}", p.display()),
+    }
+}
+
+async fn record(
+    ctx: &JobContext,
+    id: i32,
+    result: &Result<String, String>,
+    what: &str,
+) -> Result<(), StoreError> {
+    let mut tx = ctx.store.begin().await?;
+    match result {
+        Ok(message) => {
+            maintenance::delete_mailbox_operation(&mut tx, id).await?;
+            audit::line(&mut tx, "INFO", audit::ADMIN, message).await?;
+        }
+        Err(e) => {
+            audit::line(
+                &mut tx,
+                "CRITICAL",
+                audit::ADMIN,
+                &format!("Mailbox operation failed ({what}): {e}"),
+            )
+            .await?;
+        }
+    }
+    tx.commit().await
+}
+
+pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, String> {
+    let ops = async {
+        let mut tx = ctx.store.begin().await?;
+        maintenance::mailbox_operations(&mut tx).await
+    }
+    .await
+    .map_err(|e| e.to_string())?;
+    if ops.is_empty() {
+        return Ok("no mailbox operation queued".into());
+    }
+    let root = ctx.config.paths.mail_root.as_path().to_path_buf();
+    let owner = Owner {
+        user: ctx.config.mail.owner.to_string(),
+        group: ctx.config.mail.owner.to_string(),
+    };
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for op in &ops {
+        let what = format!("#{} {} {}", op.id, op.kind, op.argument);
+        let planned = plan(&root, op);
+        if dry_run {
+            match planned {
+                Ok(a) => done.push(format!("would {}", describe(&a))),
+                Err(e) => failed.push(format!("{what}: refused: {e}")),
+            }
+            continue;
+        }
+        let result = match planned {
+            Ok(action) => {
+                let (r, o) = (root.clone(), owner.clone());
+                tokio::task::spawn_blocking(move || apply(&r, &action, &o))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r)
+            }
+            Err(e) => Err(format!("refused: {e}")),
+        };
+        record(ctx, op.id, &result, &what)
+            .await
+            .map_err(|e| format!("{what}: recording the result: {e}"))?;
+        match result {
+            Ok(m) => done.push(m),
+            Err(e) => failed.push(format!("{what}: {e}")),
+        }
+    }
+    let mut message = if dry_run {
+        done.join("; ")
+    } else {
+        format!("{} of {} operations done", done.len(), ops.len())
+    };
+    if failed.is_empty() {
+        return Ok(message);
+    }
+    if !message.is_empty() {
+        message.push_str("; ");
+    }
+    message.push_str(&format!("failed: {}", failed.join("; ")));
+    Err(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_outside_or_above_mailboxes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("vmail");
+        std::fs::create_dir(&root).unwrap();
+        let r = root.display().to_string();
+        for bad in [
+            "relative/example.com/bob".to_string(),
+            format!("{r}/example.com/../../etc"),
+            format!("{r}/./example.com/bob"),
+            format!("{r}/example.com"),
+            r.clone(),
+            "/etc/passwd".to_string(),
+            format!("{r}x/example.com/bob"),
+        ] {
+            assert!(confine(&root, &bad).is_err(), "{bad} was accepted");
+        }
+        let ok = confine(&root, &format!("{r}/example.com/bob")).unwrap();
+        assert!(ok.ends_with("example.com/bob"));
+    }
+}
