@@ -12,7 +12,6 @@ use crate::config::Config;
 use crate::distro::Distro;
 use crate::service::systemd::Systemd;
 use crate::store::{migrate, Store};
-use crate::system::cmd::Cmd;
 
 /// How often every service is probed, and how long one probe may take.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
@@ -55,21 +54,8 @@ pub fn drop_capabilities() -> Result<(), String> {
 
 /// Mails the admin through the local sendmail (queued even while Postfix is down).
 fn alert(config: &Config, text: &str) {
-    let Some(to) = config.admin_address() else {
-        return;
-    };
-    let message = format!(
-        "To: {to}\nFrom: modobox <root@{host}>\nSubject: [modobox] {host}: {first}\n\n{text}\n\n\
-         `modobox status` on {host} shows the current state.\n",
-        host = config.hostname,
-        first = text.lines().next().unwrap_or_default()
-    );
-    if let Err(e) = Cmd::new("/usr/sbin/sendmail")
-        .args(["-t", "-oi"])
-        .stdin(message)
-        .run()
-    {
-        tracing::error!("alert mail to {to} failed: {e}");
+    if let Err(e) = crate::system::mail::alert_admin(config, text) {
+        tracing::error!("alert mail failed: {e}");
     }
 }
 
