@@ -463,10 +463,14 @@ async fn check_domain(
     tx.commit().await?;
 
     if !changes.is_empty() {
+        let advice = if changes.iter().any(|c| c.contains(" is now listed on ")) {
+            "\nA listed address loses mail to the receivers that use the list: find why it was \
+             listed (the provider's lookup page) and ask for removal once the cause is fixed.\n"
+        } else {
+            ""
+        };
         let body = format!(
-            "modobox on {host} found changes in the DNS of {domain}:\n\n{lines}\n\n\
-             A listed address loses mail to the receivers that use the list: find why it was listed \
-             (the provider's lookup page) and ask for removal once the cause is fixed.\n",
+            "modobox on {host} found changes in the DNS of {domain}:\n\n{lines}\n{advice}",
             host = settings.hostname,
             domain = domain.name,
             lines = changes
