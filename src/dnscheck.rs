@@ -116,10 +116,23 @@ pub enum DnsblAnswer {
     Clean,
     /// Listed; the first return code (e.g. 127.0.0.2), stored in admin_dnsblresult.status.
     Listed(Ipv4Addr),
-    /// No usable answer: timeout, SERVFAIL, or a return code that reports an error of the list
-    /// itself (Spamhaus' 127.255.255.x: public resolver, rate limit, bad query). Neither
-    /// listed nor clean.
-    Error(String),
+    /// The list answered with an error code of its own (Spamhaus' 127.255.255.x: public
+    /// resolver, rate limit, bad query) or with an address outside 127.0.0.0/8. Neither listed
+    /// nor clean.
+    Refused(String),
+    /// No answer: timeout, SERVFAIL, network error. Neither listed nor clean.
+    Failed(DnsFailure),
+}
+
+impl DnsblAnswer {
+    /// Neither listed nor clean.
+    pub fn error(&self) -> Option<String> {
+        match self {
+            DnsblAnswer::Refused(e) => Some(e.clone()),
+            DnsblAnswer::Failed(e) => Some(e.to_string()),
+            DnsblAnswer::Clean | DnsblAnswer::Listed(_) => None,
+        }
+    }
 }
 
 /// Reads the A records of a DNSBL answer. Only 127.0.0.0/8 means "listed" (RFC 5782 §2.1);
@@ -133,11 +146,11 @@ pub fn classify(answers: &[Ipv4Addr]) -> DnsblAnswer {
         let [a0, a1, a2, _] = a.octets();
         a0 == 127 && a1 == 255 && a2 == 255
     }) {
-        return DnsblAnswer::Error(format!("the list refused the query (answered {e})"));
+        return DnsblAnswer::Refused(format!("the list refused the query (answered {e})"));
     }
     match answers.iter().find(|a| a.octets()[0] == 127) {
         Some(code) => DnsblAnswer::Listed(*code),
-        None => DnsblAnswer::Error(format!(
+        None => DnsblAnswer::Refused(format!(
             "answer outside 127.0.0.0/8 ({}): a wildcard or a rewriting resolver",
             answers[0]
         )),
@@ -323,7 +336,7 @@ impl Resolver {
                     .collect();
                 classify(&answers)
             }
-            Err(e) => DnsblAnswer::Error(e.to_string()),
+            Err(e) => DnsblAnswer::Failed(e),
         }
     }
 }
@@ -370,7 +383,7 @@ mod tests {
         );
         for spamhaus_error in ["127.255.255.252", "127.255.255.254", "127.255.255.255"] {
             assert!(
-                matches!(classify(&[a(spamhaus_error)]), DnsblAnswer::Error(_)),
+                matches!(classify(&[a(spamhaus_error)]), DnsblAnswer::Refused(_)),
                 "{spamhaus_error}"
             );
         }

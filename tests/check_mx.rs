@@ -559,3 +559,32 @@ async fn a_dead_resolver_is_an_error_state_not_a_verdict() {
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn a_dead_resolver_stops_the_run_early() {
+    let dead = dns_server(Arc::default(), true).await;
+    let db = common::sqlite().await;
+    let store = fresh(&db).await;
+    let mut ids = Vec::new();
+    for i in 1..=6 {
+        ids.push(add_domain(&store, &format!("d{i}.test"), true).await);
+    }
+    let mut config = Config::new(Hostname::parse("hostname", "mail.example.com").unwrap());
+    config.check_mx.resolver = Some(dead);
+    config.check_mx.timeout_secs = 1;
+    let started = Instant::now();
+    let e = check_mx::run(&config, &store).await.unwrap_err();
+    let took = started.elapsed();
+    // Four MX lookups of one second each, then the remaining domains are skipped.
+    assert!(took < Duration::from_secs(7), "took {took:?}");
+    assert!(e.contains("2 domain(s) skipped"), "{e}");
+    assert!(check_mx::domain_state(&store, ids[3])
+        .await
+        .unwrap()
+        .is_some());
+    assert!(check_mx::domain_state(&store, ids[4])
+        .await
+        .unwrap()
+        .is_none());
+    store.close().await;
+}

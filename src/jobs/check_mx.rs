@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::dnscheck::{in_networks, DnsblAnswer, Exchanger, Network, Resolver};
+use crate::dnscheck::{in_networks, DnsFailure, DnsblAnswer, Exchanger, Network, Resolver};
 use crate::names::{DomainName, EmailAddress};
 use crate::store::dnschecks::{self, CheckedDomain, MxRow};
 use crate::store::{Store, StoreError};
@@ -20,6 +20,8 @@ use crate::system::mail::{self, Mail};
 
 /// How long resolved MX rows are trusted before the next lookup (Modoboa's value).
 pub const MX_TTL_SECS: i64 = 7200;
+/// After this many queries without a single answer, the rest of the run is skipped.
+const DEAD_RESOLVER_QUERIES: usize = 4;
 /// At most this many error lines are kept in a domain's state.
 const MAX_ERRORS: usize = 20;
 
@@ -108,7 +110,11 @@ pub struct Outcome {
     /// (domain, MX host, address, provider, answer) of every current listing.
     pub listings: Vec<(String, String, IpAddr, String, String)>,
     pub lookups: usize,
+    /// Lookups that got no answer at all.
+    pub timeouts: usize,
     pub errors: Vec<String>,
+    /// Domains not checked because the resolver stopped answering.
+    pub skipped: usize,
     /// One mail per domain whose state changed; `run` sends them.
     pub alerts: Vec<Mail>,
 }
@@ -144,6 +150,12 @@ impl Outcome {
                 self.errors[0]
             ));
         }
+        if self.skipped > 0 {
+            parts.push(format!(
+                "{} domain(s) skipped: the resolver answers nothing",
+                self.skipped
+            ));
+        }
         if !self.alerts.is_empty() {
             parts.push(format!("{} alert mail(s)", self.alerts.len()));
         }
@@ -169,7 +181,7 @@ pub async fn run(config: &Config, store: &Store) -> Result<String, String> {
     }
     let summary = outcome.summary();
     // Every lookup failing means the resolver itself is unusable: the run failed.
-    if outcome.lookups > 0 && outcome.errors.len() >= outcome.lookups {
+    if outcome.skipped > 0 || (outcome.lookups > 0 && outcome.errors.len() >= outcome.lookups) {
         return Err(summary);
     }
     Ok(summary)
@@ -190,7 +202,13 @@ pub async fn check(
         domains: domains.len(),
         ..Outcome::default()
     };
-    for domain in &domains {
+    for (i, domain) in domains.iter().enumerate() {
+        // A dead resolver would cost two timeouts per domain: stop once it has answered none
+        // of several queries, rather than hold the job for domains × timeouts.
+        if outcome.lookups >= DEAD_RESOLVER_QUERIES && outcome.timeouts == outcome.lookups {
+            outcome.skipped = domains.len() - i;
+            break;
+        }
         check_domain(store, settings, resolver, now, domain, &mut outcome).await?;
     }
     let ids: Vec<i32> = domains.iter().map(|d| d.id).collect();
@@ -283,6 +301,9 @@ async fn check_domain(
         match resolver.mx(&domain.name).await {
             Ok(x) => Some(x),
             Err(e) => {
+                if matches!(e, DnsFailure::Timeout { .. }) {
+                    outcome.timeouts += 1;
+                }
                 errors.push(e.to_string());
                 None
             }
@@ -326,7 +347,10 @@ async fn check_domain(
         outcome.lookups += 1;
         match joined {
             Ok((ip, provider, answer)) => {
-                if let DnsblAnswer::Error(e) = &answer {
+                if matches!(answer, DnsblAnswer::Failed(DnsFailure::Timeout { .. })) {
+                    outcome.timeouts += 1;
+                }
+                if let Some(e) = answer.error() {
                     errors.push(format!("{provider} for {ip}: {e}"));
                 }
                 answers.insert((ip, provider), answer);
@@ -384,7 +408,7 @@ async fn check_domain(
                 Some(DnsblAnswer::Clean) => String::new(),
                 Some(DnsblAnswer::Listed(code)) => code.to_string(),
                 // No answer: the last known result stands, whatever it was.
-                Some(DnsblAnswer::Error(_)) | None => {
+                Some(DnsblAnswer::Refused(_) | DnsblAnswer::Failed(_)) | None => {
                     if let Some(b) = before.as_ref().filter(|b| !b.is_empty()) {
                         outcome.listings.push((
                             domain.name.clone(),
