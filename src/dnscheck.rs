@@ -387,7 +387,10 @@ mod tests {
                 "{spamhaus_error}"
             );
         }
-        assert!(matches!(classify(&[a("192.0.2.1")]), DnsblAnswer::Error(_)));
+        assert!(matches!(
+            classify(&[a("192.0.2.1")]),
+            DnsblAnswer::Refused(_)
+        ));
     }
 
     #[test]
