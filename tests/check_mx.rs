@@ -299,6 +299,18 @@ async fn records_listings_and_alerts_once_per_change() {
         );
         let expiry = t0 + chrono::Duration::seconds(check_mx::MX_TTL_SECS);
         assert!(rows.iter().all(|r| same_instant(r.2, expiry)), "{rows:?}");
+        // Modoboa's `managed`: inside the valid networks.
+        let managed = |id| {
+            let store = store.clone();
+            async move {
+                let mut tx = store.begin().await.unwrap();
+                let rows = dnschecks::mx_rows(&mut tx, id).await.unwrap();
+                tx.commit().await.unwrap();
+                rows.iter().map(|r| r.managed).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(managed(good).await, vec![true, true]);
+        assert_eq!(managed(outside).await, vec![false]);
         let results = dnsbl(&store, good).await;
         assert_eq!(results[&key("192.0.2.10", "bl.test")], "127.0.0.2");
         assert_eq!(results[&key("2001:db8::10", "bl.test")], "127.0.0.3");

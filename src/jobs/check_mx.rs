@@ -365,18 +365,24 @@ async fn check_domain(
         dnschecks::delete_mx(&mut tx, *id).await?;
     }
     let mut current: Vec<MxRow> = Vec::new();
+    // Modoboa's `managed`: the address is inside the configured valid networks.
+    let managed = |ip: IpAddr| {
+        !settings.valid_networks.is_empty() && in_networks(&settings.valid_networks, ip)
+    };
     for row in plan.keep {
         if plan.refresh {
-            dnschecks::refresh_mx(&mut tx, row.id, expires).await?;
+            dnschecks::refresh_mx(&mut tx, row.id, managed(row.address), expires).await?;
         }
         current.push(row);
     }
     for (name, address) in &plan.add {
-        let id = dnschecks::insert_mx(&mut tx, domain.id, name, *address, expires).await?;
+        let m = managed(*address);
+        let id = dnschecks::insert_mx(&mut tx, domain.id, name, *address, m, expires).await?;
         current.push(MxRow {
             id,
             name: name.clone(),
             address: *address,
+            managed: m,
             updated: expires,
         });
     }
@@ -535,6 +541,7 @@ mod tests {
             id,
             name: name.into(),
             address: ip.parse().unwrap(),
+            managed: false,
             updated: Utc::now(),
         }
     }

@@ -35,12 +35,14 @@ pub async fn domains(tx: &mut Tx) -> Result<Vec<CheckedDomain>, StoreError> {
     .collect()
 }
 
-/// One `admin_mxrecord` row written by the check (managed = false).
+/// One `admin_mxrecord` row. `managed` is Modoboa's flag for "this MX address is inside the
+/// valid networks" (false when no network is configured).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MxRow {
     pub id: i32,
     pub name: String,
     pub address: IpAddr,
+    pub managed: bool,
     /// When the row goes stale (Modoboa stores the expiry here).
     pub updated: DateTime<Utc>,
 }
@@ -63,10 +65,10 @@ fn address_param(tx: &Tx) -> &'static str {
 
 pub async fn mx_rows(tx: &mut Tx, domain_id: i32) -> Result<Vec<MxRow>, StoreError> {
     let sql = format!(
-        "SELECT id, name, {} AS address, updated FROM admin_mxrecord WHERE domain_id = ? AND managed = ? ORDER BY id",
+        "SELECT id, name, {} AS address, managed, updated FROM admin_mxrecord WHERE domain_id = ? ORDER BY id",
         address_column(tx)
     );
-    let rows = tx.rows(&sql, args![domain_id, false]).await?;
+    let rows = tx.rows(&sql, args![domain_id]).await?;
     rows.iter()
         .map(|r| {
             let text = r.text("address")?;
@@ -77,6 +79,7 @@ pub async fn mx_rows(tx: &mut Tx, domain_id: i32) -> Result<Vec<MxRow>, StoreErr
                 id: r.i32("id")?,
                 name: r.text("name")?,
                 address,
+                managed: r.bool("managed")?,
                 updated: r.ts("updated")?,
             })
         })
@@ -88,6 +91,7 @@ pub async fn insert_mx(
     domain_id: i32,
     name: &str,
     address: IpAddr,
+    managed: bool,
     expires: DateTime<Utc>,
 ) -> Result<i32, StoreError> {
     // admin_mxrecord.name is varchar(254); a longer exchanger name cannot exist in DNS.
@@ -99,7 +103,7 @@ pub async fn insert_mx(
     let id = tx
         .insert(
             &sql,
-            args![domain_id, name, address.to_string(), false, expires],
+            args![domain_id, name, address.to_string(), managed, expires],
         )
         .await?;
     i32::try_from(id).map_err(|_| StoreError::Corrupt {
@@ -108,10 +112,15 @@ pub async fn insert_mx(
 }
 
 /// Keeps a row (and so its DNSBL history) for another period.
-pub async fn refresh_mx(tx: &mut Tx, id: i32, expires: DateTime<Utc>) -> Result<(), StoreError> {
+pub async fn refresh_mx(
+    tx: &mut Tx,
+    id: i32,
+    managed: bool,
+    expires: DateTime<Utc>,
+) -> Result<(), StoreError> {
     tx.exec(
-        "UPDATE admin_mxrecord SET updated = ? WHERE id = ?",
-        args![expires, id],
+        "UPDATE admin_mxrecord SET managed = ?, updated = ? WHERE id = ?",
+        args![managed, expires, id],
     )
     .await?;
     Ok(())
