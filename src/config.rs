@@ -739,6 +739,16 @@ mod tests {
     }
 
     #[test]
+    fn job_settings_survive_the_written_file() {
+        let mut c = Config::new(Hostname::parse("hostname", "mail.example.com").unwrap());
+        c.check_mx.resolver = Some("[::1]:5353".parse().unwrap());
+        c.check_mx.valid_networks = vec![Network::parse("n", "192.0.2.0/24").unwrap()];
+        c.public_api.enabled = false;
+        let back = Config::from_toml(&c.to_toml(), "written").unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
     fn bad_cron_is_named() {
         let e = Config::from_toml(
             "hostname = \"mail.example.com\"\n[schedule]\ncheck_mx = \"61 * * * *\"\n",
