@@ -8,6 +8,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::system::http::HttpUrl;
+
+use crate::dnscheck::Network;
 use crate::names::{
     DbHost, DbIdent, DomainName, EmailAddress, Hostname, NameError, SafePath, UnixName,
 };
@@ -58,6 +61,10 @@ pub struct Config {
     pub schedule: Schedule,
     #[serde(default)]
     pub jobs: Jobs,
+    #[serde(default)]
+    pub check_mx: CheckMx,
+    #[serde(default)]
+    pub public_api: PublicApi,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -410,6 +417,71 @@ impl Jobs {
     }
 }
 
+/// The `check_mx` job: MX records of the hosted domains and their DNSBL listings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckMx {
+    /// DNS blocklists every MX address is looked up in.
+    pub dnsbl_providers: Vec<DomainName>,
+    /// Networks (CIDR) a domain's MX must be in to count as valid; empty = any address.
+    pub valid_networks: Vec<Network>,
+    /// One name server (`ip:port`) instead of the system's /etc/resolv.conf.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<SocketAddr>,
+    /// Longest wait for one DNS answer, in seconds.
+    pub timeout_secs: u64,
+}
+
+/// Blocklists queried by default: widely used, free for low-volume queries. Spamhaus refuses
+/// queries that come through large public resolvers (answering 127.255.255.254), so the
+/// server's resolver should be a local one.
+pub const DEFAULT_DNSBL_PROVIDERS: [&str; 6] = [
+    "zen.spamhaus.org",
+    "bl.spamcop.net",
+    "b.barracudacentral.org",
+    "psbl.surriel.com",
+    "dnsbl.sorbs.net",
+    "bl.mailspike.net",
+];
+
+impl Default for CheckMx {
+    fn default() -> Self {
+        CheckMx {
+            dnsbl_providers: DEFAULT_DNSBL_PROVIDERS
+                .iter()
+                .map(|p| known_good(DomainName::parse("check_mx.dnsbl_providers", p)))
+                .collect(),
+            valid_networks: Vec::new(),
+            resolver: None,
+            timeout_secs: 5,
+        }
+    }
+}
+
+/// The `public_api` job: newest versions from Modoboa's public API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublicApi {
+    /// false: the job does nothing and nothing leaves the machine.
+    pub enabled: bool,
+    /// The API root (Modoboa's `MODOBOA_API_URL`); versions are read from `<url>versions/`.
+    pub url: HttpUrl,
+    /// Longest wait for the whole request, in seconds.
+    pub timeout_secs: u64,
+}
+
+pub const DEFAULT_PUBLIC_API_URL: &str = "https://api.modoboa.org/1/";
+
+impl Default for PublicApi {
+    fn default() -> Self {
+        PublicApi {
+            enabled: true,
+            url: known_good(HttpUrl::parse("public_api.url", DEFAULT_PUBLIC_API_URL)),
+            timeout_secs: 10,
+        }
+    }
+}
+
 /// Parses a 5-field cron expression; the scheduler uses the same parser.
 pub fn parse_cron(field: &str, expr: &str) -> Result<croner::Cron, NameError> {
     if expr.split_whitespace().count() != 5 {
@@ -452,6 +524,8 @@ impl Config {
             web: Web::default(),
             schedule: Schedule::default(),
             jobs: Jobs::default(),
+            check_mx: CheckMx::default(),
+            public_api: PublicApi::default(),
         }
     }
 
@@ -585,6 +659,7 @@ impl Config {
         }
         let names: Vec<&str> = self.schedule.entries().into_keys().collect();
         self.jobs.validate(&names)?;
+        self.validate_jobs()?;
         let p = &self.paths;
         let under_mail_root = [
             ("paths.dkim_keys", &p.dkim_keys),
@@ -599,6 +674,43 @@ impl Config {
                     path.as_str(),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_jobs(&self) -> Result<(), NameError> {
+        let mx = &self.check_mx;
+        if !(1..=60).contains(&mx.timeout_secs) {
+            return Err(NameError::new(
+                "check_mx.timeout_secs",
+                "must be between 1 and 60 seconds",
+                &mx.timeout_secs.to_string(),
+            ));
+        }
+        for (i, p) in mx.dnsbl_providers.iter().enumerate() {
+            if mx.dnsbl_providers[..i].contains(p) {
+                return Err(NameError::new(
+                    &format!("check_mx.dnsbl_providers[{i}]"),
+                    "must not repeat a provider",
+                    p.as_str(),
+                ));
+            }
+        }
+        if let Some(r) = mx.resolver {
+            if r.port() == 0 || r.ip().is_unspecified() {
+                return Err(NameError::new(
+                    "check_mx.resolver",
+                    "must be the address and port of a name server (e.g. 127.0.0.1:53)",
+                    &r.to_string(),
+                ));
+            }
+        }
+        if !(1..=120).contains(&self.public_api.timeout_secs) {
+            return Err(NameError::new(
+                "public_api.timeout_secs",
+                "must be between 1 and 120 seconds",
+                &self.public_api.timeout_secs.to_string(),
+            ));
         }
         Ok(())
     }
@@ -688,6 +800,85 @@ mod tests {
         .unwrap();
         assert_eq!(c.jobs.timeout("check_mx").as_secs(), 180);
         assert_eq!(c.jobs.timeout("cleanlogs").as_secs(), 600);
+    }
+
+    #[test]
+    fn job_settings_are_checked_and_named() {
+        let bad = |text: &str, field: &str| {
+            let e = Config::from_toml(
+                &format!("hostname = \"mail.example.com\"\n{text}"),
+                "t.toml",
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(field), "{text}: {e}");
+            e
+        };
+        let e = bad(
+            "[check_mx]\nvalid_networks = [\"192.0.2.0/24\", \"10.0.0.1/8\"]\n",
+            "check_mx.valid_networks[1]",
+        );
+        assert!(e.contains("host bits"), "{e}");
+        let e = bad(
+            "[check_mx]\nvalid_networks = [\"nonsense\"]\n",
+            "check_mx.valid_networks[0]",
+        );
+        assert!(e.contains("CIDR"), "{e}");
+        let e = bad(
+            "[check_mx]\ndnsbl_providers = [\"zen.spamhaus.org\", \"\"]\n",
+            "check_mx.dnsbl_providers[1]",
+        );
+        assert!(e.contains("must not be empty"), "{e}");
+        bad(
+            "[check_mx]\ndnsbl_providers = [\"not a domain\"]\n",
+            "check_mx.dnsbl_providers[0]",
+        );
+        bad(
+            "[check_mx]\ndnsbl_providers = [\"localhost\"]\n",
+            "check_mx.dnsbl_providers[0]",
+        );
+        bad(
+            "[check_mx]\ndnsbl_providers = [\"bl.example.org\", \"bl.example.org\"]\n",
+            "check_mx.dnsbl_providers[1]",
+        );
+        bad(
+            "[check_mx]\nresolver = \"127.0.0.1\"\n",
+            "check_mx.resolver",
+        );
+        bad("[check_mx]\ntimeout_secs = 0\n", "check_mx.timeout_secs");
+        let e = bad(
+            "[public_api]\nurl = \"http://api.modoboa.org/1/\"\n",
+            "public_api.url",
+        );
+        assert!(e.contains("https://"), "{e}");
+        bad(
+            "[public_api]\nurl = \"ftp://api.modoboa.org/\"\n",
+            "public_api.url",
+        );
+        bad(
+            "[public_api]\ntimeout_secs = 600\n",
+            "public_api.timeout_secs",
+        );
+        let ok = Config::from_toml(
+            "hostname = \"mail.example.com\"\n[check_mx]\nresolver = \"127.0.0.1:5353\"\nvalid_networks = [\"2001:db8::/32\"]\ndnsbl_providers = []\n[public_api]\nenabled = false\nurl = \"http://127.0.0.1:8080/api/\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            ok.check_mx.resolver,
+            Some("127.0.0.1:5353".parse().unwrap())
+        );
+        assert!(!ok.public_api.enabled);
+    }
+
+    #[test]
+    fn job_settings_survive_the_written_file() {
+        let mut c = Config::new(Hostname::parse("hostname", "mail.example.com").unwrap());
+        c.check_mx.resolver = Some("[::1]:5353".parse().unwrap());
+        c.check_mx.valid_networks = vec![Network::parse("n", "192.0.2.0/24").unwrap()];
+        c.public_api.enabled = false;
+        let back = Config::from_toml(&c.to_toml(), "written").unwrap();
+        assert_eq!(back, c);
     }
 
     #[test]

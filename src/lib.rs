@@ -6,6 +6,7 @@ pub mod config;
 pub mod distro;
 pub mod dkim;
 pub mod dkim_files;
+pub mod dnscheck;
 pub mod dnsrecords;
 pub mod health;
 pub mod install;

@@ -14,7 +14,10 @@ use modobox::supervisor::{daemon, status};
 pub async fn run(global: &Global, manager: Option<daemon::ManagerKind>) -> Result<ExitCode> {
     let config = Config::load(&global.config)?;
     let distro = Distro::resolve(global.distro.as_ref())?;
-    let kind = manager.unwrap_or_else(daemon::ManagerKind::detect);
+    let kind = match manager {
+        Some(k) => k,
+        None => daemon::ManagerKind::detect().map_err(|e| anyhow!("modobox run: {e}"))?,
+    };
     let open = || async {
         crate::commands::open(global)
             .await

@@ -191,7 +191,13 @@ fn run_migrates_the_database_on_start() {
     // `run` migrates before anything else; without systemd (a test host) it then stops with an
     // error, with systemd it keeps running: either way the database must be migrated.
     let mut child = Command::new(env!("CARGO_BIN_EXE_modobox"))
-        .args(["--config", cfg.to_str().unwrap(), "run"])
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "run",
+            "--manager",
+            "systemd",
+        ])
         .env("MODOBOX_DATABASE_URL", &cli.url)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

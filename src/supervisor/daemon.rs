@@ -14,7 +14,6 @@ use crate::service::direct::Direct;
 use crate::service::syslog;
 use crate::service::systemd::Systemd;
 use crate::store::{migrate, Store};
-use crate::system::cmd::Cmd;
 
 /// How often every service is probed, and how long one probe may take.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
@@ -62,21 +61,8 @@ pub fn drop_capabilities(bounding: bool) -> Result<(), String> {
 
 /// Mails the admin through the local sendmail (queued even while Postfix is down).
 fn alert(config: &Config, text: &str) {
-    let Some(to) = config.admin_address() else {
-        return;
-    };
-    let message = format!(
-        "To: {to}\nFrom: modobox <root@{host}>\nSubject: [modobox] {host}: {first}\n\n{text}\n\n\
-         `modobox status` on {host} shows the current state.\n",
-        host = config.hostname,
-        first = text.lines().next().unwrap_or_default()
-    );
-    if let Err(e) = Cmd::new("/usr/sbin/sendmail")
-        .args(["-t", "-oi"])
-        .stdin(message)
-        .run()
-    {
-        tracing::error!("alert mail to {to} failed: {e}");
+    if let Err(e) = crate::system::mail::alert_admin(config, text) {
+        tracing::error!("alert mail failed: {e}");
     }
 }
 
@@ -90,12 +76,20 @@ pub enum ManagerKind {
 }
 
 impl ManagerKind {
-    /// systemd when it runs this machine (the test `sd_booted` does), else direct.
-    pub fn detect() -> Self {
+    /// systemd when it runs this machine (the test `sd_booted` does); direct when modobox is
+    /// the init (PID 1, or the child of its PID 1 half). Anything else would risk starting a
+    /// second copy of daemons another init runs, so it must be asked for.
+    pub fn detect() -> Result<Self, String> {
         if std::path::Path::new("/run/systemd/system").is_dir() {
-            ManagerKind::Systemd
+            Ok(ManagerKind::Systemd)
+        } else if super::init::is_init() {
+            Ok(ManagerKind::Direct)
         } else {
-            ManagerKind::Direct
+            Err(
+                "systemd is not running this machine: give --manager direct to let modobox \
+                 start the daemons itself (containers, images without systemd)"
+                    .into(),
+            )
         }
     }
 }

@@ -26,6 +26,11 @@ pub fn unblock_inherited_signals() {
     }
 }
 
+/// This process is the init's child (or the init itself).
+pub fn is_init() -> bool {
+    nix::unistd::getpid().as_raw() == 1 || std::env::var_os(CHILD_ENV).is_some()
+}
+
 /// Runs the same command line as a child, until it exits; its exit code is ours.
 pub fn run() -> ExitCode {
     let forwarded = [

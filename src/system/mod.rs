@@ -3,6 +3,8 @@
 
 pub mod cmd;
 pub mod fs;
+pub mod http;
+pub mod mail;
 pub mod net;
 
 use std::path::{Path, PathBuf};
