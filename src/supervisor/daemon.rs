@@ -119,7 +119,7 @@ where
             migrate_first(&store).await?;
             drop_capabilities(true).map_err(|e| format!("dropping capabilities: {e}"))?;
             let manager = Systemd::connect().await.map_err(|e| e.to_string())?;
-            let r = supervise(&config, &store, manager, services, None).await;
+            let r = supervise(&config, &distro, &store, manager, services, None).await;
             store.close().await;
             r
         }
@@ -141,7 +141,7 @@ where
                 distro.facts.paths.postfix_spool.as_path().join("dev/log"),
             ]);
             let manager = Direct::new(specs);
-            let r = direct(&config, &manager, services, open).await;
+            let r = direct(&config, &distro, &manager, services, open).await;
             notify("STOPPING=1");
             manager.stop_all().await;
             let _ = std::fs::remove_file(DIRECT_STATE);
@@ -163,6 +163,7 @@ async fn migrate_first(store: &Store) -> Result<(), String> {
 /// the next), then supervises them.
 async fn direct<F, Fut>(
     config: &Config,
+    distro: &Distro,
     manager: &Direct,
     services: Vec<super::Watched>,
     open: F,
@@ -215,13 +216,64 @@ where
         None => open().await?,
     };
     migrate_first(&store).await?;
-    let r = supervise(config, &store, manager, services, Some(manager)).await;
+    let r = supervise(config, distro, &store, manager, services, Some(manager)).await;
     store.close().await;
     r
 }
 
-/// Probes and repairs until SIGTERM or SIGINT.
+/// The periodic jobs and the web UI, next to the supervisor; both end when `stop` turns true.
+fn start_companions(
+    config: &Config,
+    distro: &Distro,
+    store: &Store,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let ctx = std::sync::Arc::new(crate::jobs::JobContext {
+        node: crate::jobs::scheduler::node_name(config),
+        config: config.clone(),
+        distro: distro.clone(),
+        store: store.clone(),
+    });
+    let mut tasks = vec![tokio::spawn(crate::jobs::scheduler::run(ctx, stop.clone()))];
+    match crate::web::Web::new(store.clone(), config.clone(), distro.clone(), true) {
+        Ok(web) => {
+            let mut stop = stop.clone();
+            let listen = config.web.listen;
+            tasks.push(tokio::spawn(async move {
+                let until = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = crate::web::serve(web, listen, false, until).await {
+                    tracing::error!("{e}");
+                }
+            }));
+        }
+        Err(e) => tracing::error!("web UI: {e}"),
+    }
+    tasks
+}
+
+/// Probes and repairs until SIGTERM or SIGINT; the jobs and the web UI run alongside.
 async fn supervise<M: Manager>(
+    config: &Config,
+    distro: &Distro,
+    store: &Store,
+    manager: M,
+    services: Vec<super::Watched>,
+    direct: Option<&Direct>,
+) -> Result<(), String> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let companions = start_companions(config, distro, store, &stop_rx);
+    let r = probe_loop(config, store, manager, services, direct).await;
+    let _ = stop_tx.send(true);
+    // The scheduler lets running jobs finish (≤ 20 s, inside the unit's stop timeout).
+    for t in companions {
+        let _ = t.await;
+    }
+    r
+}
+
+async fn probe_loop<M: Manager>(
     config: &Config,
     store: &Store,
     manager: M,
