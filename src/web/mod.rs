@@ -2,6 +2,7 @@
 //! behind nginx's TLS. Pages are rendered on the server from `templates/web` with the assets
 //! of `assets/` embedded in the binary: nothing is loaded from elsewhere.
 
+pub mod api;
 pub mod login;
 pub mod pages;
 pub mod session;
@@ -253,6 +254,8 @@ pub fn router(web: Web) -> Router {
             get(login::password_form).post(login::password_submit),
         )
         .route("/", get(pages::dashboard))
+        .merge(pages::routes())
+        .nest("/api/v1", api::routes())
         .route("/assets/{*path}", get(asset))
         .fallback(|| async { WebError::NotFound("no such page".into()) })
         .layer(axum::middleware::map_response(security_headers))

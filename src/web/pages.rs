@@ -8,6 +8,11 @@ use super::session::User;
 use super::{Web, WebError};
 use crate::store::access::Role;
 
+/// The pages beyond the dashboard, login and password (see `router`).
+pub fn routes() -> axum::Router<Web> {
+    axum::Router::new()
+}
+
 /// What every page's layout needs: who is logged in, the navigation they may use, the CSRF token
 /// of their forms.
 pub fn base(web: &Web, user: &User, active: &str) -> tera::Context {
