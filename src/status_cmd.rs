@@ -41,8 +41,12 @@ pub async fn web(
     let (store, _) = crate::commands::open(global).await?;
     let web = modobox::web::Web::new(store.clone(), config, distro, secure_cookies)
         .map_err(|e| anyhow!(e))?;
-    let stop = async {
-        let _ = tokio::signal::ctrl_c().await;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let stop = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
     };
     modobox::web::serve(web, listen, public, stop)
         .await
@@ -104,6 +108,9 @@ pub async fn status(global: &Global, json: bool) -> Result<ExitCode> {
             Level::Fail => "FAIL",
         };
         println!("  {level:<4} {:<14} {}", c.name, c.message);
+    }
+    if let Some(u) = &st.upgrade {
+        println!("\nUPGRADE: {u}");
     }
     println!("\nJOBS");
     if st.jobs.is_empty() {

@@ -52,6 +52,8 @@ pub struct Status {
     pub checks: Vec<Check>,
     pub events: Vec<EventLine>,
     pub jobs: Vec<JobLine>,
+    /// "modobox X is available (this is Y)" once the public_api job has seen a newer version.
+    pub upgrade: Option<String>,
 }
 
 impl Status {
@@ -174,12 +176,13 @@ pub async fn gather(config: &Config, distro: &Distro, store: Option<&Store>) -> 
                 .join(crate::render::manifest::FILE_NAME),
         ),
     ];
-    let (events, jobs) = match store {
+    let (events, jobs, upgrade) = match store {
         Some(s) => (
             events(s).await.unwrap_or_default(),
             jobs(s).await.unwrap_or_default(),
+            crate::jobs::public_api::upgrade_notice(s).await,
         ),
-        None => (Vec::new(), Vec::new()),
+        None => (Vec::new(), Vec::new(), None),
     };
     let overall = if services.iter().any(|s| !s.healthy) {
         "down"
@@ -195,5 +198,6 @@ pub async fn gather(config: &Config, distro: &Distro, store: Option<&Store>) -> 
         checks,
         events,
         jobs,
+        upgrade,
     }
 }
