@@ -56,6 +56,8 @@ pub struct Config {
     pub web: Web,
     #[serde(default)]
     pub schedule: Schedule,
+    #[serde(default)]
+    pub stats: Stats,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,6 +261,32 @@ impl Default for Web {
     }
 }
 
+/// Mail statistics: where the log is read and the parser's state kept (the RRD files live in
+/// `paths.rrd`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Stats {
+    /// The mail log (Postfix, Amavis, Dovecot lines).
+    pub log_file: SafePath,
+    /// Read the journal (mail facility) when `log_file` does not exist.
+    pub journal: bool,
+    /// Offsets, journal cursor and messages in flight between runs.
+    pub state_file: SafePath,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            log_file: known_good(SafePath::parse("stats.log_file", "/var/log/mail.log")),
+            journal: true,
+            state_file: known_good(SafePath::parse(
+                "stats.state_file",
+                "/var/lib/modobox/stats-state.json",
+            )),
+        }
+    }
+}
+
 /// Cron expressions (5 fields, minute first) per periodic job; Modoboa's schedule by default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -353,6 +381,7 @@ impl Config {
             tls: Tls::default(),
             web: Web::default(),
             schedule: Schedule::default(),
+            stats: Stats::default(),
         }
     }
 
@@ -489,6 +518,7 @@ impl Config {
             ("paths.dkim_keys", &p.dkim_keys),
             ("paths.data", &p.data),
             ("paths.rrd", &p.rrd),
+            ("stats.state_file", &self.stats.state_file),
         ];
         for (field, path) in under_mail_root {
             if path.as_path().starts_with(p.mail_root.as_path()) {

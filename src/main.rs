@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser};
 
 mod commands;
 mod install_cmd;
+mod stats_cmd;
 mod status_cmd;
 
 use modobox::cli::{self, Cli, Command, ConfigCommand, RenderArgs};
@@ -119,6 +120,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export { what, output } => {
             commands::runtime()?.block_on(commands::export(&cli.global, what, output.as_deref()))
         }
+        Command::Stats(c) => stats_cmd::stats(&cli.global, &c),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "modobox", &mut std::io::stdout());

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use modobox::stats::parser::{Counter, Counters, Domains, Parser, Zone, COUNTERS};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stats").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/stats")
+        .join(name)
 }
 
 fn parse(file: &str) -> BTreeMap<String, Counters> {
@@ -39,11 +41,23 @@ fn check(log: &str, expected: &str) {
             assert_eq!(have.0[i], w, "{log}: {name}.{c}");
         }
         // Postfix's size of what was delivered: more than nothing whenever a message counted.
-        assert_eq!(have.get(Counter::SizeRecv) > 0, have.get(Counter::Recv) > 0, "{log}: {name}");
-        assert_eq!(have.get(Counter::SizeSent) > 0, have.get(Counter::Sent) > 0, "{log}: {name}");
+        assert_eq!(
+            have.get(Counter::SizeRecv) > 0,
+            have.get(Counter::Recv) > 0,
+            "{log}: {name}"
+        );
+        assert_eq!(
+            have.get(Counter::SizeSent) > 0,
+            have.get(Counter::Sent) > 0,
+            "{log}: {name}"
+        );
     }
     for name in got.keys() {
-        assert!(counts.contains_key(name), "{log}: unexpected counts for {name}: {:?}", got[name]);
+        assert!(
+            counts.contains_key(name),
+            "{log}: unexpected counts for {name}: {:?}",
+            got[name]
+        );
     }
 }
 
@@ -75,7 +89,11 @@ fn sizes_are_at_least_what_was_sent() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|c| c["from"].as_str().is_some_and(|f| f.ends_with("@example.test")))
+        .filter(|c| {
+            c["from"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("@example.test"))
+        })
         .filter(|c| c["subject"] != "bounce")
         .map(|c| c["bytes"].as_u64().unwrap() * c["to"].as_array().unwrap().len() as u64)
         .sum();

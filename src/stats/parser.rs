@@ -694,7 +694,10 @@ impl Parser {
 
     /// `(id) Passed SPAM {...}, ... <sender> -> <r1>,<r2>, Queue-ID: ...`
     fn amavis(&mut self, minute: i64, msg: &[u8]) {
-        let rest = match msg.strip_prefix(b"(").and_then(|m| memchr(b')', m).map(|i| &m[i + 2..])) {
+        let rest = match msg
+            .strip_prefix(b"(")
+            .and_then(|m| memchr(b')', m).map(|i| &m[i + 2..]))
+        {
             Some(r) => r,
             None => return,
         };
@@ -780,6 +783,17 @@ impl Parser {
                     .remove(&k)
                     .map(|c| (k.0, self.domains.name(k.1).to_string(), c))
             })
+            .collect();
+        out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        out
+    }
+
+    /// Every counter not handed out yet, without moving the floor (kept for the next run).
+    pub fn take_rest(&mut self) -> Vec<(i64, String, Counters)> {
+        let mut out: Vec<(i64, String, Counters)> = self
+            .buckets
+            .drain()
+            .map(|(k, c)| (k.0, self.domains.name(k.1).to_string(), c))
             .collect();
         out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         out

@@ -168,7 +168,12 @@ fn timestamps_classic_rfc3339_and_journal_iso() {
     let l5 = b"Dec  1 16:38:15.123456 mail postfix/smtpd[1]: connect from x";
     let expect = days_from_civil(2026, 12, 1) * 1440 + 16 * 60 + 38;
     for l in [&l1[..], &l2[..], &l3[..], &l4[..], &l5[..]] {
-        assert_eq!(p.timestamp(l).map(|x| x.0), Some(expect), "{}", String::from_utf8_lossy(l));
+        assert_eq!(
+            p.timestamp(l).map(|x| x.0),
+            Some(expect),
+            "{}",
+            String::from_utf8_lossy(l)
+        );
     }
     // After "tomorrow": last year.
     let l = b"Dec 25 10:00:00 mail postfix/smtpd[1]: x";
@@ -186,9 +191,13 @@ fn garbage_and_truncated_lines_are_skipped() {
     let mut junk: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
     junk.extend_from_slice(b"\nDec  1 16:3\nDec  1 16:38:15 mail postfix/qmgr[2]: AB\n");
     junk.extend_from_slice(b"Dec  1 16:38:15 mail postfix/lmtp[2]: ABCDE1: to=<alice@exa\n");
-    junk.extend_from_slice(b"Dec  1 16:38:15 mail postfix/lmtp[2]: ABCDE1: to=<alice@example.test>, status=\n");
+    junk.extend_from_slice(
+        b"Dec  1 16:38:15 mail postfix/lmtp[2]: ABCDE1: to=<alice@example.test>, status=\n",
+    );
     junk.extend_from_slice(b"2026-13-45T99:99:99Z mail postfix/smtpd[1]: x\n\xff\xfe\n");
-    junk.extend_from_slice(b"Dec  1 16:38:15 mail amavis[1]: (x) Passed SPAM -> <a@example.test>,<\n");
+    junk.extend_from_slice(
+        b"Dec  1 16:38:15 mail amavis[1]: (x) Passed SPAM -> <a@example.test>,<\n",
+    );
     p.feed(&junk);
     p.finish();
     assert!(p.input.skipped > 0);
@@ -224,7 +233,11 @@ fn memory_is_bounded_by_expiry() {
     }
     p.feed(buf.as_bytes());
     // 300 minutes of messages never removed: only the last EXPIRE_MINUTES are kept.
-    assert!(p.in_flight() <= (EXPIRE_MINUTES as usize + 1) * 10, "{}", p.in_flight());
+    assert!(
+        p.in_flight() <= (EXPIRE_MINUTES as usize + 1) * 10,
+        "{}",
+        p.in_flight()
+    );
 }
 
 #[test]
@@ -235,7 +248,7 @@ fn take_before_hands_out_complete_minutes_once() {
     assert!(p.take_before(m).is_empty());
     let out = p.take_before(m + 1);
     assert_eq!(out.len(), 2); // example.test and global
-    // A late line for an already handed-out minute is counted in the next minute.
+                              // A late line for an already handed-out minute is counted in the next minute.
     p.feed(format!("{H} postfix/smtpd[1]: NOQUEUE: reject: RCPT from x[1.2.3.4]: 550 no; from=<s@o.test> to=<a@example.test> proto=ESMTP\n").as_bytes());
     let out = p.take_before(m + 2);
     assert!(out.iter().all(|(min, _, _)| *min == m + 1));
