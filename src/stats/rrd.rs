@@ -248,6 +248,10 @@ impl Rrd {
                 *totals.entry(h.clone()).or_default() += x * step;
             }
         }
+        // Rates × steps give back whole counts up to floating-point noise.
+        for v in totals.values_mut() {
+            *v = v.round();
+        }
         Ok(totals)
     }
 }
