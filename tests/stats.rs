@@ -1,6 +1,8 @@
 //! Statistics: the parser against logs written by the real Postfix, Amavis and Dovecot of an
 //! e2e run (tests/stats/traffic.py), with the counts derived from what that run sent.
 
+#![allow(clippy::unwrap_used)] // a test that cannot set up fails loudly
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -125,7 +127,9 @@ fn settings(dir: &std::path::Path) -> Settings {
 }
 
 fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&chrono::Utc)
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
 }
 
 /// The example.test and global totals of the day before `now`, from the RRD files.
@@ -143,7 +147,11 @@ fn lines_of(file: &str) -> Vec<Vec<u8>> {
 }
 
 fn append(path: &std::path::Path, lines: &[Vec<u8>]) {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     for l in lines {
         f.write_all(l).unwrap();
         f.write_all(b"\n").unwrap();
@@ -174,11 +182,26 @@ fn incremental_runs_in_small_pieces_count_each_line_once() {
         if j < lines.len() {
             // half of the next line, without its newline
             let half = &lines[j][..lines[j].len() / 2];
-            std::fs::OpenOptions::new().append(true).open(&s.log_file).unwrap().write_all(half).unwrap();
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&s.log_file)
+                .unwrap()
+                .write_all(half)
+                .unwrap();
             stats::update(&s, &names(), None, at("2026-12-01T16:30:00Z")).unwrap();
             let rest = &lines[j][lines[j].len() / 2..];
-            std::fs::OpenOptions::new().append(true).open(&s.log_file).unwrap().write_all(rest).unwrap();
-            std::fs::OpenOptions::new().append(true).open(&s.log_file).unwrap().write_all(b"\n").unwrap();
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&s.log_file)
+                .unwrap()
+                .write_all(rest)
+                .unwrap();
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&s.log_file)
+                .unwrap()
+                .write_all(b"\n")
+                .unwrap();
             i = j + 1;
         } else {
             i = j;
@@ -192,7 +215,10 @@ fn incremental_runs_in_small_pieces_count_each_line_once() {
     assert_eq!(r.bytes, 0, "no line read twice");
     let t = day_totals(dir.path(), "example.test", LATER);
     assert_eq!(t["recv"], expected_recv("example.test"));
-    assert_eq!(day_totals(dir.path(), "global", LATER)["recv"], expected_recv("global"));
+    assert_eq!(
+        day_totals(dir.path(), "global", LATER)["recv"],
+        expected_recv("global")
+    );
 }
 
 #[test]
@@ -209,8 +235,14 @@ fn rotation_reads_the_rest_of_the_rotated_file() {
     append(&s.log_file, b);
     let r = stats::update(&s, &names(), None, at(LATER)).unwrap();
     assert!(r.rotated, "{r:?}");
-    assert_eq!(day_totals(dir.path(), "example.test", LATER)["recv"], expected_recv("example.test"));
-    assert_eq!(day_totals(dir.path(), "relay.test", LATER)["recv"], expected_recv("relay.test"));
+    assert_eq!(
+        day_totals(dir.path(), "example.test", LATER)["recv"],
+        expected_recv("example.test")
+    );
+    assert_eq!(
+        day_totals(dir.path(), "relay.test", LATER)["recv"],
+        expected_recv("relay.test")
+    );
 }
 
 #[test]
@@ -225,7 +257,10 @@ fn truncated_file_is_read_again_from_the_start() {
     append(&s.log_file, &lines[..5]);
     let r = stats::update(&s, &names(), None, at(LATER)).unwrap();
     assert!(r.truncated, "{r:?}");
-    assert_eq!(day_totals(dir.path(), "example.test", LATER)["recv"], expected_recv("example.test"));
+    assert_eq!(
+        day_totals(dir.path(), "example.test", LATER)["recv"],
+        expected_recv("example.test")
+    );
 }
 
 #[test]
@@ -240,7 +275,10 @@ fn garbage_and_overlong_lines_do_not_stop_the_parser() {
     append(&s.log_file, &lines);
     let r = stats::update(&s, &names(), None, at(LATER)).unwrap();
     assert!(r.skipped >= 2, "{r:?}");
-    assert_eq!(day_totals(dir.path(), "example.test", LATER)["recv"], expected_recv("example.test"));
+    assert_eq!(
+        day_totals(dir.path(), "example.test", LATER)["recv"],
+        expected_recv("example.test")
+    );
 }
 
 #[test]
@@ -257,8 +295,14 @@ fn rrd_layout_is_modoboa_stats() {
     assert!(info.contains("step = 60\n"), "{info}");
     for (i, c) in COUNTERS.iter().enumerate() {
         assert!(info.contains(&format!("ds[{c}].index = {i}\n")), "{c}");
-        assert!(info.contains(&format!("ds[{c}].type = \"ABSOLUTE\"\n")), "{c}");
-        assert!(info.contains(&format!("ds[{c}].minimal_heartbeat = 120\n")), "{c}");
+        assert!(
+            info.contains(&format!("ds[{c}].type = \"ABSOLUTE\"\n")),
+            "{c}"
+        );
+        assert!(
+            info.contains(&format!("ds[{c}].minimal_heartbeat = 120\n")),
+            "{c}"
+        );
     }
     for (i, (cf, steps)) in ["AVERAGE", "MAX"]
         .iter()
@@ -267,7 +311,10 @@ fn rrd_layout_is_modoboa_stats() {
     {
         assert!(info.contains(&format!("rra[{i}].cf = \"{cf}\"\n")), "{i}");
         assert!(info.contains(&format!("rra[{i}].rows = 198\n")), "{i}");
-        assert!(info.contains(&format!("rra[{i}].pdp_per_row = {steps}\n")), "{i}");
+        assert!(
+            info.contains(&format!("rra[{i}].pdp_per_row = {steps}\n")),
+            "{i}"
+        );
     }
     assert!(!info.contains("rra[8]"));
 }
@@ -293,14 +340,26 @@ fn an_existing_modoboa_stats_file_without_greylist_keeps_working() {
             args.push(format!("RRA:{cf}:0.5:{st}:198"));
         }
     }
-    assert!(std::process::Command::new("rrdtool").args(&args).status().unwrap().success());
+    assert!(std::process::Command::new("rrdtool")
+        .args(&args)
+        .status()
+        .unwrap()
+        .success());
     append(&s.log_file, &lines_of("mail.log"));
     stats::update(&s, &names(), None, at(LATER)).unwrap();
     let t = day_totals(dir.path(), "example.test", LATER);
     assert_eq!(t["recv"], expected_recv("example.test"));
     assert!(!t.contains_key("greylist"));
     let svg = dir.path().join("old.svg");
-    graph::draw(&Rrd::new(&s.rrd_dir), "example.test", graph::Kind::Traffic, 1_796_140_000, 1_796_148_000, &svg).unwrap();
+    graph::draw(
+        &Rrd::new(&s.rrd_dir),
+        "example.test",
+        graph::Kind::Traffic,
+        1_796_140_000,
+        1_796_148_000,
+        &svg,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -325,16 +384,35 @@ fn graphs_are_valid_svg_and_png() {
             assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{file}");
         } else {
             let text = String::from_utf8(bytes).unwrap();
-            assert!(text.starts_with("<?xml") && text.contains("<svg") && text.trim_end().ends_with("</svg>"), "{file}");
+            assert!(
+                text.starts_with("<?xml")
+                    && text.contains("<svg")
+                    && text.trim_end().ends_with("</svg>"),
+                "{file}"
+            );
         }
     }
-    let e = graph::draw(&rrd, "nowhere.test", graph::Kind::Traffic, end - 10, end, &dir.path().join("x.svg"))
-        .unwrap_err()
-        .to_string();
+    let e = graph::draw(
+        &rrd,
+        "nowhere.test",
+        graph::Kind::Traffic,
+        end - 10,
+        end,
+        &dir.path().join("x.svg"),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("no statistics for nowhere.test"), "{e}");
-    let e = graph::draw(&rrd, "global", graph::Kind::Traffic, end - 10, end, &dir.path().join("x.gif"))
-        .unwrap_err()
-        .to_string();
+    let e = graph::draw(
+        &rrd,
+        "global",
+        graph::Kind::Traffic,
+        end - 10,
+        end,
+        &dir.path().join("x.gif"),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("--out") && e.contains(".svg"), "{e}");
 }
 
@@ -350,7 +428,9 @@ fn a_second_run_at_the_same_time_is_refused_not_doubled() {
         .open(dir.path().join("state.lock"))
         .unwrap();
     let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
-    let e = stats::update(&s, &names(), None, at(LATER)).unwrap_err().to_string();
+    let e = stats::update(&s, &names(), None, at(LATER))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("another statistics update"), "{e}");
     drop(held);
     stats::update(&s, &names(), None, at(LATER)).unwrap();

@@ -143,11 +143,10 @@ impl Rrd {
                 self.create(name, (first * STEP - STEP).div_euclid(row) * row)?;
             }
             let last = self.last(name)?;
-            // The update at (m+1)*60 carries minute m.
-            let mut from = last / STEP;
-            if from < cut - MAX_FILL_MINUTES {
-                from = first_data.map_or(cut - MAX_FILL_MINUTES, |f| f.max(from));
-            }
+            // The update at (m+1)*60 carries minute m; minutes before the last update are in
+            // the file already (a retry after a partial failure): the parser's floor moves late
+            // lines forward, never before it.
+            let from = last / STEP;
             if from >= cut {
                 continue;
             }
@@ -159,18 +158,36 @@ impl Rrd {
                 .filter_map(|d| idx.get(d.as_str()).copied())
                 .collect();
             let template: Vec<&str> = cols.iter().map(|i| COUNTERS[*i]).collect();
-            // Rows before `from` are already in the file (a retry after a partial failure):
-            // the parser's floor moves late lines to a later minute, never before `from`.
-            let mut updates = Vec::with_capacity((cut - from) as usize);
-            for m in from..cut {
-                let c = data.get(&m).copied().unwrap_or_default();
+            let row = |m: i64, c: &Counters| {
                 let mut u = ((m + 1) * STEP).to_string();
                 for i in &cols {
                     u.push(':');
                     u.push_str(&c.0[*i].to_string());
                 }
-                updates.push(u);
+                u
+            };
+            // Quiet minutes are zeros (a rate is count/60 s). A gap longer than MAX_FILL is
+            // left unknown, except the longest archive row before the next data (so that row
+            // is mostly known under xff 0.5 and its data shows).
+            let zero = Counters::default();
+            let mut updates = Vec::new();
+            let mut prev = from - 1;
+            let fill = |updates: &mut Vec<String>, prev: i64, next: i64| {
+                let start = if next - prev - 1 <= MAX_FILL_MINUTES {
+                    prev + 1
+                } else {
+                    next - ARCHIVES[3] as i64
+                };
+                for z in start..next {
+                    updates.push(row(z, &zero));
+                }
+            };
+            for (m, c) in data.range(from..cut) {
+                fill(&mut updates, prev, *m);
+                updates.push(row(*m, c));
+                prev = *m;
             }
+            fill(&mut updates, prev, cut);
             for chunk in updates.chunks(BATCH) {
                 let mut args = vec![
                     "update".to_string(),
