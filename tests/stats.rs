@@ -435,3 +435,88 @@ fn a_second_run_at_the_same_time_is_refused_not_doubled() {
     drop(held);
     stats::update(&s, &names(), None, at(LATER)).unwrap();
 }
+
+#[test]
+fn settings_errors_name_the_field_and_the_rule() {
+    let e = modobox::config::Config::from_toml(
+        "hostname = \"mail.example.com\"\n[stats]\nstate_file = \"relative.json\"\n",
+        "t.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("stats.state_file") && e.contains("absolute"),
+        "{e}"
+    );
+    let e = modobox::config::Config::from_toml(
+        "hostname = \"mail.example.com\"\n[stats]\nstate_file = \"/srv/vmail/s.json\"\n",
+        "t.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("stats.state_file") && e.contains("mail_root"),
+        "{e}"
+    );
+    let e = modobox::config::Config::from_toml(
+        "hostname = \"mail.example.com\"\n[stats]\nlogfile = \"/var/log/x\"\n",
+        "t.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("unknown field `logfile`"), "{e}");
+}
+
+#[test]
+fn cli_show_and_graph_from_an_rrd_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path());
+    append(&s.log_file, &lines_of("mail.log"));
+    stats::update(&s, &names(), None, at(LATER)).unwrap();
+    let bin = env!("CARGO_BIN_EXE_modobox");
+    let end = at(LATER).timestamp().to_string();
+    let out = std::process::Command::new(bin)
+        .args([
+            "--config",
+            "/nonexistent.toml",
+            "stats",
+            "show",
+            "relay.test",
+            "--json",
+            "--end",
+            &end,
+        ])
+        .env("MODOBOX_RRD_DIR", &s.rrd_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["totals"]["recv"], expected_recv("relay.test") as u64);
+    let svg = dir.path().join("w.svg");
+    let out = std::process::Command::new(bin)
+        .args(["stats", "graph", "global", "--period", "week", "--out"])
+        .arg(&svg)
+        .arg("--rrd-dir")
+        .arg(&s.rrd_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    let out = std::process::Command::new(bin)
+        .args(["stats", "show", "global", "--period", "custom", "--rrd-dir"])
+        .arg(&s.rrd_dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--start: is required with --period custom")
+    );
+}
