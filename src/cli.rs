@@ -134,6 +134,9 @@ pub enum Command {
     /// Periodic jobs: their schedule and last run, or one run now.
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Mail statistics: parse the mail log into the RRD files, show totals, draw graphs.
+    #[command(subcommand)]
+    Stats(StatsCommand),
     /// Generate shell completions on standard output.
     Completions {
         #[arg(value_enum)]
@@ -578,5 +581,66 @@ pub enum DnsCommand {
         /// Also the MTA-STS records.
         #[arg(long)]
         mta_sts: bool,
+    },
+}
+
+/// `--rrd-dir`: the RRD directory instead of the configured `paths.rrd`.
+#[derive(Debug, Args)]
+pub struct RrdDirArg {
+    #[arg(long, value_name = "DIR", env = crate::stats::RRD_DIR_ENV)]
+    pub rrd_dir: Option<PathBuf>,
+}
+
+/// A period, or a custom range with --start and --end.
+#[derive(Debug, Args)]
+pub struct PeriodArgs {
+    #[arg(long, value_enum, default_value = "day")]
+    pub period: crate::stats::graph::Period,
+    /// Start of a custom period: RFC 3339 or seconds since the epoch.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub start: Option<String>,
+    /// End of a custom period (default: now).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub end: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StatsCommand {
+    /// Parse what the mail log gained since the last run and update the RRD files (the
+    /// scheduler does this every 5 minutes).
+    Parse {
+        /// Read this log file instead of stats.log_file.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Count these names instead of the hosted domains of the database (repeatable).
+        #[arg(long = "domain", value_name = "DOMAIN")]
+        domains: Vec<String>,
+        #[command(flatten)]
+        rrd: RrdDirArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Totals per counter of a domain (or `global`) over a period.
+    Show {
+        /// A hosted domain, domain alias, or `global`.
+        name: String,
+        #[command(flatten)]
+        period: PeriodArgs,
+        #[command(flatten)]
+        rrd: RrdDirArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw a traffic or size graph as SVG or PNG (from the --out extension).
+    Graph {
+        name: String,
+        #[command(flatten)]
+        period: PeriodArgs,
+        #[arg(long, value_enum, default_value = "traffic")]
+        kind: crate::stats::graph::Kind,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        rrd: RrdDirArg,
     },
 }

@@ -65,6 +65,8 @@ pub struct Config {
     pub check_mx: CheckMx,
     #[serde(default)]
     pub public_api: PublicApi,
+    #[serde(default)]
+    pub stats: Stats,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,6 +266,32 @@ impl Default for Web {
     fn default() -> Self {
         Web {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+        }
+    }
+}
+
+/// Mail statistics: where the log is read and the parser's state kept (the RRD files live in
+/// `paths.rrd`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Stats {
+    /// The mail log (Postfix, Amavis, Dovecot lines).
+    pub log_file: SafePath,
+    /// Read the journal (mail facility) when `log_file` does not exist.
+    pub journal: bool,
+    /// Offsets, journal cursor and messages in flight between runs.
+    pub state_file: SafePath,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            log_file: known_good(SafePath::parse("stats.log_file", "/var/log/mail.log")),
+            journal: true,
+            state_file: known_good(SafePath::parse(
+                "stats.state_file",
+                "/var/lib/modobox/stats-state.json",
+            )),
         }
     }
 }
@@ -526,6 +554,7 @@ impl Config {
             jobs: Jobs::default(),
             check_mx: CheckMx::default(),
             public_api: PublicApi::default(),
+            stats: Stats::default(),
         }
     }
 
@@ -665,6 +694,7 @@ impl Config {
             ("paths.dkim_keys", &p.dkim_keys),
             ("paths.data", &p.data),
             ("paths.rrd", &p.rrd),
+            ("stats.state_file", &self.stats.state_file),
         ];
         for (field, path) in under_mail_root {
             if path.as_path().starts_with(p.mail_root.as_path()) {

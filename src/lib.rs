@@ -15,6 +15,7 @@ pub mod names;
 pub mod render;
 pub mod secrets;
 pub mod service;
+pub mod stats;
 pub mod store;
 pub mod supervisor;
 pub mod system;

@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser};
 
 mod commands;
 mod install_cmd;
+mod stats_cmd;
 mod status_cmd;
 mod task_cmd;
 
@@ -131,6 +132,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             commands::runtime()?.block_on(commands::export(&cli.global, what, output.as_deref()))
         }
         Command::Task(c) => commands::runtime()?.block_on(task_cmd::task(&cli.global, &c)),
+        Command::Stats(c) => stats_cmd::stats(&cli.global, &c),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "modobox", &mut std::io::stdout());

@@ -59,6 +59,10 @@ async fn env(db: &common::TestDb) -> Env {
     config.paths.dkim_keys = safe("paths.dkim_keys", &root.join("dkim"));
     config.paths.rrd = safe("paths.rrd", &root.join("rrd"));
     config.paths.data = safe("paths.data", &root.join("data"));
+    // The statistics read this test's log, never the host's.
+    config.stats.log_file = safe("stats.log_file", &root.join("mail.log"));
+    config.stats.journal = false;
+    config.stats.state_file = safe("stats.state_file", &root.join("data/stats-state.json"));
     config.validate().unwrap();
     std::fs::create_dir_all(root.join("vmail")).unwrap();
     let distro = Distro::load(&"debian:12".parse::<DistroId>().unwrap()).unwrap();
@@ -752,13 +756,18 @@ async fn new_accounts_of_the_previous_hour_go_into_the_rrd() {
 }
 
 #[tokio::test]
-async fn logparser_is_skipped_and_unknown_jobs_fail() {
+async fn logparser_fills_the_rrd_files_and_unknown_jobs_fail() {
     let db = common::sqlite().await;
     let e = env(&db).await;
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/stats/mail.log");
+    std::fs::copy(fixture, e.root.join("mail.log")).unwrap();
+    let mut tx = e.ctx.store.begin().await.unwrap();
+    domain(&mut tx, "example.test", false, None).await;
+    tx.commit().await.unwrap();
     let (o, m) = jobs::execute("logparser", &e.ctx, false).await;
-    assert_eq!(o, Outcome::Skipped);
-    assert!(m.contains("not available yet"), "{m}");
-    assert!(jobs::run_job("logparser", &e.ctx).await.is_err());
+    assert_eq!(o, Outcome::Ok, "{m}");
+    assert!(e.root.join("rrd/global.rrd").exists(), "{m}");
+    assert!(e.root.join("rrd/example.test.rrd").exists(), "{m}");
     let (o, m) = jobs::execute("nope", &e.ctx, false).await;
     assert_eq!(o, Outcome::Failed);
     assert!(
@@ -1131,7 +1140,8 @@ fn task_list_and_task_run_through_the_binary() {
         format!(
             "hostname = \"mail.example.com\"\n[database]\nengine = \"sqlite\"\nsqlite_path = \"{d}/m.db\"\n\
              [paths]\nmail_root = \"{d}/vmail\"\ndkim_keys = \"{d}/dkim\"\nrrd = \"{d}/rrd\"\n\
-             data = \"{d}/data\"\nsecrets = \"{d}/secrets.toml\"\n"
+             data = \"{d}/data\"\nsecrets = \"{d}/secrets.toml\"\n\
+             [stats]\nlog_file = \"{d}/mail.log\"\njournal = false\nstate_file = \"{d}/data/stats.json\"\n"
         ),
     )
     .unwrap();
@@ -1164,13 +1174,19 @@ fn task_list_and_task_run_through_the_binary() {
         text(&o)
     );
 
-    // A dry run is not recorded; logparser is skipped (exit 3), an unknown job is refused with
-    // the list of jobs, and a job without a dry run says so.
+    // A dry run is not recorded; logparser reads its log (a missing log is a failure, exit 1),
+    // an unknown job is refused with the list of jobs, and a job without a dry run says so.
     let o = modobox(&config, &["task", "run", "inactive_accounts", "--dry-run"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let o = modobox(&config, &["task", "run", "logparser"]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(text(&o).contains("skipped"), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/stats/mail.log"),
+        dir.path().join("mail.log"),
+    )
+    .unwrap();
+    let o = modobox(&config, &["task", "run", "logparser"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let o = modobox(&config, &["task", "run", "nope"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
@@ -1200,7 +1216,7 @@ fn task_list_and_task_run_through_the_binary() {
     assert_eq!(line("cleanlogs")["last_run"]["outcome"], "ok");
     assert!(line("cleanlogs")["last_run"]["finished_at"].is_string());
     assert!(line("cleanlogs")["next_run"].is_string());
-    assert_eq!(line("logparser")["last_run"]["outcome"], "skipped");
+    assert_eq!(line("logparser")["last_run"]["outcome"], "ok");
     assert!(
         line("inactive_accounts")["last_run"].is_null(),
         "dry runs are not recorded"

@@ -69,7 +69,7 @@ pub const JOBS: &[Job] = &[
     },
     Job {
         name: "logparser",
-        about: "mail log statistics (not available yet)",
+        about: "mail log statistics into the RRD files",
         dry_run: false,
     },
     Job {
@@ -155,14 +155,7 @@ pub async fn execute(name: &str, ctx: &JobContext, dry_run: bool) -> (Outcome, S
         "quarantine_cleanup" => quarantine_cleanup::run(ctx, dry_run).await,
         "check_mx" => check_mx::run(&ctx.config, &ctx.store).await,
         "public_api" => public_api::run(&ctx.config, &ctx.store).await,
-        // Issue #7 brings the parser; until then the slot is visibly not done.
-        "logparser" => {
-            return (
-                Outcome::Skipped,
-                "logparser: not available yet (mail log statistics come with a later version)"
-                    .into(),
-            )
-        }
+        "logparser" => crate::stats::run(&ctx.config, &ctx.store).await,
         _ => return (Outcome::Failed, format!("{name}: no implementation")),
     };
     match result {
