@@ -13,6 +13,7 @@ pub mod maintenance;
 pub mod migrate;
 pub mod tasks;
 pub mod transfer;
+pub mod ui;
 
 use std::fmt;
 use std::str::FromStr;

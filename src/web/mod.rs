@@ -68,6 +68,7 @@ impl Web {
         tera.add_raw_templates(files)
             .map_err(|e| format!("templates/web: {e:?}"))?;
         tera.autoescape_on(vec![".html"]);
+        tera.register_filter("path", path_filter);
         Ok(Web(Arc::new(Inner {
             store,
             config,
@@ -165,6 +166,29 @@ impl IntoResponse for WebError {
         );
         (status, Html(body)).into_response()
     }
+}
+
+/// `{{ name | path }}`: a value made safe as one URL path segment (an address's `+`, `/`...).
+fn path_filter(
+    value: &tera::Value,
+    _: &std::collections::HashMap<String, tera::Value>,
+) -> tera::Result<tera::Value> {
+    let text = match value {
+        tera::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    Ok(tera::Value::String(path_segment(&text)))
+}
+
+/// Percent-encodes everything but unreserved characters and `@` (readable addresses).
+pub fn path_segment(text: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b'@');
+    percent_encoding::utf8_percent_encode(text, SET).to_string()
 }
 
 pub fn escape(s: &str) -> String {

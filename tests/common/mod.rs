@@ -5,6 +5,8 @@
 
 use std::process::Command;
 
+pub mod web;
+
 use modobox::store::{Backend, DatabaseUrl, Store};
 use sqlx::Connection;
 

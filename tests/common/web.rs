@@ -1,0 +1,142 @@
+//! The web UI over real HTTP: a server on a free port over a test database, a minimal
+//! HTTP/1.1 client, logins. Shared by the web test files.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use modobox::config::Config;
+use modobox::distro::Distro;
+use modobox::names::Hostname;
+use modobox::store::access::{Actor, Role};
+use modobox::store::accounts::{self, AccountSpec, Password};
+use modobox::store::Store;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Debug)]
+/// One HTTP/1.1 exchange; the answer's status, headers (lower-case names) and body.
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    /// `name=value` of a Set-Cookie header for `name`.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == "set-cookie")
+            .filter_map(|(_, v)| v.split(';').next())
+            .find(|kv| kv.starts_with(&format!("{name}=")))
+            .map(str::to_string)
+    }
+    /// The value of `<input ... name="NAME" value="...">`.
+    pub fn field(&self, name: &str) -> Option<String> {
+        let at = self.body.find(&format!("name=\"{name}\" value=\""))?;
+        let rest = &self.body[at + name.len() + 15..];
+        Some(rest[..rest.find('"')?].to_string())
+    }
+}
+
+pub async fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    cookies: &[&str],
+    form: Option<&str>,
+) -> Answer {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let body = form.unwrap_or("");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: mail.example.test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if form.is_some() {
+        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+    }
+    if !cookies.is_empty() {
+        req.push_str(&format!("Cookie: {}\r\n", cookies.join("; ")));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+pub fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+pub const PASSWORD: &str = "correct horse 1";
+
+pub async fn account(store: &Store, username: &str, role: Role) {
+    let mut tx = store.begin().await.unwrap();
+    let spec = AccountSpec {
+        username: username.into(),
+        password: Password::Clear(PASSWORD.into()),
+        first_name: String::new(),
+        last_name: String::new(),
+        enabled: true,
+        role,
+        mailbox: None,
+        domains: vec![],
+    };
+    accounts::create(&mut tx, Actor::System, &spec, 5000)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// A server on a free port over this database; stops when the runtime ends.
+pub async fn start(store: &Store) -> u16 {
+    let config = Config::new(Hostname::parse("hostname", "mail.example.test").unwrap());
+    let distro = Distro::load(&"debian:12".parse().unwrap()).unwrap();
+    let web = modobox::web::Web::new(store.clone(), config, distro, false).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(modobox::web::serve_on(
+        web,
+        listener,
+        std::future::pending(),
+    ));
+    port
+}
+
+/// Logs in; the session cookie and the page's CSRF token.
+pub async fn login(port: u16, username: &str) -> (String, String) {
+    let form = http(port, "GET", "/login", &[], None).await;
+    let pre = form.cookie("modobox_login").unwrap();
+    let csrf = form.field("csrf").unwrap();
+    let body = format!(
+        "csrf={csrf}&next=%2F&username={}&password={}",
+        enc(username),
+        enc(PASSWORD)
+    );
+    let a = http(port, "POST", "/login", &[&pre], Some(&body)).await;
+    assert_eq!(a.status, 303, "login of {username}: {}", a.body);
+    let session = a.cookie("modobox_session").unwrap();
+    let page = http(port, "GET", "/", &[&session], None).await;
+    assert_eq!(page.status, 200);
+    let csrf = page.field("csrf").unwrap();
+    (session, csrf)
+}

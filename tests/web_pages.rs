@@ -1,0 +1,741 @@
+//! The admin pages over real HTTP against a real database, per role: who sees what, a domain
+//! admin kept out of other domains (404, nothing written), a simple user kept out of the
+//! admin pages (403), CSRF refused on every form, bad input answered next to its field with
+//! nothing written, pagination, the DNS page with the real DKIM key.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::web::{account, enc, http, login, start, Answer, PASSWORD};
+use modobox::names::{DkimSelector, DomainName};
+use modobox::store::access::{Actor, Role};
+use modobox::store::accounts::{self, AccountSpec, Password};
+use modobox::store::domains::{self, DomainSpec};
+use modobox::store::{audit, migrate, Store};
+
+async fn domain(store: &Store, name: &str) {
+    let mut tx = store.begin().await.unwrap();
+    domains::create(
+        &mut tx,
+        Actor::System,
+        &DomainName::parse("name", name).unwrap(),
+        &DomainSpec::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn user(store: &Store, username: &str, role: Role, mailbox: bool, doms: &[&str]) {
+    let mut tx = store.begin().await.unwrap();
+    let spec = AccountSpec {
+        username: username.into(),
+        password: Password::Clear(PASSWORD.into()),
+        first_name: String::new(),
+        last_name: String::new(),
+        enabled: true,
+        role,
+        mailbox: mailbox.then_some(Some(10)),
+        domains: doms
+            .iter()
+            .map(|d| DomainName::parse("d", d).unwrap())
+            .collect(),
+    };
+    accounts::create(&mut tx, Actor::System, &spec, 5000)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn count(store: &Store, sql: &str, arg: &str) -> i64 {
+    let mut tx = store.begin().await.unwrap();
+    let n = tx.count(sql, modobox::args![arg]).await.unwrap();
+    drop(tx);
+    n
+}
+
+async fn domains_named(store: &Store, name: &str) -> i64 {
+    count(
+        store,
+        "SELECT COUNT(*) FROM admin_domain WHERE name = ?",
+        name,
+    )
+    .await
+}
+
+/// A logged-in browser: GET and POST with its session and CSRF token.
+struct Client {
+    port: u16,
+    session: String,
+    csrf: String,
+}
+
+impl Client {
+    async fn new(port: u16, username: &str) -> Client {
+        let (session, csrf) = login(port, username).await;
+        Client {
+            port,
+            session,
+            csrf,
+        }
+    }
+    async fn get(&self, path: &str) -> Answer {
+        http(self.port, "GET", path, &[&self.session], None).await
+    }
+    async fn post(&self, path: &str, form: &str) -> Answer {
+        let body = format!("csrf={}&{form}", self.csrf);
+        http(self.port, "POST", path, &[&self.session], Some(&body)).await
+    }
+    async fn post_forged(&self, path: &str, form: &str) -> Answer {
+        let body = format!("csrf=forged&{form}");
+        http(self.port, "POST", path, &[&self.session], Some(&body)).await
+    }
+}
+
+/// The error shown next to a field: `<p class="field-error" id="e-FIELD">MESSAGE</p>`.
+fn field_error(a: &Answer, field: &str) -> Option<String> {
+    let tag = format!("id=\"e-{field}\">");
+    let at = a.body.find(&tag)? + tag.len();
+    let rest = &a.body[at..];
+    Some(rest[..rest.find("</p>")?].to_string())
+}
+
+async fn scenario(store: Store) {
+    migrate::migrate(&store).await.unwrap();
+    account(&store, "admin", Role::SuperAdmins).await;
+    domain(&store, "a.test").await;
+    domain(&store, "b.test").await;
+    user(&store, "daa", Role::DomainAdmins, false, &["a.test"]).await;
+    user(&store, "res", Role::Resellers, false, &[]).await;
+    user(&store, "u@a.test", Role::SimpleUsers, true, &[]).await;
+    user(&store, "m@b.test", Role::SimpleUsers, true, &[]).await;
+    // A superadmin with a mailbox in the domain admin's domain: visible to it, not its to change.
+    user(&store, "boss@a.test", Role::SuperAdmins, true, &[]).await;
+    let port = start(&store).await;
+    let admin = Client::new(port, "admin").await;
+    let da = Client::new(port, "daa").await;
+    let simple = Client::new(port, "u@a.test").await;
+
+    // ---- a simple user: its own account only, no admin navigation, 403 on admin pages ----
+    let home = simple.get("/").await;
+    assert_eq!(home.status, 200);
+    assert!(!home.body.contains("href=\"/domains\""), "{}", home.body);
+    assert!(home.body.contains("u@a.test"));
+    for path in [
+        "/domains",
+        "/domains/a.test",
+        "/domains/new",
+        "/accounts",
+        "/accounts/u@a.test",
+        "/aliases",
+        "/aliases/new",
+        "/logs",
+        "/parameters",
+    ] {
+        let a = simple.get(path).await;
+        assert_eq!(a.status, 403, "simple user GET {path}");
+    }
+    let a = simple
+        .post(
+            "/domains/new",
+            "name=evil.test&quota=0&default_mailbox_quota=0",
+        )
+        .await;
+    assert_eq!(a.status, 403);
+    assert_eq!(domains_named(&store, "evil.test").await, 0);
+    let a = simple
+        .post("/aliases/new", "address=x%40a.test&recipients=u%40a.test")
+        .await;
+    assert_eq!(a.status, 403);
+
+    // ---- the superadmin sees everything; the admin nav has no statistics link yet ----
+    let list = admin.get("/domains").await;
+    assert_eq!(list.status, 200);
+    assert!(list.body.contains("a.test") && list.body.contains("b.test"));
+    assert!(list.body.contains("aria-current=\"page\""));
+    assert!(!list.body.contains("/statistics"));
+    let found = admin.get("/domains?q=b.te").await;
+    assert!(found.body.contains(">b.test<") && !found.body.contains(">a.test<"));
+
+    // ---- the domain admin: its domain only; another domain is missing, even to POST ----
+    let list = da.get("/domains").await;
+    assert_eq!(list.status, 200);
+    assert!(list.body.contains(">a.test<") && !list.body.contains("b.test"));
+    assert!(!list.body.contains("/domains/new"), "no create button");
+    assert_eq!(da.get("/domains/b.test").await.status, 404);
+    assert_eq!(da.get("/domains/b.test/edit").await.status, 404);
+    let a = da
+        .post(
+            "/domains/b.test/edit",
+            "quota=0&default_mailbox_quota=0&enable_dkim=on",
+        )
+        .await;
+    assert_eq!(a.status, 404);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM admin_domain WHERE name = ? AND enable_dkim = TRUE",
+            "b.test"
+        )
+        .await,
+        0
+    );
+    assert_eq!(da.post("/domains/b.test/delete", "").await.status, 404);
+    assert_eq!(domains_named(&store, "b.test").await, 1);
+    assert_eq!(
+        da.post("/domains/new", "name=new.test").await.status,
+        403,
+        "domain admins create no domain"
+    );
+    let accts = da.get("/accounts").await;
+    assert!(accts.body.contains("u@a.test") && !accts.body.contains("m@b.test"));
+    assert_eq!(da.get("/accounts/m@b.test").await.status, 404);
+    assert_eq!(
+        da.post(
+            "/accounts/m@b.test/password",
+            "password=aaaaaaaaaa&confirm=aaaaaaaaaa"
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(da.post("/accounts/m@b.test/delete", "").await.status, 404);
+    let a = da
+        .post(
+            "/aliases/new",
+            "address=x%40b.test&recipients=u%40a.test&enabled=on",
+        )
+        .await;
+    assert_eq!(a.status, 404);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM admin_alias WHERE address = ?",
+            "x@b.test"
+        )
+        .await,
+        0
+    );
+    // It sees the superadmin's mailbox in its domain but cannot take the account over.
+    assert_eq!(da.get("/accounts/boss@a.test/password").await.status, 403);
+    let a = da
+        .post(
+            "/accounts/boss@a.test/password",
+            "password=taken+over+now&confirm=taken+over+now",
+        )
+        .await;
+    assert_eq!(a.status, 403);
+    let mut tx = store.begin().await.unwrap();
+    assert!(accounts::authenticate(&mut tx, "boss@a.test", PASSWORD)
+        .await
+        .unwrap()
+        .is_some());
+    drop(tx);
+    for path in ["/logs", "/parameters"] {
+        assert_eq!(da.get(path).await.status, 403, "domain admin GET {path}");
+    }
+
+    // ---- accounts: the domain admin creates a mailbox in its domain; bad input named ----
+    let a = da
+        .post(
+            "/accounts/new",
+            "username=new%40a.test&password=short&confirm=short&role=SimpleUsers&enabled=on&mailbox=on&quota=5",
+        )
+        .await;
+    assert_eq!(a.status, 400);
+    let e = field_error(&a, "password").expect(&a.body);
+    assert!(e.contains("at least 8"), "{e}");
+    assert!(a.body.contains("aria-invalid=\"true\""));
+    assert!(
+        a.body.contains("value=\"new@a.test\""),
+        "the form keeps what was typed"
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM core_user WHERE username = ?",
+            "new@a.test"
+        )
+        .await,
+        0
+    );
+    let a = da
+        .post(
+            "/accounts/new",
+            "username=new%40a.test&password=long+enough&confirm=long+enough&role=DomainAdmins&enabled=on&mailbox=on&quota=5",
+        )
+        .await;
+    assert_eq!(a.status, 403, "a domain admin creates simple users only");
+    let a = da
+        .post(
+            "/accounts/new",
+            "username=new%40a.test&password=long+enough&confirm=long+enough&role=SimpleUsers&enabled=on&mailbox=on&quota=5",
+        )
+        .await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    assert_eq!(a.header("location"), Some("/accounts/new@a.test"));
+    let a = da
+        .post(
+            "/accounts/new",
+            "username=other%40a.test&password=long+enough&confirm=long+enough&role=SimpleUsers&enabled=on&mailbox=on&quota=-3",
+        )
+        .await;
+    assert_eq!(a.status, 400);
+    assert!(field_error(&a, "quota")
+        .expect(&a.body)
+        .starts_with("quota:"));
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM core_user WHERE username = ?",
+            "other@a.test"
+        )
+        .await,
+        0
+    );
+
+    // Quota use from admin_quota, in the list and on the account page.
+    let mut tx = store.begin().await.unwrap();
+    tx.exec(
+        "UPDATE admin_quota SET bytes = ? WHERE username = ?",
+        modobox::args![5_i64 * 1_048_576, "new@a.test"],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let a = da.get("/accounts/new@a.test").await;
+    assert_eq!(a.status, 200);
+    assert!(a.body.contains("5.0 of 5 MB"), "{}", a.body);
+    assert!(da.get("/accounts").await.body.contains("100%"));
+
+    // Password reset by the admin, edit, delete.
+    let a = da
+        .post(
+            "/accounts/new@a.test/password",
+            "password=another+one&confirm=another+two",
+        )
+        .await;
+    assert_eq!(a.status, 400);
+    assert!(field_error(&a, "password").unwrap().contains("differ"));
+    let a = da
+        .post(
+            "/accounts/new@a.test/password",
+            "password=another+one&confirm=another+one",
+        )
+        .await;
+    assert_eq!(a.status, 303);
+    let mut tx = store.begin().await.unwrap();
+    assert!(accounts::authenticate(&mut tx, "new@a.test", "another one")
+        .await
+        .unwrap()
+        .is_some());
+    drop(tx);
+    let a = da
+        .post(
+            "/accounts/new@a.test/edit",
+            "username=new%40a.test&first_name=Ann&last_name=Lee&role=SimpleUsers&enabled=on&quota=4",
+        )
+        .await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    let a = da.get("/accounts/new@a.test").await;
+    assert!(a.body.contains("Ann Lee"));
+
+    // ---- aliases: create, bad recipient named, escaped description, edit, delete ----
+    let a = da
+        .post(
+            "/aliases/new",
+            "address=team%40a.test&recipients=u%40a.test%0Anobody%40a.test&enabled=on",
+        )
+        .await;
+    assert_eq!(a.status, 400);
+    let e = field_error(&a, "recipients").expect(&a.body);
+    assert!(e.contains("nobody@a.test"), "{e}");
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM admin_alias WHERE address = ?",
+            "team@a.test"
+        )
+        .await,
+        0
+    );
+    let a = da
+        .post(
+            "/aliases/new",
+            &format!(
+                "address=team%40a.test&recipients=u%40a.test%0Aout%40elsewhere.test&enabled=on&description={}",
+                enc("<script>alert(1)</script>")
+            ),
+        )
+        .await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    let list = da.get("/aliases").await;
+    assert!(list.body.contains("team@a.test") && list.body.contains("out@elsewhere.test"));
+    assert!(!list.body.contains("<script>alert"));
+    assert!(list.body.contains("&lt;script&gt;"));
+    let a = da
+        .post("/aliases/%40a.test/edit", "recipients=u%40a.test")
+        .await;
+    assert_eq!(a.status, 404, "no such catch-all yet");
+    let a = da
+        .post(
+            "/aliases/new",
+            "address=%40a.test&recipients=u%40a.test&enabled=on",
+        )
+        .await;
+    assert_eq!(a.status, 303, "a catch-all");
+    let a = da
+        .post("/aliases/team@a.test/edit", "recipients=&enabled=on")
+        .await;
+    assert_eq!(a.status, 400);
+    assert!(field_error(&a, "recipients").is_some());
+    let a = da
+        .post(
+            "/aliases/team@a.test/edit",
+            "recipients=new%40a.test&enabled=on",
+        )
+        .await;
+    assert_eq!(a.status, 303);
+    assert!(da
+        .get("/aliases/team@a.test/edit")
+        .await
+        .body
+        .contains("new@a.test"));
+    assert_eq!(da.get("/aliases/team@a.test/delete").await.status, 200);
+    assert_eq!(da.post("/aliases/team@a.test/delete", "").await.status, 303);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM admin_alias WHERE address = ?",
+            "team@a.test"
+        )
+        .await,
+        0
+    );
+
+    // ---- domains: create with a refused field, then for real; DNS page with the DKIM key ----
+    let a = admin
+        .post(
+            "/domains/new",
+            "name=c.test&quota=100&default_mailbox_quota=500&enabled=on",
+        )
+        .await;
+    assert_eq!(a.status, 400);
+    let e = field_error(&a, "default_mailbox_quota").expect(&a.body);
+    assert!(e.contains("between 1 and the domain quota"), "{e}");
+    assert_eq!(domains_named(&store, "c.test").await, 0);
+    let a = admin
+        .post("/domains/new", "name=not+a+domain&quota=0")
+        .await;
+    assert_eq!(a.status, 400);
+    assert!(field_error(&a, "name").is_some());
+    let a = admin.post("/domains/new", "name=a.test&quota=0").await;
+    assert_eq!(a.status, 400);
+    assert!(field_error(&a, "name").unwrap().contains("already exists"));
+    let a = admin
+        .post(
+            "/domains/new",
+            "name=c.test&quota=100&default_mailbox_quota=10&enabled=on&enable_dns_checks=on&dkim_key_selector=mail",
+        )
+        .await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    assert_eq!(a.header("location"), Some("/domains/c.test"));
+    let a = admin
+        .post(
+            "/domains/c.test/edit",
+            "quota=100&default_mailbox_quota=10&enabled=on&enable_dkim=on&dkim_key_selector=mail&dkim_key_length=1024",
+        )
+        .await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    let page = admin.get("/domains/c.test").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("key is not generated yet"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("v=spf1 mx -all"));
+    let key = modobox::dkim::generate_key(1024).unwrap();
+    let mut tx = store.begin().await.unwrap();
+    let d = domains::get(&mut tx, Actor::System, "c.test")
+        .await
+        .unwrap();
+    domains::set_dkim_key(&mut tx, d.id, "/tmp/c.test.pem", &key.public_b64)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let page = admin.get("/domains/c.test").await;
+    assert!(
+        page.body.contains("mail._domainkey.c.test."),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("v=DKIM1"));
+    assert!(page.body.contains(&key.public_b64[..40]));
+    let _ = DkimSelector::parse("s", "mail").unwrap();
+
+    // Relay domain and domain alias.
+    let a = admin
+        .post(
+            "/domains/new",
+            "name=relay.test&relay=on&quota=0&default_mailbox_quota=0&enabled=on&target_host=&target_port=25&service=relay",
+        )
+        .await;
+    assert_eq!(a.status, 400);
+    assert!(field_error(&a, "target_host").is_some(), "{}", a.body);
+    let a = admin
+        .post(
+            "/domains/new",
+            "name=relay.test&relay=on&quota=0&default_mailbox_quota=0&enabled=on&target_host=mx.inside.test&target_port=2525&service=relay&verify_recipients=on",
+        )
+        .await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    let page = admin.get("/domains/relay.test").await;
+    assert!(page.body.contains("[mx.inside.test]:2525"));
+    let a = admin
+        .post(
+            "/domains/relay.test/edit",
+            "quota=0&default_mailbox_quota=0&enabled=on&target_host=mx2.inside.test&target_port=99999&service=relay",
+        )
+        .await;
+    assert_eq!(a.status, 400);
+    assert!(field_error(&a, "target_port").is_some());
+    let a = da
+        .post(
+            "/domains/a.test/aliases/new",
+            "name=a-alias.test&enabled=on",
+        )
+        .await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    let a = da
+        .post("/domains/a.test/aliases/new", "name=b.test&enabled=on")
+        .await;
+    assert_eq!(a.status, 400);
+    assert!(field_error(&a, "name").unwrap().contains("already exists"));
+    assert_eq!(
+        da.post("/domains/b.test/aliases/new", "name=z.test&enabled=on")
+            .await
+            .status,
+        404
+    );
+    assert!(da
+        .get("/domains/a.test")
+        .await
+        .body
+        .contains("a-alias.test"));
+    assert_eq!(
+        da.post("/domain-aliases/a-alias.test/edit", "")
+            .await
+            .status,
+        303
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM admin_domainalias WHERE name = ? AND enabled = FALSE",
+            "a-alias.test"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        da.post("/domain-aliases/a-alias.test/delete", "")
+            .await
+            .status,
+        303
+    );
+
+    // ---- admins: domains granted and revoked, limits, by the roles allowed ----
+    let a = admin.post("/accounts/daa/domains", "domain=c.test").await;
+    assert_eq!(a.status, 303);
+    assert!(da.get("/domains").await.body.contains(">c.test<"));
+    let a = da.post("/accounts/daa/domains", "domain=b.test").await;
+    assert_eq!(a.status, 403, "domain admins give no domains");
+    let a = admin
+        .post("/accounts/daa/domains", "domain=nope.test")
+        .await;
+    assert_eq!(a.status, 400);
+    assert!(field_error(&a, "domain").is_some());
+    let a = admin
+        .post("/accounts/daa/domains/revoke", "domain=c.test")
+        .await;
+    assert_eq!(a.status, 303);
+    assert_eq!(da.get("/domains/c.test").await.status, 404);
+    let a = admin.post("/accounts/daa/limits", "mailboxes=abc").await;
+    assert_eq!(a.status, 400);
+    assert!(field_error(&a, "mailboxes").is_some());
+    let a = admin
+        .post("/accounts/daa/limits", "mailboxes=2&mailbox_aliases=-5")
+        .await;
+    assert_eq!(a.status, 400);
+    assert!(field_error(&a, "mailbox_aliases").is_some());
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM limits_userobjectlimit WHERE name = ?",
+            "mailboxes"
+        )
+        .await,
+        0,
+        "nothing half-done"
+    );
+    let a = admin
+        .post("/accounts/daa/limits", "mailboxes=2&mailbox_aliases=-1")
+        .await;
+    assert_eq!(a.status, 303);
+    assert_eq!(
+        da.post("/accounts/daa/limits", "mailboxes=99").await.status,
+        403
+    );
+    // daa has 3 mailboxes in a.test now: its limit of 2 stops a fourth, named on the form.
+    let a = da
+        .post(
+            "/accounts/new",
+            "username=fourth%40a.test&password=long+enough&confirm=long+enough&role=SimpleUsers&enabled=on&mailbox=on&quota=1",
+        )
+        .await;
+    assert_eq!(a.status, 400);
+    assert!(field_error(&a, "form")
+        .expect(&a.body)
+        .contains("limit reached"));
+
+    // ---- CSRF: every form refuses a forged token ----
+    for (path, form) in [
+        ("/domains/new", "name=csrf.test"),
+        ("/domains/a.test/edit", "quota=0"),
+        ("/domains/b.test/delete", ""),
+        ("/domains/a.test/aliases/new", "name=csrf.test"),
+        ("/domain-aliases/x.test/edit", ""),
+        ("/domain-aliases/x.test/delete", ""),
+        ("/accounts/new", "username=csrf%40a.test"),
+        ("/accounts/u@a.test/edit", "username=u%40a.test"),
+        (
+            "/accounts/u@a.test/password",
+            "password=aaaaaaaaaa&confirm=aaaaaaaaaa",
+        ),
+        ("/accounts/u@a.test/delete", ""),
+        ("/accounts/daa/domains", "domain=b.test"),
+        ("/accounts/daa/domains/revoke", "domain=a.test"),
+        ("/accounts/daa/limits", "mailboxes=1"),
+        (
+            "/aliases/new",
+            "address=csrf%40a.test&recipients=u%40a.test",
+        ),
+        ("/aliases/@a.test/edit", "recipients=u%40a.test"),
+        ("/aliases/@a.test/delete", ""),
+        ("/parameters", "password_rounds=5000"),
+    ] {
+        let a = admin.post_forged(path, form).await;
+        assert_eq!(a.status, 403, "forged POST {path}");
+        assert!(a.body.contains("CSRF"), "{path}: {}", a.body);
+    }
+    assert_eq!(domains_named(&store, "b.test").await, 1);
+    assert_eq!(domains_named(&store, "csrf.test").await, 0);
+
+    // ---- logs and parameters: superadmin only ----
+    let logs = admin.get("/logs").await;
+    assert_eq!(logs.status, 200);
+    assert!(logs.body.contains("Domain c.test created"), "{}", logs.body);
+    let warn = admin.get("/logs?level=WARNING").await;
+    assert!(!warn.body.contains("Domain c.test created"));
+    let auth = admin.get("/logs?logger=modoboa.auth").await;
+    assert!(auth.body.contains("logged in") && !auth.body.contains("Domain c.test created"));
+    let a = admin.post("/parameters", "password_rounds=12").await;
+    assert_eq!(a.status, 400);
+    assert!(field_error(&a, "password_rounds")
+        .unwrap()
+        .contains("between 1000"));
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        audit::setting(&mut tx, "password_rounds").await.unwrap(),
+        None
+    );
+    drop(tx);
+    let a = admin
+        .post(
+            "/parameters",
+            "password_rounds=6000&enable_domain_limits=on",
+        )
+        .await;
+    assert_eq!(a.status, 303);
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        audit::setting(&mut tx, "password_rounds")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("6000")
+    );
+    assert_eq!(
+        audit::setting(&mut tx, "enable_domain_limits")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("true")
+    );
+    drop(tx);
+    let p = admin.get("/parameters?saved=1").await;
+    assert!(
+        p.body.contains("Parameters saved")
+            && p.body.contains("hostname = &quot;mail.example.test&quot;")
+    );
+
+    // ---- pagination: 50 a page, the rest on the next ----
+    for i in 0..55 {
+        domain(&store, &format!("p{i:02}.test")).await;
+    }
+    let first = admin.get("/domains?q=p").await;
+    assert_eq!(first.body.matches("href=\"/domains/p").count(), 50);
+    assert!(first.body.contains("rel=\"next\""));
+    let second = admin.get("/domains?q=p&page=2").await;
+    assert!(second.body.contains(">p54.test<") && !second.body.contains(">p00.test<"));
+    assert!(second.body.contains("page 2 of 2"));
+    assert!(admin.get("/logs?page=2").await.body.contains("page 2 of"));
+
+    // ---- deletions behind a confirmation page ----
+    let confirm = admin.get("/domains/c.test/delete").await;
+    assert_eq!(confirm.status, 200);
+    assert!(confirm.body.contains("Delete the domain c.test?"));
+    assert_eq!(admin.post("/domains/c.test/delete", "").await.status, 303);
+    assert_eq!(domains_named(&store, "c.test").await, 0);
+    assert_eq!(
+        admin.post("/accounts/new@a.test/delete", "").await.status,
+        303
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM core_user WHERE username = ?",
+            "new@a.test"
+        )
+        .await,
+        0
+    );
+
+    // The dashboard: status for admins, own account for everyone.
+    let home = admin.get("/").await;
+    assert!(home.body.contains("Periodic jobs"));
+    let home = simple.get("/").await;
+    assert!(!home.body.contains("Periodic jobs") && home.body.contains("of 10 MB used"));
+}
+
+#[tokio::test]
+async fn pages_per_role_on_sqlite() {
+    let db = common::sqlite().await;
+    scenario(db.connect().await).await;
+}
+
+#[tokio::test]
+async fn pages_per_role_on_postgres() {
+    if let Some(db) = common::postgres().await {
+        scenario(db.connect().await).await;
+    }
+}
+
+#[tokio::test]
+async fn pages_per_role_on_mariadb() {
+    if let Some(db) = common::mysql().await {
+        scenario(db.connect().await).await;
+    }
+}
