@@ -51,7 +51,8 @@ fn write_config(dir: &Path) -> PathBuf {
         format!(
             "hostname = \"mail.example.test\"\n[database]\nengine = \"sqlite\"\nsqlite_path = \"{d}/m.db\"\n\
              [paths]\nmail_root = \"{d}/vmail\"\ndkim_keys = \"{d}/dkim\"\nrrd = \"{d}/rrd\"\n\
-             data = \"{d}/data\"\nsecrets = \"{d}/secrets.toml\"\n"
+             data = \"{d}/data\"\nsecrets = \"{d}/secrets.toml\"\n\
+             [stats]\nlog_file = \"{d}/mail.log\"\njournal = false\nstate_file = \"{d}/data/stats.json\"\n"
         ),
     )
     .unwrap();
@@ -108,8 +109,28 @@ async fn admin_ui_in_headless_chromium() {
     tx.commit().await.unwrap();
     store.close().await;
 
-    let port = free_port();
+    // Statistics for the graph step: the real log of the e2e stack parsed into the RRD files
+    // for example.test, as the logparser job does.
     let bin = env!("CARGO_BIN_EXE_modobox");
+    let cli = |args: &[&str]| {
+        let o = Command::new(bin)
+            .args(["--distro", "debian:12"])
+            .args(args)
+            .env("MODOBOX_CONFIG", &config)
+            .env_remove("MODOBOX_DATABASE_URL")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "modobox {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    cli(&["domain", "add", "example.test"]);
+    let fixture = repo.join("tests/fixtures/stats/mail.log");
+    cli(&["stats", "parse", "--file", fixture.to_str().unwrap()]);
+
+    let port = free_port();
     let _server = Server(
         Command::new(bin)
             .args(["--distro", "debian:12", "web", "--listen"])

@@ -649,6 +649,33 @@ async fn domain_admins_see_only_their_domains_and_limits_hold() {
         assert!(access::set_user_limit(&mut tx, admin.id, "bogus", 1)
             .await
             .is_err());
+        // A superadmin whose mailbox is in its domain is visible to the domain admin, but not
+        // its to take over: no password, no edit, no deletion; its own users stay its to manage.
+        let boss = AccountSpec {
+            role: Role::SuperAdmins,
+            ..mailbox("boss@mine.test", None)
+        };
+        accounts::create(&mut tx, sys, &boss, ROUNDS).await.unwrap();
+        let pw = Password::Clear("taken over 123".into());
+        assert!(matches!(
+            accounts::set_password(&mut tx, me, "boss@mine.test", &pw).await,
+            Err(StoreError::Forbidden(_))
+        ));
+        let patch = AccountPatch {
+            enabled: Some(false),
+            ..Default::default()
+        };
+        assert!(matches!(
+            accounts::update(&mut tx, me, "boss@mine.test", &patch, &opts()).await,
+            Err(StoreError::Forbidden(_))
+        ));
+        assert!(matches!(
+            accounts::delete(&mut tx, me, "boss@mine.test", &opts()).await,
+            Err(StoreError::Forbidden(_))
+        ));
+        accounts::set_password(&mut tx, me, "v@mine.test", &pw)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         store.close().await;
     }

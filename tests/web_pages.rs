@@ -149,12 +149,42 @@ async fn scenario(store: Store) {
         .await;
     assert_eq!(a.status, 403);
 
-    // ---- the superadmin sees everything; the admin nav has no statistics link yet ----
+    // ---- the superadmin sees everything ----
     let list = admin.get("/domains").await;
     assert_eq!(list.status, 200);
     assert!(list.body.contains("a.test") && list.body.contains("b.test"));
     assert!(list.body.contains("aria-current=\"page\""));
-    assert!(!list.body.contains("/statistics"));
+    assert!(list.body.contains("href=\"/statistics\""));
+
+    // ---- statistics: the server's for superadmins, a domain admin's own domains only ----
+    let page = admin.get("/statistics").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("No statistics recorded for global yet"),
+        "{}",
+        page.body
+    );
+    assert_eq!(da.get("/statistics?name=a.test").await.status, 200);
+    assert_eq!(da.get("/statistics?name=global").await.status, 403);
+    assert_eq!(da.get("/statistics?name=b.test").await.status, 404);
+    assert_eq!(
+        da.get("/statistics/graph.svg?name=b.test").await.status,
+        404
+    );
+    assert_eq!(
+        da.get("/statistics?name=..%2F..%2Fetc%2Fpasswd")
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        admin
+            .get("/statistics?name=a.test&period=decade")
+            .await
+            .status,
+        400
+    );
+    assert_eq!(simple.get("/statistics").await.status, 403);
     let found = admin.get("/domains?q=b.te").await;
     assert!(found.body.contains(">b.test<") && !found.body.contains(">a.test<"));
 

@@ -632,7 +632,7 @@ pub async fn set_password(
     username: &str,
     password: &Password,
 ) -> Result<(), StoreError> {
-    let a = get(tx, actor, username).await?;
+    let a = manageable(tx, actor, username).await?;
     let rounds = password_rounds(tx).await?;
     let stored = password.to_stored(rounds)?;
     tx.exec(
@@ -650,7 +650,7 @@ pub async fn update(
     patch: &AccountPatch,
     opts: &Options,
 ) -> Result<Account, StoreError> {
-    let a = get(tx, actor, username).await?;
+    let a = manageable(tx, actor, username).await?;
     if let Some(f) = &patch.first_name {
         check_person_name("first_name", f)?;
     }
@@ -795,7 +795,7 @@ pub async fn delete(
     username: &str,
     opts: &Options,
 ) -> Result<(), StoreError> {
-    let a = get(tx, actor, username).await?;
+    let a = manageable(tx, actor, username).await?;
     if actor.user_id() == Some(a.id) {
         return Err(StoreError::Forbidden(
             "you cannot delete your own account".into(),
@@ -885,7 +885,7 @@ async fn grant_domain_in(
     username: &str,
     domain: &DomainName,
 ) -> Result<(), StoreError> {
-    let a = get(tx, actor, username).await?;
+    let a = manageable(tx, actor, username).await?;
     if !matches!(a.role, Role::DomainAdmins | Role::Resellers) {
         return Err(StoreError::refused(
             "role",
@@ -915,7 +915,7 @@ pub async fn revoke_domain(
     username: &str,
     domain: &DomainName,
 ) -> Result<(), StoreError> {
-    let a = get(tx, actor, username).await?;
+    let a = manageable(tx, actor, username).await?;
     let d = domains::get(tx, actor, domain.as_str()).await?;
     if access::revoke(tx, a.id, Kind::Domain, d.id).await? == 0 {
         return Err(StoreError::NotFound {
@@ -932,7 +932,7 @@ pub async fn add_sender_address(
     username: &str,
     address: &EmailAddress,
 ) -> Result<(), StoreError> {
-    let a = get(tx, actor, username).await?;
+    let a = manageable(tx, actor, username).await?;
     let mb = a
         .mailbox
         .ok_or_else(|| StoreError::refused("username", "has no mailbox"))?;
@@ -956,7 +956,7 @@ pub async fn remove_sender_address(
     username: &str,
     address: &EmailAddress,
 ) -> Result<(), StoreError> {
-    let a = get(tx, actor, username).await?;
+    let a = manageable(tx, actor, username).await?;
     let mb = a
         .mailbox
         .ok_or_else(|| StoreError::refused("username", "has no mailbox"))?;
@@ -978,6 +978,36 @@ pub async fn remove_sender_address(
         &format!("Sender address {address} removed from {username}"),
     )
     .await
+}
+
+fn rank(role: Role) -> u8 {
+    match role {
+        Role::SuperAdmins => 3,
+        Role::Resellers => 2,
+        Role::DomainAdmins => 1,
+        Role::SimpleUsers => 0,
+    }
+}
+
+/// An account the actor may change (edit, password, delete, domains, sender addresses):
+/// visible to it and, unless the actor is a superadmin, itself or of a lower role. A domain
+/// admin sees an account whose mailbox is in its domain even when that account is a
+/// superadmin's: seeing it must not let it take that account over.
+pub async fn manageable(tx: &mut Tx, actor: Actor, username: &str) -> Result<Account, StoreError> {
+    let a = get(tx, actor, username).await?;
+    match actor {
+        Actor::System => Ok(a),
+        Actor::User { id, role } => {
+            if role == Role::SuperAdmins || id == a.id || rank(a.role) < rank(role) {
+                Ok(a)
+            } else {
+                Err(StoreError::Forbidden(format!(
+                    "{role} cannot change the account of a {}",
+                    a.role
+                )))
+            }
+        }
+    }
 }
 
 /// Checks a password for a login (web UI, API): Ok(None) when unknown, inactive or wrong.

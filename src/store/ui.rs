@@ -310,37 +310,3 @@ pub async fn limits(
         })
         .collect())
 }
-
-fn rank(role: Role) -> u8 {
-    match role {
-        Role::SuperAdmins => 3,
-        Role::Resellers => 2,
-        Role::DomainAdmins => 1,
-        Role::SimpleUsers => 0,
-    }
-}
-
-/// An account the actor may change (edit, password, delete, domains, limits): visible to it
-/// (`accounts::get`) and, unless the actor is a superadmin, itself or of a lower role. A
-/// domain admin sees an account whose mailbox is in its domain even when that account is a
-/// superadmin's: seeing it must not let it take that account over.
-pub async fn manageable_account(
-    tx: &mut Tx,
-    actor: Actor,
-    username: &str,
-) -> Result<accounts::Account, StoreError> {
-    let a = accounts::get(tx, actor, username).await?;
-    match actor {
-        Actor::System => Ok(a),
-        Actor::User { id, role } => {
-            if role == Role::SuperAdmins || id == a.id || rank(a.role) < rank(role) {
-                Ok(a)
-            } else {
-                Err(StoreError::Forbidden(format!(
-                    "{role} cannot change the account of a {}",
-                    a.role
-                )))
-            }
-        }
-    }
-}

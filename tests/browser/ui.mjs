@@ -155,7 +155,24 @@ try {
   await page.locator('#dns').scrollIntoViewIfNeeded();
   await shot(page, 'domain-dns');
 
-  // 6. The dashboard, and a narrow screen (the layout reflows, nothing needs a script).
+  // 6. The statistics of example.test (parsed from a real mail log before the test): both
+  // graphs are drawn by the server and load as images.
+  await nav(page, 'Statistics');
+  await page.getByLabel('Domain').fill('example.test');
+  await page.getByLabel('Period').selectOption('week');
+  await page.getByRole('button', { name: 'Show' }).click();
+  await accessible(page);
+  const graphs = page.locator('figure img');
+  check((await graphs.count()) === 2, 'two graphs');
+  for (const img of await graphs.all()) {
+    await img.scrollIntoViewIfNeeded();
+    const width = await img.evaluate(async (el) => { await el.decode(); return el.naturalWidth; });
+    check(width > 0, `graph loaded: ${await img.getAttribute('src')}`);
+  }
+  check((await page.locator('table', { hasText: 'Totals for example.test' }).count()) === 1, 'totals table');
+  await shot(page, 'statistics');
+
+  // 7. The dashboard, and a narrow screen (the layout reflows, nothing needs a script).
   await nav(page, 'Dashboard');
   await accessible(page);
   check(await page.getByRole('heading', { name: /Health/ }).isVisible(), 'health section');

@@ -272,7 +272,7 @@ pub async fn edit_form(
 ) -> Result<Html<String>, WebError> {
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
-    let a = ui::manageable_account(&mut tx, user.actor(), &username).await?;
+    let a = accounts::manageable(&mut tx, user.actor(), &username).await?;
     tx.commit().await?;
     let form = AccountForm {
         username: a.username.clone(),
@@ -303,7 +303,7 @@ pub async fn update(
     let (user, form) = (post.user, post.form);
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
-    let a = ui::manageable_account(&mut tx, user.actor(), &username).await?;
+    let a = accounts::manageable(&mut tx, user.actor(), &username).await?;
     let parsed = (|| {
         let role = form
             .role
@@ -373,7 +373,7 @@ pub async fn password_form(
 ) -> Result<Html<String>, WebError> {
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
-    let a = ui::manageable_account(&mut tx, user.actor(), &username).await?;
+    let a = accounts::manageable(&mut tx, user.actor(), &username).await?;
     tx.commit().await?;
     web.render(
         "account_password.html",
@@ -389,7 +389,7 @@ pub async fn password(
     let (user, form) = (post.user, post.form);
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
-    let a = ui::manageable_account(&mut tx, user.actor(), &username).await?;
+    let a = accounts::manageable(&mut tx, user.actor(), &username).await?;
     let result = if form.password != form.confirm {
         Err(Ok(one_error(
             "password",
@@ -431,7 +431,7 @@ pub async fn delete_form(
 ) -> Result<Html<String>, WebError> {
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
-    let a = ui::manageable_account(&mut tx, user.actor(), &username).await?;
+    let a = accounts::manageable(&mut tx, user.actor(), &username).await?;
     tx.commit().await?;
     let mut ctx = base(&web, &user, "accounts");
     ctx.insert("kind", "account");
@@ -459,7 +459,7 @@ pub async fn delete(
 ) -> Result<Response, WebError> {
     require_admin(&post.user)?;
     let mut tx = web.store.begin().await?;
-    let a = ui::manageable_account(&mut tx, post.user.actor(), &username).await?;
+    let a = accounts::manageable(&mut tx, post.user.actor(), &username).await?;
     accounts::delete(
         &mut tx,
         post.user.actor(),
@@ -516,7 +516,7 @@ async fn change_domain(
     require_admin(&user)?;
     require_granter(&user)?;
     let mut tx = web.store.begin().await?;
-    let a = ui::manageable_account(&mut tx, user.actor(), &username).await?;
+    let a = accounts::manageable(&mut tx, user.actor(), &username).await?;
     let result = match DomainName::parse("domain", form.domain.trim()) {
         Ok(d) if grant => accounts::grant_domain(&mut tx, user.actor(), &a.username, &d).await,
         Ok(d) => accounts::revoke_domain(&mut tx, user.actor(), &a.username, &d).await,
@@ -567,7 +567,7 @@ pub async fn limits(
     let (user, form) = (post.user, post.form);
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
-    let a = ui::manageable_account(&mut tx, user.actor(), &username).await?;
+    let a = accounts::manageable(&mut tx, user.actor(), &username).await?;
     let mut result: Result<(), Result<Errors, WebError>> = Ok(());
     for name in access::LIMIT_NAMES {
         let Some(raw) = form.get(name) else { continue };

@@ -6,6 +6,7 @@ mod accounts;
 mod admin;
 mod aliases;
 mod domains;
+mod stats;
 
 use std::collections::BTreeMap;
 
@@ -89,6 +90,8 @@ pub fn routes() -> axum::Router<Web> {
             "/aliases/{address}/delete",
             get(aliases::delete_form).post(aliases::delete),
         )
+        .route("/statistics", get(stats::page))
+        .route("/statistics/graph.svg", get(stats::graph_svg))
         .route("/logs", get(admin::logs))
         .route(
             "/parameters",
