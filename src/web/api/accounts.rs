@@ -206,6 +206,12 @@ async fn create(State(web): State<Web>, user: ApiUser, JsonBody(body): JsonBody)
         domains,
     };
     let mut tx = begin(&web).await?;
+    // A domain to administer the user does not have is a mistake in `domains`.
+    for d in &spec.domains {
+        crate::store::domains::get(&mut tx, user.actor(), d.as_str())
+            .await
+            .map_err(ApiError::on("domains"))?;
+    }
     let rounds = accounts::password_rounds(&mut tx).await?;
     let a = accounts::create(&mut tx, user.actor(), &spec, rounds)
         .await
@@ -270,6 +276,11 @@ async fn update(
         );
     }
     f.finish()?;
+    for d in domains.iter().flatten() {
+        crate::store::domains::get(&mut tx, user.actor(), d.as_str())
+            .await
+            .map_err(ApiError::on("domains"))?;
+    }
     let opts = store_options(&web);
     let mut a2 = accounts::update(&mut tx, user.actor(), &a.username, &p, &opts)
         .await
