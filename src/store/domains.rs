@@ -325,13 +325,19 @@ pub async fn list_page(
         .count(&format!("SELECT COUNT(*) FROM admin_domain d{filter}"), &a)
         .await?;
     let sum = tx.sum_int("m.quota");
-    let mut sql = format!(
-        "SELECT {DOMAIN_COLUMNS}, (SELECT COUNT(*) FROM admin_mailbox m WHERE m.domain_id = d.id) AS n_mailboxes, (SELECT {sum} FROM admin_mailbox m WHERE m.domain_id = d.id) AS allocated FROM admin_domain d{filter} ORDER BY d.name"
-    );
-    if let Some(l) = limit {
-        sql.push_str(" LIMIT ? OFFSET ?");
-        a.extend([l.into(), offset.into()]);
-    }
+    let stats = format!("(SELECT COUNT(*) FROM admin_mailbox m WHERE m.domain_id = d.id) AS n_mailboxes, (SELECT {sum} FROM admin_mailbox m WHERE m.domain_id = d.id) AS allocated");
+    // The page's ids first (a derived table, which MariaDB allows with LIMIT where it refuses
+    // `IN (... LIMIT)`), then the counts for those rows only: with the subqueries in the same
+    // SELECT, PostgreSQL computes them for every row OFFSET skips.
+    let sql = match limit {
+        Some(l) => {
+            a.extend([l.into(), offset.into()]);
+            format!("SELECT {DOMAIN_COLUMNS}, {stats} FROM (SELECT d.id AS page_id FROM admin_domain d{filter} ORDER BY d.name LIMIT ? OFFSET ?) p INNER JOIN admin_domain d ON d.id = p.page_id ORDER BY d.name")
+        }
+        None => {
+            format!("SELECT {DOMAIN_COLUMNS}, {stats} FROM admin_domain d{filter} ORDER BY d.name")
+        }
+    };
     let rows = tx.rows(&sql, &a).await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
