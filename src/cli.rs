@@ -116,6 +116,9 @@ pub enum Command {
     /// Administrators: superadmins, resellers, domain admins, their domains and limits.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// REST API tokens (`Authorization: Token <key>` on /api/v1/).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Import domains, accounts and aliases from a Modoboa CSV file (all or nothing).
     Import {
         /// The CSV file (`-` for standard input).
@@ -643,4 +646,13 @@ pub enum StatsCommand {
         #[command(flatten)]
         rrd: RrdDirArg,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Give an account a new API token and print it (once: only its SHA-256 is kept); its
+    /// previous token stops working.
+    Create { username: String },
+    /// Remove an account's API token.
+    Revoke { username: String },
 }

@@ -12,6 +12,7 @@ use serde::Serialize;
 use modobox::cli::{
     AdminCommand, AliasCommand, DbCommand, DomainAliasCommand, DomainCommand, DomainSettings,
     ExportWhat, Global, MailboxCommand, PasswordSource, RelayDomainCommand, RelaySettings,
+    TokenCommand,
 };
 use modobox::config::Config;
 use modobox::names::{DkimSelector, DomainName, EmailAddress};
@@ -20,7 +21,7 @@ use modobox::store::access::{self, Actor, Role};
 use modobox::store::accounts::{self, AccountPatch, AccountSpec, Options, Password};
 use modobox::store::aliases::{self, AliasAddress, AliasPatch, AliasSpec};
 use modobox::store::domains::{self, DomainPatch, DomainSpec, Relay};
-use modobox::store::{migrate, transfer, DatabaseUrl, Store, Tx};
+use modobox::store::{migrate, tokens, transfer, DatabaseUrl, Store, Tx};
 
 /// The CLI runs as root on the server: it acts as the system, with no access restriction.
 const ACTOR: Actor = Actor::System;
@@ -995,6 +996,46 @@ async fn admin_in(store: &Store, opts: &Options, cmd: &AdminCommand) -> Result<E
             accounts::delete(&mut tx, ACTOR, &a.name.to_lowercase(), opts).await?;
             commit(tx, ()).await?;
             println!("account {} deleted", a.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn token(global: &Global, cmd: &TokenCommand) -> Result<ExitCode> {
+    let (store, _) = open(global).await?;
+    // The transaction must be gone before the pool closes.
+    let result = token_in(&store, cmd).await;
+    store.close().await;
+    result
+}
+
+async fn token_in(store: &Store, cmd: &TokenCommand) -> Result<ExitCode> {
+    let mut tx = store.begin().await?;
+    match cmd {
+        TokenCommand::Create { username } => {
+            let a = accounts::get(&mut tx, ACTOR, &username.to_lowercase()).await?;
+            if !a.is_active {
+                bail!(
+                    "{}: the account is disabled, its token would not work",
+                    a.username
+                );
+            }
+            let key = tokens::create_token(&mut tx, a.id).await?;
+            commit(tx, ()).await?;
+            // The key alone on stdout (scripts read it); what it is on stderr.
+            eprintln!(
+                "API token of {} ({}); shown once, keep it secret:",
+                a.username, a.role
+            );
+            println!("{key}");
+        }
+        TokenCommand::Revoke { username } => {
+            let a = accounts::get(&mut tx, ACTOR, &username.to_lowercase()).await?;
+            if !tokens::revoke_token(&mut tx, a.id).await? {
+                bail!("{} has no API token", a.username);
+            }
+            commit(tx, ()).await?;
+            println!("API token of {} removed", a.username);
         }
     }
     Ok(ExitCode::SUCCESS)

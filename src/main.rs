@@ -125,6 +125,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Mailbox(c) => commands::runtime()?.block_on(commands::mailbox(&cli.global, &c)),
         Command::Alias(c) => commands::runtime()?.block_on(commands::alias(&cli.global, &c)),
         Command::Admin(c) => commands::runtime()?.block_on(commands::admin(&cli.global, &c)),
+        Command::Token(c) => commands::runtime()?.block_on(commands::token(&cli.global, &c)),
         Command::Import { file, json } => {
             commands::runtime()?.block_on(commands::import(&cli.global, &file, json))
         }

@@ -676,6 +676,23 @@ async fn domain_admins_see_only_their_domains_and_limits_hold() {
         accounts::set_password(&mut tx, me, "v@mine.test", &pw)
             .await
             .unwrap();
+        // Its domain's quotas are not its to change; other settings are.
+        let more = DomainPatch {
+            quota: Some(500),
+            ..Default::default()
+        };
+        assert!(matches!(
+            domains::update(&mut tx, me, "mine.test", &more).await,
+            Err(StoreError::Forbidden(_))
+        ));
+        let checks_off = DomainPatch {
+            quota: Some(0),
+            enable_dns_checks: Some(false),
+            ..Default::default()
+        };
+        domains::update(&mut tx, me, "mine.test", &checks_off)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         store.close().await;
     }

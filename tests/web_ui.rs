@@ -174,6 +174,37 @@ async fn scenario(store: Store) {
     .unwrap();
     tx.commit().await.unwrap();
 
+    // The settings page makes an API key (CSRF-checked), shown once; the API accepts it.
+    let a = http(
+        port,
+        "POST",
+        "/account/token",
+        &[&session],
+        Some("csrf=nope"),
+    )
+    .await;
+    assert_eq!(a.status, 403);
+    let form = format!("csrf={page_csrf}");
+    let a = http(port, "POST", "/account/token", &[&session], Some(&form)).await;
+    assert_eq!(a.status, 200);
+    let at = a.body.find("<pre id=\"token\">").unwrap() + 16;
+    let key = a.body[at..at + a.body[at..].find("</pre>").unwrap()].to_string();
+    assert_eq!(key.len(), 40, "{key}");
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let req = format!(
+        "GET /api/v1/domains/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Token {key}\r\n\r\n"
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut s, &mut answer)
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
     // Logout needs the token too, then the session is gone.
     let a = http(port, "POST", "/logout", &[&session], Some("csrf=nope")).await;
     assert_eq!(a.status, 403);

@@ -273,6 +273,44 @@ pub async fn role_of(tx: &mut Tx, user_id: i32) -> Result<Role, StoreError> {
     Ok(Role::SimpleUsers)
 }
 
+/// `role_of` for many users in one query (list pages).
+pub async fn roles_of(
+    tx: &mut Tx,
+    user_ids: &[i32],
+) -> Result<std::collections::HashMap<i32, Role>, StoreError> {
+    let mut out = std::collections::HashMap::new();
+    if user_ids.is_empty() {
+        return Ok(out);
+    }
+    let marks = vec!["?"; user_ids.len()].join(", ");
+    let a: Vec<super::Value> = user_ids.iter().map(|&i| i.into()).collect();
+    let rows = tx
+        .rows(
+            &format!("SELECT u.id, u.is_superuser, g.name FROM core_user u LEFT JOIN core_user_groups ug ON ug.user_id = u.id LEFT JOIN auth_group g ON g.id = ug.group_id WHERE u.id IN ({marks})"),
+            &a,
+        )
+        .await?;
+    // Same precedence as role_of: superuser, then Resellers, DomainAdmins, SimpleUsers.
+    let rank = |r: Role| Role::ALL.iter().position(|x| *x == r).unwrap_or(3);
+    for r in &rows {
+        let id = r.i32("id")?;
+        let role = if r.bool("is_superuser")? {
+            Role::SuperAdmins
+        } else {
+            match r.opt_text("name")?.as_deref() {
+                Some("Resellers") => Role::Resellers,
+                Some("DomainAdmins") => Role::DomainAdmins,
+                _ => Role::SimpleUsers,
+            }
+        };
+        let e = out.entry(id).or_insert(role);
+        if rank(role) < rank(*e) {
+            *e = role;
+        }
+    }
+    Ok(out)
+}
+
 /// Gives a user exactly one role: superuser flag and group membership rewritten.
 pub async fn set_role(tx: &mut Tx, user_id: i32, role: Role) -> Result<(), StoreError> {
     let superuser = role == Role::SuperAdmins;

@@ -440,11 +440,9 @@ const MAILBOX_JOIN: &str = "LEFT JOIN admin_mailbox mb ON mb.user_id = u.id LEFT
 async fn from_row(tx: &mut Tx, r: &super::Row) -> Result<Account, StoreError> {
     let id = r.i32("id")?;
     let role = access::role_of(tx, id).await?;
-    let mailbox = match r.opt_i32("mb_id")? {
+    let (used, senders) = match r.opt_i32("mb_id")? {
         Some(mb) => {
-            let domain = r.text("d_name")?;
-            let local = r.text("mb_address")?;
-            let full = format!("{local}@{domain}");
+            let full = format!("{}@{}", r.text("mb_address")?, r.text("d_name")?);
             let used = tx
                 .count(
                     "SELECT bytes FROM admin_quota WHERE username = ?",
@@ -460,17 +458,9 @@ async fn from_row(tx: &mut Tx, r: &super::Row) -> Result<Account, StoreError> {
                 .iter()
                 .map(|s| s.text("address"))
                 .collect::<Result<Vec<_>, _>>()?;
-            Some(Mailbox {
-                id: mb,
-                full_address: full,
-                domain,
-                quota: r.i32("mb_quota")?,
-                use_domain_quota: r.bool("mb_use_domain_quota")?,
-                quota_used_bytes: used,
-                sender_addresses: senders,
-            })
+            (used, senders)
         }
-        None => None,
+        None => (0, Vec::new()),
     };
     let domains = if role.is_admin() && role != Role::SuperAdmins {
         let ct = access::content_type(tx, Kind::Domain).await?;
@@ -484,6 +474,34 @@ async fn from_row(tx: &mut Tx, r: &super::Row) -> Result<Account, StoreError> {
         .collect::<Result<Vec<_>, _>>()?
     } else {
         Vec::new()
+    };
+    assemble(r, role, used, senders, domains)
+}
+
+/// An account from its row and what was looked up beside it.
+fn assemble(
+    r: &super::Row,
+    role: Role,
+    used: i64,
+    senders: Vec<String>,
+    domains: Vec<String>,
+) -> Result<Account, StoreError> {
+    let id = r.i32("id")?;
+    let mailbox = match r.opt_i32("mb_id")? {
+        Some(mb) => {
+            let domain = r.text("d_name")?;
+            let full = format!("{}@{domain}", r.text("mb_address")?);
+            Some(Mailbox {
+                id: mb,
+                full_address: full,
+                domain,
+                quota: r.i32("mb_quota")?,
+                use_domain_quota: r.bool("mb_use_domain_quota")?,
+                quota_used_bytes: used,
+                sender_addresses: senders,
+            })
+        }
+        None => None,
     };
     let stored = r.text("password")?;
     Ok(Account {
@@ -505,8 +523,15 @@ async fn from_row(tx: &mut Tx, r: &super::Row) -> Result<Account, StoreError> {
     })
 }
 
+fn select_columns() -> String {
+    format!("{USER_COLUMNS}, mb.id AS mb_id, mb.address AS mb_address, mb.quota AS mb_quota, mb.use_domain_quota AS mb_use_domain_quota, mb.domain_id AS mb_domain_id, d.name AS d_name")
+}
+
 fn select() -> String {
-    format!("SELECT {USER_COLUMNS}, mb.id AS mb_id, mb.address AS mb_address, mb.quota AS mb_quota, mb.use_domain_quota AS mb_use_domain_quota, mb.domain_id AS mb_domain_id, d.name AS d_name FROM core_user u {MAILBOX_JOIN}")
+    format!(
+        "SELECT {} FROM core_user u {MAILBOX_JOIN}",
+        select_columns()
+    )
 }
 
 /// Whether the actor may see/change this account: superadmins all; resellers and domain
@@ -624,6 +649,350 @@ pub async fn list(
         out.push(a);
     }
     Ok(out)
+}
+
+/// `?, ?, ...` for an `IN` list of `n` values.
+fn marks(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// `limit` rows from `offset` of the accounts the actor may see (the rules of `visible`, in
+/// SQL), by username, and how many there are in all. The page's roles, quotas, sender
+/// addresses and domains come in four queries, not four per account.
+pub async fn list_page(
+    tx: &mut Tx,
+    actor: Actor,
+    filter: &ListFilter<'_>,
+    limit: Option<i64>,
+    offset: i64,
+) -> Result<(Vec<Account>, i64), StoreError> {
+    let mut cond: Vec<&str> = Vec::new();
+    let mut a: Vec<super::Value> = Vec::new();
+    if let Actor::User { id, role } = actor {
+        match role {
+            Role::SuperAdmins => {}
+            Role::SimpleUsers => {
+                cond.push("u.id = ?");
+                a.push(id.into());
+            }
+            Role::Resellers | Role::DomainAdmins => {
+                let dom = access::content_type(tx, Kind::Domain).await?;
+                let usr = access::content_type(tx, Kind::User).await?;
+                cond.push("(u.id = ? OR mb.domain_id IN (SELECT object_id FROM core_objectaccess WHERE user_id = ? AND content_type_id = ?) OR u.id IN (SELECT object_id FROM core_objectaccess WHERE user_id = ? AND content_type_id = ?))");
+                a.extend([id.into(), id.into(), dom.into(), id.into(), usr.into()]);
+            }
+        }
+    }
+    if let Some(d) = filter.domain {
+        cond.push("d.name = ?");
+        a.push(d.into());
+    }
+    if let Some(s) = filter.search.filter(|s| !s.is_empty()) {
+        cond.push("u.username LIKE ? ESCAPE '!'");
+        a.push(domains::contains_pattern(s).into());
+    }
+    match filter.with_mailbox {
+        Some(true) => cond.push("mb.id IS NOT NULL"),
+        Some(false) => cond.push("mb.id IS NULL"),
+        None => {}
+    }
+    const IN_GROUP: &str = "EXISTS (SELECT 1 FROM core_user_groups ug INNER JOIN auth_group g ON g.id = ug.group_id WHERE ug.user_id = u.id AND g.name = ?)";
+    let in_group = |g: &str| IN_GROUP.replace("g.name = ?", &format!("g.name = '{g}'"));
+    // Constant group names (no user input): the same precedence as access::role_of.
+    let role_cond = match filter.role {
+        None => None,
+        Some(Role::SuperAdmins) => Some("u.is_superuser = ?".to_string()),
+        Some(Role::Resellers) => Some(format!("u.is_superuser = ? AND {}", in_group("Resellers"))),
+        Some(Role::DomainAdmins) => Some(format!(
+            "u.is_superuser = ? AND {} AND NOT {}",
+            in_group("DomainAdmins"),
+            in_group("Resellers")
+        )),
+        Some(Role::SimpleUsers) => Some(format!(
+            "u.is_superuser = ? AND NOT {} AND NOT {}",
+            in_group("DomainAdmins"),
+            in_group("Resellers")
+        )),
+    };
+    if let Some(c) = &role_cond {
+        cond.push(c);
+        a.push((filter.role == Some(Role::SuperAdmins)).into());
+    }
+    let filter_sql = if cond.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", cond.join(" AND "))
+    };
+    let total = tx
+        .count(
+            &format!("SELECT COUNT(*) FROM core_user u {MAILBOX_JOIN}{filter_sql}"),
+            &a,
+        )
+        .await?;
+    // The page's ids first, through an index on username when the filter allows (PostgreSQL
+    // drops the unused outer joins), then the joins for those rows only; a derived table
+    // because MariaDB refuses `IN (... LIMIT)`.
+    let sql = match limit {
+        Some(l) => {
+            a.extend([l.into(), offset.into()]);
+            format!("SELECT {} FROM (SELECT u.id AS page_id FROM core_user u {MAILBOX_JOIN}{filter_sql} ORDER BY u.username LIMIT ? OFFSET ?) p INNER JOIN core_user u ON u.id = p.page_id {MAILBOX_JOIN} ORDER BY u.username", select_columns())
+        }
+        None => format!("{}{filter_sql} ORDER BY u.username", select()),
+    };
+    let rows = tx.rows(&sql, &a).await?;
+    if rows.is_empty() {
+        return Ok((Vec::new(), total));
+    }
+    let ids = rows
+        .iter()
+        .map(|r| r.i32("id"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let roles = access::roles_of(tx, &ids).await?;
+    let mut full = Vec::new();
+    let mut mb_ids = Vec::new();
+    for r in &rows {
+        if let Some(mb) = r.opt_i32("mb_id")? {
+            mb_ids.push(mb);
+            full.push(format!("{}@{}", r.text("mb_address")?, r.text("d_name")?));
+        }
+    }
+    let mut used = std::collections::HashMap::new();
+    let mut senders: std::collections::HashMap<i32, Vec<String>> = Default::default();
+    if !full.is_empty() {
+        let fa: Vec<super::Value> = full.iter().map(|f| f.into()).collect();
+        for q in tx
+            .rows(
+                &format!(
+                    "SELECT username, bytes FROM admin_quota WHERE username IN ({})",
+                    marks(fa.len())
+                ),
+                &fa,
+            )
+            .await?
+        {
+            used.insert(q.text("username")?, q.i64("bytes")?);
+        }
+        let ma: Vec<super::Value> = mb_ids.iter().map(|&i| i.into()).collect();
+        for s in tx
+            .rows(
+                &format!("SELECT mailbox_id, address FROM admin_senderaddress WHERE mailbox_id IN ({}) ORDER BY address", marks(ma.len())),
+                &ma,
+            )
+            .await?
+        {
+            senders
+                .entry(s.i32("mailbox_id")?)
+                .or_default()
+                .push(s.text("address")?);
+        }
+    }
+    let admins: Vec<i32> = ids
+        .iter()
+        .copied()
+        .filter(|i| matches!(roles.get(i), Some(Role::Resellers | Role::DomainAdmins)))
+        .collect();
+    let mut doms: std::collections::HashMap<i32, Vec<String>> = Default::default();
+    if !admins.is_empty() {
+        let ct = access::content_type(tx, Kind::Domain).await?;
+        let mut da: Vec<super::Value> = vec![ct.into()];
+        da.extend(admins.iter().map(|&i| super::Value::from(i)));
+        for d in tx
+            .rows(
+                &format!("SELECT oa.user_id, d.name FROM admin_domain d INNER JOIN core_objectaccess oa ON oa.object_id = d.id AND oa.content_type_id = ? WHERE oa.user_id IN ({}) ORDER BY d.name", marks(admins.len())),
+                &da,
+            )
+            .await?
+        {
+            doms.entry(d.i32("user_id")?)
+                .or_default()
+                .push(d.text("name")?);
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let id = r.i32("id")?;
+        let role = roles.get(&id).copied().unwrap_or(Role::SimpleUsers);
+        let (u, s) = match r.opt_i32("mb_id")? {
+            Some(mb) => {
+                let f = format!("{}@{}", r.text("mb_address")?, r.text("d_name")?);
+                (
+                    used.get(&f).copied().unwrap_or(0),
+                    senders.remove(&mb).unwrap_or_default(),
+                )
+            }
+            None => (0, Vec::new()),
+        };
+        out.push(assemble(
+            r,
+            role,
+            u,
+            s,
+            doms.remove(&id).unwrap_or_default(),
+        )?);
+    }
+    Ok((out, total))
+}
+
+/// The username of account `id`, whoever may see it: callers then ask `get`.
+pub async fn username_by_id(tx: &mut Tx, id: i32) -> Result<Option<String>, StoreError> {
+    tx.row("SELECT username FROM core_user WHERE id = ?", args![id])
+        .await?
+        .map(|r| r.text("username"))
+        .transpose()
+}
+
+/// Whether an account or an ordinary alias already uses this address (`accounts/exists/`).
+pub async fn address_in_use(tx: &mut Tx, address: &str) -> Result<bool, StoreError> {
+    Ok(tx
+        .count(
+            "SELECT COUNT(*) FROM core_user WHERE username = ? OR email = ?",
+            args![address, address],
+        )
+        .await?
+        + tx.count(
+            "SELECT COUNT(*) FROM admin_alias WHERE address = ? AND internal = ?",
+            args![address, false],
+        )
+        .await?
+        > 0)
+}
+
+/// A row of `admin_senderaddress`: an extra address a mailbox may send as.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SenderAddress {
+    pub id: i32,
+    pub address: String,
+    pub mailbox_id: i32,
+    /// The mailbox's account.
+    pub username: String,
+}
+
+const SENDER_SELECT: &str = "SELECT sa.id, sa.address, sa.mailbox_id, mb.domain_id, u.username FROM admin_senderaddress sa INNER JOIN admin_mailbox mb ON mb.id = sa.mailbox_id INNER JOIN core_user u ON u.id = mb.user_id";
+
+fn sender_from_row(r: &super::Row) -> Result<SenderAddress, StoreError> {
+    Ok(SenderAddress {
+        id: r.i32("id")?,
+        address: r.text("address")?,
+        mailbox_id: r.i32("mailbox_id")?,
+        username: r.text("username")?,
+    })
+}
+
+/// Sender addresses of the mailboxes in the domains the actor administers.
+pub async fn list_sender_addresses(
+    tx: &mut Tx,
+    actor: Actor,
+) -> Result<Vec<SenderAddress>, StoreError> {
+    if matches!(
+        actor,
+        Actor::User {
+            role: Role::SimpleUsers,
+            ..
+        }
+    ) {
+        return Ok(Vec::new());
+    }
+    let visible = access::domain_ids(tx, actor).await?;
+    let rows = tx
+        .rows(&format!("{SENDER_SELECT} ORDER BY sa.address, sa.id"), &[])
+        .await?;
+    let mut out = Vec::new();
+    for r in &rows {
+        let d = r.i32("domain_id")?;
+        if visible.as_ref().is_none_or(|v| v.contains(&d)) {
+            out.push(sender_from_row(r)?);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn get_sender_address(
+    tx: &mut Tx,
+    actor: Actor,
+    id: i32,
+) -> Result<SenderAddress, StoreError> {
+    let not_found = || StoreError::NotFound {
+        kind: "sender address",
+        name: format!("#{id}"),
+    };
+    let r = tx
+        .row(&format!("{SENDER_SELECT} WHERE sa.id = ?"), args![id])
+        .await?
+        .ok_or_else(not_found)?;
+    if !access::can_admin_domain(tx, actor, r.i32("domain_id")?).await? {
+        return Err(not_found());
+    }
+    sender_from_row(&r)
+}
+
+/// The sender address `address` of `username`'s mailbox, after `add_sender_address`.
+pub async fn find_sender_address(
+    tx: &mut Tx,
+    actor: Actor,
+    username: &str,
+    address: &str,
+) -> Result<SenderAddress, StoreError> {
+    let r = tx
+        .row(
+            &format!("{SENDER_SELECT} WHERE u.username = ? AND sa.address = ?"),
+            args![username, address],
+        )
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            kind: "sender address",
+            name: address.to_string(),
+        })?;
+    get_sender_address(tx, actor, r.i32("id")?).await
+}
+
+/// Points sender address `id` at another address and/or mailbox (both visible to the actor).
+pub async fn update_sender_address(
+    tx: &mut Tx,
+    actor: Actor,
+    id: i32,
+    address: &EmailAddress,
+    username: &str,
+) -> Result<SenderAddress, StoreError> {
+    get_sender_address(tx, actor, id).await?;
+    let a = get(tx, actor, username).await?;
+    let mb = a
+        .mailbox
+        .ok_or_else(|| StoreError::refused("mailbox", "this account has no mailbox"))?;
+    if tx
+        .count(
+            "SELECT COUNT(*) FROM admin_senderaddress WHERE address = ? AND mailbox_id = ? AND id <> ?",
+            args![address.as_str(), mb.id, id],
+        )
+        .await?
+        > 0
+    {
+        return Err(StoreError::Exists {
+            kind: "sender address",
+            name: address.to_string(),
+        });
+    }
+    tx.exec(
+        "UPDATE admin_senderaddress SET address = ?, mailbox_id = ? WHERE id = ?",
+        args![address.as_str(), mb.id, id],
+    )
+    .await?;
+    audit::info(
+        tx,
+        &format!("Sender address {address} of {username} modified"),
+    )
+    .await?;
+    get_sender_address(tx, actor, id).await
+}
+
+/// The username owning mailbox `id`, whoever may see it: callers then ask `get`.
+pub async fn username_by_mailbox_id(tx: &mut Tx, id: i32) -> Result<Option<String>, StoreError> {
+    tx.row(
+        "SELECT u.username FROM admin_mailbox mb INNER JOIN core_user u ON u.id = mb.user_id WHERE mb.id = ?",
+        args![id],
+    )
+    .await?
+    .map(|r| r.text("username"))
+    .transpose()
 }
 
 pub async fn set_password(

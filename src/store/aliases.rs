@@ -396,6 +396,17 @@ pub async fn get(tx: &mut Tx, actor: Actor, address: &str) -> Result<Alias, Stor
     alias_from_row(&row, recipients)
 }
 
+/// The address of ordinary alias `id`, whoever may see it: callers then ask `get`.
+pub async fn address_by_id(tx: &mut Tx, id: i32) -> Result<Option<String>, StoreError> {
+    tx.row(
+        "SELECT address FROM admin_alias WHERE id = ? AND internal = ?",
+        args![id, false],
+    )
+    .await?
+    .map(|r| r.text("address"))
+    .transpose()
+}
+
 /// Ordinary aliases, optionally of one domain, that the actor may see.
 pub async fn list(
     tx: &mut Tx,

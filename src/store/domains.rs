@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::access::{self, Actor, Kind};
+use super::access::{self, Actor, Kind, Role};
 use super::{accounts, aliases, audit, StoreError, Tx};
 use crate::args;
 use crate::names::{DkimSelector, DomainName};
@@ -153,6 +153,16 @@ async fn from_row(tx: &mut Tx, r: &super::Row) -> Result<Domain, StoreError> {
         Some(s) => (s.i64("n")?, s.i64("q")?),
         None => (0, 0),
     };
+    build(tx, r, mailboxes, allocated_quota).await
+}
+
+async fn build(
+    tx: &mut Tx,
+    r: &super::Row,
+    mailboxes: i64,
+    allocated_quota: i64,
+) -> Result<Domain, StoreError> {
+    let id = r.i32("id")?;
     let relay = match r.opt_i32("transport_id")? {
         Some(t) => relay_of(tx, t, &r.text("name")?).await?,
         None => None,
@@ -250,6 +260,106 @@ pub async fn list(
         out.push(from_row(tx, r).await?);
     }
     Ok(out)
+}
+
+/// A `LIKE` pattern matching `text` anywhere, its wildcards escaped with `!` (the one escape
+/// character all three engines accept the same way: `LIKE ? ESCAPE '!'`).
+pub fn contains_pattern(text: &str) -> String {
+    let mut p = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '!' | '%' | '_') {
+            p.push('!');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// What a page of domains is drawn from.
+#[derive(Debug, Clone, Default)]
+pub struct DomainQuery<'a> {
+    /// "domain" or "relaydomain".
+    pub kind: Option<&'a str>,
+    /// Part of the name.
+    pub search: Option<&'a str>,
+}
+
+/// `limit` rows from `offset` of the domains the actor administers, by name, and how many
+/// there are in all: filtered, counted and cut in SQL (one query for the page, whatever its
+/// size), so a list of 10,000 domains costs what a page costs.
+pub async fn list_page(
+    tx: &mut Tx,
+    actor: Actor,
+    q: &DomainQuery<'_>,
+    limit: Option<i64>,
+    offset: i64,
+) -> Result<(Vec<Domain>, i64), StoreError> {
+    let mut cond: Vec<&str> = Vec::new();
+    let mut a: Vec<super::Value> = Vec::new();
+    if let Actor::User { id, role } = actor {
+        match role {
+            access::Role::SuperAdmins => {}
+            access::Role::SimpleUsers => return Ok((Vec::new(), 0)),
+            access::Role::Resellers | access::Role::DomainAdmins => {
+                let ct = access::content_type(tx, Kind::Domain).await?;
+                cond.push("d.id IN (SELECT object_id FROM core_objectaccess WHERE user_id = ? AND content_type_id = ?)");
+                a.extend([id.into(), ct.into()]);
+            }
+        }
+    }
+    if let Some(k) = q.kind {
+        cond.push("d.type = ?");
+        a.push(k.into());
+    }
+    if let Some(s) = q.search.filter(|s| !s.is_empty()) {
+        cond.push("d.name LIKE ? ESCAPE '!'");
+        a.push(contains_pattern(s).into());
+    }
+    let filter = if cond.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", cond.join(" AND "))
+    };
+    let total = tx
+        .count(&format!("SELECT COUNT(*) FROM admin_domain d{filter}"), &a)
+        .await?;
+    let sum = tx.sum_int("m.quota");
+    let stats = format!("(SELECT COUNT(*) FROM admin_mailbox m WHERE m.domain_id = d.id) AS n_mailboxes, (SELECT {sum} FROM admin_mailbox m WHERE m.domain_id = d.id) AS allocated");
+    // The page's ids first (a derived table, which MariaDB allows with LIMIT where it refuses
+    // `IN (... LIMIT)`), then the counts for those rows only: with the subqueries in the same
+    // SELECT, PostgreSQL computes them for every row OFFSET skips.
+    let sql = match limit {
+        Some(l) => {
+            a.extend([l.into(), offset.into()]);
+            format!("SELECT {DOMAIN_COLUMNS}, {stats} FROM (SELECT d.id AS page_id FROM admin_domain d{filter} ORDER BY d.name LIMIT ? OFFSET ?) p INNER JOIN admin_domain d ON d.id = p.page_id ORDER BY d.name")
+        }
+        None => {
+            format!("SELECT {DOMAIN_COLUMNS}, {stats} FROM admin_domain d{filter} ORDER BY d.name")
+        }
+    };
+    let rows = tx.rows(&sql, &a).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let (n, q) = (r.i64("n_mailboxes")?, r.i64("allocated")?);
+        out.push(build(tx, r, n, q).await?);
+    }
+    Ok((out, total))
+}
+
+/// The name of domain `id` (any kind), whoever may see it: callers then ask `get`.
+pub async fn name_by_id(tx: &mut Tx, id: i32) -> Result<Option<String>, StoreError> {
+    tx.row("SELECT name FROM admin_domain WHERE id = ?", args![id])
+        .await?
+        .map(|r| r.text("name"))
+        .transpose()
+}
+
+pub async fn alias_name_by_id(tx: &mut Tx, id: i32) -> Result<Option<String>, StoreError> {
+    tx.row("SELECT name FROM admin_domainalias WHERE id = ?", args![id])
+        .await?
+        .map(|r| r.text("name"))
+        .transpose()
 }
 
 async fn name_taken(tx: &mut Tx, name: &str) -> Result<bool, StoreError> {
@@ -417,6 +527,24 @@ pub async fn update(
     patch: &DomainPatch,
 ) -> Result<Domain, StoreError> {
     let d = get(tx, actor, name).await?;
+    // A domain's quotas are what its reseller or the superadmin granted: not its admins' to raise.
+    let changes_quota = patch.quota.is_some_and(|q| q != d.quota)
+        || patch
+            .default_mailbox_quota
+            .is_some_and(|q| q != d.default_mailbox_quota);
+    if changes_quota
+        && matches!(
+            actor,
+            Actor::User {
+                role: Role::DomainAdmins | Role::SimpleUsers,
+                ..
+            }
+        )
+    {
+        return Err(StoreError::Forbidden(
+            "only superadmins and resellers change a domain's quotas".into(),
+        ));
+    }
     let quota = patch.quota.unwrap_or(d.quota);
     let default_mailbox_quota = patch
         .default_mailbox_quota

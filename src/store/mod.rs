@@ -12,6 +12,7 @@ pub mod domains;
 pub mod maintenance;
 pub mod migrate;
 pub mod tasks;
+pub mod tokens;
 pub mod transfer;
 pub mod ui;
 

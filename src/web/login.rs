@@ -165,10 +165,40 @@ fn password_page(
     error: Option<String>,
     done: bool,
 ) -> Result<Response, WebError> {
+    settings_page(web, user, status, error, done, None)
+}
+
+/// The user's own settings: password, and the API token (shown once, when just made).
+fn settings_page(
+    web: &Web,
+    user: &User,
+    status: StatusCode,
+    error: Option<String>,
+    done: bool,
+    token: Option<String>,
+) -> Result<Response, WebError> {
     let mut ctx = super::pages::base(web, user, "password");
     ctx.insert("error", &error);
     ctx.insert("done", &done);
+    ctx.insert("token", &token);
     Ok((status, web.render("password.html", &ctx)?).into_response())
+}
+
+/// A new API token for the logged-in user (its previous one stops working), shown once.
+pub async fn token_submit(
+    State(web): State<Web>,
+    client: Client,
+    post: Post<Nothing>,
+) -> Result<Response, WebError> {
+    let mut tx = web.store.begin().await?;
+    let token = crate::store::tokens::create_token(&mut tx, post.user.id).await?;
+    let line = format!(
+        "API token of {} replaced from {}",
+        post.user.username, client.0
+    );
+    audit::line(&mut tx, "INFO", AUTH_LOGGER, &line).await?;
+    tx.commit().await?;
+    settings_page(&web, &post.user, StatusCode::OK, None, false, Some(token))
 }
 
 pub async fn password_form(State(web): State<Web>, user: User) -> Result<Response, WebError> {

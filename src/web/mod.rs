@@ -277,6 +277,7 @@ pub fn router(web: Web) -> Router {
             "/account/password",
             get(login::password_form).post(login::password_submit),
         )
+        .route("/account/token", axum::routing::post(login::token_submit))
         .route("/", get(pages::dashboard))
         .merge(pages::routes())
         .nest("/api/v1", api::routes())

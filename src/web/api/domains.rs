@@ -1,0 +1,576 @@
+//! `domains/`, `domainaliases/` and `relaydomains/`.
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use serde_json::{json, Map, Value};
+
+use super::{
+    begin, created, no_content, ok, pk, store_options, ApiError, ApiResult, ApiUser, Fields,
+    JsonBody, Paging, Query, Route,
+};
+use crate::names::{DkimSelector, DomainName};
+use crate::store::domains::{
+    self, Domain, DomainAlias, DomainPatch, DomainQuery, DomainSpec, Relay,
+};
+use crate::web::Web;
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new("/domains/", &["GET", "POST"], get(list).post(create)),
+        Route::new(
+            "/domains/{pk}/",
+            &["GET", "PUT", "PATCH", "DELETE"],
+            get(retrieve).put(put).patch(patch).delete(delete),
+        ),
+        Route::new(
+            "/domainaliases/",
+            &["GET", "POST"],
+            get(alias_list).post(alias_create),
+        ),
+        Route::new(
+            "/domainaliases/{pk}/",
+            &["GET", "PUT", "PATCH", "DELETE"],
+            get(alias_retrieve)
+                .put(alias_put)
+                .patch(alias_patch)
+                .delete(alias_delete),
+        ),
+        Route::new(
+            "/relaydomains/",
+            &["GET", "POST"],
+            get(relay_list).post(relay_create),
+        ),
+        Route::new(
+            "/relaydomains/{pk}/",
+            &["GET", "PUT", "PATCH", "DELETE"],
+            get(relay_retrieve)
+                .put(relay_put)
+                .patch(relay_patch)
+                .delete(relay_delete),
+        ),
+    ]
+}
+
+pub fn domain_json(d: &Domain) -> Value {
+    json!({
+        "pk": d.id,
+        "name": d.name,
+        "quota": d.quota,
+        "default_mailbox_quota": d.default_mailbox_quota,
+        "enabled": d.enabled,
+        "type": d.kind,
+        "enable_dns_checks": d.enable_dns_checks,
+        "enable_dkim": d.enable_dkim,
+        "dkim_key_selector": d.dkim_key_selector,
+        "dkim_key_length": d.dkim_key_length,
+        "dkim_public_key": d.dkim_public_key,
+        "mailbox_count": d.mailboxes,
+        "allocated_quota": d.allocated_quota,
+    })
+}
+
+fn relay_json(d: &Domain) -> Value {
+    let r = d.relay.as_ref();
+    json!({
+        "pk": d.id,
+        "name": d.name,
+        "enabled": d.enabled,
+        "quota": d.quota,
+        "default_mailbox_quota": d.default_mailbox_quota,
+        "transport": {
+            "service": r.map_or("relay", |r| r.service.as_str()),
+            "next_hop": r.map(|r| format!("[{}]:{}", r.target_host, r.target_port)),
+            "settings": {
+                "relay_target_host": r.map(|r| r.target_host.clone()),
+                "relay_target_port": r.map(|r| r.target_port),
+                "relay_verify_recipients": r.is_some_and(|r| r.verify_recipients),
+            },
+        },
+    })
+}
+
+fn alias_json(a: &DomainAlias) -> Value {
+    json!({ "pk": a.id, "name": a.name, "target": a.target, "enabled": a.enabled })
+}
+
+async fn page_of(web: &Web, user: &ApiUser, q: &Query, kind: &str) -> ApiResult {
+    let paging = Paging::from(q)?;
+    let (limit, offset) = paging.window();
+    let mut tx = begin(web).await?;
+    let query = DomainQuery {
+        kind: Some(kind),
+        search: q.get("search"),
+    };
+    let (list, total) = domains::list_page(&mut tx, user.actor(), &query, limit, offset).await?;
+    tx.commit().await?;
+    let to_json = if kind == "relaydomain" {
+        relay_json
+    } else {
+        domain_json
+    };
+    let path = if kind == "relaydomain" {
+        "/relaydomains/"
+    } else {
+        "/domains/"
+    };
+    paging.respond(path, q, total, list.iter().map(to_json).collect())
+}
+
+async fn list(State(web): State<Web>, user: ApiUser, q: Query) -> ApiResult {
+    page_of(&web, &user, &q, "domain").await
+}
+
+/// The domain `pk` of kind `kind` the user administers, else 404.
+async fn by_pk(
+    tx: &mut crate::store::Tx,
+    user: &ApiUser,
+    id: &str,
+    kind: &str,
+) -> Result<Domain, ApiError> {
+    let name = domains::name_by_id(tx, pk(id)?)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let d = domains::get(tx, user.actor(), &name).await?;
+    if d.kind != kind {
+        return Err(ApiError::NotFound);
+    }
+    Ok(d)
+}
+
+async fn retrieve(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -> ApiResult {
+    let mut tx = begin(&web).await?;
+    let d = by_pk(&mut tx, &user, &id, "domain").await?;
+    tx.commit().await?;
+    ok(domain_json(&d))
+}
+
+/// The settings common to hosted and relay domains, for a creation.
+fn read_spec(f: &mut Fields) -> DomainSpec {
+    let mut spec = DomainSpec::default();
+    if let Some(q) = f.int("quota", false) {
+        spec.quota = q;
+    }
+    if let Some(q) = f.int("default_mailbox_quota", false) {
+        spec.default_mailbox_quota = q;
+    }
+    if let Some(e) = f.boolean("enabled", false) {
+        spec.enabled = e;
+    }
+    if let Some(e) = f.boolean("enable_dns_checks", false) {
+        spec.enable_dns_checks = e;
+    }
+    if let Some(e) = f.boolean("enable_dkim", false) {
+        spec.enable_dkim = e;
+    }
+    if let Some(s) = f.string("dkim_key_selector", false) {
+        match DkimSelector::parse("dkim_key_selector", &s) {
+            Ok(s) => spec.dkim_key_selector = s,
+            Err(e) => f.error("dkim_key_selector", e.to_string()),
+        }
+    }
+    if let Some(l) = f.nullable_int("dkim_key_length") {
+        spec.dkim_key_length = l;
+    }
+    spec
+}
+
+fn read_name(f: &mut Fields) -> Option<DomainName> {
+    let name = f.string("name", true)?;
+    match DomainName::parse("name", &name) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            f.error("name", e.to_string());
+            None
+        }
+    }
+}
+
+async fn create(State(web): State<Web>, user: ApiUser, JsonBody(body): JsonBody) -> ApiResult {
+    user.require_admin()?;
+    let mut f = Fields::new(body, false);
+    let name = read_name(&mut f);
+    if let Some(t) = f.string("type", false) {
+        if t != "domain" {
+            f.error(
+                "type",
+                "must be \"domain\" here (relay domains are created under relaydomains/)",
+            );
+        }
+    }
+    let spec = read_spec(&mut f);
+    f.finish()?;
+    let Some(name) = name else {
+        return Err(ApiError::field("name", "This field is required."));
+    };
+    let mut tx = begin(&web).await?;
+    let d = domains::create(&mut tx, user.actor(), &name, &spec, None)
+        .await
+        .map_err(ApiError::on("name"))?;
+    tx.commit().await?;
+    created(domain_json(&d))
+}
+
+/// The changes of a PUT or PATCH; the name and type cannot change.
+fn read_patch(f: &mut Fields, d: &Domain) -> DomainPatch {
+    if let Some(n) = f.string("name", true) {
+        if n.trim().to_lowercase() != d.name {
+            f.error(
+                "name",
+                "cannot be changed (renaming a domain is not supported: create the new one)",
+            );
+        }
+    }
+    if let Some(t) = f.string("type", false) {
+        if t != d.kind {
+            f.error("type", "cannot be changed");
+        }
+    }
+    let mut p = DomainPatch {
+        quota: f.int("quota", false),
+        default_mailbox_quota: f.int("default_mailbox_quota", false),
+        enabled: f.boolean("enabled", false),
+        enable_dns_checks: f.boolean("enable_dns_checks", false),
+        enable_dkim: f.boolean("enable_dkim", false),
+        dkim_key_length: f.nullable_int("dkim_key_length"),
+        ..DomainPatch::default()
+    };
+    if let Some(s) = f.string("dkim_key_selector", false) {
+        match DkimSelector::parse("dkim_key_selector", &s) {
+            Ok(s) => p.dkim_key_selector = Some(s),
+            Err(e) => f.error("dkim_key_selector", e.to_string()),
+        }
+    }
+    p
+}
+
+/// A domain admin manages what is in its domain, not the domain's size (as in Modoboa, where
+/// only superadmins and resellers edit domain quotas).
+fn quota_guard(user: &ApiUser, d: &Domain, p: &DomainPatch) -> Result<(), ApiError> {
+    let changes = p.quota.is_some_and(|q| q != d.quota)
+        || p.default_mailbox_quota
+            .is_some_and(|q| q != d.default_mailbox_quota);
+    if user.role == crate::store::access::Role::DomainAdmins && changes {
+        return Err(ApiError::Forbidden(
+            "permission denied: domain admins cannot change domain quotas".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn update(
+    web: Web,
+    user: ApiUser,
+    id: String,
+    body: Map<String, Value>,
+    partial: bool,
+) -> ApiResult {
+    user.require_admin()?;
+    let mut tx = begin(&web).await?;
+    let d = by_pk(&mut tx, &user, &id, "domain").await?;
+    let mut f = Fields::new(body, partial);
+    let p = read_patch(&mut f, &d);
+    f.finish()?;
+    quota_guard(&user, &d, &p)?;
+    let d = domains::update(&mut tx, user.actor(), &d.name, &p)
+        .await
+        .map_err(ApiError::on("name"))?;
+    tx.commit().await?;
+    ok(domain_json(&d))
+}
+
+async fn put(
+    State(web): State<Web>,
+    user: ApiUser,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
+    update(web, user, id, body, false).await
+}
+
+async fn patch(
+    State(web): State<Web>,
+    user: ApiUser,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
+    update(web, user, id, body, true).await
+}
+
+async fn remove(web: Web, user: ApiUser, id: String, kind: &str) -> ApiResult {
+    let mut tx = begin(&web).await?;
+    let d = by_pk(&mut tx, &user, &id, kind).await?;
+    domains::delete(&mut tx, user.actor(), &d.name, &store_options(&web)).await?;
+    tx.commit().await?;
+    no_content()
+}
+
+async fn delete(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -> ApiResult {
+    remove(web, user, id, "domain").await
+}
+
+// Domain aliases.
+
+async fn alias_list(State(web): State<Web>, user: ApiUser, q: Query) -> ApiResult {
+    let paging = Paging::from(&q)?;
+    let mut tx = begin(&web).await?;
+    let mut list = domains::list_aliases(&mut tx, user.actor(), q.get("domain")).await?;
+    tx.commit().await?;
+    if let Some(s) = q.get("search") {
+        let s = s.to_lowercase();
+        list.retain(|a| a.name.contains(&s) || a.target.contains(&s));
+    }
+    paging.respond_all("/domainaliases/", &q, list.iter().map(alias_json).collect())
+}
+
+async fn alias_by_pk(
+    tx: &mut crate::store::Tx,
+    user: &ApiUser,
+    id: &str,
+) -> Result<DomainAlias, ApiError> {
+    let name = domains::alias_name_by_id(tx, pk(id)?)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(domains::get_alias(tx, user.actor(), &name).await?)
+}
+
+async fn alias_retrieve(
+    State(web): State<Web>,
+    user: ApiUser,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let mut tx = begin(&web).await?;
+    let a = alias_by_pk(&mut tx, &user, &id).await?;
+    tx.commit().await?;
+    ok(alias_json(&a))
+}
+
+fn domain_field(f: &mut Fields, field: &str, required: bool) -> Option<DomainName> {
+    let v = f.string(field, required)?;
+    match DomainName::parse(field, &v) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            f.error(field, e.to_string());
+            None
+        }
+    }
+}
+
+async fn alias_create(
+    State(web): State<Web>,
+    user: ApiUser,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
+    user.require_admin()?;
+    let mut f = Fields::new(body, false);
+    let name = domain_field(&mut f, "name", true);
+    let target = domain_field(&mut f, "target", true);
+    let enabled = f.boolean("enabled", false).unwrap_or(true);
+    f.finish()?;
+    let (Some(name), Some(target)) = (name, target) else {
+        return Err(ApiError::field("name", "This field is required."));
+    };
+    let mut tx = begin(&web).await?;
+    // The target must be one of the user's domains: anything else is a wrong `target`.
+    domains::get(&mut tx, user.actor(), target.as_str())
+        .await
+        .map_err(ApiError::on("target"))?;
+    let a = domains::create_alias(&mut tx, user.actor(), &name, &target, enabled)
+        .await
+        .map_err(ApiError::on("name"))?;
+    tx.commit().await?;
+    created(alias_json(&a))
+}
+
+async fn alias_update(
+    web: Web,
+    user: ApiUser,
+    id: String,
+    body: Map<String, Value>,
+    partial: bool,
+) -> ApiResult {
+    user.require_admin()?;
+    let mut tx = begin(&web).await?;
+    let a = alias_by_pk(&mut tx, &user, &id).await?;
+    let mut f = Fields::new(body, partial);
+    for (field, now) in [("name", &a.name), ("target", &a.target)] {
+        if let Some(v) = f.string(field, true) {
+            if v.trim().to_lowercase() != *now {
+                f.error(
+                    field,
+                    "cannot be changed (delete this domain alias and create another)",
+                );
+            }
+        }
+    }
+    let enabled = f.boolean("enabled", false);
+    f.finish()?;
+    let a = match enabled {
+        Some(e) => domains::set_alias_enabled(&mut tx, user.actor(), &a.name, e).await?,
+        None => a,
+    };
+    tx.commit().await?;
+    ok(alias_json(&a))
+}
+
+async fn alias_put(
+    State(web): State<Web>,
+    user: ApiUser,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
+    alias_update(web, user, id, body, false).await
+}
+
+async fn alias_patch(
+    State(web): State<Web>,
+    user: ApiUser,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
+    alias_update(web, user, id, body, true).await
+}
+
+async fn alias_delete(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -> ApiResult {
+    user.require_admin()?;
+    let mut tx = begin(&web).await?;
+    let a = alias_by_pk(&mut tx, &user, &id).await?;
+    domains::delete_alias(&mut tx, user.actor(), &a.name).await?;
+    tx.commit().await?;
+    no_content()
+}
+
+// Relay domains.
+
+async fn relay_list(State(web): State<Web>, user: ApiUser, q: Query) -> ApiResult {
+    page_of(&web, &user, &q, "relaydomain").await
+}
+
+async fn relay_retrieve(
+    State(web): State<Web>,
+    user: ApiUser,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let mut tx = begin(&web).await?;
+    let d = by_pk(&mut tx, &user, &id, "relaydomain").await?;
+    tx.commit().await?;
+    ok(relay_json(&d))
+}
+
+/// `transport` → the relay target; `current` fills what a PATCH leaves out.
+fn read_transport(f: &mut Fields, required: bool, current: Option<&Relay>) -> Option<Relay> {
+    let t = match f.object("transport", required)? {
+        Some(t) => t,
+        None => {
+            f.error("transport", "This field may not be null.");
+            return None;
+        }
+    };
+    let partial = f.is_partial() || current.is_some() && !required;
+    let mut tf = Fields::new(t, partial);
+    let service = tf
+        .string("service", false)
+        .or_else(|| current.map(|c| c.service.clone()))
+        .unwrap_or_else(|| "relay".into());
+    let settings = match tf.object("settings", current.is_none()) {
+        Some(Some(s)) => s,
+        Some(None) => {
+            tf.error("settings", "This field may not be null.");
+            Map::new()
+        }
+        None => Map::new(),
+    };
+    let mut sf = Fields::new(settings, current.is_some());
+    let host = sf
+        .string("relay_target_host", true)
+        .or_else(|| current.map(|c| c.target_host.clone()));
+    let port = match sf.int("relay_target_port", false) {
+        Some(p) => match u16::try_from(p) {
+            Ok(p) if p > 0 => Some(p),
+            _ => {
+                sf.error("relay_target_port", "must be between 1 and 65535");
+                None
+            }
+        },
+        None => Some(current.map_or(25, |c| c.target_port)),
+    };
+    let verify = sf
+        .boolean("relay_verify_recipients", false)
+        .or_else(|| current.map(|c| c.verify_recipients))
+        .unwrap_or(false);
+    tf.absorb("settings", sf);
+    f.absorb("transport", tf);
+    Some(Relay {
+        target_host: host?,
+        target_port: port?,
+        service,
+        verify_recipients: verify,
+    })
+}
+
+async fn relay_create(
+    State(web): State<Web>,
+    user: ApiUser,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
+    user.require_admin()?;
+    let mut f = Fields::new(body, false);
+    let name = read_name(&mut f);
+    let spec = read_spec(&mut f);
+    let relay = read_transport(&mut f, true, None);
+    f.finish()?;
+    let (Some(name), Some(relay)) = (name, relay) else {
+        return Err(ApiError::field("transport", "This field is required."));
+    };
+    let mut tx = begin(&web).await?;
+    let d = domains::create(&mut tx, user.actor(), &name, &spec, Some(&relay))
+        .await
+        .map_err(ApiError::on("name"))?;
+    tx.commit().await?;
+    created(relay_json(&d))
+}
+
+async fn relay_update(
+    web: Web,
+    user: ApiUser,
+    id: String,
+    body: Map<String, Value>,
+    partial: bool,
+) -> ApiResult {
+    user.require_admin()?;
+    let mut tx = begin(&web).await?;
+    let d = by_pk(&mut tx, &user, &id, "relaydomain").await?;
+    let mut f = Fields::new(body, partial);
+    let mut p = read_patch(&mut f, &d);
+    if f.has("transport") {
+        p.relay = read_transport(&mut f, false, d.relay.as_ref());
+    }
+    f.finish()?;
+    quota_guard(&user, &d, &p)?;
+    let d = domains::update(&mut tx, user.actor(), &d.name, &p)
+        .await
+        .map_err(ApiError::on("name"))?;
+    tx.commit().await?;
+    ok(relay_json(&d))
+}
+
+async fn relay_put(
+    State(web): State<Web>,
+    user: ApiUser,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
+    relay_update(web, user, id, body, false).await
+}
+
+async fn relay_patch(
+    State(web): State<Web>,
+    user: ApiUser,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
+    relay_update(web, user, id, body, true).await
+}
+
+async fn relay_delete(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -> ApiResult {
+    remove(web, user, id, "relaydomain").await
+}
