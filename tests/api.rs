@@ -1570,32 +1570,65 @@ async fn schemathesis_finds_no_server_error() {
     }
     let (_, da) = account(&store, "da@a.test", Role::DomainAdmins, true, &["a.test"]).await;
     account(&store, "user@a.test", Role::SimpleUsers, true, &[]).await;
-    for token in [&su, &da] {
-        let out = tokio::process::Command::new(&st)
-            .args([
-                "run",
-                &format!("http://127.0.0.1:{port}/api/v1/openapi.json"),
-                "--header",
-                &format!("Authorization: Token {token}"),
-                "--checks",
-                "not_a_server_error",
-                "--max-examples",
-                "25",
-                "--workers",
-                "2",
-                "--seed",
-                "1",
-                "--no-color",
-            ])
-            .env("SCHEMATHESIS_HOOKS", "")
-            .output()
-            .await
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "schemathesis found failures:\n{text}");
+    // Found by this test once: a NUL in a search reached PostgreSQL (500). Now a 400 naming it.
+    let a = call(port, "GET", "/domains/?search=a%00b", Some(&su), None).await;
+    assert_eq!(a.status, 400, "{}", a.raw);
+    assert!(
+        a.raw
+            .contains("search: must not contain control characters"),
+        "{}",
+        a.raw
+    );
+    // The domain admin first: the superadmin's run may delete or disable the domain admin.
+    for token in [&da, &su] {
+        // schemathesis (through Hypothesis) now and then crashes in its own generator ("Runtime
+        // Error" with its traceback, no request involved): that run is tried once more. A server
+        // error, a failed check, or a second crash fails the test.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let out = tokio::process::Command::new(&st)
+                .args([
+                    "run",
+                    &format!("http://127.0.0.1:{port}/api/v1/openapi.json"),
+                    "--header",
+                    &format!("Authorization: Token {token}"),
+                    "--checks",
+                    "not_a_server_error",
+                    "--max-examples",
+                    "25",
+                    // One worker: Hypothesis's caches are not thread-safe (the crash above).
+                    "--workers",
+                    "1",
+                    "--seed",
+                    "1",
+                    "--no-color",
+                ])
+                .env("SCHEMATHESIS_HOOKS", "")
+                .output()
+                .await
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if out.status.success() {
+                assert!(text.contains(" generated, "), "no test case ran:\n{text}");
+                assert!(
+                    !text.contains("Authentication failed: 41 operations"),
+                    "the token stopped working during the run:\n{text}"
+                );
+                break;
+            }
+            let tool_crash = text.contains("Runtime Error")
+                && !text.contains("FAILURES")
+                && !text.contains("Server error");
+            assert!(
+                tool_crash && attempts < 2,
+                "schemathesis found failures:\n{text}"
+            );
+            eprintln!("schemathesis crashed in its own generator; running it again");
+        }
     }
 }

@@ -676,6 +676,15 @@ async fn domain_admins_see_only_their_domains_and_limits_hold() {
         accounts::set_password(&mut tx, me, "v@mine.test", &pw)
             .await
             .unwrap();
+        // Nobody disables itself (locked out, the server maybe without an admin).
+        let off = AccountPatch {
+            enabled: Some(false),
+            ..Default::default()
+        };
+        assert!(matches!(
+            accounts::update(&mut tx, me, "admin@mine.test", &off, &opts()).await,
+            Err(StoreError::Forbidden(_))
+        ));
         // Its domain's quotas are not its to change; other settings are.
         let more = DomainPatch {
             quota: Some(500),

@@ -1037,6 +1037,14 @@ pub async fn update(
                 "you cannot change your own role".into(),
             ));
         }
+    }
+    // Disabling yourself would lock you out (and leave the server without its admin).
+    if actor.user_id() == Some(a.id) && patch.enabled == Some(false) && a.is_active {
+        return Err(StoreError::Forbidden(
+            "you cannot disable your own account".into(),
+        ));
+    }
+    if let Some(role) = patch.role {
         access::set_role(tx, a.id, role).await?;
     }
     tx.exec(

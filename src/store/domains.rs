@@ -266,7 +266,8 @@ pub async fn list(
 /// character all three engines accept the same way: `LIKE ? ESCAPE '!'`).
 pub fn contains_pattern(text: &str) -> String {
     let mut p = String::from("%");
-    for c in text.to_lowercase().chars() {
+    // No name holds a control character, and PostgreSQL refuses a NUL in text.
+    for c in text.to_lowercase().chars().filter(|c| !c.is_control()) {
         if matches!(c, '!' | '%' | '_') {
             p.push('!');
         }

@@ -24,7 +24,7 @@ fn like_pattern(search: Option<&str>) -> String {
         .trim()
         .to_lowercase()
         .chars()
-        .filter(|c| !matches!(c, '%' | '_' | '\\'))
+        .filter(|c| !matches!(c, '%' | '_' | '\\') && !c.is_control())
         .collect();
     format!("%{s}%")
 }

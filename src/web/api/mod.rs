@@ -416,6 +416,12 @@ impl Query {
     pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
             .map_err(|e| ApiError::Detail(StatusCode::BAD_REQUEST, format!("query: {e}")))?;
+        if let Some((name, _)) = pairs.iter().find(|(_, v)| v.chars().any(char::is_control)) {
+            return Err(ApiError::Detail(
+                StatusCode::BAD_REQUEST,
+                format!("{name}: must not contain control characters"),
+            ));
+        }
         Ok(Query(pairs.into_iter().collect()))
     }
     pub fn get(&self, name: &str) -> Option<&str> {
