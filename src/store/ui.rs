@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::access::{self, Actor, Kind, Role};
+use super::access::{self, Actor, Role};
 use super::{accounts, audit, domains, StoreError, Tx};
 
 /// One page of results and how many there are in all.
@@ -14,19 +14,6 @@ use super::{accounts, audit, domains, StoreError, Tx};
 pub struct Page<T> {
     pub items: Vec<T>,
     pub total: i64,
-}
-
-fn like_pattern(search: Option<&str>) -> String {
-    // LIKE wildcards typed by the user are matched literally only where every engine agrees
-    // on the escape: strip them instead (names never contain them).
-    let s: String = search
-        .unwrap_or("")
-        .trim()
-        .to_lowercase()
-        .chars()
-        .filter(|c| !matches!(c, '%' | '_' | '\\') && !c.is_control())
-        .collect();
-    format!("%{s}%")
 }
 
 /// The domains the actor administers whose name contains `search`, `kind` ("domain" or
@@ -48,39 +35,13 @@ pub async fn domains_page(
             "simple users administer no domain".into(),
         ));
     }
-    let mut filter = String::from("name LIKE ?");
-    let mut params = vec![super::Value::from(like_pattern(search))];
-    if let Some(k) = kind {
-        filter.push_str(" AND type = ?");
-        params.push(k.into());
-    }
-    if let (false, Some(uid)) = (actor.is_super(), actor.user_id()) {
-        let ct = access::content_type(tx, Kind::Domain).await?;
-        filter.push_str(
-            " AND id IN (SELECT object_id FROM core_objectaccess WHERE user_id = ? AND content_type_id = ?)",
-        );
-        params.push(uid.into());
-        params.push(ct.into());
-    }
-    let total = tx
-        .count(
-            &format!("SELECT COUNT(*) FROM admin_domain WHERE {filter}"),
-            &params,
-        )
-        .await?;
-    let mut page_params = params.clone();
-    page_params.push(limit.max(0).into());
-    page_params.push(offset.max(0).into());
-    let names = tx
-        .rows(
-            &format!("SELECT name FROM admin_domain WHERE {filter} ORDER BY name LIMIT ? OFFSET ?"),
-            &page_params,
-        )
-        .await?;
-    let mut items = Vec::with_capacity(names.len());
-    for r in &names {
-        items.push(domains::get(tx, actor, &r.text("name")?).await?);
-    }
+    // The same paged query as the API's list (filtered, counted and cut in SQL).
+    let q = domains::DomainQuery {
+        kind,
+        search: search.map(str::trim),
+    };
+    let (items, total) =
+        domains::list_page(tx, actor, &q, Some(limit.max(0)), offset.max(0)).await?;
     Ok(Page { items, total })
 }
 
