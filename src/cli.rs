@@ -189,6 +189,13 @@ pub enum TaskCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Run a job's work in this process and print its outcome as one JSON line: how the
+    /// scheduler of `modobox run` starts each run (it holds the lock and records the run).
+    #[command(hide = true)]
+    Exec {
+        /// The job.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,7 +24,17 @@ pub async fn run(global: &Global, manager: Option<daemon::ManagerKind>) -> Resul
             .map(|(s, _)| s)
             .map_err(|e| format!("{e:#}"))
     };
-    daemon::run(config, distro, kind, open)
+    // Each job runs as `modobox [these options] task exec NAME` (jobs::process).
+    let mut args: Vec<std::ffi::OsString> = vec!["--config".into(), global.config.clone().into()];
+    args.extend(["--distro".into(), distro.id.to_string().into()]);
+    args.extend((0..global.verbose).map(|_| "-v".into()));
+    let envs = global
+        .database_url
+        .iter()
+        .map(|u| ("MODOBOX_DATABASE_URL".to_string(), u.clone()))
+        .collect();
+    let jobs = modobox::jobs::process::JobCommand::this_executable(args, envs);
+    daemon::run(config, distro, kind, open, jobs)
         .await
         .map_err(|e| anyhow!("modobox run: {e}"))?;
     Ok(ExitCode::SUCCESS)

@@ -32,6 +32,7 @@ pub async fn task(global: &Global, c: &TaskCommand) -> Result<ExitCode> {
     match c {
         TaskCommand::List { json } => list(global, *json).await,
         TaskCommand::Run { name, dry_run } => run(global, name, *dry_run).await,
+        TaskCommand::Exec { name } => exec(global, name).await,
     }
 }
 
@@ -146,4 +147,25 @@ async fn run(global: &Global, name: &str, dry_run: bool) -> Result<ExitCode> {
         Outcome::Skipped => ExitCode::from(3),
         Outcome::Failed | Outcome::Timeout => ExitCode::from(1),
     })
+}
+
+/// One run for the scheduler of `modobox run` (see jobs::process): the job's work only, its
+/// outcome as one JSON line on standard output.
+async fn exec(global: &Global, name: &str) -> Result<ExitCode> {
+    let config = Config::load(&global.config)?;
+    let distro = Distro::resolve(global.distro.as_ref())?;
+    let (store, _) = crate::commands::open(global).await?;
+    let ctx = JobContext {
+        node: scheduler::node_name(&config),
+        config,
+        distro,
+        store: store.clone(),
+    };
+    let (outcome, message) = jobs::execute(name, &ctx, false).await;
+    store.close().await;
+    println!(
+        "{}",
+        serde_json::to_string(&jobs::process::ExecResult { outcome, message })?
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use croner::Cron;
 use modobox::config::{Config, InactiveAction};
 use modobox::distro::{Distro, DistroId};
+use modobox::jobs::process::{process_runner, JobCommand};
 use modobox::jobs::scheduler::{self, Entry, Runner, Scheduler};
 use modobox::jobs::{self, JobContext, Outcome};
 use modobox::names::{DomainName, Hostname, SafePath};
@@ -1130,11 +1131,10 @@ fn modobox(config: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-#[test]
-fn task_list_and_task_run_through_the_binary() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display().to_string();
-    let config = dir.path().join("modobox.toml");
+/// A configuration with every path (SQLite database included) inside `dir`.
+fn sqlite_config(dir: &Path) -> PathBuf {
+    let d = dir.display().to_string();
+    let config = dir.join("modobox.toml");
     std::fs::write(
         &config,
         format!(
@@ -1145,6 +1145,13 @@ fn task_list_and_task_run_through_the_binary() {
         ),
     )
     .unwrap();
+    config
+}
+
+#[test]
+fn task_list_and_task_run_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sqlite_config(dir.path());
     let text = |o: &std::process::Output| {
         format!(
             "{}{}",
@@ -1220,5 +1227,166 @@ fn task_list_and_task_run_through_the_binary() {
     assert!(
         line("inactive_accounts")["last_run"].is_null(),
         "dry runs are not recorded"
+    );
+}
+
+// ---- a process per scheduled run (jobs::process) ----
+
+fn job_command(program: PathBuf, config: &Path) -> JobCommand {
+    JobCommand {
+        program,
+        args: vec![
+            "--config".into(),
+            config.into(),
+            "--distro".into(),
+            "debian:12".into(),
+        ],
+        envs: Vec::new(),
+    }
+}
+
+/// A stand-in for modobox: a shell script that ignores its arguments.
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+fn running(pid: i32) -> bool {
+    // A zombie has ended; only the reaping is left.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn each_scheduled_run_is_a_process_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sqlite_config(dir.path());
+    for args in [&["db", "migrate"][..], &["domain", "add", "example.test"]] {
+        let o = modobox(&config, args);
+        assert!(o.status.success(), "{o:?}");
+    }
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/stats/mail.log"),
+        dir.path().join("mail.log"),
+    )
+    .unwrap();
+    // The scheduler's own records (lock, run) live in another database than the job's.
+    let db = common::sqlite().await;
+    let e = env(&db).await;
+    let store = &e.ctx.store;
+    let real = process_runner(job_command(env!("CARGO_BIN_EXE_modobox").into(), &config));
+    let r = scheduler::run_locked(
+        store,
+        "n1",
+        "logparser",
+        None,
+        Duration::from_secs(60),
+        &real,
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::Ok, "{}", r.message);
+    assert!(r.recorded);
+    // The child did the work: the RRD files of the log's domains are there.
+    assert!(
+        std::fs::read_dir(dir.path().join("rrd")).unwrap().any(|f| f
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".rrd")),
+        "no RRD file written by the job's process"
+    );
+    let r = scheduler::run_locked(store, "n1", "nope", None, Duration::from_secs(60), &real).await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert!(r.message.contains("unknown job \"nope\""), "{}", r.message);
+
+    // A run over its timeout is killed, not abandoned while it goes on.
+    let pidfile = dir.path().join("job.pid");
+    let slow = script(
+        dir.path(),
+        "slow",
+        &format!("echo $$ > {}; exec sleep 60", pidfile.display()),
+    );
+    let t = Instant::now();
+    let r = scheduler::run_locked(
+        store,
+        "n1",
+        "slowjob",
+        None,
+        Duration::from_millis(700),
+        &process_runner(job_command(slow, &config)),
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::Timeout);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let t = Instant::now();
+    while running(pid) && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !running(pid),
+        "the timed-out job's process {pid} still runs"
+    );
+    assert_eq!(runs_of(store, "slowjob").await[0].outcome, "timeout");
+
+    // A process that dies or answers nonsense is a failed run saying so; a reported outcome
+    // is taken as it is.
+    let cases = [
+        ("crash", "kill -9 $$", Outcome::Failed, "killed by signal 9"),
+        (
+            "garbage",
+            "echo '{not json'; exit 3",
+            Outcome::Failed,
+            "exited with code 3 without a result",
+        ),
+        (
+            "skips",
+            "echo 'log line'; echo '{\"outcome\":\"skipped\",\"message\":\"nothing to do\"}'",
+            Outcome::Skipped,
+            "nothing to do",
+        ),
+    ];
+    for (name, body, outcome, message) in cases {
+        let program = script(dir.path(), name, body);
+        let r = scheduler::run_locked(
+            store,
+            "n1",
+            name,
+            None,
+            Duration::from_secs(10),
+            &process_runner(job_command(program, &config)),
+        )
+        .await;
+        assert_eq!(r.outcome, outcome, "{name}: {}", r.message);
+        assert!(r.message.contains(message), "{name}: {}", r.message);
+    }
+    let missing = job_command(dir.path().join("missing"), &config);
+    let r = scheduler::run_locked(
+        store,
+        "n1",
+        "x",
+        None,
+        Duration::from_secs(10),
+        &process_runner(missing),
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert!(
+        r.message.contains("starting the job's process"),
+        "{}",
+        r.message
     );
 }

@@ -8,6 +8,7 @@ pub mod dkim_keys;
 pub mod inactive_accounts;
 pub mod mailbox_operations;
 pub mod new_accounts_statistics;
+pub mod process;
 pub mod quarantine_cleanup;
 pub mod scheduler;
 
@@ -15,7 +16,7 @@ pub mod scheduler;
 pub mod check_mx;
 pub mod public_api;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::distro::Distro;
@@ -103,7 +104,7 @@ pub fn names() -> Vec<&'static str> {
 }
 
 /// How a run ended (the `outcome` column of `modobox_task_run`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Ok,

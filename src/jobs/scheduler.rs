@@ -91,7 +91,7 @@ pub type JobFuture = Pin<Box<dyn Future<Output = (Outcome, String)> + Send>>;
 /// What runs a job by name (the registry; tests give their own).
 pub type Runner = Arc<dyn Fn(String) -> JobFuture + Send + Sync>;
 
-/// The registry's jobs, for real.
+/// The registry's jobs in this process (`modobox task run`).
 pub fn registry_runner(ctx: Arc<JobContext>) -> Runner {
     Arc::new(move |name: String| {
         let ctx = ctx.clone();
@@ -336,8 +336,9 @@ impl Scheduler {
     }
 }
 
-/// The scheduler of `modobox run`: every job of the configuration, until `shutdown` is true.
-pub async fn run(ctx: Arc<JobContext>, shutdown: watch::Receiver<bool>) {
+/// The scheduler of `modobox run`: every job of the configuration, each run by `runner` (a
+/// process per run, see jobs::process), until `shutdown` is true.
+pub async fn run(ctx: Arc<JobContext>, runner: Runner, shutdown: watch::Receiver<bool>) {
     let entries = match entries(&ctx.config) {
         Ok(e) => e,
         Err(e) => {
@@ -351,7 +352,6 @@ pub async fn run(ctx: Arc<JobContext>, shutdown: watch::Receiver<bool>) {
         entries.len(),
         ctx.node
     );
-    let runner = registry_runner(ctx.clone());
     Scheduler::new(ctx.store.clone(), ctx.node.clone(), entries, runner)
         .run(shutdown)
         .await;

@@ -10,6 +10,7 @@ use super::policy::Policy;
 use super::{probe, store_event, watched, Manager, Supervisor};
 use crate::config::Config;
 use crate::distro::Distro;
+use crate::jobs::process::JobCommand;
 use crate::service::direct::Direct;
 use crate::service::syslog;
 use crate::service::systemd::Systemd;
@@ -107,6 +108,7 @@ pub async fn run<F, Fut>(
     distro: Distro,
     kind: ManagerKind,
     open: F,
+    jobs: JobCommand,
 ) -> Result<(), String>
 where
     F: Fn() -> Fut,
@@ -119,7 +121,7 @@ where
             migrate_first(&store).await?;
             drop_capabilities(true).map_err(|e| format!("dropping capabilities: {e}"))?;
             let manager = Systemd::connect().await.map_err(|e| e.to_string())?;
-            let r = supervise(&config, &distro, &store, manager, services, None).await;
+            let r = supervise(&config, &distro, &store, &jobs, manager, services, None).await;
             store.close().await;
             r
         }
@@ -141,7 +143,7 @@ where
                 distro.facts.paths.postfix_spool.as_path().join("dev/log"),
             ]);
             let manager = Direct::new(specs);
-            let r = direct(&config, &distro, &manager, services, open).await;
+            let r = direct(&config, &distro, &jobs, &manager, services, open).await;
             notify("STOPPING=1");
             manager.stop_all().await;
             let _ = std::fs::remove_file(DIRECT_STATE);
@@ -164,6 +166,7 @@ async fn migrate_first(store: &Store) -> Result<(), String> {
 async fn direct<F, Fut>(
     config: &Config,
     distro: &Distro,
+    jobs: &JobCommand,
     manager: &Direct,
     services: Vec<super::Watched>,
     open: F,
@@ -216,7 +219,16 @@ where
         None => open().await?,
     };
     migrate_first(&store).await?;
-    let r = supervise(config, distro, &store, manager, services, Some(manager)).await;
+    let r = supervise(
+        config,
+        distro,
+        &store,
+        jobs,
+        manager,
+        services,
+        Some(manager),
+    )
+    .await;
     store.close().await;
     r
 }
@@ -226,6 +238,7 @@ fn start_companions(
     config: &Config,
     distro: &Distro,
     store: &Store,
+    jobs: &JobCommand,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let ctx = std::sync::Arc::new(crate::jobs::JobContext {
@@ -234,7 +247,12 @@ fn start_companions(
         distro: distro.clone(),
         store: store.clone(),
     });
-    let mut tasks = vec![tokio::spawn(crate::jobs::scheduler::run(ctx, stop.clone()))];
+    let runner = crate::jobs::process::process_runner(jobs.clone());
+    let mut tasks = vec![tokio::spawn(crate::jobs::scheduler::run(
+        ctx,
+        runner,
+        stop.clone(),
+    ))];
     match crate::web::Web::new(store.clone(), config.clone(), distro.clone(), true) {
         Ok(web) => {
             let mut stop = stop.clone();
@@ -258,12 +276,13 @@ async fn supervise<M: Manager>(
     config: &Config,
     distro: &Distro,
     store: &Store,
+    jobs: &JobCommand,
     manager: M,
     services: Vec<super::Watched>,
     direct: Option<&Direct>,
 ) -> Result<(), String> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let companions = start_companions(config, distro, store, &stop_rx);
+    let companions = start_companions(config, distro, store, jobs, &stop_rx);
     let r = probe_loop(config, store, manager, services, direct).await;
     let _ = stop_tx.send(true);
     // The scheduler lets running jobs finish (≤ 20 s, inside the unit's stop timeout).
