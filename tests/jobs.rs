@@ -839,6 +839,16 @@ async fn runs_of(store: &Store, task: &str) -> Vec<tasks::Run> {
     r
 }
 
+/// One run outside the schedule (no slot), as node n1.
+async fn run_by_hand(
+    store: &Store,
+    name: &str,
+    timeout: Duration,
+    runner: &Runner,
+) -> scheduler::Report {
+    scheduler::run_locked(store, "n1", name, None, timeout, runner).await
+}
+
 #[tokio::test]
 async fn a_run_over_its_timeout_is_stopped_and_recorded() {
     let db = common::sqlite().await;
@@ -846,15 +856,7 @@ async fn a_run_over_its_timeout_is_stopped_and_recorded() {
     let store = &e.ctx.store;
     let (p, runner) = probe_runner(Duration::from_secs(30));
     let t = Instant::now();
-    let r = scheduler::run_locked(
-        store,
-        "n1",
-        "slowjob",
-        None,
-        Duration::from_millis(200),
-        &runner,
-    )
-    .await;
+    let r = run_by_hand(store, "slowjob", Duration::from_millis(200), &runner).await;
     assert!(t.elapsed() < Duration::from_secs(5));
     assert_eq!(r.outcome, Outcome::Timeout);
     assert!(r.recorded);
@@ -887,13 +889,11 @@ async fn the_lock_and_the_slot_let_one_runner_through() {
             "{:?}",
             db.backend
         );
-        let r =
-            scheduler::run_locked(store, "n1", "job1", None, Duration::from_secs(5), &runner).await;
+        let r = run_by_hand(store, "job1", Duration::from_secs(5), &runner).await;
         assert_eq!(r.outcome, Outcome::Skipped, "{:?}", db.backend);
         assert!(!r.recorded);
         // Another job's lock is independent.
-        let r =
-            scheduler::run_locked(store, "n1", "job2", None, Duration::from_secs(5), &runner).await;
+        let r = run_by_hand(store, "job2", Duration::from_secs(5), &runner).await;
         assert_eq!(r.outcome, Outcome::Ok);
         held.release().await;
         let slot = Utc::now();
@@ -1284,15 +1284,7 @@ async fn each_scheduled_run_is_a_process_of_its_own() {
     let e = env(&db).await;
     let store = &e.ctx.store;
     let real = process_runner(job_command(env!("CARGO_BIN_EXE_modobox").into(), &config));
-    let r = scheduler::run_locked(
-        store,
-        "n1",
-        "logparser",
-        None,
-        Duration::from_secs(60),
-        &real,
-    )
-    .await;
+    let r = run_by_hand(store, "logparser", Duration::from_secs(60), &real).await;
     assert_eq!(r.outcome, Outcome::Ok, "{}", r.message);
     assert!(r.recorded);
     // The child did the work: the RRD files of the log's domains are there.
@@ -1304,7 +1296,7 @@ async fn each_scheduled_run_is_a_process_of_its_own() {
             .ends_with(".rrd")),
         "no RRD file written by the job's process"
     );
-    let r = scheduler::run_locked(store, "n1", "nope", None, Duration::from_secs(60), &real).await;
+    let r = run_by_hand(store, "nope", Duration::from_secs(60), &real).await;
     assert_eq!(r.outcome, Outcome::Failed);
     assert!(r.message.contains("unknown job \"nope\""), "{}", r.message);
 
@@ -1316,11 +1308,9 @@ async fn each_scheduled_run_is_a_process_of_its_own() {
         &format!("echo $$ > {}; exec sleep 60", pidfile.display()),
     );
     let t = Instant::now();
-    let r = scheduler::run_locked(
+    let r = run_by_hand(
         store,
-        "n1",
         "slowjob",
-        None,
         Duration::from_millis(700),
         &process_runner(job_command(slow, &config)),
     )
@@ -1361,11 +1351,9 @@ async fn each_scheduled_run_is_a_process_of_its_own() {
     ];
     for (name, body, outcome, message) in cases {
         let program = script(dir.path(), name, body);
-        let r = scheduler::run_locked(
+        let r = run_by_hand(
             store,
-            "n1",
             name,
-            None,
             Duration::from_secs(10),
             &process_runner(job_command(program, &config)),
         )
@@ -1374,11 +1362,9 @@ async fn each_scheduled_run_is_a_process_of_its_own() {
         assert!(r.message.contains(message), "{name}: {}", r.message);
     }
     let missing = job_command(dir.path().join("missing"), &config);
-    let r = scheduler::run_locked(
+    let r = run_by_hand(
         store,
-        "n1",
         "x",
-        None,
         Duration::from_secs(10),
         &process_runner(missing),
     )
