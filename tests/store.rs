@@ -1013,3 +1013,39 @@ async fn a_modoboa_database_is_adopted_without_touching_its_data() {
         store.close().await;
     }
 }
+
+/// Two processes writing one SQLite file (the CLI while a job of `modobox run` writes): a
+/// transaction that reads before it writes waits for the other writer instead of failing with
+/// "database is locked".
+#[tokio::test]
+async fn sqlite_writers_wait_for_each_other() {
+    let db = common::sqlite().await;
+    let first = fresh(&db).await;
+    let second = db.connect().await;
+    let mut holder = first.begin().await.unwrap();
+    holder
+        .exec(
+            "INSERT INTO core_log (date_created, message, level, logger) VALUES ('2026-12-01 00:00:00', 'held', 'INFO', 't')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let writer = tokio::spawn(async move {
+        let mut tx = second.begin().await.unwrap();
+        let n = tx.count("SELECT COUNT(*) FROM core_log", &[]).await.unwrap();
+        tx.exec(
+            "INSERT INTO core_log (date_created, message, level, logger) VALUES ('2026-12-01 00:00:01', 'after', 'INFO', 't')",
+            &[],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        n
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    holder.commit().await.unwrap();
+    // The second writer started after the first committed: it saw its row.
+    assert_eq!(writer.await.unwrap(), 1);
+    let mut tx = first.begin().await.unwrap();
+    assert_eq!(count(&mut tx, "SELECT COUNT(*) FROM core_log").await, 2);
+}

@@ -258,7 +258,11 @@ impl Store {
         Ok(match self {
             Store::Postgres(p) => Tx::Postgres(p.begin().await?),
             Store::Mysql(p) => Tx::Mysql(p.begin().await?),
-            Store::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+            // A deferred transaction that reads and then writes cannot wait for another
+            // writer (SQLite answers SQLITE_BUSY at once: `modobox mailbox add` failed while
+            // a job wrote); an immediate one takes the write lock first and waits for it
+            // (busy_timeout).
+            Store::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
         })
     }
 
