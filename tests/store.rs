@@ -1032,7 +1032,10 @@ async fn sqlite_writers_wait_for_each_other() {
         .unwrap();
     let writer = tokio::spawn(async move {
         let mut tx = second.begin().await.unwrap();
-        let n = tx.count("SELECT COUNT(*) FROM core_log", &[]).await.unwrap();
+        let n = tx
+            .count("SELECT COUNT(*) FROM core_log", &[])
+            .await
+            .unwrap();
         tx.exec(
             "INSERT INTO core_log (date_created, message, level, logger) VALUES ('2026-12-01 00:00:01', 'after', 'INFO', 't')",
             &[],

@@ -722,6 +722,29 @@ async fn scenario(store: Store) {
     assert!(second.body.contains(">p54.test<") && !second.body.contains(">p00.test<"));
     assert!(second.body.contains("page 2 of 2"));
     assert!(admin.get("/logs?page=2").await.body.contains("page 2 of"));
+    for i in 0..52 {
+        let name = format!("pager{i:02}@p00.test");
+        user(&store, &name, Role::SimpleUsers, true, &[]).await;
+    }
+    let first = admin.get("/accounts?q=pager").await;
+    assert_eq!(first.body.matches(">pager").count(), 50, "{}", first.body);
+    assert!(first.body.contains("page 1 of 2"));
+    let second = admin.get("/accounts?q=pager&page=2").await;
+    assert!(
+        second.body.contains(">pager51@p00.test<") && !second.body.contains(">pager00@p00.test<")
+    );
+    // A page past the end shows the last one.
+    let past = admin.get("/accounts?q=pager&page=9").await;
+    assert!(past.body.contains(">pager51@p00.test<") && past.body.contains("page 2 of 2"));
+    let filtered = admin
+        .get("/accounts?q=pager&domain=p00.test&role=SimpleUsers")
+        .await;
+    assert!(filtered.body.contains("page 1 of 2"));
+    assert!(!admin
+        .get("/accounts?q=pager&role=DomainAdmins")
+        .await
+        .body
+        .contains(">pager"));
 
     // ---- deletions behind a confirmation page ----
     let confirm = admin.get("/domains/c.test/delete").await;

@@ -8,8 +8,8 @@ use axum::response::{Html, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    base, checked, form_errors, int_field, one_error, page_number, pager, refused, require_admin,
-    see_other, store_options, Errors, PAGE_SIZE,
+    base, checked, form_errors, int_field, one_error, page_number, pager, past_the_end, refused,
+    require_admin, see_other, store_options, Errors, PAGE_SIZE,
 };
 use crate::dnsrecords::{self, DomainDns};
 use crate::names::{DkimSelector, DomainName};
@@ -50,15 +50,13 @@ pub async fn list(
         PAGE_SIZE,
     )
     .await?;
-    // A page past the end (the list shrank): show the last one.
-    let pages = ((found.total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
-    if page > pages {
+    if let Some(last) = past_the_end(page, found.total) {
         found = ui::domains_page(
             &mut tx,
             user.actor(),
             kind,
             search,
-            (pages - 1) * PAGE_SIZE,
+            (last - 1) * PAGE_SIZE,
             PAGE_SIZE,
         )
         .await?;

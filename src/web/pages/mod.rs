@@ -222,6 +222,13 @@ pub fn page_number(raw: &Option<String>) -> i64 {
         .unwrap_or(1)
 }
 
+/// The last page when `page` is past the end of `total` items (the list shrank, or a typed
+/// URL): the pager shows that one.
+pub fn past_the_end(page: i64, total: i64) -> Option<i64> {
+    let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
+    (page > pages).then_some(pages)
+}
+
 /// The pager under a list: links keep the list's other query parameters.
 #[derive(Debug, Serialize)]
 pub struct Pager {
