@@ -1052,3 +1052,124 @@ async fn sqlite_writers_wait_for_each_other() {
     let mut tx = first.begin().await.unwrap();
     assert_eq!(count(&mut tx, "SELECT COUNT(*) FROM core_log").await, 2);
 }
+
+/// The alias list of the UI and the API: filtered by visibility, domain and search (address or
+/// a recipient), counted and paged in SQL, with each alias's recipients in their order.
+#[tokio::test]
+async fn alias_lists_are_paged_and_searched_in_sql() {
+    for db in common::all().await {
+        let store = fresh(&db).await;
+        let mut tx = store.begin().await.unwrap();
+        let sys = Actor::System;
+        for d in ["a.test", "b.test"] {
+            domains::create(&mut tx, sys, &dom(d), &DomainSpec::default(), None)
+                .await
+                .unwrap();
+        }
+        let spec = |r: &[&str]| AliasSpec {
+            enabled: true,
+            recipients: r.iter().map(|s| s.to_string()).collect(),
+            ..AliasSpec::default()
+        };
+        let addr = |a: &str| AliasAddress::parse("address", a).unwrap();
+        for i in 0..7 {
+            let to = format!("ext{i}@far.example");
+            aliases::create(&mut tx, sys, &addr(&format!("al{i}@a.test")), &spec(&[&to]))
+                .await
+                .unwrap();
+        }
+        aliases::create(
+            &mut tx,
+            sys,
+            &addr("multi@a.test"),
+            &spec(&["zz@far.example", "aa@far.example"]),
+        )
+        .await
+        .unwrap();
+        aliases::create(
+            &mut tx,
+            sys,
+            &addr("x@b.test"),
+            &spec(&["special@far.example"]),
+        )
+        .await
+        .unwrap();
+        let admin = accounts::create(
+            &mut tx,
+            sys,
+            &AccountSpec {
+                role: Role::DomainAdmins,
+                domains: vec![dom("a.test")],
+                ..mailbox("admin@a.test", None)
+            },
+            ROUNDS,
+        )
+        .await
+        .unwrap();
+        let me = Actor::User {
+            id: admin.id,
+            role: Role::DomainAdmins,
+        };
+        let names = |l: &[aliases::Alias]| l.iter().map(|a| a.address.clone()).collect::<Vec<_>>();
+
+        let (page, total) = aliases::list_page(&mut tx, sys, None, None, Some(3), 3)
+            .await
+            .unwrap();
+        assert_eq!(total, 9, "{}", db.name);
+        assert_eq!(names(&page), ["al3@a.test", "al4@a.test", "al5@a.test"]);
+        let (last, _) = aliases::list_page(&mut tx, sys, None, None, Some(3), 6)
+            .await
+            .unwrap();
+        assert_eq!(names(&last), ["al6@a.test", "multi@a.test", "x@b.test"]);
+        assert_eq!(last[1].recipients, ["zz@far.example", "aa@far.example"]);
+        // The whole list is the same query without a limit.
+        let all = aliases::list(&mut tx, sys, None).await.unwrap();
+        assert_eq!(all.len(), 9);
+        assert_eq!(all[7].recipients, last[1].recipients);
+
+        // Search: in a recipient, case-insensitive, LIKE's wildcards taken literally.
+        let found = |search: &str| {
+            let search = search.to_string();
+            let store = store.clone();
+            async move {
+                let mut tx = store.begin().await.unwrap();
+                let r = aliases::list_page(&mut tx, Actor::System, None, Some(&search), None, 0)
+                    .await
+                    .unwrap();
+                drop(tx);
+                r
+            }
+        };
+        tx.commit().await.unwrap();
+        let (hit, total) = found("special").await;
+        assert_eq!((names(&hit), total), (vec!["x@b.test".to_string()], 1));
+        assert_eq!(names(&found("AL1").await.0), ["al1@a.test"]);
+        assert_eq!(found("%").await.1, 0);
+        assert_eq!(found("_").await.1, 0);
+        assert_eq!(found("far.example").await.1, 9);
+
+        // A domain admin sees its domain's aliases only; another domain is not found.
+        let mut tx = store.begin().await.unwrap();
+        let (mine, total) = aliases::list_page(&mut tx, me, None, None, Some(50), 0)
+            .await
+            .unwrap();
+        assert_eq!(total, 8);
+        assert!(mine.iter().all(|a| a.address.ends_with("@a.test")));
+        let (none, total) = aliases::list_page(&mut tx, me, None, Some("special"), None, 0)
+            .await
+            .unwrap();
+        assert!(none.is_empty() && total == 0);
+        assert!(matches!(
+            aliases::list_page(&mut tx, me, Some(&dom("b.test")), None, None, 0).await,
+            Err(StoreError::NotFound { .. })
+        ));
+        let (only_a, total) =
+            aliases::list_page(&mut tx, sys, Some(&dom("a.test")), Some("multi"), None, 0)
+                .await
+                .unwrap();
+        assert_eq!(
+            (names(&only_a), total),
+            (vec!["multi@a.test".to_string()], 1)
+        );
+    }
+}

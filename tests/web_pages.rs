@@ -10,6 +10,7 @@ use common::web::{account, enc, http, login, start, Answer, PASSWORD};
 use modobox::names::{DkimSelector, DomainName};
 use modobox::store::access::{Actor, Role};
 use modobox::store::accounts::{self, AccountSpec, Password};
+use modobox::store::aliases::{self, AliasAddress, AliasSpec};
 use modobox::store::domains::{self, DomainSpec};
 use modobox::store::{audit, migrate, Store};
 
@@ -745,6 +746,28 @@ async fn scenario(store: Store) {
         .await
         .body
         .contains(">pager"));
+    let mut tx = store.begin().await.unwrap();
+    for i in 0..51 {
+        let spec = AliasSpec {
+            enabled: true,
+            recipients: vec![format!("far{i:02}@elsewhere.example")],
+            ..AliasSpec::default()
+        };
+        let address = AliasAddress::parse("address", &format!("pal{i:02}@p01.test")).unwrap();
+        aliases::create(&mut tx, Actor::System, &address, &spec)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let first = admin.get("/aliases?q=elsewhere").await;
+    assert!(first.body.contains("page 1 of 2") && first.body.contains("pal00@p01.test"));
+    let second = admin.get("/aliases?q=elsewhere&page=2").await;
+    assert!(second.body.contains("pal50@p01.test") && !second.body.contains("pal00@p01.test"));
+    assert!(admin
+        .get("/aliases?q=far07")
+        .await
+        .body
+        .contains("pal07@p01.test"));
 
     // ---- deletions behind a confirmation page ----
     let confirm = admin.get("/domains/c.test/delete").await;

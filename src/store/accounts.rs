@@ -651,11 +651,6 @@ pub async fn list(
     Ok(out)
 }
 
-/// `?, ?, ...` for an `IN` list of `n` values.
-fn marks(n: usize) -> String {
-    vec!["?"; n].join(", ")
-}
-
 /// `limit` rows from `offset` of the accounts the actor may see (the rules of `visible`, in
 /// SQL), by username, and how many there are in all. The page's roles, quotas, sender
 /// addresses and domains come in four queries, not four per account.
@@ -764,7 +759,7 @@ pub async fn list_page(
             .rows(
                 &format!(
                     "SELECT username, bytes FROM admin_quota WHERE username IN ({})",
-                    marks(fa.len())
+                    super::db::marks(fa.len())
                 ),
                 &fa,
             )
@@ -775,7 +770,7 @@ pub async fn list_page(
         let ma: Vec<super::Value> = mb_ids.iter().map(|&i| i.into()).collect();
         for s in tx
             .rows(
-                &format!("SELECT mailbox_id, address FROM admin_senderaddress WHERE mailbox_id IN ({}) ORDER BY address", marks(ma.len())),
+                &format!("SELECT mailbox_id, address FROM admin_senderaddress WHERE mailbox_id IN ({}) ORDER BY address", super::db::marks(ma.len())),
                 &ma,
             )
             .await?
@@ -798,7 +793,7 @@ pub async fn list_page(
         da.extend(admins.iter().map(|&i| super::Value::from(i)));
         for d in tx
             .rows(
-                &format!("SELECT oa.user_id, d.name FROM admin_domain d INNER JOIN core_objectaccess oa ON oa.object_id = d.id AND oa.content_type_id = ? WHERE oa.user_id IN ({}) ORDER BY d.name", marks(admins.len())),
+                &format!("SELECT oa.user_id, d.name FROM admin_domain d INNER JOIN core_objectaccess oa ON oa.object_id = d.id AND oa.content_type_id = ? WHERE oa.user_id IN ({}) ORDER BY d.name", super::db::marks(admins.len())),
                 &da,
             )
             .await?

@@ -2,11 +2,13 @@
 //! internal aliases Modoboa keeps for every mailbox (`user@dom → user@dom`) and every domain
 //! alias (`@alias → @target`): Postfix's `virtual_alias_maps` resolves all of them.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::access::{self, Actor, Kind};
-use super::{audit, StoreError, Tx};
+use super::{audit, StoreError, Tx, Value};
 use crate::args;
 use crate::names::{DomainName, EmailAddress};
 
@@ -413,38 +415,83 @@ pub async fn list(
     actor: Actor,
     domain: Option<&DomainName>,
 ) -> Result<Vec<Alias>, StoreError> {
-    let rows = match domain {
-        Some(d) => {
-            let id = domain_of(tx, actor, d).await?;
-            tx.rows(
-                &format!("SELECT {ALIAS_COLUMNS} FROM admin_alias WHERE internal = ? AND domain_id = ? ORDER BY address"),
-                args![false, id],
-            )
-            .await?
-        }
-        None => {
-            tx.rows(
-                &format!(
-                    "SELECT {ALIAS_COLUMNS} FROM admin_alias WHERE internal = ? ORDER BY address"
-                ),
-                args![false],
-            )
-            .await?
-        }
-    };
-    let visible = access::domain_ids(tx, actor).await?;
-    let mut out = Vec::new();
-    for r in &rows {
-        if let Some(ids) = &visible {
-            match r.opt_i32("domain_id")? {
-                Some(d) if ids.contains(&d) => {}
-                _ => continue,
-            }
-        }
-        let recipients = recipients_of(tx, r.i32("id")?).await?;
-        out.push(alias_from_row(r, recipients)?);
+    Ok(list_page(tx, actor, domain, None, None, 0).await?.0)
+}
+
+/// Recipients fetched per query: below every engine's limit of bound values.
+const RECIPIENTS_CHUNK: usize = 500;
+
+/// `limit` ordinary aliases from `offset` (all with `None`), by address, optionally of one
+/// domain, whose address or one of whose recipients contains `search`, among those the actor
+/// may see; and how many there are in all. Filtered, counted and cut in SQL; the recipients of
+/// the page come in one query per 500 aliases, not one per alias.
+pub async fn list_page(
+    tx: &mut Tx,
+    actor: Actor,
+    domain: Option<&DomainName>,
+    search: Option<&str>,
+    limit: Option<i64>,
+    offset: i64,
+) -> Result<(Vec<Alias>, i64), StoreError> {
+    let mut cond = vec!["a.internal = ?"];
+    let mut a: Vec<Value> = vec![false.into()];
+    if let Some(d) = domain {
+        let id = domain_of(tx, actor, d).await?;
+        cond.push("a.domain_id = ?");
+        a.push(id.into());
     }
-    Ok(out)
+    if let (false, Some(user)) = (actor.is_super(), actor.user_id()) {
+        let ct = access::content_type(tx, Kind::Domain).await?;
+        cond.push("a.domain_id IN (SELECT object_id FROM core_objectaccess WHERE user_id = ? AND content_type_id = ?)");
+        a.extend([user.into(), ct.into()]);
+    }
+    if let Some(s) = search.map(str::trim).filter(|s| !s.is_empty()) {
+        let pattern = super::domains::contains_pattern(s);
+        cond.push("(a.address LIKE ? ESCAPE '!' OR EXISTS (SELECT 1 FROM modoboa_admin_aliasrecipient r WHERE r.alias_id = a.id AND r.address LIKE ? ESCAPE '!'))");
+        a.extend([pattern.clone().into(), pattern.into()]);
+    }
+    let filter = cond.join(" AND ");
+    let total = tx
+        .count(
+            &format!("SELECT COUNT(*) FROM admin_alias a WHERE {filter}"),
+            &a,
+        )
+        .await?;
+    let mut sql =
+        format!("SELECT {ALIAS_COLUMNS} FROM admin_alias a WHERE {filter} ORDER BY a.address");
+    if let Some(l) = limit {
+        sql.push_str(" LIMIT ? OFFSET ?");
+        a.extend([l.max(0).into(), offset.max(0).into()]);
+    }
+    let rows = tx.rows(&sql, &a).await?;
+    let ids = rows
+        .iter()
+        .map(|r| r.i32("id"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut recipients: HashMap<i32, Vec<String>> = HashMap::new();
+    for chunk in ids.chunks(RECIPIENTS_CHUNK) {
+        let found = tx
+            .rows(
+                &format!(
+                    "SELECT alias_id, address FROM modoboa_admin_aliasrecipient WHERE alias_id IN ({}) ORDER BY id",
+                    super::db::marks(chunk.len())
+                ),
+                &chunk.iter().map(|&i| Value::from(i)).collect::<Vec<_>>(),
+            )
+            .await?;
+        for r in &found {
+            recipients
+                .entry(r.i32("alias_id")?)
+                .or_default()
+                .push(r.text("address")?);
+        }
+    }
+    let list = rows
+        .iter()
+        .zip(&ids)
+        .map(|(r, id)| alias_from_row(r, recipients.remove(id).unwrap_or_default()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((list, total))
 }
 
 pub async fn update(

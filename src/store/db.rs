@@ -106,6 +106,11 @@ fn parse_sqlite_ts(text: &str) -> Option<DateTime<Utc>> {
     .map(|n| n.and_utc())
 }
 
+/// `?, ?, ...` for an `IN` list of `n` values.
+pub fn marks(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
 /// `?` → `$n` outside string literals (PostgreSQL's placeholder syntax).
 pub fn numbered_placeholders(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);

@@ -44,18 +44,30 @@ async fn list(State(web): State<Web>, user: ApiUser, q: Query) -> ApiResult {
         .get("domain")
         .map(|d| DomainName::parse("domain", d))
         .transpose()?;
+    let (limit, offset) = paging.window();
     let mut tx = begin(&web).await?;
-    let mut list = match aliases::list(&mut tx, user.actor(), domain.as_ref()).await {
+    let search = q.get("search");
+    let (list, total) = match aliases::list_page(
+        &mut tx,
+        user.actor(),
+        domain.as_ref(),
+        search,
+        limit,
+        offset,
+    )
+    .await
+    {
         // A domain the user does not administer: no aliases for it.
-        Err(crate::store::StoreError::NotFound { .. }) => Vec::new(),
+        Err(crate::store::StoreError::NotFound { .. }) => (Vec::new(), 0),
         other => other?,
     };
     tx.commit().await?;
-    if let Some(s) = q.get("search") {
-        let s = s.to_lowercase();
-        list.retain(|a| a.address.contains(&s) || a.recipients.iter().any(|r| r.contains(&s)));
-    }
-    paging.respond_all("/aliases/", &q, list.iter().map(alias_json).collect())
+    paging.respond(
+        "/aliases/",
+        &q,
+        total,
+        list.iter().map(alias_json).collect(),
+    )
 }
 
 async fn by_pk(tx: &mut Tx, user: &ApiUser, id: &str) -> Result<Alias, ApiError> {

@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use super::domains::Nothing;
 use super::{
-    base, checked, form_errors, one_error, page_number, pager, refused, require_admin, see_other,
-    slice, Errors,
+    base, checked, form_errors, one_error, page_number, pager, past_the_end, refused,
+    require_admin, see_other, Errors, PAGE_SIZE,
 };
 use crate::names::DomainName;
-use crate::store::aliases::{self, Alias, AliasAddress, AliasPatch, AliasSpec};
+use crate::store::aliases::{self, AliasAddress, AliasPatch, AliasSpec};
 use crate::web::session::{Post, User};
 use crate::web::{path_segment, Web, WebError};
 
@@ -34,26 +34,40 @@ pub async fn list(
         "" => None,
         d => Some(DomainName::parse("domain", d).map_err(|e| WebError::BadRequest(e.to_string()))?),
     };
+    let page = page_number(&q.page);
+    let search = Some(q.q.as_str());
+    let offset = |page: i64| (page - 1) * PAGE_SIZE;
     let mut tx = web.store.begin().await?;
-    let all = aliases::list(&mut tx, user.actor(), domain.as_ref()).await?;
+    let (mut found, total) = aliases::list_page(
+        &mut tx,
+        user.actor(),
+        domain.as_ref(),
+        search,
+        Some(PAGE_SIZE),
+        offset(page),
+    )
+    .await?;
+    if let Some(last) = past_the_end(page, total) {
+        found = aliases::list_page(
+            &mut tx,
+            user.actor(),
+            domain.as_ref(),
+            search,
+            Some(PAGE_SIZE),
+            offset(last),
+        )
+        .await?
+        .0;
+    }
     tx.commit().await?;
-    let needle = q.q.trim().to_lowercase();
-    let all: Vec<Alias> = all
-        .into_iter()
-        .filter(|a| {
-            needle.is_empty()
-                || a.address.contains(&needle)
-                || a.recipients.iter().any(|r| r.contains(&needle))
-        })
-        .collect();
     let p = pager(
-        all.len() as i64,
-        page_number(&q.page),
+        total,
+        page,
         "/aliases",
         &[("q", &q.q), ("domain", &q.domain)],
     );
     let mut ctx = base(&web, &user, "aliases");
-    ctx.insert("aliases", &slice(&all, p.page));
+    ctx.insert("aliases", &found);
     ctx.insert("q", &q.q);
     ctx.insert("domain", &q.domain);
     ctx.insert("pager", &p);

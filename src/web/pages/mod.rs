@@ -272,17 +272,6 @@ pub fn pager(total: i64, page: i64, path: &str, query: &[(&str, &str)]) -> Pager
     }
 }
 
-/// A slice of an in-memory list for one page.
-pub fn slice<T: Clone>(items: &[T], page: i64) -> Vec<T> {
-    let start = usize::try_from((page - 1) * PAGE_SIZE).unwrap_or(0);
-    items
-        .iter()
-        .skip(start)
-        .take(PAGE_SIZE as usize)
-        .cloned()
-        .collect()
-}
-
 /// Quota use of a mailbox for display: MB used, and the percentage when there is a quota.
 #[derive(Debug, Serialize)]
 pub struct Usage {
