@@ -310,23 +310,7 @@ async fn update(
     ok(account_json(&a2))
 }
 
-async fn put_account(
-    State(web): State<Web>,
-    user: ApiUser,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody,
-) -> ApiResult {
-    update(web, user, id, body, false).await
-}
-
-async fn patch(
-    State(web): State<Web>,
-    user: ApiUser,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody,
-) -> ApiResult {
-    update(web, user, id, body, true).await
-}
+put_and_patch!(put_account, patch, update);
 
 async fn delete(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -> ApiResult {
     user.require_admin()?;
@@ -492,23 +476,7 @@ async fn sender_update(
     ok(sender_json(&s))
 }
 
-async fn sender_put(
-    State(web): State<Web>,
-    user: ApiUser,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody,
-) -> ApiResult {
-    sender_update(web, user, id, body, false).await
-}
-
-async fn sender_patch(
-    State(web): State<Web>,
-    user: ApiUser,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody,
-) -> ApiResult {
-    sender_update(web, user, id, body, true).await
-}
+put_and_patch!(sender_put, sender_patch, sender_update);
 
 async fn sender_delete(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -> ApiResult {
     user.require_admin()?;

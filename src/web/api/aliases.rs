@@ -180,23 +180,7 @@ async fn update(
     ok(alias_json(&a))
 }
 
-async fn put(
-    State(web): State<Web>,
-    user: ApiUser,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody,
-) -> ApiResult {
-    update(web, user, id, body, false).await
-}
-
-async fn patch(
-    State(web): State<Web>,
-    user: ApiUser,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody,
-) -> ApiResult {
-    update(web, user, id, body, true).await
-}
+put_and_patch!(put, patch, update);
 
 async fn delete(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -> ApiResult {
     user.require_admin()?;

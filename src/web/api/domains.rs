@@ -278,23 +278,7 @@ async fn update(
     ok(domain_json(&d))
 }
 
-async fn put(
-    State(web): State<Web>,
-    user: ApiUser,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody,
-) -> ApiResult {
-    update(web, user, id, body, false).await
-}
-
-async fn patch(
-    State(web): State<Web>,
-    user: ApiUser,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody,
-) -> ApiResult {
-    update(web, user, id, body, true).await
-}
+put_and_patch!(put, patch, update);
 
 async fn remove(web: Web, user: ApiUser, id: String, kind: &str) -> ApiResult {
     let mut tx = begin(&web).await?;
@@ -412,23 +396,7 @@ async fn alias_update(
     ok(alias_json(&a))
 }
 
-async fn alias_put(
-    State(web): State<Web>,
-    user: ApiUser,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody,
-) -> ApiResult {
-    alias_update(web, user, id, body, false).await
-}
-
-async fn alias_patch(
-    State(web): State<Web>,
-    user: ApiUser,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody,
-) -> ApiResult {
-    alias_update(web, user, id, body, true).await
-}
+put_and_patch!(alias_put, alias_patch, alias_update);
 
 async fn alias_delete(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -> ApiResult {
     user.require_admin()?;
@@ -553,23 +521,7 @@ async fn relay_update(
     ok(relay_json(&d))
 }
 
-async fn relay_put(
-    State(web): State<Web>,
-    user: ApiUser,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody,
-) -> ApiResult {
-    relay_update(web, user, id, body, false).await
-}
-
-async fn relay_patch(
-    State(web): State<Web>,
-    user: ApiUser,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody,
-) -> ApiResult {
-    relay_update(web, user, id, body, true).await
-}
+put_and_patch!(relay_put, relay_patch, relay_update);
 
 async fn relay_delete(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -> ApiResult {
     remove(web, user, id, "relaydomain").await

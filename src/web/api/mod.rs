@@ -3,6 +3,30 @@
 //! page-number pagination, and the route table the OpenAPI document is checked against. The
 //! store decides who sees and changes what (`Actor`); handlers only translate.
 
+/// The PUT (every field) and PATCH (the fields sent) handlers of one resource: both call
+/// `$update(web, user, id, body, partial)`. Defined before the resource modules that use it.
+macro_rules! put_and_patch {
+    ($put:ident, $patch:ident, $update:ident) => {
+        async fn $put(
+            axum::extract::State(web): axum::extract::State<$crate::web::Web>,
+            user: $crate::web::api::ApiUser,
+            axum::extract::Path(id): axum::extract::Path<String>,
+            $crate::web::api::JsonBody(body): $crate::web::api::JsonBody,
+        ) -> $crate::web::api::ApiResult {
+            $update(web, user, id, body, false).await
+        }
+
+        async fn $patch(
+            axum::extract::State(web): axum::extract::State<$crate::web::Web>,
+            user: $crate::web::api::ApiUser,
+            axum::extract::Path(id): axum::extract::Path<String>,
+            $crate::web::api::JsonBody(body): $crate::web::api::JsonBody,
+        ) -> $crate::web::api::ApiResult {
+            $update(web, user, id, body, true).await
+        }
+    };
+}
+
 pub mod accounts;
 pub mod aliases;
 pub mod domains;

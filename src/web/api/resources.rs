@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use serde_json::{Map, Value};
 
-use super::{begin, ok, pk, ApiError, ApiResult, ApiUser, Fields, JsonBody, Route};
+use super::{begin, ok, pk, ApiError, ApiResult, ApiUser, Fields, Route};
 use crate::store::access::{self, Role, LIMIT_NAMES};
 use crate::store::accounts::{self, Account};
 use crate::store::Tx;
@@ -87,20 +87,4 @@ async fn update(
     ok(v)
 }
 
-async fn put(
-    State(web): State<Web>,
-    user: ApiUser,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody,
-) -> ApiResult {
-    update(web, user, id, body, false).await
-}
-
-async fn patch(
-    State(web): State<Web>,
-    user: ApiUser,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody,
-) -> ApiResult {
-    update(web, user, id, body, true).await
-}
+put_and_patch!(put, patch, update);
