@@ -1173,3 +1173,86 @@ async fn alias_lists_are_paged_and_searched_in_sql() {
         );
     }
 }
+
+/// Lists without a page (the API without `page`, the CLI): 70,000 accounts are more values
+/// than one statement may bind on any engine (SQLite 32,766; PostgreSQL, MariaDB 65,535), so
+/// the per-page lookups (roles, quota use, sender addresses) go in chunks.
+#[tokio::test]
+async fn unpaged_lists_of_70000_accounts_work() {
+    const N: i64 = 70_000;
+    for db in common::all().await {
+        let store = fresh(&db).await;
+        let mut tx = store.begin().await.unwrap();
+        domains::create(
+            &mut tx,
+            Actor::System,
+            &dom("big.test"),
+            &DomainSpec::default(),
+            None,
+        )
+        .await
+        .unwrap();
+        if tx.backend() == modobox::store::Backend::Mysql {
+            tx.exec("SET SESSION max_recursive_iterations = 100000", &[])
+                .await
+                .unwrap();
+        }
+        let (concat, t, f) = match tx.backend() {
+            modobox::store::Backend::Mysql => ("CONCAT('u', i, '@big.test')", "1", "0"),
+            _ => ("'u' || i || '@big.test'", "true", "false"),
+        };
+        tx.exec(
+            &format!(
+                "INSERT INTO core_user (password, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined, is_local, master_user, language, _parameters) \
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {N}) \
+                 SELECT '{{PLAIN}}x', {f}, {concat}, '', '', '', {f}, {t}, '2026-01-01 00:00:00', {t}, {f}, 'en', '{{}}' FROM n"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+        let domain_id = tx
+            .row("SELECT id FROM admin_domain WHERE name = 'big.test'", &[])
+            .await
+            .unwrap()
+            .unwrap()
+            .i32("id")
+            .unwrap();
+        tx.exec(
+            &format!(
+                "INSERT INTO admin_mailbox (address, quota, use_domain_quota, domain_id, user_id, creation) \
+                 SELECT SUBSTR(username, 1, LENGTH(username) - 9), 0, {t}, {domain_id}, id, '2026-01-01 00:00:00' FROM core_user"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+        tx.exec(
+            "INSERT INTO admin_quota (username, bytes, messages) SELECT username, 4096, 1 FROM core_user",
+            &[],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = store.begin().await.unwrap();
+        let (all, total) = accounts::list_page(
+            &mut tx,
+            Actor::System,
+            &accounts::ListFilter::default(),
+            None,
+            0,
+        )
+        .await
+        .unwrap();
+        assert_eq!((all.len() as i64, total), (N, N), "{}", db.name);
+        let last = all
+            .iter()
+            .find(|a| a.username == "u70000@big.test")
+            .unwrap();
+        assert_eq!(last.role, Role::SimpleUsers);
+        let mb = last.mailbox.as_ref().expect("a mailbox");
+        assert_eq!(mb.full_address, "u70000@big.test");
+        assert_eq!(mb.quota_used_bytes, 4096);
+    }
+}

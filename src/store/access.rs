@@ -282,11 +282,11 @@ pub async fn roles_of(
     if user_ids.is_empty() {
         return Ok(out);
     }
-    let marks = vec!["?"; user_ids.len()].join(", ");
     let a: Vec<super::Value> = user_ids.iter().map(|&i| i.into()).collect();
     let rows = tx
-        .rows(
-            &format!("SELECT u.id, u.is_superuser, g.name FROM core_user u LEFT JOIN core_user_groups ug ON ug.user_id = u.id LEFT JOIN auth_group g ON g.id = ug.group_id WHERE u.id IN ({marks})"),
+        .rows_in(
+            "SELECT u.id, u.is_superuser, g.name FROM core_user u LEFT JOIN core_user_groups ug ON ug.user_id = u.id LEFT JOIN auth_group g ON g.id = ug.group_id WHERE u.id IN ({in})",
+            &[],
             &a,
         )
         .await?;

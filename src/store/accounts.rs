@@ -756,11 +756,9 @@ pub async fn list_page(
     if !full.is_empty() {
         let fa: Vec<super::Value> = full.iter().map(|f| f.into()).collect();
         for q in tx
-            .rows(
-                &format!(
-                    "SELECT username, bytes FROM admin_quota WHERE username IN ({})",
-                    super::db::marks(fa.len())
-                ),
+            .rows_in(
+                "SELECT username, bytes FROM admin_quota WHERE username IN ({in})",
+                &[],
                 &fa,
             )
             .await?
@@ -769,8 +767,9 @@ pub async fn list_page(
         }
         let ma: Vec<super::Value> = mb_ids.iter().map(|&i| i.into()).collect();
         for s in tx
-            .rows(
-                &format!("SELECT mailbox_id, address FROM admin_senderaddress WHERE mailbox_id IN ({}) ORDER BY address", super::db::marks(ma.len())),
+            .rows_in(
+                "SELECT mailbox_id, address FROM admin_senderaddress WHERE mailbox_id IN ({in}) ORDER BY address",
+                &[],
                 &ma,
             )
             .await?
@@ -789,11 +788,11 @@ pub async fn list_page(
     let mut doms: std::collections::HashMap<i32, Vec<String>> = Default::default();
     if !admins.is_empty() {
         let ct = access::content_type(tx, Kind::Domain).await?;
-        let mut da: Vec<super::Value> = vec![ct.into()];
-        da.extend(admins.iter().map(|&i| super::Value::from(i)));
+        let da: Vec<super::Value> = admins.iter().map(|&i| i.into()).collect();
         for d in tx
-            .rows(
-                &format!("SELECT oa.user_id, d.name FROM admin_domain d INNER JOIN core_objectaccess oa ON oa.object_id = d.id AND oa.content_type_id = ? WHERE oa.user_id IN ({}) ORDER BY d.name", super::db::marks(admins.len())),
+            .rows_in(
+                "SELECT oa.user_id, d.name FROM admin_domain d INNER JOIN core_objectaccess oa ON oa.object_id = d.id AND oa.content_type_id = ? WHERE oa.user_id IN ({in}) ORDER BY d.name",
+                &[ct.into()],
                 &da,
             )
             .await?

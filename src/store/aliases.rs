@@ -418,13 +418,10 @@ pub async fn list(
     Ok(list_page(tx, actor, domain, None, None, 0).await?.0)
 }
 
-/// Recipients fetched per query: below every engine's limit of bound values.
-const RECIPIENTS_CHUNK: usize = 500;
-
 /// `limit` ordinary aliases from `offset` (all with `None`), by address, optionally of one
 /// domain, whose address or one of whose recipients contains `search`, among those the actor
 /// may see; and how many there are in all. Filtered, counted and cut in SQL; the recipients of
-/// the page come in one query per 500 aliases, not one per alias.
+/// the page come in one query per 1,000 aliases, not one per alias.
 pub async fn list_page(
     tx: &mut Tx,
     actor: Actor,
@@ -468,23 +465,20 @@ pub async fn list_page(
         .iter()
         .map(|r| r.i32("id"))
         .collect::<Result<Vec<_>, _>>()?;
+    let values: Vec<Value> = ids.iter().map(|&i| i.into()).collect();
     let mut recipients: HashMap<i32, Vec<String>> = HashMap::new();
-    for chunk in ids.chunks(RECIPIENTS_CHUNK) {
-        let found = tx
-            .rows(
-                &format!(
-                    "SELECT alias_id, address FROM modoboa_admin_aliasrecipient WHERE alias_id IN ({}) ORDER BY id",
-                    super::db::marks(chunk.len())
-                ),
-                &chunk.iter().map(|&i| Value::from(i)).collect::<Vec<_>>(),
-            )
-            .await?;
-        for r in &found {
-            recipients
-                .entry(r.i32("alias_id")?)
-                .or_default()
-                .push(r.text("address")?);
-        }
+    for r in &tx
+        .rows_in(
+            "SELECT alias_id, address FROM modoboa_admin_aliasrecipient WHERE alias_id IN ({in}) ORDER BY id",
+            &[],
+            &values,
+        )
+        .await?
+    {
+        recipients
+            .entry(r.i32("alias_id")?)
+            .or_default()
+            .push(r.text("address")?);
     }
     let list = rows
         .iter()
