@@ -606,49 +606,15 @@ pub struct ListFilter<'a> {
     pub with_mailbox: Option<bool>,
 }
 
+/// Every account the actor may see that passes `filter`, by username.
 pub async fn list(
     tx: &mut Tx,
     actor: Actor,
     filter: &ListFilter<'_>,
 ) -> Result<Vec<Account>, StoreError> {
-    let pattern = format!("%{}%", filter.search.unwrap_or("").to_lowercase());
-    let rows = match filter.domain {
-        Some(d) => {
-            tx.rows(
-                &format!(
-                    "{} WHERE d.name = ? AND u.username LIKE ? ORDER BY u.username",
-                    select()
-                ),
-                args![d, pattern],
-            )
-            .await?
-        }
-        None => {
-            tx.rows(
-                &format!("{} WHERE u.username LIKE ? ORDER BY u.username", select()),
-                args![pattern],
-            )
-            .await?
-        }
-    };
-    let mut out = Vec::new();
-    for r in &rows {
-        if filter
-            .with_mailbox
-            .is_some_and(|m| m != r.opt_i32("mb_id").ok().flatten().is_some())
-        {
-            continue;
-        }
-        if !visible(tx, actor, r).await? {
-            continue;
-        }
-        let a = from_row(tx, r).await?;
-        if filter.role.is_some_and(|role| role != a.role) {
-            continue;
-        }
-        out.push(a);
-    }
-    Ok(out)
+    // One implementation: the paged query without a page (a few queries in all, not a few
+    // per account).
+    Ok(list_page(tx, actor, filter, None, 0).await?.0)
 }
 
 /// `limit` rows from `offset` of the accounts the actor may see (the rules of `visible`, in
