@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::domains::Nothing;
 use super::{
-    base, checked, form_errors, int_field, one_error, page_number, pager, past_the_end, refused,
-    require_admin, see_other, store_options, Errors, Usage, PAGE_SIZE,
+    base, checked, confirm_delete, form_errors, int_field, one_error, page_number, pager,
+    past_the_end, refused, require_admin, see_other, store_options, Deletion, Errors, Usage,
+    PAGE_SIZE,
 };
 use crate::names::DomainName;
 use crate::store::access::{self, Role};
@@ -453,23 +454,23 @@ pub async fn delete_form(
     let mut tx = web.store.begin().await?;
     let a = accounts::manageable(&mut tx, user.actor(), &username).await?;
     tx.commit().await?;
-    let mut ctx = base(&web, &user, "accounts");
-    ctx.insert("kind", "account");
-    ctx.insert("name", &a.username);
-    ctx.insert(
-        "action",
-        &format!("/accounts/{}/delete", path_segment(&a.username)),
-    );
-    ctx.insert("back", &format!("/accounts/{}", path_segment(&a.username)));
-    ctx.insert(
-        "consequence",
-        if a.mailbox.is_some() {
-            "Its mailbox is deleted with it (and its directory removed by the next mailbox_operations run)."
-        } else {
-            "The account can no longer log in."
+    let consequence = if a.mailbox.is_some() {
+        "Its mailbox is deleted with it (and its directory removed by the next mailbox_operations run)."
+    } else {
+        "The account can no longer log in."
+    };
+    confirm_delete(
+        &web,
+        &user,
+        "accounts",
+        Deletion {
+            kind: "account",
+            name: &a.username,
+            action: format!("/accounts/{}/delete", path_segment(&a.username)),
+            back: format!("/accounts/{}", path_segment(&a.username)),
+            consequence: consequence.into(),
         },
-    );
-    web.render("confirm_delete.html", &ctx)
+    )
 }
 
 pub async fn delete(

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::domains::Nothing;
 use super::{
-    base, checked, form_errors, one_error, page_number, pager, past_the_end, refused,
-    require_admin, see_other, Errors, PAGE_SIZE,
+    base, checked, confirm_delete, form_errors, one_error, page_number, pager, past_the_end,
+    refused, require_admin, see_other, Deletion, Errors, PAGE_SIZE,
 };
 use crate::names::DomainName;
 use crate::store::aliases::{self, AliasAddress, AliasPatch, AliasSpec};
@@ -254,23 +254,22 @@ pub async fn delete_form(
     let mut tx = web.store.begin().await?;
     let a = aliases::get(&mut tx, user.actor(), &address).await?;
     tx.commit().await?;
-    let mut ctx = base(&web, &user, "aliases");
-    ctx.insert("kind", "alias");
-    ctx.insert("name", &a.address);
-    ctx.insert(
-        "action",
-        &format!("/aliases/{}/delete", path_segment(&a.address)),
-    );
-    ctx.insert("back", "/aliases");
-    ctx.insert(
-        "consequence",
-        &format!(
-            "Mail to {} is no longer delivered to {}.",
-            a.address,
-            a.recipients.join(", ")
-        ),
-    );
-    web.render("confirm_delete.html", &ctx)
+    confirm_delete(
+        &web,
+        &user,
+        "aliases",
+        Deletion {
+            kind: "alias",
+            name: &a.address,
+            action: format!("/aliases/{}/delete", path_segment(&a.address)),
+            back: "/aliases".into(),
+            consequence: format!(
+                "Mail to {} is no longer delivered to {}.",
+                a.address,
+                a.recipients.join(", ")
+            ),
+        },
+    )
 }
 
 pub async fn delete(

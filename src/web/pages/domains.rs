@@ -8,8 +8,8 @@ use axum::response::{Html, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    base, checked, form_errors, int_field, one_error, page_number, pager, past_the_end, refused,
-    require_admin, see_other, store_options, Errors, PAGE_SIZE,
+    base, checked, confirm_delete, form_errors, int_field, one_error, page_number, pager,
+    past_the_end, refused, require_admin, see_other, store_options, Deletion, Errors, PAGE_SIZE,
 };
 use crate::dnsrecords::{self, DomainDns};
 use crate::names::{DkimSelector, DomainName};
@@ -499,19 +499,21 @@ pub async fn delete_form(
     let mut tx = web.store.begin().await?;
     let d = domains::get(&mut tx, user.actor(), &name).await?;
     tx.commit().await?;
-    let mut ctx = base(&web, &user, "domains");
-    ctx.insert("kind", "domain");
-    ctx.insert("name", &d.name);
-    ctx.insert("action", &format!("/domains/{}/delete", d.name));
-    ctx.insert("back", &format!("/domains/{}", d.name));
-    ctx.insert(
-        "consequence",
-        &format!(
-            "Its {} mailbox(es) and their accounts, its aliases and domain aliases are deleted with it.",
-            d.mailboxes
-        ),
-    );
-    web.render("confirm_delete.html", &ctx)
+    confirm_delete(
+        &web,
+        &user,
+        "domains",
+        Deletion {
+            kind: "domain",
+            name: &d.name,
+            action: format!("/domains/{}/delete", d.name),
+            back: format!("/domains/{}", d.name),
+            consequence: format!(
+                "Its {} mailbox(es) and their accounts, its aliases and domain aliases are deleted with it.",
+                d.mailboxes
+            ),
+        },
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -652,19 +654,21 @@ pub async fn alias_delete_form(
     let mut tx = web.store.begin().await?;
     let a = domains::get_alias(&mut tx, user.actor(), &name).await?;
     tx.commit().await?;
-    let mut ctx = base(&web, &user, "domains");
-    ctx.insert("kind", "domain alias");
-    ctx.insert("name", &a.name);
-    ctx.insert("action", &format!("/domain-aliases/{}/delete", a.name));
-    ctx.insert("back", &format!("/domains/{}", a.target));
-    ctx.insert(
-        "consequence",
-        &format!(
-            "Mail to @{} is no longer delivered to @{}.",
-            a.name, a.target
-        ),
-    );
-    web.render("confirm_delete.html", &ctx)
+    confirm_delete(
+        &web,
+        &user,
+        "domains",
+        Deletion {
+            kind: "domain alias",
+            name: &a.name,
+            action: format!("/domain-aliases/{}/delete", a.name),
+            back: format!("/domains/{}", a.target),
+            consequence: format!(
+                "Mail to @{} is no longer delivered to @{}.",
+                a.name, a.target
+            ),
+        },
+    )
 }
 
 pub async fn alias_delete(

@@ -99,6 +99,32 @@ pub fn routes() -> axum::Router<Web> {
         )
 }
 
+/// The delete confirmation page: what is deleted, where its form posts, where "cancel" goes
+/// back to, and what goes with it.
+#[derive(Debug)]
+pub struct Deletion<'a> {
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub action: String,
+    pub back: String,
+    pub consequence: String,
+}
+
+pub fn confirm_delete(
+    web: &Web,
+    user: &User,
+    section: &str,
+    d: Deletion<'_>,
+) -> Result<Html<String>, WebError> {
+    let mut ctx = base(web, user, section);
+    ctx.insert("kind", d.kind);
+    ctx.insert("name", d.name);
+    ctx.insert("action", &d.action);
+    ctx.insert("back", &d.back);
+    ctx.insert("consequence", &d.consequence);
+    web.render("confirm_delete.html", &ctx)
+}
+
 /// What every page's layout needs: who is logged in, the navigation they may use, the CSRF token
 /// of their forms.
 pub fn base(web: &Web, user: &User, active: &str) -> tera::Context {
