@@ -60,8 +60,7 @@ pub async fn start(
     node: &str,
     slot: Option<DateTime<Utc>>,
 ) -> Result<Option<i64>, StoreError> {
-    // Insert first, no SELECT before it: on SQLite a transaction that reads and then writes
-    // cannot wait for another writer (SQLITE_BUSY at once), one that starts writing can.
+    // Insert first: the unique (task, slot) key decides which node claims the slot.
     let mut tx = store.begin().await?;
     let id = match tx
         .insert(
