@@ -277,10 +277,12 @@ impl Default for Web {
 pub struct Stats {
     /// The mail log (Postfix, Amavis, Dovecot lines).
     pub log_file: SafePath,
-    /// Read the journal (mail facility) when `log_file` does not exist.
+    /// Read the journal (mail facility) when `log_file` does not exist or is no longer written.
     pub journal: bool,
-    /// Offsets, journal cursor and messages in flight between runs.
-    pub state_file: SafePath,
+    /// No longer used: the parser's state lives with the RRD files (`paths.rrd`). Accepted
+    /// so configurations written by older versions load; the file it names is moved there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_file: Option<SafePath>,
 }
 
 impl Default for Stats {
@@ -288,10 +290,7 @@ impl Default for Stats {
         Stats {
             log_file: known_good(SafePath::parse("stats.log_file", "/var/log/mail.log")),
             journal: true,
-            state_file: known_good(SafePath::parse(
-                "stats.state_file",
-                "/var/lib/modobox/stats-state.json",
-            )),
+            state_file: None,
         }
     }
 }
@@ -690,12 +689,14 @@ impl Config {
         self.jobs.validate(&names)?;
         self.validate_jobs()?;
         let p = &self.paths;
-        let under_mail_root = [
+        let mut under_mail_root = vec![
             ("paths.dkim_keys", &p.dkim_keys),
             ("paths.data", &p.data),
             ("paths.rrd", &p.rrd),
-            ("stats.state_file", &self.stats.state_file),
         ];
+        if let Some(legacy) = &self.stats.state_file {
+            under_mail_root.push(("stats.state_file", legacy));
+        }
         for (field, path) in under_mail_root {
             if path.as_path().starts_with(p.mail_root.as_path()) {
                 return Err(NameError::new(

@@ -52,7 +52,7 @@ fn write_config(dir: &Path) -> PathBuf {
             "hostname = \"mail.example.test\"\n[database]\nengine = \"sqlite\"\nsqlite_path = \"{d}/m.db\"\n\
              [paths]\nmail_root = \"{d}/vmail\"\ndkim_keys = \"{d}/dkim\"\nrrd = \"{d}/rrd\"\n\
              data = \"{d}/data\"\nsecrets = \"{d}/secrets.toml\"\n\
-             [stats]\nlog_file = \"{d}/mail.log\"\njournal = false\nstate_file = \"{d}/data/stats.json\"\n"
+             [stats]\nlog_file = \"{d}/mail.log\"\njournal = false\n"
         ),
     )
     .unwrap();

@@ -63,7 +63,6 @@ async fn env(db: &common::TestDb) -> Env {
     // The statistics read this test's log, never the host's.
     config.stats.log_file = safe("stats.log_file", &root.join("mail.log"));
     config.stats.journal = false;
-    config.stats.state_file = safe("stats.state_file", &root.join("data/stats-state.json"));
     config.validate().unwrap();
     std::fs::create_dir_all(root.join("vmail")).unwrap();
     let distro = Distro::load(&"debian:12".parse::<DistroId>().unwrap()).unwrap();
@@ -1141,7 +1140,7 @@ fn sqlite_config(dir: &Path) -> PathBuf {
             "hostname = \"mail.example.com\"\n[database]\nengine = \"sqlite\"\nsqlite_path = \"{d}/m.db\"\n\
              [paths]\nmail_root = \"{d}/vmail\"\ndkim_keys = \"{d}/dkim\"\nrrd = \"{d}/rrd\"\n\
              data = \"{d}/data\"\nsecrets = \"{d}/secrets.toml\"\n\
-             [stats]\nlog_file = \"{d}/mail.log\"\njournal = false\nstate_file = \"{d}/data/stats.json\"\n"
+             [stats]\nlog_file = \"{d}/mail.log\"\njournal = false\n"
         ),
     )
     .unwrap();

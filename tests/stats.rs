@@ -121,7 +121,7 @@ fn settings(dir: &std::path::Path) -> Settings {
         log_file: dir.join("mail.log"),
         journal: false,
         rrd_dir: dir.join("rrd"),
-        state_file: dir.join("state.json"),
+        legacy_state_file: None,
         zone: Zone::Fixed(0),
     }
 }
@@ -421,11 +421,12 @@ fn a_second_run_at_the_same_time_is_refused_not_doubled() {
     let dir = tempfile::tempdir().unwrap();
     let s = settings(dir.path());
     append(&s.log_file, &lines_of("mail.log"));
+    std::fs::create_dir_all(&s.rrd_dir).unwrap();
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(dir.path().join("state.lock"))
+        .open(s.state_file().with_extension("lock"))
         .unwrap();
     let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
     let e = stats::update(&s, &names(), None, at(LATER))

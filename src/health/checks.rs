@@ -44,7 +44,7 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(name: impl Into<String>, level: Level, message: impl Into<String>) -> Self {
+    pub fn new(name: impl Into<String>, level: Level, message: impl Into<String>) -> Self {
         Check {
             name: name.into(),
             level,

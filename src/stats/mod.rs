@@ -7,6 +7,7 @@ pub mod parser;
 pub mod rrd;
 pub mod state;
 
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -15,9 +16,10 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
+use crate::health::checks::{Check, Level};
 use crate::store::access::Actor;
 use crate::store::{domains, Store};
-use parser::{Domains, Parser, Zone};
+use parser::{Domains, Parser, Zone, COUNTERS};
 use rrd::Rrd;
 use state::State;
 
@@ -59,29 +61,59 @@ impl StatsError {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub log_file: PathBuf,
-    /// Read the journal (mail facility) when `log_file` does not exist.
+    /// Read the journal (mail facility) when `log_file` does not exist or is no longer written.
     pub journal: bool,
+    /// The RRD files, and beside them the parser's state (`parser-state.json`): where the
+    /// parser stopped belongs to where its results went.
     pub rrd_dir: PathBuf,
-    pub state_file: PathBuf,
+    /// Where modobox ≤ 0.1 kept the state (`stats.state_file`): moved into `rrd_dir` once.
+    pub legacy_state_file: Option<PathBuf>,
     pub zone: Zone,
 }
 
 /// The environment variable that overrides the RRD directory (`--rrd-dir` too).
 pub const RRD_DIR_ENV: &str = "MODOBOX_RRD_DIR";
+/// The parser's state, in the RRD directory.
+pub const STATE_FILE: &str = "parser-state.json";
+/// A log file not written for this long while the journal gets mail lines is stale (the
+/// direct manager's log after a boot with systemd, rsyslog removed): the journal is read.
+const STALE_FILE_SECS: i64 = 600;
+/// No event recognised for this long while Postfix queues mail: the statistics check warns.
+const SILENT_SECS: i64 = 3600;
+/// ... once at least this many messages were queued meanwhile (not one deferred message).
+const SILENT_MIN_QUEUED: u64 = 5;
 
 impl Settings {
     pub fn from_config(config: &Config) -> Settings {
-        let rrd_dir = std::env::var_os(RRD_DIR_ENV)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| config.paths.rrd.as_path().to_path_buf());
-        Settings {
+        let configured = config.paths.rrd.as_path().to_path_buf();
+        let mut settings = Settings {
             log_file: config.stats.log_file.as_path().to_path_buf(),
             journal: config.stats.journal,
-            rrd_dir,
-            state_file: config.stats.state_file.as_path().to_path_buf(),
+            rrd_dir: configured.clone(),
+            legacy_state_file: config
+                .stats
+                .state_file
+                .as_ref()
+                .map(|p| p.as_path().to_path_buf()),
             zone: Zone::Local,
+        };
+        if let Some(dir) = std::env::var_os(RRD_DIR_ENV).filter(|v| !v.is_empty()) {
+            settings.set_rrd_dir(PathBuf::from(dir));
         }
+        settings
+    }
+
+    /// Another RRD directory (`--rrd-dir`): it has a state of its own, and the legacy state
+    /// belongs to the configured directory only.
+    pub fn set_rrd_dir(&mut self, dir: PathBuf) {
+        if dir != self.rrd_dir {
+            self.legacy_state_file = None;
+        }
+        self.rrd_dir = dir;
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.rrd_dir.join(STATE_FILE)
     }
 }
 
@@ -92,6 +124,8 @@ pub struct Report {
     pub bytes: u64,
     pub lines: u64,
     pub skipped: u64,
+    /// Lines skipped because another source gave them already.
+    pub already_read: u64,
     pub rotated: bool,
     pub truncated: bool,
     pub files_updated: usize,
@@ -103,11 +137,16 @@ pub struct Report {
 impl Report {
     pub fn summary(&self) -> String {
         format!(
-            "{}: {} lines ({} bytes, {} skipped){}{} in {:.2} s; {} RRD files updated ({} minute rows); {} messages in flight",
+            "{}: {} lines ({} bytes, {} skipped{}){}{} in {:.2} s; {} RRD files updated ({} minute rows); {} messages in flight",
             self.source,
             self.lines,
             self.bytes,
             self.skipped,
+            if self.already_read > 0 {
+                format!(", {} read before from another source", self.already_read)
+            } else {
+                String::new()
+            },
             if self.rotated { ", followed a rotation" } else { "" },
             if self.truncated { ", file was truncated: read again from the start" } else { "" },
             self.seconds,
@@ -148,6 +187,48 @@ pub async fn run(config: &Config, store: &Store) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Where lines are read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    File(PathBuf),
+    Journal,
+}
+
+impl Source {
+    /// The name kept in the state (a file's path, or `journal`).
+    fn key(&self) -> String {
+        match self {
+            Source::File(p) => p.display().to_string(),
+            Source::Journal => JOURNAL.into(),
+        }
+    }
+}
+
+const JOURNAL: &str = "journal";
+
+/// The log file when it is written, else the journal. Both exist when rsyslog writes the file
+/// from the journal (the file is read: it is what the admin configured), or when the file was
+/// left by the direct manager or a removed syslog daemon: then the journal, once its newest
+/// mail line is `STALE_FILE_SECS` younger than the file.
+fn choose_source(settings: &Settings) -> Result<Source, StatsError> {
+    let log = &settings.log_file;
+    let modified = std::fs::metadata(log).ok().and_then(|m| m.modified().ok());
+    match (modified, settings.journal) {
+        (Some(_), false) => Ok(Source::File(log.clone())),
+        (None, true) => Ok(Source::Journal),
+        (None, false) => Err(StatsError::NoLog {
+            path: log.display().to_string(),
+        }),
+        (Some(m), true) => {
+            let file_time = DateTime::<Utc>::from(m).timestamp();
+            match journal_newest() {
+                Some(j) if j > file_time + STALE_FILE_SECS => Ok(Source::Journal),
+                _ => Ok(Source::File(log.clone())),
+            }
+        }
+    }
+}
+
 /// Parses new log data (the configured log file, `file` instead, or the journal) and writes
 /// every complete minute before `now` to the RRD files. Holds a lock: one update at a time.
 pub fn update(
@@ -157,27 +238,43 @@ pub fn update(
     now: DateTime<Utc>,
 ) -> Result<Report, StatsError> {
     let started = Instant::now();
-    let _lock = lock(&settings.state_file)?;
-    let mut st = State::load(&settings.state_file)?;
+    let state_file = settings.state_file();
+    let _lock = lock(&state_file)?;
+    adopt_legacy_state(settings, &state_file)?;
+    let mut st = State::load(&state_file)?;
     let mut parser = Parser::new(Domains::new(names), settings.zone, now);
     parser.import(st.carry());
+    parser.set_activity(st.activity);
     let mut report = Report::default();
-    let log = file.unwrap_or(&settings.log_file);
-    if log.exists() {
-        let key = log.display().to_string();
-        let (mark, r) = state::read_file(log, st.files.get(&key), &mut parser)?;
-        st.files.insert(key.clone(), mark);
-        report.source = key;
-        report.rotated = r.rotated;
-        report.truncated = r.truncated;
-    } else if file.is_none() && settings.journal {
+    // `--file` is an explicit one-off: it neither resumes after nor moves the regular source.
+    let source = match file {
+        Some(f) => Source::File(f.to_path_buf()),
+        None => choose_source(settings)?,
+    };
+    let key = source.key();
+    let switched = file.is_none() && st.source.as_deref().is_some_and(|s| s != key);
+    if switched && st.source.as_deref() == Some(JOURNAL) && settings.journal {
+        // The journal holds every line up to the switch (rsyslog just installed): read it to
+        // the end first; the file's lines it already gave are skipped below.
         st.journal_cursor = read_journal(st.journal_cursor.take(), &mut parser)?;
-        report.source = "journal".into();
-    } else {
-        return Err(StatsError::NoLog {
-            path: log.display().to_string(),
-        });
     }
+    if switched {
+        if let Some(p) = parser.position().or(st.position) {
+            parser.resume_after(p);
+        }
+    }
+    match &source {
+        Source::File(log) => {
+            let (mark, r) = state::read_file(log, st.files.get(&key), &mut parser)?;
+            st.files.insert(key.clone(), mark);
+            report.rotated = r.rotated;
+            report.truncated = r.truncated;
+        }
+        Source::Journal => {
+            st.journal_cursor = read_journal(st.journal_cursor.take(), &mut parser)?;
+        }
+    }
+    report.source = key.clone();
     // Minutes before the current one are complete; the rest waits for the next run.
     let cut = now.timestamp().div_euclid(60);
     let mut rows = parser.take_before(cut);
@@ -192,10 +289,49 @@ pub fn update(
     report.lines = parser.input.lines;
     report.bytes = parser.input.bytes;
     report.skipped = parser.input.skipped;
+    report.already_read = parser.input.already_read;
     st.carry = parser.export();
-    st.save(&settings.state_file)?;
+    if file.is_none() {
+        st.source = Some(key.clone());
+        st.position = parser.position().or(st.position);
+        st.activity = parser.activity();
+        if report.lines > report.already_read {
+            if report.skipped == report.lines - report.already_read {
+                st.unreadable_since.get_or_insert(now.timestamp());
+            } else {
+                st.unreadable_since = None;
+            }
+        }
+        st.last_run = Some(state::LastRun {
+            at: now.timestamp(),
+            source: key,
+            lines: report.lines,
+            skipped: report.skipped,
+        });
+    }
+    st.save(&state_file)?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Moves the state an older modobox kept at `stats.state_file` into the RRD directory, once.
+fn adopt_legacy_state(settings: &Settings, state_file: &Path) -> Result<(), StatsError> {
+    let Some(legacy) = &settings.legacy_state_file else {
+        return Ok(());
+    };
+    if state_file.exists() || !legacy.exists() {
+        return Ok(());
+    }
+    let st = State::load(legacy)?;
+    st.save(state_file)?;
+    std::fs::remove_file(legacy).map_err(|e| StatsError::io(legacy, e))?;
+    let _ = std::fs::remove_file(legacy.with_extension("lock"));
+    tracing::info!(
+        "statistics state moved from {} to {}",
+        legacy.display(),
+        state_file.display()
+    );
+    Ok(())
 }
 
 /// An exclusive lock beside the state file; released when dropped.
@@ -279,13 +415,132 @@ impl<R: std::io::Read> std::io::Read for TailReader<R> {
     }
 }
 
+/// The time (seconds since the epoch) of the journal's newest mail line, if it has one.
+fn journal_newest() -> Option<i64> {
+    let out = Command::new("journalctl")
+        .args([
+            "--output=short-unix",
+            "--no-pager",
+            "--quiet",
+            "--lines=1",
+            "SYSLOG_FACILITY=2",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stamp = text.lines().last()?.split_whitespace().next()?;
+    stamp.split('.').next()?.parse().ok()
+}
+
 /// Totals per counter of `name` over the last `seconds` before `now`.
 pub fn show(
     rrd_dir: &Path,
     name: &str,
     seconds: i64,
     now: DateTime<Utc>,
-) -> Result<std::collections::BTreeMap<String, f64>, StatsError> {
+) -> Result<BTreeMap<String, f64>, StatsError> {
     let end = now.timestamp();
-    Rrd::new(rrd_dir).totals(name, end - seconds, end)
+    show_between(rrd_dir, name, end - seconds, end)
+}
+
+/// Totals per counter of `name` between two times (seconds): what the RRD file holds
+/// (consolidated rows and the row being filled) plus the minutes the parser has not written
+/// yet, so a message shows as soon as a run has read its lines.
+pub fn show_between(
+    rrd_dir: &Path,
+    name: &str,
+    start: i64,
+    end: i64,
+) -> Result<BTreeMap<String, f64>, StatsError> {
+    let rrd = Rrd::new(rrd_dir);
+    // The state may be unreadable to the caller (or not there yet): then only the RRD file.
+    let pending = State::load(&rrd_dir.join(STATE_FILE))
+        .ok()
+        .map(|st| st.pending_of(name, start.div_euclid(60), end.div_euclid(60) + 1))
+        .filter(|c| !c.is_zero());
+    let mut totals = match rrd.totals(name, start, end) {
+        Ok(t) => t,
+        Err(StatsError::NoData { .. }) if pending.is_some() => COUNTERS
+            .iter()
+            .map(|c| (c.to_string(), 0.0))
+            .collect(),
+        Err(e) => return Err(e),
+    };
+    if let Some(p) = pending {
+        for (i, c) in COUNTERS.iter().enumerate() {
+            if let Some(v) = totals.get_mut(*c) {
+                *v += p.0[i] as f64;
+            }
+        }
+    }
+    Ok(totals)
+}
+
+/// The statistics check of `modobox status` and the dashboard: a warning when the parser reads
+/// lines but none in a format it knows, or recognises no mail event for an hour while Postfix
+/// keeps queueing messages — instead of flat zero graphs.
+pub fn check(settings: &Settings, now: DateTime<Utc>) -> Check {
+    const NAME: &str = "statistics";
+    let path = settings.state_file();
+    let st = match State::load(&path) {
+        Ok(st) => st,
+        Err(e) => return Check::new(NAME, Level::Warn, e.to_string()),
+    };
+    let Some(run) = &st.last_run else {
+        return Check::new(NAME, Level::Ok, "the mail log has not been read yet");
+    };
+    let at = |t: i64| {
+        DateTime::<Utc>::from_timestamp(t, 0)
+            .map_or_else(|| t.to_string(), |d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+    };
+    let now = now.timestamp();
+    if let Some(since) = st.unreadable_since.filter(|s| now - s >= SILENT_SECS) {
+        return Check::new(
+            NAME,
+            Level::Warn,
+            format!(
+                "no line of {} read since {} is in a format the log parser knows ({} of {} lines in the last run): check stats.log_file",
+                run.source,
+                at(since),
+                run.skipped,
+                run.lines
+            ),
+        );
+    }
+    let a = &st.activity;
+    if let Some(first) = a.first_queued_since_event {
+        if a.queued_since_event >= SILENT_MIN_QUEUED && now - first >= SILENT_SECS {
+            let last = a
+                .last_event
+                .map_or_else(|| "ever".to_string(), |t| format!("since {}", at(t)));
+            return Check::new(
+                NAME,
+                Level::Warn,
+                format!(
+                    "Postfix queued {} messages since {} but the log parser counted no delivery, bounce or reject {last} (source: {}): the statistics are not counting",
+                    a.queued_since_event,
+                    at(first),
+                    run.source
+                ),
+            );
+        }
+    }
+    let last = a
+        .last_event
+        .map_or_else(|| "none yet".to_string(), at);
+    Check::new(
+        NAME,
+        Level::Ok,
+        format!(
+            "last read {} ({} lines from {}); last counted event: {last}",
+            at(run.at),
+            run.lines,
+            run.source
+        ),
+    )
 }

@@ -219,6 +219,31 @@ pub struct InputStats {
     pub bytes: u64,
     /// Lines without a recognisable timestamp and program (garbage, truncated lines).
     pub skipped: u64,
+    /// Lines another source already gave (a switch between the journal and a log file).
+    pub already_read: u64,
+}
+
+/// Where reading stopped, in time: the second of the last line read and how many lines of that
+/// second were read. A source read for the first time after another one (rsyslog installed, the
+/// log file gone, the direct manager's log after the journal) resumes after this point, so no
+/// line is counted twice and none is lost between the two.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// Seconds since the epoch (UTC).
+    pub second: i64,
+    pub lines_at_second: u64,
+}
+
+/// Whether what is read is recognised: counted events and messages Postfix queued, in time
+/// (seconds), carried from run to run for the statistics check.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activity {
+    /// The last line that counted something.
+    pub last_event: Option<i64>,
+    /// Messages Postfix queued (cleanup's `message-id=` lines) since the last counted event,
+    /// and the time of the first of them.
+    pub queued_since_event: u64,
+    pub first_queued_since_event: Option<i64>,
 }
 
 /// In-flight messages are forgotten this long after their last line (qmgr logs `from=` again
@@ -246,6 +271,12 @@ pub struct Parser {
     ts_len: usize,
     ts_minute: i64,
     pub input: InputStats,
+    /// The second of the line being parsed, and where reading stands.
+    second: i64,
+    position: Position,
+    /// Lines up to this point were read from another source: skipped.
+    resume: Option<Position>,
+    activity: Activity,
 }
 
 impl Parser {
@@ -264,7 +295,29 @@ impl Parser {
             ts_len: 0,
             ts_minute: 0,
             input: InputStats::default(),
+            second: 0,
+            position: Position::default(),
+            resume: None,
+            activity: Activity::default(),
         }
+    }
+
+    /// Skip the lines up to `p` (read from another source already).
+    pub fn resume_after(&mut self, p: Position) {
+        self.resume = Some(p);
+    }
+
+    /// The second of the last line read and how many lines of that second were read.
+    pub fn position(&self) -> Option<Position> {
+        (self.position.second != 0).then_some(self.position)
+    }
+
+    pub fn set_activity(&mut self, a: Activity) {
+        self.activity = a;
+    }
+
+    pub fn activity(&self) -> Activity {
+        self.activity
     }
 
     pub fn domains(&self) -> &Domains {
@@ -301,6 +354,25 @@ impl Parser {
 
     fn parse(&mut self, line: &[u8]) -> Option<()> {
         let (minute, rest) = self.timestamp(line)?;
+        let second = self.second;
+        if let Some(r) = &mut self.resume {
+            if second < r.second || (second == r.second && r.lines_at_second > 0) {
+                if second == r.second {
+                    r.lines_at_second -= 1;
+                }
+                self.input.already_read += 1;
+                return Some(());
+            }
+            self.resume = None;
+        }
+        if second == self.position.second {
+            self.position.lines_at_second += 1;
+        } else {
+            self.position = Position {
+                second,
+                lines_at_second: 1,
+            };
+        }
         if minute > self.latest {
             self.latest = minute;
             if minute >= self.last_sweep.saturating_add(1) {
@@ -323,8 +395,18 @@ impl Parser {
         Some(())
     }
 
-    /// Minute since the epoch (UTC) and the rest of the line after the timestamp.
+    /// Minute since the epoch (UTC) and the rest of the line after the timestamp; the second
+    /// (since the epoch) is left in `self.second`.
     fn timestamp<'a>(&mut self, line: &'a [u8]) -> Option<(i64, &'a [u8])> {
+        let (minute, rest) = self.minute_of(line)?;
+        // The seconds' digits: "2026-12-01T16:38:03..." or "Dec  1 16:38:03...".
+        let at = if line[0].is_ascii_digit() { 17 } else { 13 };
+        let sec = num(&line[at..at + 2]).filter(|s| *s < 61)?;
+        self.second = minute * 60 + sec;
+        Some((minute, rest))
+    }
+
+    fn minute_of<'a>(&mut self, line: &'a [u8]) -> Option<(i64, &'a [u8])> {
         let first = *line.first()?;
         if first.is_ascii_digit() {
             // RFC 3339 (rsyslog) or journalctl short-iso: 2026-12-01T16:38:03[.ffffff](Z|±hh[:]mm)
@@ -464,6 +546,11 @@ impl Parser {
                 let lo = bracket(body).is_some_and(is_loopback);
                 let m = self.msg(qid, minute);
                 m.loopback = lo;
+            }
+            Some(b'm') if body.starts_with(b"message-id=") => {
+                let a = &mut self.activity;
+                a.queued_since_event += 1;
+                a.first_queued_since_event.get_or_insert(self.second);
             }
             Some(b'r' | b'm') => {
                 if let Some(r) = reject_text(body) {
@@ -732,6 +819,12 @@ impl Parser {
     }
 
     fn add(&mut self, minute: i64, name: u32, c: Counter, v: u64) {
+        if name == GLOBAL {
+            // Every counted event adds to `global` once.
+            self.activity.last_event = Some(self.second);
+            self.activity.queued_since_event = 0;
+            self.activity.first_queued_since_event = None;
+        }
         let minute = minute.max(self.floor);
         self.buckets.entry((minute, name)).or_default().0[c as usize] += v;
     }

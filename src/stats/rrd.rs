@@ -18,6 +18,13 @@ pub const ROWS: u32 = 198;
 const MAX_FILL_MINUTES: i64 = 10 * 1440;
 const BATCH: usize = 500;
 
+/// The consolidated row an archive is filling (see `Rrd::filling_row`).
+#[derive(Debug, Default)]
+struct FillingRow {
+    last_update: i64,
+    sums: BTreeMap<String, f64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Rrd {
     dir: PathBuf,
@@ -204,6 +211,62 @@ impl Rrd {
         Ok((files, minutes))
     }
 
+    /// The AVERAGE row of `row_step` seconds being filled: the file's last update and, per
+    /// data source, the sum of the per-minute rates written into that row so far (what rrdtool
+    /// keeps as the row's consolidation in progress).
+    fn filling_row(&self, name: &str, row_step: i64) -> Result<FillingRow, StatsError> {
+        let out = self.tool(&["info".into(), self.path(name).display().to_string()])?;
+        let mut last_update = 0;
+        let mut ds_names: BTreeMap<usize, String> = BTreeMap::new();
+        let mut rra_cf: HashMap<usize, String> = HashMap::new();
+        let mut rra_steps: HashMap<usize, i64> = HashMap::new();
+        let mut values: Vec<(usize, usize, f64)> = Vec::new();
+        for line in out.lines() {
+            let Some((key, value)) = line.split_once(" = ") else {
+                continue;
+            };
+            let value = value.trim().trim_matches('"');
+            if key == "last_update" {
+                last_update = value.parse().unwrap_or(0);
+            } else if let Some(rest) = key.strip_prefix("ds[") {
+                if let Some((ds, "index")) = rest.split_once("].") {
+                    if let Ok(i) = value.parse() {
+                        ds_names.insert(i, ds.to_string());
+                    }
+                }
+            } else if let Some(rest) = key.strip_prefix("rra[") {
+                let Some((i, field)) = rest.split_once("].") else {
+                    continue;
+                };
+                let Ok(i) = i.parse::<usize>() else { continue };
+                if field == "cf" {
+                    rra_cf.insert(i, value.to_string());
+                } else if field == "pdp_per_row" {
+                    rra_steps.insert(i, value.parse::<i64>().unwrap_or(0) * STEP);
+                } else if let Some(prep) = field.strip_prefix("cdp_prep[") {
+                    if let Some((d, "value")) = prep.split_once("].") {
+                        if let (Ok(d), Ok(v)) = (d.parse(), value.parse::<f64>()) {
+                            values.push((i, d, v));
+                        }
+                    }
+                }
+            }
+        }
+        let rra = rra_cf
+            .iter()
+            .find(|(i, cf)| *cf == "AVERAGE" && rra_steps.get(*i) == Some(&row_step))
+            .map(|(i, _)| *i);
+        let mut sums = BTreeMap::new();
+        for (i, d, v) in values {
+            if Some(i) == rra && v.is_finite() {
+                if let Some(ds) = ds_names.get(&d) {
+                    sums.insert(ds.clone(), v);
+                }
+            }
+        }
+        Ok(FillingRow { last_update, sums })
+    }
+
     /// Totals per counter between two times (seconds): Σ rate × step over the archive rrdtool
     /// picks for the range.
     pub fn totals(
@@ -263,6 +326,16 @@ impl Rrd {
         for (_, v) in &rows {
             for (h, x) in header.iter().zip(v) {
                 *totals.entry(h.clone()).or_default() += x * step;
+            }
+        }
+        // The row still being filled is unknown to `fetch` until its last minute is written
+        // (8 minutes for the day's archive): its minutes so far come from `rrdtool info`.
+        let filling = self.filling_row(name, step as i64)?;
+        if filling.last_update > start && filling.last_update <= end {
+            for (ds, sum) in filling.sums {
+                if let Some(t) = totals.get_mut(&ds) {
+                    *t += sum * STEP as f64;
+                }
             }
         }
         // Rates × steps give back whole counts up to floating-point noise.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::parser::{Carry, Counters, Parser};
+use super::parser::{Activity, Carry, Counters, Parser, Position};
 use super::StatsError;
 
 const VERSION: u32 = 1;
@@ -43,6 +43,28 @@ pub struct State {
     /// Counters of minutes not written to the RRD files yet: (minute, name, counters).
     #[serde(default)]
     pub pending: Vec<(i64, String, Counters)>,
+    /// The source read last (`journal` or a file's path) and where it stopped, in time.
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub position: Option<Position>,
+    #[serde(default)]
+    pub activity: Activity,
+    #[serde(default)]
+    pub last_run: Option<LastRun>,
+    /// Since when every line read was one the parser cannot read (seconds).
+    #[serde(default)]
+    pub unreadable_since: Option<i64>,
+}
+
+/// What the last run read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRun {
+    /// Seconds since the epoch.
+    pub at: i64,
+    pub source: String,
+    pub lines: u64,
+    pub skipped: u64,
 }
 
 impl State {
@@ -63,18 +85,26 @@ impl State {
         }
     }
 
-    /// Written to a temporary file then renamed: a crash never leaves half a state.
+    /// Written to a temporary file then renamed: a crash never leaves half a state. Mode 0600:
+    /// the messages in flight name their recipients.
     pub fn save(&self, path: &Path) -> Result<(), StatsError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StatsError::io(dir, e))?;
-        }
-        let tmp = path.with_extension("tmp");
         let text = serde_json::to_vec(self).map_err(|e| StatsError::State {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        std::fs::write(&tmp, text).map_err(|e| StatsError::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| StatsError::io(path, e))
+        crate::system::fs::write_atomic(path, &text, 0o600, None)
+            .map_err(|e| StatsError::io(path, e))
+    }
+
+    /// The pending counters of `name` for the minutes `from..to` (minutes since the epoch).
+    pub fn pending_of(&self, name: &str, from: i64, to: i64) -> Counters {
+        let mut c = Counters::default();
+        for (m, n, v) in &self.pending {
+            if (from..to).contains(m) && n == name {
+                c.add(v);
+            }
+        }
+        c
     }
 
     /// Merges rows into the pending minutes.

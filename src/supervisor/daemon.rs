@@ -138,10 +138,18 @@ where
                 })?;
                 specs.push((w.unit.clone(), spec.clone()));
             }
-            let _syslog = syslog::listen(&[
-                std::path::PathBuf::from("/dev/log"),
-                distro.facts.paths.postfix_spool.as_path().join("dev/log"),
-            ]);
+            // No syslog daemon here: the mail lines go to the mail log the statistics read.
+            let mail_log = syslog::MailLog::new(
+                config.stats.log_file.as_path().to_path_buf(),
+                config.hostname.as_str(),
+            );
+            let _syslog = syslog::listen(
+                &[
+                    std::path::PathBuf::from("/dev/log"),
+                    distro.facts.paths.postfix_spool.as_path().join("dev/log"),
+                ],
+                Some(mail_log),
+            );
             let manager = Direct::new(specs);
             let r = direct(&config, &distro, &jobs, &manager, services, open).await;
             notify("STOPPING=1");

@@ -168,6 +168,7 @@ pub async fn gather(config: &Config, distro: &Distro, store: Option<&Store>) -> 
         checks::cert_expiry(cert.as_path(), 30),
         checks::free_space(config.paths.mail_root.as_path(), 1024, 5),
         checks::postfix_queue(distro.facts.paths.postfix_spool.as_path(), 100),
+        crate::stats::check(&crate::stats::Settings::from_config(config), Utc::now()),
         checks::config_drift(
             &config
                 .paths
