@@ -73,7 +73,7 @@ pub fn stats(global: &Global, cmd: &StatsCommand) -> Result<ExitCode> {
             let config = Config::load(&global.config)?;
             let mut settings = Settings::from_config(&config);
             if let Some(d) = &rrd.rrd_dir {
-                settings.rrd_dir = d.clone();
+                settings.set_rrd_dir(d.clone());
             }
             let names = if domains.is_empty() {
                 crate::commands::runtime()?.block_on(async {
@@ -100,8 +100,7 @@ pub fn stats(global: &Global, cmd: &StatsCommand) -> Result<ExitCode> {
         } => {
             let (start, end) = range(period, now)?;
             let dir = rrd_dir(global, rrd)?;
-            let totals =
-                stats::rrd::Rrd::new(&dir).totals(&name.to_ascii_lowercase(), start, end)?;
+            let totals = stats::show_between(&dir, &name.to_ascii_lowercase(), start, end)?;
             if *json {
                 let m: serde_json::Map<String, serde_json::Value> = totals
                     .iter()

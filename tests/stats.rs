@@ -521,3 +521,239 @@ fn cli_show_and_graph_from_an_rrd_dir() {
         String::from_utf8_lossy(&out.stderr).contains("--start: is required with --period custom")
     );
 }
+
+/// `show` totals of `name` for the day before `now`, as counters.
+fn shown(dir: &std::path::Path, name: &str, now: &str) -> (f64, f64, f64) {
+    let t = day_totals(dir, name, now);
+    (t["recv"], t["reject"], t["spam"])
+}
+
+fn expected(name: &str) -> (f64, f64, f64) {
+    let exp: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("expected.json")).unwrap()).unwrap();
+    let c = &exp["counts"][name];
+    (
+        c["recv"].as_f64().unwrap(),
+        c["reject"].as_f64().unwrap(),
+        c["spam"].as_f64().unwrap(),
+    )
+}
+
+#[test]
+fn counts_show_as_soon_as_a_run_has_read_them() {
+    // The fixture's traffic is all in the minute 16:38. A run in that minute keeps it pending;
+    // a run two minutes later writes it into an 8-minute row not complete yet. Both times
+    // `show` (the CLI, the web page) already has every count.
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path());
+    append(&s.log_file, &lines_of("mail.log"));
+    let r = stats::update(&s, &names(), None, at("2026-12-01T16:38:59Z")).unwrap();
+    assert_eq!(r.files_updated, 0, "nothing complete yet: {r:?}");
+    for name in ["example.test", "global"] {
+        assert_eq!(
+            shown(dir.path(), name, "2026-12-01T16:38:59Z"),
+            expected(name),
+            "{name}, pending minute"
+        );
+    }
+    let r = stats::update(&s, &names(), None, at("2026-12-01T16:40:30Z")).unwrap();
+    assert!(r.files_updated > 0, "{r:?}");
+    for name in ["example.test", "global", "relay.test"] {
+        assert_eq!(
+            shown(dir.path(), name, "2026-12-01T16:40:30Z"),
+            expected(name),
+            "{name}, row being filled"
+        );
+    }
+    // Once the row is complete, the same totals (no double count of the row).
+    stats::update(&s, &names(), None, at(LATER)).unwrap();
+    for name in ["example.test", "global", "relay.test"] {
+        assert_eq!(
+            shown(dir.path(), name, LATER),
+            expected(name),
+            "{name}, later"
+        );
+    }
+    // A period that ended before the traffic counts none of it.
+    let before = stats::show_between(
+        &s.rrd_dir,
+        "global",
+        at("2026-12-01T10:00:00Z").timestamp(),
+        at("2026-12-01T16:00:00Z").timestamp(),
+    )
+    .unwrap();
+    assert_eq!(before["recv"], 0.0);
+}
+
+#[test]
+fn the_parser_state_belongs_to_its_rrd_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path());
+    append(&s.log_file, &lines_of("mail.log"));
+    let all = stats::update(&s, &names(), None, at(LATER)).unwrap();
+    assert_eq!(all.lines, 348);
+    assert!(s.rrd_dir.join(stats::STATE_FILE).exists());
+    // The same log parsed into an RRD directory that never saw it: read from the start.
+    let mut other = settings(dir.path());
+    other.set_rrd_dir(dir.path().join("rrd-new"));
+    let r = stats::update(&other, &names(), Some(&s.log_file), at(LATER)).unwrap();
+    assert_eq!(r.lines, 348, "{r:?}");
+    for name in ["example.test", "global"] {
+        assert_eq!(
+            stats::show(&other.rrd_dir, name, 86_400, at(LATER)).unwrap()["recv"],
+            expected(name).0
+        );
+    }
+    // Each directory remembers its own position: nothing is read twice in either.
+    assert_eq!(
+        stats::update(&s, &names(), None, at(LATER)).unwrap().bytes,
+        0
+    );
+    let again = stats::update(&other, &names(), Some(&s.log_file), at(LATER)).unwrap();
+    assert_eq!(again.bytes, 0);
+    // The state file holds recipients of messages in flight: owner only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(s.state_file())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn the_state_of_an_older_version_is_moved_into_the_rrd_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path());
+    let half = lines_of("mail.log");
+    append(&s.log_file, &half[..200]);
+    stats::update(&s, &names(), None, at("2026-12-01T16:38:59Z")).unwrap();
+    // An older modobox kept this state at stats.state_file.
+    let legacy = dir.path().join("var/stats-state.json");
+    std::fs::create_dir_all(legacy.parent().unwrap()).unwrap();
+    std::fs::rename(s.state_file(), &legacy).unwrap();
+    let mut upgraded = settings(dir.path());
+    upgraded.legacy_state_file = Some(legacy.clone());
+    append(&s.log_file, &half[200..]);
+    let r = stats::update(&upgraded, &names(), None, at(LATER)).unwrap();
+    assert_eq!(r.lines, 148, "went on where the old state stopped: {r:?}");
+    assert!(!legacy.exists() && upgraded.state_file().exists());
+    assert_eq!(shown(dir.path(), "global", LATER), expected("global"));
+}
+
+/// A second source that also holds the lines already read from the first (rsyslog installed
+/// next to the journal, the direct manager's log after the journal) is read from where the
+/// first stopped, in time: every line counted once, whether the switch falls between two
+/// seconds or in the middle of one.
+#[test]
+fn a_new_source_resumes_where_the_last_one_stopped() {
+    let lines = lines_of("mail.log");
+    let second_of = |l: &[u8]| l[..19].to_vec();
+    let mid_second = (1..lines.len())
+        .find(|i| second_of(&lines[*i]) == second_of(&lines[*i - 1]) && *i > 100)
+        .unwrap();
+    let between = (mid_second..lines.len())
+        .find(|i| second_of(&lines[*i]) != second_of(&lines[*i - 1]))
+        .unwrap();
+    for cut in [mid_second, between] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        s.log_file = dir.path().join("first.log");
+        append(&s.log_file, &lines[..cut]);
+        stats::update(&s, &names(), None, at("2026-12-01T16:38:59Z")).unwrap();
+        // The new source has every line, those read already included.
+        s.log_file = dir.path().join("second.log");
+        append(&s.log_file, &lines);
+        let r = stats::update(&s, &names(), None, at(LATER)).unwrap();
+        assert_eq!(r.already_read, cut as u64, "cut {cut}: {r:?}");
+        assert!(r
+            .summary()
+            .contains(&format!("{cut} read before from another source")));
+        for name in ["example.test", "global", "relay.test"] {
+            assert_eq!(
+                shown(dir.path(), name, LATER),
+                expected(name),
+                "{name}, cut {cut}"
+            );
+        }
+        // Back to the first source, grown meanwhile: only its new lines after the position.
+        s.log_file = dir.path().join("first.log");
+        append(&s.log_file, &lines[cut..]);
+        let back = stats::update(&s, &names(), None, at(LATER)).unwrap();
+        assert_eq!(back.already_read, (lines.len() - cut) as u64, "{back:?}");
+        assert_eq!(shown(dir.path(), "global", LATER), expected("global"));
+    }
+}
+
+#[test]
+fn the_statistics_check_says_when_mail_flows_but_nothing_is_counted() {
+    use modobox::health::checks::Level;
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path());
+    let check = |now: &str| stats::check(&s, at(now));
+    assert_eq!(check(LATER).level, Level::Ok, "before any run");
+    // Real traffic: counted, ok.
+    append(&s.log_file, &lines_of("mail.log"));
+    stats::update(&s, &names(), None, at(LATER)).unwrap();
+    let c = check(LATER);
+    assert_eq!(c.level, Level::Ok, "{c:?}");
+    assert!(c.message.contains("2026-12-01 16:38"), "{c:?}");
+    // Then for more than an hour Postfix queues mail that counts nowhere (as when the hosted
+    // names or the log format are not what the parser knows).
+    let mut queued = Vec::new();
+    for (i, t) in ["18:01", "18:20", "18:40", "19:00", "19:05"]
+        .iter()
+        .enumerate()
+    {
+        queued.push(
+            format!(
+                "2026-12-01T{t}:00+00:00 mail postfix/cleanup[7]: 4ABCD{i}: message-id=<{i}@x>"
+            )
+            .into_bytes(),
+        );
+    }
+    append(&s.log_file, &queued[..4]);
+    stats::update(&s, &names(), None, at("2026-12-01T19:01:00Z")).unwrap();
+    assert_eq!(
+        check("2026-12-01T19:01:30Z").level,
+        Level::Ok,
+        "under an hour"
+    );
+    append(&s.log_file, &queued[4..]);
+    stats::update(&s, &names(), None, at("2026-12-01T19:06:00Z")).unwrap();
+    let c = check("2026-12-01T19:06:00Z");
+    assert_eq!(c.level, Level::Warn, "{c:?}");
+    assert!(
+        c.message
+            .contains("queued 5 messages since 2026-12-01 18:01"),
+        "{c:?}"
+    );
+    assert!(c.message.contains("since 2026-12-01 16:38"), "{c:?}");
+    // A counted event clears it.
+    append(
+        &s.log_file,
+        &[b"2026-12-01T19:06:30+00:00 mail postfix/smtpd[9]: NOQUEUE: reject: RCPT from x[192.0.2.1]: 550 5.1.1 <nobody@example.test>: Recipient address rejected: User unknown in virtual mailbox table; from=<a@outside.test> to=<nobody@example.test> proto=ESMTP helo=<x>".to_vec()],
+    );
+    stats::update(&s, &names(), None, at("2026-12-01T19:07:00Z")).unwrap();
+    assert_eq!(check("2026-12-01T19:07:00Z").level, Level::Ok);
+
+    // Lines in a format the parser does not read, for an hour.
+    let dir2 = tempfile::tempdir().unwrap();
+    let s2 = settings(dir2.path());
+    append(
+        &s2.log_file,
+        &[b"<22>1 2026-12-01T10:00:00Z mail postfix - - - x".to_vec()],
+    );
+    stats::update(&s2, &names(), None, at("2026-12-01T10:00:00Z")).unwrap();
+    assert_eq!(
+        stats::check(&s2, at("2026-12-01T10:30:00Z")).level,
+        Level::Ok
+    );
+    append(
+        &s2.log_file,
+        &[b"<22>1 2026-12-01T11:00:00Z mail postfix - - - y".to_vec()],
+    );
+    stats::update(&s2, &names(), None, at("2026-12-01T11:01:00Z")).unwrap();
+    let c = stats::check(&s2, at("2026-12-01T11:01:00Z"));
+    assert_eq!(c.level, Level::Warn, "{c:?}");
+    assert!(c.message.contains("format the log parser knows"), "{c:?}");
+}

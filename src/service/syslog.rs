@@ -220,36 +220,66 @@ mod tests {
         let sock = dir.path().join("log");
         let log_path = dir.path().join("var/log/mail.log");
         let mut mail_log = MailLog::new(log_path.clone(), "mail.example.test");
-        mail_log.max = 400;
+        mail_log.max = 700;
         let _l = listen(std::slice::from_ref(&sock), Some(mail_log));
         let sender = std::os::unix::net::UnixDatagram::unbound().unwrap();
         // mail.info (2*8+6 = 22) twice, then daemon.info (30): only the mail lines are written.
         sender
-            .send_to(b"<22>Dec  6 04:11:42 postfix/smtpd[7]: connect from x[192.0.2.1]\n", &sock)
+            .send_to(
+                b"<22>Dec  6 04:11:42 postfix/smtpd[7]: connect from x[192.0.2.1]\n",
+                &sock,
+            )
             .unwrap();
         sender
-            .send_to(b"<22>amavis[9]: (09-01) Passed CLEAN {RelayedInbound}", &sock)
+            .send_to(
+                b"<22>amavis[9]: (09-01) Passed CLEAN {RelayedInbound}",
+                &sock,
+            )
             .unwrap();
         sender.send_to(b"<30>sshd[3]: not mail", &sock).unwrap();
         let text = wait_for(&log_path, 2).await;
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
-        assert!(lines[0].ends_with(" mail.example.test postfix/smtpd[7]: connect from x[192.0.2.1]"));
-        assert!(lines[1].ends_with(" mail.example.test amavis[9]: (09-01) Passed CLEAN {RelayedInbound}"));
-        // RFC 3339 in UTC with microseconds.
+        assert!(
+            lines[0].ends_with(" mail.example.test postfix/smtpd[7]: connect from x[192.0.2.1]")
+        );
+        assert!(lines[1]
+            .ends_with(" mail.example.test amavis[9]: (09-01) Passed CLEAN {RelayedInbound}"));
+        // RFC 3339 in UTC with microseconds, which the statistics' parser reads and counts.
         assert_eq!(&lines[0][10..11], "T");
         assert_eq!(&lines[0][26..33], "+00:00 ");
+        sender
+            .send_to(b"<22>Dec  6 04:11:43 postfix/smtpd[7]: NOQUEUE: reject: RCPT from x[192.0.2.1]: 550 5.1.1 <no@example.test>: Recipient address rejected: User unknown; from=<a@b.test> to=<no@example.test> proto=ESMTP helo=<x>", &sock)
+            .unwrap();
+        let text = wait_for(&log_path, 3).await;
+        use crate::stats::parser::{Counter, Domains, Parser, Zone};
+        let mut parser = Parser::new(
+            Domains::new(["example.test"]),
+            Zone::Fixed(0),
+            chrono::Utc::now(),
+        );
+        parser.feed(text.as_bytes());
+        assert_eq!(parser.input.skipped, 0, "{text}");
+        assert_eq!(parser.totals()["example.test"].get(Counter::Reject), 1);
         // Past its size the file is rotated to .1, as the parser expects.
-        for i in 0..4 {
+        for i in 0..5 {
             sender
-                .send_to(format!("<22>postfix/qmgr[8]: line {i} of some length to fill the file").as_bytes(), &sock)
+                .send_to(
+                    format!("<22>postfix/qmgr[8]: line {i} of some length to fill the file")
+                        .as_bytes(),
+                    &sock,
+                )
                 .unwrap();
         }
         let mut rotated = log_path.as_os_str().to_owned();
         rotated.push(".1");
         let rotated = PathBuf::from(rotated);
         for _ in 0..100 {
-            if rotated.exists() && std::fs::read_to_string(&log_path).unwrap_or_default().contains("line 3") {
+            if rotated.exists()
+                && std::fs::read_to_string(&log_path)
+                    .unwrap_or_default()
+                    .contains("line 4")
+            {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -257,8 +287,8 @@ mod tests {
         let old = std::fs::read_to_string(&rotated).unwrap();
         let new = std::fs::read_to_string(&log_path).unwrap();
         assert!(old.contains("connect from") && !new.contains("connect from"));
-        assert!(new.contains("line 3"));
-        assert!(old.len() <= 400 && new.len() <= 400);
+        assert!(new.contains("line 4"));
+        assert!(old.len() <= 700 && new.len() <= 700);
     }
 
     async fn wait_for(path: &Path, lines: usize) -> String {

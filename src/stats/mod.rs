@@ -255,8 +255,12 @@ pub fn update(
     let switched = file.is_none() && st.source.as_deref().is_some_and(|s| s != key);
     if switched && st.source.as_deref() == Some(JOURNAL) && settings.journal {
         // The journal holds every line up to the switch (rsyslog just installed): read it to
-        // the end first; the file's lines it already gave are skipped below.
-        st.journal_cursor = read_journal(st.journal_cursor.take(), &mut parser)?;
+        // the end first; the file's lines it already gave are skipped below. A journal that
+        // cannot be read any more (no journald: the direct manager) has nothing to add.
+        match read_journal(st.journal_cursor.clone(), &mut parser) {
+            Ok(cursor) => st.journal_cursor = cursor,
+            Err(e) => tracing::info!("statistics: the journal before {key}: {e}"),
+        }
     }
     if switched {
         if let Some(p) = parser.position().or(st.position) {
@@ -465,10 +469,9 @@ pub fn show_between(
         .filter(|c| !c.is_zero());
     let mut totals = match rrd.totals(name, start, end) {
         Ok(t) => t,
-        Err(StatsError::NoData { .. }) if pending.is_some() => COUNTERS
-            .iter()
-            .map(|c| (c.to_string(), 0.0))
-            .collect(),
+        Err(StatsError::NoData { .. }) if pending.is_some() => {
+            COUNTERS.iter().map(|c| (c.to_string(), 0.0)).collect()
+        }
         Err(e) => return Err(e),
     };
     if let Some(p) = pending {
@@ -495,8 +498,10 @@ pub fn check(settings: &Settings, now: DateTime<Utc>) -> Check {
         return Check::new(NAME, Level::Ok, "the mail log has not been read yet");
     };
     let at = |t: i64| {
-        DateTime::<Utc>::from_timestamp(t, 0)
-            .map_or_else(|| t.to_string(), |d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+        DateTime::<Utc>::from_timestamp(t, 0).map_or_else(
+            || t.to_string(),
+            |d| d.format("%Y-%m-%d %H:%M UTC").to_string(),
+        )
     };
     let now = now.timestamp();
     if let Some(since) = st.unreadable_since.filter(|s| now - s >= SILENT_SECS) {
@@ -530,9 +535,7 @@ pub fn check(settings: &Settings, now: DateTime<Utc>) -> Check {
             );
         }
     }
-    let last = a
-        .last_event
-        .map_or_else(|| "none yet".to_string(), at);
+    let last = a.last_event.map_or_else(|| "none yet".to_string(), at);
     Check::new(
         NAME,
         Level::Ok,
