@@ -914,10 +914,11 @@ pub async fn update_sender_address(
     username: &str,
 ) -> Result<SenderAddress, StoreError> {
     get_sender_address(tx, actor, id).await?;
-    let a = get(tx, actor, username).await?;
+    let a = manageable(tx, actor, username).await?;
     let mb = a
         .mailbox
         .ok_or_else(|| StoreError::refused("mailbox", "this account has no mailbox"))?;
+    check_sender_address(tx, actor, address).await?;
     if tx
         .count(
             "SELECT COUNT(*) FROM admin_senderaddress WHERE address = ? AND mailbox_id = ? AND id <> ?",
@@ -1263,6 +1264,28 @@ pub async fn revoke_domain(
     audit::info(tx, &format!("{username} no longer administers {domain}")).await
 }
 
+/// A sender address lets a mailbox send as it (Postfix's sender login map, and the From: rule):
+/// an address of a hosted domain only by who administers that domain, an address outside every
+/// hosted domain only by superadmins.
+async fn check_sender_address(
+    tx: &mut Tx,
+    actor: Actor,
+    address: &EmailAddress,
+) -> Result<(), StoreError> {
+    match domains::hosting_domain(tx, address.domain()).await? {
+        Some(id) if access::can_admin_domain(tx, actor, id).await? => Ok(()),
+        Some(_) => Err(StoreError::refused(
+            "address",
+            "is in a domain you do not administer",
+        )),
+        None if actor.is_super() => Ok(()),
+        None => Err(StoreError::refused(
+            "address",
+            "is not in a hosted domain: only superadmins add outside sender addresses",
+        )),
+    }
+}
+
 pub async fn add_sender_address(
     tx: &mut Tx,
     actor: Actor,
@@ -1273,6 +1296,7 @@ pub async fn add_sender_address(
     let mb = a
         .mailbox
         .ok_or_else(|| StoreError::refused("username", "has no mailbox"))?;
+    check_sender_address(tx, actor, address).await?;
     if mb.sender_addresses.iter().any(|s| s == address.as_str()) {
         return Err(StoreError::Exists {
             kind: "sender address",

@@ -300,6 +300,7 @@ pub async fn create(
     spec: &AliasSpec,
 ) -> Result<Alias, StoreError> {
     let domain_id = domain_of(tx, actor, &address.domain).await?;
+    guard_account_address(tx, actor, &address.full).await?;
     let taken = tx
         .count(
             "SELECT COUNT(*) FROM admin_alias WHERE address = ? AND internal = ?",
@@ -337,6 +338,51 @@ pub async fn create(
     }
     audit::info(tx, &format!("Alias {} created", address.full)).await?;
     get(tx, actor, &address.full).await
+}
+
+/// An alias (or forward) on an account's own address takes that account's mail: it is created,
+/// changed or removed only by who may manage the account (`accounts::manageable`), so a domain
+/// admin cannot redirect the mail of a superadmin whose mailbox is in its domain.
+async fn guard_account_address(tx: &mut Tx, actor: Actor, address: &str) -> Result<(), StoreError> {
+    if actor.is_super() {
+        return Ok(());
+    }
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return Ok(());
+    };
+    let mut owner = tx
+        .row(
+            "SELECT username FROM core_user WHERE username = ?",
+            args![address],
+        )
+        .await?
+        .map(|r| r.text("username"))
+        .transpose()?;
+    if owner.is_none() && !local.is_empty() {
+        if let Some(domain_id) = super::domains::hosting_domain(tx, domain).await? {
+            owner = tx
+                .row(
+                    "SELECT u.username FROM admin_mailbox mb INNER JOIN core_user u ON u.id = mb.user_id WHERE mb.address = ? AND mb.domain_id = ?",
+                    args![local, domain_id],
+                )
+                .await?
+                .map(|r| r.text("username"))
+                .transpose()?;
+        }
+    }
+    let Some(username) = owner else {
+        return Ok(());
+    };
+    match super::accounts::manageable(tx, actor, &username).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::Forbidden(why)) => Err(StoreError::Forbidden(format!(
+            "{address} is the address of {username}: {why}"
+        ))),
+        Err(StoreError::NotFound { .. }) => Err(StoreError::Forbidden(format!(
+            "{address} is the address of an account you do not manage"
+        ))),
+        Err(e) => Err(e),
+    }
 }
 
 async fn admin_alias_count(tx: &mut Tx, user_id: i32) -> Result<i64, StoreError> {
@@ -495,6 +541,7 @@ pub async fn update(
     patch: &AliasPatch,
 ) -> Result<Alias, StoreError> {
     let current = get(tx, actor, address).await?;
+    guard_account_address(tx, actor, address).await?;
     let enabled = patch.enabled.unwrap_or(current.enabled);
     let description = patch.description.clone().unwrap_or(current.description);
     let expire_at = patch.expire_at.unwrap_or(current.expire_at);
@@ -516,6 +563,7 @@ pub async fn update(
 
 pub async fn delete(tx: &mut Tx, actor: Actor, address: &str) -> Result<(), StoreError> {
     let current = get(tx, actor, address).await?;
+    guard_account_address(tx, actor, address).await?;
     delete_ids(tx, vec![current.id]).await?;
     audit::info(tx, &format!("Alias {address} deleted")).await
 }

@@ -115,6 +115,86 @@ fn check_key_length(len: Option<i32>) -> Result<(), StoreError> {
     }
 }
 
+/// A name a new domain or domain alias may take: not a public suffix, not this server's hostname
+/// or a name under it, not under a hosted or relay domain the actor does not administer.
+async fn check_new_name(tx: &mut Tx, actor: Actor, name: &DomainName) -> Result<(), StoreError> {
+    let n = name.as_str();
+    if psl::suffix(n.as_bytes()).is_some_and(|s| s.typ().is_some() && s.as_bytes() == n.as_bytes())
+    {
+        return Err(StoreError::refused(
+            "name",
+            "is a public suffix (registries hand out names under it), not a domain",
+        ));
+    }
+    if let Some(host) = server_hostname() {
+        if n == host || n.ends_with(&format!(".{host}")) {
+            return Err(StoreError::refused(
+                "name",
+                format!("is this server's hostname ({host}) or a name under it"),
+            ));
+        }
+    }
+    let mut parent = n;
+    while let Some((_, rest)) = parent.split_once('.') {
+        parent = rest;
+        if let Some(id) = hosting_domain(tx, parent).await? {
+            if !access::can_admin_domain(tx, actor, id).await? {
+                return Err(StoreError::refused(
+                    "name",
+                    format!("is under {parent}, a domain you do not administer"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The id of the domain that holds the addresses of `name`: the domain of that name (hosted or
+/// relay), or the target of the domain alias of that name.
+pub(crate) async fn hosting_domain(tx: &mut Tx, name: &str) -> Result<Option<i32>, StoreError> {
+    if let Some(r) = tx
+        .row("SELECT id FROM admin_domain WHERE name = ?", args![name])
+        .await?
+    {
+        return Ok(Some(r.i32("id")?));
+    }
+    tx.row(
+        "SELECT target_id FROM admin_domainalias WHERE name = ?",
+        args![name],
+    )
+    .await?
+    .map(|r| r.i32("target_id"))
+    .transpose()
+}
+
+/// This machine's host name (what `install` set from the configuration's hostname), lower-case.
+fn server_hostname() -> Option<String> {
+    nix::unistd::gethostname()
+        .ok()?
+        .into_string()
+        .ok()
+        .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        .filter(|h| h.contains('.'))
+}
+
+/// Superadmins and resellers create, delete and alias domains and point relays; domain admins
+/// manage what is inside theirs.
+fn may_manage_domains(actor: Actor) -> bool {
+    actor.is_super()
+        || matches!(
+            actor,
+            Actor::User {
+                role: Role::Resellers,
+                ..
+            }
+        )
+}
+
+/// The Postfix services a relay domain may use: the plain SMTP clients. Any other master.cf
+/// service (`smtp-amavis`, the re-injection listener, `local`, pipes) would skip the content
+/// filter or reach inside the server.
+pub const RELAY_SERVICES: [&str; 2] = ["relay", "smtp"];
+
 fn check_relay(relay: &Relay) -> Result<(), StoreError> {
     crate::names::DbHost::parse("target_host", &relay.target_host)?;
     if relay.target_port == 0 {
@@ -123,19 +203,40 @@ fn check_relay(relay: &Relay) -> Result<(), StoreError> {
             "must be between 1 and 65535",
         ));
     }
-    let ok = !relay.service.is_empty()
-        && relay.service.len() <= 30
-        && relay
-            .service
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !ok {
+    if !RELAY_SERVICES.contains(&relay.service.as_str()) {
         return Err(StoreError::refused(
             "service",
-            "must be a Postfix service name (letters, digits, - and _, at most 30)",
+            "must be relay or smtp",
+        ));
+    }
+    if is_internal_target(&relay.target_host) {
+        return Err(StoreError::refused(
+            "target_host",
+            "must not be this machine or a link-local address (loopback, localhost, unspecified, link-local)",
         ));
     }
     Ok(())
+}
+
+/// A relay target that is this machine or its link: the content filter's own listeners live on
+/// loopback.
+fn is_internal_target(host: &str) -> bool {
+    use std::net::IpAddr;
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    match h.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => a.is_loopback() || a.is_unspecified() || a.is_link_local(),
+        Ok(IpAddr::V6(a)) => {
+            let mapped = a.to_ipv4_mapped();
+            a.is_loopback()
+                || a.is_unspecified()
+                || (a.segments()[0] & 0xffc0) == 0xfe80
+                || mapped.is_some_and(|m| m.is_loopback() || m.is_unspecified() || m.is_link_local())
+        }
+        Err(_) => {
+            let lower = h.to_ascii_lowercase();
+            lower == "localhost" || lower.ends_with(".localhost")
+        }
+    }
 }
 
 const DOMAIN_COLUMNS: &str = "id, name, type, quota, default_mailbox_quota, enabled, enable_dns_checks, enable_dkim, dkim_key_selector, dkim_key_length, dkim_public_key, dkim_private_key_path, creation, transport_id";
@@ -391,19 +492,12 @@ pub async fn create(
     if let Some(r) = relay {
         check_relay(r)?;
     }
-    if !actor.is_super()
-        && !matches!(
-            actor,
-            Actor::User {
-                role: access::Role::Resellers,
-                ..
-            }
-        )
-    {
+    if !may_manage_domains(actor) {
         return Err(StoreError::Forbidden(
             "only superadmins and resellers create domains".into(),
         ));
     }
+    check_new_name(tx, actor, name).await?;
     if name_taken(tx, name.as_str()).await? {
         return Err(StoreError::Exists {
             kind: "domain",
@@ -612,6 +706,11 @@ pub async fn update(
             ));
         }
         check_relay(relay)?;
+        if d.relay.as_ref() != Some(relay) && !may_manage_domains(actor) {
+            return Err(StoreError::Forbidden(
+                "only superadmins and resellers change a relay domain's target".into(),
+            ));
+        }
         tx.exec(
             "UPDATE transport_transport SET service = ?, next_hop = ?, _settings = ? WHERE pattern = ?",
             args![relay.service.as_str(), next_hop(relay), settings_json(relay)?, name],
@@ -633,15 +732,7 @@ pub async fn delete(
     opts: &accounts::Options,
 ) -> Result<(), StoreError> {
     let d = get(tx, actor, name).await?;
-    if !actor.is_super()
-        && !matches!(
-            actor,
-            Actor::User {
-                role: access::Role::Resellers,
-                ..
-            }
-        )
-    {
+    if !may_manage_domains(actor) {
         return Err(StoreError::Forbidden(
             "domain admins cannot delete domains".into(),
         ));
@@ -651,9 +742,21 @@ pub async fn delete(
             "SELECT u.username FROM core_user u INNER JOIN admin_mailbox mb ON mb.user_id = u.id WHERE mb.domain_id = ?",
             args![d.id],
         )
-        .await?;
-    for u in users {
-        accounts::delete_in(tx, &u.text("username")?, opts).await?;
+        .await?
+        .iter()
+        .map(|r| r.text("username"))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Deleting the domain deletes these accounts: never one the actor could not delete itself
+    // (a reseller's domain holding a superadmin's mailbox).
+    for u in &users {
+        if let Err(StoreError::Forbidden(why)) = accounts::manageable(tx, actor, u).await {
+            return Err(StoreError::Forbidden(format!(
+                "{name} holds the mailbox of {u}, which you cannot delete ({why}): move or delete that account first"
+            )));
+        }
+    }
+    for u in &users {
+        accounts::delete_in(tx, u, opts).await?;
     }
     let alias_ids = tx
         .rows(
@@ -779,6 +882,14 @@ pub async fn create_alias(
     enabled: bool,
 ) -> Result<DomainAlias, StoreError> {
     let t = get(tx, actor, target.as_str()).await?;
+    // An alias takes every address of its name: a domain admin naming one gmail.com would
+    // receive what every tenant sends there.
+    if !may_manage_domains(actor) {
+        return Err(StoreError::Forbidden(
+            "only superadmins and resellers create domain aliases".into(),
+        ));
+    }
+    check_new_name(tx, actor, name).await?;
     if t.kind != "domain" {
         return Err(StoreError::refused(
             "target",
