@@ -995,11 +995,21 @@ async fn scenario(store: Store) {
     .await;
     assert_eq!(a.status, 400);
     assert!(a.json["target"].is_array(), "{}", a.raw);
+    // A domain alias takes every address of its name: superadmins and resellers create them.
     let a = call(
         port,
         "POST",
         "/domainaliases/",
         Some(&da),
+        Some(json!({"name": "alias-a.test", "target": "a.test"})),
+    )
+    .await;
+    assert_eq!(a.status, 403, "{}", a.raw);
+    let a = call(
+        port,
+        "POST",
+        "/domainaliases/",
+        Some(&su),
         Some(json!({"name": "alias-a.test", "target": "a.test"})),
     )
     .await;
@@ -1186,6 +1196,19 @@ async fn scenario(store: Store) {
     )
     .await;
     assert!(a.json["address"].is_array(), "{}", a.raw);
+    // Another tenant's address, or one outside every hosted domain: not a domain admin's to give.
+    for foreign in ["boss@b.test", "ceo@bank.example"] {
+        let a = call(
+            port,
+            "POST",
+            "/senderaddresses/",
+            Some(&da),
+            Some(json!({"address": foreign, "mailbox": user_mb})),
+        )
+        .await;
+        assert_eq!(a.status, 400, "{foreign}: {}", a.raw);
+        assert!(a.json["address"].is_array(), "{}", a.raw);
+    }
     let a = call(
         port,
         "PATCH",

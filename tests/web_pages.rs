@@ -532,14 +532,31 @@ async fn scenario(store: Store) {
         .await;
     assert_eq!(a.status, 400);
     assert!(field_error(&a, "target_port").is_some());
+    // A domain alias takes every address of its name: superadmins and resellers only.
     let a = da
         .post(
             "/domains/a.test/aliases/new",
             "name=a-alias.test&enabled=on",
         )
         .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM admin_domainalias WHERE name = ?",
+            "a-alias.test"
+        )
+        .await,
+        0
+    );
+    let a = admin
+        .post(
+            "/domains/a.test/aliases/new",
+            "name=a-alias.test&enabled=on",
+        )
+        .await;
     assert_eq!(a.status, 303, "{}", a.body);
-    let a = da
+    let a = admin
         .post("/domains/a.test/aliases/new", "name=b.test&enabled=on")
         .await;
     assert_eq!(a.status, 400);

@@ -204,10 +204,7 @@ fn check_relay(relay: &Relay) -> Result<(), StoreError> {
         ));
     }
     if !RELAY_SERVICES.contains(&relay.service.as_str()) {
-        return Err(StoreError::refused(
-            "service",
-            "must be relay or smtp",
-        ));
+        return Err(StoreError::refused("service", "must be relay or smtp"));
     }
     if is_internal_target(&relay.target_host) {
         return Err(StoreError::refused(
@@ -230,7 +227,8 @@ fn is_internal_target(host: &str) -> bool {
             a.is_loopback()
                 || a.is_unspecified()
                 || (a.segments()[0] & 0xffc0) == 0xfe80
-                || mapped.is_some_and(|m| m.is_loopback() || m.is_unspecified() || m.is_link_local())
+                || mapped
+                    .is_some_and(|m| m.is_loopback() || m.is_unspecified() || m.is_link_local())
         }
         Err(_) => {
             let lower = h.to_ascii_lowercase();
@@ -668,6 +666,20 @@ pub async fn update(
             ));
         }
     }
+    if let Some(relay) = &patch.relay {
+        if d.kind != "relaydomain" {
+            return Err(StoreError::refused(
+                "relay",
+                "only a relay domain has a relay target",
+            ));
+        }
+        check_relay(relay)?;
+        if d.relay.as_ref() != Some(relay) && !may_manage_domains(actor) {
+            return Err(StoreError::Forbidden(
+                "only superadmins and resellers change a relay domain's target".into(),
+            ));
+        }
+    }
     let key_length = patch.dkim_key_length.unwrap_or(d.dkim_key_length);
     check_key_length(key_length)?;
     let selector = patch
@@ -699,18 +711,6 @@ pub async fn update(
         .await?;
     }
     if let Some(relay) = &patch.relay {
-        if d.kind != "relaydomain" {
-            return Err(StoreError::refused(
-                "relay",
-                "only a relay domain has a relay target",
-            ));
-        }
-        check_relay(relay)?;
-        if d.relay.as_ref() != Some(relay) && !may_manage_domains(actor) {
-            return Err(StoreError::Forbidden(
-                "only superadmins and resellers change a relay domain's target".into(),
-            ));
-        }
         tx.exec(
             "UPDATE transport_transport SET service = ?, next_hop = ?, _settings = ? WHERE pattern = ?",
             args![relay.service.as_str(), next_hop(relay), settings_json(relay)?, name],

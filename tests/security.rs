@@ -1,0 +1,376 @@
+//! Tenant isolation in the store, tried as a hostile admin would, on SQLite, PostgreSQL and
+//! MariaDB: each attempt is refused *and* leaves every table as it was (the attempts run in the
+//! one transaction a caller would commit).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::PathBuf;
+
+use modobox::names::{DomainName, EmailAddress};
+use modobox::store::access::{Actor, Role};
+use modobox::store::accounts::{self, AccountSpec, Options, Password};
+use modobox::store::aliases::{self, AliasAddress, AliasPatch, AliasSpec};
+use modobox::store::domains::{self, DomainPatch, DomainSpec, Relay};
+use modobox::store::{migrate, StoreError, Tx};
+
+const ROUNDS: u32 = 5000;
+
+fn dom(n: &str) -> DomainName {
+    DomainName::parse("domain", n).unwrap()
+}
+
+fn email(a: &str) -> EmailAddress {
+    EmailAddress::parse("address", a).unwrap()
+}
+
+fn opts() -> Options {
+    Options {
+        mail_root: PathBuf::from("/srv/vmail"),
+        handle_mailboxes_on_filesystem: true,
+    }
+}
+
+fn account(username: &str, role: Role, domains: &[&str]) -> AccountSpec {
+    AccountSpec {
+        username: username.into(),
+        password: Password::Clear("correct horse 1".into()),
+        first_name: String::new(),
+        last_name: String::new(),
+        enabled: true,
+        role,
+        mailbox: Some(None),
+        domains: domains.iter().map(|d| dom(d)).collect(),
+    }
+}
+
+fn relay(host: &str, service: &str) -> Relay {
+    Relay {
+        target_host: host.into(),
+        target_port: 25,
+        service: service.into(),
+        verify_recipients: false,
+    }
+}
+
+/// Every row of the tables an attempt could touch, in a stable order.
+async fn snapshot(tx: &mut Tx) -> String {
+    let queries = [
+        "SELECT name, type, enabled FROM admin_domain ORDER BY name",
+        "SELECT name, target_id FROM admin_domainalias ORDER BY name",
+        "SELECT username, is_active FROM core_user ORDER BY username",
+        "SELECT address, domain_id FROM admin_mailbox ORDER BY address, domain_id",
+        "SELECT address, mailbox_id FROM admin_senderaddress ORDER BY address, mailbox_id",
+        "SELECT address, enabled FROM admin_alias ORDER BY address",
+        "SELECT address, alias_id FROM modoboa_admin_aliasrecipient ORDER BY alias_id, address",
+        "SELECT pattern, service, next_hop FROM transport_transport ORDER BY pattern",
+    ];
+    let mut out = String::new();
+    for q in queries {
+        for r in tx.rows(q, &[]).await.unwrap() {
+            out.push_str(&format!("{r:?}\n"));
+        }
+        out.push_str("--\n");
+    }
+    out
+}
+
+/// `attempt` must fail with an error that `expected` accepts, and change nothing.
+macro_rules! refused {
+    ($tx:expr, $what:literal, $attempt:expr, $expected:pat $(if $guard:expr)?) => {{
+        let before = snapshot($tx).await;
+        let r = $attempt;
+        assert!(
+            matches!(r, Err($expected) $(if $guard)?),
+            "{}: expected a refusal, got {:?}",
+            $what,
+            r.map(|_| ())
+        );
+        assert_eq!(snapshot($tx).await, before, "{}: something changed", $what);
+    }};
+}
+
+fn field_is(e: &StoreError, f: &str) -> bool {
+    match e {
+        StoreError::Refused { field, .. } => field == f,
+        StoreError::Invalid(n) => n.field == f,
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn tenants_cannot_act_as_each_other() {
+    for db in common::all().await {
+        let store = db.connect().await;
+        migrate::migrate(&store).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let sys = Actor::System;
+        for d in ["own.test", "other.test", "res.test"] {
+            domains::create(&mut tx, sys, &dom(d), &DomainSpec::default(), None)
+                .await
+                .unwrap();
+        }
+        domains::create(
+            &mut tx,
+            sys,
+            &dom("relay.test"),
+            &DomainSpec::default(),
+            Some(&relay("mx.inside.test", "relay")),
+        )
+        .await
+        .unwrap();
+        let da = accounts::create(
+            &mut tx,
+            sys,
+            &account(
+                "da@own.test",
+                Role::DomainAdmins,
+                &["own.test", "relay.test"],
+            ),
+            ROUNDS,
+        )
+        .await
+        .unwrap();
+        let da = Actor::User {
+            id: da.id,
+            role: Role::DomainAdmins,
+        };
+        let res = accounts::create(
+            &mut tx,
+            sys,
+            &account("res@res.test", Role::Resellers, &["res.test"]),
+            ROUNDS,
+        )
+        .await
+        .unwrap();
+        let res = Actor::User {
+            id: res.id,
+            role: Role::Resellers,
+        };
+        for (u, role) in [
+            ("user@own.test", Role::SimpleUsers),
+            ("boss@other.test", Role::SimpleUsers),
+            ("root@own.test", Role::SuperAdmins),
+            ("chief@res.test", Role::SuperAdmins),
+        ] {
+            accounts::create(&mut tx, sys, &account(u, role, &[]), ROUNDS)
+                .await
+                .unwrap();
+        }
+
+        // 2. Sender addresses across tenants.
+        refused!(
+            &mut tx,
+            "sender address in another tenant's domain",
+            accounts::add_sender_address(&mut tx, da, "user@own.test", &email("boss@other.test"))
+                .await,
+            ref e if field_is(e, "address")
+        );
+        refused!(
+            &mut tx,
+            "outside sender address by a domain admin",
+            accounts::add_sender_address(&mut tx, da, "user@own.test", &email("ceo@bank.example"))
+                .await,
+            ref e if field_is(e, "address")
+        );
+        accounts::add_sender_address(&mut tx, da, "user@own.test", &email("sales@own.test"))
+            .await
+            .unwrap();
+        let s = accounts::find_sender_address(&mut tx, da, "user@own.test", "sales@own.test")
+            .await
+            .unwrap();
+        refused!(
+            &mut tx,
+            "sender address changed to another tenant's",
+            accounts::update_sender_address(
+                &mut tx,
+                da,
+                s.id,
+                &email("boss@other.test"),
+                "user@own.test"
+            )
+            .await,
+            ref e if field_is(e, "address")
+        );
+        accounts::add_sender_address(
+            &mut tx,
+            sys,
+            "user@own.test",
+            &email("me@elsewhere.example"),
+        )
+        .await
+        .unwrap();
+
+        // 4. Domain aliases and new domains for names one does not own.
+        refused!(
+            &mut tx,
+            "domain alias gmail.com by a domain admin",
+            domains::create_alias(&mut tx, da, &dom("gmail.com"), &dom("own.test"), true).await,
+            StoreError::Forbidden(_)
+        );
+        refused!(
+            &mut tx,
+            "domain alias on a public suffix",
+            domains::create_alias(&mut tx, res, &dom("co.uk"), &dom("res.test"), true).await,
+            ref e if field_is(e, "name")
+        );
+        refused!(
+            &mut tx,
+            "domain on a public suffix (a private one)",
+            domains::create(&mut tx, res, &dom("github.io"), &DomainSpec::default(), None).await,
+            ref e if field_is(e, "name")
+        );
+        refused!(
+            &mut tx,
+            "domain alias under another tenant's domain",
+            domains::create_alias(&mut tx, res, &dom("mail.other.test"), &dom("res.test"), true)
+                .await,
+            ref e if field_is(e, "name")
+        );
+        refused!(
+            &mut tx,
+            "domain under another tenant's domain",
+            domains::create(&mut tx, res, &dom("x.own.test"), &DomainSpec::default(), None).await,
+            ref e if field_is(e, "name")
+        );
+        if let Some(host) = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .filter(|h| h.contains('.') && DomainName::parse("h", h).is_ok())
+        {
+            refused!(
+                &mut tx,
+                "domain alias named as this server",
+                domains::create_alias(&mut tx, sys, &dom(&host), &dom("own.test"), true).await,
+                ref e if field_is(e, "name")
+            );
+        }
+        domains::create_alias(&mut tx, res, &dom("lists.res.test"), &dom("res.test"), true)
+            .await
+            .unwrap();
+
+        // 5. Aliases and forwards on the address of an account one cannot manage.
+        let hijack = AliasSpec {
+            enabled: true,
+            description: String::new(),
+            expire_at: None,
+            recipients: vec!["root@own.test".into(), "attacker@evil.example".into()],
+        };
+        let root_addr = AliasAddress::parse("address", "root@own.test").unwrap();
+        refused!(
+            &mut tx,
+            "forward on a superadmin's address by a domain admin",
+            aliases::create(&mut tx, da, &root_addr, &hijack).await,
+            StoreError::Forbidden(_)
+        );
+        // One the superadmin set itself is not the domain admin's to change or remove.
+        let own_forward = AliasSpec {
+            recipients: vec!["root@own.test".into(), "chief@res.test".into()],
+            ..hijack.clone()
+        };
+        aliases::create(&mut tx, sys, &root_addr, &own_forward)
+            .await
+            .unwrap();
+        let patch = AliasPatch {
+            recipients: Some(vec!["attacker@evil.example".into()]),
+            ..Default::default()
+        };
+        refused!(
+            &mut tx,
+            "changing a superadmin's forward",
+            aliases::update(&mut tx, da, "root@own.test", &patch).await,
+            StoreError::Forbidden(_)
+        );
+        refused!(
+            &mut tx,
+            "removing a superadmin's forward",
+            aliases::delete(&mut tx, da, "root@own.test").await,
+            StoreError::Forbidden(_)
+        );
+        // Through a domain alias of that domain (the same mailbox): no alias lives there.
+        domains::create_alias(&mut tx, sys, &dom("own-alias.test"), &dom("own.test"), true)
+            .await
+            .unwrap();
+        refused!(
+            &mut tx,
+            "forward on a superadmin's address through a domain alias",
+            aliases::create(
+                &mut tx,
+                da,
+                &AliasAddress::parse("address", "root@own-alias.test").unwrap(),
+                &hijack
+            )
+            .await,
+            StoreError::Forbidden(_) | StoreError::NotFound { .. }
+        );
+        let user_forward = AliasSpec {
+            recipients: vec!["user@own.test".into(), "user@elsewhere.example".into()],
+            ..hijack.clone()
+        };
+        aliases::create(
+            &mut tx,
+            da,
+            &AliasAddress::parse("address", "user@own.test").unwrap(),
+            &user_forward,
+        )
+        .await
+        .unwrap();
+
+        // 6. Deleting a domain never takes an account the actor could not delete itself.
+        refused!(
+            &mut tx,
+            "a reseller deleting the domain of a superadmin's mailbox",
+            domains::delete(&mut tx, res, "res.test", &opts()).await,
+            StoreError::Forbidden(_)
+        );
+
+        // 7. Relay transports: the plain SMTP clients only, never this machine.
+        for (host, service, field) in [
+            ("127.0.0.1", "relay", "target_host"),
+            ("localhost", "relay", "target_host"),
+            ("169.254.10.1", "smtp", "target_host"),
+            ("::1", "relay", "target_host"),
+            ("0.0.0.0", "relay", "target_host"),
+            ("mx.inside.test", "smtp-amavis", "service"),
+            ("mx.inside.test", "local", "service"),
+        ] {
+            refused!(
+                &mut tx,
+                "relay domain with an internal target or service",
+                domains::create(
+                    &mut tx,
+                    sys,
+                    &dom("relay2.test"),
+                    &DomainSpec::default(),
+                    Some(&relay(host, service))
+                )
+                .await,
+                ref e if field_is(e, field)
+            );
+        }
+        let retarget = DomainPatch {
+            relay: Some(relay("mx.elsewhere.example", "relay")),
+            ..Default::default()
+        };
+        refused!(
+            &mut tx,
+            "a domain admin re-pointing its relay domain",
+            domains::update(&mut tx, da, "relay.test", &retarget).await,
+            StoreError::Forbidden(_)
+        );
+        // The same target as before is no change of target.
+        let same = DomainPatch {
+            relay: Some(relay("mx.inside.test", "relay")),
+            enable_dns_checks: Some(false),
+            ..Default::default()
+        };
+        domains::update(&mut tx, da, "relay.test", &same)
+            .await
+            .unwrap();
+        domains::update(&mut tx, res, "res.test", &DomainPatch::default())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        eprintln!("{:?}: every attempt refused, nothing changed", db.backend);
+    }
+}
