@@ -374,3 +374,212 @@ async fn tenants_cannot_act_as_each_other() {
         eprintln!("{:?}: every attempt refused, nothing changed", db.backend);
     }
 }
+
+// ---- authentication, over real HTTP against the web server ----
+
+use common::web::{enc, http_with, start, PASSWORD};
+use std::time::Instant;
+
+/// The login form's cookie and token, from `client` (nginx's X-Forwarded-For: the web server
+/// listens on loopback behind it).
+async fn login_form(port: u16, client: &str) -> (String, String) {
+    let xff = format!("X-Forwarded-For: {client}");
+    let form = http_with(port, "GET", "/login", &[&xff], &[], None).await;
+    (
+        form.cookie("modobox_login").unwrap(),
+        form.field("csrf").unwrap(),
+    )
+}
+
+async fn try_login(port: u16, client: &str, username: &str, password: &str) -> u16 {
+    let (pre, csrf) = login_form(port, client).await;
+    let xff = format!("X-Forwarded-For: {client}");
+    let body = format!(
+        "csrf={csrf}&next=%2F&username={}&password={}",
+        enc(username),
+        enc(password)
+    );
+    http_with(port, "POST", "/login", &[&xff], &[&pre], Some(&body))
+        .await
+        .status
+}
+
+async fn auth_log(store: &modobox::store::Store) -> Vec<String> {
+    let mut tx = store.begin().await.unwrap();
+    tx.rows(
+        "SELECT message FROM core_log WHERE logger = ? ORDER BY id",
+        modobox::args!["modoboa.auth"],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.text("message").unwrap())
+    .collect()
+}
+
+#[tokio::test]
+async fn authentication_holds_against_guessing_flooding_and_redirects() {
+    let db = common::sqlite().await;
+    let store = db.connect().await;
+    migrate::migrate(&store).await.unwrap();
+    common::web::account(&store, "boss", Role::SuperAdmins).await;
+    let port = start(&store).await;
+
+    // 10. Forty concurrent wrong guesses on one account from one client: five are checked, the
+    // rest refused before any hashing; the account stays open to its owner elsewhere.
+    let guesses = (0..40).map(|_| try_login(port, "198.51.100.7", "boss", "guess"));
+    let answers = futures_util::future::join_all(guesses).await;
+    let checked = answers.iter().filter(|s| **s == 401).count();
+    let refused = answers.iter().filter(|s| **s == 429).count();
+    assert_eq!((checked, refused), (5, 35), "{answers:?}");
+    assert_eq!(try_login(port, "198.51.100.7", "boss", PASSWORD).await, 429);
+    assert_eq!(try_login(port, "203.0.113.9", "boss", PASSWORD).await, 303);
+    // Spraying: ten accounts from one IPv6 /64 (different addresses), then it stops.
+    for i in 0..10 {
+        let s = try_login(port, &format!("2001:db8:5:6::{i:x}"), &format!("u{i}"), "x").await;
+        assert_eq!(s, 401);
+    }
+    assert_eq!(
+        try_login(port, "2001:db8:5:6::ff", "boss", PASSWORD).await,
+        429
+    );
+
+    // 13. The audit log: a bounded number of lines per client, no control character.
+    let before = auth_log(&store).await.len();
+    for i in 0..60 {
+        let who = format!("evil{i}\nUser boss logged in from 10.0.0.1");
+        try_login(port, "192.0.2.66", &who, "x").await;
+    }
+    let lines = auth_log(&store).await;
+    let new = &lines[before..];
+    assert!(
+        new.len() <= modobox::web::throttle::MAX_LOG_LINES,
+        "{} lines",
+        new.len()
+    );
+    assert!(new.iter().all(|l| !l.contains('\n')), "{new:?}");
+    assert!(new.last().unwrap().contains("left out"), "{new:?}");
+
+    // 11. Unknown and known accounts take the time of a hashing alike.
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    for i in 0..5 {
+        let t = Instant::now();
+        try_login(port, &format!("192.0.2.{}", 100 + i), "boss", "wrong").await;
+        known.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        try_login(
+            port,
+            &format!("192.0.2.{}", 150 + i),
+            "nobody-here",
+            "wrong",
+        )
+        .await;
+        unknown.push(t.elapsed().as_secs_f64());
+    }
+    let (k, u) = (median(known), median(unknown));
+    assert!(u >= k * 0.5, "unknown {u:.3} s vs known {k:.3} s");
+
+    // 12. Redirects after login stay on this site.
+    for next in [
+        "%2F%09%2Fevil.example%2Fx",
+        "%2F%0A%2Fevil.example",
+        "%2F%5Cevil.example",
+        "%2F%2Fevil.example",
+        "https%3A%2F%2Fevil.example",
+        "%2F%20%2Fevil.example",
+    ] {
+        let (pre, csrf) = login_form(port, "192.0.2.200").await;
+        let body = format!(
+            "csrf={csrf}&next={next}&username=boss&password={}",
+            enc(PASSWORD)
+        );
+        let a = http_with(
+            port,
+            "POST",
+            "/login",
+            &["X-Forwarded-For: 192.0.2.200"],
+            &[&pre],
+            Some(&body),
+        )
+        .await;
+        assert_eq!(a.status, 303);
+        assert_eq!(a.header("location"), Some("/"), "next={next}");
+    }
+}
+
+#[tokio::test]
+async fn the_password_endpoint_is_no_oracle() {
+    for db in common::all().await {
+        let store = db.connect().await;
+        migrate::migrate(&store).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        domains::create(
+            &mut tx,
+            Actor::System,
+            &dom("own.test"),
+            &DomainSpec::default(),
+            None,
+        )
+        .await
+        .unwrap();
+        let da = accounts::create(
+            &mut tx,
+            Actor::System,
+            &account("da@own.test", Role::DomainAdmins, &["own.test"]),
+            ROUNDS,
+        )
+        .await
+        .unwrap();
+        let boss = accounts::create(
+            &mut tx,
+            Actor::System,
+            &account("root@own.test", Role::SuperAdmins, &[]),
+            ROUNDS,
+        )
+        .await
+        .unwrap();
+        let key = modobox::store::tokens::create_token(&mut tx, da.id)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let port = start(&store).await;
+        let auth = format!("Authorization: Token {key}");
+        let path = format!("/api/v1/accounts/{}/password/", boss.id);
+        // 9. A domain admin who sees the superadmin's account gets the same 403 whether the
+        // current password it tries is right or wrong.
+        let mut seen = Vec::new();
+        for current in ["wrong guess", "correct horse 1"] {
+            let body =
+                format!("{{\"password\": \"{current}\", \"new_password\": \"taken over 1234\"}}");
+            let a = http_with(port, "PUT", &path, &[&auth], &[], Some(&body)).await;
+            seen.push((a.status, a.body));
+        }
+        assert_eq!(seen[0], seen[1], "{seen:?}");
+        assert_eq!(seen[0].0, 403);
+        let mut tx = store.begin().await.unwrap();
+        assert!(
+            accounts::authenticate(&mut tx, "root@own.test", "correct horse 1")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        drop(tx);
+        // Its own: wrong guesses are throttled like logins (five, then 429).
+        let own = format!("/api/v1/accounts/{}/password/", da.id);
+        let body = "{\"password\": \"nope\", \"new_password\": \"another one 1234\"}";
+        let mut statuses = Vec::new();
+        for _ in 0..6 {
+            statuses.push(
+                http_with(port, "PUT", &own, &[&auth], &[], Some(body))
+                    .await
+                    .status,
+            );
+        }
+        assert_eq!(statuses, [400, 400, 400, 400, 400, 429]);
+    }
+}

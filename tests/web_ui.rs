@@ -22,6 +22,24 @@ async fn log_lines(store: &Store, logger: &str) -> Vec<String> {
     .collect()
 }
 
+/// `GET /api/v1/domains/` with an API token: the raw answer.
+async fn api_get(port: u16, key: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let req = format!(
+        "GET /api/v1/domains/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Token {key}\r\n\r\n"
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut s, &mut answer)
+        .await
+        .unwrap();
+    answer
+}
+
 async fn scenario(store: Store) {
     migrate::migrate(&store).await.unwrap();
     account(&store, "admin", Role::SuperAdmins).await;
@@ -110,7 +128,22 @@ async fn scenario(store: Store) {
     drop(tx);
 
     // Password change: CSRF checked, current password checked, rules named.
-    let page_csrf = page.field("csrf").unwrap();
+    let mut page_csrf = page.field("csrf").unwrap();
+    let mut session = session;
+    // A second browser of the same account, and an API token: both end with the change.
+    let other = http(port, "POST", "/login", &[&pre], Some(&good))
+        .await
+        .cookie("modobox_session")
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    let admin_id = accounts::get(&mut tx, Actor::System, "admin")
+        .await
+        .unwrap()
+        .id;
+    let old_key = modobox::store::tokens::create_token(&mut tx, admin_id)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
     let change = |csrf: &str, current: &str, new: &str| {
         format!(
             "csrf={csrf}&current={}&new={}&confirm={}",
@@ -158,12 +191,24 @@ async fn scenario(store: Store) {
     .await;
     assert_eq!(a.status, 200);
     assert!(a.body.contains("Password changed."));
+    // This browser goes on with a new session; the old cookie, the other browser and the API
+    // token are done.
+    let renewed = a.cookie("modobox_session").unwrap();
+    assert_ne!(renewed, session);
+    assert_eq!(http(port, "GET", "/", &[&session], None).await.status, 303);
+    assert_eq!(http(port, "GET", "/", &[&other], None).await.status, 303);
+    assert_eq!(http(port, "GET", "/", &[&renewed], None).await.status, 200);
+    let api = api_get(port, &old_key).await;
+    assert!(
+        api.starts_with("HTTP/1.1 401"),
+        "the API token ended with the password: {api}"
+    );
     let mut tx = store.begin().await.unwrap();
     assert!(accounts::authenticate(&mut tx, "admin", "a new password")
         .await
         .unwrap()
         .is_some());
-    // Back to the shared test password for the rest.
+    // Back to the shared test password for the rest (a reset: every session ends again).
     accounts::set_password(
         &mut tx,
         Actor::System,
@@ -173,6 +218,15 @@ async fn scenario(store: Store) {
     .await
     .unwrap();
     tx.commit().await.unwrap();
+    assert_eq!(http(port, "GET", "/", &[&renewed], None).await.status, 303);
+    session = http(port, "POST", "/login", &[&pre], Some(&good))
+        .await
+        .cookie("modobox_session")
+        .unwrap();
+    page_csrf = http(port, "GET", "/", &[&session], None)
+        .await
+        .field("csrf")
+        .unwrap();
 
     // The settings page makes an API key (CSRF-checked), shown once; the API accepts it.
     let a = http(
@@ -190,19 +244,7 @@ async fn scenario(store: Store) {
     let at = a.body.find("<pre id=\"token\">").unwrap() + 16;
     let key = a.body[at..at + a.body[at..].find("</pre>").unwrap()].to_string();
     assert_eq!(key.len(), 40, "{key}");
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let req = format!(
-        "GET /api/v1/domains/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Token {key}\r\n\r\n"
-    );
-    tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut s, &mut answer)
-        .await
-        .unwrap();
+    let answer = api_get(port, &key).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
     // Logout needs the token too, then the session is gone.
@@ -220,9 +262,9 @@ async fn scenario(store: Store) {
     let a = http(port, "GET", "/", &[&session], None).await;
     assert_eq!(a.status, 303, "the session ended");
 
-    // Throttling: five failures on one account lock it, even with the right password.
-    // (the wrong current password above counted as one failure).
-    let mut failures = 1;
+    // Throttling: five failures of this client on one account lock it out, even with the right
+    // password (the wrong current password above no longer counts: a right one followed).
+    let mut failures = 0;
     loop {
         let a = http(port, "POST", "/login", &[&pre], Some(&bad)).await;
         if a.status == 429 {

@@ -189,6 +189,43 @@ pub fn hash(password: &str, rounds: u32) -> Result<String, PasswordError> {
 /// Unknown scheme → `Err` naming the scheme; malformed hash → `Err`; wrong
 /// password → `Ok(false)`. Comparisons of computed against stored hashes are
 /// constant-time.
+/// Hashings at once on behalf of logins: each costs tens of milliseconds of one core.
+const HASHING_AT_ONCE: usize = 2;
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HASHING_AT_ONCE);
+
+/// `verify` for a login: on tokio's blocking threads, at most `HASHING_AT_ONCE` at a time, so a
+/// burst of guesses queues instead of taking the async workers the supervisor shares. A value
+/// that cannot be parsed is a wrong password.
+pub async fn verify_bounded(stored: String, password: String) -> bool {
+    let Ok(_permit) = HASHING.acquire().await else {
+        return false;
+    };
+    tokio::task::spawn_blocking(move || verify(&stored, &password).unwrap_or(false))
+        .await
+        .unwrap_or(false)
+}
+
+/// A hash of a random password with `rounds`, made once per rounds value: what an unknown or
+/// disabled account's login is checked against, so that it takes as long as a known one's.
+pub fn dummy_hash(rounds: u32) -> String {
+    use std::sync::Mutex;
+    static DUMMY: Mutex<Option<(u32, String)>> = Mutex::new(None);
+    if let Ok(guard) = DUMMY.lock() {
+        if let Some((r, h)) = guard.as_ref() {
+            if *r == rounds {
+                return h.clone();
+            }
+        }
+    }
+    let mut secret = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut secret);
+    let h = hash(&STANDARD.encode(secret), rounds).unwrap_or_default();
+    if let Ok(mut guard) = DUMMY.lock() {
+        *guard = Some((rounds, h.clone()));
+    }
+    h
+}
+
 pub fn verify(stored: &str, password: &str) -> Result<bool, PasswordError> {
     let parsed = parse(stored)?;
     if password.as_bytes().contains(&0) {

@@ -970,7 +970,20 @@ pub async fn set_password(
         args![stored, a.id],
     )
     .await?;
+    // Whoever held the old password is out: every web session and the API token end.
+    end_sessions(tx, a.id).await?;
     audit::info(tx, &format!("Password of {username} changed")).await
+}
+
+/// Ends every web session of an account and revokes its API token.
+pub async fn end_sessions(tx: &mut Tx, user_id: i32) -> Result<(), StoreError> {
+    tx.exec(
+        "DELETE FROM modobox_session WHERE user_id = ?",
+        args![user_id],
+    )
+    .await?;
+    super::tokens::revoke_token(tx, user_id).await?;
+    Ok(())
 }
 
 pub async fn update(
@@ -1377,22 +1390,27 @@ pub async fn authenticate(
     username: &str,
     given: &str,
 ) -> Result<Option<Account>, StoreError> {
-    let Ok(username) = parse_username(username) else {
-        return Ok(None);
+    let row = match parse_username(username) {
+        Ok(u) => {
+            tx.row(
+                "SELECT id, username, password, is_active FROM core_user WHERE username = ?",
+                args![u.as_str()],
+            )
+            .await?
+        }
+        Err(_) => None,
     };
-    let Some(r) = tx
-        .row(
-            "SELECT id, password, is_active FROM core_user WHERE username = ?",
-            args![username.as_str()],
-        )
-        .await?
-    else {
+    // Unknown and disabled accounts are checked against a dummy hash: every answer takes the
+    // time of a hashing, so timing does not tell which accounts exist.
+    let stored = match &row {
+        Some(r) if r.bool("is_active")? => r.text("password")?,
+        _ => password::dummy_hash(password_rounds(tx).await?),
+    };
+    let right = password::verify_bounded(stored, given.to_string()).await;
+    let Some(r) = row.filter(|_| right) else {
         return Ok(None);
     };
     if !r.bool("is_active")? {
-        return Ok(None);
-    }
-    if !password::verify(&r.text("password")?, given).unwrap_or(false) {
         return Ok(None);
     }
     tx.exec(
@@ -1400,5 +1418,5 @@ pub async fn authenticate(
         args![Utc::now(), r.i32("id")?],
     )
     .await?;
-    Ok(Some(get(tx, Actor::System, &username).await?))
+    Ok(Some(get(tx, Actor::System, &r.text("username")?).await?))
 }

@@ -9,6 +9,7 @@ use axum::Form;
 use serde::Deserialize;
 
 use super::session::{self, Post, User, COOKIE, LOGIN_COOKIE};
+use super::throttle::{self, Reservation};
 use super::{Client, Web, WebError};
 use crate::store::access::Actor;
 use crate::store::accounts::{self, Password};
@@ -23,13 +24,83 @@ pub struct Next {
     next: String,
 }
 
-/// Only a path on this site: "/domains", not "//evil.test" or "https://evil.test".
+/// Only a path on this site: "/domains", not "//evil.test", "https://evil.test", "/\\evil.test"
+/// or "/\t/evil.test" (browsers drop tabs and line breaks from URLs, turning it into "//").
 fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+    let same_origin_path = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(|c| c.is_control() || c.is_whitespace());
+    if same_origin_path {
         next
     } else {
         "/"
     }
+}
+
+/// Reserves one password attempt of `client` on `account` (before any hashing), or refuses it
+/// when a limit is reached: `Throttled`, written to the audit log within the client's budget.
+pub(crate) async fn reserve_attempt(
+    web: &Web,
+    client: &Client,
+    account: &str,
+) -> Result<Reservation, WebError> {
+    let reserved = match web.throttle.lock() {
+        Ok(mut t) => t.reserve(Instant::now(), &client.0, account),
+        Err(_) => Err(throttle::WINDOW),
+    };
+    match reserved {
+        Ok(r) => Ok(r),
+        Err(wait) => {
+            let line = format!("Login refused (throttled) for {}", printable(account));
+            audit_auth(web, client, "WARNING", &line).await?;
+            Err(WebError::Throttled(wait.as_secs().div_ceil(60)))
+        }
+    }
+}
+
+pub(crate) fn attempt_succeeded(web: &Web, r: &Reservation) {
+    if let Ok(mut t) = web.throttle.lock() {
+        t.succeeded(r);
+    }
+}
+
+/// An authentication event in the audit log. Failures and refusals come from anyone, so each
+/// client has a budget of lines per window (the last one says the rest are left out).
+pub(crate) async fn audit_auth(
+    web: &Web,
+    client: &Client,
+    level: &str,
+    line: &str,
+) -> Result<(), WebError> {
+    let line = format!("{line} from {}", printable(&client.0));
+    let budget = if level == "INFO" {
+        Some(true)
+    } else {
+        web.throttle
+            .lock()
+            .ok()
+            .and_then(|mut t| t.log_budget(Instant::now(), &client.0))
+    };
+    let line = match budget {
+        Some(true) => line,
+        Some(false) => {
+            format!("{line} (further failures from this client left out for 15 minutes)")
+        }
+        None => return Ok(()),
+    };
+    let mut tx = web.store.begin().await?;
+    audit::line(&mut tx, level, AUTH_LOGGER, &line).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What a client typed, fit for a log line: control characters shown as `?`, at most 100.
+fn printable(s: &str) -> String {
+    s.chars()
+        .take(100)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 fn login_page(
@@ -90,55 +161,45 @@ pub async fn submit(
         let e = "username and password are both required".to_string();
         return login_page(&web, StatusCode::BAD_REQUEST, &f.next, &username, Some(e));
     }
-    let blocked = web
-        .throttle
-        .lock()
-        .ok()
-        .and_then(|mut t| t.blocked(Instant::now(), &client.0, &username));
+    let attempt = reserve_attempt(&web, &client, &username).await?;
     let mut tx = web.store.begin().await?;
-    if let Some(wait) = blocked {
-        let line = format!("Login refused (throttled) for {username} from {}", client.0);
-        audit::line(&mut tx, "WARNING", AUTH_LOGGER, &line).await?;
-        tx.commit().await?;
-        return Err(WebError::Throttled(wait.as_secs().div_ceil(60)));
-    }
     match accounts::authenticate(&mut tx, &username, &f.password).await? {
         Some(account) => {
+            attempt_succeeded(&web, &attempt);
             let token = session::create(&mut tx, account.id).await?;
-            let line = format!("User {} logged in from {}", account.username, client.0);
-            audit::line(&mut tx, "INFO", AUTH_LOGGER, &line).await?;
             tx.commit().await?;
-            if let Ok(mut t) = web.throttle.lock() {
-                t.succeeded(&username);
-            }
-            let secure = web.secure_cookies;
-            let max_age = session::LIFETIME.num_seconds();
-            Ok((
-                axum::response::AppendHeaders([
-                    (
-                        header::SET_COOKIE,
-                        session::set_cookie(COOKIE, &token, max_age, secure),
-                    ),
-                    (
-                        header::SET_COOKIE,
-                        session::set_cookie(LOGIN_COOKIE, "", 0, secure),
-                    ),
-                ]),
-                Redirect::to(safe_next(&f.next)),
-            )
-                .into_response())
+            let line = format!("User {} logged in", account.username);
+            audit_auth(&web, &client, "INFO", &line).await?;
+            Ok(login_answer(&web, &token, safe_next(&f.next)))
         }
         None => {
-            let line = format!("Login failed for {username} from {}", client.0);
-            audit::line(&mut tx, "WARNING", AUTH_LOGGER, &line).await?;
-            tx.commit().await?;
-            if let Ok(mut t) = web.throttle.lock() {
-                t.failed(Instant::now(), &client.0, &username);
-            }
+            drop(tx);
+            let line = format!("Login failed for {}", printable(&username));
+            audit_auth(&web, &client, "WARNING", &line).await?;
             let e = "wrong username or password".to_string();
             login_page(&web, StatusCode::UNAUTHORIZED, &f.next, &username, Some(e))
         }
     }
+}
+
+/// The session cookie (the login form's cookie cleared), then on to `next`.
+fn login_answer(web: &Web, token: &str, next: &str) -> Response {
+    let secure = web.secure_cookies;
+    let max_age = session::LIFETIME.num_seconds();
+    (
+        axum::response::AppendHeaders([
+            (
+                header::SET_COOKIE,
+                session::set_cookie(COOKIE, token, max_age, secure),
+            ),
+            (
+                header::SET_COOKIE,
+                session::set_cookie(LOGIN_COOKIE, "", 0, secure),
+            ),
+        ]),
+        Redirect::to(next),
+    )
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,26 +290,20 @@ pub async fn password_submit(
     if let Err(e) = Password::Clear(f.new.clone()).check() {
         return refuse(&e.to_string());
     }
-    let blocked = web
-        .throttle
-        .lock()
-        .ok()
-        .and_then(|mut t| t.blocked(Instant::now(), &client.0, &user.username));
-    if let Some(wait) = blocked {
-        return Err(WebError::Throttled(wait.as_secs().div_ceil(60)));
-    }
+    let attempt = reserve_attempt(&web, &client, &user.username).await?;
     let mut tx = web.store.begin().await?;
     if accounts::authenticate(&mut tx, &user.username, &f.current)
         .await?
         .is_none()
     {
         drop(tx);
-        if let Ok(mut t) = web.throttle.lock() {
-            t.failed(Instant::now(), &client.0, &user.username);
-        }
+        let line = format!("Wrong current password for {}", user.username);
+        audit_auth(&web, &client, "WARNING", &line).await?;
         return refuse("current password: wrong password");
     }
-    // The user changes their own password: allowed whatever the role.
+    attempt_succeeded(&web, &attempt);
+    // The user changes their own password: allowed whatever the role. Every session and the
+    // API token of the account end with it; this browser gets a new session.
     accounts::set_password(
         &mut tx,
         Actor::System,
@@ -256,6 +311,17 @@ pub async fn password_submit(
         &Password::Clear(f.new),
     )
     .await?;
+    let token = session::create(&mut tx, user.id).await?;
     tx.commit().await?;
-    password_page(&web, &user, StatusCode::OK, None, true)
+    let user = session::load_token(&web, &token)
+        .await?
+        .ok_or_else(|| WebError::Internal("the new session is gone".into()))?;
+    let page = password_page(&web, &user, StatusCode::OK, None, true)?;
+    let cookie = session::set_cookie(
+        COOKIE,
+        &token,
+        session::LIFETIME.num_seconds(),
+        web.secure_cookies,
+    );
+    Ok(([(header::SET_COOKIE, cookie)], page).into_response())
 }

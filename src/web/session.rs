@@ -106,9 +106,14 @@ pub async fn delete(tx: &mut Tx, token: &str) -> Result<(), WebError> {
 
 /// The session's user, if the cookie names a live session of an active user.
 pub async fn load(web: &Web, headers: &HeaderMap) -> Result<Option<User>, WebError> {
-    let Some(token) = cookie_value(headers, COOKIE) else {
-        return Ok(None);
-    };
+    match cookie_value(headers, COOKIE) {
+        Some(token) => load_token(web, token).await,
+        None => Ok(None),
+    }
+}
+
+/// The user of a live session token.
+pub async fn load_token(web: &Web, token: &str) -> Result<Option<User>, WebError> {
     let mut tx = web.store.begin().await?;
     let Some(r) = tx
         .row(

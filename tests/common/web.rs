@@ -49,6 +49,19 @@ pub async fn http(
     cookies: &[&str],
     form: Option<&str>,
 ) -> Answer {
+    http_with(port, method, path, &[], cookies, form).await
+}
+
+/// `http` with extra header lines ("X-Forwarded-For: 192.0.2.1", "Authorization: Token …";
+/// a body that starts with `{` is sent as JSON).
+pub async fn http_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    cookies: &[&str],
+    form: Option<&str>,
+) -> Answer {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -57,8 +70,14 @@ pub async fn http(
         "{method} {path} HTTP/1.1\r\nHost: mail.example.test\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
-    if form.is_some() {
-        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+    match form {
+        Some(b) if b.starts_with('{') => req.push_str("Content-Type: application/json\r\n"),
+        Some(_) => req.push_str("Content-Type: application/x-www-form-urlencoded\r\n"),
+        None => {}
+    }
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
     }
     if !cookies.is_empty() {
         req.push_str(&format!("Cookie: {}\r\n", cookies.join("; ")));

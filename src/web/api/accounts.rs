@@ -326,6 +326,7 @@ async fn delete(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -
 async fn password(
     State(web): State<Web>,
     user: ApiUser,
+    client: crate::web::Client,
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
@@ -346,10 +347,19 @@ async fn password(
     };
     let mut tx = begin(&web).await?;
     let a = by_pk(&mut tx, &user, &id).await?;
+    // Authority first: who may not change this password learns nothing about the current one
+    // (the same 403 whether it was right or wrong).
+    accounts::manageable(&mut tx, user.actor(), &a.username).await?;
     let stored = accounts::stored_password(&mut tx, user.actor(), &a.username).await?;
-    if !crate::accounts::password::verify(&stored, &current).unwrap_or(false) {
+    drop(tx);
+    let attempt = crate::web::login::reserve_attempt(&web, &client, &a.username).await?;
+    if !crate::accounts::password::verify_bounded(stored, current).await {
+        let line = format!("Wrong current password for {} (API)", a.username);
+        crate::web::login::audit_auth(&web, &client, "WARNING", &line).await?;
         return Err(ApiError::field("password", "wrong password"));
     }
+    crate::web::login::attempt_succeeded(&web, &attempt);
+    let mut tx = begin(&web).await?;
     accounts::set_password(&mut tx, user.actor(), &a.username, &Password::Clear(new)).await?;
     tx.commit().await?;
     no_content()

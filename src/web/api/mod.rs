@@ -95,6 +95,18 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::web::WebError> for ApiError {
+    fn from(e: crate::web::WebError) -> Self {
+        match e {
+            crate::web::WebError::Throttled(minutes) => ApiError::Detail(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many attempts: try again in {minutes} minute(s)"),
+            ),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<crate::names::NameError> for ApiError {
     fn from(e: crate::names::NameError) -> Self {
         ApiError::field(&e.field, e.to_string())
