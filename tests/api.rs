@@ -10,7 +10,7 @@ use modobox::config::Config;
 use modobox::distro::Distro;
 use modobox::names::Hostname;
 use modobox::store::access::{self, Actor, Role};
-use modobox::store::accounts::{self, AccountSpec, Password};
+use modobox::store::accounts;
 use modobox::store::{migrate, tokens, Store};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -102,19 +102,7 @@ async fn account(
     domains: &[&str],
 ) -> (i32, String) {
     let mut tx = store.begin().await.unwrap();
-    let spec = AccountSpec {
-        username: username.into(),
-        password: Password::Clear("correct horse 1".into()),
-        first_name: String::new(),
-        last_name: String::new(),
-        enabled: true,
-        role,
-        mailbox: mailbox.then_some(None),
-        domains: domains
-            .iter()
-            .map(|d| modobox::names::DomainName::parse("d", d).unwrap())
-            .collect(),
-    };
+    let spec = common::account_spec(username, role, mailbox, domains);
     let a = accounts::create(&mut tx, Actor::System, &spec, 5000)
         .await
         .unwrap();

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use modobox::names::{DomainName, EmailAddress};
 use modobox::store::access::{Actor, Role};
-use modobox::store::accounts::{self, AccountSpec, Options, Password};
+use modobox::store::accounts::{self, AccountSpec, Options};
 use modobox::store::aliases::{self, AliasAddress, AliasPatch, AliasSpec};
 use modobox::store::domains::{self, DomainPatch, DomainSpec, Relay};
 use modobox::store::{migrate, StoreError, Tx};
@@ -32,16 +32,7 @@ fn opts() -> Options {
 }
 
 fn account(username: &str, role: Role, domains: &[&str]) -> AccountSpec {
-    AccountSpec {
-        username: username.into(),
-        password: Password::Clear("correct horse 1".into()),
-        first_name: String::new(),
-        last_name: String::new(),
-        enabled: true,
-        role,
-        mailbox: Some(None),
-        domains: domains.iter().map(|d| dom(d)).collect(),
-    }
+    common::account_spec(username, role, true, domains)
 }
 
 fn relay(host: &str, service: &str) -> Relay {

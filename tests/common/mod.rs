@@ -7,8 +7,28 @@ use std::process::Command;
 
 pub mod web;
 
+use modobox::store::access::Role;
+use modobox::store::accounts::{AccountSpec, Password};
 use modobox::store::{Backend, DatabaseUrl, Store};
 use sqlx::Connection;
+
+/// An account with the tests' password ("correct horse 1"), with a mailbox of the domain's
+/// default quota or none, administering `domains`.
+pub fn account_spec(username: &str, role: Role, mailbox: bool, domains: &[&str]) -> AccountSpec {
+    AccountSpec {
+        username: username.into(),
+        password: Password::Clear("correct horse 1".into()),
+        first_name: String::new(),
+        last_name: String::new(),
+        enabled: true,
+        role,
+        mailbox: mailbox.then_some(None),
+        domains: domains
+            .iter()
+            .map(|d| modobox::names::DomainName::parse("domain", d).unwrap())
+            .collect(),
+    }
+}
 
 pub struct TestDb {
     pub backend: Backend,

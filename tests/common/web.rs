@@ -6,7 +6,7 @@ use modobox::config::Config;
 use modobox::distro::Distro;
 use modobox::names::Hostname;
 use modobox::store::access::{Actor, Role};
-use modobox::store::accounts::{self, AccountSpec, Password};
+use modobox::store::accounts;
 use modobox::store::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -110,16 +110,7 @@ pub const PASSWORD: &str = "correct horse 1";
 
 pub async fn account(store: &Store, username: &str, role: Role) {
     let mut tx = store.begin().await.unwrap();
-    let spec = AccountSpec {
-        username: username.into(),
-        password: Password::Clear(PASSWORD.into()),
-        first_name: String::new(),
-        last_name: String::new(),
-        enabled: true,
-        role,
-        mailbox: None,
-        domains: vec![],
-    };
+    let spec = super::account_spec(username, role, false, &[]);
     accounts::create(&mut tx, Actor::System, &spec, 5000)
         .await
         .unwrap();
