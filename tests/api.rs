@@ -776,6 +776,15 @@ async fn scenario(store: Store) {
     )
     .await;
     assert_eq!(a.status, 204, "{}", a.raw);
+    // A new password ends the account's API token too: a new one for the rest.
+    let gone = call(port, "GET", "/accounts/", Some(&user), None).await;
+    assert_eq!(gone.status, 401, "{}", gone.raw);
+    let user = {
+        let mut tx = store.begin().await.unwrap();
+        let t = tokens::create_token(&mut tx, user_id).await.unwrap();
+        tx.commit().await.unwrap();
+        t
+    };
     assert_eq!(
         call(
             port,

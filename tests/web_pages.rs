@@ -806,9 +806,14 @@ async fn scenario(store: Store) {
         0
     );
 
-    // The dashboard: status for admins, own account for everyone.
+    // The dashboard: the machine's status for superadmins (checks, jobs: other tenants' names
+    // and paths), whether the services answer for other admins, own account for everyone.
     let home = admin.get("/").await;
-    assert!(home.body.contains("Periodic jobs"));
+    assert!(home.body.contains("Periodic jobs") && home.body.contains("Checks"));
+    let home = da.get("/").await;
+    assert!(home.body.contains("Whether each mail service answers"), "{}", home.body);
+    assert!(!home.body.contains("Periodic jobs") && !home.body.contains("Checks"));
+    assert!(!home.body.contains("certificate /") && !home.body.contains("mail log"));
     let home = simple.get("/").await;
     assert!(!home.body.contains("Periodic jobs") && home.body.contains("of 10 MB used"));
 }

@@ -269,6 +269,9 @@ async fn security_headers(mut res: Response) -> Response {
     res
 }
 
+/// The largest request body the UI and API read (forms and JSON); nginx stops larger ones first.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
 pub fn router(web: Web) -> Router {
     Router::new()
         .route("/login", get(login::form).post(login::submit))
@@ -284,6 +287,7 @@ pub fn router(web: Web) -> Router {
         .route("/assets/{*path}", get(asset))
         .fallback(|| async { WebError::NotFound("no such page".into()) })
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(web)
 }
 

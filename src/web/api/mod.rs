@@ -48,7 +48,7 @@ use crate::store::access::{Actor, Role};
 use crate::store::{accounts as store_accounts, tokens, StoreError, Tx};
 
 /// Largest JSON body accepted.
-const MAX_BODY: usize = 1 << 20;
+const MAX_BODY: usize = super::MAX_BODY_BYTES;
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
 pub const MAX_PAGE_SIZE: i64 = 1000;
 
