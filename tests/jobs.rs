@@ -21,7 +21,7 @@ use modobox::jobs::scheduler::{self, Entry, Runner, Scheduler};
 use modobox::jobs::{self, JobContext, Outcome};
 use modobox::names::{DomainName, Hostname, SafePath};
 use modobox::store::access::{Actor, Role};
-use modobox::store::accounts::{self, AccountPatch, AccountSpec, Options, Password};
+use modobox::store::accounts::{self, AccountPatch, AccountSpec, Options};
 use modobox::store::domains::{self, DomainSpec};
 use modobox::store::tasks::{self, JobLock};
 use modobox::store::{migrate, Backend, Store, Tx};
@@ -83,16 +83,7 @@ fn dom(n: &str) -> DomainName {
 }
 
 fn spec(addr: &str, role: Role, mailbox: bool) -> AccountSpec {
-    AccountSpec {
-        username: addr.into(),
-        password: Password::Clear("correct horse 1".into()),
-        first_name: String::new(),
-        last_name: String::new(),
-        enabled: true,
-        role,
-        mailbox: mailbox.then_some(None),
-        domains: vec![],
-    }
+    common::account_spec(addr, role, mailbox, &[])
 }
 
 async fn domain(tx: &mut Tx, name: &str, dkim: bool, key_length: Option<i32>) {

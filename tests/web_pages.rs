@@ -811,7 +811,11 @@ async fn scenario(store: Store) {
     let home = admin.get("/").await;
     assert!(home.body.contains("Periodic jobs") && home.body.contains("Checks"));
     let home = da.get("/").await;
-    assert!(home.body.contains("Whether each mail service answers"), "{}", home.body);
+    assert!(
+        home.body.contains("Whether each mail service answers"),
+        "{}",
+        home.body
+    );
     assert!(!home.body.contains("Periodic jobs") && !home.body.contains("Checks"));
     assert!(!home.body.contains("certificate /") && !home.body.contains("mail log"));
     let home = simple.get("/").await;
