@@ -66,7 +66,7 @@ pub struct Settings {
     /// The RRD files, and beside them the parser's state (`parser-state.json`): where the
     /// parser stopped belongs to where its results went.
     pub rrd_dir: PathBuf,
-    /// Where modobox ≤ 0.1 kept the state (`stats.state_file`): moved into `rrd_dir` once.
+    /// Where earlier versions kept the state (`stats.state_file`): moved into `rrd_dir` once.
     pub legacy_state_file: Option<PathBuf>,
     pub zone: Zone,
 }
