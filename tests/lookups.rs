@@ -573,6 +573,16 @@ fn queries() -> Queries {
     q.map(SENDERS, "off@example.com", "");
     q.map(SENDERS, "nobody@example.com", "");
 
+    // Port 25: any address of a hosted domain or domain alias needs a login; a relay domain's
+    // or an outside one does not.
+    const HOSTED_SENDERS: &str = "sql-hosted-senders.cf";
+    const MUST_LOG_IN: &str = "REJECT 5.7.1 Sender address rejected: an address of this server: log in (submission, port 587 or 465) to send as it";
+    q.map(HOSTED_SENDERS, "anyone@example.com", MUST_LOG_IN);
+    q.map(HOSTED_SENDERS, "user@example.com", MUST_LOG_IN);
+    q.map(HOSTED_SENDERS, "anyone@alias.test", MUST_LOG_IN);
+    q.map(HOSTED_SENDERS, "someone@relay.test", "");
+    q.map(HOSTED_SENDERS, "someone@elsewhere.example", "");
+
     const RELAY: &str = "sql-relaydomains.cf";
     q.map(RELAY, "relay.test", "relay.test");
     q.map(RELAY, "example.com", "");

@@ -26,6 +26,7 @@ FLOW_ONLY = sys.argv[1] == "-"
 PASSWORD, DKIM_PUBLIC = sys.argv[1], sys.argv[2]
 RUN = str(time.time_ns())  # tokens unique to this run
 ALICE = "alice@example.test"
+from outside import SENDER  # an outside sender whose domain resolves here (see outside.py)
 MAILDIR = "/srv/vmail/example.test/alice/Maildir"
 EICAR = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -63,7 +64,7 @@ def delivered(token, timeout=60, root=MAILDIR):
 
 def send_external(rcpt, subject, body):
     with smtplib.SMTP(EXTERNAL, 25, local_hostname="client.e2e.test", timeout=30) as s:
-        s.sendmail("sender@other.test", [rcpt], message("sender@other.test", rcpt, subject, body))
+        s.sendmail(SENDER, [rcpt], message(SENDER, rcpt, subject, body))
 
 
 if FLOW_ONLY:
@@ -88,11 +89,21 @@ for rcpt, token in [
 # 2. An unknown recipient is refused at RCPT time.
 with smtplib.SMTP(EXTERNAL, 25, local_hostname="client.e2e.test", timeout=30) as s:
     s.ehlo()
-    s.mail("sender@other.test")
+    s.mail(SENDER)
     code, text = s.rcpt("nobody@example.test")
     if code < 500:
         fail(f"unknown recipient accepted: {code} {text}")
     ok(f"unknown recipient refused: {code} {text.decode()[:60]}")
+
+# 2b. Port 25 without login: no address of a hosted domain as sender, owned or not.
+for spoofed in [ALICE, "ceo@example.test", "boss@alias.test"]:
+    with smtplib.SMTP(EXTERNAL, 25, local_hostname="client.e2e.test", timeout=30) as s:
+        s.ehlo()
+        s.mail(spoofed)
+        code, text = s.rcpt(ALICE)
+        if code < 500:
+            fail(f"port 25 accepted MAIL FROM:<{spoofed}> without login: {code} {text}")
+        ok(f"port 25: hosted sender {spoofed} without login refused ({code} {text.decode()[:50]})")
 
 # 3. Submission: STARTTLS + AUTH; sending as someone else is refused; our own mail is signed.
 ctx = ssl.create_default_context()
@@ -153,11 +164,11 @@ from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 eicar = MIMEMultipart()
-eicar["From"], eicar["To"], eicar["Subject"] = "sender@other.test", ALICE, "eicar"
+eicar["From"], eicar["To"], eicar["Subject"] = SENDER, ALICE, "eicar"
 eicar.attach(MIMEText(f"eicar-token-{RUN}"))
 eicar.attach(MIMEApplication(EICAR.encode(), Name="eicar.com"))
 with smtplib.SMTP(EXTERNAL, 25, local_hostname="client.e2e.test", timeout=30) as s:
-    s.sendmail("sender@other.test", [ALICE], eicar.as_string())
+    s.sendmail(SENDER, [ALICE], eicar.as_string())
 if delivered(f"eicar-token-{RUN}", timeout=45) is not None:
     fail("EICAR was delivered")
 ok("EICAR blocked (not delivered)")

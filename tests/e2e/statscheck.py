@@ -19,9 +19,9 @@ import subprocess
 import sys
 import time
 
+from outside import SENDER  # an outside sender whose domain resolves here (see outside.py)
+
 EXTERNAL = "10.0.2.100"  # the container's own tap0 address: mail from outside mynetworks
-# A sender whose domain resolves here (a hosted one, as mailcheck.py uses): Postfix refuses
-# senders of unknown domains.
 ACCEPTED = ["box@count-a.test", "info@count-a.test", "anyone@count-b.test"]
 REFUSED = "nobody@count-a.test"
 
@@ -30,12 +30,12 @@ def send(n):
     for rcpt in ACCEPTED:
         for i in range(n):
             with smtplib.SMTP(EXTERNAL, 25, local_hostname="client.e2e.test", timeout=30) as s:
-                s.sendmail("sender@other.test", [rcpt],
-                           f"From: sender@other.test\r\nTo: {rcpt}\r\n"
+                s.sendmail(SENDER, [rcpt],
+                           f"From: {SENDER}\r\nTo: {rcpt}\r\n"
                            f"Subject: statistics {i}\r\n\r\ncounted once\r\n")
     with smtplib.SMTP(EXTERNAL, 25, local_hostname="client.e2e.test", timeout=30) as s:
         try:
-            s.sendmail("sender@other.test", [REFUSED], "Subject: x\r\n\r\nx\r\n")
+            s.sendmail(SENDER, [REFUSED], "Subject: x\r\n\r\nx\r\n")
         except smtplib.SMTPRecipientsRefused:
             pass
         else:
