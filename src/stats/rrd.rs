@@ -18,6 +18,12 @@ pub const ROWS: u32 = 198;
 const MAX_FILL_MINUTES: i64 = 10 * 1440;
 const BATCH: usize = 500;
 
+/// `ds[sent].index = 0` of `rrdtool info`: (0, "sent").
+fn ds_index(line: &str) -> Option<(usize, String)> {
+    let (name, index) = line.strip_prefix("ds[")?.split_once("].index = ")?;
+    Some((index.trim().parse().ok()?, name.to_string()))
+}
+
 /// The consolidated row an archive is filling (see `Rrd::filling_row`).
 #[derive(Debug, Default)]
 struct FillingRow {
@@ -102,14 +108,7 @@ impl Rrd {
         let out = self.tool(&["info".into(), self.path(name).display().to_string()])?;
         let mut ds: Vec<(usize, String)> = Vec::new();
         for line in out.lines() {
-            // ds[sent].index = 0
-            if let Some(rest) = line.strip_prefix("ds[") {
-                if let Some((n, v)) = rest.split_once("].index = ") {
-                    if let Ok(i) = v.trim().parse() {
-                        ds.push((i, n.to_string()));
-                    }
-                }
-            }
+            ds.extend(ds_index(line));
         }
         ds.sort();
         Ok(ds.into_iter().map(|(_, n)| n).collect())
@@ -228,12 +227,8 @@ impl Rrd {
             let value = value.trim().trim_matches('"');
             if key == "last_update" {
                 last_update = value.parse().unwrap_or(0);
-            } else if let Some(rest) = key.strip_prefix("ds[") {
-                if let Some((ds, "index")) = rest.split_once("].") {
-                    if let Ok(i) = value.parse() {
-                        ds_names.insert(i, ds.to_string());
-                    }
-                }
+            } else if let Some((i, ds)) = ds_index(line) {
+                ds_names.insert(i, ds);
             } else if let Some(rest) = key.strip_prefix("rra[") {
                 let Some((i, field)) = rest.split_once("].") else {
                     continue;

@@ -143,26 +143,26 @@ pub fn base(web: &Web, user: &User, active: &str) -> tera::Context {
 
 pub async fn dashboard(State(web): State<Web>, user: User) -> Result<Html<String>, WebError> {
     let mut ctx = base(&web, &user, "dashboard");
-    if user.role == Role::SuperAdmins {
-        // Checks, jobs and events are the machine's (other tenants' domains, mailbox paths,
-        // DNSBL hits): superadmins only.
+    if user.is_admin() {
         let status =
             crate::supervisor::status::gather(&web.config, &web.distro, Some(&web.store)).await;
-        ctx.insert("status", &status);
-        ctx.insert(
-            "upgrade",
-            &crate::jobs::public_api::upgrade_notice(&web.store).await,
-        );
-    } else if user.is_admin() {
-        // Other admins: whether each service answers, nothing more.
-        let status =
-            crate::supervisor::status::gather(&web.config, &web.distro, Some(&web.store)).await;
-        let health: Vec<(&str, bool)> = status
-            .services
-            .iter()
-            .map(|s| (s.service, s.healthy))
-            .collect();
-        ctx.insert("service_health", &health);
+        if user.role == Role::SuperAdmins {
+            // Checks, jobs and events are the machine's (other tenants' domains, mailbox paths,
+            // DNSBL hits): superadmins only.
+            ctx.insert("status", &status);
+            ctx.insert(
+                "upgrade",
+                &crate::jobs::public_api::upgrade_notice(&web.store).await,
+            );
+        } else {
+            // Other admins: whether each service answers, nothing more.
+            let health: Vec<(&str, bool)> = status
+                .services
+                .iter()
+                .map(|s| (s.service, s.healthy))
+                .collect();
+            ctx.insert("service_health", &health);
+        }
     }
     let mut tx = web.store.begin().await?;
     let me =
