@@ -75,6 +75,12 @@ pub enum Command {
         #[arg(long)]
         insecure_cookies: bool,
     },
+    /// The From: header milter Postfix asks on submission (587, 465): refuses a message whose
+    /// From: names an address the login may not send as (modobox-milter.service runs it).
+    Milter {
+        #[arg(long, default_value = "127.0.0.1:8893")]
+        listen: std::net::SocketAddr,
+    },
     /// The health of the mail server: services, probes, checks, events, jobs. Exit code 0
     /// healthy, 1 degraded, 2 down.
     Status {

@@ -58,7 +58,7 @@ pub async fn open(global: &Global) -> Result<(Store, Options)> {
     let url = match (&global.database_url, &config) {
         (Some(u), _) => DatabaseUrl::parse(u)?,
         (None, Some(c)) => {
-            let path = c.paths.secrets.as_path();
+            let path = &Secrets::path(c.paths.secrets.as_path());
             if c.database.engine != modobox::config::Engine::Sqlite && !path.exists() {
                 bail!(
                     "{} does not exist: run `modobox install` first, or give --database-url",

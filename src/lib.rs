@@ -11,6 +11,7 @@ pub mod dnsrecords;
 pub mod health;
 pub mod install;
 pub mod jobs;
+pub mod milter;
 pub mod names;
 pub mod render;
 pub mod secrets;

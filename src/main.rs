@@ -91,6 +91,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             public,
             !insecure_cookies,
         )),
+        Command::Milter { listen } => {
+            commands::runtime()?.block_on(status_cmd::milter(&cli.global, listen))
+        }
         Command::Status { json } => {
             commands::runtime()?.block_on(status_cmd::status(&cli.global, json))
         }

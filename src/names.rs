@@ -572,6 +572,15 @@ impl DbIdent {
 }
 string_newtype!(DbIdent, |v| DbIdent::parse("name", v));
 
+/// What a client typed, fit for a log line or a reply: control characters shown as `?`, at
+/// most 100 characters.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .take(100)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

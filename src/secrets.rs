@@ -1,4 +1,5 @@
-//! The secrets file (mode 0600, root only): database password and web session key. Generated
+//! The secrets file (mode 0600, root only): the database passwords (modobox's owner role and one
+//! role per daemon, see `store::roles`) and the web session key. Generated
 //! when missing, never printed, never in `Debug` output, never on a command line.
 
 use std::fmt;
@@ -62,16 +63,37 @@ impl fmt::Debug for Secret {
 pub struct Secrets {
     pub database_password: Secret,
     pub session_key: Secret,
+    /// The daemons' own database roles (local PostgreSQL and MariaDB).
+    pub postfix_db_password: Secret,
+    pub dovecot_db_password: Secret,
+    pub opendkim_db_password: Secret,
+    pub amavis_db_password: Secret,
+    pub milter_db_password: Secret,
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Partial {
     database_password: Option<Secret>,
     session_key: Option<Secret>,
+    postfix_db_password: Option<Secret>,
+    dovecot_db_password: Option<Secret>,
+    opendkim_db_password: Option<Secret>,
+    amavis_db_password: Option<Secret>,
+    milter_db_password: Option<Secret>,
 }
 
 impl Secrets {
+    /// Where a process reads the secrets: the copy its service manager handed it
+    /// (`$CREDENTIALS_DIRECTORY/secrets`: systemd's LoadCredential, or the direct manager's
+    /// equivalent, for the unprivileged web and milter processes), else the configured file.
+    pub fn path(configured: &Path) -> std::path::PathBuf {
+        std::env::var_os("CREDENTIALS_DIRECTORY")
+            .map(|d| Path::new(&d).join("secrets"))
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| configured.to_path_buf())
+    }
+
     /// Reads the secrets file, generating whatever is missing (and the file itself), and
     /// rewrites it atomically with mode 0600 when something was added.
     pub fn load_or_create(path: &Path) -> Result<Self, SecretsError> {
@@ -105,10 +127,7 @@ impl Secrets {
                     message: e.message().to_string(),
                 })?
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Partial {
-                database_password: None,
-                session_key: None,
-            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Partial::default(),
             Err(source) => {
                 return Err(SecretsError::Read {
                     path: shown,
@@ -116,12 +135,21 @@ impl Secrets {
                 })
             }
         };
-        let complete = partial.database_password.is_some() && partial.session_key.is_some();
+        let mut complete = true;
+        let mut take = |secret: Option<Secret>, len: usize| {
+            secret.unwrap_or_else(|| {
+                complete = false;
+                Secret::generate(len)
+            })
+        };
         let secrets = Secrets {
-            database_password: partial
-                .database_password
-                .unwrap_or_else(|| Secret::generate(32)),
-            session_key: partial.session_key.unwrap_or_else(|| Secret::generate(64)),
+            database_password: take(partial.database_password, 32),
+            session_key: take(partial.session_key, 64),
+            postfix_db_password: take(partial.postfix_db_password, 32),
+            dovecot_db_password: take(partial.dovecot_db_password, 32),
+            opendkim_db_password: take(partial.opendkim_db_password, 32),
+            amavis_db_password: take(partial.amavis_db_password, 32),
+            milter_db_password: take(partial.milter_db_password, 32),
         };
         if !complete && persist {
             secrets.save(path)?;

@@ -65,6 +65,35 @@ pub async fn web(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `modobox milter`: the From: header milter, as its own database role (see `store::roles`).
+pub async fn milter(global: &Global, listen: std::net::SocketAddr) -> Result<ExitCode> {
+    use modobox::store::roles::{self, Daemon};
+    let config = Config::load(&global.config)?;
+    let secrets = modobox::secrets::Secrets::load_or_generate(&modobox::secrets::Secrets::path(
+        config.paths.secrets.as_path(),
+    ))?;
+    let (user, password) = roles::login(&config, &secrets, Daemon::Milter);
+    let url = modobox::store::DatabaseUrl::for_login(&config, &user, password);
+    let store = modobox::store::Store::connect(&url).await?;
+    if !listen.ip().is_loopback() {
+        anyhow::bail!("--listen {listen}: the milter listens on loopback only");
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow!("--listen {listen}: {e}"))?;
+    tracing::info!("milter listening on {listen} (database role {user})");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let stop = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    modobox::milter::serve(listener, store.clone(), stop).await?;
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn age(since: Option<chrono::DateTime<chrono::Utc>>) -> String {
     let Some(since) = since else {
         return "-".into();

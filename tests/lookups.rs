@@ -181,6 +181,20 @@ impl Drop for ServerDb {
             &mut self.sql_command(self.admin.path().trim_start_matches('/'), &sql),
             None,
         );
+        // The daemons' roles are server-wide; their grants went with the database.
+        for daemon in ["postfix", "dovecot", "opendkim", "amavis", "milter"] {
+            let role = format!("{}_{daemon}", self.name);
+            let sql = match self.engine {
+                Engine::Postgres => format!("DROP ROLE IF EXISTS \"{role}\""),
+                _ => ["localhost", "127.0.0.1", "::1"]
+                    .map(|h| format!("DROP USER IF EXISTS '{role}'@'{h}'"))
+                    .join("; "),
+            };
+            let _ = run(
+                &mut self.sql_command(self.admin.path().trim_start_matches('/'), &sql),
+                None,
+            );
+        }
     }
 }
 
@@ -238,8 +252,11 @@ impl Site {
             ),
         )
         .unwrap();
+        // The daemons' own roles (created in `populate`) get fixed passwords too.
         let secrets = format!(
-            "database_password = \"{password}\"\nsession_key = \"{}\"\n",
+            "database_password = \"{password}\"\nsession_key = \"{}\"\n\
+             postfix_db_password = \"PostfixRole1\"\ndovecot_db_password = \"DovecotRole1\"\n\
+             opendkim_db_password = \"OpendkimRole1\"\namavis_db_password = \"AmavisRole1\"\nmilter_db_password = \"MilterRole1\"\n",
             "5e551011".repeat(8)
         );
         // The CLI reads the secrets at paths.secrets; `render --root` reads them under the root.
@@ -368,6 +385,16 @@ fn populate(site: &Site) {
         site.modobox_stdin(&args, Some(&format!("{password}\n")));
     };
     m(&["db", "migrate"]);
+    // Postfix, Dovecot and OpenDKIM query as their own roles, as after an install: every lookup
+    // below also proves their grants are enough.
+    if let Some(server) = &site.server {
+        let config = modobox::config::Config::load(&site.config).unwrap();
+        let secrets =
+            modobox::secrets::Secrets::load_or_create(&site.dir.path().join("secrets.toml"))
+                .unwrap();
+        let statements = modobox::store::roles::apply_statements(&config, &secrets);
+        server.sql(&server.name, &statements.join(";\n"));
+    }
     m(&[
         "domain",
         "add",
@@ -572,6 +599,9 @@ fn queries() -> Queries {
     q.map(SENDERS, "gone@example.com", "");
     q.map(SENDERS, "off@example.com", "");
     q.map(SENDERS, "nobody@example.com", "");
+    // A mailbox's own local part at a domain alias of its domain.
+    q.map(SENDERS, "user@alias.test", "user@example.com");
+    q.map(SENDERS, "nobody@alias.test", "");
 
     // Port 25: any address of a hosted domain or domain alias needs a login; a relay domain's
     // or an outside one does not.

@@ -29,7 +29,9 @@ fn test_secrets(root: &Root, config: &Config) -> Secrets {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(
         &path,
-        "database_password = \"TestPassw0rdTestPassw0rd\"\nsession_key = \"k\"\n",
+        "database_password = \"TestPassw0rdTestPassw0rd\"\nsession_key = \"k\"\n\
+         postfix_db_password = \"PostfixPassw0rd\"\ndovecot_db_password = \"DovecotPassw0rd\"\n\
+         opendkim_db_password = \"OpendkimPassw0rd\"\namavis_db_password = \"AmavisPassw0rd\"\nmilter_db_password = \"MilterPassw0rd\"\n",
     )
     .unwrap();
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();

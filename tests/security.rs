@@ -574,3 +574,215 @@ async fn the_password_endpoint_is_no_oracle() {
         assert_eq!(statuses, [400, 400, 400, 400, 400, 429]);
     }
 }
+
+// ---- a database role per daemon (PostgreSQL and MariaDB) ----
+
+use modobox::config::Config;
+use modobox::secrets::Secrets;
+use modobox::store::roles::{self, Daemon};
+use modobox::store::{Backend, DatabaseUrl, Store};
+use sqlx::Connection;
+
+/// Runs a script (statements joined by `;`) as the test server's administrator.
+async fn admin_script(db: &common::TestDb, statements: &[String]) {
+    let script = statements.join(";\n");
+    match db.backend {
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&db.raw_url).await.unwrap();
+            sqlx::raw_sql(&script).execute(&mut c).await.unwrap();
+        }
+        _ => {
+            let mut c = sqlx::MySqlConnection::connect(&db.raw_url).await.unwrap();
+            sqlx::raw_sql(&script).execute(&mut c).await.unwrap();
+        }
+    }
+}
+
+async fn actual_grants(
+    db: &common::TestDb,
+    config: &Config,
+) -> std::collections::BTreeSet<roles::GrantRow> {
+    let store = db.connect().await;
+    let mut tx = store.begin().await.unwrap();
+    let rows = tx
+        .rows(&roles::actual_grants_query(config), &[])
+        .await
+        .unwrap();
+    roles::parse_grant_rows(
+        rows.iter()
+            .map(|r| ["grantee", "object", "privilege", "col"].map(|c| r.text(c).unwrap())),
+    )
+}
+
+/// The outcome of one statement run as a daemon's role: Ok, or the server's refusal.
+async fn as_daemon(
+    config: &Config,
+    secrets: &Secrets,
+    daemon: Daemon,
+    sql: &str,
+) -> Result<(), String> {
+    let (user, password) = roles::login(config, secrets, daemon);
+    let store = Store::connect(&DatabaseUrl::for_login(config, &user, password))
+        .await
+        .map_err(|e| format!("login: {e}"))?;
+    let mut tx = store.begin().await.map_err(|e| e.to_string())?;
+    let r = tx
+        .exec(sql, &[])
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    drop(tx);
+    store.close().await;
+    r
+}
+
+#[tokio::test]
+async fn each_daemon_role_holds_only_what_its_queries_need() {
+    let mut servers = Vec::new();
+    servers.extend(common::postgres().await);
+    servers.extend(common::mysql().await);
+    for db in servers {
+        let engine = if db.backend == Backend::Postgres {
+            "postgres"
+        } else {
+            "mysql"
+        };
+        let url = url::Url::parse(&db.raw_url).unwrap();
+        let config = Config::from_toml(
+            &format!(
+                "hostname = \"mail.example.test\"\n[database]\nengine = \"{engine}\"\n\
+                 host = \"{}\"\nport = {}\nname = \"{}\"\nuser = \"{}\"\n",
+                url.host_str().unwrap(),
+                url.port().unwrap(),
+                db.name,
+                url.username()
+            ),
+            "test",
+        )
+        .unwrap();
+        let secrets =
+            Secrets::load_or_generate(std::path::Path::new("/nonexistent/secrets")).unwrap();
+        let store = db.connect().await;
+        migrate::migrate(&store).await.unwrap();
+        // A grant from an earlier version (or by hand) that is no longer wanted...
+        admin_script(&db, &roles::apply_statements(&config, &secrets)).await;
+        let extra = format!(
+            "GRANT INSERT ON {} TO {}",
+            if engine == "mysql" {
+                format!("`{}`.`core_user`", db.name)
+            } else {
+                "core_user".into()
+            },
+            if engine == "mysql" {
+                format!(
+                    "'{}'@'127.0.0.1'",
+                    roles::role_name(&config, Daemon::Postfix)
+                )
+            } else {
+                format!("\"{}\"", roles::role_name(&config, Daemon::Postfix))
+            }
+        );
+        admin_script(&db, &[extra]).await;
+        assert_ne!(
+            actual_grants(&db, &config).await,
+            roles::expected_grants(&config),
+            "{engine}"
+        );
+        // ...is gone after the next apply, which leaves exactly the declared grants.
+        admin_script(&db, &roles::apply_statements(&config, &secrets)).await;
+        assert_eq!(
+            actual_grants(&db, &config).await,
+            roles::expected_grants(&config),
+            "{engine}"
+        );
+
+        // What the daemons' queries need works...
+        let allowed = [
+            (
+                Daemon::Postfix,
+                "SELECT email FROM core_user WHERE email = 'x'",
+            ),
+            (Daemon::Postfix, "SELECT name FROM admin_domain"),
+            (
+                Daemon::Dovecot,
+                "SELECT password FROM core_user WHERE email = 'x'",
+            ),
+            (
+                Daemon::Dovecot,
+                "UPDATE core_user SET last_login = NULL WHERE username = 'x'",
+            ),
+            (
+                Daemon::Dovecot,
+                "DELETE FROM admin_quota WHERE username = 'x'",
+            ),
+            (
+                Daemon::Opendkim,
+                "SELECT domain_name, selector, private_key_path FROM dkim",
+            ),
+            (
+                Daemon::Amavis,
+                "SELECT id FROM admin_domain WHERE name = 'x'",
+            ),
+            (Daemon::Amavis, "DELETE FROM msgs WHERE time_num < 0"),
+            (Daemon::Milter, "SELECT da.name FROM admin_domainalias da JOIN admin_mailbox mb ON da.target_id = mb.domain_id"),
+        ];
+        for (daemon, sql) in allowed {
+            as_daemon(&config, &secrets, daemon, sql)
+                .await
+                .unwrap_or_else(|e| panic!("{engine} {daemon:?}: {sql}: {e}"));
+        }
+        // ...and nothing else: writes to tables they only read, hashes Postfix has no use for,
+        // tables outside their part.
+        let refused = [
+            (
+                Daemon::Postfix,
+                "INSERT INTO core_user (username, email, password) VALUES ('x', 'x', 'x')",
+            ),
+            (Daemon::Postfix, "SELECT password FROM core_user"),
+            (Daemon::Postfix, "UPDATE admin_domain SET enabled = enabled"),
+            (Daemon::Postfix, "SELECT * FROM modobox_session"),
+            (Daemon::Dovecot, "UPDATE core_user SET password = 'x'"),
+            (
+                Daemon::Dovecot,
+                "UPDATE core_user SET is_superuser = is_superuser",
+            ),
+            (Daemon::Dovecot, "DELETE FROM admin_mailbox"),
+            (
+                Daemon::Opendkim,
+                "SELECT dkim_private_key_path FROM admin_domain",
+            ),
+            (Daemon::Opendkim, "SELECT email FROM core_user"),
+            (Daemon::Amavis, "SELECT password FROM core_user"),
+            (Daemon::Amavis, "UPDATE admin_domain SET enabled = enabled"),
+            (Daemon::Milter, "SELECT password FROM core_user"),
+            (
+                Daemon::Milter,
+                "UPDATE admin_senderaddress SET address = address",
+            ),
+        ];
+        for (daemon, sql) in refused {
+            let err = as_daemon(&config, &secrets, daemon, sql)
+                .await
+                .expect_err(&format!("{engine} {daemon:?} may run {sql}"));
+            assert!(
+                err.contains("denied") || err.contains("permission"),
+                "{engine} {daemon:?}: {sql}: {err}"
+            );
+        }
+        store.close().await;
+        // Roles are server-wide: leave none behind.
+        let mut cleanup = Vec::new();
+        for daemon in Daemon::ALL {
+            let role = roles::role_name(&config, daemon);
+            if engine == "postgres" {
+                cleanup.push(format!("DROP OWNED BY \"{role}\""));
+                cleanup.push(format!("DROP ROLE \"{role}\""));
+            } else {
+                for host in ["localhost", "127.0.0.1", "::1"] {
+                    cleanup.push(format!("DROP USER '{role}'@'{host}'"));
+                }
+            }
+        }
+        admin_script(&db, &cleanup).await;
+    }
+}

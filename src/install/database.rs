@@ -8,7 +8,7 @@ use crate::config::{DbLocation, Engine};
 use crate::distro::Family;
 use crate::secrets::Secret;
 use crate::store::access::{Actor, Role};
-use crate::store::{accounts, audit, domains, migrate, StoreError};
+use crate::store::{accounts, audit, domains, migrate, roles, StoreError};
 use crate::system::cmd::{self, Cmd};
 
 /// A SQL string literal (the password comes from the secrets file, which an admin may edit).
@@ -107,29 +107,13 @@ impl Step for Server {
                        TEMPLATE template0' WHERE NOT EXISTS \
                        (SELECT 1 FROM pg_database WHERE datname = '{name}')\\gexec\n"
                 );
-                Cmd::new("runuser")
-                    .args([
-                        "-u",
-                        "postgres",
-                        "--",
-                        "psql",
-                        "-X",
-                        "-q",
-                        "-v",
-                        "ON_ERROR_STOP=1",
-                        "-d",
-                        "postgres",
-                    ])
+                admin_client(Engine::Postgres, "postgres")
                     .stdin(script)
                     .run()?;
             }
             (Engine::Mysql, DbLocation::Local) => {
                 services::start_and_enable(ctx, &ctx.distro.facts.services.mysql.clone())?;
-                let client = if cmd::exists("mariadb") {
-                    "mariadb"
-                } else {
-                    "mysql"
-                };
+                let client = mysql_client();
                 wait_until(
                     Duration::from_secs(60),
                     "MariaDB to accept connections",
@@ -158,6 +142,124 @@ impl Step for Server {
             }
         }
         ctx.reset_store();
+        Ok(())
+    }
+}
+
+fn mysql_client() -> &'static str {
+    if cmd::exists("mariadb") {
+        "mariadb"
+    } else {
+        "mysql"
+    }
+}
+
+/// The local server's administrator (PostgreSQL's `postgres` through its socket, MariaDB's root
+/// through socket authentication) on `database`, reading SQL from stdin; rows come out as
+/// `a|b` (PostgreSQL) or tab-separated (MariaDB) lines without headers.
+fn admin_client(engine: Engine, database: &str) -> Cmd {
+    match engine {
+        Engine::Mysql => Cmd::new(mysql_client()).args(["-N", "-B", database]),
+        _ => Cmd::new("runuser").args([
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-F",
+            "|",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            database,
+        ]),
+    }
+}
+
+/// Postfix, Dovecot, OpenDKIM and Amavis each get their own database role with only the grants
+/// their queries need (`store::roles`); done when every role logs in with its password from
+/// the secrets file and holds exactly those grants.
+#[derive(Debug)]
+pub struct DaemonRoles;
+
+impl DaemonRoles {
+    fn differences(ctx: &mut Ctx) -> StepResult<Vec<String>> {
+        let config = ctx.config.clone();
+        let engine = config.database.engine;
+        let out = admin_client(engine, config.database.name.as_str())
+            .stdin(roles::actual_grants_query(&config))
+            .run()?;
+        let sep = if engine == Engine::Mysql { '\t' } else { '|' };
+        let actual = roles::parse_grant_rows(out.stdout.lines().filter_map(|l| {
+            let f: Vec<&str> = l.split(sep).collect();
+            (f.len() == 4).then(|| [f[0], f[1], f[2], f[3]].map(str::to_string))
+        }));
+        let expected = roles::expected_grants(&config);
+        let mut changes = Vec::new();
+        for daemon in roles::Daemon::ALL {
+            let role = roles::role_name(&config, daemon);
+            let mine = |set: &std::collections::BTreeSet<roles::GrantRow>| {
+                set.iter()
+                    .filter(|(r, ..)| r.split('@').next() == Some(role.as_str()))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            if mine(&actual) != mine(&expected) {
+                changes.push(format!(
+                    "give {} the database role {role} with only the grants it needs",
+                    daemon.as_str()
+                ));
+                continue;
+            }
+            let (user, password) = roles::login(&config, &ctx.secrets, daemon);
+            let url = crate::store::DatabaseUrl::for_login(&config, &user, password);
+            let logs_in = ctx.rt.block_on(async {
+                let store = crate::store::Store::connect(&url).await?;
+                let mut tx = store.begin().await?;
+                let n = tx
+                    .count("SELECT COUNT(*) FROM (SELECT 1 AS one) t", &[])
+                    .await;
+                drop(tx);
+                store.close().await;
+                n
+            });
+            if logs_in.is_err() {
+                changes.push(format!(
+                    "set the password of the database role {role} from the secrets file"
+                ));
+            }
+        }
+        Ok(changes)
+    }
+}
+
+impl Step for DaemonRoles {
+    fn name(&self) -> &'static str {
+        "database-roles"
+    }
+
+    fn check(&self, ctx: &mut Ctx) -> StepResult<Check> {
+        if !roles::per_daemon(&ctx.config) {
+            return Ok(Check::Done);
+        }
+        if connects(ctx).is_err() {
+            return Ok(Check::Change(vec![
+                "give Postfix, Dovecot, OpenDKIM and Amavis their own database roles".into(),
+            ]));
+        }
+        Ok(Check::from_changes(Self::differences(ctx)?))
+    }
+
+    fn apply(&self, ctx: &mut Ctx) -> StepResult<()> {
+        let config = ctx.config.clone();
+        let mut script = roles::apply_statements(&config, &ctx.secrets).join(";\n");
+        script.push_str(";\n");
+        admin_client(config.database.engine, config.database.name.as_str())
+            .stdin(script)
+            .run()?;
         Ok(())
     }
 }

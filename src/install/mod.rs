@@ -162,6 +162,7 @@ pub fn steps(ctx: &Ctx) -> Vec<Box<dyn Step>> {
         Box::new(system::Accounts),
         Box::new(database::Server),
         Box::new(database::Schema),
+        Box::new(database::DaemonRoles),
         Box::new(database::PrimaryDomain),
         Box::new(database::Superadmin),
         Box::new(keys::Certificate),

@@ -7,6 +7,7 @@ use crate::config::{Config, DbLocation, Engine, TlsMode};
 use crate::distro::Distro;
 use crate::names::SafePath;
 use crate::secrets::Secrets;
+use crate::store::roles::{self, Daemon};
 
 /// Where the binary is installed; the unit file and Dovecot hooks call it there.
 pub const BINARY_PATH: &str = "/usr/local/bin/modobox";
@@ -21,6 +22,9 @@ struct Db<'a> {
     user: &'a str,
     password: &'a str,
     sqlite_path: &'a str,
+    /// How each daemon logs in (`db.roles.postfix.user`...): its own role, or the owner role
+    /// where there are none (SQLite, external servers); see `store::roles`.
+    roles: std::collections::BTreeMap<&'static str, Login<'a>>,
     /// Driver names of each consumer: Postfix map types, Dovecot SQL drivers, OpenDBX backends.
     postfix_driver: &'static str,
     dovecot_driver: &'static str,
@@ -28,8 +32,16 @@ struct Db<'a> {
     /// SQL spellings that differ between engines.
     sql_true: &'static str,
     sql_now: &'static str,
+    /// Postfix's sender-login map: the rule the From: header milter applies too.
+    sender_login_query: String,
     /// Perl DBI data source for Amavis.
     amavis_dsn: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Login<'a> {
+    user: String,
+    password: &'a str,
 }
 
 #[derive(Debug, Serialize)]
@@ -76,6 +88,13 @@ pub fn build(config: &Config, distro: &Distro, secrets: &Secrets) -> tera::Conte
         user: config.database.user.as_str(),
         password: secrets.database_password.expose(),
         sqlite_path: config.database.sqlite_path.as_str(),
+        roles: Daemon::ALL
+            .iter()
+            .map(|d| {
+                let (user, password) = roles::login(config, secrets, *d);
+                (d.as_str(), Login { user, password })
+            })
+            .collect(),
         postfix_driver: sql_driver,
         dovecot_driver: sql_driver,
         opendbx_driver: match engine {
@@ -87,6 +106,10 @@ pub fn build(config: &Config, distro: &Distro, secrets: &Secrets) -> tera::Conte
             Engine::Postgres => "true",
             Engine::Mysql | Engine::Sqlite => "1",
         },
+        sender_login_query: crate::store::senders::postfix_query(match engine {
+            Engine::Postgres => "true",
+            Engine::Mysql | Engine::Sqlite => "1",
+        }),
         sql_now: match engine {
             Engine::Postgres => "now()",
             Engine::Mysql => "NOW()",

@@ -11,6 +11,8 @@ pub mod dnschecks;
 pub mod domains;
 pub mod maintenance;
 pub mod migrate;
+pub mod roles;
+pub mod senders;
 pub mod tasks;
 pub mod tokens;
 pub mod transfer;
@@ -114,6 +116,15 @@ impl DatabaseUrl {
 
     /// The URL of the configured database (credentials from the secrets file).
     pub fn from_config(config: &Config, secrets: &Secrets) -> Self {
+        Self::for_login(
+            config,
+            config.database.user.as_str(),
+            secrets.database_password.expose(),
+        )
+    }
+
+    /// The URL of the configured database as another role (a daemon's, see `roles`).
+    pub fn for_login(config: &Config, user: &str, password: &str) -> Self {
         let db = &config.database;
         match db.engine {
             Engine::Sqlite => DatabaseUrl(format!("sqlite://{}", db.sqlite_path)),
@@ -125,7 +136,7 @@ impl DatabaseUrl {
                 };
                 // Host, user and name are validated identifiers; only the password needs encoding.
                 let password = percent_encoding::utf8_percent_encode(
-                    secrets.database_password.expose(),
+                    password,
                     percent_encoding::NON_ALPHANUMERIC,
                 );
                 let host = if db.host.as_str().contains(':') {
@@ -134,8 +145,7 @@ impl DatabaseUrl {
                     db.host.to_string()
                 };
                 DatabaseUrl(format!(
-                    "{scheme}://{}:{password}@{host}:{}/{}",
-                    db.user,
+                    "{scheme}://{user}:{password}@{host}:{}/{}",
                     db.port(),
                     db.name
                 ))

@@ -1,5 +1,6 @@
 //! Logging in and out, and the user's own password page.
 
+use crate::names::printable;
 use std::time::Instant;
 
 use axum::extract::{Query, State};
@@ -93,14 +94,6 @@ pub(crate) async fn audit_auth(
     audit::line(&mut tx, level, AUTH_LOGGER, &line).await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// What a client typed, fit for a log line: control characters shown as `?`, at most 100.
-fn printable(s: &str) -> String {
-    s.chars()
-        .take(100)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }
 
 fn login_page(

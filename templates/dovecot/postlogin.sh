@@ -9,7 +9,7 @@ case "$USER" in
 esac
 {% if db.engine == "postgres" -%}
 PGPASSFILE={{ distro.paths.dovecot }}/modobox-postlogin.pgpass \
-  psql -X -q -h {{ db.host }} -p {{ db.port }} -U {{ db.user }} -d {{ db.name }} -v ON_ERROR_STOP=1 >/dev/null 2>&1 <<SQL || true
+  psql -X -q -h {{ db.host }} -p {{ db.port }} -U {{ db.roles.dovecot.user }} -d {{ db.name }} -v ON_ERROR_STOP=1 >/dev/null 2>&1 <<SQL || true
 UPDATE core_user SET last_login = now() WHERE username = '$USER';
 SQL
 {%- elif db.engine == "mysql" -%}
