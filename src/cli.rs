@@ -62,24 +62,33 @@ pub enum Command {
         #[arg(long, value_enum)]
         manager: Option<crate::supervisor::daemon::ManagerKind>,
     },
-    /// Serve the admin web UI and API alone (development, tests, or a stack supervised by
-    /// something else); `modobox run` serves them itself.
+    /// Serve the admin web UI and API (what modobox-web.service runs, as its own unprivileged
+    /// user, behind nginx).
     Web {
-        /// Address to listen on; a non-loopback address needs --public.
-        #[arg(long, default_value = "127.0.0.1:8000")]
-        listen: std::net::SocketAddr,
+        /// Address to listen on (default: web.listen of the configuration); a non-loopback
+        /// address needs --public.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
         /// Allow listening on a non-loopback address (plain HTTP: put TLS in front of it).
         #[arg(long)]
         public: bool,
         /// Session cookies without the Secure attribute, for plain HTTP on a test machine.
         #[arg(long)]
         insecure_cookies: bool,
+        /// Started as root: read the configuration and the secrets, then become this user with
+        /// no capability left (what modobox-web.service does with `modobox-web`).
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
     },
     /// The From: header milter Postfix asks on submission (587, 465): refuses a message whose
     /// From: names an address the login may not send as (modobox-milter.service runs it).
     Milter {
         #[arg(long, default_value = "127.0.0.1:8893")]
         listen: std::net::SocketAddr,
+        /// Started as root: read the configuration and the secrets, then become this user with
+        /// no capability left (what modobox-milter.service does with `modobox-milter`).
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
     },
     /// The health of the mail server: services, probes, checks, events, jobs. Exit code 0
     /// healthy, 1 degraded, 2 down.

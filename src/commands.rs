@@ -54,11 +54,19 @@ fn options(global: &Global) -> Result<(Option<Config>, Options)> {
 }
 
 pub async fn open(global: &Global) -> Result<(Store, Options)> {
+    let (url, opts) = database_url(global)?;
+    let store = Store::connect(&url).await?;
+    Ok((store, opts))
+}
+
+/// The database to use (`--database-url`, or the configuration with the secrets file's
+/// password), read now: the web UI and the milter read it as root, then give root up.
+pub fn database_url(global: &Global) -> Result<(DatabaseUrl, Options)> {
     let (config, opts) = options(global)?;
     let url = match (&global.database_url, &config) {
         (Some(u), _) => DatabaseUrl::parse(u)?,
         (None, Some(c)) => {
-            let path = &Secrets::path(c.paths.secrets.as_path());
+            let path = c.paths.secrets.as_path();
             if c.database.engine != modobox::config::Engine::Sqlite && !path.exists() {
                 bail!(
                     "{} does not exist: run `modobox install` first, or give --database-url",
@@ -70,8 +78,7 @@ pub async fn open(global: &Global) -> Result<(Store, Options)> {
         }
         (None, None) => bail!("no configuration and no --database-url"),
     };
-    let store = Store::connect(&url).await?;
-    Ok((store, opts))
+    Ok((url, opts))
 }
 
 fn print_json<T: Serialize>(value: &T) -> Result<()> {

@@ -85,14 +85,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             listen,
             public,
             insecure_cookies,
+            user,
         } => commands::runtime()?.block_on(status_cmd::web(
             &cli.global,
             listen,
             public,
             !insecure_cookies,
+            user.as_deref(),
         )),
-        Command::Milter { listen } => {
-            commands::runtime()?.block_on(status_cmd::milter(&cli.global, listen))
+        Command::Milter { listen, user } => {
+            commands::runtime()?.block_on(status_cmd::milter(&cli.global, listen, user.as_deref()))
         }
         Command::Status { json } => {
             commands::runtime()?.block_on(status_cmd::status(&cli.global, json))

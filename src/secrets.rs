@@ -84,16 +84,6 @@ struct Partial {
 }
 
 impl Secrets {
-    /// Where a process reads the secrets: the copy its service manager handed it
-    /// (`$CREDENTIALS_DIRECTORY/secrets`: systemd's LoadCredential, or the direct manager's
-    /// equivalent, for the unprivileged web and milter processes), else the configured file.
-    pub fn path(configured: &Path) -> std::path::PathBuf {
-        std::env::var_os("CREDENTIALS_DIRECTORY")
-            .map(|d| Path::new(&d).join("secrets"))
-            .filter(|p| p.exists())
-            .unwrap_or_else(|| configured.to_path_buf())
-    }
-
     /// Reads the secrets file, generating whatever is missing (and the file itself), and
     /// rewrites it atomically with mode 0600 when something was added.
     pub fn load_or_create(path: &Path) -> Result<Self, SecretsError> {

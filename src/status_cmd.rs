@@ -34,7 +34,7 @@ pub async fn run(global: &Global, manager: Option<daemon::ManagerKind>) -> Resul
         .map(|u| ("MODOBOX_DATABASE_URL".to_string(), u.clone()))
         .collect();
     let jobs = modobox::jobs::process::JobCommand::this_executable(args, envs);
-    daemon::run(config, distro, kind, open, jobs)
+    daemon::run(config, &global.config, distro, kind, open, jobs)
         .await
         .map_err(|e| anyhow!("modobox run: {e}"))?;
     Ok(ExitCode::SUCCESS)
@@ -42,13 +42,19 @@ pub async fn run(global: &Global, manager: Option<daemon::ManagerKind>) -> Resul
 
 pub async fn web(
     global: &Global,
-    listen: std::net::SocketAddr,
+    listen: Option<std::net::SocketAddr>,
     public: bool,
     secure_cookies: bool,
+    user: Option<&str>,
 ) -> Result<ExitCode> {
     let config = Config::load(&global.config)?;
+    let listen = listen.unwrap_or(config.web.listen);
     let distro = Distro::resolve(global.distro.as_ref())?;
-    let (store, _) = crate::commands::open(global).await?;
+    let (url, _) = crate::commands::database_url(global)?;
+    if let Some(u) = user {
+        modobox::system::privileges::become_user(u).map_err(|e| anyhow!(e))?;
+    }
+    let store = modobox::store::Store::connect(&url).await?;
     let web = modobox::web::Web::new(store.clone(), config, distro, secure_cookies)
         .map_err(|e| anyhow!(e))?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -66,18 +72,24 @@ pub async fn web(
 }
 
 /// `modobox milter`: the From: header milter, as its own database role (see `store::roles`).
-pub async fn milter(global: &Global, listen: std::net::SocketAddr) -> Result<ExitCode> {
+pub async fn milter(
+    global: &Global,
+    listen: std::net::SocketAddr,
+    run_as: Option<&str>,
+) -> Result<ExitCode> {
     use modobox::store::roles::{self, Daemon};
-    let config = Config::load(&global.config)?;
-    let secrets = modobox::secrets::Secrets::load_or_generate(&modobox::secrets::Secrets::path(
-        config.paths.secrets.as_path(),
-    ))?;
-    let (user, password) = roles::login(&config, &secrets, Daemon::Milter);
-    let url = modobox::store::DatabaseUrl::for_login(&config, &user, password);
-    let store = modobox::store::Store::connect(&url).await?;
     if !listen.ip().is_loopback() {
         anyhow::bail!("--listen {listen}: the milter listens on loopback only");
     }
+    let config = Config::load(&global.config)?;
+    let secrets = modobox::secrets::Secrets::load_or_generate(config.paths.secrets.as_path())?;
+    let (user, password) = roles::login(&config, &secrets, Daemon::Milter);
+    let url = modobox::store::DatabaseUrl::for_login(&config, &user, password);
+    drop(secrets);
+    if let Some(u) = run_as {
+        modobox::system::privileges::become_user(u).map_err(|e| anyhow!(e))?;
+    }
+    let store = modobox::store::Store::connect(&url).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow!("--listen {listen}: {e}"))?;

@@ -786,3 +786,172 @@ async fn each_daemon_role_holds_only_what_its_queries_need() {
         admin_script(&db, &cleanup).await;
     }
 }
+
+// ---- the From: header milter (sending as someone else, item 1) ----
+
+/// A minimal MTA side of the milter protocol: negotiation, the login macro, MAIL, the headers,
+/// end of headers; the milter's answer to the headers ('c' or "550 ..." text).
+async fn milter_verdict(port: u16, login: Option<&str>, headers: &[(&str, &str)]) -> String {
+    use modobox::milter::protocol;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut offer = Vec::new();
+    for v in [6u32, 0x1ff, 0x1fffff] {
+        offer.extend_from_slice(&v.to_be_bytes());
+    }
+    protocol::write(&mut s, protocol::OPTNEG, &offer)
+        .await
+        .unwrap();
+    let reply = protocol::read(&mut s).await.unwrap().unwrap();
+    assert_eq!(reply.command, protocol::OPTNEG);
+    if let Some(l) = login {
+        let mut m = b"M{auth_authen}\0".to_vec();
+        m.extend_from_slice(l.as_bytes());
+        m.push(0);
+        protocol::write(&mut s, protocol::MACRO, &m).await.unwrap();
+    }
+    protocol::write(&mut s, protocol::MAIL, b"<x@y.test>\0")
+        .await
+        .unwrap();
+    let r = protocol::read(&mut s).await.unwrap().unwrap();
+    if r.command == protocol::ACCEPT {
+        return "accept".into();
+    }
+    for (name, value) in headers {
+        let mut h = name.as_bytes().to_vec();
+        h.push(0);
+        h.extend_from_slice(value.as_bytes());
+        h.push(0);
+        protocol::write(&mut s, protocol::HEADER, &h).await.unwrap();
+        assert_eq!(
+            protocol::read(&mut s).await.unwrap().unwrap().command,
+            protocol::CONTINUE
+        );
+    }
+    protocol::write(&mut s, protocol::EOH, &[]).await.unwrap();
+    let r = protocol::read(&mut s).await.unwrap().unwrap();
+    let verdict = match r.command {
+        protocol::CONTINUE => "continue".to_string(),
+        protocol::REPLYCODE => String::from_utf8_lossy(&r.data)
+            .trim_end_matches('\0')
+            .to_string(),
+        c => format!("unexpected {}", c as char),
+    };
+    protocol::write(&mut s, protocol::QUIT, &[]).await.unwrap();
+    verdict
+}
+
+#[tokio::test]
+async fn a_forged_from_header_is_refused_on_submission() {
+    for db in common::all().await {
+        let engine = db.backend.as_str();
+        let store = db.connect().await;
+        migrate::migrate(&store).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let sys = Actor::System;
+        for d in ["own.test", "other.test"] {
+            domains::create(&mut tx, sys, &dom(d), &DomainSpec::default(), None)
+                .await
+                .unwrap();
+        }
+        domains::create_alias(&mut tx, sys, &dom("alias.test"), &dom("own.test"), true)
+            .await
+            .unwrap();
+        for u in ["alice@own.test", "bob@own.test", "ceo@other.test"] {
+            accounts::create(&mut tx, sys, &account(u, Role::SimpleUsers, &[]), ROUNDS)
+                .await
+                .unwrap();
+        }
+        accounts::add_sender_address(&mut tx, sys, "alice@own.test", &email("sales@own.test"))
+            .await
+            .unwrap();
+        let alias = |recipients: Vec<String>, enabled: bool| AliasSpec {
+            enabled,
+            description: String::new(),
+            expire_at: None,
+            recipients,
+        };
+        aliases::create(
+            &mut tx,
+            sys,
+            &AliasAddress::parse("address", "info@own.test").unwrap(),
+            &alias(vec!["alice@own.test".into()], true),
+        )
+        .await
+        .unwrap();
+        aliases::create(
+            &mut tx,
+            sys,
+            &AliasAddress::parse("address", "old@own.test").unwrap(),
+            &alias(vec!["alice@own.test".into()], false),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(modobox::milter::serve(
+            listener,
+            store.clone(),
+            std::future::pending(),
+        ));
+        let alice = Some("Alice@own.test");
+        let from = |v: &'static str| vec![("Subject", "x"), ("From", v)];
+        // Allowed: her address (any case, display name), her sender address, an alias that
+        // delivers to her, her address at a domain alias, several allowed ones together.
+        for ok in [
+            "alice@own.test",
+            "\"Alice A.\" <ALICE@own.test>",
+            "sales@own.test",
+            "Info <info@own.test>",
+            "alice@alias.test",
+            "alice@own.test, sales@own.test",
+        ] {
+            assert_eq!(
+                milter_verdict(port, alice, &from(ok)).await,
+                "continue",
+                "{engine}: From: {ok}"
+            );
+        }
+        // Refused with 550 5.7.1: someone else's address (hosted here or not), one forged
+        // address among allowed ones, a second From: header, a disabled alias, someone else's
+        // local part at the domain alias, no readable address.
+        for (headers, what) in [
+            (from("bob@own.test"), "bob@own.test"),
+            (from("ceo@other.test"), "ceo@other.test"),
+            (from("someone@outside.example"), "someone@outside.example"),
+            (from("alice@own.test, ceo@other.test"), "ceo@other.test"),
+            (
+                vec![("From", "alice@own.test"), ("From", "bob@own.test")],
+                "bob@own.test",
+            ),
+            (from("old@own.test"), "old@own.test"),
+            (from("bob@alias.test"), "bob@alias.test"),
+            (from("Team: ;"), "no address"),
+            (from("<not an address>"), "From: header"),
+        ] {
+            let v = milter_verdict(port, alice, &headers).await;
+            assert!(
+                v.starts_with("550 5.7.1") && v.contains(what),
+                "{engine}: {headers:?}: {v}"
+            );
+        }
+        // A message without From: is not the milter's to refuse (OpenDKIM signs nothing then);
+        // a session without login (port 25 never asks the milter) is accepted at MAIL.
+        assert_eq!(
+            milter_verdict(port, alice, &[("Subject", "x")]).await,
+            "continue"
+        );
+        assert_eq!(
+            milter_verdict(port, None, &from("bob@own.test")).await,
+            "accept"
+        );
+        // With the database gone, the answer is "try again later", never a pass.
+        store.close().await;
+        let v = milter_verdict(port, alice, &from("alice@own.test")).await;
+        assert!(v.starts_with("451 4.3.0"), "{engine}: {v}");
+        server.abort();
+    }
+}

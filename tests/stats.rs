@@ -611,13 +611,14 @@ fn the_parser_state_belongs_to_its_rrd_directory() {
     );
     let again = stats::update(&other, &names(), Some(&s.log_file), at(LATER)).unwrap();
     assert_eq!(again.bytes, 0);
-    // The state file holds recipients of messages in flight: owner only.
+    // The state file holds recipients of messages in flight: the owner, and the group of the
+    // statistics directory (the web UI's, which reads the pending minutes), nobody else.
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(s.state_file())
         .unwrap()
         .permissions()
         .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(mode & 0o777, 0o640);
 }
 
 #[test]

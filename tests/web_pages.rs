@@ -402,7 +402,11 @@ async fn scenario(store: Store) {
         .await;
     assert_eq!(a.status, 303, "{}", a.body);
     let list = da.get("/aliases").await;
-    assert!(list.body.contains("team@a.test") && list.body.contains("out@elsewhere.test"));
+    assert!(
+        list.body.contains("team@a.test") && list.body.contains("out@elsewhere.test"),
+        "{}",
+        list.body
+    );
     assert!(!list.body.contains("<script>alert"));
     assert!(list.body.contains("&lt;script&gt;"));
     let a = da

@@ -740,9 +740,38 @@ pub async fn https(addr: SocketAddr, host: &str, timeout: Duration) -> Result<Pr
     let tcp = connect_tcp(&clock, addr).await?;
     let target = format!("{addr} ({host})");
     let (stream, cert) = tls_handshake(&clock, tcp, name, &target, &[b"http/1.1"]).await?;
-    let mut conn = Conn::new(stream, clock);
+    let (detail, latency) = http_exchange(Conn::new(stream, clock), host, "/").await?;
+    Ok(ProbeOk {
+        detail,
+        latency,
+        peer_cert: cert,
+    })
+}
+
+/// Plain HTTP (the admin web UI behind nginx, on loopback): GET `path` answers with an HTTP
+/// status below 500.
+pub async fn http(addr: SocketAddr, path: &str, timeout: Duration) -> Result<ProbeOk, ProbeError> {
+    let clock = Clock::start(timeout);
+    let tcp = connect_tcp(&clock, addr).await?;
+    let (detail, latency) = http_exchange(Conn::new(tcp, clock), "localhost", path).await?;
+    if detail.starts_with("HTTP 5") {
+        return Err(unexpected("HTTP status below 500", detail));
+    }
+    Ok(ProbeOk {
+        detail,
+        latency,
+        peer_cert: None,
+    })
+}
+
+/// One GET and its status line: ("HTTP 200 OK", latency).
+async fn http_exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut conn: Conn<S>,
+    host: &str,
+    path: &str,
+) -> Result<(String, Duration), ProbeError> {
     let request = format!(
-        "GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: modobox-health\r\nAccept: */*\r\n\
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: modobox-health\r\nAccept: */*\r\n\
          Connection: close\r\n\r\n"
     );
     conn.send(request.as_bytes(), "the request").await?;
@@ -758,18 +787,14 @@ pub async fn https(addr: SocketAddr, host: &str, timeout: Duration) -> Result<Pr
     if !version.starts_with("HTTP/1.") || !code_ok {
         return Err(unexpected(expected, quoted(&line)));
     }
-    let latency = clock.elapsed();
+    let latency = conn.clock.elapsed();
     conn.close().await;
     let detail = if reason.is_empty() {
         format!("HTTP {code}")
     } else {
         format!("HTTP {code} {reason}")
     };
-    Ok(ProbeOk {
-        detail,
-        latency,
-        peer_cert: cert,
-    })
+    Ok((detail, latency))
 }
 
 /// The database answers a trivial query within the timeout.
@@ -1477,6 +1502,18 @@ mod tests {
 
         let err = https(addr, "bad host\r\nX: y", SHORT).await.unwrap_err();
         assert!(matches!(err, ProbeError::Invalid { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn http_below_500_is_up() {
+        let (listener, addr) = tcp().await;
+        serve_tcp(listener, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", |_| None);
+        let ok = http(addr, "/login", SHORT).await.unwrap();
+        assert_eq!(ok.detail, "HTTP 200 OK");
+        let (listener, addr) = tcp().await;
+        serve_tcp(listener, "HTTP/1.1 500 Internal Server Error\r\n\r\n", |_| None);
+        let err = http(addr, "/login", SHORT).await.unwrap_err();
+        assert!(err.to_string().contains("HTTP 500"), "{err}");
     }
 
     #[tokio::test]

@@ -329,6 +329,10 @@ fn sqlite_acl_users(ctx: &Ctx) -> Vec<(String, &'static str, &'static str)> {
     if ctx.config.components.amavis {
         out.push((u.amavis.clone(), "rw", "rwx"));
     }
+    // modobox's own daemons: the web UI writes (sessions, everything an admin changes), the
+    // milter reads.
+    out.push((crate::service::own::WEB.user.to_string(), "rw", "rwx"));
+    out.push((crate::service::own::MILTER.user.to_string(), "r", "x"));
     out
 }
 

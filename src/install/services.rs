@@ -112,8 +112,27 @@ pub fn services(ctx: &Ctx) -> StepResult<Vec<Service>> {
         files: under(&nginx_dirs, &tls),
         port: Some(443),
     });
-    // Last: the supervisor, restarted when its binary, configuration or unit changed (an
-    // upgrade is `install` with the new binary).
+    // modobox's own daemons and then the supervisor, each restarted when its binary,
+    // configuration, secrets or unit changed (an upgrade is `install` with the new binary).
+    for d in crate::service::own::ALL {
+        out.push(Service {
+            unit: d.unit.into(),
+            files: vec![
+                PathBuf::from(crate::render::context::BINARY_PATH),
+                ctx.config_path.clone(),
+                ctx.config.paths.secrets.as_path().to_path_buf(),
+                f.paths
+                    .systemd_units
+                    .as_path()
+                    .join(format!("{}.service", d.unit)),
+            ],
+            port: Some(if d == crate::service::own::WEB {
+                ctx.config.web.listen.port()
+            } else {
+                crate::milter::PORT
+            }),
+        });
+    }
     out.push(Service {
         unit: "modobox".into(),
         files: vec![

@@ -9,6 +9,7 @@ use crate::config::{Config, Engine};
 use crate::render::context::BINARY_PATH;
 use crate::render::write::diff_text;
 use crate::secrets::Secrets;
+use crate::service::own;
 use crate::system::cmd::Cmd;
 use crate::system::fs::{resolve_owner, write_atomic, Owner};
 
@@ -176,10 +177,12 @@ fn directories(ctx: &Ctx) -> Vec<Dir> {
             mode: 0o751,
             acl: false,
         },
+        // The statistics: written by the supervisor's jobs, read by the unprivileged web UI
+        // through the group (setgid: new files get it too).
         Dir {
             path: c.paths.rrd.as_path().to_path_buf(),
-            owner: owner("root", "root"),
-            mode: 0o755,
+            owner: owner("root", own::WEB.user),
+            mode: 0o2750,
             acl: false,
         },
     ];
@@ -233,6 +236,25 @@ fn in_group(user: &str, group: &str) -> bool {
     })
 }
 
+/// Files of the statistics directory the web UI's group cannot read yet (made before the
+/// directory was its group's).
+fn unreadable_stats_files(ctx: &Ctx) -> Vec<PathBuf> {
+    let Some(gid) = uzers::get_group_by_name(own::WEB.user).map(|g| g.gid()) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(ctx.config.paths.rrd.as_path()) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.metadata()
+                .is_ok_and(|m| m.is_file() && (m.gid() != gid || m.mode() & 0o040 == 0))
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
 impl Step for Accounts {
     fn name(&self) -> &'static str {
         "system-accounts"
@@ -240,6 +262,22 @@ impl Step for Accounts {
 
     fn check(&self, ctx: &mut Ctx) -> StepResult<Check> {
         let mut changes = Vec::new();
+        for d in own::ALL {
+            if uzers::get_user_by_name(d.user).is_none() {
+                changes.push(format!(
+                    "create the system user {} (modobox's {}, no login, no capability)",
+                    d.user, d.name
+                ));
+            }
+        }
+        let stale = unreadable_stats_files(ctx);
+        if !stale.is_empty() {
+            changes.push(format!(
+                "let the web UI's group {} read {} statistics files",
+                own::WEB.user,
+                stale.len()
+            ));
+        }
         let vmail = ctx.config.mail.owner.as_str();
         if uzers::get_group_by_name(vmail).is_none() {
             changes.push(format!("create the system group {vmail}"));
@@ -282,6 +320,17 @@ impl Step for Accounts {
     }
 
     fn apply(&self, ctx: &mut Ctx) -> StepResult<()> {
+        for d in own::ALL {
+            if uzers::get_group_by_name(d.user).is_none() {
+                Cmd::new("groupadd").args(["--system", d.user]).run()?;
+            }
+            if uzers::get_user_by_name(d.user).is_none() {
+                Cmd::new("useradd")
+                    .args(["--system", "--gid", d.user, "--home-dir", "/nonexistent"])
+                    .args(["--no-create-home", "--shell", "/usr/sbin/nologin", d.user])
+                    .run()?;
+            }
+        }
         let vmail = ctx.config.mail.owner.as_str();
         if uzers::get_group_by_name(vmail).is_none() {
             Cmd::new("groupadd").args(["--system", vmail]).run()?;
@@ -319,6 +368,14 @@ impl Step for Accounts {
                 std::fs::Permissions::from_mode(d.mode_to_set(current)),
             )
             .map_err(io_error(&d.path))?;
+        }
+        if let Some(gid) = uzers::get_group_by_name(own::WEB.user).map(|g| g.gid()) {
+            for f in unreadable_stats_files(ctx) {
+                std::os::unix::fs::chown(&f, None, Some(gid)).map_err(io_error(&f))?;
+                let mode = std::fs::metadata(&f).map_err(io_error(&f))?.mode() & 0o7777;
+                std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode | 0o040))
+                    .map_err(io_error(&f))?;
+            }
         }
         Ok(())
     }

@@ -79,7 +79,7 @@ pub async fn judge(store: &Store, login: &str, from_values: &[String]) -> Verdic
         Ok(a) => a,
         Err(e) => return Verdict::Refuse(format!("5.7.1 {e}")),
     };
-    let mut tx = match store.begin().await {
+    let mut tx = match store.begin_read().await {
         Ok(tx) => tx,
         Err(e) => return Verdict::Later(format!("4.3.0 sender check unavailable ({e})")),
     };

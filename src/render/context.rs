@@ -22,6 +22,8 @@ struct Db<'a> {
     user: &'a str,
     password: &'a str,
     sqlite_path: &'a str,
+    /// Its directory (SQLite writes its journal there).
+    sqlite_dir: String,
     /// How each daemon logs in (`db.roles.postfix.user`...): its own role, or the owner role
     /// where there are none (SQLite, external servers); see `store::roles`.
     roles: std::collections::BTreeMap<&'static str, Login<'a>>,
@@ -88,6 +90,13 @@ pub fn build(config: &Config, distro: &Distro, secrets: &Secrets) -> tera::Conte
         user: config.database.user.as_str(),
         password: secrets.database_password.expose(),
         sqlite_path: config.database.sqlite_path.as_str(),
+        sqlite_dir: config
+            .database
+            .sqlite_path
+            .as_path()
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
         roles: Daemon::ALL
             .iter()
             .map(|d| {
@@ -185,6 +194,7 @@ pub fn build(config: &Config, distro: &Distro, secrets: &Secrets) -> tera::Conte
         }),
     );
     ctx.insert("binary", BINARY_PATH);
+    ctx.insert("milter_port", &crate::milter::PORT);
     ctx.insert("version", env!("CARGO_PKG_VERSION"));
     ctx
 }

@@ -2,6 +2,7 @@
 //! [`systemd::Systemd`] drives systemd over D-Bus (the installer and the supervisor use it).
 
 pub mod direct;
+pub mod own;
 pub mod syslog;
 pub mod systemd;
 

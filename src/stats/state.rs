@@ -92,7 +92,7 @@ impl State {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        crate::system::fs::write_atomic(path, &text, 0o600, None)
+        crate::system::fs::write_atomic(path, &text, 0o640, None)
             .map_err(|e| StatsError::io(path, e))
     }
 

@@ -276,6 +276,15 @@ impl Store {
         })
     }
 
+    /// A transaction that only reads: on SQLite a deferred one, which needs no write lock (and
+    /// so no write access to the file: the milter's).
+    pub async fn begin_read(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Store::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+            _ => self.begin().await?,
+        })
+    }
+
     pub async fn close(&self) {
         match self {
             Store::Postgres(p) => p.close().await,

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::distro::Distro;
 use crate::jobs::process::JobCommand;
 use crate::service::direct::Direct;
+use crate::service::own;
 use crate::service::syslog;
 use crate::service::systemd::Systemd;
 use crate::store::{migrate, Store};
@@ -105,6 +106,7 @@ const START_WAIT: Duration = Duration::from_secs(90);
 /// is one of the daemons, so it is called once that daemon runs.
 pub async fn run<F, Fut>(
     config: Config,
+    config_path: &std::path::Path,
     distro: Distro,
     kind: ManagerKind,
     open: F,
@@ -130,13 +132,16 @@ where
             drop_capabilities(false).map_err(|e| format!("dropping capabilities: {e}"))?;
             let mut specs = Vec::new();
             for w in &services {
-                let spec = distro.facts.direct.get(w.key).ok_or_else(|| {
-                    format!(
-                        "the {} facts have no direct command for {}",
-                        distro.id, w.key
-                    )
-                })?;
-                specs.push((w.unit.clone(), spec.clone()));
+                let spec = match own::OwnDaemon::by_unit(w.key) {
+                    Some(d) => d.direct_spec(config_path),
+                    None => distro.facts.direct.get(w.key).cloned().ok_or_else(|| {
+                        format!(
+                            "the {} facts have no direct command for {}",
+                            distro.id, w.key
+                        )
+                    })?,
+                };
+                specs.push((w.unit.clone(), spec));
             }
             // No syslog daemon here: the mail lines go to the mail log the statistics read.
             let mail_log = syslog::MailLog::new(
@@ -241,7 +246,8 @@ where
     r
 }
 
-/// The periodic jobs and the web UI, next to the supervisor; both end when `stop` turns true.
+/// The periodic jobs and the status snapshot, next to the supervisor; both end when `stop`
+/// turns true. (The web UI is a daemon of its own: `service::own`.)
 fn start_companions(
     config: &Config,
     distro: &Distro,
@@ -256,30 +262,18 @@ fn start_companions(
         store: store.clone(),
     });
     let runner = crate::jobs::process::process_runner(jobs.clone());
-    let mut tasks = vec![tokio::spawn(crate::jobs::scheduler::run(
-        ctx,
-        runner,
-        stop.clone(),
-    ))];
-    match crate::web::Web::new(store.clone(), config.clone(), distro.clone(), true) {
-        Ok(web) => {
-            let mut stop = stop.clone();
-            let listen = config.web.listen;
-            tasks.push(tokio::spawn(async move {
-                let until = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
-                if let Err(e) = crate::web::serve(web, listen, false, until).await {
-                    tracing::error!("{e}");
-                }
-            }));
-        }
-        Err(e) => tracing::error!("web UI: {e}"),
-    }
-    tasks
+    vec![
+        tokio::spawn(crate::jobs::scheduler::run(ctx, runner, stop.clone())),
+        tokio::spawn(super::status::publish(
+            config.clone(),
+            distro.clone(),
+            store.clone(),
+            stop.clone(),
+        )),
+    ]
 }
 
-/// Probes and repairs until SIGTERM or SIGINT; the jobs and the web UI run alongside.
+/// Probes and repairs until SIGTERM or SIGINT; the jobs and the status snapshot run alongside.
 async fn supervise<M: Manager>(
     config: &Config,
     distro: &Distro,

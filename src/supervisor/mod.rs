@@ -17,6 +17,7 @@ use crate::config::{Config, DbLocation, Engine};
 use crate::distro::Distro;
 use crate::health::probes;
 use crate::service::direct::Direct;
+use crate::service::own;
 use crate::service::systemd::Systemd;
 use crate::service::UnitStatus;
 use crate::store::{Store, StoreError};
@@ -32,6 +33,8 @@ pub enum Probe {
     Milter(SocketAddr),
     Clamd(PathBuf),
     Https(SocketAddr),
+    /// Plain HTTP on loopback (the admin web UI), GET /login.
+    Http(SocketAddr),
     Database,
 }
 
@@ -45,6 +48,7 @@ impl Probe {
             Probe::Milter(a) => format!("milter negotiation on {a}"),
             Probe::Clamd(p) => format!("clamd PING on {}", p.display()),
             Probe::Https(a) => format!("HTTPS request on {a}"),
+            Probe::Http(a) => format!("HTTP request on {a}"),
             Probe::Database => "database query".into(),
         }
     }
@@ -113,6 +117,15 @@ pub fn watched(config: &Config, distro: &Distro) -> Vec<Watched> {
             depends_on: vec![],
         });
     }
+    // modobox's own daemons (crate::service::own): the From: header milter before Postfix,
+    // whose submission service asks it; the web UI before nginx, which fronts it.
+    out.push(Watched {
+        name: own::MILTER.name,
+        key: own::MILTER.unit,
+        unit: own::MILTER.unit.into(),
+        probes: vec![Probe::Milter(crate::milter::address())],
+        depends_on: vec![],
+    });
     let mut dovecot = vec![
         Probe::Imap(local(143), false),
         Probe::Imap(local(993), true),
@@ -134,6 +147,13 @@ pub fn watched(config: &Config, distro: &Distro) -> Vec<Watched> {
         unit: f.services.postfix.clone(),
         probes: vec![Probe::Smtp(local(25)), Probe::Smtp(local(587))],
         depends_on: if c.opendkim { vec!["opendkim"] } else { vec![] },
+    });
+    out.push(Watched {
+        name: own::WEB.name,
+        key: own::WEB.unit,
+        unit: own::WEB.unit.into(),
+        probes: vec![Probe::Http(config.web.listen)],
+        depends_on: vec![],
     });
     out.push(Watched {
         name: "nginx",
@@ -161,6 +181,7 @@ pub async fn probe(
             Probe::Milter(a) => probes::milter(*a, timeout).await.map(|_| ()),
             Probe::Clamd(path) => probes::clamd_unix(path, timeout).await.map(|_| ()),
             Probe::Https(a) => probes::https(*a, hostname, timeout).await.map(|_| ()),
+            Probe::Http(a) => probes::http(*a, "/login", timeout).await.map(|_| ()),
             Probe::Database => match store {
                 Some(s) => probes::database(s, timeout).await.map(|_| ()),
                 None => continue,
@@ -400,8 +421,13 @@ mod tests {
         let names: Vec<_> = w.iter().map(|w| w.name).collect();
         assert_eq!(
             names,
-            ["database", "opendkim", "clamav", "amavis", "dovecot", "postfix", "nginx"]
+            [
+                "database", "opendkim", "clamav", "amavis", "milter", "dovecot", "postfix", "web",
+                "nginx"
+            ]
         );
+        let web = w.iter().find(|w| w.name == "web").unwrap();
+        assert_eq!(web.probes, [Probe::Http(config.web.listen)]);
         let dovecot = w.iter().find(|w| w.name == "dovecot").unwrap();
         assert!(dovecot.probes.contains(&Probe::Lmtp(PathBuf::from(
             "/var/spool/postfix/private/dovecot-lmtp"

@@ -40,6 +40,8 @@ pub struct Inner {
     /// Cookies marked Secure: always behind nginx; `modobox web` on plain HTTP for tests says
     /// otherwise.
     pub secure_cookies: bool,
+    /// The status the supervisor publishes (`supervisor::status::SNAPSHOT`).
+    pub status_file: std::path::PathBuf,
 }
 
 impl std::ops::Deref for Web {
@@ -50,6 +52,14 @@ impl std::ops::Deref for Web {
 }
 
 impl Web {
+    /// Reads the supervisor's status from another file (tests).
+    pub fn with_status_file(mut self, path: std::path::PathBuf) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.status_file = path;
+        }
+        self
+    }
+
     pub fn new(
         store: Store,
         config: Config,
@@ -76,6 +86,7 @@ impl Web {
             tera,
             throttle: Mutex::new(throttle::Throttle::default()),
             secure_cookies,
+            status_file: crate::supervisor::status::SNAPSHOT.into(),
         })))
     }
 

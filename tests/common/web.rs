@@ -121,9 +121,15 @@ pub async fn account(store: &Store, username: &str, role: Role) {
 pub async fn start(store: &Store) -> u16 {
     let config = Config::new(Hostname::parse("hostname", "mail.example.test").unwrap());
     let distro = Distro::load(&"debian:12".parse().unwrap()).unwrap();
-    let web = modobox::web::Web::new(store.clone(), config, distro, false).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    // The status the supervisor would publish for the dashboard.
+    let status = modobox::supervisor::status::gather(&config, &distro, Some(store)).await;
+    let status_file = std::env::temp_dir().join(format!("modobox-test-status-{port}.json"));
+    modobox::supervisor::status::write_snapshot(&status_file, &status, None).unwrap();
+    let web = modobox::web::Web::new(store.clone(), config, distro, false)
+        .unwrap()
+        .with_status_file(status_file);
     tokio::spawn(modobox::web::serve_on(
         web,
         listener,

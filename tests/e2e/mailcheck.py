@@ -120,17 +120,41 @@ with smtplib.SMTP(EXTERNAL, 587, local_hostname="client.e2e.test", timeout=30) a
     except smtplib.SMTPSenderRefused as e:
         ok(f"submission: sending as another address refused ({e.smtp_code})")
     s.rset()
+    # The From: header is the login's too (modobox's milter, before OpenDKIM signs): another
+    # hosted address, alone or next to alice's own, is refused with 550 5.7.1.
+    for forged in ["ceo@example.test", '"Alice" <alice@example.test>, ceo@example.test', "Boss <boss@alias.test>"]:
+        body = f"From: {forged}\r\nTo: <{ALICE}>\r\nSubject: forged\r\n\r\nforged-token-{RUN}\r\n"
+        try:
+            s.sendmail(ALICE, [ALICE], body)
+            fail(f"From: {forged} accepted on submission for alice")
+        except smtplib.SMTPDataError as e:
+            text = e.smtp_error.decode(errors="replace")
+            if e.smtp_code != 550 or "5.7.1" not in text or "From: header" not in text:
+                fail(f"From: {forged}: unexpected answer {e.smtp_code} {text}")
+            ok(f"submission: From: {forged} refused ({e.smtp_code} {text[:70]})")
+        s.rset()
     s.sendmail(ALICE, [ALICE], message(ALICE, ALICE, "signed", f"dkim-token-{RUN}"))
-ok("submission on 587 with STARTTLS and AUTH accepted alice's mail")
-signed = delivered(f"dkim-token-{RUN}")
-if signed is None:
-    fail("the submitted message was not delivered")
-if b"DKIM-Signature:" not in signed:
-    fail("no DKIM-Signature on the submitted message:\n" + signed.decode(errors="replace")[:1500])
+    # Sending as an extra sender address of alice's mailbox, and as the alias that delivers to
+    # her: accepted, and signed for the domain.
+    s.sendmail("sales@example.test", [ALICE], message("sales@example.test", ALICE, "send-as", f"senderaddr-token-{RUN}"))
+    s.sendmail("info@example.test", [ALICE], message("info@example.test", ALICE, "alias send-as", f"viaalias-token-{RUN}"))
+    # Her own address at the domain alias (no DKIM key for alias.test: delivered unsigned).
+    s.sendmail("alice@alias.test", [ALICE], message("alice@alias.test", ALICE, "domain alias send-as", f"atdomainalias-token-{RUN}"))
+ok("submission on 587 with STARTTLS and AUTH accepted alice's mail, as herself, her sender address, her alias and at the domain alias")
 record = f"v=DKIM1; k=rsa; p={DKIM_PUBLIC}".encode()
-if not dkim.verify(signed, dnsfunc=lambda name, timeout=5: record):
-    fail("the DKIM signature does not verify against the published key")
-ok("outgoing mail carries a DKIM signature that verifies against the published key")
+for token in [f"dkim-token-{RUN}", f"senderaddr-token-{RUN}", f"viaalias-token-{RUN}"]:
+    signed = delivered(token)
+    if signed is None:
+        fail(f"the submitted message {token} was not delivered")
+    if b"DKIM-Signature:" not in signed or b"d=example.test" not in signed:
+        fail("no DKIM-Signature for example.test on the submitted message:\n" + signed.decode(errors="replace")[:1500])
+    if not dkim.verify(signed, dnsfunc=lambda name, timeout=5: record):
+        fail("the DKIM signature does not verify against the published key")
+if delivered(f"atdomainalias-token-{RUN}") is None:
+    fail("the message sent as alice@alias.test was not delivered")
+if delivered(f"forged-token-{RUN}", timeout=5) is not None:
+    fail("a message with a forged From: reached alice")
+ok("outgoing mail (own address, sender address, alias) carries a DKIM signature that verifies against the published key")
 
 # 4. IMAP: login, fetch the delivered message; the quota Dovecot reports.
 with imaplib.IMAP4(EXTERNAL, 143) as m:

@@ -54,8 +54,13 @@ session = [c for c in cookies if c.startswith("modobox_session=")]
 if status != 303 or not session:
     fail(f"login as admin: {status}")
 status, _, _, page = request("GET", "/", session)
-if status != 200 or "Dashboard" not in page or "postfix" not in page:
+if status != 200 or "Dashboard" not in page or "postfix" not in page or "Health:" not in page:
     fail(f"dashboard: {status}\n{page[:800]}")
+# The unprivileged web process shows the status the supervisor published: every service,
+# the milter and the web UI itself included.
+for service in ["milter", "web", "dovecot", "nginx"]:
+    if f'<th scope="row">{service}</th>' not in page:
+        fail(f"dashboard: no status line for {service}\n{page[:1500]}")
 token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
 status, _, _, _ = request("POST", "/logout", session, {"csrf": "forged"})
 if status != 403:
