@@ -1357,6 +1357,118 @@ async fn scenario(store: Store) {
     assert_eq!(a.json["count"], 2);
 
     // Tokens: the use is recorded; a disabled account's token stops working.
+    // The isolation rules (issue 15), role by role below superadmin: each attempt answered with
+    // a refusal, and nothing the refused attempts asked for exists afterwards. The reseller gets
+    // a domain of its own with a mailbox; "MB" stands for a mailbox the role may manage.
+    let a = call(
+        port,
+        "POST",
+        "/domains/",
+        Some(&su),
+        Some(json!({"name": "res2.test"})),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.raw);
+    let (_, reseller2) = account(&store, "reseller2", Role::Resellers, false, &["res2.test"]).await;
+    let (res_user, _) = account(&store, "u@res2.test", Role::SimpleUsers, true, &[]).await;
+    let res_mb = call(
+        port,
+        "GET",
+        &format!("/accounts/{res_user}/"),
+        Some(&su),
+        None,
+    )
+    .await
+    .json["mailbox"]["pk"]
+        .as_i64()
+        .unwrap();
+    let before = (
+        count(&store, "admin_domainalias").await,
+        count(&store, "admin_senderaddress").await,
+    );
+    let roles = [
+        ("DomainAdmins", &da, user_mb),
+        ("Resellers", &reseller2, res_mb),
+        ("SimpleUsers", &user, user_mb),
+    ];
+    let matrix: Vec<(&str, String, &str, [u16; 3])> = vec![
+        // A domain alias takes every address of its name: not a domain admin's to create; a
+        // reseller only for its own domains, never a public suffix or a name under another
+        // tenant's domain (the server's own hostname: tests/security.rs).
+        (
+            "POST",
+            "/domainaliases/".into(),
+            r#"{"name": "m-a.test", "target": "a.test"}"#,
+            [403, 400, 403],
+        ),
+        (
+            "POST",
+            "/domainaliases/".into(),
+            r#"{"name": "co.uk", "target": "res2.test"}"#,
+            [400, 400, 403],
+        ),
+        (
+            "POST",
+            "/domainaliases/".into(),
+            r#"{"name": "sub.b.test", "target": "res2.test"}"#,
+            [400, 400, 403],
+        ),
+        // Sender addresses: another tenant's address, or one outside every hosted domain.
+        (
+            "POST",
+            "/senderaddresses/".into(),
+            r#"{"address": "boss@b.test", "mailbox": MB}"#,
+            [400, 400, 403],
+        ),
+        (
+            "POST",
+            "/senderaddresses/".into(),
+            r#"{"address": "ceo@outside.example", "mailbox": MB}"#,
+            [400, 400, 403],
+        ),
+        // Another tenant's password: not found for whoever may not manage it, whatever the
+        // password given (no oracle).
+        (
+            "PUT",
+            format!("/accounts/{other_id}/password/"),
+            r#"{"password": "correct horse 1", "new_password": "a new password"}"#,
+            [404, 404, 404],
+        ),
+    ];
+    for (method, path, body, expected) in &matrix {
+        for ((role, token, mb), want) in roles.iter().zip(expected) {
+            let body: Value = serde_json::from_str(&body.replace("MB", &mb.to_string())).unwrap();
+            let a = call(port, method, path, Some(token), Some(body.clone())).await;
+            assert_eq!(a.status, *want, "{role} {method} {path} {body}: {}", a.raw);
+        }
+    }
+    assert_eq!(
+        (
+            count(&store, "admin_domainalias").await,
+            count(&store, "admin_senderaddress").await
+        ),
+        before
+    );
+    // What the same rules let a reseller do on its own domain.
+    let a = call(
+        port,
+        "POST",
+        "/domainaliases/",
+        Some(&reseller2),
+        Some(json!({"name": "res2-alias.test", "target": "res2.test"})),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.raw);
+    let a = call(
+        port,
+        "POST",
+        "/senderaddresses/",
+        Some(&reseller2),
+        Some(json!({"address": "sales@res2.test", "mailbox": res_mb})),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.raw);
+
     let mut tx = store.begin().await.unwrap();
     let used = tx
         .count(

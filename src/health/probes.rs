@@ -1507,11 +1507,19 @@ mod tests {
     #[tokio::test]
     async fn http_below_500_is_up() {
         let (listener, addr) = tcp().await;
-        serve_tcp(listener, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", |_| None);
+        serve_tcp(
+            listener,
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            |_| None,
+        );
         let ok = http(addr, "/login", SHORT).await.unwrap();
         assert_eq!(ok.detail, "HTTP 200 OK");
         let (listener, addr) = tcp().await;
-        serve_tcp(listener, "HTTP/1.1 500 Internal Server Error\r\n\r\n", |_| None);
+        serve_tcp(
+            listener,
+            "HTTP/1.1 500 Internal Server Error\r\n\r\n",
+            |_| None,
+        );
         let err = http(addr, "/login", SHORT).await.unwrap_err();
         assert!(err.to_string().contains("HTTP 500"), "{err}");
     }
