@@ -8,9 +8,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::system::http::HttpUrl;
+use crate::names::HttpUrl;
 
-use crate::dnscheck::Network;
+use crate::names::Network;
 use crate::names::{
     DbHost, DbIdent, DomainName, EmailAddress, Hostname, NameError, SafePath, UnixName,
 };
@@ -33,6 +33,10 @@ pub enum ConfigError {
     #[error("{path}: {0}", path = .1)]
     Invalid(NameError, String),
 }
+
+/// The largest request body the web UI reads; nginx in front stops larger ones first (both
+/// come from here).
+pub const WEB_MAX_BODY_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,18 +1,16 @@
 //! modobox as a library: the binary (`main.rs`) and the integration tests use these modules.
 
-pub mod accounts;
 pub mod cli;
 pub mod config;
 pub mod distro;
-pub mod dkim;
-pub mod dkim_files;
-pub mod dnscheck;
-pub mod dnsrecords;
+pub mod dns;
 pub mod health;
 pub mod install;
 pub mod jobs;
+pub mod keys;
 pub mod milter;
 pub mod names;
+pub mod password;
 pub mod render;
 pub mod secrets;
 pub mod service;
@@ -20,5 +18,4 @@ pub mod stats;
 pub mod store;
 pub mod supervisor;
 pub mod system;
-pub mod tls;
 pub mod web;

@@ -3,6 +3,7 @@
 //! only hold a safe value. Templates and the store only ever see these types.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -571,6 +572,162 @@ impl DbIdent {
     }
 }
 string_newtype!(DbIdent, |v| DbIdent::parse("name", v));
+
+// ---- network names: URLs modobox fetches, networks an MX may be in ----
+
+/// An `https://` URL, or `http://` to a loopback address.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpUrl(url::Url);
+
+impl HttpUrl {
+    pub fn parse(field: &str, value: &str) -> Result<Self, NameError> {
+        let u = url::Url::parse(value.trim())
+            .map_err(|e| NameError::new(field, format!("must be an https:// URL ({e})"), value))?;
+        match u.scheme() {
+            "https" => {}
+            "http" if is_loopback(&u) => {}
+            "http" => {
+                return Err(NameError::new(
+                    field,
+                    "must be an https:// URL (plain http:// only to a loopback address)",
+                    value,
+                ))
+            }
+            _ => return Err(NameError::new(field, "must be an https:// URL", value)),
+        }
+        if u.host().is_none() {
+            return Err(NameError::new(field, "must name a host", value));
+        }
+        if !u.username().is_empty() || u.password().is_some() {
+            return Err(NameError::new(
+                field,
+                "must not carry credentials (user:password@)",
+                value,
+            ));
+        }
+        Ok(HttpUrl(u))
+    }
+
+    pub fn as_url(&self) -> &url::Url {
+        &self.0
+    }
+
+    /// `path` resolved against this URL as a directory (`https://h/1` + `versions/` →
+    /// `https://h/1/versions/`).
+    pub fn join_dir(&self, path: &str) -> Result<HttpUrl, NameError> {
+        let mut base = self.0.clone();
+        if !base.path().ends_with('/') {
+            let p = format!("{}/", base.path());
+            base.set_path(&p);
+        }
+        let joined = base.join(path).map_err(|e| {
+            NameError::new("url", format!("cannot add {path} ({e})"), self.as_str())
+        })?;
+        Ok(HttpUrl(joined))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+fn is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+impl fmt::Debug for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HttpUrl({})", self.0)
+    }
+}
+
+impl fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+impl Serialize for HttpUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for HttpUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        HttpUrl::parse("url", &raw).map_err(|e| serde::de::Error::custom(e.rule))
+    }
+}
+
+/// A network in CIDR notation (`192.0.2.0/24`, `2001:db8::/32`); a bare address is a /32 or
+/// /128. The host bits must be zero, so a typo like `192.0.2.1/24` is refused, not guessed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network(ipnet::IpNet);
+
+impl Network {
+    pub fn parse(field: &str, value: &str) -> Result<Self, NameError> {
+        let text = value.trim();
+        let net = if text.contains('/') {
+            text.parse::<ipnet::IpNet>().map_err(|_| {
+                NameError::new(
+                    field,
+                    "must be a network in CIDR notation (address/prefix length, e.g. 192.0.2.0/24)",
+                    value,
+                )
+            })?
+        } else {
+            let ip: IpAddr = text.parse().map_err(|_| {
+                NameError::new(
+                    field,
+                    "must be a network in CIDR notation (address/prefix length, e.g. 192.0.2.0/24)",
+                    value,
+                )
+            })?;
+            ipnet::IpNet::from(ip)
+        };
+        if net.trunc() != net {
+            return Err(NameError::new(
+                field,
+                format!(
+                    "must have its host bits zero (did you mean {}?)",
+                    net.trunc()
+                ),
+                value,
+            ));
+        }
+        Ok(Network(net))
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.contains(&ip)
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Serialize for Network {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        // The field name comes from the deserializer's path; say the rule only.
+        Network::parse("network", &raw).map_err(|e| serde::de::Error::custom(e.rule))
+    }
+}
 
 /// What a client typed, fit for a log line or a reply: control characters shown as `?`, at
 /// most 100 characters.

@@ -377,7 +377,7 @@ async fn dkim_keys_are_made_once_per_domain_0600_for_opendkim() {
         domain(&mut tx, "legacy.example", true, Some(1024)).await;
         tx.commit().await.unwrap();
         // A key left on disk by a run that stopped before recording it is kept.
-        let kept = modobox::dkim::generate_key(2048).unwrap();
+        let kept = modobox::keys::dkim::generate_key(2048).unwrap();
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("small.example.pem"), &kept.private_pem).unwrap();
 
@@ -402,23 +402,23 @@ async fn dkim_keys_are_made_once_per_domain_0600_for_opendkim() {
         assert_eq!(d.dkim_private_key_path, path.display().to_string());
         let pem = std::fs::read_to_string(&path).unwrap();
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8 PEM");
-        assert_eq!(modobox::dkim::key_bits(&pem).unwrap(), 2048);
+        assert_eq!(modobox::keys::dkim::key_bits(&pem).unwrap(), 2048);
         assert_eq!(
-            modobox::dkim::public_from_private(&pem).unwrap(),
+            modobox::keys::dkim::public_from_private(&pem).unwrap(),
             d.dkim_public_key
         );
         assert!(!d.dkim_public_key.contains('\n'));
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
-        if let Some((uid, gid)) =
-            modobox::system::fs::resolve_owner(&modobox::dkim_files::opendkim_owner(&e.ctx.distro))
-        {
+        if let Some((uid, gid)) = modobox::system::fs::resolve_owner(
+            &modobox::keys::dkim_files::opendkim_owner(&e.ctx.distro),
+        ) {
             assert_eq!((meta.uid(), meta.gid()), (uid, gid));
         }
         assert_eq!(by_name["small.example"].dkim_public_key, kept.public_b64);
         let legacy = std::fs::read_to_string(dir.join("legacy.example.pem")).unwrap();
         assert_eq!(
-            modobox::dkim::key_bits(&legacy).unwrap(),
+            modobox::keys::dkim::key_bits(&legacy).unwrap(),
             1024,
             "dkim_key_length honoured"
         );

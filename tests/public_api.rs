@@ -14,8 +14,8 @@ use chrono::Utc;
 use modobox::config::Config;
 use modobox::jobs::public_api;
 use modobox::names::Hostname;
+use modobox::names::HttpUrl;
 use modobox::store::{audit, migrate, Store};
-use modobox::system::http::HttpUrl;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 

@@ -491,7 +491,7 @@ async fn scenario(store: Store) {
         page.body
     );
     assert!(page.body.contains("v=spf1 mx -all"));
-    let key = modobox::dkim::generate_key(1024).unwrap();
+    let key = modobox::keys::dkim::generate_key(1024).unwrap();
     let mut tx = store.begin().await.unwrap();
     let d = domains::get(&mut tx, Actor::System, "c.test")
         .await

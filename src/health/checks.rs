@@ -65,7 +65,7 @@ fn cert_expiry_at(cert_path: &Path, warn_days: i64, now: DateTime<Utc>) -> Check
         Ok(pem) => pem,
         Err(e) => return Check::new(name, Level::Fail, format!("cannot read it: {e}")),
     };
-    let info = match crate::tls::inspect(&pem) {
+    let info = match crate::keys::tls::inspect(&pem) {
         Ok(info) => info,
         Err(e) => return Check::new(name, Level::Fail, e.to_string()),
     };
@@ -280,7 +280,7 @@ mod tests {
 
     fn cert_file(dir: &Path, days: u32) -> std::path::PathBuf {
         let host = Hostname::parse("hostname", "mail.example.test").unwrap();
-        let pair = crate::tls::generate_self_signed(&host, &[], days).unwrap();
+        let pair = crate::keys::tls::generate_self_signed(&host, &[], days).unwrap();
         let path = dir.join(format!("cert-{days}.pem"));
         fs::write(&path, pair.cert_pem).unwrap();
         path

@@ -938,7 +938,7 @@ mod tests {
     /// A TLS server with a fresh self-signed certificate; returns it with the certificate's DER.
     fn acceptor() -> (TlsAcceptor, Vec<u8>) {
         let host = Hostname::parse("hostname", "mail.example.test").unwrap();
-        let pair = crate::tls::generate_self_signed(&host, &[], 30).unwrap();
+        let pair = crate::keys::tls::generate_self_signed(&host, &[], 30).unwrap();
         let cert = CertificateDer::from_pem_slice(pair.cert_pem.as_bytes()).unwrap();
         let key = PrivateKeyDer::from_pem_slice(pair.key_pem.as_bytes()).unwrap();
         let provider = Arc::new(crypto::aws_lc_rs::default_provider());

@@ -31,7 +31,7 @@ fn certificate_problems(ctx: &Ctx) -> Vec<String> {
     let (Some(cert), Some(key)) = (read(cert_path.as_path()), read(key_path.as_path())) else {
         return vec![format!("{cert_path} or {key_path} does not exist")];
     };
-    let info = match crate::tls::inspect(&cert) {
+    let info = match crate::keys::tls::inspect(&cert) {
         Ok(i) => i,
         Err(e) => return vec![format!("{cert_path}: {e}")],
     };
@@ -47,7 +47,7 @@ fn certificate_problems(ctx: &Ctx) -> Vec<String> {
     if days_left < RENEW_BEFORE_DAYS {
         problems.push(format!("{cert_path} expires in {days_left} days"));
     }
-    if !crate::tls::key_matches(&cert, &key).unwrap_or(false) {
+    if !crate::keys::tls::key_matches(&cert, &key).unwrap_or(false) {
         problems.push(format!("{key_path} is not the key of {cert_path}"));
     }
     if std::fs::metadata(key_path.as_path()).is_ok_and(|m| m.mode() & 0o077 != 0) {
@@ -91,8 +91,9 @@ impl Step for Certificate {
         }
         // ACME: the placeholder lets every daemon start; the hook replaces it once nginx
         // serves the challenge directory.
-        let pair = crate::tls::generate_self_signed(&ctx.config.hostname, &[], SELF_SIGNED_DAYS)
-            .map_err(|e| StepError::new(e.to_string()))?;
+        let pair =
+            crate::keys::tls::generate_self_signed(&ctx.config.hostname, &[], SELF_SIGNED_DAYS)
+                .map_err(|e| StepError::new(e.to_string()))?;
         let (cert_path, key_path) = tls_paths(&ctx.config, &ctx.distro);
         let root = Owner {
             user: "root".into(),
@@ -121,10 +122,10 @@ impl Step for Certificate {
 #[derive(Debug)]
 pub struct DkimKey;
 
-pub use crate::dkim_files::{key_path, DEFAULT_KEY_BITS};
+pub use crate::keys::dkim_files::{key_path, DEFAULT_KEY_BITS};
 
 fn opendkim_owner(ctx: &Ctx) -> Owner {
-    crate::dkim_files::opendkim_owner(&ctx.distro)
+    crate::keys::dkim_files::opendkim_owner(&ctx.distro)
 }
 
 fn dkim_domain(ctx: &mut Ctx) -> StepResult<Option<(DomainName, domains::Domain)>> {
@@ -145,7 +146,7 @@ fn refile_tables(ctx: &mut Ctx) -> StepResult<Vec<(PathBuf, String)>> {
     let dir = ctx.config.paths.dkim_keys.as_path().to_path_buf();
     Ok(ctx.rt.block_on(async {
         let mut tx = store.begin().await?;
-        crate::dkim_files::tables(&mut tx, &dir).await
+        crate::keys::dkim_files::tables(&mut tx, &dir).await
     })?)
 }
 
@@ -160,11 +161,11 @@ fn dkim_changes(ctx: &mut Ctx) -> StepResult<Vec<String>> {
         let on_disk = read(&path);
         let public = on_disk
             .as_deref()
-            .and_then(|pem| crate::dkim::public_from_private(pem).ok());
+            .and_then(|pem| crate::keys::dkim::public_from_private(pem).ok());
         match &public {
             None => changes.push(format!(
                 "generate a {}-bit DKIM key for {name} in {}",
-                crate::dkim_files::key_bits(d.dkim_key_length),
+                crate::keys::dkim_files::key_bits(d.dkim_key_length),
                 path.display()
             )),
             Some(p)
@@ -219,10 +220,10 @@ impl Step for DkimKey {
             if d.enable_dkim {
                 let path = key_path(ctx.config.paths.dkim_keys.as_path(), name.as_str());
                 // A valid key already on disk is kept: its public half may be published.
-                let bits = crate::dkim_files::key_bits(d.dkim_key_length);
-                let (pem, public, _) = crate::dkim_files::existing_or_new_key(&path, bits)
+                let bits = crate::keys::dkim_files::key_bits(d.dkim_key_length);
+                let (pem, public, _) = crate::keys::dkim_files::existing_or_new_key(&path, bits)
                     .map_err(|e| StepError::new(e.to_string()))?;
-                crate::dkim_files::write_key(&path, &pem, &owner).map_err(io_error(&path))?;
+                crate::keys::dkim_files::write_key(&path, &pem, &owner).map_err(io_error(&path))?;
                 let store = ctx.store()?;
                 let path_text = path.display().to_string();
                 ctx.rt.block_on(async {
@@ -235,7 +236,7 @@ impl Step for DkimKey {
         if ctx.config.database.engine == Engine::Sqlite {
             let tables = refile_tables(ctx)?;
             let dir = ctx.config.paths.dkim_keys.as_path();
-            crate::dkim_files::write_tables(&tables, &owner).map_err(io_error(dir))?;
+            crate::keys::dkim_files::write_tables(&tables, &owner).map_err(io_error(dir))?;
         }
         Ok(())
     }
@@ -272,7 +273,7 @@ pub fn run_acme_hook(hook: &Path, env: &[(&'static str, String)]) -> StepResult<
 
 fn acme_pending(ctx: &Ctx) -> bool {
     let (cert_path, _) = tls_paths(&ctx.config, &ctx.distro);
-    match read(cert_path.as_path()).map(|c| crate::tls::inspect(&c)) {
+    match read(cert_path.as_path()).map(|c| crate::keys::tls::inspect(&c)) {
         Some(Ok(info)) => info.self_signed || !certificate_problems(ctx).is_empty(),
         _ => true,
     }

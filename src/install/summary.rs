@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use crate::config::Config;
-use crate::dnsrecords::{self, DomainDns};
+use crate::dns::records::{self, DomainDns};
 use crate::names::{DkimSelector, DomainName};
 use crate::store::access::Actor;
 use crate::store::{domains, Store, StoreError};
@@ -70,7 +70,7 @@ pub async fn domain_records(
             .map(|a| a.to_string())
             .unwrap_or_default(),
     };
-    let mut text = dnsrecords::zone_text(&dnsrecords::records(&input));
+    let mut text = records::zone_text(&records::records(&input));
     if d.enable_dkim && d.dkim_public_key.is_empty() {
         text.push_str(&format!(
             "; DKIM is on for {} but its key is not generated yet: run this again in a minute\n",

@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::dnscheck::{in_networks, DnsFailure, DnsblAnswer, Exchanger, Network, Resolver};
+use crate::dns::resolver::{in_networks, DnsFailure, DnsblAnswer, Exchanger, Resolver};
+use crate::names::Network;
 use crate::names::{DomainName, EmailAddress};
 use crate::store::dnschecks::{self, CheckedDomain, MxRow};
 use crate::store::{Store, StoreError};
@@ -172,7 +173,7 @@ pub async fn run(config: &Config, store: &Store) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     for alert in &outcome.alerts {
         let (config, alert) = (config.clone(), alert.clone());
-        let sent = tokio::task::spawn_blocking(move || mail::send(&config, &alert)).await;
+        let sent = tokio::task::spawn_blocking(move || mail::send(&config.hostname, &alert)).await;
         match sent {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!("check_mx alert mail failed: {e}"),

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use super::JobContext;
-use crate::dkim_files::{self, key_path};
+use crate::keys::dkim_files::{self, key_path};
 use crate::names::DomainName;
 use crate::store::{domains, maintenance, Backend, StoreError};
 use crate::system::fs::Owner;
@@ -19,11 +19,11 @@ use crate::system::fs::Owner;
 fn ensure_key_file(path: PathBuf, bits: u32, owner: Owner) -> Result<(String, bool), String> {
     let shown = path.display().to_string();
     if let Ok(pem) = std::fs::read_to_string(&path) {
-        if let Ok(public) = crate::dkim::public_from_private(&pem) {
+        if let Ok(public) = crate::keys::dkim::public_from_private(&pem) {
             return Ok((public, false));
         }
     }
-    let key = crate::dkim::generate_key(bits).map_err(|e| e.to_string())?;
+    let key = crate::keys::dkim::generate_key(bits).map_err(|e| e.to_string())?;
     if path.exists() {
         // Something that is not a key sits there: replace it whole.
         tracing::warn!("{shown} is not a valid private key: replacing it");
@@ -38,7 +38,8 @@ fn ensure_key_file(path: PathBuf, bits: u32, owner: Owner) -> Result<(String, bo
     }
     // Another run put its key there first: that one wins.
     let pem = std::fs::read_to_string(&path).map_err(|e| format!("{shown}: {e}"))?;
-    let public = crate::dkim::public_from_private(&pem).map_err(|e| format!("{shown}: {e}"))?;
+    let public =
+        crate::keys::dkim::public_from_private(&pem).map_err(|e| format!("{shown}: {e}"))?;
     Ok((public, false))
 }
 

@@ -10,8 +10,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::config::Config;
+use crate::names::HttpUrl;
 use crate::store::{audit, Store};
-use crate::system::http::{self, HttpUrl};
+use crate::system::http;
 
 /// Largest answer read; Modoboa's list is a few kilobytes.
 pub const MAX_BODY: usize = 1 << 20;

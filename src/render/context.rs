@@ -175,7 +175,10 @@ pub fn build(config: &Config, distro: &Distro, secrets: &Secrets) -> tera::Conte
     );
     ctx.insert("tls", &tls);
     ctx.insert("web_listen", &config.web.listen.to_string());
-    ctx.insert("web_max_body_kb", &(crate::web::MAX_BODY_BYTES / 1024));
+    ctx.insert(
+        "web_max_body_kb",
+        &(crate::config::WEB_MAX_BODY_BYTES / 1024),
+    );
     ctx.insert(
         "distro",
         &serde_json::json!({

@@ -10,9 +10,9 @@ use serde::Serialize;
 
 use super::access::{self, Actor, Kind, Role};
 use super::{aliases, audit, domains, StoreError, Tx};
-use crate::accounts::password;
 use crate::args;
 use crate::names::{DomainName, EmailAddress};
+use crate::password;
 
 /// What the store needs to know of the host to keep mailboxes and disk in step.
 #[derive(Debug, Clone)]

@@ -70,7 +70,7 @@ pub enum StoreError {
     #[error("migrations: {0}")]
     Migration(String),
     #[error("password: {0}")]
-    Password(#[from] crate::accounts::password::PasswordError),
+    Password(#[from] crate::password::PasswordError),
 }
 
 impl StoreError {

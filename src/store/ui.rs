@@ -156,7 +156,7 @@ fn parameter_defs() -> [(&'static str, &'static str, &'static str, String); 2] {
             "password_rounds",
             "integer",
             "SHA512-CRYPT rounds of newly set passwords (1000 to 999999999). More is slower to guess and slower to log in.",
-            crate::accounts::password::DEFAULT_ROUNDS.to_string(),
+            crate::password::DEFAULT_ROUNDS.to_string(),
         ),
     ]
 }

@@ -63,7 +63,8 @@ pub fn drop_capabilities(bounding: bool) -> Result<(), String> {
 
 /// Mails the admin through the local sendmail (queued even while Postfix is down).
 fn alert(config: &Config, text: &str) {
-    if let Err(e) = crate::system::mail::alert_admin(config, text) {
+    if let Err(e) = crate::system::mail::alert_admin(config.admin_address(), &config.hostname, text)
+    {
         tracing::error!("alert mail failed: {e}");
     }
 }

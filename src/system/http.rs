@@ -11,7 +11,6 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::crypto::aws_lc_rs;
@@ -19,97 +18,7 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
-use crate::names::NameError;
-
-/// An `https://` URL, or `http://` to a loopback address.
-#[derive(Clone, PartialEq, Eq)]
-pub struct HttpUrl(url::Url);
-
-impl HttpUrl {
-    pub fn parse(field: &str, value: &str) -> Result<Self, NameError> {
-        let u = url::Url::parse(value.trim())
-            .map_err(|e| NameError::new(field, format!("must be an https:// URL ({e})"), value))?;
-        match u.scheme() {
-            "https" => {}
-            "http" if is_loopback(&u) => {}
-            "http" => {
-                return Err(NameError::new(
-                    field,
-                    "must be an https:// URL (plain http:// only to a loopback address)",
-                    value,
-                ))
-            }
-            _ => return Err(NameError::new(field, "must be an https:// URL", value)),
-        }
-        if u.host().is_none() {
-            return Err(NameError::new(field, "must name a host", value));
-        }
-        if !u.username().is_empty() || u.password().is_some() {
-            return Err(NameError::new(
-                field,
-                "must not carry credentials (user:password@)",
-                value,
-            ));
-        }
-        Ok(HttpUrl(u))
-    }
-
-    pub fn as_url(&self) -> &url::Url {
-        &self.0
-    }
-
-    /// `path` resolved against this URL as a directory (`https://h/1` + `versions/` →
-    /// `https://h/1/versions/`).
-    pub fn join_dir(&self, path: &str) -> Result<HttpUrl, NameError> {
-        let mut base = self.0.clone();
-        if !base.path().ends_with('/') {
-            let p = format!("{}/", base.path());
-            base.set_path(&p);
-        }
-        let joined = base.join(path).map_err(|e| {
-            NameError::new("url", format!("cannot add {path} ({e})"), self.as_str())
-        })?;
-        Ok(HttpUrl(joined))
-    }
-
-    pub fn as_str(&self) -> &str {
-        self.0.as_str()
-    }
-}
-
-fn is_loopback(u: &url::Url) -> bool {
-    match u.host() {
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
-}
-
-impl fmt::Debug for HttpUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HttpUrl({})", self.0)
-    }
-}
-
-impl fmt::Display for HttpUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0.as_str())
-    }
-}
-
-impl Serialize for HttpUrl {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.0.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for HttpUrl {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        HttpUrl::parse("url", &raw).map_err(|e| serde::de::Error::custom(e.rule))
-    }
-}
+use crate::names::HttpUrl;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {

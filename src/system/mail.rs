@@ -3,8 +3,7 @@
 //! one line so that no value can add a header.
 
 use super::cmd::{Cmd, CmdError};
-use crate::config::Config;
-use crate::names::EmailAddress;
+use crate::names::{EmailAddress, Hostname};
 
 /// The sendmail every Postfix install provides (also Exim's and OpenSMTPD's compatibility path).
 pub const SENDMAIL: &str = "/usr/sbin/sendmail";
@@ -40,40 +39,45 @@ fn one_line(text: &str) -> String {
 }
 
 /// `modobox <root@hostname>`: the sender of every alert.
-pub fn sender(config: &Config) -> String {
-    format!("modobox <root@{}>", config.hostname)
+pub fn sender(hostname: &Hostname) -> String {
+    format!("modobox <root@{hostname}>")
 }
 
 /// Sends through the local sendmail. Blocking: async callers use `spawn_blocking`.
-pub fn send(config: &Config, mail: &Mail) -> Result<(), CmdError> {
+pub fn send(hostname: &Hostname, mail: &Mail) -> Result<(), CmdError> {
     if mail.to.is_empty() {
         return Ok(());
     }
     Cmd::new(SENDMAIL)
         .args(["-t", "-oi"])
-        .stdin(mail.render(&sender(config)))
+        .stdin(mail.render(&sender(hostname)))
         .run()
         .map(drop)
 }
 
-/// The daemon's alert: to the configured admin address, subject = first line of the text.
-pub fn alert_admin(config: &Config, text: &str) -> Result<(), CmdError> {
-    let Some(to) = config.admin_address() else {
+/// The daemon's alert: to the admin address (none configured: nothing sent), subject = first
+/// line of the text.
+pub fn alert_admin(
+    admin: Option<EmailAddress>,
+    hostname: &Hostname,
+    text: &str,
+) -> Result<(), CmdError> {
+    let Some(to) = admin else {
         return Ok(());
     };
     let mail = Mail {
         to: vec![to],
         subject: format!(
             "[modobox] {host}: {first}",
-            host = config.hostname,
+            host = hostname,
             first = text.lines().next().unwrap_or_default()
         ),
         body: format!(
             "{text}\n\n`modobox status` on {host} shows the current state.",
-            host = config.hostname
+            host = hostname
         ),
     };
-    send(config, &mail)
+    send(hostname, &mail)
 }
 
 #[cfg(test)]

@@ -281,7 +281,7 @@ async fn security_headers(mut res: Response) -> Response {
 }
 
 /// The largest request body the UI and API read (forms and JSON); nginx stops larger ones first.
-pub const MAX_BODY_BYTES: usize = 1 << 20;
+pub const MAX_BODY_BYTES: usize = crate::config::WEB_MAX_BODY_BYTES;
 
 pub fn router(web: Web) -> Router {
     Router::new()

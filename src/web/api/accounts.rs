@@ -353,7 +353,7 @@ async fn password(
     let stored = accounts::stored_password(&mut tx, user.actor(), &a.username).await?;
     drop(tx);
     let attempt = crate::web::login::reserve_attempt(&web, &client, &a.username).await?;
-    if !crate::accounts::password::verify_bounded(stored, current).await {
+    if !crate::password::verify_bounded(stored, current).await {
         let line = format!("Wrong current password for {} (API)", a.username);
         crate::web::login::audit_auth(&web, &client, "WARNING", &line).await?;
         return Err(ApiError::field("password", "wrong password"));

@@ -11,7 +11,7 @@ use super::{
     base, checked, confirm_delete, form_errors, int_field, one_error, page_number, pager,
     past_the_end, refused, require_admin, see_other, store_options, Deletion, Errors, PAGE_SIZE,
 };
-use crate::dnsrecords::{self, DomainDns};
+use crate::dns::records::{self, DomainDns};
 use crate::names::{DkimSelector, DomainName};
 use crate::store::access::Role;
 use crate::store::domains::{self, Domain, DomainPatch, DomainSpec, Relay};
@@ -356,7 +356,7 @@ pub async fn show(
     let mut ctx = base(&web, &user, "domains");
     if d.kind == "domain" {
         let records = records_of(&web, &d)?;
-        ctx.insert("zone", &dnsrecords::zone_text(&records));
+        ctx.insert("zone", &records::zone_text(&records));
         let views: Vec<RecordView> = records
             .into_iter()
             .map(|r| RecordView {
@@ -383,7 +383,7 @@ pub async fn show(
 }
 
 /// The records of a hosted domain, with its DKIM key once the `dkim_keys` job made it.
-fn records_of(web: &Web, d: &Domain) -> Result<Vec<dnsrecords::Record>, WebError> {
+fn records_of(web: &Web, d: &Domain) -> Result<Vec<records::Record>, WebError> {
     let dkim = if d.enable_dkim && !d.dkim_public_key.is_empty() {
         Some((
             DkimSelector::parse("dkim_key_selector", &d.dkim_key_selector)
@@ -419,7 +419,7 @@ fn records_of(web: &Web, d: &Domain) -> Result<Vec<dnsrecords::Record>, WebError
             .map(|a| a.to_string())
             .unwrap_or_default(),
     };
-    Ok(dnsrecords::records(&input))
+    Ok(records::records(&input))
 }
 
 pub async fn edit_form(

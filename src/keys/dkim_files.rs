@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::distro::Distro;
-use crate::dkim::DkimError;
+use crate::keys::dkim::DkimError;
 use crate::store::access::Actor;
 use crate::store::{domains, StoreError, Tx};
 use crate::system::fs::{write_atomic, Owner};
@@ -41,11 +41,11 @@ pub fn key_bits(length: Option<i32>) -> u32 {
 /// otherwise a new key of `bits`. Returns `(private PEM, public base64, generated)`.
 pub fn existing_or_new_key(path: &Path, bits: u32) -> Result<(String, String, bool), DkimError> {
     if let Ok(pem) = std::fs::read_to_string(path) {
-        if let Ok(public) = crate::dkim::public_from_private(&pem) {
+        if let Ok(public) = crate::keys::dkim::public_from_private(&pem) {
             return Ok((pem, public, false));
         }
     }
-    let k = crate::dkim::generate_key(bits)?;
+    let k = crate::keys::dkim::generate_key(bits)?;
     Ok((k.private_pem, k.public_b64, true))
 }
 

@@ -8,11 +8,11 @@ use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use modobox::cli::{Global, TaskCommand};
-use modobox::config::Config;
-use modobox::distro::Distro;
-use modobox::jobs::{self, scheduler, JobContext, Outcome};
-use modobox::store::tasks;
+use crate::cli::{Global, TaskCommand};
+use crate::config::Config;
+use crate::distro::Distro;
+use crate::jobs::{self, scheduler, JobContext, Outcome};
+use crate::store::tasks;
 
 #[derive(Debug, Serialize)]
 struct Line {
@@ -40,7 +40,7 @@ async fn list(global: &Global, json: bool) -> Result<ExitCode> {
     let config = Config::load(&global.config)?;
     let entries = scheduler::entries(&config)?;
     // The schedule is still worth showing with the database down.
-    let (last, db_error) = match crate::commands::open(global).await {
+    let (last, db_error) = match super::open(global).await {
         Ok((store, _)) => {
             let r = tasks::last_runs(&store).await;
             store.close().await;
@@ -119,7 +119,7 @@ async fn run(global: &Global, name: &str, dry_run: bool) -> Result<ExitCode> {
     }
     let config = Config::load(&global.config)?;
     let distro = Distro::resolve(global.distro.as_ref())?;
-    let (store, _) = crate::commands::open(global).await?;
+    let (store, _) = super::open(global).await?;
     let ctx = Arc::new(JobContext {
         node: scheduler::node_name(&config),
         config,
@@ -154,7 +154,7 @@ async fn run(global: &Global, name: &str, dry_run: bool) -> Result<ExitCode> {
 async fn exec(global: &Global, name: &str) -> Result<ExitCode> {
     let config = Config::load(&global.config)?;
     let distro = Distro::resolve(global.distro.as_ref())?;
-    let (store, _) = crate::commands::open(global).await?;
+    let (store, _) = super::open(global).await?;
     let ctx = JobContext {
         node: scheduler::node_name(&config),
         config,

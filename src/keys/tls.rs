@@ -220,7 +220,7 @@ fn first_cert(pem: &str) -> Result<x509_parser::pem::Pem, TlsError> {
 fn private_key_spki(key_pem: &str) -> Result<Vec<u8>, TlsError> {
     // RSA keys are read by hand: AWS-LC refuses RSA keys under 2048 bits, and an old 1024-bit
     // certificate must still be recognised (to be replaced).
-    if let Ok(b64) = crate::dkim::public_from_private(key_pem) {
+    if let Ok(b64) = crate::keys::dkim::public_from_private(key_pem) {
         use base64::Engine as _;
         return base64::engine::general_purpose::STANDARD
             .decode(b64)
@@ -306,7 +306,7 @@ mod tests {
         // Serials differ between two certificates for the same name.
         assert_ne!(a.cert_pem, b.cert_pem);
         // An RSA DKIM key is a valid key, just not this one.
-        let rsa = crate::dkim::generate_key(2048).unwrap();
+        let rsa = crate::keys::dkim::generate_key(2048).unwrap();
         assert!(!key_matches(&a.cert_pem, &rsa.private_pem).unwrap());
         // Garbage is an error, not a "no".
         assert!(key_matches(&a.cert_pem, "not a key").is_err());
@@ -356,7 +356,7 @@ mod tests {
 
     #[test]
     fn openssl_reads_and_verifies_the_certificate() {
-        if !crate::dkim::openssl_available() {
+        if !crate::keys::dkim::openssl_available() {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -407,7 +407,7 @@ mod tests {
 
     #[test]
     fn inspects_certificates_made_by_openssl() {
-        if !crate::dkim::openssl_available() {
+        if !crate::keys::dkim::openssl_available() {
             return;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -12,73 +12,8 @@ use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::TokioResolver;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::names::{DomainName, NameError};
-
-/// A network in CIDR notation (`192.0.2.0/24`, `2001:db8::/32`); a bare address is a /32 or
-/// /128. The host bits must be zero, so a typo like `192.0.2.1/24` is refused, not guessed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Network(ipnet::IpNet);
-
-impl Network {
-    pub fn parse(field: &str, value: &str) -> Result<Self, NameError> {
-        let text = value.trim();
-        let net = if text.contains('/') {
-            text.parse::<ipnet::IpNet>().map_err(|_| {
-                NameError::new(
-                    field,
-                    "must be a network in CIDR notation (address/prefix length, e.g. 192.0.2.0/24)",
-                    value,
-                )
-            })?
-        } else {
-            let ip: IpAddr = text.parse().map_err(|_| {
-                NameError::new(
-                    field,
-                    "must be a network in CIDR notation (address/prefix length, e.g. 192.0.2.0/24)",
-                    value,
-                )
-            })?;
-            ipnet::IpNet::from(ip)
-        };
-        if net.trunc() != net {
-            return Err(NameError::new(
-                field,
-                format!(
-                    "must have its host bits zero (did you mean {}?)",
-                    net.trunc()
-                ),
-                value,
-            ));
-        }
-        Ok(Network(net))
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        self.0.contains(&ip)
-    }
-}
-
-impl fmt::Display for Network {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-impl Serialize for Network {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for Network {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        // The field name comes from the deserializer's path; say the rule only.
-        Network::parse("network", &raw).map_err(|e| serde::de::Error::custom(e.rule))
-    }
-}
+use crate::names::{DomainName, Network};
 
 /// Whether `ip` is inside one of `networks`; an empty list accepts every address.
 pub fn in_networks(networks: &[Network], ip: IpAddr) -> bool {

@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use sha2::{Digest, Sha256};
 
-use crate::dkim;
+use crate::keys::dkim;
 use crate::names::{DkimSelector, DomainName, EmailAddress, Hostname};
 
 /// What the records of one domain depend on.
@@ -639,7 +639,7 @@ mod tests {
     #[test]
     fn named_checkzone_accepts_the_records() {
         let mut d = inside();
-        let key = crate::dkim::generate_key(2048).unwrap();
+        let key = crate::keys::dkim::generate_key(2048).unwrap();
         d.dkim = Some((
             DkimSelector::parse("s", "mail.2024").unwrap(),
             key.public_b64,

@@ -1,4 +1,4 @@
-//! Glue between `modobox stats ...` and `modobox::stats`: configuration, hosted names from the
+//! Glue between `modobox stats ...` and `crate::stats`: configuration, hosted names from the
 //! database, printing.
 
 use std::path::PathBuf;
@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 
-use modobox::cli::{Global, PeriodArgs, RrdDirArg, StatsCommand};
-use modobox::config::Config;
-use modobox::stats::{self, graph, graph::Period, parser::COUNTERS, Settings};
+use crate::cli::{Global, PeriodArgs, RrdDirArg, StatsCommand};
+use crate::config::Config;
+use crate::stats::{self, graph, graph::Period, parser::COUNTERS, Settings};
 
 /// The RRD directory: --rrd-dir / MODOBOX_RRD_DIR, else the configured one, else the default.
 fn rrd_dir(global: &Global, arg: &RrdDirArg) -> Result<PathBuf> {
@@ -76,8 +76,8 @@ pub fn stats(global: &Global, cmd: &StatsCommand) -> Result<ExitCode> {
                 settings.set_rrd_dir(d.clone());
             }
             let names = if domains.is_empty() {
-                crate::commands::runtime()?.block_on(async {
-                    let (store, _) = crate::commands::open(global).await?;
+                super::runtime()?.block_on(async {
+                    let (store, _) = super::open(global).await?;
                     let names = stats::hosted_names(&store).await;
                     store.close().await;
                     anyhow::Ok(names?)

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
-use modobox::cli::{DnsCommand, EngineArg, Global, InstallArgs, TlsArg};
-use modobox::config::{Config, Engine, TlsMode};
-use modobox::distro::Distro;
-use modobox::install::{self, preflight, summary, Ctx};
-use modobox::names::{DomainName, EmailAddress, Hostname, SafePath};
-use modobox::secrets::Secrets;
+use crate::cli::{EngineArg, Global, InstallArgs, TlsArg};
+use crate::config::{Config, Engine, TlsMode};
+use crate::distro::Distro;
+use crate::install::{self, preflight, summary, Ctx};
+use crate::names::{DomainName, EmailAddress, Hostname, SafePath};
+use crate::secrets::Secrets;
 
 const COMPONENTS: &[&str] = &[
     "amavis",
@@ -272,43 +272,4 @@ fn print_summary(ctx: &mut Ctx) -> Result<()> {
         print!("{text}");
     }
     Ok(())
-}
-
-pub async fn dns(global: &Global, cmd: &DnsCommand) -> Result<ExitCode> {
-    let DnsCommand::Records {
-        domain,
-        address,
-        mta_sts,
-    } = cmd;
-    let config = Config::load(&global.config)?;
-    let (store, _) = crate::commands::open(global).await?;
-    let names: Vec<String> = match domain {
-        Some(d) => vec![DomainName::parse("domain", d)?.to_string()],
-        None => {
-            let mut tx = store.begin().await?;
-            let all = modobox::store::domains::list(
-                &mut tx,
-                modobox::store::access::Actor::System,
-                Some("domain"),
-                None,
-            )
-            .await?;
-            tx.commit().await?;
-            all.into_iter().map(|d| d.name).collect()
-        }
-    };
-    let addresses = if address.is_empty() {
-        summary::public_addresses()
-    } else {
-        address.clone()
-    };
-    for name in names {
-        print!(
-            "{}",
-            summary::domain_records(&store, &config, &name, &addresses, *mta_sts).await?
-        );
-        println!();
-    }
-    store.close().await;
-    Ok(ExitCode::SUCCESS)
 }

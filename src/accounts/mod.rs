@@ -1,3 +1,0 @@
-//! Account rules that are not SQL: Dovecot-compatible password schemes.
-
-pub mod password;

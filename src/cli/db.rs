@@ -1,0 +1,98 @@
+//! `modobox db`: migrations, adoption of a Modoboa database, CSV import and export.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use super::output::print_json;
+use super::{open, ACTOR};
+use crate::cli::{DbCommand, ExportWhat, Global};
+use crate::store::{migrate, transfer};
+
+pub async fn db(global: &Global, cmd: &DbCommand) -> Result<ExitCode> {
+    let (store, _) = open(global).await?;
+    match cmd {
+        DbCommand::Migrate => {
+            let applied = migrate::migrate(&store).await?;
+            if applied.is_empty() {
+                println!("the database is up to date");
+            } else {
+                println!("applied migrations {applied:?}");
+            }
+        }
+        DbCommand::Adopt => {
+            let applied = migrate::adopt(&store).await?;
+            println!("adopted the Modoboa database; applied migrations {applied:?}");
+        }
+        DbCommand::Status { json } => {
+            let status = migrate::status(&store).await?;
+            if *json {
+                print_json(&status)?;
+            } else {
+                println!("database engine: {}", status.backend);
+                if status.unadopted_modoboa {
+                    println!("this is a Modoboa database not yet adopted: run `modobox db adopt`");
+                }
+                for m in &status.migrations {
+                    let state = match (m.applied, m.baseline) {
+                        (true, true) => "present (adopted)",
+                        (true, false) => "applied",
+                        _ => "pending",
+                    };
+                    println!("{:>4}  {:<28} {state}", m.version, m.name);
+                }
+            }
+            store.close().await;
+            return Ok(if status.pending() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn import(global: &Global, file: &Path, json: bool) -> Result<ExitCode> {
+    let (store, _) = open(global).await?;
+    let report = if file == Path::new("-") {
+        transfer::import(&store, ACTOR, std::io::stdin().lock()).await
+    } else {
+        let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        transfer::import(&store, ACTOR, std::io::BufReader::new(f)).await
+    }
+    .with_context(|| format!("{}: nothing was imported", file.display()))?;
+    store.close().await;
+    if json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "imported {} domain(s), {} domain alias(es), {} relay domain(s), {} account(s), {} alias(es)",
+            report.domains, report.domain_aliases, report.relay_domains, report.accounts, report.aliases
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn export(global: &Global, what: ExportWhat, output: Option<&Path>) -> Result<ExitCode> {
+    let (store, _) = open(global).await?;
+    let kind = match what {
+        ExportWhat::Domains => transfer::ExportKind::Domains,
+        ExportWhat::Identities => transfer::ExportKind::Identities,
+    };
+    let mut buf = Vec::new();
+    let n = transfer::export(&store, ACTOR, kind, &mut buf).await?;
+    store.close().await;
+    match output {
+        Some(path) => {
+            crate::system::fs::write_atomic(path, &buf, 0o600, None)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("exported {n} line(s) to {}", path.display());
+        }
+        None => std::io::stdout().lock().write_all(&buf)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
