@@ -33,7 +33,7 @@ pub async fn dns(global: &Global, cmd: &DnsCommand) -> Result<ExitCode> {
         }
     };
     let addresses = if address.is_empty() {
-        summary::public_addresses()
+        crate::dns::records::public_addresses()
     } else {
         address.clone()
     };

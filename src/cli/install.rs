@@ -263,7 +263,7 @@ fn print_summary(ctx: &mut Ctx) -> Result<()> {
             &store,
             &ctx.config,
             domain.as_str(),
-            &summary::public_addresses(),
+            &crate::dns::records::public_addresses(),
             false,
         ))?;
         println!(

@@ -2,12 +2,14 @@
 //! copies into their DNS, and what the DNS checks compare against.
 
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use sha2::{Digest, Sha256};
 
+use crate::config::Config;
 use crate::keys::dkim;
-use crate::names::{DkimSelector, DomainName, EmailAddress, Hostname};
+use crate::names::{DkimSelector, DomainName, EmailAddress, Hostname, NameError};
+use crate::store::domains::Domain;
 
 /// What the records of one domain depend on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +25,67 @@ pub struct DomainDns {
     pub mta_sts: bool,
     /// Where DMARC aggregate and TLS reports go.
     pub admin_address: String,
+}
+
+/// The addresses other servers reach this one at: every interface address except loopback,
+/// link-local and (for IPv6) unique-local ones.
+pub fn public_addresses() -> Vec<IpAddr> {
+    crate::system::net::interface_addresses()
+        .into_iter()
+        .filter(|ip| match ip {
+            IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local() && !v4.is_unspecified(),
+            IpAddr::V6(v6) => {
+                let first = v6.segments()[0];
+                !v6.is_loopback()
+                    && !v6.is_unspecified()
+                    && first & 0xffc0 != 0xfe80
+                    && first & 0xfe00 != 0xfc00
+            }
+        })
+        .collect()
+}
+
+/// The records of a hosted domain — with its DKIM key once the `dkim_keys` job made it — as
+/// the install summary, `modobox dns records` and the domain page all show them.
+pub fn for_domain(
+    d: &Domain,
+    config: &Config,
+    addresses: &[IpAddr],
+    mta_sts: bool,
+) -> Result<Vec<Record>, NameError> {
+    let dkim = if d.enable_dkim && !d.dkim_public_key.is_empty() {
+        Some((
+            DkimSelector::parse("dkim_key_selector", &d.dkim_key_selector)?,
+            d.dkim_public_key.clone(),
+        ))
+    } else {
+        None
+    };
+    let input = DomainDns {
+        domain: DomainName::parse("domain", &d.name)?,
+        hostname: config.hostname.clone(),
+        ipv4: addresses
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V4(v4) => Some(*v4),
+                IpAddr::V6(_) => None,
+            })
+            .collect(),
+        ipv6: addresses
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V6(v6) => Some(*v6),
+                IpAddr::V4(_) => None,
+            })
+            .collect(),
+        dkim,
+        mta_sts,
+        admin_address: config
+            .admin_address()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+    };
+    Ok(records(&input))
 }
 
 /// One resource record.

@@ -8,7 +8,7 @@
 //! file needs no crypto library at all: it is a few DER fields, parsed here, so keys of any
 //! size adopted from an existing Modoboa work.
 
-use std::process::Command;
+use crate::system::cmd::Cmd;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -73,7 +73,7 @@ pub fn generate_key(bits: u32) -> Result<DkimKey, DkimError> {
 }
 
 fn generate_with_openssl(bits: u32) -> Result<DkimKey, DkimError> {
-    let out = Command::new("openssl")
+    let out = Cmd::new("openssl")
         .args(["genpkey", "-algorithm", "RSA", "-pkeyopt"])
         .arg(format!("rsa_keygen_bits:{bits}"))
         .output()
@@ -84,15 +84,16 @@ fn generate_with_openssl(bits: u32) -> Result<DkimKey, DkimError> {
                  choose 2048"
             ))
         })?;
-    if !out.status.success() {
+    if !out.success {
         return Err(DkimError::Generate(format!(
             "openssl genpkey exited with {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            out.code
+                .map_or_else(|| "a signal".to_string(), |c| format!("status {c}")),
+            out.stderr.trim()
         )));
     }
-    let private_pem = String::from_utf8(out.stdout)
-        .map_err(|_| DkimError::Generate("openssl printed a key that is not text".into()))?;
+    // A PEM key is ASCII: anything else fails to parse just below.
+    let private_pem = out.stdout;
     let key = RsaPublic::from_private_pem(&private_pem)?;
     if key.bits() != bits as usize {
         return Err(DkimError::Generate(format!(
@@ -353,7 +354,7 @@ impl RsaPublic {
 /// Tests: `openssl` when installed; when `CI` is set its absence fails the test.
 #[cfg(test)]
 pub(crate) fn openssl_available() -> bool {
-    let found = Command::new("openssl")
+    let found = std::process::Command::new("openssl")
         .arg("version")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -373,6 +374,7 @@ pub(crate) fn openssl_available() -> bool {
 mod tests {
     use super::*;
     use std::path::Path;
+    use std::process::Command;
 
     fn openssl(args: &[&str], dir: &Path) -> Vec<u8> {
         let out = Command::new("openssl")

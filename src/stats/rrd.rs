@@ -5,10 +5,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::parser::{Counters, COUNTERS};
 use super::StatsError;
+use crate::system::cmd::Cmd;
 
 pub const STEP: i64 = 60;
 /// Steps per row of each archive (day, week, month, year graphs), 198 rows each.
@@ -56,20 +56,20 @@ impl Rrd {
     }
 
     pub(crate) fn tool(&self, args: &[String]) -> Result<String, StatsError> {
-        let out = Command::new(&self.program)
-            .args(args)
+        let out = Cmd::new(&self.program.display().to_string())
+            .args(args.iter().cloned())
             .output()
             .map_err(|e| StatsError::Rrdtool {
                 command: args.first().cloned().unwrap_or_default(),
                 message: format!("cannot run {}: {e}", self.program.display()),
             })?;
-        if !out.status.success() {
+        if !out.success {
             return Err(StatsError::Rrdtool {
                 command: args.first().cloned().unwrap_or_default(),
-                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                message: out.stderr.trim().to_string(),
             });
         }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok(out.stdout)
     }
 
     /// `rrdtool create` with modoboa-stats' layout, starting just before `start` (seconds).

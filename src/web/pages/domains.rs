@@ -1,8 +1,6 @@
 //! Domains, relay domains and domain aliases: the paged list, create/edit/delete, and each
 //! domain's page with the DNS records to publish (its real DKIM key) and the MX/DNSBL results.
 
-use std::net::IpAddr;
-
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, Response};
 use serde::{Deserialize, Serialize};
@@ -11,7 +9,7 @@ use super::{
     base, checked, confirm_delete, form_errors, int_field, one_error, page_number, pager,
     past_the_end, refused, require_admin, see_other, store_options, Deletion, Errors, PAGE_SIZE,
 };
-use crate::dns::records::{self, DomainDns};
+use crate::dns::records::{self};
 use crate::names::{DkimSelector, DomainName};
 use crate::store::access::Role;
 use crate::store::domains::{self, Domain, DomainPatch, DomainSpec, Relay};
@@ -384,42 +382,8 @@ pub async fn show(
 
 /// The records of a hosted domain, with its DKIM key once the `dkim_keys` job made it.
 fn records_of(web: &Web, d: &Domain) -> Result<Vec<records::Record>, WebError> {
-    let dkim = if d.enable_dkim && !d.dkim_public_key.is_empty() {
-        Some((
-            DkimSelector::parse("dkim_key_selector", &d.dkim_key_selector)
-                .map_err(StoreError::from)?,
-            d.dkim_public_key.clone(),
-        ))
-    } else {
-        None
-    };
-    let addresses = crate::install::summary::public_addresses();
-    let input = DomainDns {
-        domain: DomainName::parse("domain", &d.name).map_err(StoreError::from)?,
-        hostname: web.config.hostname.clone(),
-        ipv4: addresses
-            .iter()
-            .filter_map(|a| match a {
-                IpAddr::V4(v4) => Some(*v4),
-                IpAddr::V6(_) => None,
-            })
-            .collect(),
-        ipv6: addresses
-            .iter()
-            .filter_map(|a| match a {
-                IpAddr::V6(v6) => Some(*v6),
-                IpAddr::V4(_) => None,
-            })
-            .collect(),
-        dkim,
-        mta_sts: false,
-        admin_address: web
-            .config
-            .admin_address()
-            .map(|a| a.to_string())
-            .unwrap_or_default(),
-    };
-    Ok(records::records(&input))
+    let addresses = records::public_addresses();
+    Ok(records::for_domain(d, &web.config, &addresses, false).map_err(StoreError::from)?)
 }
 
 pub async fn edit_form(
