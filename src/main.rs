@@ -86,12 +86,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             public,
             insecure_cookies,
             user,
+            status_file,
         } => commands::runtime()?.block_on(status_cmd::web(
             &cli.global,
             listen,
             public,
             !insecure_cookies,
             user.as_deref(),
+            status_file,
         )),
         Command::Milter { listen, user } => {
             commands::runtime()?.block_on(status_cmd::milter(&cli.global, listen, user.as_deref()))
