@@ -130,12 +130,24 @@ async fn admin_ui_in_headless_chromium() {
     let fixture = repo.join("tests/fixtures/stats/mail.log");
     cli(&["stats", "parse", "--file", fixture.to_str().unwrap()]);
 
+    // The status the supervisor would publish for the dashboard.
+    let status_file = dir.path().join("status.json");
+    {
+        let c = modobox::config::Config::load(&config).unwrap();
+        let d = modobox::distro::Distro::load(&"debian:12".parse().unwrap()).unwrap();
+        let store = modobox::store::Store::connect(&url).await.unwrap();
+        let st = modobox::supervisor::status::gather(&c, &d, Some(&store)).await;
+        modobox::supervisor::status::write_snapshot(&status_file, &st, None).unwrap();
+        store.close().await;
+    }
     let port = free_port();
     let _server = Server(
         Command::new(bin)
             .args(["--distro", "debian:12", "web", "--listen"])
             .arg(format!("127.0.0.1:{port}"))
             .arg("--insecure-cookies")
+            .arg("--status-file")
+            .arg(&status_file)
             .env("MODOBOX_CONFIG", &config)
             .env_remove("MODOBOX_DATABASE_URL")
             .spawn()

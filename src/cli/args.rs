@@ -79,6 +79,9 @@ pub enum Command {
         /// no capability left (what modobox-web.service does with `modobox-web`).
         #[arg(long, value_name = "USER")]
         user: Option<String>,
+        /// The status the supervisor publishes, shown on the dashboard.
+        #[arg(long, value_name = "FILE", default_value = crate::supervisor::status::SNAPSHOT)]
+        status_file: std::path::PathBuf,
     },
     /// The From: header milter Postfix asks on submission (587, 465): refuses a message whose
     /// From: names an address the login may not send as (modobox-milter.service runs it).

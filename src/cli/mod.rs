@@ -127,12 +127,14 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             public,
             insecure_cookies,
             user,
+            status_file,
         } => runtime()?.block_on(web::web(
             &cli.global,
             listen,
             public,
             !insecure_cookies,
             user.as_deref(),
+            status_file,
         )),
         Command::Milter { listen, user } => {
             runtime()?.block_on(web::milter(&cli.global, listen, user.as_deref()))

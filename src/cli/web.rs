@@ -15,6 +15,7 @@ pub async fn web(
     public: bool,
     secure_cookies: bool,
     user: Option<&str>,
+    status_file: std::path::PathBuf,
 ) -> Result<ExitCode> {
     let config = Config::load(&global.config)?;
     let listen = listen.unwrap_or(config.web.listen);
@@ -25,7 +26,8 @@ pub async fn web(
     }
     let store = crate::store::Store::connect(&url).await?;
     let web = crate::web::Web::new(store.clone(), config, distro, secure_cookies)
-        .map_err(|e| anyhow!(e))?;
+        .map_err(|e| anyhow!(e))?
+        .with_status_file(status_file);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let stop = async move {
         tokio::select! {
