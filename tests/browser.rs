@@ -137,7 +137,7 @@ async fn admin_ui_in_headless_chromium() {
         let d = modobox::distro::Distro::load(&"debian:12".parse().unwrap()).unwrap();
         let store = modobox::store::Store::connect(&url).await.unwrap();
         let st = modobox::supervisor::status::gather(&c, &d, Some(&store)).await;
-        modobox::supervisor::status::write_snapshot(&status_file, &st, None).unwrap();
+        modobox::health::published::write_snapshot(&status_file, &st, None).unwrap();
         store.close().await;
     }
     let port = free_port();

@@ -80,7 +80,7 @@ pub enum Command {
         #[arg(long, value_name = "USER")]
         user: Option<String>,
         /// The status the supervisor publishes, shown on the dashboard.
-        #[arg(long, value_name = "FILE", default_value = crate::supervisor::status::SNAPSHOT)]
+        #[arg(long, value_name = "FILE", default_value = crate::health::published::SNAPSHOT)]
         status_file: std::path::PathBuf,
     },
     /// The From: header milter Postfix asks on submission (587, 465): refuses a message whose

@@ -4,6 +4,7 @@
 
 pub mod checks;
 pub mod probes;
+pub mod published;
 
 pub use checks::{Check, Level};
 pub use probes::{ProbeError, ProbeOk, DEFAULT_TIMEOUT};

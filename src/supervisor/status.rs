@@ -11,6 +11,7 @@ use super::{probe, watched};
 use crate::config::Config;
 use crate::distro::Distro;
 use crate::health::checks::{self, Check, Level};
+use crate::health::published::{write_snapshot, SNAPSHOT};
 use crate::service::direct::Snapshot;
 use crate::service::systemd::Systemd;
 use crate::store::{Store, StoreError};
@@ -67,19 +68,8 @@ impl Status {
     }
 }
 
-/// Where the supervisor publishes the status for the web UI, which runs unprivileged and so
-/// cannot gather it itself (D-Bus, Postfix's queue, the daemons' files): root:modobox-web 0640.
-pub const SNAPSHOT: &str = "/run/modobox/status.json";
-
-/// How often the supervisor publishes it, and how old the web UI still shows it.
+/// How often the supervisor publishes the status (`health::published`).
 const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
-const STALE_AFTER_SECONDS: i64 = 120;
-
-#[derive(Serialize)]
-struct Published<'a> {
-    at: DateTime<Utc>,
-    status: &'a Status,
-}
 
 /// Gathers and publishes the status every 30 s until `stop` turns true.
 pub async fn publish(
@@ -108,46 +98,6 @@ pub async fn publish(
             _ = stop.wait_for(|s| *s) => break,
         }
     }
-}
-
-/// Writes a status snapshot, readable by `group` when that group exists.
-pub fn write_snapshot(
-    path: &std::path::Path,
-    status: &Status,
-    group: Option<&str>,
-) -> std::io::Result<()> {
-    let json = serde_json::to_vec(&Published {
-        at: Utc::now(),
-        status,
-    })
-    .map_err(std::io::Error::other)?;
-    let owner = group
-        .filter(|g| uzers::get_group_by_name(g).is_some())
-        .map(|g| crate::system::fs::Owner {
-            user: "root".into(),
-            group: g.into(),
-        });
-    crate::system::fs::write_atomic(path, &json, 0o640, owner.as_ref())
-}
-
-/// The status the supervisor published, if it is fresh; else why there is none.
-pub fn read_snapshot(path: &std::path::Path) -> Result<serde_json::Value, String> {
-    let bytes = std::fs::read(path).map_err(|_| {
-        "no status published by the supervisor: is modobox.service running?".to_string()
-    })?;
-    let mut v: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    let at = v["at"]
-        .as_str()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .ok_or_else(|| format!("{}: no time", path.display()))?;
-    let age = (Utc::now() - at.with_timezone(&Utc)).num_seconds();
-    if age > STALE_AFTER_SECONDS {
-        return Err(format!(
-            "the supervisor's last status is {age} s old: is modobox.service running?"
-        ));
-    }
-    Ok(v["status"].take())
 }
 
 async fn events(store: &Store) -> Result<Vec<EventLine>, StoreError> {

@@ -40,7 +40,7 @@ pub struct Inner {
     /// Cookies marked Secure: always behind nginx; `modobox web` on plain HTTP for tests says
     /// otherwise.
     pub secure_cookies: bool,
-    /// The status the supervisor publishes (`supervisor::status::SNAPSHOT`).
+    /// The status the supervisor publishes (`health::published::SNAPSHOT`).
     pub status_file: std::path::PathBuf,
 }
 
@@ -86,7 +86,7 @@ impl Web {
             tera,
             throttle: Mutex::new(throttle::Throttle::default()),
             secure_cookies,
-            status_file: crate::supervisor::status::SNAPSHOT.into(),
+            status_file: crate::health::published::SNAPSHOT.into(),
         })))
     }
 

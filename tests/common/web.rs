@@ -126,7 +126,7 @@ pub async fn start(store: &Store) -> u16 {
     // The status the supervisor would publish for the dashboard.
     let status = modobox::supervisor::status::gather(&config, &distro, Some(store)).await;
     let status_file = std::env::temp_dir().join(format!("modobox-test-status-{port}.json"));
-    modobox::supervisor::status::write_snapshot(&status_file, &status, None).unwrap();
+    modobox::health::published::write_snapshot(&status_file, &status, None).unwrap();
     let web = modobox::web::Web::new(store.clone(), config, distro, false)
         .unwrap()
         .with_status_file(status_file);

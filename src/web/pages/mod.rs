@@ -145,7 +145,7 @@ pub async fn dashboard(State(web): State<Web>, user: User) -> Result<Html<String
     let mut ctx = base(&web, &user, "dashboard");
     if user.is_admin() {
         // Published by the supervisor: this process runs unprivileged and cannot probe it all.
-        match crate::supervisor::status::read_snapshot(&web.status_file) {
+        match crate::health::published::read_snapshot(&web.status_file) {
             Ok(status) if user.role == Role::SuperAdmins => {
                 // Checks, jobs and events are the machine's (other tenants' domains, mailbox
                 // paths, DNSBL hits): superadmins only.
