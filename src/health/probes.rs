@@ -21,6 +21,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio_rustls::TlsConnector;
 
+use crate::milter::protocol;
 use crate::store::{Store, StoreError};
 
 /// The timeout the supervisor uses unless told otherwise.
@@ -592,15 +593,6 @@ const SMFIF_ALL: u32 = 0x0000_01ff;
 const SMFIP_ALL: u32 = 0x001f_ffff;
 const MAX_FRAME: u32 = 65_536;
 
-fn milter_frame(command: u8, data: &[u8]) -> Vec<u8> {
-    let len = u32::try_from(data.len() + 1).unwrap_or(u32::MAX);
-    let mut frame = Vec::with_capacity(data.len() + 5);
-    frame.extend_from_slice(&len.to_be_bytes());
-    frame.push(command);
-    frame.extend_from_slice(data);
-    frame
-}
-
 fn be_u32(bytes: &[u8]) -> u32 {
     let mut word = [0u8; 4];
     word.copy_from_slice(&bytes[..4]);
@@ -616,7 +608,7 @@ pub async fn milter(addr: SocketAddr, timeout: Duration) -> Result<ProbeOk, Prob
     for word in [MILTER_VERSION, SMFIF_ALL, SMFIP_ALL] {
         offer.extend_from_slice(&word.to_be_bytes());
     }
-    let frame = milter_frame(SMFIC_OPTNEG, &offer);
+    let frame = protocol::frame(SMFIC_OPTNEG, &offer);
     clock
         .run(
             "sending SMFIC_OPTNEG",
@@ -671,7 +663,7 @@ pub async fn milter(addr: SocketAddr, timeout: Duration) -> Result<ProbeOk, Prob
     );
     let latency = clock.elapsed();
     let goodbye = clock.shortened(GOODBYE_WAIT);
-    let quit = milter_frame(SMFIC_QUIT, &[]);
+    let quit = protocol::frame(SMFIC_QUIT, &[]);
     let _ = goodbye
         .run("sending SMFIC_QUIT", async {
             write_all(&mut tcp, &quit, "SMFIC_QUIT").await?;
@@ -1322,7 +1314,7 @@ mod tests {
         for word in [6u32, 0x01, 0x0010_0000] {
             data.extend_from_slice(&word.to_be_bytes());
         }
-        let server = serve_milter(listener, milter_frame(SMFIC_OPTNEG, &data));
+        let server = serve_milter(listener, protocol::frame(SMFIC_OPTNEG, &data));
         let ok = milter(addr, SHORT).await.unwrap();
         assert_eq!(
             ok.detail,
@@ -1340,7 +1332,7 @@ mod tests {
     async fn milter_wrong_answers() {
         // A reject instead of the negotiation.
         let (listener, addr) = tcp().await;
-        serve_milter(listener, milter_frame(b'r', &[]));
+        serve_milter(listener, protocol::frame(b'r', &[]));
         let err = milter(addr, SHORT).await.unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -1361,7 +1353,7 @@ mod tests {
 
         // A negotiation too short to hold its three words.
         let (listener, addr) = tcp().await;
-        serve_milter(listener, milter_frame(SMFIC_OPTNEG, &[0, 0, 0, 6]));
+        serve_milter(listener, protocol::frame(SMFIC_OPTNEG, &[0, 0, 0, 6]));
         let err = milter(addr, SHORT).await.unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -8,13 +8,9 @@ use crate::config::{DbLocation, Engine};
 use crate::distro::Family;
 use crate::secrets::Secret;
 use crate::store::access::{Actor, Role};
+use crate::store::roles::sql_literal;
 use crate::store::{accounts, audit, domains, migrate, roles, StoreError};
 use crate::system::cmd::{self, Cmd};
-
-/// A SQL string literal (the password comes from the secrets file, which an admin may edit).
-fn sql_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''").replace('\\', "\\\\"))
-}
 
 /// The server (local installs), the database and the role modobox, Postfix, Dovecot and
 /// OpenDKIM connect as; done when those credentials work.

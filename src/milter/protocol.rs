@@ -55,17 +55,22 @@ pub async fn read<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Option<Pac
     Ok(Some(Packet { command, data: buf }))
 }
 
-pub async fn write<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    command: u8,
-    data: &[u8],
-) -> std::io::Result<()> {
+/// One packet: length, command, data (also what the health probe sends).
+pub fn frame(command: u8, data: &[u8]) -> Vec<u8> {
     let len = u32::try_from(data.len() + 1).unwrap_or(u32::MAX);
     let mut out = Vec::with_capacity(data.len() + 5);
     out.extend_from_slice(&len.to_be_bytes());
     out.push(command);
     out.extend_from_slice(data);
-    w.write_all(&out).await?;
+    out
+}
+
+pub async fn write<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    command: u8,
+    data: &[u8],
+) -> std::io::Result<()> {
+    w.write_all(&frame(command, data)).await?;
     w.flush().await
 }
 

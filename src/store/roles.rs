@@ -192,7 +192,9 @@ pub fn login<'a>(config: &'a Config, secrets: &'a Secrets, daemon: Daemon) -> (S
 /// 127.0.0.1 (or ::1), command-line clients through the socket (localhost).
 const MYSQL_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
-fn literal(s: &str) -> String {
+/// A SQL string literal, for the statements that cannot take parameters (role passwords in
+/// CREATE/ALTER ROLE, the administrator's scripts).
+pub fn sql_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''").replace('\\', "\\\\"))
 }
 
@@ -204,7 +206,7 @@ pub fn apply_statements(config: &Config, secrets: &Secrets) -> Vec<String> {
     let mut out = Vec::new();
     for daemon in Daemon::ALL {
         let role = role_name(config, daemon);
-        let pw = literal(daemon.password(secrets).expose());
+        let pw = sql_literal(daemon.password(secrets).expose());
         match config.database.engine {
             Engine::Postgres => {
                 out.push(format!(
@@ -315,10 +317,10 @@ pub fn expected_grants(config: &Config) -> BTreeSet<GrantRow> {
 pub fn actual_grants_query(config: &Config) -> String {
     let roles: Vec<String> = Daemon::ALL
         .iter()
-        .map(|d| literal(&role_name(config, *d)))
+        .map(|d| sql_literal(&role_name(config, *d)))
         .collect();
     let roles = roles.join(", ");
-    let db = literal(config.database.name.as_str());
+    let db = sql_literal(config.database.name.as_str());
     match config.database.engine {
         Engine::Postgres => format!(
             "SELECT r.rolname::text AS grantee, c.relname::text AS object, \
