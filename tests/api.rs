@@ -184,8 +184,9 @@ impl Ctx {
         }
     }
 
-    async fn status_of(&self, row: &Row<Who>) -> Answer {
-        let (method, path, who, body, _) = *row;
+    /// Sends a row's request; the answer's status and body.
+    async fn answer_to(&self, row: Row<Who>) -> (u16, String) {
+        let (method, path, who, body, _) = row;
         let body = (!body.is_empty()).then(|| {
             let body = if body.contains("MB") {
                 body.replace("MB", &self.own_mailbox(who).to_string())
@@ -194,21 +195,18 @@ impl Ctx {
             };
             serde_json::from_str(&body).unwrap()
         });
-        self.call(method, &self.path(path), who, body).await
+        let a = self.call(method, &self.path(path), who, body).await;
+        (a.status, a.raw)
     }
 
     /// Runs a role matrix, row by row in order.
     async fn check_rows(&self, table: &str, rows: &[Row<Who>]) {
-        for (index, row) in rows.iter().enumerate() {
-            let a = self.status_of(row).await;
-            matrix::check(&matrix::row_label(table, index), row, a.status, &a.raw);
-        }
+        matrix::check_rows(table, rows, |row| self.answer_to(row)).await;
     }
 
     /// One row checked where it stands in a step (between a create and a later change).
     async fn expect(&self, row: Row<Who>) {
-        let a = self.status_of(&row).await;
-        matrix::check("check", &row, a.status, &a.raw);
+        matrix::check_one(row, |row| self.answer_to(row)).await;
     }
 }
 

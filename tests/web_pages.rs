@@ -132,27 +132,25 @@ impl Ctx {
         }
     }
 
-    async fn answer_to(&self, row: &Row<Who>) -> Answer {
-        let (method, path, who, form, _) = *row;
-        match method {
+    /// Sends a row's request; the answer's status and body.
+    async fn answer_to(&self, row: Row<Who>) -> (u16, String) {
+        let (method, path, who, form, _) = row;
+        let a = match method {
             "GET" => self.client(who).get(path).await,
             "POST" => self.client(who).post(path, form).await,
             other => panic!("the pages answer GET and POST, not {other}"),
-        }
+        };
+        (a.status, a.body)
     }
 
     /// Runs a role matrix, row by row in order.
     async fn check_rows(&self, table: &str, rows: &[Row<Who>]) {
-        for (index, row) in rows.iter().enumerate() {
-            let a = self.answer_to(row).await;
-            matrix::check(&matrix::row_label(table, index), row, a.status, &a.body);
-        }
+        matrix::check_rows(table, rows, |row| self.answer_to(row)).await;
     }
 
     /// One row checked where it stands in a step (between a change and the next).
     async fn expect(&self, row: Row<Who>) {
-        let a = self.answer_to(&row).await;
-        matrix::check("check", &row, a.status, &a.body);
+        matrix::check_one(row, |row| self.answer_to(row)).await;
     }
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::fmt::Debug;
+use std::future::Future;
 
 /// `role` sends `method path` with `body` ("" for none) and must get `status`. The path may
 /// hold `{placeholders}` the test resolves at run time (ids of objects it created).
@@ -23,13 +24,13 @@ pub fn fill(template: &str, value: impl Fn(&str) -> String) -> String {
 }
 
 /// The name of a table's row in failure messages: "DOMAIN_ACCESS row 3".
-pub fn row_label(table: &str, index: usize) -> String {
+fn row_label(table: &str, index: usize) -> String {
     format!("{table} row {}", index + 1)
 }
 
 /// Panics unless `got` is the row's status, naming the row ("DOMAIN_ACCESS row 3: DELETE
 /// /domains/{domain_b}/ as DomainAdmin: expected 404, got 204") and showing the answer.
-pub fn check<R: Debug>(label: &str, row: &Row<R>, got: u16, answer: &str) {
+fn check<R: Debug>(label: &str, row: &Row<R>, got: u16, answer: &str) {
     let (method, path, role, body, want) = row;
     if got != *want {
         let with = if body.is_empty() {
@@ -39,4 +40,27 @@ pub fn check<R: Debug>(label: &str, row: &Row<R>, got: u16, answer: &str) {
         };
         panic!("{label}: {method} {path} as {role:?}{with}: expected {want}, got {got}\n{answer}");
     }
+}
+
+/// Runs a table's rows in order; `answer` sends a row's request and returns the answer's status
+/// and body.
+pub async fn check_rows<R, F>(table: &str, rows: &[Row<R>], answer: impl Fn(Row<R>) -> F)
+where
+    R: Copy + Debug,
+    F: Future<Output = (u16, String)>,
+{
+    for (index, row) in rows.iter().enumerate() {
+        let (status, body) = answer(*row).await;
+        check(&row_label(table, index), row, status, &body);
+    }
+}
+
+/// One row checked on its own, where it stands in a step.
+pub async fn check_one<R, F>(row: Row<R>, answer: impl Fn(Row<R>) -> F)
+where
+    R: Copy + Debug,
+    F: Future<Output = (u16, String)>,
+{
+    let (status, body) = answer(row).await;
+    check("check", &row, status, &body);
 }
