@@ -1,6 +1,7 @@
 //! The periodic jobs (Modoboa's cron jobs, issue #6): the registry by name, what a job gets
-//! (`JobContext`) and how a run ends (`Outcome`). One file per job; `scheduler` runs them on
-//! their cron schedule with locks across nodes and records every run.
+//! (`JobContext`), how a run ends (`Outcome`) and why it fails (`JobError`, whose text is the
+//! run's message). One file per job; `scheduler` runs them on their cron schedule with locks
+//! across nodes and records every run.
 
 pub mod cleanlogs;
 pub mod clearsessions;
