@@ -48,6 +48,9 @@ pub enum StatsError {
     Busy(String),
     #[error("reading the hosted domains: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// The blocking update did not finish.
+    #[error("statistics task: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl StatsError {
@@ -176,14 +179,12 @@ pub async fn hosted_names(store: &Store) -> Result<Vec<String>, StatsError> {
 
 /// The scheduler's `logparser` job: parses what the mail log gained since the last run and
 /// updates the RRD files. Ok = a one-line summary.
-pub async fn run(config: &Config, store: &Store) -> Result<String, String> {
-    let names = hosted_names(store).await.map_err(|e| e.to_string())?;
+pub async fn run(config: &Config, store: &Store) -> Result<String, StatsError> {
+    let names = hosted_names(store).await?;
     let settings = Settings::from_config(config);
     tokio::task::spawn_blocking(move || update(&settings, &names, None, Utc::now()))
-        .await
-        .map_err(|e| format!("statistics task: {e}"))?
+        .await?
         .map(|r| r.summary())
-        .map_err(|e| e.to_string())
 }
 
 /// Parses new log data (the configured log file, `file` instead, or the journal) and writes
