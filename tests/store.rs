@@ -12,7 +12,7 @@ use modobox::store::access::{self, Actor, Role};
 use modobox::store::accounts::{self, AccountPatch, AccountSpec, Options, Password};
 use modobox::store::aliases::{self, AliasAddress, AliasSpec};
 use modobox::store::domains::{self, DomainPatch, DomainSpec, Relay};
-use modobox::store::{migrate, transfer, Store, StoreError, Tx};
+use modobox::store::{migrate, transfer, Page, Store, StoreError, Tx};
 
 const ROUNDS: u32 = 5000;
 
@@ -1112,12 +1112,12 @@ async fn alias_lists_are_paged_and_searched_in_sql() {
         };
         let names = |l: &[aliases::Alias]| l.iter().map(|a| a.address.clone()).collect::<Vec<_>>();
 
-        let (page, total) = aliases::list_page(&mut tx, sys, None, None, Some(3), 3)
+        let Page { items: page, total } = aliases::list_page(&mut tx, sys, None, None, Some(3), 3)
             .await
             .unwrap();
         assert_eq!(total, 9, "{}", db.name);
         assert_eq!(names(&page), ["al3@a.test", "al4@a.test", "al5@a.test"]);
-        let (last, _) = aliases::list_page(&mut tx, sys, None, None, Some(3), 6)
+        let Page { items: last, .. } = aliases::list_page(&mut tx, sys, None, None, Some(3), 6)
             .await
             .unwrap();
         assert_eq!(names(&last), ["al6@a.test", "multi@a.test", "x@b.test"]);
@@ -1141,32 +1141,35 @@ async fn alias_lists_are_paged_and_searched_in_sql() {
             }
         };
         tx.commit().await.unwrap();
-        let (hit, total) = found("special").await;
+        let Page { items: hit, total } = found("special").await;
         assert_eq!((names(&hit), total), (vec!["x@b.test".to_string()], 1));
-        assert_eq!(names(&found("AL1").await.0), ["al1@a.test"]);
-        assert_eq!(found("%").await.1, 0);
-        assert_eq!(found("_").await.1, 0);
-        assert_eq!(found("far.example").await.1, 9);
+        assert_eq!(names(&found("AL1").await.items), ["al1@a.test"]);
+        assert_eq!(found("%").await.total, 0);
+        assert_eq!(found("_").await.total, 0);
+        assert_eq!(found("far.example").await.total, 9);
 
         // A domain admin sees its domain's aliases only; another domain is not found.
         let mut tx = store.begin().await.unwrap();
-        let (mine, total) = aliases::list_page(&mut tx, me, None, None, Some(50), 0)
+        let Page { items: mine, total } = aliases::list_page(&mut tx, me, None, None, Some(50), 0)
             .await
             .unwrap();
         assert_eq!(total, 8);
         assert!(mine.iter().all(|a| a.address.ends_with("@a.test")));
-        let (none, total) = aliases::list_page(&mut tx, me, None, Some("special"), None, 0)
-            .await
-            .unwrap();
+        let Page { items: none, total } =
+            aliases::list_page(&mut tx, me, None, Some("special"), None, 0)
+                .await
+                .unwrap();
         assert!(none.is_empty() && total == 0);
         assert!(matches!(
             aliases::list_page(&mut tx, me, Some(&dom("b.test")), None, None, 0).await,
             Err(StoreError::NotFound { .. })
         ));
-        let (only_a, total) =
-            aliases::list_page(&mut tx, sys, Some(&dom("a.test")), Some("multi"), None, 0)
-                .await
-                .unwrap();
+        let Page {
+            items: only_a,
+            total,
+        } = aliases::list_page(&mut tx, sys, Some(&dom("a.test")), Some("multi"), None, 0)
+            .await
+            .unwrap();
         assert_eq!(
             (names(&only_a), total),
             (vec!["multi@a.test".to_string()], 1)
@@ -1236,7 +1239,7 @@ async fn unpaged_lists_of_70000_accounts_work() {
         tx.commit().await.unwrap();
 
         let mut tx = store.begin().await.unwrap();
-        let (all, total) = accounts::list_page(
+        let Page { items: all, total } = accounts::list_page(
             &mut tx,
             Actor::System,
             &accounts::ListFilter::default(),

@@ -12,7 +12,7 @@ use modobox::store::access::{Actor, Role};
 use modobox::store::accounts::{self, AccountSpec, Password};
 use modobox::store::aliases::{self, AliasAddress, AliasSpec};
 use modobox::store::domains::{self, DomainSpec};
-use modobox::store::{audit, migrate, Store};
+use modobox::store::{migrate, parameters, Store};
 
 async fn domain(store: &Store, name: &str) {
     let mut tx = store.begin().await.unwrap();
@@ -700,7 +700,9 @@ async fn scenario(store: Store) {
         .contains("between 1000"));
     let mut tx = store.begin().await.unwrap();
     assert_eq!(
-        audit::setting(&mut tx, "password_rounds").await.unwrap(),
+        parameters::setting(&mut tx, "password_rounds")
+            .await
+            .unwrap(),
         None
     );
     drop(tx);
@@ -713,14 +715,14 @@ async fn scenario(store: Store) {
     assert_eq!(a.status, 303);
     let mut tx = store.begin().await.unwrap();
     assert_eq!(
-        audit::setting(&mut tx, "password_rounds")
+        parameters::setting(&mut tx, "password_rounds")
             .await
             .unwrap()
             .as_deref(),
         Some("6000")
     );
     assert_eq!(
-        audit::setting(&mut tx, "enable_domain_limits")
+        parameters::setting(&mut tx, "enable_domain_limits")
             .await
             .unwrap()
             .as_deref(),

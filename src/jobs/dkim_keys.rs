@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use super::JobContext;
 use crate::keys::dkim_files::{self, key_path};
 use crate::names::DomainName;
-use crate::store::{domains, maintenance, Backend, StoreError};
+use crate::store::{domains, Backend, StoreError};
 use crate::system::fs::Owner;
 
 /// The key file of one domain: the one on disk when valid, else a new one. Blocking (RSA
@@ -48,7 +48,7 @@ pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, String> {
     let owner = dkim_files::opendkim_owner(&ctx.distro);
     let pending = async {
         let mut tx = ctx.store.begin().await?;
-        maintenance::domains_without_dkim_key(&mut tx).await
+        domains::without_dkim_key(&mut tx).await
     }
     .await
     .map_err(|e| e.to_string())?;

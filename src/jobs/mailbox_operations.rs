@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::JobContext;
-use crate::store::{audit, maintenance, StoreError};
+use crate::store::{accounts, audit, StoreError};
 use crate::system::fs::{resolve_owner, Owner};
 
 /// What one queued operation amounts to on disk.
@@ -79,7 +79,7 @@ fn one_component(what: &str, v: &str) -> Result<(), String> {
 }
 
 /// What an operation row asks for, paths confined to the mail root.
-pub fn plan(root: &Path, op: &maintenance::MailboxOperation) -> Result<Action, String> {
+pub fn plan(root: &Path, op: &accounts::MailboxOperation) -> Result<Action, String> {
     match op.kind.as_str() {
         "rename" => {
             let from = confine(root, &op.argument)?;
@@ -215,7 +215,7 @@ async fn record(
     let mut tx = ctx.store.begin().await?;
     match result {
         Ok(message) => {
-            maintenance::delete_mailbox_operation(&mut tx, id).await?;
+            accounts::delete_mailbox_operation(&mut tx, id).await?;
             audit::line(&mut tx, "INFO", audit::ADMIN, message).await?;
         }
         Err(e) => {
@@ -234,7 +234,7 @@ async fn record(
 pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, String> {
     let ops = async {
         let mut tx = ctx.store.begin().await?;
-        maintenance::mailbox_operations(&mut tx).await
+        accounts::mailbox_operations(&mut tx).await
     }
     .await
     .map_err(|e| e.to_string())?;

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
 use super::JobContext;
-use crate::store::maintenance;
+use crate::store::accounts;
 use crate::system::cmd::{self, Cmd};
 
 pub const FILE: &str = "new_accounts.rrd";
@@ -79,7 +79,7 @@ pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, String> {
     let (start, end) = previous_hour(Utc::now());
     let count = async {
         let mut tx = ctx.store.begin().await?;
-        maintenance::accounts_created_between(&mut tx, start, end).await
+        accounts::accounts_created_between(&mut tx, start, end).await
     }
     .await
     .map_err(|e| e.to_string())?;

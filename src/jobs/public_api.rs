@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::config::Config;
 use crate::names::HttpUrl;
-use crate::store::{audit, Store};
+use crate::store::{parameters, Store};
 use crate::system::http;
 
 /// Largest answer read; Modoboa's list is a few kilobytes.
@@ -57,11 +57,11 @@ pub async fn fetch_and_store(
     let versions = parse_versions(&body).map_err(|e| format!("{versions_url}: {e}"))?;
     let mut tx = store.begin().await.map_err(|e| e.to_string())?;
     for (name, version) in &versions {
-        audit::set_setting(&mut tx, &format!("{LATEST_PREFIX}{name}"), version)
+        parameters::set_setting(&mut tx, &format!("{LATEST_PREFIX}{name}"), version)
             .await
             .map_err(|e| e.to_string())?;
     }
-    audit::set_setting(&mut tx, CHECKED_AT, &now.to_rfc3339())
+    parameters::set_setting(&mut tx, CHECKED_AT, &now.to_rfc3339())
         .await
         .map_err(|e| e.to_string())?;
     tx.commit().await.map_err(|e| e.to_string())?;
@@ -160,7 +160,7 @@ fn compare(a: &(Vec<u64>, bool), b: &(Vec<u64>, bool)) -> Ordering {
 /// "modobox X is available (this is Y)" when the last fetched list names a newer modobox.
 pub async fn upgrade_notice(store: &Store) -> Option<String> {
     let mut tx = store.begin().await.ok()?;
-    let latest = audit::setting(&mut tx, &format!("{LATEST_PREFIX}{COMPONENT}"))
+    let latest = parameters::setting(&mut tx, &format!("{LATEST_PREFIX}{COMPONENT}"))
         .await
         .ok()??;
     let _ = tx.commit().await;

@@ -218,6 +218,15 @@ pub async fn require_domain(
     }
 }
 
+/// Refuses everyone but superadmins (and the system): `what` they alone may do.
+pub fn require_super(actor: Actor, what: &str) -> Result<(), StoreError> {
+    if actor.is_super() {
+        Ok(())
+    } else {
+        Err(StoreError::Forbidden(format!("only superadmins {what}")))
+    }
+}
+
 /// The ids of the domains an admin has access to (None = all).
 pub async fn domain_ids(tx: &mut Tx, actor: Actor) -> Result<Option<Vec<i32>>, StoreError> {
     if actor.is_super() {
@@ -462,7 +471,7 @@ pub async fn check_domain_limit(
     used: i64,
     adding: i64,
 ) -> Result<(), StoreError> {
-    let on = super::audit::setting(tx, "enable_domain_limits").await?;
+    let on = super::parameters::setting(tx, "enable_domain_limits").await?;
     if on.is_none_or(|v| v != "true") {
         return Ok(());
     }

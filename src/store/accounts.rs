@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::access::{self, Actor, Kind, Role};
-use super::{aliases, audit, domains, StoreError, Tx};
+use super::{aliases, audit, contains_pattern, domains, Page, StoreError, Tx};
 use crate::args;
 use crate::names::{DomainName, EmailAddress};
 use crate::password;
@@ -105,7 +105,7 @@ impl Password {
 
 /// SHA512-CRYPT rounds: the `password_rounds` setting, default 70000 (Modoboa's).
 pub async fn password_rounds(tx: &mut Tx) -> Result<u32, StoreError> {
-    match audit::setting(tx, "password_rounds").await? {
+    match super::parameters::setting(tx, "password_rounds").await? {
         Some(v) => v
             .parse()
             .map_err(|_| StoreError::refused("password_rounds", "must be a whole number")),
@@ -614,7 +614,7 @@ pub async fn list(
 ) -> Result<Vec<Account>, StoreError> {
     // One implementation: the paged query without a page (a few queries in all, not a few
     // per account).
-    Ok(list_page(tx, actor, filter, None, 0).await?.0)
+    Ok(list_page(tx, actor, filter, None, 0).await?.items)
 }
 
 /// `limit` rows from `offset` of the accounts the actor may see (the rules of `visible`, in
@@ -626,7 +626,7 @@ pub async fn list_page(
     filter: &ListFilter<'_>,
     limit: Option<i64>,
     offset: i64,
-) -> Result<(Vec<Account>, i64), StoreError> {
+) -> Result<Page<Account>, StoreError> {
     let mut cond: Vec<&str> = Vec::new();
     let mut a: Vec<super::Value> = Vec::new();
     if let Actor::User { id, role } = actor {
@@ -650,7 +650,7 @@ pub async fn list_page(
     }
     if let Some(s) = filter.search.filter(|s| !s.is_empty()) {
         cond.push("u.username LIKE ? ESCAPE '!'");
-        a.push(domains::contains_pattern(s).into());
+        a.push(contains_pattern(s).into());
     }
     match filter.with_mailbox {
         Some(true) => cond.push("mb.id IS NOT NULL"),
@@ -702,7 +702,10 @@ pub async fn list_page(
     };
     let rows = tx.rows(&sql, &a).await?;
     if rows.is_empty() {
-        return Ok((Vec::new(), total));
+        return Ok(Page {
+            items: Vec::new(),
+            total,
+        });
     }
     let ids = rows
         .iter()
@@ -790,7 +793,7 @@ pub async fn list_page(
             doms.remove(&id).unwrap_or_default(),
         )?);
     }
-    Ok((out, total))
+    Ok(Page { items: out, total })
 }
 
 /// The username of account `id`, whoever may see it: callers then ask `get`.
@@ -977,11 +980,7 @@ pub async fn set_password(
 
 /// Ends every web session of an account and revokes its API token.
 pub async fn end_sessions(tx: &mut Tx, user_id: i32) -> Result<(), StoreError> {
-    tx.exec(
-        "DELETE FROM modobox_session WHERE user_id = ?",
-        args![user_id],
-    )
-    .await?;
+    super::sessions::delete_of_user(tx, user_id).await?;
     super::tokens::revoke_token(tx, user_id).await?;
     Ok(())
 }
@@ -1354,6 +1353,62 @@ pub async fn remove_sender_address(
     .await
 }
 
+/// Sets one limit of an admin. Superadmins set the limits of resellers and domain admins;
+/// resellers those of the domain admins they may see; nobody their own.
+pub async fn set_limit(
+    tx: &mut Tx,
+    actor: Actor,
+    username: &str,
+    name: &str,
+    max: i32,
+) -> Result<(), StoreError> {
+    let a = get(tx, actor, username).await?;
+    if !matches!(a.role, Role::Resellers | Role::DomainAdmins) {
+        return Err(StoreError::refused(
+            "limit",
+            format!(
+                "{username} is {}: only resellers and domain admins have limits",
+                a.role
+            ),
+        ));
+    }
+    if actor.user_id() == Some(a.id) {
+        return Err(StoreError::Forbidden(
+            "you cannot set your own limits".into(),
+        ));
+    }
+    let allowed = match actor {
+        Actor::System => true,
+        Actor::User { role, .. } => {
+            role == Role::SuperAdmins || (role == Role::Resellers && a.role == Role::DomainAdmins)
+        }
+    };
+    if !allowed {
+        return Err(StoreError::Forbidden(format!(
+            "you cannot set the limits of {username}"
+        )));
+    }
+    access::set_user_limit(tx, a.id, name, max).await?;
+    audit::info(tx, &format!("Limit {name} of {username} set to {max}")).await
+}
+
+/// The limits of an admin the actor may see, every known limit listed (-1 when unset).
+pub async fn limits(
+    tx: &mut Tx,
+    actor: Actor,
+    username: &str,
+) -> Result<Vec<(String, i32)>, StoreError> {
+    let a = get(tx, actor, username).await?;
+    let set = access::user_limits(tx, a.id).await?;
+    Ok(access::LIMIT_NAMES
+        .iter()
+        .map(|n| {
+            let v = set.iter().find(|(k, _)| k == n).map_or(-1, |(_, v)| *v);
+            (n.to_string(), v)
+        })
+        .collect())
+}
+
 fn rank(role: Role) -> u8 {
     match role {
         Role::SuperAdmins => 3,
@@ -1419,4 +1474,121 @@ pub async fn authenticate(
     )
     .await?;
     Ok(Some(get(tx, Actor::System, &r.text("username")?).await?))
+}
+
+/// A row of `admin_mailboxoperation`, with where its mailbox lives now (for a rename).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MailboxOperation {
+    pub id: i32,
+    pub kind: String,
+    pub argument: String,
+    /// `(domain, local part)` of the mailbox when it still exists.
+    pub mailbox: Option<(String, String)>,
+}
+
+pub async fn mailbox_operations(tx: &mut Tx) -> Result<Vec<MailboxOperation>, StoreError> {
+    let rows = tx
+        .rows(
+            "SELECT o.id, o.type, o.argument, m.address, d.name AS domain \
+             FROM admin_mailboxoperation o \
+             LEFT JOIN admin_mailbox m ON m.id = o.mailbox_id \
+             LEFT JOIN admin_domain d ON d.id = m.domain_id \
+             ORDER BY o.id",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let mailbox = match (r.opt_text("domain")?, r.opt_text("address")?) {
+                (Some(d), Some(a)) => Some((d, a)),
+                _ => None,
+            };
+            Ok(MailboxOperation {
+                id: r.i32("id")?,
+                kind: r.text("type")?,
+                argument: r.text("argument")?,
+                mailbox,
+            })
+        })
+        .collect()
+}
+
+/// Removes a done operation; false when another run removed it first.
+pub async fn delete_mailbox_operation(tx: &mut Tx, id: i32) -> Result<bool, StoreError> {
+    Ok(tx
+        .exec("DELETE FROM admin_mailboxoperation WHERE id = ?", args![id])
+        .await?
+        > 0)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InactiveAccount {
+    pub id: i32,
+    pub username: String,
+    pub last_login: DateTime<Utc>,
+}
+
+/// Active, non-superuser accounts whose last login is before `cutoff`; accounts that never
+/// logged in are not inactive (they may not have been handed out yet).
+pub async fn inactive_accounts(
+    tx: &mut Tx,
+    cutoff: DateTime<Utc>,
+) -> Result<Vec<InactiveAccount>, StoreError> {
+    let rows = tx
+        .rows(
+            "SELECT id, username, last_login FROM core_user \
+             WHERE is_active = ? AND is_superuser = ? AND last_login IS NOT NULL AND last_login < ? \
+             ORDER BY username",
+            args![true, false, cutoff],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(InactiveAccount {
+                id: r.i32("id")?,
+                username: r.text("username")?,
+                last_login: r.ts("last_login")?,
+            })
+        })
+        .collect()
+}
+
+/// Disables one account (only if it is still active and still not logged in since `cutoff`:
+/// a login between the listing and now wins).
+pub async fn disable_inactive_account(
+    tx: &mut Tx,
+    a: &InactiveAccount,
+    cutoff: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let n = tx
+        .exec(
+            "UPDATE core_user SET is_active = ? WHERE id = ? AND is_active = ? AND last_login < ?",
+            args![false, a.id, true, cutoff],
+        )
+        .await?;
+    if n > 0 {
+        audit::info(
+            tx,
+            &format!(
+                "Account {} disabled: no login since {}",
+                a.username,
+                a.last_login.format("%Y-%m-%d")
+            ),
+        )
+        .await?;
+    }
+    Ok(n > 0)
+}
+
+/// Accounts created in `[from, to)`.
+pub async fn accounts_created_between(
+    tx: &mut Tx,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<i64, StoreError> {
+    tx.count(
+        "SELECT COUNT(*) FROM core_user WHERE date_joined >= ? AND date_joined < ?",
+        args![from, to],
+    )
+    .await
 }

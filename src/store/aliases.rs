@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::access::{self, Actor, Kind};
-use super::{audit, StoreError, Tx, Value};
+use super::{audit, contains_pattern, Page, StoreError, Tx, Value};
 use crate::args;
 use crate::names::{DomainName, EmailAddress};
 
@@ -461,7 +461,7 @@ pub async fn list(
     actor: Actor,
     domain: Option<&DomainName>,
 ) -> Result<Vec<Alias>, StoreError> {
-    Ok(list_page(tx, actor, domain, None, None, 0).await?.0)
+    Ok(list_page(tx, actor, domain, None, None, 0).await?.items)
 }
 
 /// `limit` ordinary aliases from `offset` (all with `None`), by address, optionally of one
@@ -475,7 +475,7 @@ pub async fn list_page(
     search: Option<&str>,
     limit: Option<i64>,
     offset: i64,
-) -> Result<(Vec<Alias>, i64), StoreError> {
+) -> Result<Page<Alias>, StoreError> {
     let mut cond = vec!["a.internal = ?"];
     let mut a: Vec<Value> = vec![false.into()];
     if let Some(d) = domain {
@@ -489,7 +489,7 @@ pub async fn list_page(
         a.extend([user.into(), ct.into()]);
     }
     if let Some(s) = search.map(str::trim).filter(|s| !s.is_empty()) {
-        let pattern = super::domains::contains_pattern(s);
+        let pattern = contains_pattern(s);
         cond.push("(a.address LIKE ? ESCAPE '!' OR EXISTS (SELECT 1 FROM modoboa_admin_aliasrecipient r WHERE r.alias_id = a.id AND r.address LIKE ? ESCAPE '!'))");
         a.extend([pattern.clone().into(), pattern.into()]);
     }
@@ -526,12 +526,12 @@ pub async fn list_page(
             .or_default()
             .push(r.text("address")?);
     }
-    let list = rows
+    let items = rows
         .iter()
         .zip(&ids)
         .map(|(r, id)| alias_from_row(r, recipients.remove(id).unwrap_or_default()))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((list, total))
+    Ok(Page { items, total })
 }
 
 pub async fn update(

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::access::{self, Actor, Kind, Role};
-use super::{accounts, aliases, audit, StoreError, Tx};
+use super::{accounts, aliases, audit, contains_pattern, Page, StoreError, Tx};
 use crate::args;
 use crate::names::{DkimSelector, DomainName};
 
@@ -339,41 +339,9 @@ pub async fn list(
     kind: Option<&str>,
     search: Option<&str>,
 ) -> Result<Vec<Domain>, StoreError> {
-    let pattern = format!("%{}%", search.unwrap_or("").to_lowercase());
-    let rows = tx
-        .rows(
-            &format!("SELECT {DOMAIN_COLUMNS} FROM admin_domain WHERE name LIKE ? ORDER BY name"),
-            args![pattern],
-        )
-        .await?;
-    let visible = access::domain_ids(tx, actor).await?;
-    let mut out = Vec::new();
-    for r in &rows {
-        let id = r.i32("id")?;
-        if visible.as_ref().is_some_and(|ids| !ids.contains(&id)) {
-            continue;
-        }
-        if kind.is_some_and(|k| r.text("type").is_ok_and(|t| t != k)) {
-            continue;
-        }
-        out.push(from_row(tx, r).await?);
-    }
-    Ok(out)
-}
-
-/// A `LIKE` pattern matching `text` anywhere, its wildcards escaped with `!` (the one escape
-/// character all three engines accept the same way: `LIKE ? ESCAPE '!'`).
-pub fn contains_pattern(text: &str) -> String {
-    let mut p = String::from("%");
-    // No name holds a control character, and PostgreSQL refuses a NUL in text.
-    for c in text.to_lowercase().chars().filter(|c| !c.is_control()) {
-        if matches!(c, '!' | '%' | '_') {
-            p.push('!');
-        }
-        p.push(c);
-    }
-    p.push('%');
-    p
+    // One implementation: the paged query without a page.
+    let q = DomainQuery { kind, search };
+    Ok(list_page(tx, actor, &q, None, 0).await?.items)
 }
 
 /// What a page of domains is drawn from.
@@ -394,13 +362,13 @@ pub async fn list_page(
     q: &DomainQuery<'_>,
     limit: Option<i64>,
     offset: i64,
-) -> Result<(Vec<Domain>, i64), StoreError> {
+) -> Result<Page<Domain>, StoreError> {
     let mut cond: Vec<&str> = Vec::new();
     let mut a: Vec<super::Value> = Vec::new();
     if let Actor::User { id, role } = actor {
         match role {
             access::Role::SuperAdmins => {}
-            access::Role::SimpleUsers => return Ok((Vec::new(), 0)),
+            access::Role::SimpleUsers => return Ok(Page::empty()),
             access::Role::Resellers | access::Role::DomainAdmins => {
                 let ct = access::content_type(tx, Kind::Domain).await?;
                 cond.push("d.id IN (SELECT object_id FROM core_objectaccess WHERE user_id = ? AND content_type_id = ?)");
@@ -444,7 +412,7 @@ pub async fn list_page(
         let (n, q) = (r.i64("n_mailboxes")?, r.i64("allocated")?);
         out.push(build(tx, r, n, q).await?);
     }
-    Ok((out, total))
+    Ok(Page { items: out, total })
 }
 
 /// The name of domain `id` (any kind), whoever may see it: callers then ask `get`.
@@ -964,6 +932,34 @@ pub async fn delete_alias(tx: &mut Tx, actor: Actor, name: &str) -> Result<(), S
     tx.exec("DELETE FROM admin_domainalias WHERE id = ?", args![a.id])
         .await?;
     audit::info(tx, &format!("Domain alias {name} deleted")).await
+}
+
+/// A domain with DKIM signing on and no key yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DkimPending {
+    pub id: i32,
+    pub name: String,
+    pub key_length: Option<i32>,
+}
+
+pub async fn without_dkim_key(tx: &mut Tx) -> Result<Vec<DkimPending>, StoreError> {
+    let rows = tx
+        .rows(
+            "SELECT id, name, dkim_key_length FROM admin_domain \
+             WHERE enable_dkim = ? AND (dkim_private_key_path = '' OR dkim_public_key = '') \
+             ORDER BY name",
+            args![true],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DkimPending {
+                id: r.i32("id")?,
+                name: r.text("name")?,
+                key_length: r.opt_i32("dkim_key_length")?,
+            })
+        })
+        .collect()
 }
 
 /// Records the DKIM key generated for a domain (by the installer or the `dkim_keys` job): the

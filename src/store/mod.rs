@@ -9,14 +9,15 @@ pub mod audit;
 pub mod db;
 pub mod dnschecks;
 pub mod domains;
-pub mod maintenance;
 pub mod migrate;
+pub mod parameters;
+pub mod quarantine;
 pub mod roles;
 pub mod senders;
+pub mod sessions;
 pub mod tasks;
 pub mod tokens;
 pub mod transfer;
-pub mod ui;
 
 use std::fmt;
 use std::str::FromStr;
@@ -30,7 +31,7 @@ use crate::config::{Config, Engine};
 use crate::names::NameError;
 use crate::secrets::Secrets;
 
-pub use db::{Row, Tx, Value};
+pub use db::{contains_pattern, Page, Row, Tx, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -14,7 +14,7 @@ use crate::store::access::Role;
 use crate::store::accounts::{
     self, Account, AccountPatch, AccountSpec, ListFilter, Password, SenderAddress,
 };
-use crate::store::Tx;
+use crate::store::{Page, Tx};
 use crate::web::Web;
 
 pub fn routes() -> Vec<Route> {
@@ -85,7 +85,8 @@ async fn list(State(web): State<Web>, user: ApiUser, q: Query) -> ApiResult {
     };
     let (limit, offset) = paging.window();
     let mut tx = begin(&web).await?;
-    let (list, total) = accounts::list_page(&mut tx, user.actor(), &filter, limit, offset).await?;
+    let Page { items: list, total } =
+        accounts::list_page(&mut tx, user.actor(), &filter, limit, offset).await?;
     tx.commit().await?;
     paging.respond(
         "/accounts/",

@@ -12,6 +12,7 @@ use crate::names::{DkimSelector, DomainName};
 use crate::store::domains::{
     self, Domain, DomainAlias, DomainPatch, DomainQuery, DomainSpec, Relay,
 };
+use crate::store::Page;
 use crate::web::Web;
 
 pub fn routes() -> Vec<Route> {
@@ -101,7 +102,8 @@ async fn page_of(web: &Web, user: &ApiUser, q: &Query, kind: &str) -> ApiResult 
         kind: Some(kind),
         search: q.get("search"),
     };
-    let (list, total) = domains::list_page(&mut tx, user.actor(), &query, limit, offset).await?;
+    let Page { items: list, total } =
+        domains::list_page(&mut tx, user.actor(), &query, limit, offset).await?;
     tx.commit().await?;
     let to_json = if kind == "relaydomain" {
         relay_json

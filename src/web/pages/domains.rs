@@ -12,8 +12,8 @@ use super::{
 use crate::dns::records::{self};
 use crate::names::{DkimSelector, DomainName};
 use crate::store::access::Role;
-use crate::store::domains::{self, Domain, DomainPatch, DomainSpec, Relay};
-use crate::store::{dnschecks, ui, StoreError};
+use crate::store::domains::{self, Domain, DomainPatch, DomainQuery, DomainSpec, Relay};
+use crate::store::{dnschecks, StoreError};
 use crate::web::session::{Post, User};
 use crate::web::{Web, WebError};
 
@@ -37,27 +37,18 @@ pub async fn list(
         "domain" | "relaydomain" => Some(q.kind.as_str()),
         _ => None,
     };
-    let search = Some(q.q.as_str()).filter(|s| !s.trim().is_empty());
-    let mut tx = web.store.begin().await?;
-    let mut found = ui::domains_page(
-        &mut tx,
-        user.actor(),
+    let query = DomainQuery {
         kind,
-        search,
-        (page - 1) * PAGE_SIZE,
-        PAGE_SIZE,
-    )
-    .await?;
+        search: Some(q.q.trim()).filter(|s| !s.is_empty()),
+    };
+    let mut tx = web.store.begin().await?;
+    // The API's paged query: filtered, counted and cut in SQL.
+    let offset = |page: i64| (page - 1) * PAGE_SIZE;
+    let mut found =
+        domains::list_page(&mut tx, user.actor(), &query, Some(PAGE_SIZE), offset(page)).await?;
     if let Some(last) = past_the_end(page, found.total) {
-        found = ui::domains_page(
-            &mut tx,
-            user.actor(),
-            kind,
-            search,
-            (last - 1) * PAGE_SIZE,
-            PAGE_SIZE,
-        )
-        .await?;
+        found = domains::list_page(&mut tx, user.actor(), &query, Some(PAGE_SIZE), offset(last))
+            .await?;
     }
     let aliases = domains::list_aliases(&mut tx, user.actor(), None).await?;
     tx.commit().await?;
