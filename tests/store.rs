@@ -523,7 +523,7 @@ async fn relay_domains_write_transport_and_verification() {
         )
         .await
         .unwrap();
-        assert_eq!(d.kind, "relaydomain");
+        assert_eq!(d.kind.as_str(), "relaydomain");
         assert_eq!(d.relay.as_ref(), Some(&relay));
         assert_eq!(
             count(

@@ -10,7 +10,7 @@ use super::{commit, open, ACTOR};
 use crate::cli::{
     DomainAliasCommand, DomainCommand, DomainSettings, Global, RelayDomainCommand, RelaySettings,
 };
-use crate::names::DkimSelector;
+use crate::names::{DkimSelector, DomainKind};
 use crate::store::accounts::Options;
 use crate::store::domains::{self, DomainPatch, DomainSpec, Relay};
 use crate::store::{Store, Tx};
@@ -136,7 +136,13 @@ async fn domain_in(store: &Store, opts: &Options, cmd: &DomainCommand) -> Result
             println!("domain {} created", d.name);
         }
         DomainCommand::List(a) => {
-            let list = domains::list(&mut tx, ACTOR, Some("domain"), a.search.as_deref()).await?;
+            let list = domains::list(
+                &mut tx,
+                ACTOR,
+                Some(DomainKind::Domain),
+                a.search.as_deref(),
+            )
+            .await?;
             print_domains(&list, a.json)?;
         }
         DomainCommand::Show(a) => {
@@ -290,8 +296,13 @@ async fn relay_domain_in(
             println!("relay domain {} created", d.name);
         }
         RelayDomainCommand::List(a) => {
-            let list =
-                domains::list(&mut tx, ACTOR, Some("relaydomain"), a.search.as_deref()).await?;
+            let list = domains::list(
+                &mut tx,
+                ACTOR,
+                Some(DomainKind::RelayDomain),
+                a.search.as_deref(),
+            )
+            .await?;
             if a.json {
                 print_json(&list)?;
             } else {
@@ -346,7 +357,7 @@ async fn relay_domain_in(
 
 async fn relay_get(tx: &mut Tx, name: &str) -> Result<domains::Domain> {
     let d = domains::get(tx, ACTOR, &name.to_lowercase()).await?;
-    if d.kind != "relaydomain" {
+    if d.kind != DomainKind::RelayDomain {
         bail!(
             "{} is a hosted domain, not a relay domain (see `modobox domain`)",
             d.name

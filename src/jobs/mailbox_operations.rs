@@ -15,7 +15,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::JobContext;
-use crate::store::{accounts, audit, StoreError};
+use crate::store::accounts::mailbox_operations::{self, MailboxOperation};
+use crate::store::{audit, StoreError};
 use crate::system::fs::{resolve_owner, Owner};
 
 /// What one queued operation amounts to on disk.
@@ -79,7 +80,7 @@ fn one_component(what: &str, v: &str) -> Result<(), String> {
 }
 
 /// What an operation row asks for, paths confined to the mail root.
-pub fn plan(root: &Path, op: &accounts::MailboxOperation) -> Result<Action, String> {
+pub fn plan(root: &Path, op: &MailboxOperation) -> Result<Action, String> {
     match op.kind.as_str() {
         "rename" => {
             let from = confine(root, &op.argument)?;
@@ -215,7 +216,7 @@ async fn record(
     let mut tx = ctx.store.begin().await?;
     match result {
         Ok(message) => {
-            accounts::delete_mailbox_operation(&mut tx, id).await?;
+            mailbox_operations::delete(&mut tx, id).await?;
             audit::line(&mut tx, "INFO", audit::ADMIN, message).await?;
         }
         Err(e) => {
@@ -234,7 +235,7 @@ async fn record(
 pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, String> {
     let ops = async {
         let mut tx = ctx.store.begin().await?;
-        accounts::mailbox_operations(&mut tx).await
+        mailbox_operations::pending(&mut tx).await
     }
     .await
     .map_err(|e| e.to_string())?;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::access::{self, Actor, Kind, Role};
 use super::{accounts, aliases, audit, contains_pattern, Page, StoreError, Tx};
 use crate::args;
-use crate::names::{DkimSelector, DomainName};
+use crate::names::{DkimSelector, DomainKind, DomainName};
 
 /// Largest quota in MB: Modoboa's columns are 32-bit integers.
 pub const MAX_QUOTA_MB: i32 = i32::MAX;
@@ -26,7 +26,7 @@ pub struct Domain {
     pub id: i32,
     pub name: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: DomainKind,
     pub quota: i32,
     pub default_mailbox_quota: i32,
     pub enabled: bool,
@@ -269,7 +269,9 @@ async fn build(
     Ok(Domain {
         id,
         name: r.text("name")?,
-        kind: r.text("type")?,
+        kind: DomainKind::parse("type", &r.text("type")?).map_err(|e| StoreError::Corrupt {
+            what: format!("domain {}: {e}", r.text("name").unwrap_or_default()),
+        })?,
         quota: r.i32("quota")?,
         default_mailbox_quota: r.i32("default_mailbox_quota")?,
         enabled: r.bool("enabled")?,
@@ -332,11 +334,11 @@ pub async fn get(tx: &mut Tx, actor: Actor, name: &str) -> Result<Domain, StoreE
     from_row(tx, &row).await
 }
 
-/// Domains the actor administers; `kind` = "domain" or "relaydomain" to filter.
+/// Domains the actor administers, optionally of one kind.
 pub async fn list(
     tx: &mut Tx,
     actor: Actor,
-    kind: Option<&str>,
+    kind: Option<DomainKind>,
     search: Option<&str>,
 ) -> Result<Vec<Domain>, StoreError> {
     // One implementation: the paged query without a page.
@@ -347,8 +349,7 @@ pub async fn list(
 /// What a page of domains is drawn from.
 #[derive(Debug, Clone, Default)]
 pub struct DomainQuery<'a> {
-    /// "domain" or "relaydomain".
-    pub kind: Option<&'a str>,
+    pub kind: Option<DomainKind>,
     /// Part of the name.
     pub search: Option<&'a str>,
 }
@@ -378,7 +379,7 @@ pub async fn list_page(
     }
     if let Some(k) = q.kind {
         cond.push("d.type = ?");
-        a.push(k.into());
+        a.push(k.as_str().into());
     }
     if let Some(s) = q.search.filter(|s| !s.is_empty()) {
         cond.push("d.name LIKE ? ESCAPE '!'");
@@ -506,7 +507,12 @@ pub async fn create(
                 spec.quota,
                 spec.default_mailbox_quota,
                 spec.enabled,
-                if relay.is_some() { "relaydomain" } else { "domain" },
+                if relay.is_some() {
+                    DomainKind::RelayDomain
+                } else {
+                    DomainKind::Domain
+                }
+                .as_str(),
                 spec.enable_dns_checks,
                 transport_id,
                 spec.enable_dkim,
@@ -635,7 +641,7 @@ pub async fn update(
         }
     }
     if let Some(relay) = &patch.relay {
-        if d.kind != "relaydomain" {
+        if d.kind != DomainKind::RelayDomain {
             return Err(StoreError::refused(
                 "relay",
                 "only a relay domain has a relay target",
@@ -858,7 +864,7 @@ pub async fn create_alias(
         ));
     }
     check_new_name(tx, actor, name).await?;
-    if t.kind != "domain" {
+    if t.kind != DomainKind::Domain {
         return Err(StoreError::refused(
             "target",
             "must be a hosted domain, not a relay domain",

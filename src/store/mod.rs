@@ -13,7 +13,6 @@ pub mod migrate;
 pub mod parameters;
 pub mod quarantine;
 pub mod roles;
-pub mod senders;
 pub mod sessions;
 pub mod tasks;
 pub mod tokens;
@@ -28,7 +27,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
 use crate::config::{Config, Engine};
-use crate::names::NameError;
+use crate::names::{NameError, Username, UsernameError};
 use crate::secrets::Secrets;
 
 pub use db::{contains_pattern, Page, Row, Tx, Value};
@@ -72,6 +71,15 @@ pub enum StoreError {
     Migration(String),
     #[error("password: {0}")]
     Password(#[from] crate::password::PasswordError),
+}
+
+impl From<UsernameError> for StoreError {
+    fn from(e: UsernameError) -> Self {
+        match e {
+            UsernameError::Address(n) => StoreError::Invalid(n),
+            UsernameError::Login => StoreError::refused("username", Username::LOGIN_RULE),
+        }
+    }
 }
 
 impl StoreError {

@@ -12,7 +12,7 @@ use super::accounts::{self, AccountSpec, Password};
 use super::aliases::{self, AliasAddress, AliasSpec};
 use super::domains::{self, DomainSpec, Relay};
 use super::{Store, StoreError};
-use crate::names::DomainName;
+use crate::names::{DomainName, Username};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
@@ -177,8 +177,9 @@ fn parse_record(line: usize, cols: &[String]) -> Result<Record, TransferError> {
                     format!("expects at least 9 fields, got {}", cols.len()),
                 ));
             }
-            let username = accounts::parse_username(f.at(1, "username")?)
-                .map_err(|e| store_refusal(line, e))?;
+            let username = Username::parse(f.at(1, "username")?)
+                .map_err(|e| store_refusal(line, e.into()))?
+                .to_string();
             let password = Password::from_import(cols[2].as_str());
             password.check().map_err(|e| store_refusal(line, e))?;
             let role: Role = f

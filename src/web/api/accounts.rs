@@ -9,7 +9,7 @@ use super::{
     begin, created, no_content, ok, pk, store_options, ApiError, ApiResult, ApiUser, Fields,
     JsonBody, Paging, Query, Route,
 };
-use crate::names::{DomainName, EmailAddress};
+use crate::names::{DomainName, EmailAddress, Username};
 use crate::store::access::Role;
 use crate::store::accounts::{
     self, Account, AccountPatch, AccountSpec, ListFilter, Password, SenderAddress,
@@ -185,7 +185,7 @@ async fn create(State(web): State<Web>, user: ApiUser, JsonBody(body): JsonBody)
         );
     }
     if let Some(u) = &username {
-        if let Err(e) = accounts::parse_username(u) {
+        if let Err(e) = Username::parse(u) {
             f.error(
                 "username",
                 e.to_string().trim_start_matches("username: ").to_string(),
@@ -259,8 +259,8 @@ async fn update(
     }
     let domains = read_domains(&mut f);
     if let Some(u) = &username {
-        match accounts::parse_username(u) {
-            Ok(u) => p.username = Some(u),
+        match Username::parse(u) {
+            Ok(u) => p.username = Some(u.to_string()),
             Err(e) => f.error(
                 "username",
                 e.to_string().trim_start_matches("username: ").to_string(),

@@ -8,7 +8,7 @@ use super::{
     begin, created, no_content, ok, pk, store_options, ApiError, ApiResult, ApiUser, Fields,
     JsonBody, Paging, Query, Route,
 };
-use crate::names::{DkimSelector, DomainName};
+use crate::names::{DkimSelector, DomainKind, DomainName};
 use crate::store::domains::{
     self, Domain, DomainAlias, DomainPatch, DomainQuery, DomainSpec, Relay,
 };
@@ -94,7 +94,7 @@ fn alias_json(a: &DomainAlias) -> Value {
     json!({ "pk": a.id, "name": a.name, "target": a.target, "enabled": a.enabled })
 }
 
-async fn page_of(web: &Web, user: &ApiUser, q: &Query, kind: &str) -> ApiResult {
+async fn page_of(web: &Web, user: &ApiUser, q: &Query, kind: DomainKind) -> ApiResult {
     let paging = Paging::from(q)?;
     let (limit, offset) = paging.window();
     let mut tx = begin(web).await?;
@@ -105,12 +105,12 @@ async fn page_of(web: &Web, user: &ApiUser, q: &Query, kind: &str) -> ApiResult 
     let Page { items: list, total } =
         domains::list_page(&mut tx, user.actor(), &query, limit, offset).await?;
     tx.commit().await?;
-    let to_json = if kind == "relaydomain" {
+    let to_json = if kind == DomainKind::RelayDomain {
         relay_json
     } else {
         domain_json
     };
-    let path = if kind == "relaydomain" {
+    let path = if kind == DomainKind::RelayDomain {
         "/relaydomains/"
     } else {
         "/domains/"
@@ -119,7 +119,7 @@ async fn page_of(web: &Web, user: &ApiUser, q: &Query, kind: &str) -> ApiResult 
 }
 
 async fn list(State(web): State<Web>, user: ApiUser, q: Query) -> ApiResult {
-    page_of(&web, &user, &q, "domain").await
+    page_of(&web, &user, &q, DomainKind::Domain).await
 }
 
 /// The domain `pk` of kind `kind` the user administers, else 404.
@@ -127,7 +127,7 @@ async fn by_pk(
     tx: &mut crate::store::Tx,
     user: &ApiUser,
     id: &str,
-    kind: &str,
+    kind: DomainKind,
 ) -> Result<Domain, ApiError> {
     let name = domains::name_by_id(tx, pk(id)?)
         .await?
@@ -141,7 +141,7 @@ async fn by_pk(
 
 async fn retrieve(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -> ApiResult {
     let mut tx = begin(&web).await?;
-    let d = by_pk(&mut tx, &user, &id, "domain").await?;
+    let d = by_pk(&mut tx, &user, &id, DomainKind::Domain).await?;
     tx.commit().await?;
     ok(domain_json(&d))
 }
@@ -223,7 +223,7 @@ fn read_patch(f: &mut Fields, d: &Domain) -> DomainPatch {
         }
     }
     if let Some(t) = f.string("type", false) {
-        if t != d.kind {
+        if t != d.kind.as_str() {
             f.error("type", "cannot be changed");
         }
     }
@@ -268,7 +268,7 @@ async fn update(
 ) -> ApiResult {
     user.require_admin()?;
     let mut tx = begin(&web).await?;
-    let d = by_pk(&mut tx, &user, &id, "domain").await?;
+    let d = by_pk(&mut tx, &user, &id, DomainKind::Domain).await?;
     let mut f = Fields::new(body, partial);
     let p = read_patch(&mut f, &d);
     f.finish()?;
@@ -282,7 +282,7 @@ async fn update(
 
 put_and_patch!(put, patch, update);
 
-async fn remove(web: Web, user: ApiUser, id: String, kind: &str) -> ApiResult {
+async fn remove(web: Web, user: ApiUser, id: String, kind: DomainKind) -> ApiResult {
     let mut tx = begin(&web).await?;
     let d = by_pk(&mut tx, &user, &id, kind).await?;
     domains::delete(&mut tx, user.actor(), &d.name, &store_options(&web)).await?;
@@ -291,7 +291,7 @@ async fn remove(web: Web, user: ApiUser, id: String, kind: &str) -> ApiResult {
 }
 
 async fn delete(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -> ApiResult {
-    remove(web, user, id, "domain").await
+    remove(web, user, id, DomainKind::Domain).await
 }
 
 // Domain aliases.
@@ -412,7 +412,7 @@ async fn alias_delete(State(web): State<Web>, user: ApiUser, Path(id): Path<Stri
 // Relay domains.
 
 async fn relay_list(State(web): State<Web>, user: ApiUser, q: Query) -> ApiResult {
-    page_of(&web, &user, &q, "relaydomain").await
+    page_of(&web, &user, &q, DomainKind::RelayDomain).await
 }
 
 async fn relay_retrieve(
@@ -421,7 +421,7 @@ async fn relay_retrieve(
     Path(id): Path<String>,
 ) -> ApiResult {
     let mut tx = begin(&web).await?;
-    let d = by_pk(&mut tx, &user, &id, "relaydomain").await?;
+    let d = by_pk(&mut tx, &user, &id, DomainKind::RelayDomain).await?;
     tx.commit().await?;
     ok(relay_json(&d))
 }
@@ -508,7 +508,7 @@ async fn relay_update(
 ) -> ApiResult {
     user.require_admin()?;
     let mut tx = begin(&web).await?;
-    let d = by_pk(&mut tx, &user, &id, "relaydomain").await?;
+    let d = by_pk(&mut tx, &user, &id, DomainKind::RelayDomain).await?;
     let mut f = Fields::new(body, partial);
     let mut p = read_patch(&mut f, &d);
     if f.has("transport") {
@@ -526,5 +526,5 @@ async fn relay_update(
 put_and_patch!(relay_put, relay_patch, relay_update);
 
 async fn relay_delete(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -> ApiResult {
-    remove(web, user, id, "relaydomain").await
+    remove(web, user, id, DomainKind::RelayDomain).await
 }

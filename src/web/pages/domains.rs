@@ -10,7 +10,7 @@ use super::{
     past_the_end, refused, require_admin, see_other, store_options, Deletion, Errors, PAGE_SIZE,
 };
 use crate::dns::records::{self};
-use crate::names::{DkimSelector, DomainName};
+use crate::names::{DkimSelector, DomainKind, DomainName};
 use crate::store::access::Role;
 use crate::store::domains::{self, Domain, DomainPatch, DomainQuery, DomainSpec, Relay};
 use crate::store::{dnschecks, StoreError};
@@ -33,10 +33,7 @@ pub async fn list(
 ) -> Result<Html<String>, WebError> {
     require_admin(&user)?;
     let page = page_number(&q.page);
-    let kind = match q.kind.as_str() {
-        "domain" | "relaydomain" => Some(q.kind.as_str()),
-        _ => None,
-    };
+    let kind = DomainKind::parse("type", &q.kind).ok();
     let query = DomainQuery {
         kind,
         search: Some(q.q.trim()).filter(|s| !s.is_empty()),
@@ -56,14 +53,14 @@ pub async fn list(
     ctx.insert("domains", &found.items);
     ctx.insert("domain_aliases", &aliases);
     ctx.insert("q", &q.q);
-    ctx.insert("kind", kind.unwrap_or(""));
+    ctx.insert("kind", kind.map_or("", DomainKind::as_str));
     ctx.insert(
         "pager",
         &pager(
             found.total,
             page,
             "/domains",
-            &[("q", &q.q), ("type", kind.unwrap_or(""))],
+            &[("q", &q.q), ("type", kind.map_or("", DomainKind::as_str))],
         ),
     );
     ctx.insert("can_create", &can_create(&user));
@@ -343,7 +340,7 @@ pub async fn show(
         })
         .collect();
     let mut ctx = base(&web, &user, "domains");
-    if d.kind == "domain" {
+    if d.kind == DomainKind::Domain {
         let records = records_of(&web, &d)?;
         ctx.insert("zone", &records::zone_text(&records));
         let views: Vec<RecordView> = records
