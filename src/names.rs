@@ -361,6 +361,10 @@ impl EmailAddress {
     pub fn domain(&self) -> &str {
         &self.full[self.at + 1..]
     }
+    /// The domain part, already checked as one when the address was parsed.
+    pub fn domain_name(&self) -> DomainName {
+        DomainName(self.domain().to_string())
+    }
 }
 impl fmt::Display for EmailAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

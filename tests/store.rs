@@ -148,7 +148,7 @@ async fn mailboxes_keep_modoboa_invariants_and_quota_rules() {
         let e = domains::update(
             &mut tx,
             Actor::System,
-            "example.com",
+            &dom("example.com"),
             &DomainPatch {
                 quota: Some(999),
                 ..DomainPatch::default()
@@ -462,7 +462,7 @@ async fn deleting_a_domain_leaves_nothing_behind() {
         accounts::create(&mut tx, sys, &admin, ROUNDS)
             .await
             .unwrap();
-        domains::delete(&mut tx, sys, "example.com", &opts())
+        domains::delete(&mut tx, sys, &dom("example.com"), &opts())
             .await
             .unwrap();
         for (sql, n) in [
@@ -541,7 +541,7 @@ async fn relay_domains_write_transport_and_verification() {
             }),
             ..DomainPatch::default()
         };
-        domains::update(&mut tx, Actor::System, "relay.test", &off)
+        domains::update(&mut tx, Actor::System, &dom("relay.test"), &off)
             .await
             .unwrap();
         assert_eq!(
@@ -562,7 +562,7 @@ async fn relay_domains_write_transport_and_verification() {
         .await
         .unwrap_err();
         assert_eq!(refused_field(e), "service");
-        domains::delete(&mut tx, Actor::System, "relay.test", &opts())
+        domains::delete(&mut tx, Actor::System, &dom("relay.test"), &opts())
             .await
             .unwrap();
         assert_eq!(
@@ -603,7 +603,7 @@ async fn domain_admins_see_only_their_domains_and_limits_hold() {
             .await
             .unwrap()
             .into_iter()
-            .map(|d| d.name)
+            .map(|d| d.name.to_string())
             .collect();
         assert_eq!(seen, vec!["mine.test"]);
         let hidden = accounts::get(&mut tx, me, "u@theirs.test").await;
@@ -691,7 +691,7 @@ async fn domain_admins_see_only_their_domains_and_limits_hold() {
             ..Default::default()
         };
         assert!(matches!(
-            domains::update(&mut tx, me, "mine.test", &more).await,
+            domains::update(&mut tx, me, &dom("mine.test"), &more).await,
             Err(StoreError::Forbidden(_))
         ));
         let checks_off = DomainPatch {
@@ -699,7 +699,7 @@ async fn domain_admins_see_only_their_domains_and_limits_hold() {
             enable_dns_checks: Some(false),
             ..Default::default()
         };
-        domains::update(&mut tx, me, "mine.test", &checks_off)
+        domains::update(&mut tx, me, &dom("mine.test"), &checks_off)
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -968,11 +968,11 @@ async fn a_modoboa_database_is_adopted_without_touching_its_data() {
                 .unwrap()
                 .is_some()
         );
-        let org = domains::get(&mut tx, Actor::System, "example.org")
+        let org = domains::get(&mut tx, Actor::System, &dom("example.org"))
             .await
             .unwrap();
         assert_eq!((org.quota, org.enable_dkim), (5000, true));
-        let relay = domains::get(&mut tx, Actor::System, "relay.example.com")
+        let relay = domains::get(&mut tx, Actor::System, &dom("relay.example.com"))
             .await
             .unwrap();
         assert_eq!(relay.relay.unwrap().target_host, "mx.relay.example.com");
@@ -992,13 +992,13 @@ async fn a_modoboa_database_is_adopted_without_touching_its_data() {
             .await
             .unwrap()
             .into_iter()
-            .map(|d| d.name)
+            .map(|d| d.name.to_string())
             .collect();
         assert_eq!(seen, vec!["example.org"]);
         accounts::create(&mut tx, me, &mailbox("dave@example.org", Some(100)), ROUNDS)
             .await
             .unwrap();
-        domains::delete(&mut tx, Actor::System, "example.net", &opts())
+        domains::delete(&mut tx, Actor::System, &dom("example.net"), &opts())
             .await
             .unwrap();
         assert_eq!(

@@ -493,9 +493,8 @@ async fn scenario(store: Store) {
     assert!(page.body.contains("v=spf1 mx -all"));
     let key = modobox::keys::dkim::generate_key(1024).unwrap();
     let mut tx = store.begin().await.unwrap();
-    let d = domains::get(&mut tx, Actor::System, "c.test")
-        .await
-        .unwrap();
+    let c_test = modobox::names::DomainName::parse("domain", "c.test").unwrap();
+    let d = domains::get(&mut tx, Actor::System, &c_test).await.unwrap();
     domains::set_dkim_key(&mut tx, d.id, "/tmp/c.test.pem", &key.public_b64)
         .await
         .unwrap();

@@ -29,7 +29,7 @@ pub async fn dns(global: &Global, cmd: &DnsCommand) -> Result<ExitCode> {
             )
             .await?;
             tx.commit().await?;
-            all.into_iter().map(|d| d.name).collect()
+            all.into_iter().map(|d| d.name.to_string()).collect()
         }
     };
     let addresses = if address.is_empty() {

@@ -117,7 +117,7 @@ async fn mailbox_in(store: &Store, opts: &Options, cmd: &MailboxCommand) -> Resu
             };
             // Validate everything a prompt cannot fix before asking for the password.
             Username::parse(&spec.username)?;
-            domains::get(&mut tx, ACTOR, addr.domain()).await?;
+            domains::get(&mut tx, ACTOR, &addr.domain_name()).await?;
             let spec = AccountSpec {
                 password: read_password(password, addr.as_str())?,
                 ..spec

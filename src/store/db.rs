@@ -325,6 +325,19 @@ impl Tx {
     }
 
     /// A single integer (COUNT, SUM...), 0 when there is no row or it is NULL.
+    /// The row `sql` finds, else `StoreError::NotFound` naming `kind` and `name`.
+    pub async fn row_or_not_found(
+        &mut self,
+        sql: &str,
+        args: &[Value],
+        kind: &'static str,
+        name: &(dyn std::fmt::Display + Sync),
+    ) -> Result<Row, StoreError> {
+        self.row(sql, args)
+            .await?
+            .ok_or_else(|| StoreError::not_found(kind, name))
+    }
+
     pub async fn count(&mut self, sql: &str, args: &[Value]) -> Result<i64, StoreError> {
         match self.row(sql, args).await? {
             Some(row) => Ok(row.opt_i64_at(0)?.unwrap_or(0)),

@@ -83,6 +83,20 @@ impl From<UsernameError> for StoreError {
 }
 
 impl StoreError {
+    pub fn not_found(kind: &'static str, name: impl fmt::Display) -> Self {
+        StoreError::NotFound {
+            kind,
+            name: name.to_string(),
+        }
+    }
+
+    /// A value read back from the database that fails the rule it was written under.
+    pub fn corrupt(what: impl fmt::Display, e: impl fmt::Display) -> Self {
+        StoreError::Corrupt {
+            what: format!("{what}: {e}"),
+        }
+    }
+
     pub fn refused(field: &str, rule: impl Into<String>) -> Self {
         StoreError::Refused {
             field: field.to_string(),

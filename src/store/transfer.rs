@@ -472,7 +472,7 @@ pub async fn export(
                     None => w
                         .write_record([
                             "domain",
-                            &d.name,
+                            d.name.as_str(),
                             &d.quota.to_string(),
                             &d.default_mailbox_quota.to_string(),
                             bool_text(d.enabled),
@@ -481,7 +481,7 @@ pub async fn export(
                     Some(r) => w
                         .write_record([
                             "relaydomain",
-                            &d.name,
+                            d.name.as_str(),
                             &r.target_host,
                             &r.target_port.to_string(),
                             &r.service,
@@ -493,8 +493,13 @@ pub async fn export(
                 n += 1;
             }
             for a in domains::list_aliases(&mut tx, actor, None).await? {
-                w.write_record(["domainalias", &a.name, &a.target, bool_text(a.enabled)])
-                    .map_err(werr)?;
+                w.write_record([
+                    "domainalias",
+                    a.name.as_str(),
+                    a.target.as_str(),
+                    bool_text(a.enabled),
+                ])
+                .map_err(werr)?;
                 n += 1;
             }
         }

@@ -207,7 +207,11 @@ struct DomainRow {
     default_mailbox_quota: i32,
 }
 
-async fn hosted_domain(tx: &mut Tx, actor: Actor, name: &str) -> Result<DomainRow, StoreError> {
+async fn hosted_domain(
+    tx: &mut Tx,
+    actor: Actor,
+    name: &DomainName,
+) -> Result<DomainRow, StoreError> {
     let d = domains::get(tx, actor, name).await?;
     if d.kind != DomainKind::Domain {
         // A relay domain can hold local mailboxes (the "splitted domains" transport).
@@ -319,35 +323,12 @@ pub async fn insert(
             )));
         }
     }
-    if tx
-        .count(
-            "SELECT COUNT(*) FROM core_user WHERE username = ?",
-            args![username],
-        )
-        .await?
-        > 0
-    {
-        return Err(StoreError::Exists {
-            kind: "account",
-            name: username.to_string(),
-        });
-    }
+    refuse_taken_username(tx, username).await?;
     let mailbox_domain = match &spec.mailbox {
         Some(quota) => {
             let addr = EmailAddress::parse("username", username)?;
-            let d = hosted_domain(tx, actor, addr.domain()).await?;
-            let taken = tx
-                .count(
-                    "SELECT COUNT(*) FROM admin_alias WHERE address = ? AND internal = ?",
-                    args![addr.as_str(), false],
-                )
-                .await?;
-            if taken > 0 {
-                return Err(StoreError::Exists {
-                    kind: "alias",
-                    name: addr.to_string(),
-                });
-            }
+            let d = hosted_domain(tx, actor, &addr.domain_name()).await?;
+            refuse_alias_address(tx, &addr).await?;
             let used = tx
                 .count(
                     "SELECT COUNT(*) FROM admin_mailbox WHERE domain_id = ?",
@@ -420,6 +401,40 @@ pub async fn insert(
     }
     audit::info(tx, &format!("Account {username} created")).await?;
     Ok(user_id)
+}
+
+/// Refuses a username another account holds.
+async fn refuse_taken_username(tx: &mut Tx, username: &str) -> Result<(), StoreError> {
+    let n = tx
+        .count(
+            "SELECT COUNT(*) FROM core_user WHERE username = ?",
+            args![username],
+        )
+        .await?;
+    if n > 0 {
+        return Err(StoreError::Exists {
+            kind: "account",
+            name: username.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a mailbox address an ordinary alias holds.
+async fn refuse_alias_address(tx: &mut Tx, addr: &EmailAddress) -> Result<(), StoreError> {
+    let n = tx
+        .count(
+            "SELECT COUNT(*) FROM admin_alias WHERE address = ? AND internal = ?",
+            args![addr.as_str(), false],
+        )
+        .await?;
+    if n > 0 {
+        return Err(StoreError::Exists {
+            kind: "alias",
+            name: addr.to_string(),
+        });
+    }
+    Ok(())
 }
 
 async fn admin_mailbox_count(tx: &mut Tx, user_id: i32) -> Result<i64, StoreError> {
@@ -694,7 +709,7 @@ pub async fn update(
     )
     .await?;
     if let (Some(quota), Some(mb)) = (patch.quota, &a.mailbox) {
-        let d = hosted_domain(tx, actor, &mb.domain).await?;
+        let d = hosted_domain(tx, actor, &DomainName::parse("domain", &mb.domain)?).await?;
         let (q, use_domain) = mailbox_quota(tx, &d, quota, mb.quota).await?;
         tx.exec(
             "UPDATE admin_mailbox SET quota = ?, use_domain_quota = ?, last_modification = ? WHERE id = ?",
@@ -723,19 +738,7 @@ async fn rename(
     new: &str,
     opts: &Options,
 ) -> Result<(), StoreError> {
-    if tx
-        .count(
-            "SELECT COUNT(*) FROM core_user WHERE username = ?",
-            args![new],
-        )
-        .await?
-        > 0
-    {
-        return Err(StoreError::Exists {
-            kind: "account",
-            name: new.to_string(),
-        });
-    }
+    refuse_taken_username(tx, new).await?;
     let Some(mb) = &a.mailbox else {
         tx.exec(
             "UPDATE core_user SET username = ? WHERE id = ?",
@@ -745,20 +748,8 @@ async fn rename(
         return Ok(());
     };
     let addr = EmailAddress::parse("username", new)?;
-    if tx
-        .count(
-            "SELECT COUNT(*) FROM admin_alias WHERE address = ? AND internal = ?",
-            args![addr.as_str(), false],
-        )
-        .await?
-        > 0
-    {
-        return Err(StoreError::Exists {
-            kind: "alias",
-            name: addr.to_string(),
-        });
-    }
-    let d = hosted_domain(tx, actor, addr.domain()).await?;
+    refuse_alias_address(tx, &addr).await?;
+    let d = hosted_domain(tx, actor, &addr.domain_name()).await?;
     if addr.domain() != mb.domain {
         mailbox_quota(tx, &d, Some(mb.quota), 0).await?;
     }
@@ -892,7 +883,7 @@ async fn grant_domain_in(
             ),
         ));
     }
-    let d = domains::get(tx, actor, domain.as_str()).await?;
+    let d = domains::get(tx, actor, domain).await?;
     let ct = access::content_type(tx, Kind::Domain).await?;
     let admins = tx
         .count(
@@ -913,7 +904,7 @@ pub async fn revoke_domain(
     domain: &DomainName,
 ) -> Result<(), StoreError> {
     let a = manageable(tx, actor, username).await?;
-    let d = domains::get(tx, actor, domain.as_str()).await?;
+    let d = domains::get(tx, actor, domain).await?;
     if access::revoke(tx, a.id, Kind::Domain, d.id).await? == 0 {
         return Err(StoreError::NotFound {
             kind: "domain access",

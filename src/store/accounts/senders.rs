@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::manageable;
+use super::{manageable, Mailbox};
 use crate::args;
 use crate::names::EmailAddress;
 use crate::store::access::{self, Actor, Role};
@@ -175,16 +175,25 @@ async fn check_sender_address(
     }
 }
 
+/// The mailbox of an account the actor may change.
+async fn manageable_mailbox(
+    tx: &mut Tx,
+    actor: Actor,
+    username: &str,
+) -> Result<Mailbox, StoreError> {
+    manageable(tx, actor, username)
+        .await?
+        .mailbox
+        .ok_or_else(|| StoreError::refused("username", "has no mailbox"))
+}
+
 pub async fn add_sender_address(
     tx: &mut Tx,
     actor: Actor,
     username: &str,
     address: &EmailAddress,
 ) -> Result<(), StoreError> {
-    let a = manageable(tx, actor, username).await?;
-    let mb = a
-        .mailbox
-        .ok_or_else(|| StoreError::refused("username", "has no mailbox"))?;
+    let mb = manageable_mailbox(tx, actor, username).await?;
     check_sender_address(tx, actor, address).await?;
     if mb.sender_addresses.iter().any(|s| s == address.as_str()) {
         return Err(StoreError::Exists {
@@ -206,10 +215,7 @@ pub async fn remove_sender_address(
     username: &str,
     address: &EmailAddress,
 ) -> Result<(), StoreError> {
-    let a = manageable(tx, actor, username).await?;
-    let mb = a
-        .mailbox
-        .ok_or_else(|| StoreError::refused("username", "has no mailbox"))?;
+    let mb = manageable_mailbox(tx, actor, username).await?;
     if tx
         .exec(
             "DELETE FROM admin_senderaddress WHERE address = ? AND mailbox_id = ?",

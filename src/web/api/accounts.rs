@@ -209,7 +209,7 @@ async fn create(State(web): State<Web>, user: ApiUser, JsonBody(body): JsonBody)
     let mut tx = begin(&web).await?;
     // A domain to administer the user does not have is a mistake in `domains`.
     for d in &spec.domains {
-        crate::store::domains::get(&mut tx, user.actor(), d.as_str())
+        crate::store::domains::get(&mut tx, user.actor(), d)
             .await
             .map_err(ApiError::on("domains"))?;
     }
@@ -278,7 +278,7 @@ async fn update(
     }
     f.finish()?;
     for d in domains.iter().flatten() {
-        crate::store::domains::get(&mut tx, user.actor(), d.as_str())
+        crate::store::domains::get(&mut tx, user.actor(), d)
             .await
             .map_err(ApiError::on("domains"))?;
     }

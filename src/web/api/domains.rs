@@ -215,7 +215,7 @@ async fn create(State(web): State<Web>, user: ApiUser, JsonBody(body): JsonBody)
 /// The changes of a PUT or PATCH; the name and type cannot change.
 fn read_patch(f: &mut Fields, d: &Domain) -> DomainPatch {
     if let Some(n) = f.string("name", true) {
-        if n.trim().to_lowercase() != d.name {
+        if n.trim().to_lowercase() != d.name.as_str() {
             f.error(
                 "name",
                 "cannot be changed (renaming a domain is not supported: create the new one)",
@@ -303,7 +303,7 @@ async fn alias_list(State(web): State<Web>, user: ApiUser, q: Query) -> ApiResul
     tx.commit().await?;
     if let Some(s) = q.get("search") {
         let s = s.to_lowercase();
-        list.retain(|a| a.name.contains(&s) || a.target.contains(&s));
+        list.retain(|a| a.name.as_str().contains(&s) || a.target.as_str().contains(&s));
     }
     paging.respond_all("/domainaliases/", &q, list.iter().map(alias_json).collect())
 }
@@ -357,7 +357,7 @@ async fn alias_create(
     };
     let mut tx = begin(&web).await?;
     // The target must be one of the user's domains: anything else is a wrong `target`.
-    domains::get(&mut tx, user.actor(), target.as_str())
+    domains::get(&mut tx, user.actor(), &target)
         .await
         .map_err(ApiError::on("target"))?;
     let a = domains::create_alias(&mut tx, user.actor(), &name, &target, enabled)
@@ -380,7 +380,7 @@ async fn alias_update(
     let mut f = Fields::new(body, partial);
     for (field, now) in [("name", &a.name), ("target", &a.target)] {
         if let Some(v) = f.string(field, true) {
-            if v.trim().to_lowercase() != *now {
+            if v.trim().to_lowercase() != now.as_str() {
                 f.error(
                     field,
                     "cannot be changed (delete this domain alias and create another)",

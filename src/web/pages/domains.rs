@@ -113,7 +113,7 @@ impl DomainForm {
     fn from_domain(d: &Domain) -> Self {
         let relay = d.relay.clone();
         DomainForm {
-            name: d.name.clone(),
+            name: d.name.to_string(),
             quota: d.quota.to_string(),
             default_mailbox_quota: d.default_mailbox_quota.to_string(),
             enabled: d.enabled.then(|| "on".into()),
@@ -317,10 +317,11 @@ pub async fn show(
     user: User,
     Path(name): Path<String>,
 ) -> Result<Html<String>, WebError> {
+    let name = domains::name_to_find("domain", &name)?;
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
     let d = domains::get(&mut tx, user.actor(), &name).await?;
-    let aliases = domains::list_aliases(&mut tx, user.actor(), Some(&d.name)).await?;
+    let aliases = domains::list_aliases(&mut tx, user.actor(), Some(d.name.as_str())).await?;
     let mx = dnschecks::mx_rows(&mut tx, d.id).await?;
     let dnsbl = dnschecks::dnsbl_rows(&mut tx, d.id).await?;
     tx.commit().await?;
@@ -379,6 +380,7 @@ pub async fn edit_form(
     user: User,
     Path(name): Path<String>,
 ) -> Result<Html<String>, WebError> {
+    let name = domains::name_to_find("domain", &name)?;
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
     let d = domains::get(&mut tx, user.actor(), &name).await?;
@@ -395,11 +397,12 @@ pub async fn update(
     Path(name): Path<String>,
     post: Post<DomainForm>,
 ) -> Result<Response, WebError> {
+    let name = domains::name_to_find("domain", &name)?;
     let (user, mut form) = (post.user, post.form);
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
     let d = domains::get(&mut tx, user.actor(), &name).await?;
-    form.name = d.name.clone();
+    form.name = d.name.to_string();
     // Whether it relays is fixed at creation: the form only edits the relay target.
     form.relay = if d.relay.is_some() {
         "on".into()
@@ -447,6 +450,7 @@ pub async fn delete_form(
     user: User,
     Path(name): Path<String>,
 ) -> Result<Html<String>, WebError> {
+    let name = domains::name_to_find("domain", &name)?;
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
     let d = domains::get(&mut tx, user.actor(), &name).await?;
@@ -457,7 +461,7 @@ pub async fn delete_form(
         "domains",
         Deletion {
             kind: "domain",
-            name: &d.name,
+            name: d.name.as_str(),
             action: format!("/domains/{}/delete", d.name),
             back: format!("/domains/{}", d.name),
             consequence: format!(
@@ -476,6 +480,7 @@ pub async fn delete(
     Path(name): Path<String>,
     post: Post<Nothing>,
 ) -> Result<Response, WebError> {
+    let name = domains::name_to_find("domain", &name)?;
     require_admin(&post.user)?;
     let mut tx = web.store.begin().await?;
     domains::delete(&mut tx, post.user.actor(), &name, &store_options(&web)).await?;
@@ -511,6 +516,7 @@ pub async fn alias_new_form(
     user: User,
     Path(target): Path<String>,
 ) -> Result<Html<String>, WebError> {
+    let target = domains::name_to_find("domain", &target)?;
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
     let d = domains::get(&mut tx, user.actor(), &target).await?;
@@ -521,7 +527,7 @@ pub async fn alias_new_form(
     };
     web.render(
         "domain_alias_form.html",
-        &alias_page(&web, &user, &d.name, &form, false, &Errors::new()),
+        &alias_page(&web, &user, d.name.as_str(), &form, false, &Errors::new()),
     )
 }
 
@@ -530,18 +536,23 @@ pub async fn alias_create(
     Path(target): Path<String>,
     post: Post<DomainAliasForm>,
 ) -> Result<Response, WebError> {
+    let target = domains::name_to_find("domain", &target)?;
     let (user, form) = (post.user, post.form);
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
     let d = domains::get(&mut tx, user.actor(), &target).await?;
-    let result = match (
-        DomainName::parse("name", form.name.trim()),
-        DomainName::parse("target", &d.name),
-    ) {
-        (Ok(name), Ok(t)) => {
-            domains::create_alias(&mut tx, user.actor(), &name, &t, checked(&form.enabled)).await
+    let result = match DomainName::parse("name", form.name.trim()) {
+        Ok(name) => {
+            domains::create_alias(
+                &mut tx,
+                user.actor(),
+                &name,
+                &d.name,
+                checked(&form.enabled),
+            )
+            .await
         }
-        (Err(e), _) | (_, Err(e)) => Err(e.into()),
+        Err(e) => Err(e.into()),
     };
     match result {
         Ok(_) => {
@@ -554,7 +565,7 @@ pub async fn alias_create(
             refused(
                 &web,
                 "domain_alias_form.html",
-                &alias_page(&web, &user, &d.name, &form, false, &errors),
+                &alias_page(&web, &user, d.name.as_str(), &form, false, &errors),
             )
         }
     }
@@ -565,17 +576,18 @@ pub async fn alias_edit_form(
     user: User,
     Path(name): Path<String>,
 ) -> Result<Html<String>, WebError> {
+    let name = domains::name_to_find("domain alias", &name)?;
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
     let a = domains::get_alias(&mut tx, user.actor(), &name).await?;
     tx.commit().await?;
     let form = DomainAliasForm {
-        name: a.name.clone(),
+        name: a.name.to_string(),
         enabled: a.enabled.then(|| "on".into()),
     };
     web.render(
         "domain_alias_form.html",
-        &alias_page(&web, &user, &a.target, &form, true, &Errors::new()),
+        &alias_page(&web, &user, a.target.as_str(), &form, true, &Errors::new()),
     )
 }
 
@@ -584,6 +596,7 @@ pub async fn alias_update(
     Path(name): Path<String>,
     post: Post<DomainAliasForm>,
 ) -> Result<Response, WebError> {
+    let name = domains::name_to_find("domain alias", &name)?;
     require_admin(&post.user)?;
     let mut tx = web.store.begin().await?;
     let a = domains::set_alias_enabled(
@@ -602,6 +615,7 @@ pub async fn alias_delete_form(
     user: User,
     Path(name): Path<String>,
 ) -> Result<Html<String>, WebError> {
+    let name = domains::name_to_find("domain alias", &name)?;
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
     let a = domains::get_alias(&mut tx, user.actor(), &name).await?;
@@ -612,7 +626,7 @@ pub async fn alias_delete_form(
         "domains",
         Deletion {
             kind: "domain alias",
-            name: &a.name,
+            name: a.name.as_str(),
             action: format!("/domain-aliases/{}/delete", a.name),
             back: format!("/domains/{}", a.target),
             consequence: format!(
@@ -628,6 +642,7 @@ pub async fn alias_delete(
     Path(name): Path<String>,
     post: Post<Nothing>,
 ) -> Result<Response, WebError> {
+    let name = domains::name_to_find("domain alias", &name)?;
     require_admin(&post.user)?;
     let mut tx = web.store.begin().await?;
     let a = domains::get_alias(&mut tx, post.user.actor(), &name).await?;
