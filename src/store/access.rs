@@ -252,15 +252,13 @@ pub async fn domain_ids(tx: &mut Tx, actor: Actor) -> Result<Option<Vec<i32>>, S
 /// The role held by a user: the superuser flag, else its (single) group.
 pub async fn role_of(tx: &mut Tx, user_id: i32) -> Result<Role, StoreError> {
     let row = tx
-        .row(
+        .row_or_not_found(
             "SELECT is_superuser FROM core_user WHERE id = ?",
             args![user_id],
+            "account",
+            &format!("#{user_id}"),
         )
-        .await?
-        .ok_or(StoreError::NotFound {
-            kind: "account",
-            name: format!("#{user_id}"),
-        })?;
+        .await?;
     if row.bool("is_superuser")? {
         return Ok(Role::SuperAdmins);
     }

@@ -279,15 +279,13 @@ pub(super) async fn unhook_mailbox(tx: &mut Tx, mailbox_id: i32) -> Result<(), S
 
 async fn domain_of(tx: &mut Tx, actor: Actor, domain: &DomainName) -> Result<i32, StoreError> {
     let row = tx
-        .row(
+        .row_or_not_found(
             "SELECT id FROM admin_domain WHERE name = ?",
             args![domain.as_str()],
+            "domain",
+            domain,
         )
-        .await?
-        .ok_or_else(|| StoreError::NotFound {
-            kind: "domain",
-            name: domain.to_string(),
-        })?;
+        .await?;
     let id = row.i32("id")?;
     access::require_domain(tx, actor, id, domain.as_str()).await?;
     Ok(id)
@@ -422,17 +420,15 @@ const ALIAS_COLUMNS: &str =
 
 /// An ordinary (non-internal) alias by address.
 pub async fn get(tx: &mut Tx, actor: Actor, address: &str) -> Result<Alias, StoreError> {
-    let not_found = || StoreError::NotFound {
-        kind: "alias",
-        name: address.to_string(),
-    };
+    let not_found = || StoreError::not_found("alias", address);
     let row = tx
-        .row(
+        .row_or_not_found(
             &format!("SELECT {ALIAS_COLUMNS} FROM admin_alias WHERE address = ? AND internal = ?"),
             args![address, false],
+            "alias",
+            &address,
         )
-        .await?
-        .ok_or_else(not_found)?;
+        .await?;
     if let Some(d) = row.opt_i32("domain_id")? {
         if !access::can_admin_domain(tx, actor, d).await? {
             return Err(not_found());

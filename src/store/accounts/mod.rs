@@ -568,17 +568,15 @@ async fn visible(tx: &mut Tx, actor: Actor, r: &super::Row) -> Result<bool, Stor
 }
 
 pub async fn get(tx: &mut Tx, actor: Actor, username: &str) -> Result<Account, StoreError> {
-    let not_found = || StoreError::NotFound {
-        kind: "account",
-        name: username.to_string(),
-    };
+    let not_found = || StoreError::not_found("account", username);
     let r = tx
-        .row(
+        .row_or_not_found(
             &format!("{} WHERE u.username = ?", select()),
             args![username],
+            "account",
+            &username,
         )
-        .await?
-        .ok_or_else(not_found)?;
+        .await?;
     if !visible(tx, actor, &r).await? {
         return Err(not_found());
     }
@@ -593,12 +591,13 @@ pub async fn stored_password(
 ) -> Result<String, StoreError> {
     let a = get(tx, actor, username).await?;
     let r = tx
-        .row("SELECT password FROM core_user WHERE id = ?", args![a.id])
-        .await?
-        .ok_or(StoreError::NotFound {
-            kind: "account",
-            name: username.to_string(),
-        })?;
+        .row_or_not_found(
+            "SELECT password FROM core_user WHERE id = ?",
+            args![a.id],
+            "account",
+            &username,
+        )
+        .await?;
     r.text("password")
 }
 

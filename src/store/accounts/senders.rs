@@ -290,14 +290,15 @@ pub async fn get_sender_address(
     actor: Actor,
     id: i32,
 ) -> Result<SenderAddress, StoreError> {
-    let not_found = || StoreError::NotFound {
-        kind: "sender address",
-        name: format!("#{id}"),
-    };
+    let not_found = || StoreError::not_found("sender address", format!("#{id}"));
     let r = tx
-        .row(&format!("{SENDER_SELECT} WHERE sa.id = ?"), args![id])
-        .await?
-        .ok_or_else(not_found)?;
+        .row_or_not_found(
+            &format!("{SENDER_SELECT} WHERE sa.id = ?"),
+            args![id],
+            "sender address",
+            &format!("#{id}"),
+        )
+        .await?;
     if !access::can_admin_domain(tx, actor, r.i32("domain_id")?).await? {
         return Err(not_found());
     }
@@ -312,15 +313,13 @@ pub async fn find_sender_address(
     address: &str,
 ) -> Result<SenderAddress, StoreError> {
     let r = tx
-        .row(
+        .row_or_not_found(
             &format!("{SENDER_SELECT} WHERE u.username = ? AND sa.address = ?"),
             args![username, address],
+            "sender address",
+            &address,
         )
-        .await?
-        .ok_or_else(|| StoreError::NotFound {
-            kind: "sender address",
-            name: address.to_string(),
-        })?;
+        .await?;
     get_sender_address(tx, actor, r.i32("id")?).await
 }
 
