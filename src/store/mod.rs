@@ -9,14 +9,14 @@ pub mod audit;
 pub mod db;
 pub mod dnschecks;
 pub mod domains;
-pub mod maintenance;
 pub mod migrate;
+pub mod parameters;
+pub mod quarantine;
 pub mod roles;
-pub mod senders;
+pub mod sessions;
 pub mod tasks;
 pub mod tokens;
 pub mod transfer;
-pub mod ui;
 
 use std::fmt;
 use std::str::FromStr;
@@ -27,10 +27,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
 use crate::config::{Config, Engine};
-use crate::names::NameError;
+use crate::names::{NameError, Username, UsernameError};
 use crate::secrets::Secrets;
 
-pub use db::{Row, Tx, Value};
+pub use db::{contains_pattern, Page, Row, Tx, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -73,7 +73,30 @@ pub enum StoreError {
     Password(#[from] crate::password::PasswordError),
 }
 
+impl From<UsernameError> for StoreError {
+    fn from(e: UsernameError) -> Self {
+        match e {
+            UsernameError::Address(n) => StoreError::Invalid(n),
+            UsernameError::Login => StoreError::refused("username", Username::LOGIN_RULE),
+        }
+    }
+}
+
 impl StoreError {
+    pub fn not_found(kind: &'static str, name: impl fmt::Display) -> Self {
+        StoreError::NotFound {
+            kind,
+            name: name.to_string(),
+        }
+    }
+
+    /// A value read back from the database that fails the rule it was written under.
+    pub fn corrupt(what: impl fmt::Display, e: impl fmt::Display) -> Self {
+        StoreError::Corrupt {
+            what: format!("{what}: {e}"),
+        }
+    }
+
     pub fn refused(field: &str, rule: impl Into<String>) -> Self {
         StoreError::Refused {
             field: field.to_string(),
