@@ -423,6 +423,17 @@ impl Username {
         }
         Ok(Username::Login(v.to_ascii_lowercase()))
     }
+    /// The username of an existing account as stored in `core_user` (or as given to find one):
+    /// parsed when today's rule takes it unchanged; otherwise kept as it is, since an adopted
+    /// Modoboa database may hold names that rule refuses and those accounts must stay
+    /// reachable. Text that names no account is then simply not found. Not for new names: those
+    /// go through `parse`.
+    pub fn existing(value: &str) -> Self {
+        match Username::parse(value) {
+            Ok(u) if u.as_str() == value => u,
+            _ => Username::Login(value.to_string()),
+        }
+    }
     pub fn as_str(&self) -> &str {
         match self {
             Username::Address(a) => a.as_str(),

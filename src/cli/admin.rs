@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use super::input::{confirm, parse_domain, read_password};
+use super::input::{account_name, confirm, parse_domain, read_password};
 use super::mailbox::{print_account, print_accounts};
 use super::output::print_json;
 use super::{commit, open, ACTOR};
@@ -39,14 +39,14 @@ async fn admin_in(store: &Store, opts: &Options, cmd: &AdminCommand) -> Result<E
             if role == Role::SimpleUsers {
                 bail!("role: an administrator is SuperAdmins, Resellers or DomainAdmins (use `modobox mailbox add` for users)");
             }
-            let username = Username::parse(username)?.to_string();
+            let username = Username::parse(username)?;
             let domains = doms
                 .iter()
                 .map(|d| parse_domain("domain", d))
                 .collect::<Result<Vec<_>>>()?;
             let spec = AccountSpec {
                 username: username.clone(),
-                password: read_password(password, &username)?,
+                password: read_password(password, username.as_str())?,
                 first_name: first_name.clone(),
                 last_name: last_name.clone(),
                 enabled: true,
@@ -65,7 +65,7 @@ async fn admin_in(store: &Store, opts: &Options, cmd: &AdminCommand) -> Result<E
             print_accounts(&list, *json)?;
         }
         AdminCommand::Show(a) => {
-            let acc = accounts::get(&mut tx, ACTOR, &a.name.to_lowercase()).await?;
+            let acc = accounts::get(&mut tx, ACTOR, &account_name(&a.name)).await?;
             if a.json {
                 let limits = access::user_limits(&mut tx, acc.id).await?;
                 #[derive(Serialize)]
@@ -94,13 +94,13 @@ async fn admin_in(store: &Store, opts: &Options, cmd: &AdminCommand) -> Result<E
         }
         AdminCommand::Grant { username, domain } => {
             let d = parse_domain("domain", domain)?;
-            accounts::grant_domain(&mut tx, ACTOR, &username.to_lowercase(), &d).await?;
+            accounts::grant_domain(&mut tx, ACTOR, &account_name(username), &d).await?;
             commit(tx, ()).await?;
             println!("{username} now administers {d}");
         }
         AdminCommand::Revoke { username, domain } => {
             let d = parse_domain("domain", domain)?;
-            accounts::revoke_domain(&mut tx, ACTOR, &username.to_lowercase(), &d).await?;
+            accounts::revoke_domain(&mut tx, ACTOR, &account_name(username), &d).await?;
             commit(tx, ()).await?;
             println!("{username} no longer administers {d}");
         }
@@ -109,7 +109,7 @@ async fn admin_in(store: &Store, opts: &Options, cmd: &AdminCommand) -> Result<E
             name,
             value,
         } => {
-            let a = accounts::get(&mut tx, ACTOR, &username.to_lowercase()).await?;
+            let a = accounts::get(&mut tx, ACTOR, &account_name(username)).await?;
             if !matches!(a.role, Role::Resellers | Role::DomainAdmins) {
                 bail!(
                     "{}: limits apply to resellers and domain admins, not {}",
@@ -126,21 +126,21 @@ async fn admin_in(store: &Store, opts: &Options, cmd: &AdminCommand) -> Result<E
                 role: Some(role.parse()?),
                 ..AccountPatch::default()
             };
-            let a =
-                accounts::update(&mut tx, ACTOR, &username.to_lowercase(), &patch, opts).await?;
+            let a = accounts::update(&mut tx, ACTOR, &account_name(username), &patch, opts).await?;
             commit(tx, ()).await?;
             println!("{} is now {}", a.username, a.role);
         }
         AdminCommand::Passwd { username, password } => {
-            let a = accounts::get(&mut tx, ACTOR, &username.to_lowercase()).await?;
+            let name = account_name(username);
+            let a = accounts::get(&mut tx, ACTOR, &name).await?;
             let p = read_password(password, &a.username)?;
-            accounts::set_password(&mut tx, ACTOR, &a.username, &p).await?;
+            accounts::set_password(&mut tx, ACTOR, &name, &p).await?;
             commit(tx, ()).await?;
             println!("password of {} changed", a.username);
         }
         AdminCommand::Del(a) => {
             confirm(a.yes, &format!("Delete the account {}?", a.name))?;
-            accounts::delete(&mut tx, ACTOR, &a.name.to_lowercase(), opts).await?;
+            accounts::delete(&mut tx, ACTOR, &account_name(&a.name), opts).await?;
             commit(tx, ()).await?;
             println!("account {} deleted", a.name);
         }
@@ -160,7 +160,7 @@ async fn token_in(store: &Store, cmd: &TokenCommand) -> Result<ExitCode> {
     let mut tx = store.begin().await?;
     match cmd {
         TokenCommand::Create { username } => {
-            let a = accounts::get(&mut tx, ACTOR, &username.to_lowercase()).await?;
+            let a = accounts::get(&mut tx, ACTOR, &account_name(username)).await?;
             if !a.is_active {
                 bail!(
                     "{}: the account is disabled, its token would not work",
@@ -177,7 +177,7 @@ async fn token_in(store: &Store, cmd: &TokenCommand) -> Result<ExitCode> {
             println!("{key}");
         }
         TokenCommand::Revoke { username } => {
-            let a = accounts::get(&mut tx, ACTOR, &username.to_lowercase()).await?;
+            let a = accounts::get(&mut tx, ACTOR, &account_name(username)).await?;
             if !tokens::revoke_token(&mut tx, a.id).await? {
                 bail!("{} has no API token", a.username);
             }

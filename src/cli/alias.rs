@@ -9,7 +9,7 @@ use super::output::{print_json, table, yes_no};
 use super::{commit, open, ACTOR};
 use crate::cli::{AliasCommand, Global};
 use crate::store::accounts::Options;
-use crate::store::aliases::{self, AliasAddress, AliasPatch, AliasSpec};
+use crate::store::aliases::{self, address_to_find, AliasAddress, AliasPatch, AliasSpec};
 use crate::store::Store;
 
 fn print_alias(a: &aliases::Alias) {
@@ -76,7 +76,8 @@ async fn alias_in(store: &Store, _opts: &Options, cmd: &AliasCommand) -> Result<
             }
         }
         AliasCommand::Show(a) => {
-            let al = aliases::get(&mut tx, ACTOR, &a.name.to_lowercase()).await?;
+            let al =
+                aliases::get(&mut tx, ACTOR, &address_to_find(&a.name.to_lowercase())?).await?;
             if a.json {
                 print_json(&al)?;
             } else {
@@ -96,13 +97,19 @@ async fn alias_in(store: &Store, _opts: &Options, cmd: &AliasCommand) -> Result<
                 expire_at: expires.as_deref().map(parse_expiry).transpose()?,
                 recipients: recipients.clone(),
             };
-            let a = aliases::update(&mut tx, ACTOR, &address.to_lowercase(), &patch).await?;
+            let a = aliases::update(
+                &mut tx,
+                ACTOR,
+                &address_to_find(&address.to_lowercase())?,
+                &patch,
+            )
+            .await?;
             commit(tx, ()).await?;
             println!("alias {} modified", a.address);
         }
         AliasCommand::Del(a) => {
             confirm(a.yes, &format!("Delete the alias {}?", a.name))?;
-            aliases::delete(&mut tx, ACTOR, &a.name.to_lowercase()).await?;
+            aliases::delete(&mut tx, ACTOR, &address_to_find(&a.name.to_lowercase())?).await?;
             commit(tx, ()).await?;
             println!("alias {} deleted", a.name);
         }

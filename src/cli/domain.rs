@@ -204,7 +204,15 @@ async fn domain_alias_in(
             println!("domain alias {} -> {} created", a.name, a.target);
         }
         DomainAliasCommand::List { json, domain } => {
-            let list = domains::list_aliases(&mut tx, ACTOR, domain.as_deref()).await?;
+            // Text that is no domain name is the target of no alias.
+            let list = match domain
+                .as_deref()
+                .map(|d| name_to_find("domain", d))
+                .transpose()
+            {
+                Ok(target) => domains::list_aliases(&mut tx, ACTOR, target.as_ref()).await?,
+                Err(_) => Vec::new(),
+            };
             if *json {
                 print_json(&list)?;
             } else {

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Duration, Utc};
 
 use crate::cli::PasswordSource;
-use crate::names::DomainName;
+use crate::names::{DomainName, Username};
 use crate::secrets::Secret;
 use crate::store::accounts::Password;
 
@@ -50,6 +50,11 @@ pub(super) fn read_password(source: &PasswordSource, who: &str) -> Result<Passwo
         bail!("password: nothing on standard input (or use --generate-password)");
     }
     Ok(Password::Clear(p))
+}
+
+/// An account named on the command line, in any case, as the store finds it.
+pub(super) fn account_name(v: &str) -> Username {
+    Username::existing(&v.to_lowercase())
 }
 
 pub(super) fn parse_domain(field: &str, v: &str) -> Result<DomainName> {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
-use super::input::{confirm, parse_domain, read_password};
+use super::input::{account_name, confirm, parse_domain, read_password};
 use super::output::{print_json, quota, table, yes_no};
 use super::{commit, open, ACTOR};
 use crate::cli::{Global, MailboxCommand};
@@ -12,7 +12,7 @@ use crate::names::{EmailAddress, Username};
 use crate::store::access::Role;
 use crate::store::accounts::{self, AccountPatch, AccountSpec, Options, Password};
 use crate::store::domains::{self};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 pub(super) fn print_account(a: &accounts::Account, json: bool) -> Result<()> {
     if json {
@@ -106,7 +106,7 @@ async fn mailbox_in(store: &Store, opts: &Options, cmd: &MailboxCommand) -> Resu
                 Vec::new()
             };
             let spec = AccountSpec {
-                username: addr.to_string(),
+                username: Username::from(addr.clone()),
                 password: Password::Clear(String::new()),
                 first_name: first_name.clone(),
                 last_name: last_name.clone(),
@@ -116,7 +116,6 @@ async fn mailbox_in(store: &Store, opts: &Options, cmd: &MailboxCommand) -> Resu
                 domains,
             };
             // Validate everything a prompt cannot fix before asking for the password.
-            Username::parse(&spec.username)?;
             domains::get(&mut tx, ACTOR, &addr.domain_name()).await?;
             let spec = AccountSpec {
                 password: read_password(password, addr.as_str())?,
@@ -142,14 +141,15 @@ async fn mailbox_in(store: &Store, opts: &Options, cmd: &MailboxCommand) -> Resu
         }
         MailboxCommand::Show(a) => {
             print_account(
-                &accounts::get(&mut tx, ACTOR, &a.name.to_lowercase()).await?,
+                &accounts::get(&mut tx, ACTOR, &account_name(&a.name)).await?,
                 a.json,
             )?;
         }
         MailboxCommand::Passwd { address, password } => {
-            let a = accounts::get(&mut tx, ACTOR, &address.to_lowercase()).await?;
+            let name = account_name(address);
+            let a = accounts::get(&mut tx, ACTOR, &name).await?;
             let p = read_password(password, &a.username)?;
-            accounts::set_password(&mut tx, ACTOR, &a.username, &p).await?;
+            accounts::set_password(&mut tx, ACTOR, &name, &p).await?;
             commit(tx, ()).await?;
             println!("password of {} changed", a.username);
         }
@@ -164,7 +164,7 @@ async fn mailbox_in(store: &Store, opts: &Options, cmd: &MailboxCommand) -> Resu
             add_sender,
             remove_sender,
         } => {
-            let name = address.to_lowercase();
+            let name = account_name(address);
             for s in add_sender {
                 accounts::add_sender_address(
                     &mut tx,
@@ -184,7 +184,11 @@ async fn mailbox_in(store: &Store, opts: &Options, cmd: &MailboxCommand) -> Resu
                 .await?;
             }
             let patch = AccountPatch {
-                username: rename.clone(),
+                username: rename
+                    .as_deref()
+                    .map(Username::parse)
+                    .transpose()
+                    .map_err(StoreError::from)?,
                 first_name: first_name.clone(),
                 last_name: last_name.clone(),
                 enabled: *enabled,
@@ -200,7 +204,7 @@ async fn mailbox_in(store: &Store, opts: &Options, cmd: &MailboxCommand) -> Resu
             println!("mailbox {} modified", a.username);
         }
         MailboxCommand::Del(a) => {
-            let name = a.name.to_lowercase();
+            let name = account_name(&a.name);
             accounts::get(&mut tx, ACTOR, &name).await?;
             let disk = if opts.handle_mailboxes_on_filesystem {
                 " Its directory will be removed from disk."

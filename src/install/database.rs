@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::{services, Check, Ctx, Step, StepError, StepResult};
 use crate::config::{DbLocation, Engine};
 use crate::distro::Family;
+use crate::names::Username;
 use crate::secrets::Secret;
 use crate::store::access::{Actor, Role};
 use crate::store::roles::sql_literal;
@@ -534,7 +535,7 @@ impl Step for Superadmin {
         let store = ctx.store()?;
         let password = Secret::generate(16).expose().to_string();
         let spec = accounts::AccountSpec {
-            username: FIRST_ADMIN.into(),
+            username: Username::Login(FIRST_ADMIN.to_string()),
             password: accounts::Password::Clear(password.clone()),
             first_name: String::new(),
             last_name: String::new(),

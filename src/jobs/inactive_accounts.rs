@@ -7,6 +7,7 @@ use chrono::{Duration, Utc};
 
 use super::{JobContext, JobError};
 use crate::config::InactiveAction;
+use crate::names::Username;
 use crate::store::access::Actor;
 use crate::store::accounts::{self, Options};
 use crate::store::StoreError;
@@ -53,7 +54,8 @@ pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, JobError> {
                     }
                 }
                 InactiveAction::Delete => {
-                    accounts::delete(&mut tx, Actor::System, &a.username, &opts).await?;
+                    let name = Username::existing(&a.username);
+                    accounts::delete(&mut tx, Actor::System, &name, &opts).await?;
                     done += 1;
                 }
             }

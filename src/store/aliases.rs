@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::access::{self, Actor, Kind};
 use super::{audit, contains_pattern, Page, StoreError, Tx, Value};
 use crate::args;
-use crate::names::{DomainName, EmailAddress};
+use crate::names::{DomainName, EmailAddress, Username};
 
 /// An alias address: `local@domain`, or `@domain` for a catch-all.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +38,18 @@ impl AliasAddress {
     pub fn is_catchall(&self) -> bool {
         self.full.starts_with('@')
     }
+}
+
+impl std::fmt::Display for AliasAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.full)
+    }
+}
+
+/// An alias address given to find an alias (from a URL, a command line): text that cannot be
+/// an alias address names none, so it is not found, like any unknown address.
+pub fn address_to_find(text: &str) -> Result<AliasAddress, StoreError> {
+    AliasAddress::parse("address", text).map_err(|_| StoreError::not_found("alias", text))
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -298,7 +310,7 @@ pub async fn create(
     spec: &AliasSpec,
 ) -> Result<Alias, StoreError> {
     let domain_id = domain_of(tx, actor, &address.domain).await?;
-    guard_account_address(tx, actor, &address.full).await?;
+    guard_account_address(tx, actor, address).await?;
     let taken = tx
         .count(
             "SELECT COUNT(*) FROM admin_alias WHERE address = ? AND internal = ?",
@@ -334,30 +346,34 @@ pub async fn create(
     if let Some(uid) = actor.user_id() {
         access::grant(tx, uid, Kind::Alias, id, true).await?;
     }
-    audit::info(tx, &format!("Alias {} created", address.full)).await?;
-    get(tx, actor, &address.full).await
+    audit::info(tx, &format!("Alias {address} created")).await?;
+    get(tx, actor, address).await
 }
 
 /// An alias (or forward) on an account's own address takes that account's mail: it is created,
 /// changed or removed only by who may manage the account (`accounts::manageable`), so a domain
 /// admin cannot redirect the mail of a superadmin whose mailbox is in its domain.
-async fn guard_account_address(tx: &mut Tx, actor: Actor, address: &str) -> Result<(), StoreError> {
+async fn guard_account_address(
+    tx: &mut Tx,
+    actor: Actor,
+    address: &AliasAddress,
+) -> Result<(), StoreError> {
     if actor.is_super() {
         return Ok(());
     }
-    let Some((local, domain)) = address.rsplit_once('@') else {
+    let Some((local, _)) = address.full.rsplit_once('@') else {
         return Ok(());
     };
     let mut owner = tx
         .row(
             "SELECT username FROM core_user WHERE username = ?",
-            args![address],
+            args![address.full.as_str()],
         )
         .await?
         .map(|r| r.text("username"))
         .transpose()?;
     if owner.is_none() && !local.is_empty() {
-        if let Some(domain_id) = super::domains::hosting_domain(tx, domain).await? {
+        if let Some(domain_id) = super::domains::hosting_domain(tx, &address.domain).await? {
             owner = tx
                 .row(
                     "SELECT u.username FROM admin_mailbox mb INNER JOIN core_user u ON u.id = mb.user_id WHERE mb.address = ? AND mb.domain_id = ?",
@@ -371,7 +387,7 @@ async fn guard_account_address(tx: &mut Tx, actor: Actor, address: &str) -> Resu
     let Some(username) = owner else {
         return Ok(());
     };
-    match super::accounts::manageable(tx, actor, &username).await {
+    match super::accounts::manageable(tx, actor, &Username::existing(&username)).await {
         Ok(_) => Ok(()),
         Err(StoreError::Forbidden(why)) => Err(StoreError::Forbidden(format!(
             "{address} is the address of {username}: {why}"
@@ -419,14 +435,14 @@ const ALIAS_COLUMNS: &str =
     "id, address, enabled, internal, description, expire_at, creation, domain_id";
 
 /// An ordinary (non-internal) alias by address.
-pub async fn get(tx: &mut Tx, actor: Actor, address: &str) -> Result<Alias, StoreError> {
+pub async fn get(tx: &mut Tx, actor: Actor, address: &AliasAddress) -> Result<Alias, StoreError> {
     let not_found = || StoreError::not_found("alias", address);
     let row = tx
         .row_or_not_found(
             &format!("SELECT {ALIAS_COLUMNS} FROM admin_alias WHERE address = ? AND internal = ?"),
-            args![address, false],
+            args![address.full.as_str(), false],
             "alias",
-            &address,
+            address,
         )
         .await?;
     if let Some(d) = row.opt_i32("domain_id")? {
@@ -441,14 +457,21 @@ pub async fn get(tx: &mut Tx, actor: Actor, address: &str) -> Result<Alias, Stor
 }
 
 /// The address of ordinary alias `id`, whoever may see it: callers then ask `get`.
-pub async fn address_by_id(tx: &mut Tx, id: i32) -> Result<Option<String>, StoreError> {
-    tx.row(
-        "SELECT address FROM admin_alias WHERE id = ? AND internal = ?",
-        args![id, false],
-    )
-    .await?
-    .map(|r| r.text("address"))
-    .transpose()
+/// An address that fails today's rule is a damaged row.
+pub async fn address_by_id(tx: &mut Tx, id: i32) -> Result<Option<AliasAddress>, StoreError> {
+    let Some(r) = tx
+        .row(
+            "SELECT address FROM admin_alias WHERE id = ? AND internal = ?",
+            args![id, false],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let text = r.text("address")?;
+    AliasAddress::parse("address", &text)
+        .map(Some)
+        .map_err(|e| StoreError::corrupt("alias address", e))
 }
 
 /// Ordinary aliases, optionally of one domain, that the actor may see.
@@ -533,7 +556,7 @@ pub async fn list_page(
 pub async fn update(
     tx: &mut Tx,
     actor: Actor,
-    address: &str,
+    address: &AliasAddress,
     patch: &AliasPatch,
 ) -> Result<Alias, StoreError> {
     let current = get(tx, actor, address).await?;
@@ -557,7 +580,7 @@ pub async fn update(
     get(tx, actor, address).await
 }
 
-pub async fn delete(tx: &mut Tx, actor: Actor, address: &str) -> Result<(), StoreError> {
+pub async fn delete(tx: &mut Tx, actor: Actor, address: &AliasAddress) -> Result<(), StoreError> {
     let current = get(tx, actor, address).await?;
     guard_account_address(tx, actor, address).await?;
     delete_ids(tx, vec![current.id]).await?;

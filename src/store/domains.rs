@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::access::{self, Actor, Kind, Role};
 use super::{accounts, aliases, audit, contains_pattern, Page, StoreError, Tx};
 use crate::args;
-use crate::names::{DkimSelector, DomainKind, DomainName};
+use crate::names::{DkimSelector, DomainKind, DomainName, Username};
 
 /// Largest quota in MB: Modoboa's columns are 32-bit integers.
 pub const MAX_QUOTA_MB: i32 = i32::MAX;
@@ -138,7 +138,11 @@ async fn check_new_name(tx: &mut Tx, actor: Actor, name: &DomainName) -> Result<
     let mut parent = n;
     while let Some((_, rest)) = parent.split_once('.') {
         parent = rest;
-        if let Some(id) = hosting_domain(tx, parent).await? {
+        // A single label is no domain name, so no domain holds it.
+        let Ok(parent_name) = DomainName::parse("name", parent) else {
+            continue;
+        };
+        if let Some(id) = hosting_domain(tx, &parent_name).await? {
             if !access::can_admin_domain(tx, actor, id).await? {
                 return Err(StoreError::refused(
                     "name",
@@ -152,16 +156,22 @@ async fn check_new_name(tx: &mut Tx, actor: Actor, name: &DomainName) -> Result<
 
 /// The id of the domain that holds the addresses of `name`: the domain of that name (hosted or
 /// relay), or the target of the domain alias of that name.
-pub(crate) async fn hosting_domain(tx: &mut Tx, name: &str) -> Result<Option<i32>, StoreError> {
+pub(crate) async fn hosting_domain(
+    tx: &mut Tx,
+    name: &DomainName,
+) -> Result<Option<i32>, StoreError> {
     if let Some(r) = tx
-        .row("SELECT id FROM admin_domain WHERE name = ?", args![name])
+        .row(
+            "SELECT id FROM admin_domain WHERE name = ?",
+            args![name.as_str()],
+        )
         .await?
     {
         return Ok(Some(r.i32("id")?));
     }
     tx.row(
         "SELECT target_id FROM admin_domainalias WHERE name = ?",
-        args![name],
+        args![name.as_str()],
     )
     .await?
     .map(|r| r.i32("target_id"))
@@ -731,7 +741,7 @@ pub async fn delete(
         )
         .await?
         .iter()
-        .map(|r| r.text("username"))
+        .map(|r| r.text("username").map(|u| Username::existing(&u)))
         .collect::<Result<Vec<_>, _>>()?;
     // Deleting the domain deletes these accounts: never one the actor could not delete itself
     // (a reseller's domain holding a superadmin's mailbox).
@@ -755,7 +765,7 @@ pub async fn delete(
         .map(|r| r.i32("id"))
         .collect::<Result<Vec<_>, _>>()?;
     aliases::delete_ids(tx, alias_ids).await?;
-    for da in list_aliases(tx, Actor::System, Some(name.as_str())).await? {
+    for da in list_aliases(tx, Actor::System, Some(name)).await? {
         delete_alias_in(tx, &da).await?;
     }
     tx.exec(
@@ -832,7 +842,7 @@ pub async fn get_alias(
 pub async fn list_aliases(
     tx: &mut Tx,
     actor: Actor,
-    target: Option<&str>,
+    target: Option<&DomainName>,
 ) -> Result<Vec<DomainAlias>, StoreError> {
     let rows = tx
         .rows(&format!("{DOMAIN_ALIAS_SELECT} ORDER BY da.name"), &[])
@@ -845,7 +855,7 @@ pub async fn list_aliases(
             continue;
         }
         let a = domain_alias_from_row(r).await?;
-        if target.is_some_and(|t| t != a.target.as_str()) {
+        if target.is_some_and(|t| *t != a.target) {
             continue;
         }
         out.push(a);

@@ -177,9 +177,8 @@ fn parse_record(line: usize, cols: &[String]) -> Result<Record, TransferError> {
                     format!("expects at least 9 fields, got {}", cols.len()),
                 ));
             }
-            let username = Username::parse(f.at(1, "username")?)
-                .map_err(|e| store_refusal(line, e.into()))?
-                .to_string();
+            let username =
+                Username::parse(f.at(1, "username")?).map_err(|e| store_refusal(line, e.into()))?;
             let password = Password::from_import(cols[2].as_str());
             password.check().map_err(|e| store_refusal(line, e))?;
             let role: Role = f
@@ -193,7 +192,7 @@ fn parse_record(line: usize, cols: &[String]) -> Result<Record, TransferError> {
             };
             let mailbox = if email.is_empty() {
                 None
-            } else if email != username {
+            } else if email != username.as_str() {
                 return Err(refuse(
                     line,
                     "email",
@@ -424,7 +423,7 @@ pub async fn import(
             }
             Record::Account { spec } => {
                 let stored = hash.ok_or_else(|| refuse(*line, "password", "must not be empty"))?;
-                accounts::insert(&mut tx, actor, spec, &spec.username, &stored)
+                accounts::insert(&mut tx, actor, spec, &stored)
                     .await
                     .map_err(at)?;
                 report.accounts += 1;
@@ -505,7 +504,9 @@ pub async fn export(
         }
         ExportKind::Identities => {
             for a in accounts::list(&mut tx, actor, &accounts::ListFilter::default()).await? {
-                let hash = accounts::stored_password(&mut tx, actor, &a.username).await?;
+                let hash =
+                    accounts::stored_password(&mut tx, actor, &Username::existing(&a.username))
+                        .await?;
                 let (email, quota) = match &a.mailbox {
                     Some(mb) => (mb.full_address.clone(), mb.quota.to_string()),
                     None => (String::new(), String::new()),

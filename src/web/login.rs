@@ -1,6 +1,6 @@
 //! Logging in and out, and the user's own password page.
 
-use crate::names::printable;
+use crate::names::{printable, Username};
 use std::time::Instant;
 
 use axum::extract::{Query, State};
@@ -300,7 +300,7 @@ pub async fn password_submit(
     accounts::set_password(
         &mut tx,
         Actor::System,
-        &user.username,
+        &Username::existing(&user.username),
         &Password::Clear(f.new),
     )
     .await?;

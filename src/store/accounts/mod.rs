@@ -175,9 +175,16 @@ pub struct Account {
     pub domains: Vec<String>,
 }
 
+impl Account {
+    /// The username as the store's functions take it (see `Username::existing`).
+    pub fn username(&self) -> Username {
+        Username::existing(&self.username)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct AccountSpec {
-    pub username: String,
+    pub username: Username,
     pub password: Password,
     pub first_name: String,
     pub last_name: String,
@@ -192,7 +199,7 @@ pub struct AccountSpec {
 
 #[derive(Debug, Clone, Default)]
 pub struct AccountPatch {
-    pub username: Option<String>,
+    pub username: Option<Username>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub enabled: Option<bool>,
@@ -287,12 +294,11 @@ pub async fn create(
     spec: &AccountSpec,
     rounds: u32,
 ) -> Result<Account, StoreError> {
-    let username = Username::parse(&spec.username)?;
     check_person_name("first_name", &spec.first_name)?;
     check_person_name("last_name", &spec.last_name)?;
     let stored = spec.password.to_stored(rounds)?;
-    insert(tx, actor, spec, username.as_str(), &stored).await?;
-    get(tx, actor, username.as_str()).await
+    insert(tx, actor, spec, &stored).await?;
+    get(tx, actor, &spec.username).await
 }
 
 /// `create` with the password already hashed (imports hash on all cores first); returns the
@@ -301,11 +307,9 @@ pub async fn insert(
     tx: &mut Tx,
     actor: Actor,
     spec: &AccountSpec,
-    username: &str,
     stored: &str,
 ) -> Result<i32, StoreError> {
-    let username = Username::parse(username)?;
-    let username = username.as_str();
+    let username = &spec.username;
     check_person_name("first_name", &spec.first_name)?;
     check_person_name("last_name", &spec.last_name)?;
     // Resellers create domain admins and simple users; domain admins create simple users.
@@ -326,7 +330,7 @@ pub async fn insert(
     refuse_taken_username(tx, username).await?;
     let mailbox_domain = match &spec.mailbox {
         Some(quota) => {
-            let addr = EmailAddress::parse("username", username)?;
+            let addr = EmailAddress::parse("username", username.as_str())?;
             let d = hosted_domain(tx, actor, &addr.domain_name()).await?;
             refuse_alias_address(tx, &addr).await?;
             let used = tx
@@ -356,7 +360,7 @@ pub async fn insert(
                 stored,
                 None::<DateTime<Utc>>,
                 false,
-                username,
+                username.as_str(),
                 spec.first_name.as_str(),
                 spec.last_name.as_str(),
                 email,
@@ -404,11 +408,11 @@ pub async fn insert(
 }
 
 /// Refuses a username another account holds.
-async fn refuse_taken_username(tx: &mut Tx, username: &str) -> Result<(), StoreError> {
+async fn refuse_taken_username(tx: &mut Tx, username: &Username) -> Result<(), StoreError> {
     let n = tx
         .count(
             "SELECT COUNT(*) FROM core_user WHERE username = ?",
-            args![username],
+            args![username.as_str()],
         )
         .await?;
     if n > 0 {
@@ -567,14 +571,14 @@ async fn visible(tx: &mut Tx, actor: Actor, r: &super::Row) -> Result<bool, Stor
         > 0)
 }
 
-pub async fn get(tx: &mut Tx, actor: Actor, username: &str) -> Result<Account, StoreError> {
+pub async fn get(tx: &mut Tx, actor: Actor, username: &Username) -> Result<Account, StoreError> {
     let not_found = || StoreError::not_found("account", username);
     let r = tx
         .row_or_not_found(
             &format!("{} WHERE u.username = ?", select()),
-            args![username],
+            args![username.as_str()],
             "account",
-            &username,
+            username,
         )
         .await?;
     if !visible(tx, actor, &r).await? {
@@ -587,7 +591,7 @@ pub async fn get(tx: &mut Tx, actor: Actor, username: &str) -> Result<Account, S
 pub async fn stored_password(
     tx: &mut Tx,
     actor: Actor,
-    username: &str,
+    username: &Username,
 ) -> Result<String, StoreError> {
     let a = get(tx, actor, username).await?;
     let r = tx
@@ -595,7 +599,7 @@ pub async fn stored_password(
             "SELECT password FROM core_user WHERE id = ?",
             args![a.id],
             "account",
-            &username,
+            username,
         )
         .await?;
     r.text("password")
@@ -610,7 +614,8 @@ pub async fn username_by_id(tx: &mut Tx, id: i32) -> Result<Option<String>, Stor
 }
 
 /// Whether an account or an ordinary alias already uses this address (`accounts/exists/`).
-pub async fn address_in_use(tx: &mut Tx, address: &str) -> Result<bool, StoreError> {
+pub async fn address_in_use(tx: &mut Tx, address: &EmailAddress) -> Result<bool, StoreError> {
+    let address = address.as_str();
     Ok(tx
         .count(
             "SELECT COUNT(*) FROM core_user WHERE username = ? OR email = ?",
@@ -639,7 +644,7 @@ pub async fn username_by_mailbox_id(tx: &mut Tx, id: i32) -> Result<Option<Strin
 pub async fn set_password(
     tx: &mut Tx,
     actor: Actor,
-    username: &str,
+    username: &Username,
     password: &Password,
 ) -> Result<(), StoreError> {
     let a = manageable(tx, actor, username).await?;
@@ -665,7 +670,7 @@ pub async fn end_sessions(tx: &mut Tx, user_id: i32) -> Result<(), StoreError> {
 pub async fn update(
     tx: &mut Tx,
     actor: Actor,
-    username: &str,
+    username: &Username,
     patch: &AccountPatch,
     opts: &Options,
 ) -> Result<Account, StoreError> {
@@ -716,12 +721,11 @@ pub async fn update(
         )
         .await?;
     }
-    let mut name = a.username.clone();
+    let mut name = Username::existing(&a.username);
     if let Some(new) = &patch.username {
-        let new = Username::parse(new)?.to_string();
-        if new != a.username {
-            rename(tx, actor, &a, &new, opts).await?;
-            name = new;
+        if new.as_str() != a.username {
+            rename(tx, actor, &a, new, opts).await?;
+            name = new.clone();
         }
     }
     audit::info(tx, &format!("Account {name} modified")).await?;
@@ -734,19 +738,19 @@ async fn rename(
     tx: &mut Tx,
     actor: Actor,
     a: &Account,
-    new: &str,
+    new: &Username,
     opts: &Options,
 ) -> Result<(), StoreError> {
     refuse_taken_username(tx, new).await?;
     let Some(mb) = &a.mailbox else {
         tx.exec(
             "UPDATE core_user SET username = ? WHERE id = ?",
-            args![new, a.id],
+            args![new.as_str(), a.id],
         )
         .await?;
         return Ok(());
     };
-    let addr = EmailAddress::parse("username", new)?;
+    let addr = EmailAddress::parse("username", new.as_str())?;
     refuse_alias_address(tx, &addr).await?;
     let d = hosted_domain(tx, actor, &addr.domain_name()).await?;
     if addr.domain() != mb.domain {
@@ -791,7 +795,7 @@ async fn rename(
 pub async fn delete(
     tx: &mut Tx,
     actor: Actor,
-    username: &str,
+    username: &Username,
     opts: &Options,
 ) -> Result<(), StoreError> {
     let a = manageable(tx, actor, username).await?;
@@ -812,7 +816,7 @@ pub async fn delete(
 /// Deletes an account and its mailbox (no access check: callers checked).
 pub(super) async fn delete_in(
     tx: &mut Tx,
-    username: &str,
+    username: &Username,
     opts: &Options,
 ) -> Result<(), StoreError> {
     let a = get(tx, Actor::System, username).await?;
@@ -859,7 +863,7 @@ pub(super) async fn delete_in(
 pub async fn grant_domain(
     tx: &mut Tx,
     actor: Actor,
-    username: &str,
+    username: &Username,
     domain: &DomainName,
 ) -> Result<(), StoreError> {
     grant_domain_in(tx, actor, username, domain).await?;
@@ -869,7 +873,7 @@ pub async fn grant_domain(
 async fn grant_domain_in(
     tx: &mut Tx,
     actor: Actor,
-    username: &str,
+    username: &Username,
     domain: &DomainName,
 ) -> Result<(), StoreError> {
     let a = manageable(tx, actor, username).await?;
@@ -899,7 +903,7 @@ async fn grant_domain_in(
 pub async fn revoke_domain(
     tx: &mut Tx,
     actor: Actor,
-    username: &str,
+    username: &Username,
     domain: &DomainName,
 ) -> Result<(), StoreError> {
     let a = manageable(tx, actor, username).await?;
@@ -918,7 +922,7 @@ pub async fn revoke_domain(
 pub async fn set_limit(
     tx: &mut Tx,
     actor: Actor,
-    username: &str,
+    username: &Username,
     name: &str,
     max: i32,
 ) -> Result<(), StoreError> {
@@ -956,7 +960,7 @@ pub async fn set_limit(
 pub async fn limits(
     tx: &mut Tx,
     actor: Actor,
-    username: &str,
+    username: &Username,
 ) -> Result<Vec<(String, i32)>, StoreError> {
     let a = get(tx, actor, username).await?;
     let set = access::user_limits(tx, a.id).await?;
@@ -982,7 +986,11 @@ fn rank(role: Role) -> u8 {
 /// visible to it and, unless the actor is a superadmin, itself or of a lower role. A domain
 /// admin sees an account whose mailbox is in its domain even when that account is a
 /// superadmin's: seeing it must not let it take that account over.
-pub async fn manageable(tx: &mut Tx, actor: Actor, username: &str) -> Result<Account, StoreError> {
+pub async fn manageable(
+    tx: &mut Tx,
+    actor: Actor,
+    username: &Username,
+) -> Result<Account, StoreError> {
     let a = get(tx, actor, username).await?;
     match actor {
         Actor::System => Ok(a),
@@ -1033,7 +1041,9 @@ pub async fn authenticate(
         args![Utc::now(), r.i32("id")?],
     )
     .await?;
-    Ok(Some(get(tx, Actor::System, &r.text("username")?).await?))
+    Ok(Some(
+        get(tx, Actor::System, &Username::existing(&r.text("username")?)).await?,
+    ))
 }
 
 /// Disables one account (only if it is still active and still not logged in since `cutoff`:

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::{manageable, Mailbox};
 use crate::args;
-use crate::names::EmailAddress;
+use crate::names::{EmailAddress, Username};
 use crate::store::access::{self, Actor, Role};
 use crate::store::db::Value;
 use crate::store::{audit, domains, Backend, StoreError, Tx};
@@ -161,7 +161,7 @@ async fn check_sender_address(
     actor: Actor,
     address: &EmailAddress,
 ) -> Result<(), StoreError> {
-    match domains::hosting_domain(tx, address.domain()).await? {
+    match domains::hosting_domain(tx, &address.domain_name()).await? {
         Some(id) if access::can_admin_domain(tx, actor, id).await? => Ok(()),
         Some(_) => Err(StoreError::refused(
             "address",
@@ -179,7 +179,7 @@ async fn check_sender_address(
 async fn manageable_mailbox(
     tx: &mut Tx,
     actor: Actor,
-    username: &str,
+    username: &Username,
 ) -> Result<Mailbox, StoreError> {
     manageable(tx, actor, username)
         .await?
@@ -190,7 +190,7 @@ async fn manageable_mailbox(
 pub async fn add_sender_address(
     tx: &mut Tx,
     actor: Actor,
-    username: &str,
+    username: &Username,
     address: &EmailAddress,
 ) -> Result<(), StoreError> {
     let mb = manageable_mailbox(tx, actor, username).await?;
@@ -212,7 +212,7 @@ pub async fn add_sender_address(
 pub async fn remove_sender_address(
     tx: &mut Tx,
     actor: Actor,
-    username: &str,
+    username: &Username,
     address: &EmailAddress,
 ) -> Result<(), StoreError> {
     let mb = manageable_mailbox(tx, actor, username).await?;
@@ -309,15 +309,15 @@ pub async fn get_sender_address(
 pub async fn find_sender_address(
     tx: &mut Tx,
     actor: Actor,
-    username: &str,
-    address: &str,
+    username: &Username,
+    address: &EmailAddress,
 ) -> Result<SenderAddress, StoreError> {
     let r = tx
         .row_or_not_found(
             &format!("{SENDER_SELECT} WHERE u.username = ? AND sa.address = ?"),
-            args![username, address],
+            args![username.as_str(), address.as_str()],
             "sender address",
-            &address,
+            address,
         )
         .await?;
     get_sender_address(tx, actor, r.i32("id")?).await
@@ -329,7 +329,7 @@ pub async fn update_sender_address(
     actor: Actor,
     id: i32,
     address: &EmailAddress,
-    username: &str,
+    username: &Username,
 ) -> Result<SenderAddress, StoreError> {
     get_sender_address(tx, actor, id).await?;
     let a = manageable(tx, actor, username).await?;

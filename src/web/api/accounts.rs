@@ -100,7 +100,7 @@ async fn by_pk(tx: &mut Tx, user: &ApiUser, id: &str) -> Result<Account, ApiErro
     let name = accounts::username_by_id(tx, pk(id)?)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(accounts::get(tx, user.actor(), &name).await?)
+    Ok(accounts::get(tx, user.actor(), &Username::existing(&name)).await?)
 }
 
 async fn retrieve(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -> ApiResult {
@@ -184,14 +184,16 @@ async fn create(State(web): State<Web>, user: ApiUser, JsonBody(body): JsonBody)
             "only domain admins and resellers administer domains",
         );
     }
-    if let Some(u) = &username {
-        if let Err(e) = Username::parse(u) {
+    let username = username.and_then(|u| match Username::parse(&u) {
+        Ok(u) => Some(u),
+        Err(e) => {
             f.error(
                 "username",
                 e.to_string().trim_start_matches("username: ").to_string(),
             );
+            None
         }
-    }
+    });
     f.finish()?;
     let (Some(username), Some(password)) = (username, password) else {
         return Err(ApiError::field("username", "This field is required."));
@@ -260,7 +262,7 @@ async fn update(
     let domains = read_domains(&mut f);
     if let Some(u) = &username {
         match Username::parse(u) {
-            Ok(u) => p.username = Some(u.to_string()),
+            Ok(u) => p.username = Some(u),
             Err(e) => f.error(
                 "username",
                 e.to_string().trim_start_matches("username: ").to_string(),
@@ -283,29 +285,29 @@ async fn update(
             .map_err(ApiError::on("domains"))?;
     }
     let opts = store_options(&web);
-    let mut a2 = accounts::update(&mut tx, user.actor(), &a.username, &p, &opts)
+    let mut a2 = accounts::update(&mut tx, user.actor(), &a.username(), &p, &opts)
         .await
         .map_err(ApiError::on("username"))?;
     if let Some(pw) = password {
-        accounts::set_password(&mut tx, user.actor(), &a2.username, &Password::Clear(pw)).await?;
+        accounts::set_password(&mut tx, user.actor(), &a2.username(), &Password::Clear(pw)).await?;
     }
     if let Some(want) = domains {
         for d in &a2.domains {
             if !want.iter().any(|w| w.as_str() == d) {
                 let d = DomainName::parse("domains", d)?;
-                accounts::revoke_domain(&mut tx, user.actor(), &a2.username, &d)
+                accounts::revoke_domain(&mut tx, user.actor(), &a2.username(), &d)
                     .await
                     .map_err(ApiError::on("domains"))?;
             }
         }
         for w in &want {
             if !a2.domains.iter().any(|d| d == w.as_str()) {
-                accounts::grant_domain(&mut tx, user.actor(), &a2.username, w)
+                accounts::grant_domain(&mut tx, user.actor(), &a2.username(), w)
                     .await
                     .map_err(ApiError::on("domains"))?;
             }
         }
-        a2 = accounts::get(&mut tx, user.actor(), &a2.username).await?;
+        a2 = accounts::get(&mut tx, user.actor(), &a2.username()).await?;
     }
     tx.commit().await?;
     ok(account_json(&a2))
@@ -317,7 +319,7 @@ async fn delete(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -
     user.require_admin()?;
     let mut tx = begin(&web).await?;
     let a = by_pk(&mut tx, &user, &id).await?;
-    accounts::delete(&mut tx, user.actor(), &a.username, &store_options(&web)).await?;
+    accounts::delete(&mut tx, user.actor(), &a.username(), &store_options(&web)).await?;
     tx.commit().await?;
     no_content()
 }
@@ -350,8 +352,8 @@ async fn password(
     let a = by_pk(&mut tx, &user, &id).await?;
     // Authority first: who may not change this password learns nothing about the current one
     // (the same 403 whether it was right or wrong).
-    accounts::manageable(&mut tx, user.actor(), &a.username).await?;
-    let stored = accounts::stored_password(&mut tx, user.actor(), &a.username).await?;
+    accounts::manageable(&mut tx, user.actor(), &a.username()).await?;
+    let stored = accounts::stored_password(&mut tx, user.actor(), &a.username()).await?;
     drop(tx);
     let attempt = crate::web::login::reserve_attempt(&web, &client, &a.username).await?;
     if !crate::password::verify_bounded(stored, current).await {
@@ -361,7 +363,7 @@ async fn password(
     }
     crate::web::login::attempt_succeeded(&web, &attempt);
     let mut tx = begin(&web).await?;
-    accounts::set_password(&mut tx, user.actor(), &a.username, &Password::Clear(new)).await?;
+    accounts::set_password(&mut tx, user.actor(), &a.username(), &Password::Clear(new)).await?;
     tx.commit().await?;
     no_content()
 }
@@ -375,7 +377,7 @@ async fn exists(State(web): State<Web>, user: ApiUser, q: Query) -> ApiResult {
     };
     let email = EmailAddress::parse("email", email)?;
     let mut tx = begin(&web).await?;
-    let found = accounts::address_in_use(&mut tx, email.as_str()).await?;
+    let found = accounts::address_in_use(&mut tx, &email).await?;
     tx.commit().await?;
     ok(json!({ "exists": found }))
 }
@@ -425,7 +427,7 @@ async fn read_sender(
     user: &ApiUser,
     f: &mut Fields,
     current: Option<&SenderAddress>,
-) -> Result<(EmailAddress, String), ApiError> {
+) -> Result<(EmailAddress, Username), ApiError> {
     let address = f.string("address", true);
     let mailbox = f.int("mailbox", true);
     f.finish()?;
@@ -438,13 +440,14 @@ async fn read_sender(
             let name = accounts::username_by_mailbox_id(tx, m)
                 .await?
                 .ok_or_else(|| ApiError::field("mailbox", format!("mailbox {m} does not exist")))?;
+            let name = Username::existing(&name);
             // A mailbox the user does not administer does not exist for it either.
             accounts::get(tx, user.actor(), &name)
                 .await
                 .map_err(|_| ApiError::field("mailbox", format!("mailbox {m} does not exist")))?;
             name
         }
-        (None, Some(c)) => c.username.clone(),
+        (None, Some(c)) => Username::existing(&c.username),
         (None, None) => return Err(ApiError::field("mailbox", "This field is required.")),
     };
     Ok((address, username))
@@ -462,8 +465,7 @@ async fn sender_create(
     accounts::add_sender_address(&mut tx, user.actor(), &username, &address)
         .await
         .map_err(ApiError::on("address"))?;
-    let s =
-        accounts::find_sender_address(&mut tx, user.actor(), &username, address.as_str()).await?;
+    let s = accounts::find_sender_address(&mut tx, user.actor(), &username, &address).await?;
     tx.commit().await?;
     created(sender_json(&s))
 }
@@ -494,7 +496,13 @@ async fn sender_delete(State(web): State<Web>, user: ApiUser, Path(id): Path<Str
     let mut tx = begin(&web).await?;
     let s = accounts::get_sender_address(&mut tx, user.actor(), pk(&id)?).await?;
     let address = EmailAddress::parse("address", &s.address)?;
-    accounts::remove_sender_address(&mut tx, user.actor(), &s.username, &address).await?;
+    accounts::remove_sender_address(
+        &mut tx,
+        user.actor(),
+        &Username::existing(&s.username),
+        &address,
+    )
+    .await?;
     tx.commit().await?;
     no_content()
 }

@@ -70,16 +70,17 @@ async fn list(State(web): State<Web>, user: ApiUser, q: Query) -> ApiResult {
     )
 }
 
-async fn by_pk(tx: &mut Tx, user: &ApiUser, id: &str) -> Result<Alias, ApiError> {
+/// The alias of pk `id`, and its address as the store's functions take it.
+async fn by_pk(tx: &mut Tx, user: &ApiUser, id: &str) -> Result<(Alias, AliasAddress), ApiError> {
     let address = aliases::address_by_id(tx, pk(id)?)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(aliases::get(tx, user.actor(), &address).await?)
+    Ok((aliases::get(tx, user.actor(), &address).await?, address))
 }
 
 async fn retrieve(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -> ApiResult {
     let mut tx = begin(&web).await?;
-    let a = by_pk(&mut tx, &user, &id).await?;
+    let (a, _) = by_pk(&mut tx, &user, &id).await?;
     tx.commit().await?;
     ok(alias_json(&a))
 }
@@ -154,7 +155,7 @@ async fn update(
 ) -> ApiResult {
     user.require_admin()?;
     let mut tx = begin(&web).await?;
-    let a = by_pk(&mut tx, &user, &id).await?;
+    let (a, address) = by_pk(&mut tx, &user, &id).await?;
     let mut f = Fields::new(body, partial);
     if let Some(addr) = f.string("address", true) {
         if addr.trim().to_lowercase() != a.address {
@@ -173,7 +174,7 @@ async fn update(
         recipients: f.string_list("recipients", true),
     };
     f.finish()?;
-    let a = aliases::update(&mut tx, user.actor(), &a.address, &p)
+    let a = aliases::update(&mut tx, user.actor(), &address, &p)
         .await
         .map_err(ApiError::on("recipients"))?;
     tx.commit().await?;
@@ -185,8 +186,8 @@ put_and_patch!(put, patch, update);
 async fn delete(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -> ApiResult {
     user.require_admin()?;
     let mut tx = begin(&web).await?;
-    let a = by_pk(&mut tx, &user, &id).await?;
-    aliases::delete(&mut tx, user.actor(), &a.address).await?;
+    let (_, address) = by_pk(&mut tx, &user, &id).await?;
+    aliases::delete(&mut tx, user.actor(), &address).await?;
     tx.commit().await?;
     no_content()
 }

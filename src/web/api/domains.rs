@@ -10,7 +10,7 @@ use super::{
 };
 use crate::names::{DkimSelector, DomainKind, DomainName};
 use crate::store::domains::{
-    self, Domain, DomainAlias, DomainPatch, DomainQuery, DomainSpec, Relay,
+    self, name_to_find, Domain, DomainAlias, DomainPatch, DomainQuery, DomainSpec, Relay,
 };
 use crate::store::Page;
 use crate::web::Web;
@@ -299,7 +299,15 @@ async fn delete(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -
 async fn alias_list(State(web): State<Web>, user: ApiUser, q: Query) -> ApiResult {
     let paging = Paging::from(&q)?;
     let mut tx = begin(&web).await?;
-    let mut list = domains::list_aliases(&mut tx, user.actor(), q.get("domain")).await?;
+    // Text that is no domain name is the target of no alias.
+    let target = q
+        .get("domain")
+        .map(|d| name_to_find("domain", d))
+        .transpose();
+    let mut list = match target {
+        Ok(target) => domains::list_aliases(&mut tx, user.actor(), target.as_ref()).await?,
+        Err(_) => Vec::new(),
+    };
     tx.commit().await?;
     if let Some(s) = q.get("search") {
         let s = s.to_lowercase();

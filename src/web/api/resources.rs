@@ -6,6 +6,7 @@ use axum::routing::get;
 use serde_json::{Map, Value};
 
 use super::{begin, ok, pk, ApiError, ApiResult, ApiUser, Fields, Route};
+use crate::names::Username;
 use crate::store::access::{self, Role, LIMIT_NAMES};
 use crate::store::accounts::{self, Account};
 use crate::store::Tx;
@@ -24,7 +25,7 @@ async fn admin_by_pk(tx: &mut Tx, user: &ApiUser, id: &str) -> Result<Account, A
     let name = accounts::username_by_id(tx, pk(id)?)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let a = accounts::get(tx, user.actor(), &name).await?;
+    let a = accounts::get(tx, user.actor(), &Username::existing(&name)).await?;
     // Only resellers and domain admins have limits: for anyone else there is no resource.
     if !matches!(a.role, Role::Resellers | Role::DomainAdmins) {
         return Err(ApiError::NotFound);

@@ -11,7 +11,7 @@ use super::{
     past_the_end, refused, require_admin, see_other, store_options, Deletion, Errors, Usage,
     PAGE_SIZE,
 };
-use crate::names::DomainName;
+use crate::names::{DomainName, Username};
 use crate::store::access::{self, Role};
 use crate::store::accounts::{self, Account, AccountPatch, AccountSpec, ListFilter, Password};
 use crate::store::{Page, StoreError};
@@ -182,6 +182,11 @@ fn parse_domains(text: &str) -> Result<Vec<DomainName>, Errors> {
         .collect()
 }
 
+/// The username typed in the form, refused as the store would refuse it.
+fn parse_username(text: &str) -> Result<Username, Errors> {
+    Username::parse(text).map_err(|e| one_error("username", StoreError::from(e).to_string()))
+}
+
 fn check_confirm(form: &AccountForm) -> Result<(), Errors> {
     if form.password != form.confirm {
         return Err(one_error("password", "password: the two entries differ"));
@@ -206,15 +211,16 @@ pub async fn create(State(web): State<Web>, post: Post<AccountForm>) -> Result<R
             .parse::<Role>()
             .map_err(|e| one_error("role", e.to_string()))?;
         let quota = int_field("quota", &form.quota)?;
+        let domains = parse_domains(&form.domains)?;
         Ok::<_, Errors>(AccountSpec {
-            username: form.username.trim().to_string(),
+            username: parse_username(&form.username)?,
             password: Password::Clear(form.password.clone()),
             first_name: form.first_name.trim().to_string(),
             last_name: form.last_name.trim().to_string(),
             enabled: checked(&form.enabled),
             role,
             mailbox: checked(&form.mailbox).then_some(quota),
-            domains: parse_domains(&form.domains)?,
+            domains,
         })
     })();
     let spec = match parsed {
@@ -249,6 +255,7 @@ pub async fn show(
 ) -> Result<Html<String>, WebError> {
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
+    let username = Username::existing(&username);
     let a = accounts::get(&mut tx, user.actor(), &username).await?;
     let limits = if matches!(a.role, Role::Resellers | Role::DomainAdmins) {
         accounts::limits(&mut tx, user.actor(), &username).await?
@@ -296,7 +303,7 @@ pub async fn edit_form(
 ) -> Result<Html<String>, WebError> {
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
-    let a = accounts::manageable(&mut tx, user.actor(), &username).await?;
+    let a = accounts::manageable(&mut tx, user.actor(), &Username::existing(&username)).await?;
     tx.commit().await?;
     let form = AccountForm {
         username: a.username.clone(),
@@ -327,27 +334,28 @@ pub async fn update(
     let (user, form) = (post.user, post.form);
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
-    let a = accounts::manageable(&mut tx, user.actor(), &username).await?;
+    let a = accounts::manageable(&mut tx, user.actor(), &Username::existing(&username)).await?;
     let parsed = (|| {
         let role = form
             .role
             .parse::<Role>()
             .map_err(|e| one_error("role", e.to_string()))?;
+        let quota = int_field("quota", &form.quota)?;
         Ok::<_, Errors>(AccountPatch {
-            username: Some(form.username.trim().to_string()),
+            username: Some(parse_username(&form.username)?),
             first_name: Some(form.first_name.trim().to_string()),
             last_name: Some(form.last_name.trim().to_string()),
             enabled: Some(checked(&form.enabled)),
             // Only superadmins change roles: others send the role unchanged.
             role: Some(role),
-            quota: Some(int_field("quota", &form.quota)?),
+            quota: Some(quota),
         })
     })();
     let result = match parsed {
         Ok(patch) => accounts::update(
             &mut tx,
             user.actor(),
-            &a.username,
+            &a.username(),
             &patch,
             &store_options(&web),
         )
@@ -397,7 +405,7 @@ pub async fn password_form(
 ) -> Result<Html<String>, WebError> {
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
-    let a = accounts::manageable(&mut tx, user.actor(), &username).await?;
+    let a = accounts::manageable(&mut tx, user.actor(), &Username::existing(&username)).await?;
     tx.commit().await?;
     web.render(
         "account_password.html",
@@ -413,7 +421,7 @@ pub async fn password(
     let (user, form) = (post.user, post.form);
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
-    let a = accounts::manageable(&mut tx, user.actor(), &username).await?;
+    let a = accounts::manageable(&mut tx, user.actor(), &Username::existing(&username)).await?;
     let result = if form.password != form.confirm {
         Err(Ok(one_error(
             "password",
@@ -423,7 +431,7 @@ pub async fn password(
         accounts::set_password(
             &mut tx,
             user.actor(),
-            &a.username,
+            &a.username(),
             &Password::Clear(form.password),
         )
         .await
@@ -455,7 +463,7 @@ pub async fn delete_form(
 ) -> Result<Html<String>, WebError> {
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
-    let a = accounts::manageable(&mut tx, user.actor(), &username).await?;
+    let a = accounts::manageable(&mut tx, user.actor(), &Username::existing(&username)).await?;
     tx.commit().await?;
     let consequence = if a.mailbox.is_some() {
         "Its mailbox is deleted with it (and its directory removed by the next mailbox_operations run)."
@@ -483,11 +491,12 @@ pub async fn delete(
 ) -> Result<Response, WebError> {
     require_admin(&post.user)?;
     let mut tx = web.store.begin().await?;
-    let a = accounts::manageable(&mut tx, post.user.actor(), &username).await?;
+    let a =
+        accounts::manageable(&mut tx, post.user.actor(), &Username::existing(&username)).await?;
     accounts::delete(
         &mut tx,
         post.user.actor(),
-        &a.username,
+        &a.username(),
         &store_options(&web),
     )
     .await?;
@@ -519,9 +528,10 @@ async fn show_refused(
     errors: Errors,
 ) -> Result<Response, WebError> {
     let mut tx = web.store.begin().await?;
-    let a = accounts::get(&mut tx, user.actor(), username).await?;
+    let username = Username::existing(username);
+    let a = accounts::get(&mut tx, user.actor(), &username).await?;
     let limits = if matches!(a.role, Role::Resellers | Role::DomainAdmins) {
-        accounts::limits(&mut tx, user.actor(), username).await?
+        accounts::limits(&mut tx, user.actor(), &username).await?
     } else {
         Vec::new()
     };
@@ -540,10 +550,10 @@ async fn change_domain(
     require_admin(&user)?;
     require_granter(&user)?;
     let mut tx = web.store.begin().await?;
-    let a = accounts::manageable(&mut tx, user.actor(), &username).await?;
+    let a = accounts::manageable(&mut tx, user.actor(), &Username::existing(&username)).await?;
     let result = match DomainName::parse("domain", form.domain.trim()) {
-        Ok(d) if grant => accounts::grant_domain(&mut tx, user.actor(), &a.username, &d).await,
-        Ok(d) => accounts::revoke_domain(&mut tx, user.actor(), &a.username, &d).await,
+        Ok(d) if grant => accounts::grant_domain(&mut tx, user.actor(), &a.username(), &d).await,
+        Ok(d) => accounts::revoke_domain(&mut tx, user.actor(), &a.username(), &d).await,
         Err(e) => Err(e.into()),
     };
     match result {
@@ -591,7 +601,7 @@ pub async fn limits(
     let (user, form) = (post.user, post.form);
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
-    let a = accounts::manageable(&mut tx, user.actor(), &username).await?;
+    let a = accounts::manageable(&mut tx, user.actor(), &Username::existing(&username)).await?;
     let mut result: Result<(), Result<Errors, WebError>> = Ok(());
     for name in access::LIMIT_NAMES {
         let Some(raw) = form.get(name) else { continue };
@@ -603,7 +613,8 @@ pub async fn limits(
                 break;
             }
         };
-        if let Err(e) = accounts::set_limit(&mut tx, user.actor(), &a.username, name, value).await {
+        if let Err(e) = accounts::set_limit(&mut tx, user.actor(), &a.username(), name, value).await
+        {
             result = Err(form_errors(e, &access::LIMIT_NAMES, "limit"));
             break;
         }

@@ -195,7 +195,7 @@ pub async fn edit_form(
 ) -> Result<Html<String>, WebError> {
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
-    let a = aliases::get(&mut tx, user.actor(), &address).await?;
+    let a = aliases::get(&mut tx, user.actor(), &aliases::address_to_find(&address)?).await?;
     tx.commit().await?;
     let form = AliasForm {
         address: a.address.clone(),
@@ -217,6 +217,7 @@ pub async fn update(
     let (user, mut form) = (post.user, post.form);
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
+    let address = aliases::address_to_find(&address)?;
     let current = aliases::get(&mut tx, user.actor(), &address).await?;
     form.address = current.address.clone();
     let result = match check_description(&form.description) {
@@ -228,7 +229,7 @@ pub async fn update(
                 expire_at: None,
                 recipients: Some(recipients_of(&form.recipients)),
             };
-            aliases::update(&mut tx, user.actor(), &current.address, &patch)
+            aliases::update(&mut tx, user.actor(), &address, &patch)
                 .await
                 .map_err(|e| form_errors(e, ALIAS_FIELDS, "address"))
         }
@@ -256,7 +257,7 @@ pub async fn delete_form(
 ) -> Result<Html<String>, WebError> {
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
-    let a = aliases::get(&mut tx, user.actor(), &address).await?;
+    let a = aliases::get(&mut tx, user.actor(), &aliases::address_to_find(&address)?).await?;
     tx.commit().await?;
     confirm_delete(
         &web,
@@ -283,7 +284,12 @@ pub async fn delete(
 ) -> Result<Response, WebError> {
     require_admin(&post.user)?;
     let mut tx = web.store.begin().await?;
-    aliases::delete(&mut tx, post.user.actor(), &address).await?;
+    aliases::delete(
+        &mut tx,
+        post.user.actor(),
+        &aliases::address_to_find(&address)?,
+    )
+    .await?;
     tx.commit().await?;
     Ok(see_other("/aliases"))
 }

@@ -321,7 +321,7 @@ pub async fn show(
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
     let d = domains::get(&mut tx, user.actor(), &name).await?;
-    let aliases = domains::list_aliases(&mut tx, user.actor(), Some(d.name.as_str())).await?;
+    let aliases = domains::list_aliases(&mut tx, user.actor(), Some(&d.name)).await?;
     let mx = dnschecks::mx_rows(&mut tx, d.id).await?;
     let dnsbl = dnschecks::dnsbl_rows(&mut tx, d.id).await?;
     tx.commit().await?;

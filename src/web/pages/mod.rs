@@ -176,9 +176,12 @@ pub async fn dashboard(State(web): State<Web>, user: User) -> Result<Html<String
         }
     }
     let mut tx = web.store.begin().await?;
-    let me =
-        crate::store::accounts::get(&mut tx, crate::store::access::Actor::System, &user.username)
-            .await?;
+    let me = crate::store::accounts::get(
+        &mut tx,
+        crate::store::access::Actor::System,
+        &crate::names::Username::existing(&user.username),
+    )
+    .await?;
     tx.commit().await?;
     ctx.insert("me", &me);
     ctx.insert("me_usage", &me.mailbox.as_ref().map(Usage::of));
