@@ -496,7 +496,7 @@ async fn reseller_creates_a_domain_within_its_limit(ctx: &mut Ctx) {
     assert_eq!(names(&a.json, "name"), ["r.test"]);
     {
         let mut tx = ctx.store.begin().await.unwrap();
-        let rid = accounts::get(&mut tx, Actor::System, "reseller")
+        let rid = accounts::get(&mut tx, Actor::System, &common::user("reseller"))
             .await
             .unwrap()
             .id;

@@ -94,7 +94,7 @@ async fn admin_ui_in_headless_chromium() {
     migrate::migrate(&store).await.unwrap();
     let mut tx = store.begin().await.unwrap();
     let spec = AccountSpec {
-        username: "admin".into(),
+        username: modobox::names::Username::parse("admin").unwrap(),
         password: Password::Clear(PASSWORD.into()),
         first_name: String::new(),
         last_name: String::new(),

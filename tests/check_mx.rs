@@ -191,7 +191,7 @@ async fn add_domain(store: &Store, name: &str, dns_checks: bool) -> i32 {
 async fn add_domain_admin(store: &Store, address: &str, domain: &str) {
     let mut tx = store.begin().await.unwrap();
     let spec = AccountSpec {
-        username: address.into(),
+        username: common::user(address),
         password: Password::Clear("correct horse 1".into()),
         first_name: "Dom".into(),
         last_name: "Admin".into(),

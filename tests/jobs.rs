@@ -141,13 +141,13 @@ async fn mailbox_operations_move_and_remove_homes_and_are_rerunnable() {
         // bob moves to another domain (whose directory does not exist yet); carol is deleted;
         // dan never received mail (no directory) and is renamed.
         let rename = |to: &str| AccountPatch {
-            username: Some(to.into()),
+            username: Some(common::user(to)),
             ..AccountPatch::default()
         };
         accounts::update(
             &mut tx,
             Actor::System,
-            "bob@example.com",
+            &common::user("bob@example.com"),
             &rename("robert@example.net"),
             &e.opts(),
         )
@@ -156,15 +156,20 @@ async fn mailbox_operations_move_and_remove_homes_and_are_rerunnable() {
         accounts::update(
             &mut tx,
             Actor::System,
-            "dan@example.com",
+            &common::user("dan@example.com"),
             &rename("daniel@example.com"),
             &e.opts(),
         )
         .await
         .unwrap();
-        accounts::delete(&mut tx, Actor::System, "carol@example.com", &e.opts())
-            .await
-            .unwrap();
+        accounts::delete(
+            &mut tx,
+            Actor::System,
+            &common::user("carol@example.com"),
+            &e.opts(),
+        )
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
         assert_eq!(
             count(store, "SELECT COUNT(*) FROM admin_mailboxoperation").await,
@@ -263,9 +268,9 @@ async fn hostile_mailbox_operations_are_refused_and_kept() {
         accounts::update(
             &mut tx,
             Actor::System,
-            "bob@example.com",
+            &common::user("bob@example.com"),
             &AccountPatch {
-                username: Some("robert@example.com".into()),
+                username: Some(common::user("robert@example.com")),
                 ..AccountPatch::default()
             },
             &e.opts(),
@@ -343,9 +348,9 @@ async fn a_symlink_in_the_target_path_of_a_rename_is_refused() {
     accounts::update(
         &mut tx,
         Actor::System,
-        "bob@example.com",
+        &common::user("bob@example.com"),
         &AccountPatch {
-            username: Some("bob@example.org".into()),
+            username: Some(common::user("bob@example.org")),
             ..AccountPatch::default()
         },
         &e.opts(),
@@ -516,7 +521,9 @@ async fn inactive_accounts_are_disabled_or_deleted_never_logged_in_kept() {
             ("never@example.com", true),
             ("boss", true),
         ] {
-            let a = accounts::get(&mut tx, Actor::System, user).await.unwrap();
+            let a = accounts::get(&mut tx, Actor::System, &common::user(user))
+                .await
+                .unwrap();
             assert_eq!(a.is_active, is_active, "{user}");
         }
         drop(tx);

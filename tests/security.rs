@@ -153,23 +153,33 @@ async fn tenants_cannot_act_as_each_other() {
         refused!(
             &mut tx,
             "sender address in another tenant's domain",
-            accounts::add_sender_address(&mut tx, da, "user@own.test", &email("boss@other.test"))
+            accounts::add_sender_address(&mut tx, da, &common::user("user@own.test"), &email("boss@other.test"))
                 .await,
             ref e if field_is(e, "address")
         );
         refused!(
             &mut tx,
             "outside sender address by a domain admin",
-            accounts::add_sender_address(&mut tx, da, "user@own.test", &email("ceo@bank.example"))
+            accounts::add_sender_address(&mut tx, da, &common::user("user@own.test"), &email("ceo@bank.example"))
                 .await,
             ref e if field_is(e, "address")
         );
-        accounts::add_sender_address(&mut tx, da, "user@own.test", &email("sales@own.test"))
-            .await
-            .unwrap();
-        let s = accounts::find_sender_address(&mut tx, da, "user@own.test", "sales@own.test")
-            .await
-            .unwrap();
+        accounts::add_sender_address(
+            &mut tx,
+            da,
+            &common::user("user@own.test"),
+            &email("sales@own.test"),
+        )
+        .await
+        .unwrap();
+        let s = accounts::find_sender_address(
+            &mut tx,
+            da,
+            &common::user("user@own.test"),
+            &email("sales@own.test"),
+        )
+        .await
+        .unwrap();
         refused!(
             &mut tx,
             "sender address changed to another tenant's",
@@ -178,7 +188,7 @@ async fn tenants_cannot_act_as_each_other() {
                 da,
                 s.id,
                 &email("boss@other.test"),
-                "user@own.test"
+                &common::user("user@own.test")
             )
             .await,
             ref e if field_is(e, "address")
@@ -186,7 +196,7 @@ async fn tenants_cannot_act_as_each_other() {
         accounts::add_sender_address(
             &mut tx,
             sys,
-            "user@own.test",
+            &common::user("user@own.test"),
             &email("me@elsewhere.example"),
         )
         .await
@@ -269,13 +279,13 @@ async fn tenants_cannot_act_as_each_other() {
         refused!(
             &mut tx,
             "changing a superadmin's forward",
-            aliases::update(&mut tx, da, "root@own.test", &patch).await,
+            aliases::update(&mut tx, da, &common::alias("root@own.test"), &patch).await,
             StoreError::Forbidden(_)
         );
         refused!(
             &mut tx,
             "removing a superadmin's forward",
-            aliases::delete(&mut tx, da, "root@own.test").await,
+            aliases::delete(&mut tx, da, &common::alias("root@own.test")).await,
             StoreError::Forbidden(_)
         );
         // Through a domain alias of that domain (the same mailbox): no alias lives there.
@@ -863,9 +873,14 @@ async fn a_forged_from_header_is_refused_on_submission() {
                 .await
                 .unwrap();
         }
-        accounts::add_sender_address(&mut tx, sys, "alice@own.test", &email("sales@own.test"))
-            .await
-            .unwrap();
+        accounts::add_sender_address(
+            &mut tx,
+            sys,
+            &common::user("alice@own.test"),
+            &email("sales@own.test"),
+        )
+        .await
+        .unwrap();
         let alias = |recipients: Vec<String>, enabled: bool| AliasSpec {
             enabled,
             description: String::new(),

@@ -35,7 +35,7 @@ async fn fresh(db: &common::TestDb) -> Store {
 
 fn mailbox(addr: &str, quota: Option<i32>) -> AccountSpec {
     AccountSpec {
-        username: addr.into(),
+        username: common::user(addr),
         password: Password::Clear("correct horse 1".into()),
         first_name: "First".into(),
         last_name: "Last".into(),
@@ -281,9 +281,14 @@ async fn aliases_resolve_recipients_and_follow_their_mailboxes() {
             1
         );
         // Deleting bob removes him from every alias; the catch-all, left empty, goes too.
-        accounts::delete(&mut tx, Actor::System, "bob@example.com", &opts())
-            .await
-            .unwrap();
+        accounts::delete(
+            &mut tx,
+            Actor::System,
+            &common::user("bob@example.com"),
+            &opts(),
+        )
+        .await
+        .unwrap();
         let left: Vec<String> = aliases::list(&mut tx, Actor::System, None)
             .await
             .unwrap()
@@ -292,14 +297,14 @@ async fn aliases_resolve_recipients_and_follow_their_mailboxes() {
             .collect();
         assert_eq!(left, vec!["sales@example.com", "team@example.com"]);
         assert_eq!(
-            aliases::get(&mut tx, Actor::System, "team@example.com")
+            aliases::get(&mut tx, Actor::System, &common::alias("team@example.com"))
                 .await
                 .unwrap()
                 .recipients,
             vec!["sales@example.com"]
         );
         // Deleting sales empties team, which is deleted with it.
-        aliases::delete(&mut tx, Actor::System, "sales@example.com")
+        aliases::delete(&mut tx, Actor::System, &common::alias("sales@example.com"))
             .await
             .unwrap();
         assert!(aliases::list(&mut tx, Actor::System, None)
@@ -354,18 +359,24 @@ async fn rename_moves_everything_and_queues_the_directory_move() {
         accounts::add_sender_address(
             &mut tx,
             Actor::System,
-            "bob@example.com",
+            &common::user("bob@example.com"),
             &EmailAddress::parse("s", "news@example.com").unwrap(),
         )
         .await
         .unwrap();
         let patch = AccountPatch {
-            username: Some("robert@example.com".into()),
+            username: Some(common::user("robert@example.com")),
             ..AccountPatch::default()
         };
-        let r = accounts::update(&mut tx, Actor::System, "bob@example.com", &patch, &opts())
-            .await
-            .unwrap();
+        let r = accounts::update(
+            &mut tx,
+            Actor::System,
+            &common::user("bob@example.com"),
+            &patch,
+            &opts(),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             r.mailbox.as_ref().unwrap().full_address,
             "robert@example.com"
@@ -375,7 +386,7 @@ async fn rename_moves_everything_and_queues_the_directory_move() {
             vec!["news@example.com"]
         );
         assert_eq!(
-            aliases::get(&mut tx, Actor::System, "sales@example.com")
+            aliases::get(&mut tx, Actor::System, &common::alias("sales@example.com"))
                 .await
                 .unwrap()
                 .recipients,
@@ -453,7 +464,7 @@ async fn deleting_a_domain_leaves_nothing_behind() {
         .await
         .unwrap();
         let admin = AccountSpec {
-            username: "boss".into(),
+            username: common::user("boss"),
             role: Role::DomainAdmins,
             mailbox: None,
             domains: vec![dom("example.com")],
@@ -492,7 +503,7 @@ async fn deleting_a_domain_leaves_nothing_behind() {
         }
         // The forward that also pointed at the deleted mailbox keeps its other recipient.
         assert_eq!(
-            aliases::get(&mut tx, sys, "info@keep.test")
+            aliases::get(&mut tx, sys, &common::alias("info@keep.test"))
                 .await
                 .unwrap()
                 .recipients,
@@ -606,7 +617,7 @@ async fn domain_admins_see_only_their_domains_and_limits_hold() {
             .map(|d| d.name.to_string())
             .collect();
         assert_eq!(seen, vec!["mine.test"]);
-        let hidden = accounts::get(&mut tx, me, "u@theirs.test").await;
+        let hidden = accounts::get(&mut tx, me, &common::user("u@theirs.test")).await;
         assert!(
             matches!(hidden, Err(StoreError::NotFound { .. })),
             "{hidden:?}"
@@ -658,7 +669,7 @@ async fn domain_admins_see_only_their_domains_and_limits_hold() {
         accounts::create(&mut tx, sys, &boss, ROUNDS).await.unwrap();
         let pw = Password::Clear("taken over 123".into());
         assert!(matches!(
-            accounts::set_password(&mut tx, me, "boss@mine.test", &pw).await,
+            accounts::set_password(&mut tx, me, &common::user("boss@mine.test"), &pw).await,
             Err(StoreError::Forbidden(_))
         ));
         let patch = AccountPatch {
@@ -666,14 +677,21 @@ async fn domain_admins_see_only_their_domains_and_limits_hold() {
             ..Default::default()
         };
         assert!(matches!(
-            accounts::update(&mut tx, me, "boss@mine.test", &patch, &opts()).await,
+            accounts::update(
+                &mut tx,
+                me,
+                &common::user("boss@mine.test"),
+                &patch,
+                &opts()
+            )
+            .await,
             Err(StoreError::Forbidden(_))
         ));
         assert!(matches!(
-            accounts::delete(&mut tx, me, "boss@mine.test", &opts()).await,
+            accounts::delete(&mut tx, me, &common::user("boss@mine.test"), &opts()).await,
             Err(StoreError::Forbidden(_))
         ));
-        accounts::set_password(&mut tx, me, "v@mine.test", &pw)
+        accounts::set_password(&mut tx, me, &common::user("v@mine.test"), &pw)
             .await
             .unwrap();
         // Nobody disables itself (locked out, the server maybe without an admin).
@@ -682,7 +700,7 @@ async fn domain_admins_see_only_their_domains_and_limits_hold() {
             ..Default::default()
         };
         assert!(matches!(
-            accounts::update(&mut tx, me, "admin@mine.test", &off, &opts()).await,
+            accounts::update(&mut tx, me, &common::user("admin@mine.test"), &off, &opts()).await,
             Err(StoreError::Forbidden(_))
         ));
         // Its domain's quotas are not its to change; other settings are.
@@ -758,18 +776,20 @@ async fn csv_imports_all_or_nothing_and_round_trips() {
             }
         );
         let mut tx = store.begin().await.unwrap();
-        let admin = accounts::get(&mut tx, Actor::System, "admin@example.com")
+        let admin = accounts::get(&mut tx, Actor::System, &common::user("admin@example.com"))
             .await
             .unwrap();
         assert_eq!(admin.role, Role::DomainAdmins);
         assert_eq!(admin.domains, vec!["example.com", "example.org"]);
         assert_eq!(admin.mailbox.unwrap().quota, 200);
-        let alice = accounts::get(&mut tx, Actor::System, "alice@example.com")
+        let alice = accounts::get(&mut tx, Actor::System, &common::user("alice@example.com"))
             .await
             .unwrap();
         assert_eq!(alice.password_scheme, "PLAIN");
         assert_eq!(alice.mailbox.unwrap().quota, 100);
-        let boss = accounts::get(&mut tx, Actor::System, "boss").await.unwrap();
+        let boss = accounts::get(&mut tx, Actor::System, &common::user("boss"))
+            .await
+            .unwrap();
         assert_eq!(boss.password_scheme, "SHA512-CRYPT");
         assert!(accounts::authenticate(&mut tx, "boss", "another secret")
             .await
@@ -946,12 +966,12 @@ async fn a_modoboa_database_is_adopted_without_touching_its_data() {
 
         // modobox reads Modoboa's rows as Modoboa meant them.
         let mut tx = store.begin().await.unwrap();
-        let bob = accounts::get(&mut tx, Actor::System, "bob@example.org")
+        let bob = accounts::get(&mut tx, Actor::System, &common::user("bob@example.org"))
             .await
             .unwrap();
         assert_eq!(bob.role, Role::DomainAdmins);
         assert_eq!(bob.domains, vec!["example.org"]);
-        let admin = accounts::get(&mut tx, Actor::System, "admin")
+        let admin = accounts::get(&mut tx, Actor::System, &common::user("admin"))
             .await
             .unwrap();
         assert_eq!(admin.role, Role::SuperAdmins);
@@ -977,7 +997,7 @@ async fn a_modoboa_database_is_adopted_without_touching_its_data() {
             .unwrap();
         assert_eq!(relay.relay.unwrap().target_host, "mx.relay.example.com");
         assert_eq!(
-            aliases::get(&mut tx, Actor::System, "sales@example.org")
+            aliases::get(&mut tx, Actor::System, &common::alias("sales@example.org"))
                 .await
                 .unwrap()
                 .recipients,

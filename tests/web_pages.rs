@@ -33,7 +33,7 @@ async fn domain(store: &Store, name: &str) {
 async fn user(store: &Store, username: &str, role: Role, mailbox: bool, doms: &[&str]) {
     let mut tx = store.begin().await.unwrap();
     let spec = AccountSpec {
-        username: username.into(),
+        username: modobox::names::Username::parse(username).unwrap(),
         password: Password::Clear(PASSWORD.into()),
         first_name: String::new(),
         last_name: String::new(),

@@ -136,7 +136,7 @@ async fn scenario(store: Store) {
         .cookie("modobox_session")
         .unwrap();
     let mut tx = store.begin().await.unwrap();
-    let admin_id = accounts::get(&mut tx, Actor::System, "admin")
+    let admin_id = accounts::get(&mut tx, Actor::System, &common::user("admin"))
         .await
         .unwrap()
         .id;
@@ -212,7 +212,7 @@ async fn scenario(store: Store) {
     accounts::set_password(
         &mut tx,
         Actor::System,
-        "admin",
+        &common::user("admin"),
         &Password::Clear(PASSWORD.into()),
     )
     .await

@@ -14,11 +14,26 @@ use modobox::store::accounts::{AccountSpec, Password};
 use modobox::store::{Backend, DatabaseUrl, Store};
 use sqlx::Connection;
 
+/// A username the tests know to be valid.
+pub fn user(username: &str) -> modobox::names::Username {
+    modobox::names::Username::parse(username).unwrap()
+}
+
+/// An alias address the tests know to be valid.
+pub fn alias(address: &str) -> modobox::store::aliases::AliasAddress {
+    modobox::store::aliases::AliasAddress::parse("address", address).unwrap()
+}
+
+/// An address the tests know to be valid.
+pub fn addr(address: &str) -> modobox::names::EmailAddress {
+    modobox::names::EmailAddress::parse("address", address).unwrap()
+}
+
 /// An account with the tests' password ("correct horse 1"), with a mailbox of the domain's
 /// default quota or none, administering `domains`.
 pub fn account_spec(username: &str, role: Role, mailbox: bool, domains: &[&str]) -> AccountSpec {
     AccountSpec {
-        username: username.into(),
+        username: user(username),
         password: Password::Clear("correct horse 1".into()),
         first_name: String::new(),
         last_name: String::new(),
