@@ -24,11 +24,6 @@ pub fn alias(address: &str) -> modobox::store::aliases::AliasAddress {
     modobox::store::aliases::AliasAddress::parse("address", address).unwrap()
 }
 
-/// An address the tests know to be valid.
-pub fn addr(address: &str) -> modobox::names::EmailAddress {
-    modobox::names::EmailAddress::parse("address", address).unwrap()
-}
-
 /// An account with the tests' password ("correct horse 1"), with a mailbox of the domain's
 /// default quota or none, administering `domains`.
 pub fn account_spec(username: &str, role: Role, mailbox: bool, domains: &[&str]) -> AccountSpec {
