@@ -22,8 +22,7 @@ pub(super) fn connects(ctx: &mut Ctx) -> StepResult<()> {
     let store = ctx.store()?;
     ctx.rt.block_on(async {
         let mut tx = store.begin().await?;
-        tx.count("SELECT COUNT(*) FROM (SELECT 1 AS one) t", &[])
-            .await
+        tx.ping().await
     })?;
     Ok(())
 }
@@ -214,9 +213,7 @@ impl DaemonRoles {
             let logs_in = ctx.rt.block_on(async {
                 let store = crate::store::Store::connect(&url).await?;
                 let mut tx = store.begin().await?;
-                let n = tx
-                    .count("SELECT COUNT(*) FROM (SELECT 1 AS one) t", &[])
-                    .await;
+                let n = tx.ping().await;
                 drop(tx);
                 store.close().await;
                 n
@@ -513,11 +510,7 @@ impl Step for Superadmin {
             let store = ctx.store()?;
             ctx.rt.block_on(async {
                 let mut tx = store.begin().await?;
-                tx.count(
-                    "SELECT COUNT(*) FROM core_user WHERE is_superuser = ?",
-                    crate::args![true],
-                )
-                .await
+                accounts::superadmin_count(&mut tx).await
             })?
         } else {
             0

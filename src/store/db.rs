@@ -338,6 +338,12 @@ impl Tx {
             .ok_or_else(|| StoreError::not_found(kind, name))
     }
 
+    /// A trivial query: 1 when the database answers (connection checks, the health probe).
+    pub async fn ping(&mut self) -> Result<i64, StoreError> {
+        self.count("SELECT COUNT(*) FROM (SELECT 1 AS one) t", &[])
+            .await
+    }
+
     pub async fn count(&mut self, sql: &str, args: &[Value]) -> Result<i64, StoreError> {
         match self.row(sql, args).await? {
             Some(row) => Ok(row.opt_i64_at(0)?.unwrap_or(0)),

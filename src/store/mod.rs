@@ -9,6 +9,7 @@ pub mod audit;
 pub mod db;
 pub mod dnschecks;
 pub mod domains;
+pub mod events;
 pub mod migrate;
 pub mod parameters;
 pub mod quarantine;

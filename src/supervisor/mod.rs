@@ -1,6 +1,6 @@
 //! The resident supervisor: probes every service of the stack at the protocol level, restarts
 //! through the service manager what stays down (see `policy`), records every event in
-//! `modobox_service_event`, logs it, and mails the admin when a service stays down.
+//! `modobox_service_event` (`store::events`), logs it, and mails the admin when a service stays down.
 
 pub mod daemon;
 pub mod init;
@@ -20,7 +20,7 @@ use crate::service::direct::{Direct, DirectError};
 use crate::service::own;
 use crate::service::systemd::Systemd;
 use crate::service::{ServiceError, UnitStatus};
-use crate::store::{Store, StoreError};
+use crate::store::{events, Store, StoreError};
 use policy::{Action, Policy, Tracker};
 
 /// How a service is probed.
@@ -257,19 +257,9 @@ pub struct Event {
     pub message: String,
 }
 
+/// Records an event (`store::events`).
 pub async fn store_event(store: &Store, e: &Event) -> Result<(), StoreError> {
-    let mut tx = store.begin().await?;
-    tx.exec(
-        "INSERT INTO modobox_service_event (at, service, kind, message) VALUES (?, ?, ?, ?)",
-        crate::args![
-            chrono::Utc::now(),
-            e.service.as_str(),
-            e.kind,
-            e.message.as_str()
-        ],
-    )
-    .await?;
-    tx.commit().await
+    events::record(store, &e.service, e.kind, &e.message).await
 }
 
 /// The supervisor's state: one tracker per watched service.

@@ -14,7 +14,7 @@ use crate::health::checks::{self, Check, Level};
 use crate::health::published::{write_snapshot, SNAPSHOT};
 use crate::service::direct::Snapshot;
 use crate::service::systemd::Systemd;
-use crate::store::{Store, StoreError};
+use crate::store::{events, tasks, Store, StoreError};
 
 #[derive(Debug, Serialize)]
 pub struct ServiceLine {
@@ -26,14 +26,6 @@ pub struct ServiceLine {
     pub since: Option<DateTime<Utc>>,
     /// Restarts by the supervisor in the last 24 hours.
     pub restarts_24h: i64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct EventLine {
-    pub at: DateTime<Utc>,
-    pub service: String,
-    pub kind: String,
-    pub message: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -51,7 +43,7 @@ pub struct Status {
     pub supervisor: String,
     pub services: Vec<ServiceLine>,
     pub checks: Vec<Check>,
-    pub events: Vec<EventLine>,
+    pub events: Vec<events::Event>,
     pub jobs: Vec<JobLine>,
     /// "modobox X is available (this is Y)" once the public_api job has seen a newer version.
     pub upgrade: Option<String>,
@@ -100,58 +92,20 @@ pub async fn publish(
     }
 }
 
-async fn events(store: &Store) -> Result<Vec<EventLine>, StoreError> {
-    let mut tx = store.begin().await?;
-    let rows = tx
-        .rows(
-            "SELECT at, service, kind, message FROM modobox_service_event ORDER BY id DESC LIMIT 20",
-            &[],
-        )
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(EventLine {
-                at: r.ts("at")?,
-                service: r.text("service")?,
-                kind: r.text("kind")?,
-                message: r.text("message")?,
-            })
-        })
-        .collect()
-}
-
-async fn restarts_since(store: &Store, service: &str, since: DateTime<Utc>) -> i64 {
-    let Ok(mut tx) = store.begin().await else {
-        return 0;
-    };
-    tx.count(
-        "SELECT COUNT(*) FROM modobox_service_event WHERE service = ? AND kind = 'restarted' AND at > ?",
-        crate::args![service, since],
-    )
-    .await
-    .unwrap_or(0)
-}
+/// How many of the recent supervisor events the status shows.
+const EVENTS_SHOWN: i64 = 20;
 
 async fn jobs(store: &Store) -> Result<Vec<JobLine>, StoreError> {
-    let mut tx = store.begin().await?;
-    let rows = tx
-        .rows(
-            "SELECT r.task, r.started_at, r.outcome, r.message FROM modobox_task_run r \
-             WHERE r.id = (SELECT MAX(id) FROM modobox_task_run x WHERE x.task = r.task) \
-             ORDER BY r.task",
-            &[],
-        )
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(JobLine {
-                task: r.text("task")?,
-                started_at: r.ts("started_at")?,
-                outcome: r.text("outcome")?,
-                message: r.text("message")?,
-            })
+    Ok(tasks::last_runs(store)
+        .await?
+        .into_iter()
+        .map(|r| JobLine {
+            task: r.task,
+            started_at: r.started_at,
+            outcome: r.outcome,
+            message: r.message,
         })
-        .collect()
+        .collect())
 }
 
 pub async fn gather(config: &Config, distro: &Distro, store: Option<&Store>) -> Status {
@@ -183,7 +137,9 @@ pub async fn gather(config: &Config, distro: &Distro, store: Option<&Store>) -> 
             probe: probe_result.map_or_else(|e| e.to_string(), |()| "ok".into()),
             since: unit.as_ref().and_then(|u| u.since),
             restarts_24h: match store {
-                Some(s) => restarts_since(s, w.name, day_ago).await,
+                Some(s) => events::restarts_since(s, w.name, day_ago)
+                    .await
+                    .unwrap_or(0),
                 None => 0,
             },
         });
@@ -212,7 +168,7 @@ pub async fn gather(config: &Config, distro: &Distro, store: Option<&Store>) -> 
     ];
     let (events, jobs, upgrade) = match store {
         Some(s) => (
-            events(s).await.unwrap_or_default(),
+            events::recent(s, EVENTS_SHOWN).await.unwrap_or_default(),
             jobs(s).await.unwrap_or_default(),
             crate::jobs::public_api::upgrade_notice(s).await,
         ),

@@ -6,15 +6,14 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use base64::Engine;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use rand::RngCore;
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
 use super::{Web, WebError};
-use crate::args;
 use crate::store::access::{self, Actor, Role};
-use crate::store::Tx;
+use crate::store::{sessions, Tx};
 
 pub const COOKIE: &str = "modobox_session";
 /// Before login there is no session: the login form's CSRF token is a cookie of its own.
@@ -87,20 +86,12 @@ impl User {
 pub async fn create(tx: &mut Tx, user_id: i32) -> Result<String, WebError> {
     let token = random_token();
     let now = Utc::now();
-    tx.exec(
-        "INSERT INTO modobox_session (id, user_id, csrf_token, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-        args![digest(&token), user_id, random_token(), now, now + LIFETIME],
-    )
-    .await?;
+    sessions::create(tx, &token, user_id, &random_token(), now, now + LIFETIME).await?;
     Ok(token)
 }
 
 pub async fn delete(tx: &mut Tx, token: &str) -> Result<(), WebError> {
-    tx.exec(
-        "DELETE FROM modobox_session WHERE id = ?",
-        args![digest(token)],
-    )
-    .await?;
+    sessions::delete(tx, token).await?;
     Ok(())
 }
 
@@ -115,28 +106,19 @@ pub async fn load(web: &Web, headers: &HeaderMap) -> Result<Option<User>, WebErr
 /// The user of a live session token.
 pub async fn load_token(web: &Web, token: &str) -> Result<Option<User>, WebError> {
     let mut tx = web.store.begin().await?;
-    let Some(r) = tx
-        .row(
-            "SELECT s.csrf_token, s.expires_at, u.id, u.username, u.is_active \
-             FROM modobox_session s JOIN core_user u ON u.id = s.user_id WHERE s.id = ?",
-            args![digest(token)],
-        )
-        .await?
-    else {
+    let Some(s) = sessions::find(&mut tx, token).await? else {
         return Ok(None);
     };
-    let expires: DateTime<Utc> = r.ts("expires_at")?;
-    if expires <= Utc::now() || !r.bool("is_active")? {
+    if s.expires_at <= Utc::now() || !s.is_active {
         return Ok(None);
     }
-    let id = r.i32("id")?;
-    let role = access::role_of(&mut tx, id).await?;
+    let role = access::role_of(&mut tx, s.user_id).await?;
     tx.commit().await?;
     Ok(Some(User {
-        id,
-        username: r.text("username")?,
+        id: s.user_id,
+        username: s.username,
         role,
-        csrf: r.text("csrf_token")?,
+        csrf: s.csrf_token,
         session: token.to_string(),
     }))
 }

@@ -1,6 +1,6 @@
 //! Lists of accounts: the paged, filtered and counted query behind every list (UI, API, CLI,
-//! exports), the inactive accounts the `inactive_accounts` job disables, and the count of new
-//! accounts for the statistics job.
+//! exports), the inactive accounts the `inactive_accounts` job disables, the count of new
+//! accounts for the statistics job, and the count of superadmins (the installer's check).
 
 use std::collections::HashMap;
 
@@ -238,6 +238,15 @@ pub async fn accounts_created_between(
     tx.count(
         "SELECT COUNT(*) FROM core_user WHERE date_joined >= ? AND date_joined < ?",
         args![from, to],
+    )
+    .await
+}
+
+/// How many superadmins there are.
+pub async fn superadmin_count(tx: &mut Tx) -> Result<i64, StoreError> {
+    tx.count(
+        "SELECT COUNT(*) FROM core_user WHERE is_superuser = ?",
+        args![true],
     )
     .await
 }

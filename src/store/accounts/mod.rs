@@ -12,7 +12,8 @@ pub mod mailbox_operations;
 pub mod senders;
 
 pub use list::{
-    accounts_created_between, inactive_accounts, list, list_page, InactiveAccount, ListFilter,
+    accounts_created_between, inactive_accounts, list, list_page, superadmin_count,
+    InactiveAccount, ListFilter,
 };
 pub use senders::{
     add_sender_address, find_sender_address, get_sender_address, list_sender_addresses,
