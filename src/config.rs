@@ -12,7 +12,7 @@ use crate::names::HttpUrl;
 
 use crate::names::Network;
 use crate::names::{
-    DbHost, DbIdent, DomainName, EmailAddress, Hostname, NameError, SafePath, UnixName,
+    BackupRepository, DbHost, DbIdent, DomainName, EmailAddress, Hostname, NameError, SafePath, UnixName,
 };
 
 pub const DEFAULT_PATH: &str = "/etc/modobox/modobox.toml";
@@ -71,6 +71,8 @@ pub struct Config {
     pub public_api: PublicApi,
     #[serde(default)]
     pub stats: Stats,
+    #[serde(default)]
+    pub backup: Backup,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -296,6 +298,55 @@ impl Default for Stats {
             journal: true,
             state_file: None,
         }
+    }
+}
+
+/// Backups (`modobox backup`): where restic keeps them and how many `forget` keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Backup {
+    /// The restic repository; none: backups are off until one is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<BackupRepository>,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+}
+
+impl Default for Backup {
+    fn default() -> Self {
+        Backup {
+            repository: None,
+            keep_daily: 7,
+            keep_weekly: 4,
+            keep_monthly: 6,
+        }
+    }
+}
+
+impl Backup {
+    fn validate(&self) -> Result<(), NameError> {
+        for (field, v) in [
+            ("backup.keep_daily", self.keep_daily),
+            ("backup.keep_weekly", self.keep_weekly),
+            ("backup.keep_monthly", self.keep_monthly),
+        ] {
+            if v > 1000 {
+                return Err(NameError::new(
+                    field,
+                    "must be between 0 and 1000",
+                    &v.to_string(),
+                ));
+            }
+        }
+        if self.keep_daily + self.keep_weekly + self.keep_monthly == 0 {
+            return Err(NameError::new(
+                "backup.keep_daily",
+                "at least one of keep_daily, keep_weekly, keep_monthly must keep a backup",
+                "0",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -558,6 +609,7 @@ impl Config {
             check_mx: CheckMx::default(),
             public_api: PublicApi::default(),
             stats: Stats::default(),
+            backup: Backup::default(),
         }
     }
 
@@ -692,6 +744,7 @@ impl Config {
         let names: Vec<&str> = self.schedule.entries().into_keys().collect();
         self.jobs.validate(&names)?;
         self.validate_jobs()?;
+        self.backup.validate()?;
         let p = &self.paths;
         let mut under_mail_root = vec![
             ("paths.dkim_keys", &p.dkim_keys),

@@ -158,6 +158,9 @@ pub enum Command {
     /// Mail statistics: parse the mail log into the RRD files, show totals, draw graphs.
     #[command(subcommand)]
     Stats(StatsCommand),
+    /// Backups (restic): take one now, list them, show one's contents.
+    #[command(subcommand)]
+    Backup(BackupCommand),
     /// Generate shell completions on standard output.
     Completions {
         #[arg(value_enum)]
@@ -165,6 +168,36 @@ pub enum Command {
     },
     /// Generate the man page (roff) on standard output.
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Take a consistent backup (database, every mailbox, configuration, secrets, keys,
+    /// certificates, statistics) and store it in the repository; mail keeps flowing.
+    Create {
+        /// This repository instead of backup.repository (a path or a restic URL).
+        #[arg(long, value_name = "REPO")]
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The backups in the repository, oldest first.
+    List {
+        /// This repository instead of backup.repository.
+        #[arg(long, value_name = "REPO")]
+        from: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One backup: versions, counts per domain and mailbox, size.
+    Show {
+        /// A backup id (as `list` shows it) or `latest`.
+        id: String,
+        #[arg(long, value_name = "REPO")]
+        from: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,6 +4,7 @@
 
 mod admin;
 mod alias;
+mod backup;
 pub mod args;
 mod db;
 mod dns;
@@ -174,6 +175,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Task(c) => runtime()?.block_on(task::task(&cli.global, &c)),
         Command::Stats(c) => stats::stats(&cli.global, &c),
+        Command::Backup(c) => backup::backup(&cli.global, &c),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "modobox", &mut std::io::stdout());

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod db;
 pub mod dnschecks;
 pub mod domains;
+pub mod inventory;
 pub mod maintenance;
 pub mod migrate;
 pub mod roles;
@@ -19,12 +20,14 @@ pub mod transfer;
 pub mod ui;
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::Connection;
 
 use crate::config::{Config, Engine};
 use crate::names::NameError;
@@ -283,6 +286,34 @@ impl Store {
             Store::Sqlite(p) => Tx::Sqlite(p.begin().await?),
             _ => self.begin().await?,
         })
+    }
+
+    /// SQLite only: a consistent copy of the whole database into the new file `dest`
+    /// (`VACUUM INTO` reads one snapshot while writers go on), checked with
+    /// `PRAGMA integrity_check` before it is trusted.
+    pub async fn copy_sqlite_into(&self, dest: &Path) -> Result<(), StoreError> {
+        let Store::Sqlite(pool) = self else {
+            return Err(StoreError::Migration(
+                "a file copy of the database exists only for SQLite".into(),
+            ));
+        };
+        let target = dest.to_string_lossy().into_owned();
+        sqlx::query("VACUUM INTO ?")
+            .bind(&target)
+            .execute(pool)
+            .await?;
+        let opts = SqliteConnectOptions::new().filename(dest).read_only(true);
+        let mut copy = sqlx::SqliteConnection::connect_with(&opts).await?;
+        let verdict: String = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_one(&mut copy)
+            .await?;
+        copy.close().await?;
+        if verdict != "ok" {
+            return Err(StoreError::Migration(format!(
+                "the copy of the database fails its integrity check: {verdict}"
+            )));
+        }
+        Ok(())
     }
 
     pub async fn close(&self) {
