@@ -18,7 +18,7 @@ pub const FILE_NAME: &str = "manifest.json";
 /// Bumped when the layout of a backup changes in a way older restores cannot read.
 pub const FORMAT: u32 = 1;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: u32,
     pub created: String,

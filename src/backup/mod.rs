@@ -19,6 +19,8 @@ pub mod database;
 pub mod maildir;
 pub mod manifest;
 pub mod restic;
+pub mod restore;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -63,6 +65,14 @@ pub enum BackupError {
     Repository(String),
     #[error("no backup {0:?} in the repository (see `modobox backup list`)")]
     NoSuchBackup(String),
+    #[error("the backup has schema version {backup}, newer than this modobox knows ({ours}): upgrade modobox first")]
+    NewerSchema { backup: i32, ours: i32 },
+    #[error("the backup is damaged, nothing was restored: {}", .0.join("; "))]
+    Damaged(Vec<String>),
+    #[error("the backup has no mailbox {0}")]
+    NoSuchMailbox(String),
+    #[error("{field}: {rule}")]
+    BadInput { field: &'static str, rule: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
@@ -95,12 +105,12 @@ impl BackupContext {
     }
 
     /// modobox's own backup state (lock, digest cache, restic's cache), root only.
-    fn state_dir(&self) -> PathBuf {
+    pub(crate) fn state_dir(&self) -> PathBuf {
         self.config.paths.data.as_path().join("backup")
     }
 
     /// Where snapshots are assembled: on the mail's filesystem, so messages can be hard links.
-    fn work_dir(&self) -> PathBuf {
+    pub(crate) fn work_dir(&self) -> PathBuf {
         self.config.paths.mail_root.as_path().join(".modobox-backup")
     }
 }
@@ -125,11 +135,11 @@ pub struct CreateReport {
 }
 
 /// A lock file held for the whole run: two backups at once would share the work directory.
-struct RunLock {
+pub(crate) struct RunLock {
     _file: nix::fcntl::Flock<std::fs::File>,
 }
 
-fn lock(dir: &Path) -> Result<RunLock, BackupError> {
+pub(crate) fn lock(dir: &Path) -> Result<RunLock, BackupError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
     let path = dir.join("lock");
@@ -145,7 +155,7 @@ fn lock(dir: &Path) -> Result<RunLock, BackupError> {
 }
 
 /// A fresh, empty, root-only directory (a leftover of a killed run is removed first).
-fn fresh_dir(path: &Path) -> Result<(), BackupError> {
+pub(crate) fn fresh_dir(path: &Path) -> Result<(), BackupError> {
     if path.exists() {
         std::fs::remove_dir_all(path).map_err(io(path))?;
     }

@@ -189,6 +189,46 @@ pub enum BackupCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Prove a backup restores: restic checks the repository and reads back --read-data of it,
+    /// then the whole backup is restored into a scratch area and checked (every file's
+    /// checksum, the database loaded into a scratch database with its counts, DKIM and TLS
+    /// keys). Exit code 1 when a problem is found.
+    Verify {
+        /// A backup id or `latest`.
+        #[arg(default_value = "latest")]
+        id: String,
+        #[arg(long, value_name = "REPO")]
+        from: Option<String>,
+        /// The share of the repository's data restic reads back (`10%`, `100%`, `1/5`).
+        #[arg(long, value_name = "SUBSET", default_value = "10%")]
+        read_data: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup: everything (database, configuration, keys, mail, statistics), some
+    /// parts (--only), or one mailbox. Shows what it will replace and asks (or --yes).
+    Restore {
+        /// A backup id or `latest`.
+        id: String,
+        #[arg(long, value_name = "REPO")]
+        from: Option<String>,
+        /// Only these parts (repeatable).
+        #[arg(long, value_enum, value_name = "PART")]
+        only: Vec<crate::backup::restore::Part>,
+        /// Only this mailbox: its messages go into a `Restored-<date>` folder (see
+        /// --into-folder), newer mail untouched.
+        #[arg(long, value_name = "ADDRESS", conflicts_with = "only")]
+        mailbox: Option<String>,
+        /// The folder --mailbox restores into; `-` merges into the mailbox's own folders
+        /// instead (only the messages it no longer has).
+        #[arg(long, value_name = "NAME", requires = "mailbox")]
+        into_folder: Option<String>,
+        /// Do not ask.
+        #[arg(long, short)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// One backup: versions, counts per domain and mailbox, size.
     Show {
         /// A backup id (as `list` shows it) or `latest`.
@@ -595,7 +635,7 @@ pub enum TlsArg {
 
 /// What the install is asked for. Without `--config FILE` (or the default configuration file)
 /// the settings come from these options, or from prompts on a terminal.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct InstallArgs {
     /// The server's fully-qualified name (MX target, certificate, HELO), e.g. mail.example.com.
     pub hostname: Option<String>,

@@ -7,11 +7,12 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::output::{print_json, table};
+use crate::backup::restore::{self, Part};
 use crate::backup::{self, BackupContext};
 use crate::cli::{BackupCommand, Global};
 use crate::config::Config;
 use crate::distro::Distro;
-use crate::names::BackupRepository;
+use crate::names::{BackupRepository, EmailAddress};
 use crate::secrets::Secrets;
 
 async fn context(global: &Global) -> Result<BackupContext> {
@@ -34,6 +35,43 @@ fn repository(flag: &str, value: Option<&String>) -> Result<Option<BackupReposit
         .map(|v| BackupRepository::parse(flag, v))
         .transpose()
         .map_err(Into::into)
+}
+
+/// What `restore` was asked for.
+fn selection(
+    only: &[Part],
+    mailbox: Option<&str>,
+    into_folder: Option<&str>,
+    id: &str,
+) -> Result<restore::Selection> {
+    if let Some(address) = mailbox {
+        let address = EmailAddress::parse("--mailbox", address)?;
+        let folder = match into_folder {
+            Some("-") => None,
+            Some(name) => Some(name.to_string()),
+            None => Some(format!(
+                "Restored-{}",
+                if id == "latest" {
+                    chrono::Utc::now().format("%Y-%m-%d").to_string()
+                } else {
+                    id.chars().take(8).collect()
+                }
+            )),
+        };
+        if let Some(f) = &folder {
+            restore::check_folder_name(f)?;
+        }
+        return Ok(restore::Selection::Mailbox { address, folder });
+    }
+    let mut parts = if only.is_empty() {
+        restore::ALL_PARTS.to_vec()
+    } else {
+        only.to_vec()
+    };
+    parts.dedup();
+    // The database before the mail: a restored mailbox is looked up in it.
+    parts.sort_by_key(|p| restore::ALL_PARTS.iter().position(|q| q == p));
+    Ok(restore::Selection::Parts(parts))
 }
 
 fn megabytes(bytes: u64) -> String {
@@ -98,6 +136,92 @@ pub fn backup(global: &Global, cmd: &BackupCommand) -> Result<ExitCode> {
                         ]);
                     }
                     table(rows);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            BackupCommand::Verify {
+                id,
+                from,
+                read_data,
+                json,
+            } => {
+                let from = repository("--from", from.as_ref())?;
+                let ctx = context(global).await?;
+                let report = crate::backup::verify::verify(&ctx, from.as_ref(), id, read_data)
+                    .await
+                    .context("backup verify")?;
+                if *json {
+                    print_json(&report)?;
+                } else if report.problems.is_empty() {
+                    println!(
+                        "backup {} (taken {}) restores: {} files match their checksums ({} messages), database loaded (schema {}) with the manifest's counts, {} DKIM keys match the database, TLS key matches its certificate ({:.1} s)",
+                        report.snapshot,
+                        report.taken,
+                        report.files_checked,
+                        report.messages,
+                        report.schema_version,
+                        report.dkim_keys_checked,
+                        report.seconds
+                    );
+                } else {
+                    println!("backup {} does NOT restore cleanly:", report.snapshot);
+                    for p in &report.problems {
+                        println!("  {p}");
+                    }
+                }
+                Ok(if report.problems.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
+            BackupCommand::Restore {
+                id,
+                from,
+                only,
+                mailbox,
+                into_folder,
+                yes,
+                json,
+            } => {
+                let from = repository("--from", from.as_ref())?;
+                let selection = selection(only, mailbox.as_deref(), into_folder.as_deref(), id)?;
+                let ctx = context(global).await?;
+                let repo = ctx.repository(from.as_ref())?;
+                let fetched = restore::fetch(&ctx, &repo, id, &selection)?;
+                let plan = restore::describe(&ctx, &fetched, &selection);
+                println!(
+                    "backup {} of {} taken {}:",
+                    fetched.snapshot.short_id, fetched.manifest.hostname, fetched.manifest.created
+                );
+                for line in &plan {
+                    println!("  {line}");
+                }
+                super::input::confirm(*yes, "Restore?")?;
+                let report = restore::apply(&ctx, &fetched, &selection).await?;
+                drop(fetched);
+                ctx.store.close().await;
+                if *json {
+                    print_json(&report)?;
+                } else {
+                    println!(
+                        "restored from {}: {}{} files, {} mailboxes ({} messages back, {} were still there)",
+                        report.snapshot,
+                        if report.database { "the database, " } else { "" },
+                        report.files,
+                        report.mailboxes,
+                        report.messages_restored,
+                        report.messages_already_there
+                    );
+                }
+                if let restore::Selection::Parts(parts) = &selection {
+                    if parts.iter().any(|p| matches!(p, Part::Db | Part::Config | Part::Keys)) {
+                        // The restored configuration, secrets, keys and schema go live the way
+                        // every change does: the installer re-renders, migrates, re-grants the
+                        // daemons' roles and restarts what changed.
+                        println!("re-applying the configuration (modobox install)...");
+                        return super::install::reapply(global);
+                    }
                 }
                 Ok(ExitCode::SUCCESS)
             }

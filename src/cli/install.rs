@@ -273,3 +273,14 @@ fn print_summary(ctx: &mut Ctx) -> Result<()> {
     }
     Ok(())
 }
+
+/// Runs the installer unattended on the existing configuration (after a restore brought back
+/// the configuration, secrets, keys or database: it re-renders, migrates, re-grants and
+/// restarts what changed).
+pub fn reapply(global: &Global) -> Result<ExitCode> {
+    let args = InstallArgs {
+        yes: true,
+        ..InstallArgs::default()
+    };
+    install(global, &args, false)
+}

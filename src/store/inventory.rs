@@ -61,3 +61,32 @@ pub async fn read(tx: &mut Tx) -> Result<Inventory, StoreError> {
     }
     Ok(inv)
 }
+
+/// A domain's DKIM key as the database knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DkimRecord {
+    pub domain: String,
+    /// Base64 of the public key (what the TXT record publishes).
+    pub public_key: String,
+    pub private_key_path: String,
+}
+
+/// The DKIM keys of the domains that sign (and have a key).
+pub async fn dkim_keys(tx: &mut Tx) -> Result<Vec<DkimRecord>, StoreError> {
+    let rows = tx
+        .rows(
+            "SELECT name, dkim_public_key, dkim_private_key_path FROM admin_domain \
+             WHERE enable_dkim = ? AND dkim_public_key <> '' ORDER BY name",
+            &[crate::store::Value::Bool(true)],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DkimRecord {
+                domain: r.text("name")?,
+                public_key: r.text("dkim_public_key")?,
+                private_key_path: r.text("dkim_private_key_path")?,
+            })
+        })
+        .collect()
+}

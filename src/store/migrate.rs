@@ -236,7 +236,8 @@ pub async fn status(store: &Store) -> Result<Status, StoreError> {
     })
 }
 
-fn latest() -> i32 {
+/// The newest schema version this modobox knows.
+pub fn latest() -> i32 {
     MIGRATIONS.last().map_or(0, |m| m.version)
 }
 

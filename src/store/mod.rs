@@ -200,6 +200,24 @@ fn private_file(path: &std::path::Path) -> Result<(), StoreError> {
         })
 }
 
+/// Whether the SQLite file at `path` passes `PRAGMA integrity_check` (a copy is checked before
+/// it is trusted).
+pub async fn check_sqlite_file(path: &Path) -> Result<(), StoreError> {
+    let opts = SqliteConnectOptions::new().filename(path).read_only(true);
+    let mut db = sqlx::SqliteConnection::connect_with(&opts).await?;
+    let verdict: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut db)
+        .await?;
+    db.close().await?;
+    if verdict != "ok" {
+        return Err(StoreError::Migration(format!(
+            "{} fails its integrity check: {verdict}",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// The database, whichever engine holds it.
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -302,18 +320,7 @@ impl Store {
             .bind(&target)
             .execute(pool)
             .await?;
-        let opts = SqliteConnectOptions::new().filename(dest).read_only(true);
-        let mut copy = sqlx::SqliteConnection::connect_with(&opts).await?;
-        let verdict: String = sqlx::query_scalar("PRAGMA integrity_check")
-            .fetch_one(&mut copy)
-            .await?;
-        copy.close().await?;
-        if verdict != "ok" {
-            return Err(StoreError::Migration(format!(
-                "the copy of the database fails its integrity check: {verdict}"
-            )));
-        }
-        Ok(())
+        check_sqlite_file(dest).await
     }
 
     pub async fn close(&self) {
