@@ -12,7 +12,8 @@ use crate::names::HttpUrl;
 
 use crate::names::Network;
 use crate::names::{
-    BackupRepository, DbHost, DbIdent, DomainName, EmailAddress, Hostname, NameError, SafePath, UnixName,
+    BackupRepository, DbHost, DbIdent, DomainName, EmailAddress, Hostname, NameError, SafePath,
+    UnixName,
 };
 
 pub const DEFAULT_PATH: &str = "/etc/modobox/modobox.toml";

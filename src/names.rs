@@ -757,7 +757,11 @@ impl BackupRepository {
         match value.split_once(':') {
             Some((backend, rest)) if BACKUP_BACKENDS.contains(&backend) && !rest.is_empty() => {
                 if backend == "local" && !rest.starts_with('/') {
-                    return Err(NameError::new(field, "local: needs an absolute path", value));
+                    return Err(NameError::new(
+                        field,
+                        "local: needs an absolute path",
+                        value,
+                    ));
                 }
                 Ok(BackupRepository(value.to_string()))
             }
@@ -840,7 +844,10 @@ mod tests {
             "rest:https://user:pw@backup.example:8000/mail",
             "s3:s3.amazonaws.com/bucket/mail",
         ] {
-            assert!(BackupRepository::parse("backup.repository", ok).is_ok(), "{ok}");
+            assert!(
+                BackupRepository::parse("backup.repository", ok).is_ok(),
+                "{ok}"
+            );
         }
         for bad in [
             "",
@@ -859,10 +866,17 @@ mod tests {
         assert_eq!(r.redacted(), "rest:https://user:***@host:8000/x");
         assert!(!r.to_string().contains("secret"));
         assert_eq!(
-            BackupRepository::parse("r", "local:/srv/b").unwrap().local_path(),
+            BackupRepository::parse("r", "local:/srv/b")
+                .unwrap()
+                .local_path(),
             Some(Path::new("/srv/b"))
         );
-        assert_eq!(BackupRepository::parse("r", "sftp:h:/x").unwrap().local_path(), None);
+        assert_eq!(
+            BackupRepository::parse("r", "sftp:h:/x")
+                .unwrap()
+                .local_path(),
+            None
+        );
     }
 
     #[test]

@@ -94,7 +94,8 @@ fn dump_command(
     let password = secrets.database_password.expose();
     Ok(match db.engine {
         Engine::Postgres => {
-            let pass = write_credentials(scratch, &pgpass_line(&host, port, &name, &user, password))?;
+            let pass =
+                write_credentials(scratch, &pgpass_line(&host, port, &name, &user, password))?;
             Cmd::new("pg_dump")
                 .args(["--format=custom", "--no-owner", "--no-privileges"])
                 .arg(format!("--file={}", out.display()))
@@ -105,10 +106,8 @@ fn dump_command(
         }
         Engine::Mysql => {
             // The option file must come first on the command line.
-            let defaults = write_credentials(
-                scratch,
-                &format!("[client]\npassword=\"{password}\"\n"),
-            )?;
+            let defaults =
+                write_credentials(scratch, &format!("[client]\npassword=\"{password}\"\n"))?;
             let program = if cmd::exists("mariadb-dump") {
                 "mariadb-dump"
             } else {
@@ -116,9 +115,21 @@ fn dump_command(
             };
             Cmd::new(program)
                 .arg(format!("--defaults-extra-file={}", defaults.display()))
-                .args(["--single-transaction", "--quick", "--routines", "--triggers"])
-                .args(["--default-character-set=utf8mb4", "--connect-timeout=10"])
-                .args(["--host", &host, "--port", &port.to_string(), "--user", &user])
+                .args([
+                    "--single-transaction",
+                    "--quick",
+                    "--routines",
+                    "--triggers",
+                ])
+                .arg("--default-character-set=utf8mb4")
+                .args([
+                    "--host",
+                    &host,
+                    "--port",
+                    &port.to_string(),
+                    "--user",
+                    &user,
+                ])
                 .arg(format!("--result-file={}", out.display()))
                 .arg(name)
         }
@@ -227,7 +238,13 @@ fn load_postgres(
     })?;
     let pass = write_credentials(
         scratch,
-        &pgpass_line(&host, port, &name, &user, secrets.database_password.expose()),
+        &pgpass_line(
+            &host,
+            port,
+            &name,
+            &user,
+            secrets.database_password.expose(),
+        ),
     )?;
     let result = Cmd::new("psql")
         .args(["-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1"])
@@ -242,7 +259,9 @@ fn load_postgres(
         .env("PGOPTIONS", "--client-min-messages=warning")
         .run()
         .map(|_| ())
-        .map_err(failed("restoring the PostgreSQL database (nothing was changed)"));
+        .map_err(failed(
+            "restoring the PostgreSQL database (nothing was changed)",
+        ));
     let _ = std::fs::remove_file(&script);
     result
 }
@@ -269,7 +288,12 @@ fn mysql_admin(config: &Config, secrets: &Secrets, scratch: &Path) -> Result<Cmd
     Ok(Cmd::new(program)
         .arg(format!("--defaults-extra-file={}", defaults.display()))
         .args(["-N", "-B", "--host", &db.host.to_string()])
-        .args(["--port", &db.port().to_string(), "--user", &db.user.to_string()]))
+        .args([
+            "--port",
+            &db.port().to_string(),
+            "--user",
+            &db.user.to_string(),
+        ]))
 }
 
 fn load_mysql(
@@ -299,11 +323,9 @@ fn load_mysql(
             source,
         })
         .and_then(|bytes| {
-            admin()?
-                .arg(&incoming)
-                .stdin(bytes)
-                .run()
-                .map_err(failed("loading the MariaDB dump (the live database was not touched)"))
+            admin()?.arg(&incoming).stdin(bytes).run().map_err(failed(
+                "loading the MariaDB dump (the live database was not touched)",
+            ))
         });
     if let Err(e) = loaded {
         let _ = sql(format!("DROP DATABASE `{incoming}`;"));
@@ -352,12 +374,19 @@ async fn load_sqlite(config: &Config, store: &Store, dump: &Path) -> Result<(), 
     // The live file's owner, mode and ACLs (the daemons read it through ACLs) go to the new one.
     if let Ok(meta) = std::fs::metadata(live) {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        std::fs::set_permissions(&incoming, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
-            .map_err(io(&incoming))?;
+        std::fs::set_permissions(
+            &incoming,
+            std::fs::Permissions::from_mode(meta.mode() & 0o7777),
+        )
+        .map_err(io(&incoming))?;
         std::os::unix::fs::chown(&incoming, Some(meta.uid()), Some(meta.gid()))
             .map_err(io(&incoming))?;
         if cmd::exists("getfacl") {
-            if let Ok(acl) = Cmd::new("getfacl").args(["-p", "--omit-header"]).arg(live.to_string_lossy()).run() {
+            if let Ok(acl) = Cmd::new("getfacl")
+                .args(["-p", "--omit-header"])
+                .arg(live.to_string_lossy())
+                .run()
+            {
                 let _ = Cmd::new("setfacl")
                     .args(["--set-file=-"])
                     .arg(incoming.to_string_lossy())
@@ -450,8 +479,13 @@ impl ScratchDatabase {
         let _ = blocking(move || {
             let name = config.database.name.to_string();
             match config.database.engine {
-                Engine::Postgres => pg_admin(&config, &secrets, &scratch, &format!("DROP DATABASE IF EXISTS \"{name}\""))
-                    .map(|_| ()),
+                Engine::Postgres => pg_admin(
+                    &config,
+                    &secrets,
+                    &scratch,
+                    &format!("DROP DATABASE IF EXISTS \"{name}\""),
+                )
+                .map(|_| ()),
                 Engine::Mysql => mysql_admin(&config, &secrets, &scratch)?
                     .stdin(format!("DROP DATABASE IF EXISTS `{name}`;"))
                     .run()
@@ -467,19 +501,60 @@ impl ScratchDatabase {
 
 /// One statement on the `postgres` maintenance database: as the server's administrator for a
 /// local server, as modobox's own role (which then needs CREATEDB) for an external one.
-fn pg_admin(config: &Config, secrets: &Secrets, scratch: &Path, sql: &str) -> Result<String, BackupError> {
+fn pg_admin(
+    config: &Config,
+    secrets: &Secrets,
+    scratch: &Path,
+    sql: &str,
+) -> Result<String, BackupError> {
     let db = &config.database;
     let cmd = if db.location == crate::config::DbLocation::Local {
-        Cmd::new("runuser").args(["-u", "postgres", "--", "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", "postgres"])
+        Cmd::new("runuser").args([
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            "postgres",
+        ])
     } else {
         let (host, port, user) = (db.host.to_string(), db.port(), db.user.to_string());
         let pass = write_credentials(
             scratch,
-            &pgpass_line(&host, port, "postgres", &user, secrets.database_password.expose()),
+            &pgpass_line(
+                &host,
+                port,
+                "postgres",
+                &user,
+                secrets.database_password.expose(),
+            ),
         )?;
         Cmd::new("psql")
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "--no-password"])
-            .args(["--host", &host, "--port", &port.to_string(), "--username", &user, "--dbname", "postgres"])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "--no-password",
+            ])
+            .args([
+                "--host",
+                &host,
+                "--port",
+                &port.to_string(),
+                "--username",
+                &user,
+                "--dbname",
+                "postgres",
+            ])
             .env("PGPASSFILE", &pass.to_string_lossy())
             .env("PGCONNECT_TIMEOUT", "10")
     };
@@ -497,7 +572,12 @@ fn scratch_postgres(
     scratch: &Path,
 ) -> Result<(), BackupError> {
     let user = config.database.user.to_string();
-    pg_admin(config, secrets, scratch, &format!("DROP DATABASE IF EXISTS \"{name}\""))?;
+    pg_admin(
+        config,
+        secrets,
+        scratch,
+        &format!("DROP DATABASE IF EXISTS \"{name}\""),
+    )?;
     pg_admin(
         config,
         secrets,
@@ -511,15 +591,30 @@ fn scratch_postgres(
         &pgpass_line(&host, port, name, &user, secrets.database_password.expose()),
     )?;
     Cmd::new("pg_restore")
-        .args(["--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction"])
-        .args(["--host", &host, "--port", &port.to_string(), "--username", &user, "--no-password"])
+        .args([
+            "--no-owner",
+            "--no-privileges",
+            "--exit-on-error",
+            "--single-transaction",
+        ])
+        .args([
+            "--host",
+            &host,
+            "--port",
+            &port.to_string(),
+            "--username",
+            &user,
+            "--no-password",
+        ])
         .args(["--dbname", name])
         .arg(dump.to_string_lossy())
         .env("PGPASSFILE", &pass.to_string_lossy())
         .env("PGCONNECT_TIMEOUT", "10")
         .run()
         .map(|_| ())
-        .map_err(failed("loading the PostgreSQL dump into a scratch database"))
+        .map_err(failed(
+            "loading the PostgreSQL dump into a scratch database",
+        ))
 }
 
 fn scratch_mysql(
@@ -535,7 +630,9 @@ fn scratch_mysql(
     );
     if config.database.location == crate::config::DbLocation::Local {
         for host in ["localhost", "127.0.0.1", "::1"] {
-            script.push_str(&format!("GRANT ALL PRIVILEGES ON `{name}`.* TO '{user}'@'{host}';\n"));
+            script.push_str(&format!(
+                "GRANT ALL PRIVILEGES ON `{name}`.* TO '{user}'@'{host}';\n"
+            ));
         }
     }
     mysql_admin(config, secrets, scratch)?

@@ -307,18 +307,33 @@ mod tests {
                 std::fs::create_dir_all(home.join(f).join(sub)).unwrap();
             }
         }
-        write(&home.join("Maildir/new/1000.M1P1.host"), "Subject: one\n\nbody\n");
-        write(&home.join("Maildir/cur/1001.M2P1.host:2,S"), "Subject: two\n\nbody\n");
-        write(&home.join("Maildir/.Sent/cur/1002.M3P1.host:2,S"), "Subject: three\n\n");
+        write(
+            &home.join("Maildir/new/1000.M1P1.host"),
+            "Subject: one\n\nbody\n",
+        );
+        write(
+            &home.join("Maildir/cur/1001.M2P1.host:2,S"),
+            "Subject: two\n\nbody\n",
+        );
+        write(
+            &home.join("Maildir/.Sent/cur/1002.M3P1.host:2,S"),
+            "Subject: three\n\n",
+        );
         write(&home.join("Maildir/tmp/1003.M4P1.host"), "half delivered");
-        write(&home.join("Maildir/dovecot-uidlist"), "3 V1 N3\n1 1000.M1P1.host\n");
+        write(
+            &home.join("Maildir/dovecot-uidlist"),
+            "3 V1 N3\n1 1000.M1P1.host\n",
+        );
         write(&home.join("Maildir/dovecot-keywords"), "0 $Junk\n");
         write(&home.join("Maildir/subscriptions"), "Sent\n");
         write(&home.join("Maildir/.Sent/maildirfolder"), "");
         write(&home.join("Maildir/dovecot.index.cache"), "cache");
         write(&home.join("Maildir/dovecot.list.index.log"), "cache");
         write(&home.join("Maildir/dovecot-uidlist.lock"), "");
-        write(&home.join("sieve/vacation.sieve"), "require \"vacation\";\n");
+        write(
+            &home.join("sieve/vacation.sieve"),
+            "require \"vacation\";\n",
+        );
         std::os::unix::fs::symlink("sieve/vacation.sieve", home.join(".dovecot.sieve")).unwrap();
     }
 
@@ -382,11 +397,21 @@ mod tests {
         // Listed in new/, then moved before it could be linked: found again in cur/.
         std::fs::create_dir_all(snap.join("new")).unwrap();
         std::fs::create_dir_all(snap.join("cur")).unwrap();
-        std::fs::rename(folder.join("new/42.M1.host"), folder.join("cur/42.M1.host:2,S")).unwrap();
+        std::fs::rename(
+            folder.join("new/42.M1.host"),
+            folder.join("cur/42.M1.host:2,S"),
+        )
+        .unwrap();
         let got = link_one(&folder, &snap, "new", "42.M1.host").unwrap();
-        assert_eq!(got.map(|g| (g.0, g.1)), Some(("cur", "42.M1.host:2,S".to_string())));
+        assert_eq!(
+            got.map(|g| (g.0, g.1)),
+            Some(("cur", "42.M1.host:2,S".to_string()))
+        );
         // Expunged before it could be linked: skipped.
-        assert_eq!(link_one(&folder, &snap, "cur", "43.M1.host:2,").unwrap(), None);
+        assert_eq!(
+            link_one(&folder, &snap, "cur", "43.M1.host:2,").unwrap(),
+            None
+        );
     }
 
     /// A delivery agent and a mail client working on the mailbox during the snapshot: every
@@ -413,7 +438,10 @@ mod tests {
                     round += 1;
                     for i in 0..total {
                         let flags = if round % 2 == 0 { "S" } else { "RS" };
-                        let cur_old = folder.join(format!("cur/{i}.M1.host:2,{}", if round % 2 == 0 { "RS" } else { "S" }));
+                        let cur_old = folder.join(format!(
+                            "cur/{i}.M1.host:2,{}",
+                            if round % 2 == 0 { "RS" } else { "S" }
+                        ));
                         let new = folder.join(format!("new/{i}.M1.host"));
                         let cur_new = folder.join(format!("cur/{i}.M1.host:2,{flags}"));
                         let _ = std::fs::rename(&new, &cur_new);

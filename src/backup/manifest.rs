@@ -124,11 +124,9 @@ impl DigestCache {
         for ((ino, size, mtime), sha) in &self.used {
             let _ = writeln!(out, "{ino} {size} {mtime} {sha}");
         }
-        crate::system::fs::write_atomic(path, &out, 0o600, None).map_err(|source| {
-            BackupError::Io {
-                path: path.display().to_string(),
-                source,
-            }
+        crate::system::fs::write_atomic(path, &out, 0o600, None).map_err(|source| BackupError::Io {
+            path: path.display().to_string(),
+            source,
         })
     }
 
@@ -280,11 +278,17 @@ mod tests {
         assert_eq!(cache.known.len(), 1);
         let key = *cache.known.keys().next().unwrap();
         cache.known.insert(key, "0".repeat(64));
-        assert_eq!(digest_tree(&root, &mut cache).unwrap()["a/b/msg"].sha256, "0".repeat(64));
+        assert_eq!(
+            digest_tree(&root, &mut cache).unwrap()["a/b/msg"].sha256,
+            "0".repeat(64)
+        );
         // A rewritten file (new size) is hashed again.
         std::fs::write(root.join("a/b/msg"), "hello!").unwrap();
         let mut cache = DigestCache::load(&cache_path);
-        assert_ne!(digest_tree(&root, &mut cache).unwrap()["a/b/msg"].sha256, "0".repeat(64));
+        assert_ne!(
+            digest_tree(&root, &mut cache).unwrap()["a/b/msg"].sha256,
+            "0".repeat(64)
+        );
     }
 
     #[test]
@@ -313,6 +317,9 @@ mod tests {
             compare(&manifest, root, |_| true).unwrap(),
             ["one: content differs", "two: missing"]
         );
-        assert_eq!(compare(&manifest, root, |p| p == "two").unwrap(), ["two: missing"]);
+        assert_eq!(
+            compare(&manifest, root, |p| p == "two").unwrap(),
+            ["two: missing"]
+        );
     }
 }

@@ -111,7 +111,11 @@ impl BackupContext {
 
     /// Where snapshots are assembled: on the mail's filesystem, so messages can be hard links.
     pub(crate) fn work_dir(&self) -> PathBuf {
-        self.config.paths.mail_root.as_path().join(".modobox-backup")
+        self.config
+            .paths
+            .mail_root
+            .as_path()
+            .join(".modobox-backup")
     }
 }
 
@@ -214,8 +218,7 @@ async fn assemble_and_store(
     // the dump. Mail delivered after this point is in the mail part but not in the counts.
     let db_dir = snap.join("database");
     std::fs::create_dir_all(&db_dir).map_err(io(&db_dir))?;
-    let schema_version =
-        database::dump(config, &ctx.secrets, &ctx.store, &db_dir, scratch).await?;
+    let schema_version = database::dump(config, &ctx.secrets, &ctx.store, &db_dir, scratch).await?;
     let inventory = {
         let mut tx = ctx.store.begin_read().await?;
         inventory::read(&mut tx).await?
@@ -279,7 +282,11 @@ async fn assemble_and_store(
     manifest.write(snap)?;
     let schema_tag = format!("schema-{schema_version}");
     let version_tag = format!("modobox-{}", env!("CARGO_PKG_VERSION"));
-    let (repo, dir, host) = (repo.clone(), snap.to_path_buf(), config.hostname.to_string());
+    let (repo, dir, host) = (
+        repo.clone(),
+        snap.to_path_buf(),
+        config.hostname.to_string(),
+    );
     let summary = tokio::task::spawn_blocking(move || {
         repo.backup(&dir, &host, &["modobox", &schema_tag, &version_tag])
     })
@@ -339,7 +346,10 @@ fn copy_preserving(src: &Path, dest: &Path) -> Result<(), BackupError> {
     }
     if meta.is_dir() {
         std::fs::create_dir_all(dest).map_err(io(dest))?;
-        for entry in std::fs::read_dir(src).map_err(io(src))?.filter_map(Result::ok) {
+        for entry in std::fs::read_dir(src)
+            .map_err(io(src))?
+            .filter_map(Result::ok)
+        {
             copy_preserving(&entry.path(), &dest.join(entry.file_name()))?;
         }
     } else if meta.is_file() {
@@ -356,7 +366,10 @@ fn copy_preserving(src: &Path, dest: &Path) -> Result<(), BackupError> {
 }
 
 /// The backups of a repository, newest last.
-pub fn list(ctx: &BackupContext, from: Option<&BackupRepository>) -> Result<Vec<restic::Snapshot>, BackupError> {
+pub fn list(
+    ctx: &BackupContext,
+    from: Option<&BackupRepository>,
+) -> Result<Vec<restic::Snapshot>, BackupError> {
     ctx.repository(from)?.snapshots()
 }
 
@@ -400,7 +413,9 @@ mod tests {
         assert!(!files.contains(&PathBuf::from("/etc/modobox/secrets.toml")));
         assert!(files.contains(&PathBuf::from("/var/lib/dkim")));
         assert!(files.contains(&PathBuf::from("/var/lib/modobox/rrd")));
-        assert!(files.iter().any(|p| p.ends_with("modobox-mail.example.test.key")));
+        assert!(files
+            .iter()
+            .any(|p| p.ends_with("modobox-mail.example.test.key")));
     }
 
     #[test]
@@ -409,18 +424,31 @@ mod tests {
         let src = dir.path().join("src");
         std::fs::create_dir_all(src.join("keys")).unwrap();
         std::fs::write(src.join("keys/a.pem"), "key").unwrap();
-        std::fs::set_permissions(src.join("keys/a.pem"), std::fs::Permissions::from_mode(0o600))
-            .unwrap();
+        std::fs::set_permissions(
+            src.join("keys/a.pem"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
         std::os::unix::fs::symlink("a.pem", src.join("keys/current")).unwrap();
         let files = dir.path().join("files");
         copy_into(&src, &files).unwrap();
         let copied = files.join(src.strip_prefix("/").unwrap()).join("keys");
-        assert_eq!(std::fs::read_to_string(copied.join("a.pem")).unwrap(), "key");
         assert_eq!(
-            std::fs::metadata(copied.join("a.pem")).unwrap().permissions().mode() & 0o777,
+            std::fs::read_to_string(copied.join("a.pem")).unwrap(),
+            "key"
+        );
+        assert_eq!(
+            std::fs::metadata(copied.join("a.pem"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
             0o600
         );
-        assert_eq!(std::fs::read_link(copied.join("current")).unwrap(), Path::new("a.pem"));
+        assert_eq!(
+            std::fs::read_link(copied.join("current")).unwrap(),
+            Path::new("a.pem")
+        );
         copy_into(&dir.path().join("missing"), &files).unwrap();
     }
 }

@@ -12,6 +12,8 @@ use crate::names::BackupRepository;
 use crate::secrets::Secret;
 use crate::system::cmd::{Cmd, Output};
 
+const PASSWORD_NOTE: &str = "reading repository password";
+
 /// One repository and what opens it.
 #[derive(Debug, Clone)]
 pub struct Repository {
@@ -82,7 +84,17 @@ impl Repository {
                 "restic is not installed (apt install restic)".into(),
             ));
         }
-        let out = self.cmd(args).output().map_err(|e| BackupError::Repository(e.to_string()))?;
+        let mut out = self
+            .cmd(args)
+            .output()
+            .map_err(|e| BackupError::Repository(e.to_string()))?;
+        // restic says where the password came from on standard output, before its JSON.
+        out.stdout = out
+            .stdout
+            .lines()
+            .filter(|l| !l.starts_with(PASSWORD_NOTE))
+            .collect::<Vec<_>>()
+            .join("\n");
         if out.success {
             return Ok(out);
         }
@@ -93,7 +105,7 @@ impl Repository {
         let text = out.stderr.trim();
         let detail = text
             .lines()
-            .filter(|l| !l.starts_with("reading repository password"))
+            .filter(|l| !l.starts_with(PASSWORD_NOTE))
             .collect::<Vec<_>>()
             .join("\n");
         let lower = detail.to_ascii_lowercase();
@@ -129,7 +141,12 @@ impl Repository {
 
     /// Stores the directory `dir` (always the same path, so restic finds the previous snapshot
     /// as parent and skips unchanged files) with these tags.
-    pub fn backup(&self, dir: &Path, host: &str, tags: &[&str]) -> Result<BackupSummary, BackupError> {
+    pub fn backup(
+        &self,
+        dir: &Path,
+        host: &str,
+        tags: &[&str],
+    ) -> Result<BackupSummary, BackupError> {
         let dir_text = dir.to_string_lossy();
         let mut args = vec!["backup", "--quiet", "--ignore-ctime", "--host", host];
         for t in tags {
@@ -172,7 +189,12 @@ impl Repository {
 
     /// Restores `paths` (absolute paths as they were backed up; all when empty) of `snapshot`
     /// into `target`.
-    pub fn restore(&self, snapshot: &str, target: &Path, paths: &[&str]) -> Result<(), BackupError> {
+    pub fn restore(
+        &self,
+        snapshot: &str,
+        target: &Path,
+        paths: &[&str],
+    ) -> Result<(), BackupError> {
         let target_text = target.to_string_lossy();
         let mut args = vec!["restore", snapshot, "--target", &target_text];
         for p in paths {
@@ -189,7 +211,14 @@ impl Repository {
             keep.monthly.to_string(),
         );
         self.run(&[
-            "forget", "--prune", "--keep-daily", &d, "--keep-weekly", &w, "--keep-monthly", &m,
+            "forget",
+            "--prune",
+            "--keep-daily",
+            &d,
+            "--keep-weekly",
+            &w,
+            "--keep-monthly",
+            &m,
         ])
         .map(|_| ())
     }

@@ -77,7 +77,11 @@ fn prefixes(ctx: &BackupContext, selection: &Selection) -> Vec<String> {
     let parts = match selection {
         Selection::Parts(p) => p.clone(),
         Selection::Mailbox { address, .. } => {
-            out.push(format!("mail/{}/{}", address.domain(), address.local_part()));
+            out.push(format!(
+                "mail/{}/{}",
+                address.domain(),
+                address.local_part()
+            ));
             Vec::new()
         }
     };
@@ -131,7 +135,9 @@ pub fn fetch(
         .first()
         .cloned()
         .ok_or_else(|| BackupError::Manifest("the backup names no path".into()))?;
-    let scratch = ctx.work_dir().join(format!("restore-{}", snapshot.short_id));
+    let scratch = ctx
+        .work_dir()
+        .join(format!("restore-{}", snapshot.short_id));
     super::fresh_dir(&scratch)?;
     let wanted = prefixes(ctx, selection);
     let mut includes = vec![format!("{original}/{}", manifest::FILE_NAME)];
@@ -239,7 +245,10 @@ pub async fn apply(
     let root = &fetched.root;
     match selection {
         Selection::Mailbox { address, folder } => {
-            let src = root.join("mail").join(address.domain()).join(address.local_part());
+            let src = root
+                .join("mail")
+                .join(address.domain())
+                .join(address.local_part());
             if !src.is_dir() {
                 return Err(BackupError::NoSuchMailbox(address.to_string()));
             }
@@ -271,10 +280,8 @@ pub async fn apply(
                     Part::Config => report.files += restore_files(root, &config_paths(ctx))?,
                     Part::Keys => report.files += restore_files(root, &key_paths(ctx))?,
                     Part::Stats => {
-                        report.files += restore_files(
-                            root,
-                            &[ctx.config.paths.rrd.as_path().to_path_buf()],
-                        )?
+                        report.files +=
+                            restore_files(root, &[ctx.config.paths.rrd.as_path().to_path_buf()])?
                     }
                     Part::Mail => {
                         let mail = root.join("mail");
@@ -333,7 +340,10 @@ fn put_back(src: &Path, dest: &Path) -> Result<usize, BackupError> {
             .map_err(io(dest))?;
         std::os::unix::fs::lchown(dest, Some(meta.uid()), Some(meta.gid())).map_err(io(dest))?;
         let mut n = 0;
-        for entry in std::fs::read_dir(src).map_err(io(src))?.filter_map(Result::ok) {
+        for entry in std::fs::read_dir(src)
+            .map_err(io(src))?
+            .filter_map(Result::ok)
+        {
             n += put_back(&entry.path(), &dest.join(entry.file_name()))?;
         }
         return Ok(n);
@@ -342,7 +352,10 @@ fn put_back(src: &Path, dest: &Path) -> Result<usize, BackupError> {
         .parent()
         .ok_or_else(|| BackupError::Manifest(format!("{} has no parent", dest.display())))?;
     std::fs::create_dir_all(parent).map_err(io(parent))?;
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = parent.join(format!(".{name}.modobox-restore"));
     let _ = std::fs::remove_file(&tmp);
     if meta.file_type().is_symlink() {
@@ -375,7 +388,10 @@ fn chown_tree(path: &Path, owner: Option<(u32, u32)>) -> Result<(), BackupError>
     };
     std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io(path))?;
     if std::fs::symlink_metadata(path).map_err(io(path))?.is_dir() {
-        for entry in std::fs::read_dir(path).map_err(io(path))?.filter_map(Result::ok) {
+        for entry in std::fs::read_dir(path)
+            .map_err(io(path))?
+            .filter_map(Result::ok)
+        {
             chown_tree(&entry.path(), Some((uid, gid)))?;
         }
     }
@@ -400,7 +416,9 @@ fn merge_mailbox(
     let owner = mail_owner(ctx);
     if !home.exists() {
         let n = maildir::message_files(src)?.len() as u64;
-        let parent = home.parent().ok_or_else(|| BackupError::Manifest("mail root".into()))?;
+        let parent = home
+            .parent()
+            .ok_or_else(|| BackupError::Manifest("mail root".into()))?;
         std::fs::create_dir_all(parent).map_err(io(parent))?;
         // The scratch directory is on the mail's filesystem: a rename, not a copy.
         std::fs::rename(src, &home).map_err(io(&home))?;
@@ -420,7 +438,10 @@ fn merge_mailbox(
             .and_then(Path::file_name)
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "cur".into());
-        let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = rel
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let live_folder = home.join(folder_rel);
         if !known.insert(&live_folder, &name)? {
             present += 1;
@@ -443,7 +464,8 @@ impl KnownMessages {
     /// Records the message `name` in `folder`; false when the folder already has it.
     fn insert(&mut self, folder: &Path, name: &str) -> Result<bool, BackupError> {
         if !self.0.contains_key(folder) {
-            self.0.insert(folder.to_path_buf(), live_unique_names(folder)?);
+            self.0
+                .insert(folder.to_path_buf(), live_unique_names(folder)?);
         }
         Ok(self
             .0
@@ -588,19 +610,28 @@ mod tests {
         let saved = root.join("files").join(live.strip_prefix("/").unwrap());
         std::fs::create_dir_all(&saved).unwrap();
         std::fs::write(saved.join("secrets.toml"), "new").unwrap();
-        std::fs::set_permissions(saved.join("secrets.toml"), std::fs::Permissions::from_mode(0o600))
-            .unwrap();
+        std::fs::set_permissions(
+            saved.join("secrets.toml"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
         std::fs::create_dir_all(&live).unwrap();
         std::fs::write(live.join("secrets.toml"), "old").unwrap();
         std::fs::write(live.join("kept.toml"), "mine").unwrap();
         assert_eq!(restore_files(&root, &[live.clone()]).unwrap(), 1);
-        assert_eq!(std::fs::read_to_string(live.join("secrets.toml")).unwrap(), "new");
+        assert_eq!(
+            std::fs::read_to_string(live.join("secrets.toml")).unwrap(),
+            "new"
+        );
         assert_eq!(
             std::fs::metadata(live.join("secrets.toml")).unwrap().mode() & 0o777,
             0o600
         );
         // Files the backup does not have are left alone; no temp file stays behind.
-        assert_eq!(std::fs::read_to_string(live.join("kept.toml")).unwrap(), "mine");
+        assert_eq!(
+            std::fs::read_to_string(live.join("kept.toml")).unwrap(),
+            "mine"
+        );
         assert_eq!(std::fs::read_dir(&live).unwrap().count(), 2);
     }
 }

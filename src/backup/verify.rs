@@ -53,9 +53,11 @@ pub async fn verify(
             report.seconds = started.elapsed().as_secs_f64();
             return Ok(report);
         }
-        Err(e @ (BackupError::NoSuchBackup(_) | BackupError::WrongPassword(_) | BackupError::NoRepository(_))) => {
-            return Err(e)
-        }
+        Err(
+            e @ (BackupError::NoSuchBackup(_)
+            | BackupError::WrongPassword(_)
+            | BackupError::NoRepository(_)),
+        ) => return Err(e),
         Err(e) => {
             report.problems.push(format!("restore: {e}"));
             report.seconds = started.elapsed().as_secs_f64();
@@ -81,7 +83,8 @@ pub async fn verify(
     {
         Ok(db) => {
             report.database_loaded = true;
-            let checked = check_database(&db.config, &ctx.secrets, &fetched.root, m, &mut report).await;
+            let checked =
+                check_database(&db.config, &ctx.secrets, &fetched.root, m, &mut report).await;
             if let Err(e) = checked {
                 report.problems.push(format!("database: {e}"));
             }
@@ -91,7 +94,12 @@ pub async fn verify(
     }
 
     let (cert, key) = crate::render::context::tls_paths(&ctx.config, &ctx.distro);
-    let saved = |p: &Path| fetched.root.join("files").join(p.strip_prefix("/").unwrap_or(p));
+    let saved = |p: &Path| {
+        fetched
+            .root
+            .join("files")
+            .join(p.strip_prefix("/").unwrap_or(p))
+    };
     match (
         std::fs::read_to_string(saved(cert.as_path())),
         std::fs::read_to_string(saved(key.as_path())),
@@ -100,15 +108,15 @@ pub async fn verify(
             report.tls_checked = true;
             match crate::keys::tls::key_matches(&c, &k) {
                 Ok(true) => {}
-                Ok(false) => report
-                    .problems
-                    .push(format!("TLS: the key {key} is not the one of the certificate {cert}")),
+                Ok(false) => report.problems.push(format!(
+                    "TLS: the key {key} is not the one of the certificate {cert}"
+                )),
                 Err(e) => report.problems.push(format!("TLS: {e}")),
             }
         }
-        _ => report
-            .problems
-            .push(format!("TLS: the backup lacks the certificate {cert} or the key {key}")),
+        _ => report.problems.push(format!(
+            "TLS: the backup lacks the certificate {cert} or the key {key}"
+        )),
     }
     let _ = std::fs::remove_dir_all(&scratch);
     report.seconds = started.elapsed().as_secs_f64();

@@ -78,8 +78,34 @@ fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1_000_000.0)
 }
 
+/// What is left to do once the command's own work is done (outside its async runtime: the
+/// installer runs its own).
+enum Then {
+    Exit(ExitCode),
+    /// Restored configuration, secrets or keys go live the way every change does: the
+    /// installer re-renders, migrates, re-grants the daemons' roles and restarts what changed.
+    Reinstall,
+    /// A restored database may be older than this modobox, and lost the daemons' grants.
+    Database,
+}
+
 pub fn backup(global: &Global, cmd: &BackupCommand) -> Result<ExitCode> {
-    super::runtime()?.block_on(async {
+    let then = super::runtime()?.block_on(command(global, cmd))?;
+    match then {
+        Then::Exit(code) => Ok(code),
+        Then::Reinstall => {
+            println!("re-applying the restored configuration (modobox install)...");
+            super::install::reapply(global)
+        }
+        Then::Database => {
+            println!("bringing the restored database up to date (schema, daemons' roles)...");
+            super::install::reapply_database(global)
+        }
+    }
+}
+
+async fn command(global: &Global, cmd: &BackupCommand) -> Result<Then> {
+    {
         match cmd {
             BackupCommand::Create { to, json } => {
                 let to = repository("--to", to.as_ref())?;
@@ -110,7 +136,7 @@ pub fn backup(global: &Global, cmd: &BackupCommand) -> Result<ExitCode> {
                         report.seconds
                     );
                 }
-                Ok(ExitCode::SUCCESS)
+                Ok(Then::Exit(ExitCode::SUCCESS))
             }
             BackupCommand::List { from, json } => {
                 let from = repository("--from", from.as_ref())?;
@@ -130,14 +156,18 @@ pub fn backup(global: &Global, cmd: &BackupCommand) -> Result<ExitCode> {
                     for s in &list {
                         rows.push(vec![
                             s.short_id.clone(),
-                            s.time.chars().take(19).collect::<String>().replace('T', " "),
+                            s.time
+                                .chars()
+                                .take(19)
+                                .collect::<String>()
+                                .replace('T', " "),
                             s.hostname.clone(),
                             s.tags.clone().unwrap_or_default().join(","),
                         ]);
                     }
                     table(rows);
                 }
-                Ok(ExitCode::SUCCESS)
+                Ok(Then::Exit(ExitCode::SUCCESS))
             }
             BackupCommand::Verify {
                 id,
@@ -169,11 +199,11 @@ pub fn backup(global: &Global, cmd: &BackupCommand) -> Result<ExitCode> {
                         println!("  {p}");
                     }
                 }
-                Ok(if report.problems.is_empty() {
+                Ok(Then::Exit(if report.problems.is_empty() {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::FAILURE
-                })
+                }))
             }
             BackupCommand::Restore {
                 id,
@@ -215,15 +245,14 @@ pub fn backup(global: &Global, cmd: &BackupCommand) -> Result<ExitCode> {
                     );
                 }
                 if let restore::Selection::Parts(parts) = &selection {
-                    if parts.iter().any(|p| matches!(p, Part::Db | Part::Config | Part::Keys)) {
-                        // The restored configuration, secrets, keys and schema go live the way
-                        // every change does: the installer re-renders, migrates, re-grants the
-                        // daemons' roles and restarts what changed.
-                        println!("re-applying the configuration (modobox install)...");
-                        return super::install::reapply(global);
+                    if parts.iter().any(|p| matches!(p, Part::Config | Part::Keys)) {
+                        return Ok(Then::Reinstall);
+                    }
+                    if parts.contains(&Part::Db) {
+                        return Ok(Then::Database);
                     }
                 }
-                Ok(ExitCode::SUCCESS)
+                Ok(Then::Exit(ExitCode::SUCCESS))
             }
             BackupCommand::Show { id, from, json } => {
                 let from = repository("--from", from.as_ref())?;
@@ -243,7 +272,7 @@ pub fn backup(global: &Global, cmd: &BackupCommand) -> Result<ExitCode> {
                         "files": manifest.files.len(),
                         "bytes": manifest.total_bytes(),
                     }))?;
-                    return Ok(ExitCode::SUCCESS);
+                    return Ok(Then::Exit(ExitCode::SUCCESS));
                 }
                 println!("backup {} taken {}", snapshot.short_id, manifest.created);
                 println!(
@@ -276,8 +305,8 @@ pub fn backup(global: &Global, cmd: &BackupCommand) -> Result<ExitCode> {
                     ]);
                 }
                 table(rows);
-                Ok(ExitCode::SUCCESS)
+                Ok(Then::Exit(ExitCode::SUCCESS))
             }
         }
-    })
+    }
 }

@@ -284,3 +284,18 @@ pub fn reapply(global: &Global) -> Result<ExitCode> {
     };
     install(global, &args, false)
 }
+
+/// Only the database steps of the installer (schema migrations, the daemons' roles and
+/// grants), unattended: after a restored database replaced the live one.
+pub fn reapply_database(global: &Global) -> Result<ExitCode> {
+    let config = Config::load(&global.config)?;
+    let distro = Distro::resolve(global.distro.as_ref())?;
+    let secrets = Secrets::load_or_create(config.paths.secrets.as_path())?;
+    let mut ctx = Ctx::new(config, global.config.clone(), distro, secrets)?;
+    let steps = install::database_steps();
+    let reports = install::run(&mut ctx, &steps, false)?;
+    let changed = reports.iter().filter(|r| r.outcome != "ok").count();
+    println!("{changed} of {} database steps changed", reports.len());
+    ctx.close();
+    Ok(ExitCode::SUCCESS)
+}

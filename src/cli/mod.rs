@@ -4,8 +4,8 @@
 
 mod admin;
 mod alias;
-mod backup;
 pub mod args;
+mod backup;
 mod db;
 mod dns;
 mod domain;

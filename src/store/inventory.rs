@@ -24,7 +24,8 @@ pub struct Inventory {
 pub async fn read(tx: &mut Tx) -> Result<Inventory, StoreError> {
     let mut inv = Inventory::default();
     for r in tx.rows("SELECT name FROM admin_domain", &[]).await? {
-        inv.domains.insert(r.text("name")?, DomainInventory::default());
+        inv.domains
+            .insert(r.text("name")?, DomainInventory::default());
     }
     let rows = tx
         .rows(
@@ -57,7 +58,10 @@ pub async fn read(tx: &mut Tx) -> Result<Inventory, StoreError> {
         )
         .await?;
     for r in rows {
-        inv.domains.entry(r.text("domain")?).or_default().domain_aliases = r.i64("n")? as u64;
+        inv.domains
+            .entry(r.text("domain")?)
+            .or_default()
+            .domain_aliases = r.i64("n")? as u64;
     }
     Ok(inv)
 }
