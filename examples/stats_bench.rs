@@ -16,7 +16,7 @@ fn main() -> std::io::Result<()> {
     let mut parser = Parser::new(Domains::new(&names), Zone::Fixed(0), chrono::Utc::now());
     let started = Instant::now();
     let mut f = std::fs::File::open(&file)?;
-    let bytes = modobox::stats::state::feed_stream(&mut f, 0, &mut parser, true)?;
+    let bytes = modobox::stats::source::feed_stream(&mut f, 0, &mut parser, true)?;
     parser.finish();
     let secs = started.elapsed().as_secs_f64();
     println!(

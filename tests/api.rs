@@ -6,6 +6,10 @@
 
 mod common;
 
+use std::collections::HashMap;
+
+use common::matrix::{self, fill, Row};
+use common::steps::step;
 use modobox::config::Config;
 use modobox::distro::Distro;
 use modobox::names::Hostname;
@@ -125,13 +129,153 @@ fn names(v: &Value, key: &str) -> Vec<String> {
         .map(|x| x[key].as_str().unwrap().to_string())
         .collect()
 }
+/// Who sends a request: each role of the scenario has an account with a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Who {
+    Superadmin,
+    /// A reseller with no domain of its own at first.
+    Reseller,
+    /// A reseller given a domain (res2.test) with a mailbox: a tenant of its own.
+    TenantReseller,
+    /// The domain admin of a.test.
+    DomainAdmin,
+    /// user@a.test.
+    SimpleUser,
+}
+use Who::*;
+
+/// What the steps share: the server, each role's token, the ids of what earlier steps created
+/// (the `{placeholders}` of the rows' paths).
+struct Ctx {
+    store: Store,
+    port: u16,
+    tokens: HashMap<Who, String>,
+    ids: HashMap<&'static str, i64>,
+}
+
+impl Ctx {
+    async fn call(&self, method: &str, path: &str, who: Who, body: Option<Value>) -> Answer {
+        call(self.port, method, path, Some(self.token(who)), body).await
+    }
+
+    fn token(&self, who: Who) -> &str {
+        self.tokens
+            .get(&who)
+            .unwrap_or_else(|| panic!("{who:?} has no account yet"))
+    }
+
+    fn id(&self, name: &str) -> i64 {
+        *self
+            .ids
+            .get(name)
+            .unwrap_or_else(|| panic!("no id {name} recorded yet"))
+    }
+
+    fn path(&self, template: &str) -> String {
+        fill(template, |name| self.id(name).to_string())
+    }
+
+    /// The mailbox a role may manage, for the bodies' `MB`.
+    fn own_mailbox(&self, who: Who) -> i64 {
+        match who {
+            DomainAdmin | SimpleUser => self.id("user_mailbox"),
+            TenantReseller => self.id("tenant_mailbox"),
+            other => panic!("{other:?} has no mailbox of its own in this scenario"),
+        }
+    }
+
+    /// Sends a row's request; the answer's status and body.
+    async fn answer_to(&self, row: Row<Who>) -> (u16, String) {
+        let (method, path, who, body, _) = row;
+        let body = (!body.is_empty()).then(|| {
+            let body = if body.contains("MB") {
+                body.replace("MB", &self.own_mailbox(who).to_string())
+            } else {
+                body.to_string()
+            };
+            serde_json::from_str(&body).unwrap()
+        });
+        let a = self.call(method, &self.path(path), who, body).await;
+        (a.status, a.raw)
+    }
+
+    /// Runs a role matrix, row by row in order.
+    async fn check_rows(&self, table: &str, rows: &[Row<Who>]) {
+        matrix::check_rows(table, rows, |row| self.answer_to(row)).await;
+    }
+
+    /// One row checked where it stands in a step (between a create and a later change).
+    async fn expect(&self, row: Row<Who>) {
+        matrix::check_one(row, |row| self.answer_to(row)).await;
+    }
+}
 
 async fn scenario(store: Store) {
     migrate::migrate(&store).await.unwrap();
     let (_, su) = account(&store, "admin", Role::SuperAdmins, false, &[]).await;
     let port = start(&store).await;
+    let mut ctx = Ctx {
+        store,
+        port,
+        tokens: HashMap::from([(Superadmin, su)]),
+        ids: HashMap::new(),
+    };
+    step!(every_route_refuses_a_missing_or_wrong_token(&ctx));
+    step!(superadmin_creates_two_domains(&mut ctx));
+    step!(invalid_domains_are_refused_by_field(&ctx));
+    step!(the_other_roles_get_accounts(&mut ctx));
 
-    // Without a token, with a wrong one, with a session cookie only: 401 everywhere.
+    step!(each_role_lists_its_own_domains(&ctx));
+    ctx.check_rows("DOMAIN_ACCESS", DOMAIN_ACCESS).await;
+    step!(domain_admin_changes_what_it_may_of_its_domain(&ctx));
+    step!(superadmin_put_needs_the_name_and_keeps_quotas(&ctx));
+    step!(reseller_creates_a_domain_within_its_limit(&mut ctx));
+
+    step!(each_role_lists_its_own_accounts(&ctx));
+    ctx.check_rows("ACCOUNT_ACCESS", ACCOUNT_ACCESS).await;
+    step!(invalid_accounts_are_refused_by_field(&ctx));
+    ctx.check_rows("ACCOUNT_CREATION_ACCESS", ACCOUNT_CREATION_ACCESS)
+        .await;
+    step!(domain_admin_creates_and_changes_a_mailbox(&mut ctx));
+    step!(domain_admin_mailbox_limit_stops_a_fourth(&ctx));
+    step!(superadmin_gives_domains_to_a_domain_admin(&ctx));
+    step!(superadmin_reads_the_limits(&ctx));
+    ctx.check_rows("RESOURCE_ACCESS", RESOURCE_ACCESS).await;
+    step!(superadmin_changes_the_limits(&ctx));
+    step!(user_changes_its_password_with_the_current_one(&mut ctx));
+    step!(exists_tells_whether_an_address_is_used(&ctx));
+    ctx.check_rows("EXISTS_ACCESS", EXISTS_ACCESS).await;
+
+    step!(domain_admin_creates_aliases_forwards_and_catch_alls(
+        &mut ctx
+    ));
+    step!(invalid_aliases_are_refused_by_field(&ctx));
+    step!(each_role_lists_its_own_aliases(&ctx));
+    ctx.check_rows("ALIAS_ACCESS", ALIAS_ACCESS).await;
+    step!(domain_admin_changes_then_deletes_an_alias(&ctx));
+
+    step!(domain_admin_cannot_create_domain_aliases(&ctx));
+    step!(superadmin_creates_domain_aliases(&mut ctx));
+    step!(domain_admin_manages_its_domain_alias(&ctx));
+
+    step!(superadmin_creates_and_changes_a_relay_domain(&mut ctx));
+    step!(relay_domains_are_apart_from_domains(&ctx));
+
+    step!(domain_admin_gives_sender_addresses(&mut ctx));
+    step!(sender_addresses_per_role(&ctx));
+
+    ctx.check_rows("DELETIONS", DELETIONS).await;
+    step!(superadmin_pages_through_domains_and_accounts(&ctx));
+    step!(a_reseller_gets_a_tenant_of_its_own(&mut ctx));
+    step!(refused_tenant_attempts_write_nothing(&ctx));
+    step!(tenant_reseller_acts_on_its_own_domain(&ctx));
+    step!(tokens_record_use_and_die_with_their_account(&ctx));
+    step!(unknown_routes_and_wrong_methods_answer_json(&ctx));
+}
+
+/// Without a token, with a wrong one, with a session cookie only: 401 everywhere.
+async fn every_route_refuses_a_missing_or_wrong_token(ctx: &Ctx) {
+    let port = ctx.port;
     for (path, methods) in modobox::web::api::route_list() {
         if path == "/openapi.json" {
             continue;
@@ -155,30 +299,35 @@ async fn scenario(store: Store) {
     }
     let a = call(port, "GET", "/domains/", Some("not-hex"), None).await;
     assert_eq!(a.status, 401);
+}
 
-    // Superadmin creates two domains; validation errors name the field and write nothing.
-    let a = call(
-        port,
-        "POST",
-        "/domains/",
-        Some(&su),
-        Some(json!({"name": "a.test", "quota": 1000, "default_mailbox_quota": 100})),
-    )
-    .await;
+async fn superadmin_creates_two_domains(ctx: &mut Ctx) {
+    let a = ctx
+        .call(
+            "POST",
+            "/domains/",
+            Superadmin,
+            Some(json!({"name": "a.test", "quota": 1000, "default_mailbox_quota": 100})),
+        )
+        .await;
     assert_eq!(a.status, 201, "{}", a.raw);
-    let a_pk = a.json["pk"].as_i64().unwrap();
+    ctx.ids.insert("domain_a", a.json["pk"].as_i64().unwrap());
     assert_eq!(a.json["type"], "domain");
-    let a = call(
-        port,
-        "POST",
-        "/domains/",
-        Some(&su),
-        Some(json!({"name": "b.test"})),
-    )
-    .await;
+    let a = ctx
+        .call(
+            "POST",
+            "/domains/",
+            Superadmin,
+            Some(json!({"name": "b.test"})),
+        )
+        .await;
     assert_eq!(a.status, 201);
-    let b_pk = a.json["pk"].as_i64().unwrap();
-    let before = count(&store, "admin_domain").await;
+    ctx.ids.insert("domain_b", a.json["pk"].as_i64().unwrap());
+}
+
+/// Validation errors name the field and write nothing.
+async fn invalid_domains_are_refused_by_field(ctx: &Ctx) {
+    let before = count(&ctx.store, "admin_domain").await;
     for (body, field) in [
         (json!({"name": "not a domain"}), "name"),
         (json!({}), "name"),
@@ -196,203 +345,157 @@ async fn scenario(store: Store) {
         (json!({"name": "a.test"}), "name"),
         (json!({"name": "c.test", "type": "relaydomain"}), "type"),
     ] {
-        let a = call(port, "POST", "/domains/", Some(&su), Some(body.clone())).await;
+        let a = ctx
+            .call("POST", "/domains/", Superadmin, Some(body.clone()))
+            .await;
         assert_eq!(a.status, 400, "{body}: {}", a.raw);
         assert!(a.json[field].is_array(), "{body} → {}", a.raw);
     }
-    let a = call(port, "POST", "/domains/", Some(&su), Some(json!(["x"]))).await;
+    let a = ctx
+        .call("POST", "/domains/", Superadmin, Some(json!(["x"])))
+        .await;
     assert_eq!(a.status, 400);
-    let a = call(port, "POST", "/domains/", Some(&su), None).await;
+    let a = ctx.call("POST", "/domains/", Superadmin, None).await;
     assert_eq!(a.status, 400);
     assert!(a.json["name"].is_array());
     assert_eq!(
-        count(&store, "admin_domain").await,
+        count(&ctx.store, "admin_domain").await,
         before,
         "nothing written"
     );
+}
 
-    // The other roles.
-    let (_, reseller) = account(&store, "reseller", Role::Resellers, false, &[]).await;
-    let (da_id, da) = account(&store, "da@a.test", Role::DomainAdmins, true, &["a.test"]).await;
-    let (user_id, user) = account(&store, "user@a.test", Role::SimpleUsers, true, &[]).await;
-    let (other_id, _) = account(&store, "other@b.test", Role::SimpleUsers, true, &[]).await;
+async fn the_other_roles_get_accounts(ctx: &mut Ctx) {
+    let store = &ctx.store;
+    let (_, reseller) = account(store, "reseller", Role::Resellers, false, &[]).await;
+    let (da_id, da) = account(store, "da@a.test", Role::DomainAdmins, true, &["a.test"]).await;
+    let (user_id, user) = account(store, "user@a.test", Role::SimpleUsers, true, &[]).await;
+    let (other_id, _) = account(store, "other@b.test", Role::SimpleUsers, true, &[]).await;
+    ctx.tokens
+        .extend([(Reseller, reseller), (DomainAdmin, da), (SimpleUser, user)]);
+    ctx.ids.extend([
+        ("account_da", da_id.into()),
+        ("account_user", user_id.into()),
+        ("account_other", other_id.into()),
+    ]);
+}
 
-    // Domains: each sees its own.
-    let a = call(port, "GET", "/domains/", Some(&su), None).await;
+async fn each_role_lists_its_own_domains(ctx: &Ctx) {
+    let a = ctx.call("GET", "/domains/", Superadmin, None).await;
     assert_eq!(names(&a.json, "name"), ["a.test", "b.test"]);
-    let a = call(port, "GET", "/domains/", Some(&da), None).await;
+    let a = ctx.call("GET", "/domains/", DomainAdmin, None).await;
     assert_eq!(names(&a.json, "name"), ["a.test"]);
-    let a = call(port, "GET", "/domains/", Some(&user), None).await;
+    let a = ctx.call("GET", "/domains/", SimpleUser, None).await;
     assert_eq!(a.json, json!([]));
-    let a = call(port, "GET", "/domains/", Some(&reseller), None).await;
+    let a = ctx.call("GET", "/domains/", Reseller, None).await;
     assert_eq!(a.json, json!([]));
-    assert_eq!(
-        call(port, "GET", &format!("/domains/{b_pk}/"), Some(&da), None)
-            .await
-            .status,
-        404
-    );
-    assert_eq!(
-        call(port, "GET", &format!("/domains/{a_pk}/"), Some(&da), None)
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        call(port, "GET", &format!("/domains/{a_pk}/"), Some(&user), None)
-            .await
-            .status,
-        404
-    );
-    assert_eq!(
-        call(port, "GET", "/domains/999999/", Some(&su), None)
-            .await
-            .status,
-        404
-    );
-    assert_eq!(
-        call(port, "GET", "/domains/abc/", Some(&su), None)
-            .await
-            .status,
-        404
-    );
-    assert_eq!(
-        call(
-            port,
+}
+
+static DOMAIN_ACCESS: &[Row<Who>] = &[
+    ("GET", "/domains/{domain_b}/", DomainAdmin, "", 404),
+    ("GET", "/domains/{domain_a}/", DomainAdmin, "", 200),
+    ("GET", "/domains/{domain_a}/", SimpleUser, "", 404),
+    ("GET", "/domains/999999/", Superadmin, "", 404),
+    ("GET", "/domains/abc/", Superadmin, "", 404),
+    (
+        "PATCH",
+        "/domains/{domain_b}/",
+        DomainAdmin,
+        r#"{"enabled": false}"#,
+        404,
+    ),
+    ("DELETE", "/domains/{domain_b}/", DomainAdmin, "", 404),
+    ("DELETE", "/domains/{domain_a}/", DomainAdmin, "", 403),
+    (
+        "POST",
+        "/domains/",
+        DomainAdmin,
+        r#"{"name": "da.test"}"#,
+        403,
+    ),
+    (
+        "POST",
+        "/domains/",
+        SimpleUser,
+        r#"{"name": "u.test"}"#,
+        403,
+    ),
+    // A domain admin does not resize its domain.
+    (
+        "PATCH",
+        "/domains/{domain_a}/",
+        DomainAdmin,
+        r#"{"quota": 5000}"#,
+        403,
+    ),
+];
+
+async fn domain_admin_changes_what_it_may_of_its_domain(ctx: &Ctx) {
+    let a = ctx
+        .call(
             "PATCH",
-            &format!("/domains/{b_pk}/"),
-            Some(&da),
-            Some(json!({"enabled": false}))
+            &ctx.path("/domains/{domain_a}/"),
+            DomainAdmin,
+            Some(json!({"enable_dns_checks": false})),
         )
-        .await
-        .status,
-        404
-    );
-    assert_eq!(
-        call(
-            port,
-            "DELETE",
-            &format!("/domains/{b_pk}/"),
-            Some(&da),
-            None
-        )
-        .await
-        .status,
-        404
-    );
-    assert_eq!(
-        call(
-            port,
-            "DELETE",
-            &format!("/domains/{a_pk}/"),
-            Some(&da),
-            None
-        )
-        .await
-        .status,
-        403
-    );
-    assert_eq!(
-        call(
-            port,
-            "POST",
-            "/domains/",
-            Some(&da),
-            Some(json!({"name": "da.test"}))
-        )
-        .await
-        .status,
-        403
-    );
-    assert_eq!(
-        call(
-            port,
-            "POST",
-            "/domains/",
-            Some(&user),
-            Some(json!({"name": "u.test"}))
-        )
-        .await
-        .status,
-        403
-    );
-    let a = call(
-        port,
-        "PATCH",
-        &format!("/domains/{a_pk}/"),
-        Some(&da),
-        Some(json!({"quota": 5000})),
-    )
-    .await;
-    assert_eq!(a.status, 403, "a domain admin does not resize its domain");
-    let a = call(
-        port,
-        "PATCH",
-        &format!("/domains/{a_pk}/"),
-        Some(&da),
-        Some(json!({"enable_dns_checks": false})),
-    )
-    .await;
+        .await;
     assert_eq!(a.status, 200, "{}", a.raw);
     assert_eq!(a.json["enable_dns_checks"], false);
-    let a = call(
-        port,
-        "PUT",
-        &format!("/domains/{a_pk}/"),
-        Some(&su),
-        Some(json!({"quota": 2000})),
-    )
-    .await;
+}
+
+async fn superadmin_put_needs_the_name_and_keeps_quotas(ctx: &Ctx) {
+    let domain_a = ctx.path("/domains/{domain_a}/");
+    let a = ctx
+        .call("PUT", &domain_a, Superadmin, Some(json!({"quota": 2000})))
+        .await;
     assert_eq!(a.status, 400, "PUT needs the name");
     assert!(a.json["name"].is_array());
-    let a = call(
-        port,
-        "PUT",
-        &format!("/domains/{a_pk}/"),
-        Some(&su),
-        Some(json!({"name": "renamed.test"})),
-    )
-    .await;
+    let a = ctx
+        .call(
+            "PUT",
+            &domain_a,
+            Superadmin,
+            Some(json!({"name": "renamed.test"})),
+        )
+        .await;
     assert_eq!(a.status, 400);
-    let a = call(
-        port,
-        "PUT",
-        &format!("/domains/{a_pk}/"),
-        Some(&su),
-        Some(json!({"name": "a.test", "quota": 2000})),
-    )
-    .await;
+    let a = ctx
+        .call(
+            "PUT",
+            &domain_a,
+            Superadmin,
+            Some(json!({"name": "a.test", "quota": 2000})),
+        )
+        .await;
     assert_eq!(a.status, 200, "{}", a.raw);
     assert_eq!(a.json["quota"], 2000);
-    let a = call(
-        port,
-        "PATCH",
-        &format!("/domains/{a_pk}/"),
-        Some(&su),
-        Some(json!({"quota": 50})),
-    )
-    .await;
+    let a = ctx
+        .call("PATCH", &domain_a, Superadmin, Some(json!({"quota": 50})))
+        .await;
     assert_eq!(a.status, 400, "less than already given");
     assert!(
         a.json["quota"].is_array() || a.json["default_mailbox_quota"].is_array(),
         "{}",
         a.raw
     );
-    // The reseller creates one, within its limit, and sees only it.
-    let a = call(
-        port,
-        "POST",
-        "/domains/",
-        Some(&reseller),
-        Some(json!({"name": "r.test"})),
-    )
-    .await;
+}
+
+/// The reseller creates one, within its limit, and sees only it.
+async fn reseller_creates_a_domain_within_its_limit(ctx: &mut Ctx) {
+    let a = ctx
+        .call(
+            "POST",
+            "/domains/",
+            Reseller,
+            Some(json!({"name": "r.test"})),
+        )
+        .await;
     assert_eq!(a.status, 201, "{}", a.raw);
-    let r_pk = a.json["pk"].as_i64().unwrap();
-    let a = call(port, "GET", "/domains/", Some(&reseller), None).await;
+    ctx.ids.insert("domain_r", a.json["pk"].as_i64().unwrap());
+    let a = ctx.call("GET", "/domains/", Reseller, None).await;
     assert_eq!(names(&a.json, "name"), ["r.test"]);
     {
-        let mut tx = store.begin().await.unwrap();
+        let mut tx = ctx.store.begin().await.unwrap();
         let rid = accounts::get(&mut tx, Actor::System, "reseller")
             .await
             .unwrap()
@@ -402,14 +505,14 @@ async fn scenario(store: Store) {
             .unwrap();
         tx.commit().await.unwrap();
     }
-    let a = call(
-        port,
-        "POST",
-        "/domains/",
-        Some(&reseller),
-        Some(json!({"name": "r2.test"})),
-    )
-    .await;
+    let a = ctx
+        .call(
+            "POST",
+            "/domains/",
+            Reseller,
+            Some(json!({"name": "r2.test"})),
+        )
+        .await;
     assert_eq!(a.status, 400, "{}", a.raw);
     assert!(
         a.json["domains"][0]
@@ -419,127 +522,66 @@ async fn scenario(store: Store) {
         "{}",
         a.raw
     );
+}
 
-    // Accounts.
-    let a = call(port, "GET", "/accounts/", Some(&su), None).await;
+async fn each_role_lists_its_own_accounts(ctx: &Ctx) {
+    let a = ctx.call("GET", "/accounts/", Superadmin, None).await;
     assert_eq!(names(&a.json, "username").len(), 5);
-    let a = call(port, "GET", "/accounts/", Some(&da), None).await;
+    let a = ctx.call("GET", "/accounts/", DomainAdmin, None).await;
     assert_eq!(names(&a.json, "username"), ["da@a.test", "user@a.test"]);
-    let a = call(port, "GET", "/accounts/", Some(&user), None).await;
+    let a = ctx.call("GET", "/accounts/", SimpleUser, None).await;
     assert_eq!(names(&a.json, "username"), ["user@a.test"]);
     assert_eq!(a.json[0]["mailbox"]["full_address"], "user@a.test");
     assert_eq!(a.json[0]["role"], "SimpleUsers");
     assert!(a.json[0].get("password").is_none());
-    let a = call(
-        port,
-        "GET",
-        "/accounts/?domain=a.test&search=user",
-        Some(&su),
-        None,
-    )
-    .await;
+    let a = ctx
+        .call(
+            "GET",
+            "/accounts/?domain=a.test&search=user",
+            Superadmin,
+            None,
+        )
+        .await;
     assert_eq!(names(&a.json, "username"), ["user@a.test"]);
-    let a = call(port, "GET", "/accounts/?role=DomainAdmins", Some(&su), None).await;
+    let a = ctx
+        .call("GET", "/accounts/?role=DomainAdmins", Superadmin, None)
+        .await;
     assert_eq!(names(&a.json, "username"), ["da@a.test"]);
     assert_eq!(a.json[0]["domains"], json!(["a.test"]));
-    assert_eq!(
-        call(
-            port,
-            "GET",
-            &format!("/accounts/{other_id}/"),
-            Some(&user),
-            None
-        )
-        .await
-        .status,
-        404
-    );
-    assert_eq!(
-        call(
-            port,
-            "GET",
-            &format!("/accounts/{other_id}/"),
-            Some(&da),
-            None
-        )
-        .await
-        .status,
-        404
-    );
-    assert_eq!(
-        call(
-            port,
-            "GET",
-            &format!("/accounts/{user_id}/"),
-            Some(&da),
-            None
-        )
-        .await
-        .status,
-        200
-    );
-    assert_eq!(
-        call(
-            port,
-            "GET",
-            &format!("/accounts/{user_id}/"),
-            Some(&user),
-            None
-        )
-        .await
-        .status,
-        200
-    );
-    assert_eq!(
-        call(
-            port,
-            "PATCH",
-            &format!("/accounts/{user_id}/"),
-            Some(&user),
-            Some(json!({"first_name": "x"}))
-        )
-        .await
-        .status,
-        403
-    );
-    assert_eq!(
-        call(
-            port,
-            "PATCH",
-            &format!("/accounts/{other_id}/"),
-            Some(&da),
-            Some(json!({"first_name": "x"}))
-        )
-        .await
-        .status,
-        404
-    );
-    assert_eq!(
-        call(
-            port,
-            "DELETE",
-            &format!("/accounts/{other_id}/"),
-            Some(&da),
-            None
-        )
-        .await
-        .status,
-        404
-    );
-    assert_eq!(
-        call(
-            port,
-            "PATCH",
-            &format!("/accounts/{da_id}/"),
-            Some(&da),
-            Some(json!({"role": "SuperAdmins"}))
-        )
-        .await
-        .status,
-        403
-    );
-    let mb_before = count(&store, "admin_mailbox").await;
-    let users_before = count(&store, "core_user").await;
+}
+
+static ACCOUNT_ACCESS: &[Row<Who>] = &[
+    ("GET", "/accounts/{account_other}/", SimpleUser, "", 404),
+    ("GET", "/accounts/{account_other}/", DomainAdmin, "", 404),
+    ("GET", "/accounts/{account_user}/", DomainAdmin, "", 200),
+    ("GET", "/accounts/{account_user}/", SimpleUser, "", 200),
+    (
+        "PATCH",
+        "/accounts/{account_user}/",
+        SimpleUser,
+        r#"{"first_name": "x"}"#,
+        403,
+    ),
+    (
+        "PATCH",
+        "/accounts/{account_other}/",
+        DomainAdmin,
+        r#"{"first_name": "x"}"#,
+        404,
+    ),
+    ("DELETE", "/accounts/{account_other}/", DomainAdmin, "", 404),
+    (
+        "PATCH",
+        "/accounts/{account_da}/",
+        DomainAdmin,
+        r#"{"role": "SuperAdmins"}"#,
+        403,
+    ),
+];
+
+async fn invalid_accounts_are_refused_by_field(ctx: &Ctx) {
+    let mb_before = count(&ctx.store, "admin_mailbox").await;
+    let users_before = count(&ctx.store, "core_user").await;
     for (body, field) in [
         (
             json!({"username": "new@b.test", "password": "long enough 1", "mailbox": {}}),
@@ -579,298 +621,283 @@ async fn scenario(store: Store) {
             "username",
         ),
     ] {
-        let a = call(port, "POST", "/accounts/", Some(&da), Some(body.clone())).await;
+        let a = ctx
+            .call("POST", "/accounts/", DomainAdmin, Some(body.clone()))
+            .await;
         assert_eq!(a.status, 400, "{body}: {}", a.raw);
         assert!(a.json[field].is_array(), "{body} → {}", a.raw);
     }
     assert_eq!(
-        count(&store, "admin_mailbox").await,
+        count(&ctx.store, "admin_mailbox").await,
         mb_before,
         "nothing written"
     );
-    assert_eq!(count(&store, "core_user").await, users_before);
-    let a = call(
-        port,
+    assert_eq!(count(&ctx.store, "core_user").await, users_before);
+}
+
+static ACCOUNT_CREATION_ACCESS: &[Row<Who>] = &[
+    (
         "POST",
         "/accounts/",
-        Some(&da),
-        Some(json!({"username": "boss", "password": "long enough 1", "role": "DomainAdmins"})),
-    )
-    .await;
-    assert_eq!(a.status, 403, "{}", a.raw);
-    let a = call(
-        port,
+        DomainAdmin,
+        r#"{"username": "boss", "password": "long enough 1", "role": "DomainAdmins"}"#,
+        403,
+    ),
+    (
         "POST",
         "/accounts/",
-        Some(&user),
-        Some(json!({"username": "x@a.test", "password": "long enough 1", "mailbox": {}})),
-    )
-    .await;
-    assert_eq!(a.status, 403);
-    let a = call(port, "POST", "/accounts/", Some(&da), Some(json!({"username": "new@a.test", "password": "long enough 1", "first_name": "New", "mailbox": {"quota": 50}}))).await;
+        SimpleUser,
+        r#"{"username": "x@a.test", "password": "long enough 1", "mailbox": {}}"#,
+        403,
+    ),
+];
+
+async fn domain_admin_creates_and_changes_a_mailbox(ctx: &mut Ctx) {
+    let a = ctx.call("POST", "/accounts/", DomainAdmin, Some(json!({"username": "new@a.test", "password": "long enough 1", "first_name": "New", "mailbox": {"quota": 50}}))).await;
     assert_eq!(a.status, 201, "{}", a.raw);
     let new_pk = a.json["pk"].as_i64().unwrap();
+    ctx.ids.insert("account_new", new_pk);
     assert_eq!(a.json["mailbox"]["quota"], 50);
     assert_eq!(a.json["mailbox"]["use_domain_quota"], false);
-    let a = call(
-        port,
-        "PATCH",
-        &format!("/accounts/{new_pk}/"),
-        Some(&da),
-        Some(json!({"last_name": "Comer", "mailbox": {"use_domain_quota": true}})),
-    )
-    .await;
+    let a = ctx
+        .call(
+            "PATCH",
+            &format!("/accounts/{new_pk}/"),
+            DomainAdmin,
+            Some(json!({"last_name": "Comer", "mailbox": {"use_domain_quota": true}})),
+        )
+        .await;
     assert_eq!(a.status, 200, "{}", a.raw);
     assert_eq!(a.json["last_name"], "Comer");
     assert_eq!(a.json["mailbox"]["quota"], 100);
-    // Limits: the domain admin may have no more mailboxes than it has.
+}
+
+/// Limits: the domain admin may have no more mailboxes than it has.
+async fn domain_admin_mailbox_limit_stops_a_fourth(ctx: &Ctx) {
     {
-        let mut tx = store.begin().await.unwrap();
+        let mut tx = ctx.store.begin().await.unwrap();
+        let da_id = i32::try_from(ctx.id("account_da")).unwrap();
         access::set_user_limit(&mut tx, da_id, "mailboxes", 3)
             .await
             .unwrap();
         tx.commit().await.unwrap();
     }
-    let a = call(
-        port,
-        "POST",
-        "/accounts/",
-        Some(&da),
-        Some(json!({"username": "fourth@a.test", "password": "long enough 1", "mailbox": {}})),
-    )
-    .await;
+    let a = ctx
+        .call(
+            "POST",
+            "/accounts/",
+            DomainAdmin,
+            Some(json!({"username": "fourth@a.test", "password": "long enough 1", "mailbox": {}})),
+        )
+        .await;
     assert_eq!(a.status, 400, "{}", a.raw);
     assert!(a.json["mailboxes"].is_array(), "{}", a.raw);
-    // Domains of a domain admin, given by the superadmin.
-    let a = call(port, "POST", "/accounts/", Some(&su), Some(json!({"username": "da2", "password": "long enough 1", "role": "DomainAdmins", "domains": ["a.test", "b.test"]}))).await;
+}
+
+async fn superadmin_gives_domains_to_a_domain_admin(ctx: &Ctx) {
+    let a = ctx.call("POST", "/accounts/", Superadmin, Some(json!({"username": "da2", "password": "long enough 1", "role": "DomainAdmins", "domains": ["a.test", "b.test"]}))).await;
     assert_eq!(a.status, 201, "{}", a.raw);
     assert_eq!(a.json["domains"], json!(["a.test", "b.test"]));
     let da2 = a.json["pk"].as_i64().unwrap();
-    let a = call(
-        port,
-        "PATCH",
-        &format!("/accounts/{da2}/"),
-        Some(&su),
-        Some(json!({"domains": ["b.test"]})),
-    )
-    .await;
+    let a = ctx
+        .call(
+            "PATCH",
+            &format!("/accounts/{da2}/"),
+            Superadmin,
+            Some(json!({"domains": ["b.test"]})),
+        )
+        .await;
     assert_eq!(a.json["domains"], json!(["b.test"]), "{}", a.raw);
-    let a = call(port, "POST", "/accounts/", Some(&su), Some(json!({"username": "da3", "password": "long enough 1", "role": "DomainAdmins", "domains": ["nowhere.test"]}))).await;
+    let a = ctx.call("POST", "/accounts/", Superadmin, Some(json!({"username": "da3", "password": "long enough 1", "role": "DomainAdmins", "domains": ["nowhere.test"]}))).await;
     assert_eq!(a.status, 400);
     assert!(a.json["domains"].is_array(), "{}", a.raw);
-    // Resources (limits).
-    let a = call(
-        port,
-        "GET",
-        &format!("/resources/{da_id}/"),
-        Some(&su),
-        None,
-    )
-    .await;
+}
+
+/// Resources (limits).
+async fn superadmin_reads_the_limits(ctx: &Ctx) {
+    let a = ctx
+        .call(
+            "GET",
+            &ctx.path("/resources/{account_da}/"),
+            Superadmin,
+            None,
+        )
+        .await;
     assert_eq!(a.status, 200);
     assert_eq!(a.json["mailboxes"], 3);
     assert_eq!(a.json["domains"], -1);
-    assert_eq!(
-        call(
-            port,
-            "GET",
-            &format!("/resources/{da_id}/"),
-            Some(&da),
-            None
-        )
-        .await
-        .status,
-        200
-    );
-    assert_eq!(
-        call(
-            port,
-            "PATCH",
-            &format!("/resources/{da_id}/"),
-            Some(&da),
-            Some(json!({"mailboxes": 100}))
-        )
-        .await
-        .status,
-        403
-    );
-    assert_eq!(
-        call(
-            port,
-            "GET",
-            &format!("/resources/{user_id}/"),
-            Some(&su),
-            None
-        )
-        .await
-        .status,
-        404
-    );
-    assert_eq!(
-        call(
-            port,
-            "GET",
-            &format!("/resources/{da_id}/"),
-            Some(&user),
-            None
-        )
-        .await
-        .status,
-        403
-    );
-    let a = call(
-        port,
+}
+
+static RESOURCE_ACCESS: &[Row<Who>] = &[
+    ("GET", "/resources/{account_da}/", DomainAdmin, "", 200),
+    (
         "PATCH",
-        &format!("/resources/{da_id}/"),
-        Some(&su),
-        Some(json!({"mailboxes": -2})),
-    )
-    .await;
+        "/resources/{account_da}/",
+        DomainAdmin,
+        r#"{"mailboxes": 100}"#,
+        403,
+    ),
+    ("GET", "/resources/{account_user}/", Superadmin, "", 404),
+    ("GET", "/resources/{account_da}/", SimpleUser, "", 403),
+];
+
+async fn superadmin_changes_the_limits(ctx: &Ctx) {
+    let resources = ctx.path("/resources/{account_da}/");
+    let a = ctx
+        .call(
+            "PATCH",
+            &resources,
+            Superadmin,
+            Some(json!({"mailboxes": -2})),
+        )
+        .await;
     assert_eq!(a.status, 400);
     assert!(a.json["mailboxes"].is_array());
-    let a = call(
-        port,
-        "PUT",
-        &format!("/resources/{da_id}/"),
-        Some(&su),
-        Some(json!({"mailboxes": 10})),
-    )
-    .await;
+    let a = ctx
+        .call(
+            "PUT",
+            &resources,
+            Superadmin,
+            Some(json!({"mailboxes": 10})),
+        )
+        .await;
     assert_eq!(a.status, 400, "PUT needs every limit");
-    let a = call(
-        port,
-        "PATCH",
-        &format!("/resources/{da_id}/"),
-        Some(&su),
-        Some(json!({"mailboxes": 10})),
-    )
-    .await;
+    let a = ctx
+        .call(
+            "PATCH",
+            &resources,
+            Superadmin,
+            Some(json!({"mailboxes": 10})),
+        )
+        .await;
     assert_eq!(a.json["mailboxes"], 10);
+}
 
-    // Passwords: the current one is the proof.
-    let a = call(
-        port,
-        "PUT",
-        &format!("/accounts/{user_id}/password/"),
-        Some(&user),
-        Some(json!({"password": "wrong", "new_password": "a new password"})),
-    )
-    .await;
+/// Passwords: the current one is the proof.
+async fn user_changes_its_password_with_the_current_one(ctx: &mut Ctx) {
+    let password = ctx.path("/accounts/{account_user}/password/");
+    let a = ctx
+        .call(
+            "PUT",
+            &password,
+            SimpleUser,
+            Some(json!({"password": "wrong", "new_password": "a new password"})),
+        )
+        .await;
     assert_eq!(a.status, 400);
     assert!(a.json["password"].is_array());
-    let a = call(
-        port,
-        "PUT",
-        &format!("/accounts/{user_id}/password/"),
-        Some(&user),
-        Some(json!({"password": "correct horse 1", "new_password": "short"})),
-    )
-    .await;
+    let a = ctx
+        .call(
+            "PUT",
+            &password,
+            SimpleUser,
+            Some(json!({"password": "correct horse 1", "new_password": "short"})),
+        )
+        .await;
     assert!(a.json["new_password"].is_array(), "{}", a.raw);
-    let a = call(
-        port,
-        "PUT",
-        &format!("/accounts/{user_id}/password/"),
-        Some(&user),
-        Some(json!({"password": "correct horse 1", "new_password": "a new password"})),
-    )
-    .await;
+    let a = ctx
+        .call(
+            "PUT",
+            &password,
+            SimpleUser,
+            Some(json!({"password": "correct horse 1", "new_password": "a new password"})),
+        )
+        .await;
     assert_eq!(a.status, 204, "{}", a.raw);
     // A new password ends the account's API token too: a new one for the rest.
-    let gone = call(port, "GET", "/accounts/", Some(&user), None).await;
+    let gone = ctx.call("GET", "/accounts/", SimpleUser, None).await;
     assert_eq!(gone.status, 401, "{}", gone.raw);
     let user = {
-        let mut tx = store.begin().await.unwrap();
+        let mut tx = ctx.store.begin().await.unwrap();
+        let user_id = i32::try_from(ctx.id("account_user")).unwrap();
         let t = tokens::create_token(&mut tx, user_id).await.unwrap();
         tx.commit().await.unwrap();
         t
     };
-    assert_eq!(
-        call(
-            port,
-            "PUT",
-            &format!("/accounts/{other_id}/password/"),
-            Some(&user),
-            Some(json!({"password": "correct horse 1", "new_password": "a new password"}))
-        )
-        .await
-        .status,
-        404
-    );
-    // Exists.
-    let a = call(
-        port,
-        "GET",
-        "/accounts/exists/?email=user@a.test",
-        Some(&da),
-        None,
-    )
+    ctx.tokens.insert(SimpleUser, user);
+    ctx.expect((
+        "PUT",
+        "/accounts/{account_other}/password/",
+        SimpleUser,
+        r#"{"password": "correct horse 1", "new_password": "a new password"}"#,
+        404,
+    ))
     .await;
-    assert_eq!(a.json, json!({"exists": true}));
-    let a = call(
-        port,
-        "GET",
-        "/accounts/exists/?email=nobody@a.test",
-        Some(&da),
-        None,
-    )
-    .await;
-    assert_eq!(a.json, json!({"exists": false}));
-    assert_eq!(
-        call(port, "GET", "/accounts/exists/", Some(&da), None)
-            .await
-            .status,
-        400
-    );
-    assert_eq!(
-        call(
-            port,
+}
+
+async fn exists_tells_whether_an_address_is_used(ctx: &Ctx) {
+    let a = ctx
+        .call(
             "GET",
             "/accounts/exists/?email=user@a.test",
-            Some(&user),
-            None
+            DomainAdmin,
+            None,
         )
-        .await
-        .status,
-        403
-    );
+        .await;
+    assert_eq!(a.json, json!({"exists": true}));
+    let a = ctx
+        .call(
+            "GET",
+            "/accounts/exists/?email=nobody@a.test",
+            DomainAdmin,
+            None,
+        )
+        .await;
+    assert_eq!(a.json, json!({"exists": false}));
+}
 
-    // Aliases, forwards, catch-alls.
-    let a = call(port, "POST", "/aliases/", Some(&da), Some(json!({"address": "team@a.test", "recipients": ["user@a.test", "friend@elsewhere.test"]}))).await;
+static EXISTS_ACCESS: &[Row<Who>] = &[
+    ("GET", "/accounts/exists/", DomainAdmin, "", 400),
+    (
+        "GET",
+        "/accounts/exists/?email=user@a.test",
+        SimpleUser,
+        "",
+        403,
+    ),
+];
+
+/// Aliases, forwards, catch-alls.
+async fn domain_admin_creates_aliases_forwards_and_catch_alls(ctx: &mut Ctx) {
+    let a = ctx.call("POST", "/aliases/", DomainAdmin, Some(json!({"address": "team@a.test", "recipients": ["user@a.test", "friend@elsewhere.test"]}))).await;
     assert_eq!(a.status, 201, "{}", a.raw);
-    let team = a.json["pk"].as_i64().unwrap();
+    ctx.ids.insert("alias_team", a.json["pk"].as_i64().unwrap());
     assert_eq!(a.json["internal"], false);
-    let a = call(
-        port,
-        "POST",
-        "/aliases/",
-        Some(&da),
-        Some(json!({"address": "@a.test", "recipients": ["user@a.test"]})),
-    )
-    .await;
+    let a = ctx
+        .call(
+            "POST",
+            "/aliases/",
+            DomainAdmin,
+            Some(json!({"address": "@a.test", "recipients": ["user@a.test"]})),
+        )
+        .await;
     assert_eq!(a.status, 201, "catch-all: {}", a.raw);
-    let a = call(
-        port,
-        "POST",
-        "/aliases/",
-        Some(&da),
-        Some(
-            json!({"address": "user@a.test", "recipients": ["user@a.test", "out@elsewhere.test"]}),
-        ),
-    )
-    .await;
+    let a = ctx
+        .call(
+            "POST",
+            "/aliases/",
+            DomainAdmin,
+            Some(
+                json!({"address": "user@a.test", "recipients": ["user@a.test", "out@elsewhere.test"]}),
+            ),
+        )
+        .await;
     assert_eq!(a.status, 201, "forward: {}", a.raw);
-    let a = call(
-        port,
-        "POST",
-        "/aliases/",
-        Some(&su),
-        Some(json!({"address": "sales@b.test", "recipients": ["other@b.test"]})),
-    )
-    .await;
+    let a = ctx
+        .call(
+            "POST",
+            "/aliases/",
+            Superadmin,
+            Some(json!({"address": "sales@b.test", "recipients": ["other@b.test"]})),
+        )
+        .await;
     assert_eq!(a.status, 201);
-    let sales = a.json["pk"].as_i64().unwrap();
-    let before = count(&store, "admin_alias").await;
+    ctx.ids
+        .insert("alias_sales", a.json["pk"].as_i64().unwrap());
+}
+
+async fn invalid_aliases_are_refused_by_field(ctx: &Ctx) {
+    let before = count(&ctx.store, "admin_alias").await;
     for (body, field) in [
         (
             json!({"address": "x@b.test", "recipients": ["user@a.test"]}),
@@ -902,321 +929,259 @@ async fn scenario(store: Store) {
             "expire_at",
         ),
     ] {
-        let a = call(port, "POST", "/aliases/", Some(&da), Some(body.clone())).await;
+        let a = ctx
+            .call("POST", "/aliases/", DomainAdmin, Some(body.clone()))
+            .await;
         assert_eq!(a.status, 400, "{body}: {}", a.raw);
         assert!(a.json[field].is_array(), "{body} → {}", a.raw);
     }
     assert_eq!(
-        count(&store, "admin_alias").await,
+        count(&ctx.store, "admin_alias").await,
         before,
         "nothing written"
     );
-    let a = call(port, "GET", "/aliases/", Some(&da), None).await;
+}
+
+async fn each_role_lists_its_own_aliases(ctx: &Ctx) {
+    let a = ctx.call("GET", "/aliases/", DomainAdmin, None).await;
     assert_eq!(
         names(&a.json, "address"),
         ["@a.test", "team@a.test", "user@a.test"]
     );
-    let a = call(port, "GET", "/aliases/?domain=b.test", Some(&da), None).await;
+    let a = ctx
+        .call("GET", "/aliases/?domain=b.test", DomainAdmin, None)
+        .await;
     assert_eq!(a.json, json!([]));
     assert_eq!(
-        call(port, "GET", "/aliases/", Some(&user), None).await.json,
+        ctx.call("GET", "/aliases/", SimpleUser, None).await.json,
         json!([])
     );
-    assert_eq!(
-        call(port, "GET", &format!("/aliases/{sales}/"), Some(&da), None)
-            .await
-            .status,
-        404
-    );
-    assert_eq!(
-        call(
-            port,
-            "DELETE",
-            &format!("/aliases/{sales}/"),
-            Some(&da),
-            None
+}
+
+static ALIAS_ACCESS: &[Row<Who>] = &[
+    ("GET", "/aliases/{alias_sales}/", DomainAdmin, "", 404),
+    ("DELETE", "/aliases/{alias_sales}/", DomainAdmin, "", 404),
+    ("DELETE", "/aliases/{alias_team}/", SimpleUser, "", 403),
+];
+
+async fn domain_admin_changes_then_deletes_an_alias(ctx: &Ctx) {
+    let a = ctx
+        .call(
+            "PATCH",
+            &ctx.path("/aliases/{alias_team}/"),
+            DomainAdmin,
+            Some(json!({"recipients": ["da@a.test"], "enabled": false})),
         )
-        .await
-        .status,
-        404
-    );
-    assert_eq!(
-        call(
-            port,
-            "DELETE",
-            &format!("/aliases/{team}/"),
-            Some(&user),
-            None
-        )
-        .await
-        .status,
-        403
-    );
-    let a = call(
-        port,
-        "PATCH",
-        &format!("/aliases/{team}/"),
-        Some(&da),
-        Some(json!({"recipients": ["da@a.test"], "enabled": false})),
-    )
-    .await;
+        .await;
     assert_eq!(a.status, 200, "{}", a.raw);
     assert_eq!(a.json["recipients"], json!(["da@a.test"]));
-    assert_eq!(
-        call(
-            port,
-            "DELETE",
-            &format!("/aliases/{team}/"),
-            Some(&da),
-            None
-        )
-        .await
-        .status,
-        204
-    );
-    assert_eq!(
-        call(port, "GET", &format!("/aliases/{team}/"), Some(&da), None)
-            .await
-            .status,
-        404
-    );
+    ctx.expect(("DELETE", "/aliases/{alias_team}/", DomainAdmin, "", 204))
+        .await;
+    ctx.expect(("GET", "/aliases/{alias_team}/", DomainAdmin, "", 404))
+        .await;
+}
 
-    // Domain aliases.
-    let a = call(
-        port,
-        "POST",
-        "/domainaliases/",
-        Some(&da),
-        Some(json!({"name": "alias-a.test", "target": "b.test"})),
-    )
-    .await;
+async fn domain_admin_cannot_create_domain_aliases(ctx: &Ctx) {
+    let a = ctx
+        .call(
+            "POST",
+            "/domainaliases/",
+            DomainAdmin,
+            Some(json!({"name": "alias-a.test", "target": "b.test"})),
+        )
+        .await;
     assert_eq!(a.status, 400);
     assert!(a.json["target"].is_array(), "{}", a.raw);
     // A domain alias takes every address of its name: superadmins and resellers create them.
-    let a = call(
-        port,
+    ctx.expect((
         "POST",
         "/domainaliases/",
-        Some(&da),
-        Some(json!({"name": "alias-a.test", "target": "a.test"})),
-    )
+        DomainAdmin,
+        r#"{"name": "alias-a.test", "target": "a.test"}"#,
+        403,
+    ))
     .await;
-    assert_eq!(a.status, 403, "{}", a.raw);
-    let a = call(
-        port,
-        "POST",
-        "/domainaliases/",
-        Some(&su),
-        Some(json!({"name": "alias-a.test", "target": "a.test"})),
-    )
-    .await;
-    assert_eq!(a.status, 201, "{}", a.raw);
-    let da_alias = a.json["pk"].as_i64().unwrap();
-    let a = call(
-        port,
-        "POST",
-        "/domainaliases/",
-        Some(&su),
-        Some(json!({"name": "alias-b.test", "target": "b.test"})),
-    )
-    .await;
-    assert_eq!(a.status, 201);
-    let b_alias = a.json["pk"].as_i64().unwrap();
-    let a = call(port, "GET", "/domainaliases/", Some(&da), None).await;
-    assert_eq!(names(&a.json, "name"), ["alias-a.test"]);
-    assert_eq!(
-        call(
-            port,
-            "GET",
-            &format!("/domainaliases/{b_alias}/"),
-            Some(&da),
-            None
-        )
-        .await
-        .status,
-        404
-    );
-    let a = call(
-        port,
-        "PATCH",
-        &format!("/domainaliases/{da_alias}/"),
-        Some(&da),
-        Some(json!({"enabled": false})),
-    )
-    .await;
-    assert_eq!(a.json["enabled"], false);
-    let a = call(
-        port,
-        "PATCH",
-        &format!("/domainaliases/{da_alias}/"),
-        Some(&da),
-        Some(json!({"target": "b.test"})),
-    )
-    .await;
-    assert_eq!(a.status, 400);
-    assert_eq!(
-        call(
-            port,
-            "DELETE",
-            &format!("/domainaliases/{da_alias}/"),
-            Some(&da),
-            None
-        )
-        .await
-        .status,
-        204
-    );
+}
 
-    // Relay domains.
-    let a = call(port, "POST", "/relaydomains/", Some(&su), Some(json!({"name": "relay.test", "transport": {"settings": {"relay_target_host": "10.0.0.5", "relay_target_port": 2525}}}))).await;
+async fn superadmin_creates_domain_aliases(ctx: &mut Ctx) {
+    let a = ctx
+        .call(
+            "POST",
+            "/domainaliases/",
+            Superadmin,
+            Some(json!({"name": "alias-a.test", "target": "a.test"})),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.raw);
+    ctx.ids
+        .insert("domainalias_a", a.json["pk"].as_i64().unwrap());
+    let a = ctx
+        .call(
+            "POST",
+            "/domainaliases/",
+            Superadmin,
+            Some(json!({"name": "alias-b.test", "target": "b.test"})),
+        )
+        .await;
+    assert_eq!(a.status, 201);
+    ctx.ids
+        .insert("domainalias_b", a.json["pk"].as_i64().unwrap());
+}
+
+async fn domain_admin_manages_its_domain_alias(ctx: &Ctx) {
+    let a = ctx.call("GET", "/domainaliases/", DomainAdmin, None).await;
+    assert_eq!(names(&a.json, "name"), ["alias-a.test"]);
+    ctx.expect((
+        "GET",
+        "/domainaliases/{domainalias_b}/",
+        DomainAdmin,
+        "",
+        404,
+    ))
+    .await;
+    let own = ctx.path("/domainaliases/{domainalias_a}/");
+    let a = ctx
+        .call("PATCH", &own, DomainAdmin, Some(json!({"enabled": false})))
+        .await;
+    assert_eq!(a.json["enabled"], false);
+    let a = ctx
+        .call(
+            "PATCH",
+            &own,
+            DomainAdmin,
+            Some(json!({"target": "b.test"})),
+        )
+        .await;
+    assert_eq!(a.status, 400);
+    ctx.expect((
+        "DELETE",
+        "/domainaliases/{domainalias_a}/",
+        DomainAdmin,
+        "",
+        204,
+    ))
+    .await;
+}
+
+async fn superadmin_creates_and_changes_a_relay_domain(ctx: &mut Ctx) {
+    let a = ctx.call("POST", "/relaydomains/", Superadmin, Some(json!({"name": "relay.test", "transport": {"settings": {"relay_target_host": "10.0.0.5", "relay_target_port": 2525}}}))).await;
     assert_eq!(a.status, 201, "{}", a.raw);
     let relay = a.json["pk"].as_i64().unwrap();
+    ctx.ids.insert("relay", relay);
     assert_eq!(a.json["transport"]["next_hop"], "[10.0.0.5]:2525");
-    let a = call(port, "POST", "/relaydomains/", Some(&su), Some(json!({"name": "relay2.test", "transport": {"settings": {"relay_target_host": "10.0.0.5", "relay_target_port": 70000}}}))).await;
+    let a = ctx.call("POST", "/relaydomains/", Superadmin, Some(json!({"name": "relay2.test", "transport": {"settings": {"relay_target_host": "10.0.0.5", "relay_target_port": 70000}}}))).await;
     assert_eq!(a.status, 400);
     assert!(
         a.json["transport.settings.relay_target_port"].is_array(),
         "{}",
         a.raw
     );
-    let a = call(
-        port,
-        "POST",
-        "/relaydomains/",
-        Some(&su),
-        Some(json!({"name": "relay2.test"})),
-    )
-    .await;
+    let a = ctx
+        .call(
+            "POST",
+            "/relaydomains/",
+            Superadmin,
+            Some(json!({"name": "relay2.test"})),
+        )
+        .await;
     assert!(a.json["transport"].is_array(), "{}", a.raw);
-    let a = call(
-        port,
-        "PATCH",
-        &format!("/relaydomains/{relay}/"),
-        Some(&su),
-        Some(json!({"transport": {"settings": {"relay_verify_recipients": true}}})),
-    )
-    .await;
+    let a = ctx
+        .call(
+            "PATCH",
+            &format!("/relaydomains/{relay}/"),
+            Superadmin,
+            Some(json!({"transport": {"settings": {"relay_verify_recipients": true}}})),
+        )
+        .await;
     assert_eq!(a.status, 200, "{}", a.raw);
     assert_eq!(
         a.json["transport"]["settings"]["relay_verify_recipients"],
         true
     );
     assert_eq!(a.json["transport"]["settings"]["relay_target_port"], 2525);
-    let a = call(port, "GET", "/relaydomains/", Some(&su), None).await;
-    assert_eq!(names(&a.json, "name"), ["relay.test"]);
-    assert_eq!(
-        call(
-            port,
-            "GET",
-            &format!("/relaydomains/{a_pk}/"),
-            Some(&su),
-            None
-        )
-        .await
-        .status,
-        404
-    );
-    assert_eq!(
-        call(
-            port,
-            "GET",
-            &format!("/relaydomains/{relay}/"),
-            Some(&da),
-            None
-        )
-        .await
-        .status,
-        404
-    );
-    assert_eq!(
-        call(
-            port,
-            "DELETE",
-            &format!("/relaydomains/{relay}/"),
-            Some(&su),
-            None
-        )
-        .await
-        .status,
-        204
-    );
+}
 
-    // Sender addresses.
-    let user_mb = call(
-        port,
-        "GET",
-        &format!("/accounts/{user_id}/"),
-        Some(&su),
-        None,
-    )
-    .await
-    .json["mailbox"]["pk"]
+async fn relay_domains_are_apart_from_domains(ctx: &Ctx) {
+    let a = ctx.call("GET", "/relaydomains/", Superadmin, None).await;
+    assert_eq!(names(&a.json, "name"), ["relay.test"]);
+    ctx.expect(("GET", "/relaydomains/{domain_a}/", Superadmin, "", 404))
+        .await;
+    ctx.expect(("GET", "/relaydomains/{relay}/", DomainAdmin, "", 404))
+        .await;
+    ctx.expect(("DELETE", "/relaydomains/{relay}/", Superadmin, "", 204))
+        .await;
+}
+
+/// The pk of an account's mailbox, as the superadmin reads it.
+async fn mailbox_of(ctx: &Ctx, account: i64) -> i64 {
+    ctx.call("GET", &format!("/accounts/{account}/"), Superadmin, None)
+        .await
+        .json["mailbox"]["pk"]
         .as_i64()
-        .unwrap();
-    let other_mb = call(
-        port,
-        "GET",
-        &format!("/accounts/{other_id}/"),
-        Some(&su),
-        None,
-    )
-    .await
-    .json["mailbox"]["pk"]
-        .as_i64()
-        .unwrap();
-    let a = call(
-        port,
-        "POST",
-        "/senderaddresses/",
-        Some(&da),
-        Some(json!({"address": "boss@a.test", "mailbox": user_mb})),
-    )
-    .await;
+        .unwrap()
+}
+
+async fn domain_admin_gives_sender_addresses(ctx: &mut Ctx) {
+    let user_mb = mailbox_of(ctx, ctx.id("account_user")).await;
+    let other_mb = mailbox_of(ctx, ctx.id("account_other")).await;
+    ctx.ids.insert("user_mailbox", user_mb);
+    let a = ctx
+        .call(
+            "POST",
+            "/senderaddresses/",
+            DomainAdmin,
+            Some(json!({"address": "boss@a.test", "mailbox": user_mb})),
+        )
+        .await;
     assert_eq!(a.status, 201, "{}", a.raw);
     let sa = a.json["pk"].as_i64().unwrap();
-    let a = call(
-        port,
-        "POST",
-        "/senderaddresses/",
-        Some(&da),
-        Some(json!({"address": "boss@a.test", "mailbox": other_mb})),
-    )
-    .await;
+    ctx.ids.insert("sender", sa);
+    let a = ctx
+        .call(
+            "POST",
+            "/senderaddresses/",
+            DomainAdmin,
+            Some(json!({"address": "boss@a.test", "mailbox": other_mb})),
+        )
+        .await;
     assert_eq!(a.status, 400);
     assert!(a.json["mailbox"].is_array(), "{}", a.raw);
-    let a = call(
-        port,
-        "POST",
-        "/senderaddresses/",
-        Some(&da),
-        Some(json!({"address": "nope", "mailbox": user_mb})),
-    )
-    .await;
+    let a = ctx
+        .call(
+            "POST",
+            "/senderaddresses/",
+            DomainAdmin,
+            Some(json!({"address": "nope", "mailbox": user_mb})),
+        )
+        .await;
     assert!(a.json["address"].is_array(), "{}", a.raw);
     // Another tenant's address, or one outside every hosted domain: not a domain admin's to give.
     for foreign in ["boss@b.test", "ceo@bank.example"] {
-        let a = call(
-            port,
-            "POST",
-            "/senderaddresses/",
-            Some(&da),
-            Some(json!({"address": foreign, "mailbox": user_mb})),
-        )
-        .await;
+        let a = ctx
+            .call(
+                "POST",
+                "/senderaddresses/",
+                DomainAdmin,
+                Some(json!({"address": foreign, "mailbox": user_mb})),
+            )
+            .await;
         assert_eq!(a.status, 400, "{foreign}: {}", a.raw);
         assert!(a.json["address"].is_array(), "{}", a.raw);
     }
-    let a = call(
-        port,
-        "PATCH",
-        &format!("/senderaddresses/{sa}/"),
-        Some(&da),
-        Some(json!({"address": "chief@a.test"})),
-    )
-    .await;
+    let a = ctx
+        .call(
+            "PATCH",
+            &format!("/senderaddresses/{sa}/"),
+            DomainAdmin,
+            Some(json!({"address": "chief@a.test"})),
+        )
+        .await;
     assert_eq!(a.json["address"], "chief@a.test", "{}", a.raw);
+}
+
+async fn sender_addresses_per_role(ctx: &Ctx) {
     assert_eq!(
-        call(port, "GET", "/senderaddresses/", Some(&da), None)
+        ctx.call("GET", "/senderaddresses/", DomainAdmin, None)
             .await
             .json
             .as_array()
@@ -1225,87 +1190,40 @@ async fn scenario(store: Store) {
         1
     );
     assert_eq!(
-        call(port, "GET", "/senderaddresses/", Some(&user), None)
+        ctx.call("GET", "/senderaddresses/", SimpleUser, None)
             .await
             .json,
         json!([])
     );
-    assert_eq!(
-        call(
-            port,
-            "GET",
-            &format!("/senderaddresses/{sa}/"),
-            Some(&user),
-            None
-        )
-        .await
-        .status,
-        404
-    );
-    assert_eq!(
-        call(
-            port,
-            "DELETE",
-            &format!("/senderaddresses/{sa}/"),
-            Some(&da),
-            None
-        )
-        .await
-        .status,
-        204
-    );
-
-    // Deletions by the right roles.
-    assert_eq!(
-        call(
-            port,
-            "DELETE",
-            &format!("/accounts/{new_pk}/"),
-            Some(&da),
-            None
-        )
-        .await
-        .status,
-        204
-    );
-    assert_eq!(
-        call(
-            port,
-            "DELETE",
-            &format!("/accounts/{da_id}/"),
-            Some(&da),
-            None
-        )
-        .await
-        .status,
-        403
-    );
-    assert_eq!(
-        call(
-            port,
-            "DELETE",
-            &format!("/domains/{r_pk}/"),
-            Some(&reseller),
-            None
-        )
-        .await
-        .status,
-        204
-    );
-
-    // Pagination in SQL: pages of the superadmin's domains.
-    for i in 0..7 {
-        let a = call(
-            port,
-            "POST",
-            "/domains/",
-            Some(&su),
-            Some(json!({"name": format!("p{i}.test")})),
-        )
+    ctx.expect(("GET", "/senderaddresses/{sender}/", SimpleUser, "", 404))
         .await;
+    ctx.expect(("DELETE", "/senderaddresses/{sender}/", DomainAdmin, "", 204))
+        .await;
+}
+
+/// Deletions by the right roles.
+static DELETIONS: &[Row<Who>] = &[
+    ("DELETE", "/accounts/{account_new}/", DomainAdmin, "", 204),
+    ("DELETE", "/accounts/{account_da}/", DomainAdmin, "", 403),
+    ("DELETE", "/domains/{domain_r}/", Reseller, "", 204),
+];
+
+/// Pagination in SQL: pages of the superadmin's domains.
+async fn superadmin_pages_through_domains_and_accounts(ctx: &Ctx) {
+    for i in 0..7 {
+        let a = ctx
+            .call(
+                "POST",
+                "/domains/",
+                Superadmin,
+                Some(json!({"name": format!("p{i}.test")})),
+            )
+            .await;
         assert_eq!(a.status, 201);
     }
-    let a = call(port, "GET", "/domains/?page=2&page_size=3", Some(&su), None).await;
+    let a = ctx
+        .call("GET", "/domains/?page=2&page_size=3", Superadmin, None)
+        .await;
     assert_eq!(a.status, 200);
     assert_eq!(a.json["count"], 9);
     assert_eq!(
@@ -1314,162 +1232,246 @@ async fn scenario(store: Store) {
     );
     assert_eq!(a.json["next"], "/api/v1/domains/?page=3&page_size=3");
     assert_eq!(a.json["previous"], "/api/v1/domains/?page=1&page_size=3");
-    let a = call(port, "GET", "/domains/?page=3&page_size=3", Some(&su), None).await;
+    let a = ctx
+        .call("GET", "/domains/?page=3&page_size=3", Superadmin, None)
+        .await;
     assert_eq!(a.json["next"], Value::Null);
     assert_eq!(
-        call(port, "GET", "/domains/?page=4&page_size=3", Some(&su), None)
+        ctx.call("GET", "/domains/?page=4&page_size=3", Superadmin, None)
             .await
             .status,
         404
     );
     assert_eq!(
-        call(port, "GET", "/domains/?page=0", Some(&su), None)
+        ctx.call("GET", "/domains/?page=0", Superadmin, None)
             .await
             .status,
         404
     );
     assert_eq!(
-        call(port, "GET", "/domains/?page_size=0", Some(&su), None)
+        ctx.call("GET", "/domains/?page_size=0", Superadmin, None)
             .await
             .status,
         400
     );
-    let a = call(port, "GET", "/domains/?page=1&search=p_", Some(&su), None).await;
+    let a = ctx
+        .call("GET", "/domains/?page=1&search=p_", Superadmin, None)
+        .await;
     assert_eq!(a.json["count"], 0, "LIKE wildcards in a search are literal");
-    let a = call(
-        port,
-        "GET",
-        "/accounts/?page=1&page_size=2",
-        Some(&su),
-        None,
-    )
-    .await;
+    let a = ctx
+        .call("GET", "/accounts/?page=1&page_size=2", Superadmin, None)
+        .await;
     assert_eq!(names(&a.json["results"], "username"), ["admin", "da2"]);
     assert_eq!(a.json["count"], 6);
-    let a = call(
-        port,
-        "GET",
-        "/accounts/?page=1&page_size=1",
-        Some(&da),
-        None,
-    )
-    .await;
+    let a = ctx
+        .call("GET", "/accounts/?page=1&page_size=1", DomainAdmin, None)
+        .await;
     assert_eq!(a.json["count"], 2);
+}
 
-    // Tokens: the use is recorded; a disabled account's token stops working.
-    // The isolation rules (issue 15), role by role below superadmin: each attempt answered with
-    // a refusal, and nothing the refused attempts asked for exists afterwards. The reseller gets
-    // a domain of its own with a mailbox; "MB" stands for a mailbox the role may manage.
-    let a = call(
-        port,
-        "POST",
-        "/domains/",
-        Some(&su),
-        Some(json!({"name": "res2.test"})),
+/// The isolation rules (issue 15), role by role below superadmin: each attempt answered with a
+/// refusal, and nothing the refused attempts asked for exists afterwards. The reseller gets a
+/// domain of its own with a mailbox.
+async fn a_reseller_gets_a_tenant_of_its_own(ctx: &mut Ctx) {
+    let a = ctx
+        .call(
+            "POST",
+            "/domains/",
+            Superadmin,
+            Some(json!({"name": "res2.test"})),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.raw);
+    let (_, reseller2) = account(
+        &ctx.store,
+        "reseller2",
+        Role::Resellers,
+        false,
+        &["res2.test"],
     )
     .await;
-    assert_eq!(a.status, 201, "{}", a.raw);
-    let (_, reseller2) = account(&store, "reseller2", Role::Resellers, false, &["res2.test"]).await;
-    let (res_user, _) = account(&store, "u@res2.test", Role::SimpleUsers, true, &[]).await;
-    let res_mb = call(
-        port,
-        "GET",
-        &format!("/accounts/{res_user}/"),
-        Some(&su),
-        None,
-    )
-    .await
-    .json["mailbox"]["pk"]
-        .as_i64()
-        .unwrap();
+    let (res_user, _) = account(&ctx.store, "u@res2.test", Role::SimpleUsers, true, &[]).await;
+    ctx.tokens.insert(TenantReseller, reseller2);
+    let res_mb = mailbox_of(ctx, res_user.into()).await;
+    ctx.ids.insert("tenant_mailbox", res_mb);
+}
+
+/// "MB" in a body stands for a mailbox the role may manage.
+static TENANT_ISOLATION: &[Row<Who>] = &[
+    // A domain alias takes every address of its name: not a domain admin's to create; a
+    // reseller only for its own domains, never a public suffix or a name under another
+    // tenant's domain (the server's own hostname: tests/security.rs).
+    (
+        "POST",
+        "/domainaliases/",
+        DomainAdmin,
+        r#"{"name": "m-a.test", "target": "a.test"}"#,
+        403,
+    ),
+    (
+        "POST",
+        "/domainaliases/",
+        TenantReseller,
+        r#"{"name": "m-a.test", "target": "a.test"}"#,
+        400,
+    ),
+    (
+        "POST",
+        "/domainaliases/",
+        SimpleUser,
+        r#"{"name": "m-a.test", "target": "a.test"}"#,
+        403,
+    ),
+    (
+        "POST",
+        "/domainaliases/",
+        DomainAdmin,
+        r#"{"name": "co.uk", "target": "res2.test"}"#,
+        400,
+    ),
+    (
+        "POST",
+        "/domainaliases/",
+        TenantReseller,
+        r#"{"name": "co.uk", "target": "res2.test"}"#,
+        400,
+    ),
+    (
+        "POST",
+        "/domainaliases/",
+        SimpleUser,
+        r#"{"name": "co.uk", "target": "res2.test"}"#,
+        403,
+    ),
+    (
+        "POST",
+        "/domainaliases/",
+        DomainAdmin,
+        r#"{"name": "sub.b.test", "target": "res2.test"}"#,
+        400,
+    ),
+    (
+        "POST",
+        "/domainaliases/",
+        TenantReseller,
+        r#"{"name": "sub.b.test", "target": "res2.test"}"#,
+        400,
+    ),
+    (
+        "POST",
+        "/domainaliases/",
+        SimpleUser,
+        r#"{"name": "sub.b.test", "target": "res2.test"}"#,
+        403,
+    ),
+    // Sender addresses: another tenant's address, or one outside every hosted domain.
+    (
+        "POST",
+        "/senderaddresses/",
+        DomainAdmin,
+        r#"{"address": "boss@b.test", "mailbox": MB}"#,
+        400,
+    ),
+    (
+        "POST",
+        "/senderaddresses/",
+        TenantReseller,
+        r#"{"address": "boss@b.test", "mailbox": MB}"#,
+        400,
+    ),
+    (
+        "POST",
+        "/senderaddresses/",
+        SimpleUser,
+        r#"{"address": "boss@b.test", "mailbox": MB}"#,
+        403,
+    ),
+    (
+        "POST",
+        "/senderaddresses/",
+        DomainAdmin,
+        r#"{"address": "ceo@outside.example", "mailbox": MB}"#,
+        400,
+    ),
+    (
+        "POST",
+        "/senderaddresses/",
+        TenantReseller,
+        r#"{"address": "ceo@outside.example", "mailbox": MB}"#,
+        400,
+    ),
+    (
+        "POST",
+        "/senderaddresses/",
+        SimpleUser,
+        r#"{"address": "ceo@outside.example", "mailbox": MB}"#,
+        403,
+    ),
+    // Another tenant's password: not found for whoever may not manage it, whatever the
+    // password given (no oracle).
+    (
+        "PUT",
+        "/accounts/{account_other}/password/",
+        DomainAdmin,
+        r#"{"password": "correct horse 1", "new_password": "a new password"}"#,
+        404,
+    ),
+    (
+        "PUT",
+        "/accounts/{account_other}/password/",
+        TenantReseller,
+        r#"{"password": "correct horse 1", "new_password": "a new password"}"#,
+        404,
+    ),
+    (
+        "PUT",
+        "/accounts/{account_other}/password/",
+        SimpleUser,
+        r#"{"password": "correct horse 1", "new_password": "a new password"}"#,
+        404,
+    ),
+];
+
+async fn refused_tenant_attempts_write_nothing(ctx: &Ctx) {
     let before = (
-        count(&store, "admin_domainalias").await,
-        count(&store, "admin_senderaddress").await,
+        count(&ctx.store, "admin_domainalias").await,
+        count(&ctx.store, "admin_senderaddress").await,
     );
-    let roles = [
-        ("DomainAdmins", &da, user_mb),
-        ("Resellers", &reseller2, res_mb),
-        ("SimpleUsers", &user, user_mb),
-    ];
-    let matrix: Vec<(&str, String, &str, [u16; 3])> = vec![
-        // A domain alias takes every address of its name: not a domain admin's to create; a
-        // reseller only for its own domains, never a public suffix or a name under another
-        // tenant's domain (the server's own hostname: tests/security.rs).
-        (
-            "POST",
-            "/domainaliases/".into(),
-            r#"{"name": "m-a.test", "target": "a.test"}"#,
-            [403, 400, 403],
-        ),
-        (
-            "POST",
-            "/domainaliases/".into(),
-            r#"{"name": "co.uk", "target": "res2.test"}"#,
-            [400, 400, 403],
-        ),
-        (
-            "POST",
-            "/domainaliases/".into(),
-            r#"{"name": "sub.b.test", "target": "res2.test"}"#,
-            [400, 400, 403],
-        ),
-        // Sender addresses: another tenant's address, or one outside every hosted domain.
-        (
-            "POST",
-            "/senderaddresses/".into(),
-            r#"{"address": "boss@b.test", "mailbox": MB}"#,
-            [400, 400, 403],
-        ),
-        (
-            "POST",
-            "/senderaddresses/".into(),
-            r#"{"address": "ceo@outside.example", "mailbox": MB}"#,
-            [400, 400, 403],
-        ),
-        // Another tenant's password: not found for whoever may not manage it, whatever the
-        // password given (no oracle).
-        (
-            "PUT",
-            format!("/accounts/{other_id}/password/"),
-            r#"{"password": "correct horse 1", "new_password": "a new password"}"#,
-            [404, 404, 404],
-        ),
-    ];
-    for (method, path, body, expected) in &matrix {
-        for ((role, token, mb), want) in roles.iter().zip(expected) {
-            let body: Value = serde_json::from_str(&body.replace("MB", &mb.to_string())).unwrap();
-            let a = call(port, method, path, Some(token), Some(body.clone())).await;
-            assert_eq!(a.status, *want, "{role} {method} {path} {body}: {}", a.raw);
-        }
-    }
+    ctx.check_rows("TENANT_ISOLATION", TENANT_ISOLATION).await;
     assert_eq!(
         (
-            count(&store, "admin_domainalias").await,
-            count(&store, "admin_senderaddress").await
+            count(&ctx.store, "admin_domainalias").await,
+            count(&ctx.store, "admin_senderaddress").await
         ),
         before
     );
-    // What the same rules let a reseller do on its own domain.
-    let a = call(
-        port,
-        "POST",
-        "/domainaliases/",
-        Some(&reseller2),
-        Some(json!({"name": "res2-alias.test", "target": "res2.test"})),
-    )
-    .await;
-    assert_eq!(a.status, 201, "{}", a.raw);
-    let a = call(
-        port,
-        "POST",
-        "/senderaddresses/",
-        Some(&reseller2),
-        Some(json!({"address": "sales@res2.test", "mailbox": res_mb})),
-    )
-    .await;
-    assert_eq!(a.status, 201, "{}", a.raw);
+}
 
-    let mut tx = store.begin().await.unwrap();
+/// What the same rules let a reseller do on its own domain.
+async fn tenant_reseller_acts_on_its_own_domain(ctx: &Ctx) {
+    let a = ctx
+        .call(
+            "POST",
+            "/domainaliases/",
+            TenantReseller,
+            Some(json!({"name": "res2-alias.test", "target": "res2.test"})),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.raw);
+    let a = ctx
+        .call(
+            "POST",
+            "/senderaddresses/",
+            TenantReseller,
+            Some(json!({"address": "sales@res2.test", "mailbox": ctx.id("tenant_mailbox")})),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.raw);
+}
+
+/// Tokens: the use is recorded; a disabled account's token stops working.
+async fn tokens_record_use_and_die_with_their_account(ctx: &Ctx) {
+    let mut tx = ctx.store.begin().await.unwrap();
     let used = tx
         .count(
             "SELECT COUNT(*) FROM modobox_api_token WHERE last_used_at IS NOT NULL",
@@ -1479,24 +1481,24 @@ async fn scenario(store: Store) {
         .unwrap();
     tx.exec(
         "UPDATE core_user SET is_active = ? WHERE id = ?",
-        modobox::args![false, user_id],
+        modobox::args![false, i32::try_from(ctx.id("account_user")).unwrap()],
     )
     .await
     .unwrap();
     tx.commit().await.unwrap();
     assert!(used >= 4);
     assert_eq!(
-        call(port, "GET", "/accounts/", Some(&user), None)
-            .await
-            .status,
+        ctx.call("GET", "/accounts/", SimpleUser, None).await.status,
         401
     );
+}
 
-    // Unknown routes answer JSON 404; a wrong method 405; the API sets no cookie.
-    let a = call(port, "GET", "/nothing/", Some(&su), None).await;
+/// Unknown routes answer JSON 404; a wrong method 405; the API sets no cookie.
+async fn unknown_routes_and_wrong_methods_answer_json(ctx: &Ctx) {
+    let a = ctx.call("GET", "/nothing/", Superadmin, None).await;
     assert_eq!(a.status, 404);
     assert_eq!(a.json["detail"], "Not found.");
-    let a = call(port, "DELETE", "/domains/", Some(&su), None).await;
+    let a = ctx.call("DELETE", "/domains/", Superadmin, None).await;
     assert_eq!(a.status, 405);
     assert!(a.header("set-cookie").is_none());
 }

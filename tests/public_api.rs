@@ -206,7 +206,8 @@ async fn failures_are_errors_that_change_nothing() {
         Utc::now(),
     )
     .await
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("answered HTTP 500"), "{e}");
 
     let e = public_api::fetch_and_store(
@@ -216,7 +217,8 @@ async fn failures_are_errors_that_change_nothing() {
         Utc::now(),
     )
     .await
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("not the expected JSON"), "{e}");
 
     let e = public_api::fetch_and_store(
@@ -226,7 +228,8 @@ async fn failures_are_errors_that_change_nothing() {
         Utc::now(),
     )
     .await
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("not the expected JSON"), "{e}");
 
     // A streamed body past the cap is cut off, not read to the end.
@@ -237,7 +240,8 @@ async fn failures_are_errors_that_change_nothing() {
         Utc::now(),
     )
     .await
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("larger than 1048576 bytes"), "{e}");
     let e = public_api::fetch_and_store(
         &store,
@@ -246,7 +250,8 @@ async fn failures_are_errors_that_change_nothing() {
         Utc::now(),
     )
     .await
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("larger than"), "{e}");
 
     // A server that accepts and never answers costs the timeout, not more.
@@ -254,7 +259,8 @@ async fn failures_are_errors_that_change_nothing() {
     let started = Instant::now();
     let e = public_api::fetch_and_store(&store, &silent.url(), TIMEOUT, Utc::now())
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     let took = started.elapsed();
     assert!(e.contains("no complete answer within 2 s"), "{e}");
     assert!(

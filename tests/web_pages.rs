@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::matrix::{self, Row};
+use common::steps::step;
 use common::web::{account, enc, http, login, start, Answer, PASSWORD};
 use modobox::names::{DkimSelector, DomainName};
 use modobox::store::access::{Actor, Role};
@@ -102,7 +104,60 @@ fn field_error(a: &Answer, field: &str) -> Option<String> {
     Some(rest[..rest.find("</p>")?].to_string())
 }
 
-async fn scenario(store: Store) {
+/// Who browses: each is logged in with its own session.
+#[derive(Clone, Copy, Debug)]
+enum Who {
+    Superadmin,
+    /// daa, the domain admin of a.test.
+    DomainAdmin,
+    /// u@a.test.
+    SimpleUser,
+}
+use Who::*;
+
+/// What the steps share: the database and a logged-in browser per role.
+struct Ctx {
+    store: Store,
+    admin: Client,
+    da: Client,
+    simple: Client,
+}
+
+impl Ctx {
+    fn client(&self, who: Who) -> &Client {
+        match who {
+            Superadmin => &self.admin,
+            DomainAdmin => &self.da,
+            SimpleUser => &self.simple,
+        }
+    }
+
+    /// Sends a row's request; the answer's status and body.
+    async fn answer_to(&self, row: Row<Who>) -> (u16, String) {
+        let (method, path, who, form, _) = row;
+        let a = match method {
+            "GET" => self.client(who).get(path).await,
+            "POST" => self.client(who).post(path, form).await,
+            other => panic!("the pages answer GET and POST, not {other}"),
+        };
+        (a.status, a.body)
+    }
+
+    /// Runs a role matrix, row by row in order.
+    async fn check_rows(&self, table: &str, rows: &[Row<Who>]) {
+        matrix::check_rows(table, rows, |row| self.answer_to(row)).await;
+    }
+
+    /// One row checked where it stands in a step (between a change and the next).
+    async fn expect(&self, row: Row<Who>) {
+        matrix::check_one(row, |row| self.answer_to(row)).await;
+    }
+}
+
+/// a.test and b.test with a domain admin of a.test, a reseller, a mailbox in each, and a
+/// superadmin with a mailbox in a.test; the superadmin, the domain admin and the a.test user
+/// logged in.
+async fn start_with_two_domains(store: Store) -> Ctx {
     migrate::migrate(&store).await.unwrap();
     account(&store, "admin", Role::SuperAdmins).await;
     domain(&store, "a.test").await;
@@ -114,160 +169,225 @@ async fn scenario(store: Store) {
     // A superadmin with a mailbox in the domain admin's domain: visible to it, not its to change.
     user(&store, "boss@a.test", Role::SuperAdmins, true, &[]).await;
     let port = start(&store).await;
-    let admin = Client::new(port, "admin").await;
-    let da = Client::new(port, "daa").await;
-    let simple = Client::new(port, "u@a.test").await;
+    Ctx {
+        admin: Client::new(port, "admin").await,
+        da: Client::new(port, "daa").await,
+        simple: Client::new(port, "u@a.test").await,
+        store,
+    }
+}
 
-    // ---- a simple user: its own account only, no admin navigation, 403 on admin pages ----
-    let home = simple.get("/").await;
+async fn scenario(store: Store) {
+    let ctx = start_with_two_domains(store).await;
+    step!(simple_user_sees_its_own_account_only(&ctx));
+    ctx.check_rows("SIMPLE_USER_KEPT_OUT", SIMPLE_USER_KEPT_OUT)
+        .await;
+    step!(simple_user_wrote_nothing(&ctx));
+    step!(superadmin_sees_every_domain(&ctx));
+    step!(superadmin_sees_the_server_statistics(&ctx));
+    ctx.check_rows("STATISTICS_ACCESS", STATISTICS_ACCESS).await;
+    step!(superadmin_searches_domains(&ctx));
+    step!(domain_admin_sees_only_its_domain(&ctx));
+    ctx.check_rows("DOMAIN_ADMIN_KEPT_OUT", DOMAIN_ADMIN_KEPT_OUT)
+        .await;
+    step!(refused_domain_admin_wrote_nothing(&ctx));
+    step!(domain_admin_creates_a_mailbox_bad_input_named(&ctx));
+    step!(quota_use_shows_in_list_and_page(&ctx));
+    step!(domain_admin_resets_a_password_and_edits_the_account(&ctx));
+    step!(domain_admin_manages_aliases(&ctx));
+    step!(superadmin_creates_a_domain_and_sees_its_dkim_record(&ctx));
+    step!(superadmin_creates_a_relay_domain(&ctx));
+    step!(domain_aliases_by_superadmins_and_resellers_only(&ctx));
+    step!(superadmin_grants_domains_and_limits_to_a_domain_admin(&ctx));
+    step!(every_form_refuses_a_forged_csrf_token(&ctx));
+    step!(logs_and_parameters_for_superadmins(&ctx));
+    step!(lists_show_fifty_a_page(&ctx));
+    step!(deletions_ask_for_confirmation(&ctx));
+    step!(dashboard_per_role(&ctx));
+}
+
+/// A simple user: its own account only, no admin navigation.
+async fn simple_user_sees_its_own_account_only(ctx: &Ctx) {
+    let home = ctx.simple.get("/").await;
     assert_eq!(home.status, 200);
     assert!(!home.body.contains("href=\"/domains\""), "{}", home.body);
     assert!(home.body.contains("u@a.test"));
-    for path in [
-        "/domains",
-        "/domains/a.test",
-        "/domains/new",
-        "/accounts",
-        "/accounts/u@a.test",
-        "/aliases",
-        "/aliases/new",
-        "/logs",
-        "/parameters",
-    ] {
-        let a = simple.get(path).await;
-        assert_eq!(a.status, 403, "simple user GET {path}");
-    }
-    let a = simple
-        .post(
-            "/domains/new",
-            "name=evil.test&quota=0&default_mailbox_quota=0",
-        )
-        .await;
-    assert_eq!(a.status, 403);
-    assert_eq!(domains_named(&store, "evil.test").await, 0);
-    let a = simple
-        .post("/aliases/new", "address=x%40a.test&recipients=u%40a.test")
-        .await;
-    assert_eq!(a.status, 403);
+}
 
-    // ---- the superadmin sees everything ----
-    let list = admin.get("/domains").await;
+/// A simple user: 403 on admin pages.
+static SIMPLE_USER_KEPT_OUT: &[Row<Who>] = &[
+    ("GET", "/domains", SimpleUser, "", 403),
+    ("GET", "/domains/a.test", SimpleUser, "", 403),
+    ("GET", "/domains/new", SimpleUser, "", 403),
+    ("GET", "/accounts", SimpleUser, "", 403),
+    ("GET", "/accounts/u@a.test", SimpleUser, "", 403),
+    ("GET", "/aliases", SimpleUser, "", 403),
+    ("GET", "/aliases/new", SimpleUser, "", 403),
+    ("GET", "/logs", SimpleUser, "", 403),
+    ("GET", "/parameters", SimpleUser, "", 403),
+    (
+        "POST",
+        "/domains/new",
+        SimpleUser,
+        "name=evil.test&quota=0&default_mailbox_quota=0",
+        403,
+    ),
+    (
+        "POST",
+        "/aliases/new",
+        SimpleUser,
+        "address=x%40a.test&recipients=u%40a.test",
+        403,
+    ),
+];
+
+async fn simple_user_wrote_nothing(ctx: &Ctx) {
+    assert_eq!(domains_named(&ctx.store, "evil.test").await, 0);
+}
+
+async fn superadmin_sees_every_domain(ctx: &Ctx) {
+    let list = ctx.admin.get("/domains").await;
     assert_eq!(list.status, 200);
     assert!(list.body.contains("a.test") && list.body.contains("b.test"));
     assert!(list.body.contains("aria-current=\"page\""));
     assert!(list.body.contains("href=\"/statistics\""));
+}
 
-    // ---- statistics: the server's for superadmins, a domain admin's own domains only ----
-    let page = admin.get("/statistics").await;
+/// Statistics: the server's for superadmins, a domain admin's own domains only.
+async fn superadmin_sees_the_server_statistics(ctx: &Ctx) {
+    let page = ctx.admin.get("/statistics").await;
     assert_eq!(page.status, 200);
     assert!(
         page.body.contains("No statistics recorded for global yet"),
         "{}",
         page.body
     );
-    assert_eq!(da.get("/statistics?name=a.test").await.status, 200);
-    assert_eq!(da.get("/statistics?name=global").await.status, 403);
-    assert_eq!(da.get("/statistics?name=b.test").await.status, 404);
-    assert_eq!(
-        da.get("/statistics/graph.svg?name=b.test").await.status,
-        404
-    );
-    assert_eq!(
-        da.get("/statistics?name=..%2F..%2Fetc%2Fpasswd")
-            .await
-            .status,
-        400
-    );
-    assert_eq!(
-        admin
-            .get("/statistics?name=a.test&period=decade")
-            .await
-            .status,
-        400
-    );
-    assert_eq!(simple.get("/statistics").await.status, 403);
-    let found = admin.get("/domains?q=b.te").await;
-    assert!(found.body.contains(">b.test<") && !found.body.contains(">a.test<"));
+}
 
-    // ---- the domain admin: its domain only; another domain is missing, even to POST ----
-    let list = da.get("/domains").await;
+static STATISTICS_ACCESS: &[Row<Who>] = &[
+    ("GET", "/statistics?name=a.test", DomainAdmin, "", 200),
+    ("GET", "/statistics?name=global", DomainAdmin, "", 403),
+    ("GET", "/statistics?name=b.test", DomainAdmin, "", 404),
+    (
+        "GET",
+        "/statistics/graph.svg?name=b.test",
+        DomainAdmin,
+        "",
+        404,
+    ),
+    (
+        "GET",
+        "/statistics?name=..%2F..%2Fetc%2Fpasswd",
+        DomainAdmin,
+        "",
+        400,
+    ),
+    (
+        "GET",
+        "/statistics?name=a.test&period=decade",
+        Superadmin,
+        "",
+        400,
+    ),
+    ("GET", "/statistics", SimpleUser, "", 403),
+];
+
+async fn superadmin_searches_domains(ctx: &Ctx) {
+    let found = ctx.admin.get("/domains?q=b.te").await;
+    assert!(found.body.contains(">b.test<") && !found.body.contains(">a.test<"));
+}
+
+/// The domain admin: its domain only.
+async fn domain_admin_sees_only_its_domain(ctx: &Ctx) {
+    let list = ctx.da.get("/domains").await;
     assert_eq!(list.status, 200);
     assert!(list.body.contains(">a.test<") && !list.body.contains("b.test"));
     assert!(!list.body.contains("/domains/new"), "no create button");
-    assert_eq!(da.get("/domains/b.test").await.status, 404);
-    assert_eq!(da.get("/domains/b.test/edit").await.status, 404);
-    let a = da
-        .post(
-            "/domains/b.test/edit",
-            "quota=0&default_mailbox_quota=0&enable_dkim=on",
-        )
-        .await;
-    assert_eq!(a.status, 404);
+    let accts = ctx.da.get("/accounts").await;
+    assert!(accts.body.contains("u@a.test") && !accts.body.contains("m@b.test"));
+}
+
+/// Another domain is missing to the domain admin, even to POST; it sees the superadmin's
+/// mailbox in its domain but cannot take the account over.
+static DOMAIN_ADMIN_KEPT_OUT: &[Row<Who>] = &[
+    ("GET", "/domains/b.test", DomainAdmin, "", 404),
+    ("GET", "/domains/b.test/edit", DomainAdmin, "", 404),
+    (
+        "POST",
+        "/domains/b.test/edit",
+        DomainAdmin,
+        "quota=0&default_mailbox_quota=0&enable_dkim=on",
+        404,
+    ),
+    ("POST", "/domains/b.test/delete", DomainAdmin, "", 404),
+    // Domain admins create no domain.
+    ("POST", "/domains/new", DomainAdmin, "name=new.test", 403),
+    ("GET", "/accounts/m@b.test", DomainAdmin, "", 404),
+    (
+        "POST",
+        "/accounts/m@b.test/password",
+        DomainAdmin,
+        "password=aaaaaaaaaa&confirm=aaaaaaaaaa",
+        404,
+    ),
+    ("POST", "/accounts/m@b.test/delete", DomainAdmin, "", 404),
+    (
+        "POST",
+        "/aliases/new",
+        DomainAdmin,
+        "address=x%40b.test&recipients=u%40a.test&enabled=on",
+        404,
+    ),
+    (
+        "GET",
+        "/accounts/boss@a.test/password",
+        DomainAdmin,
+        "",
+        403,
+    ),
+    (
+        "POST",
+        "/accounts/boss@a.test/password",
+        DomainAdmin,
+        "password=taken+over+now&confirm=taken+over+now",
+        403,
+    ),
+    ("GET", "/logs", DomainAdmin, "", 403),
+    ("GET", "/parameters", DomainAdmin, "", 403),
+];
+
+async fn refused_domain_admin_wrote_nothing(ctx: &Ctx) {
+    let store = &ctx.store;
     assert_eq!(
         count(
-            &store,
+            store,
             "SELECT COUNT(*) FROM admin_domain WHERE name = ? AND enable_dkim = TRUE",
             "b.test"
         )
         .await,
         0
     );
-    assert_eq!(da.post("/domains/b.test/delete", "").await.status, 404);
-    assert_eq!(domains_named(&store, "b.test").await, 1);
-    assert_eq!(
-        da.post("/domains/new", "name=new.test").await.status,
-        403,
-        "domain admins create no domain"
-    );
-    let accts = da.get("/accounts").await;
-    assert!(accts.body.contains("u@a.test") && !accts.body.contains("m@b.test"));
-    assert_eq!(da.get("/accounts/m@b.test").await.status, 404);
-    assert_eq!(
-        da.post(
-            "/accounts/m@b.test/password",
-            "password=aaaaaaaaaa&confirm=aaaaaaaaaa"
-        )
-        .await
-        .status,
-        404
-    );
-    assert_eq!(da.post("/accounts/m@b.test/delete", "").await.status, 404);
-    let a = da
-        .post(
-            "/aliases/new",
-            "address=x%40b.test&recipients=u%40a.test&enabled=on",
-        )
-        .await;
-    assert_eq!(a.status, 404);
+    assert_eq!(domains_named(store, "b.test").await, 1);
     assert_eq!(
         count(
-            &store,
+            store,
             "SELECT COUNT(*) FROM admin_alias WHERE address = ?",
             "x@b.test"
         )
         .await,
         0
     );
-    // It sees the superadmin's mailbox in its domain but cannot take the account over.
-    assert_eq!(da.get("/accounts/boss@a.test/password").await.status, 403);
-    let a = da
-        .post(
-            "/accounts/boss@a.test/password",
-            "password=taken+over+now&confirm=taken+over+now",
-        )
-        .await;
-    assert_eq!(a.status, 403);
     let mut tx = store.begin().await.unwrap();
     assert!(accounts::authenticate(&mut tx, "boss@a.test", PASSWORD)
         .await
         .unwrap()
         .is_some());
     drop(tx);
-    for path in ["/logs", "/parameters"] {
-        assert_eq!(da.get(path).await.status, 403, "domain admin GET {path}");
-    }
+}
 
-    // ---- accounts: the domain admin creates a mailbox in its domain; bad input named ----
+/// Accounts: the domain admin creates a mailbox in its domain; bad input named.
+async fn domain_admin_creates_a_mailbox_bad_input_named(ctx: &Ctx) {
+    let (da, store) = (&ctx.da, &ctx.store);
     let a = da
         .post(
             "/accounts/new",
@@ -284,20 +404,22 @@ async fn scenario(store: Store) {
     );
     assert_eq!(
         count(
-            &store,
+            store,
             "SELECT COUNT(*) FROM core_user WHERE username = ?",
             "new@a.test"
         )
         .await,
         0
     );
-    let a = da
-        .post(
-            "/accounts/new",
-            "username=new%40a.test&password=long+enough&confirm=long+enough&role=DomainAdmins&enabled=on&mailbox=on&quota=5",
-        )
-        .await;
-    assert_eq!(a.status, 403, "a domain admin creates simple users only");
+    // A domain admin creates simple users only.
+    ctx.expect((
+        "POST",
+        "/accounts/new",
+        DomainAdmin,
+        "username=new%40a.test&password=long+enough&confirm=long+enough&role=DomainAdmins&enabled=on&mailbox=on&quota=5",
+        403,
+    ))
+    .await;
     let a = da
         .post(
             "/accounts/new",
@@ -318,16 +440,18 @@ async fn scenario(store: Store) {
         .starts_with("quota:"));
     assert_eq!(
         count(
-            &store,
+            store,
             "SELECT COUNT(*) FROM core_user WHERE username = ?",
             "other@a.test"
         )
         .await,
         0
     );
+}
 
-    // Quota use from admin_quota, in the list and on the account page.
-    let mut tx = store.begin().await.unwrap();
+/// Quota use from admin_quota, in the list and on the account page.
+async fn quota_use_shows_in_list_and_page(ctx: &Ctx) {
+    let mut tx = ctx.store.begin().await.unwrap();
     tx.exec(
         "UPDATE admin_quota SET bytes = ? WHERE username = ?",
         modobox::args![5_i64 * 1_048_576, "new@a.test"],
@@ -335,12 +459,15 @@ async fn scenario(store: Store) {
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    let a = da.get("/accounts/new@a.test").await;
+    let a = ctx.da.get("/accounts/new@a.test").await;
     assert_eq!(a.status, 200);
     assert!(a.body.contains("5.0 of 5 MB"), "{}", a.body);
-    assert!(da.get("/accounts").await.body.contains("100%"));
+    assert!(ctx.da.get("/accounts").await.body.contains("100%"));
+}
 
-    // Password reset by the admin, edit, delete.
+/// Password reset by the admin, edit.
+async fn domain_admin_resets_a_password_and_edits_the_account(ctx: &Ctx) {
+    let da = &ctx.da;
     let a = da
         .post(
             "/accounts/new@a.test/password",
@@ -356,7 +483,7 @@ async fn scenario(store: Store) {
         )
         .await;
     assert_eq!(a.status, 303);
-    let mut tx = store.begin().await.unwrap();
+    let mut tx = ctx.store.begin().await.unwrap();
     assert!(accounts::authenticate(&mut tx, "new@a.test", "another one")
         .await
         .unwrap()
@@ -371,8 +498,11 @@ async fn scenario(store: Store) {
     assert_eq!(a.status, 303, "{}", a.body);
     let a = da.get("/accounts/new@a.test").await;
     assert!(a.body.contains("Ann Lee"));
+}
 
-    // ---- aliases: create, bad recipient named, escaped description, edit, delete ----
+/// Aliases: create, bad recipient named, escaped description, edit, delete.
+async fn domain_admin_manages_aliases(ctx: &Ctx) {
+    let (da, store) = (&ctx.da, &ctx.store);
     let a = da
         .post(
             "/aliases/new",
@@ -384,7 +514,7 @@ async fn scenario(store: Store) {
     assert!(e.contains("nobody@a.test"), "{e}");
     assert_eq!(
         count(
-            &store,
+            store,
             "SELECT COUNT(*) FROM admin_alias WHERE address = ?",
             "team@a.test"
         )
@@ -441,15 +571,18 @@ async fn scenario(store: Store) {
     assert_eq!(da.post("/aliases/team@a.test/delete", "").await.status, 303);
     assert_eq!(
         count(
-            &store,
+            store,
             "SELECT COUNT(*) FROM admin_alias WHERE address = ?",
             "team@a.test"
         )
         .await,
         0
     );
+}
 
-    // ---- domains: create with a refused field, then for real; DNS page with the DKIM key ----
+/// Domains: create with a refused field, then for real; DNS page with the DKIM key.
+async fn superadmin_creates_a_domain_and_sees_its_dkim_record(ctx: &Ctx) {
+    let (admin, store) = (&ctx.admin, &ctx.store);
     let a = admin
         .post(
             "/domains/new",
@@ -459,7 +592,7 @@ async fn scenario(store: Store) {
     assert_eq!(a.status, 400);
     let e = field_error(&a, "default_mailbox_quota").expect(&a.body);
     assert!(e.contains("between 1 and the domain quota"), "{e}");
-    assert_eq!(domains_named(&store, "c.test").await, 0);
+    assert_eq!(domains_named(store, "c.test").await, 0);
     let a = admin
         .post("/domains/new", "name=not+a+domain&quota=0")
         .await;
@@ -509,8 +642,10 @@ async fn scenario(store: Store) {
     assert!(page.body.contains("v=DKIM1"));
     assert!(page.body.contains(&key.public_b64[..40]));
     let _ = DkimSelector::parse("s", "mail").unwrap();
+}
 
-    // Relay domain and domain alias.
+async fn superadmin_creates_a_relay_domain(ctx: &Ctx) {
+    let admin = &ctx.admin;
     let a = admin
         .post(
             "/domains/new",
@@ -536,17 +671,22 @@ async fn scenario(store: Store) {
         .await;
     assert_eq!(a.status, 400);
     assert!(field_error(&a, "target_port").is_some());
-    // A domain alias takes every address of its name: superadmins and resellers only.
-    let a = da
-        .post(
-            "/domains/a.test/aliases/new",
-            "name=a-alias.test&enabled=on",
-        )
-        .await;
-    assert_eq!(a.status, 403, "{}", a.body);
+}
+
+/// A domain alias takes every address of its name: superadmins and resellers only.
+async fn domain_aliases_by_superadmins_and_resellers_only(ctx: &Ctx) {
+    let (admin, da, store) = (&ctx.admin, &ctx.da, &ctx.store);
+    ctx.expect((
+        "POST",
+        "/domains/a.test/aliases/new",
+        DomainAdmin,
+        "name=a-alias.test&enabled=on",
+        403,
+    ))
+    .await;
     assert_eq!(
         count(
-            &store,
+            store,
             "SELECT COUNT(*) FROM admin_domainalias WHERE name = ?",
             "a-alias.test"
         )
@@ -565,12 +705,14 @@ async fn scenario(store: Store) {
         .await;
     assert_eq!(a.status, 400);
     assert!(field_error(&a, "name").unwrap().contains("already exists"));
-    assert_eq!(
-        da.post("/domains/b.test/aliases/new", "name=z.test&enabled=on")
-            .await
-            .status,
-        404
-    );
+    ctx.expect((
+        "POST",
+        "/domains/b.test/aliases/new",
+        DomainAdmin,
+        "name=z.test&enabled=on",
+        404,
+    ))
+    .await;
     assert!(da
         .get("/domains/a.test")
         .await
@@ -584,7 +726,7 @@ async fn scenario(store: Store) {
     );
     assert_eq!(
         count(
-            &store,
+            store,
             "SELECT COUNT(*) FROM admin_domainalias WHERE name = ? AND enabled = FALSE",
             "a-alias.test"
         )
@@ -597,13 +739,23 @@ async fn scenario(store: Store) {
             .status,
         303
     );
+}
 
-    // ---- admins: domains granted and revoked, limits, by the roles allowed ----
+/// Admins: domains granted and revoked, limits, by the roles allowed.
+async fn superadmin_grants_domains_and_limits_to_a_domain_admin(ctx: &Ctx) {
+    let (admin, da, store) = (&ctx.admin, &ctx.da, &ctx.store);
     let a = admin.post("/accounts/daa/domains", "domain=c.test").await;
     assert_eq!(a.status, 303);
     assert!(da.get("/domains").await.body.contains(">c.test<"));
-    let a = da.post("/accounts/daa/domains", "domain=b.test").await;
-    assert_eq!(a.status, 403, "domain admins give no domains");
+    // Domain admins give no domains.
+    ctx.expect((
+        "POST",
+        "/accounts/daa/domains",
+        DomainAdmin,
+        "domain=b.test",
+        403,
+    ))
+    .await;
     let a = admin
         .post("/accounts/daa/domains", "domain=nope.test")
         .await;
@@ -613,7 +765,8 @@ async fn scenario(store: Store) {
         .post("/accounts/daa/domains/revoke", "domain=c.test")
         .await;
     assert_eq!(a.status, 303);
-    assert_eq!(da.get("/domains/c.test").await.status, 404);
+    ctx.expect(("GET", "/domains/c.test", DomainAdmin, "", 404))
+        .await;
     let a = admin.post("/accounts/daa/limits", "mailboxes=abc").await;
     assert_eq!(a.status, 400);
     assert!(field_error(&a, "mailboxes").is_some());
@@ -624,7 +777,7 @@ async fn scenario(store: Store) {
     assert!(field_error(&a, "mailbox_aliases").is_some());
     assert_eq!(
         count(
-            &store,
+            store,
             "SELECT COUNT(*) FROM limits_userobjectlimit WHERE name = ?",
             "mailboxes"
         )
@@ -636,10 +789,14 @@ async fn scenario(store: Store) {
         .post("/accounts/daa/limits", "mailboxes=2&mailbox_aliases=-1")
         .await;
     assert_eq!(a.status, 303);
-    assert_eq!(
-        da.post("/accounts/daa/limits", "mailboxes=99").await.status,
-        403
-    );
+    ctx.expect((
+        "POST",
+        "/accounts/daa/limits",
+        DomainAdmin,
+        "mailboxes=99",
+        403,
+    ))
+    .await;
     // daa has 3 mailboxes in a.test now: its limit of 2 stops a fourth, named on the form.
     let a = da
         .post(
@@ -651,8 +808,9 @@ async fn scenario(store: Store) {
     assert!(field_error(&a, "form")
         .expect(&a.body)
         .contains("limit reached"));
+}
 
-    // ---- CSRF: every form refuses a forged token ----
+async fn every_form_refuses_a_forged_csrf_token(ctx: &Ctx) {
     for (path, form) in [
         ("/domains/new", "name=csrf.test"),
         ("/domains/a.test/edit", "quota=0"),
@@ -678,14 +836,16 @@ async fn scenario(store: Store) {
         ("/aliases/@a.test/delete", ""),
         ("/parameters", "password_rounds=5000"),
     ] {
-        let a = admin.post_forged(path, form).await;
+        let a = ctx.admin.post_forged(path, form).await;
         assert_eq!(a.status, 403, "forged POST {path}");
         assert!(a.body.contains("CSRF"), "{path}: {}", a.body);
     }
-    assert_eq!(domains_named(&store, "b.test").await, 1);
-    assert_eq!(domains_named(&store, "csrf.test").await, 0);
+    assert_eq!(domains_named(&ctx.store, "b.test").await, 1);
+    assert_eq!(domains_named(&ctx.store, "csrf.test").await, 0);
+}
 
-    // ---- logs and parameters: superadmin only ----
+async fn logs_and_parameters_for_superadmins(ctx: &Ctx) {
+    let (admin, store) = (&ctx.admin, &ctx.store);
     let logs = admin.get("/logs").await;
     assert_eq!(logs.status, 200);
     assert!(logs.body.contains("Domain c.test created"), "{}", logs.body);
@@ -732,10 +892,13 @@ async fn scenario(store: Store) {
         p.body.contains("Parameters saved")
             && p.body.contains("hostname = &quot;mail.example.test&quot;")
     );
+}
 
-    // ---- pagination: 50 a page, the rest on the next ----
+/// Pagination: 50 a page, the rest on the next.
+async fn lists_show_fifty_a_page(ctx: &Ctx) {
+    let (admin, store) = (&ctx.admin, &ctx.store);
     for i in 0..55 {
-        domain(&store, &format!("p{i:02}.test")).await;
+        domain(store, &format!("p{i:02}.test")).await;
     }
     let first = admin.get("/domains?q=p").await;
     assert_eq!(first.body.matches("href=\"/domains/p").count(), 50);
@@ -746,7 +909,7 @@ async fn scenario(store: Store) {
     assert!(admin.get("/logs?page=2").await.body.contains("page 2 of"));
     for i in 0..52 {
         let name = format!("pager{i:02}@p00.test");
-        user(&store, &name, Role::SimpleUsers, true, &[]).await;
+        user(store, &name, Role::SimpleUsers, true, &[]).await;
     }
     let first = admin.get("/accounts?q=pager").await;
     assert_eq!(first.body.matches(">pager").count(), 50, "{}", first.body);
@@ -789,32 +952,36 @@ async fn scenario(store: Store) {
         .await
         .body
         .contains("pal07@p01.test"));
+}
 
-    // ---- deletions behind a confirmation page ----
+async fn deletions_ask_for_confirmation(ctx: &Ctx) {
+    let (admin, store) = (&ctx.admin, &ctx.store);
     let confirm = admin.get("/domains/c.test/delete").await;
     assert_eq!(confirm.status, 200);
     assert!(confirm.body.contains("Delete the domain c.test?"));
     assert_eq!(admin.post("/domains/c.test/delete", "").await.status, 303);
-    assert_eq!(domains_named(&store, "c.test").await, 0);
+    assert_eq!(domains_named(store, "c.test").await, 0);
     assert_eq!(
         admin.post("/accounts/new@a.test/delete", "").await.status,
         303
     );
     assert_eq!(
         count(
-            &store,
+            store,
             "SELECT COUNT(*) FROM core_user WHERE username = ?",
             "new@a.test"
         )
         .await,
         0
     );
+}
 
-    // The dashboard: the machine's status for superadmins (checks, jobs: other tenants' names
-    // and paths), whether the services answer for other admins, own account for everyone.
-    let home = admin.get("/").await;
+/// The dashboard: the machine's status for superadmins (checks, jobs: other tenants' names and
+/// paths), whether the services answer for other admins, own account for everyone.
+async fn dashboard_per_role(ctx: &Ctx) {
+    let home = ctx.admin.get("/").await;
     assert!(home.body.contains("Periodic jobs") && home.body.contains("Checks"));
-    let home = da.get("/").await;
+    let home = ctx.da.get("/").await;
     assert!(
         home.body.contains("Whether each mail service answers"),
         "{}",
@@ -822,7 +989,7 @@ async fn scenario(store: Store) {
     );
     assert!(!home.body.contains("Periodic jobs") && !home.body.contains("Checks"));
     assert!(!home.body.contains("certificate /") && !home.body.contains("mail log"));
-    let home = simple.get("/").await;
+    let home = ctx.simple.get("/").await;
     assert!(!home.body.contains("Periodic jobs") && home.body.contains("of 10 MB used"));
 }
 

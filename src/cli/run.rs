@@ -21,7 +21,8 @@ pub async fn run(global: &Global, manager: Option<daemon::ManagerKind>) -> Resul
         super::open(global)
             .await
             .map(|(s, _)| s)
-            .map_err(|e| format!("{e:#}"))
+            // The whole chain, as `modobox run: ...` says it on failure.
+            .map_err(|e| daemon::OpenError::from(format!("{e:#}")))
     };
     // Each job runs as `modobox [these options] task exec NAME` (jobs::process).
     let mut args: Vec<std::ffi::OsString> = vec!["--config".into(), global.config.clone().into()];

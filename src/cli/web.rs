@@ -22,11 +22,12 @@ pub async fn web(
     let distro = Distro::resolve(global.distro.as_ref())?;
     let (url, _) = super::database_url(global)?;
     if let Some(u) = user {
-        crate::system::privileges::become_user(u).map_err(|e| anyhow!(e))?;
+        // The message already names its cause: `{e}`, not the chain, keeps it said once.
+        crate::system::privileges::become_user(u).map_err(|e| anyhow!("{e}"))?;
     }
     let store = crate::store::Store::connect(&url).await?;
     let web = crate::web::Web::new(store.clone(), config, distro, secure_cookies)
-        .map_err(|e| anyhow!(e))?
+        .map_err(|e| anyhow!("{e}"))?
         .with_status_file(status_file);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let stop = async move {
@@ -37,7 +38,7 @@ pub async fn web(
     };
     crate::web::serve(web, listen, public, stop)
         .await
-        .map_err(|e| anyhow!(e))?;
+        .map_err(|e| anyhow!("{e}"))?;
     store.close().await;
     Ok(ExitCode::SUCCESS)
 }
@@ -58,7 +59,8 @@ pub async fn milter(
     let url = crate::store::DatabaseUrl::for_login(&config, &user, password);
     drop(secrets);
     if let Some(u) = run_as {
-        crate::system::privileges::become_user(u).map_err(|e| anyhow!(e))?;
+        // The message already names its cause: `{e}`, not the chain, keeps it said once.
+        crate::system::privileges::become_user(u).map_err(|e| anyhow!("{e}"))?;
     }
     let store = crate::store::Store::connect(&url).await?;
     let listener = tokio::net::TcpListener::bind(listen)

@@ -2,6 +2,8 @@
 //! gather it itself (D-Bus, Postfix's queue, the daemons' files): a JSON file with the time it
 //! was written. The supervisor writes it (`supervisor::status`), the dashboard reads it.
 
+use std::path::{Path, PathBuf};
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -19,7 +21,7 @@ struct Published<'a, T> {
 
 /// Writes a status snapshot, readable by `group` when that group exists.
 pub fn write_snapshot<T: Serialize>(
-    path: &std::path::Path,
+    path: &Path,
     status: &T,
     group: Option<&str>,
 ) -> std::io::Result<()> {
@@ -37,22 +39,41 @@ pub fn write_snapshot<T: Serialize>(
     crate::system::fs::write_atomic(path, &json, 0o640, owner.as_ref())
 }
 
+/// Why the dashboard has no status to show (its message is shown there).
+#[derive(Debug, thiserror::Error)]
+pub enum PublishedError {
+    /// No file (or not readable): the supervisor is not running, or has not written it yet.
+    #[error("no status published by the supervisor: is modobox.service running?")]
+    Missing(#[source] std::io::Error),
+    #[error("{}: {source}", path.display())]
+    NotJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: no time", path.display())]
+    NoTime { path: PathBuf },
+    #[error("the supervisor's last status is {age} s old: is modobox.service running?")]
+    Stale { age: i64 },
+}
+
 /// The status the supervisor published, if it is fresh; else why there is none.
-pub fn read_snapshot(path: &std::path::Path) -> Result<serde_json::Value, String> {
-    let bytes = std::fs::read(path).map_err(|_| {
-        "no status published by the supervisor: is modobox.service running?".to_string()
-    })?;
+pub fn read_snapshot(path: &Path) -> Result<serde_json::Value, PublishedError> {
+    let bytes = std::fs::read(path).map_err(PublishedError::Missing)?;
     let mut v: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|source| PublishedError::NotJson {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let at = v["at"]
         .as_str()
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .ok_or_else(|| format!("{}: no time", path.display()))?;
+        .ok_or_else(|| PublishedError::NoTime {
+            path: path.to_path_buf(),
+        })?;
     let age = (Utc::now() - at.with_timezone(&Utc)).num_seconds();
     if age > STALE_AFTER_SECONDS {
-        return Err(format!(
-            "the supervisor's last status is {age} s old: is modobox.service running?"
-        ));
+        return Err(PublishedError::Stale { age });
     }
     Ok(v["status"].take())
 }

@@ -17,19 +17,14 @@ use crate::system::cmd::{self, Cmd};
 #[derive(Debug)]
 pub struct Server;
 
-pub(super) fn connects(ctx: &mut Ctx) -> Result<(), String> {
-    match ctx.store() {
-        Ok(store) => ctx
-            .rt
-            .block_on(async {
-                let mut tx = store.begin().await?;
-                tx.count("SELECT COUNT(*) FROM (SELECT 1 AS one) t", &[])
-                    .await
-            })
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
+pub(super) fn connects(ctx: &mut Ctx) -> StepResult<()> {
+    let store = ctx.store()?;
+    ctx.rt.block_on(async {
+        let mut tx = store.begin().await?;
+        tx.count("SELECT COUNT(*) FROM (SELECT 1 AS one) t", &[])
+            .await
+    })?;
+    Ok(())
 }
 
 impl Step for Server {
@@ -74,7 +69,10 @@ impl Step for Server {
                 return apply_sqlite_acls(ctx);
             }
             (_, DbLocation::External) => {
-                let err = connects(ctx).err().unwrap_or_default();
+                let err = connects(ctx)
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
                 return Err(StepError::new(format!(
                     "cannot connect to the external database {}: {err}",
                     ctx.database_url().redacted()

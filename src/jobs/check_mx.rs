@@ -164,13 +164,25 @@ impl Outcome {
     }
 }
 
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckMxError {
+    /// No resolver could be set up.
+    #[error(transparent)]
+    Resolver(#[from] DnsFailure),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Every lookup failed, or domains were skipped: the resolver itself is unusable. The text
+    /// is the run's summary.
+    #[error("{summary}")]
+    Unusable { summary: String },
+}
+
 /// The scheduler's entry point.
-pub async fn run(config: &Config, store: &Store) -> Result<String, String> {
+pub async fn run(config: &Config, store: &Store) -> Result<String, CheckMxError> {
     let settings = Settings::from_config(config);
-    let resolver = Resolver::new(settings.resolver, settings.timeout).map_err(|e| e.to_string())?;
-    let outcome = check(store, &settings, &resolver, Utc::now())
-        .await
-        .map_err(|e| e.to_string())?;
+    let resolver = Resolver::new(settings.resolver, settings.timeout)?;
+    let outcome = check(store, &settings, &resolver, Utc::now()).await?;
     for alert in &outcome.alerts {
         let (config, alert) = (config.clone(), alert.clone());
         let sent = tokio::task::spawn_blocking(move || mail::send(&config.hostname, &alert)).await;
@@ -183,7 +195,7 @@ pub async fn run(config: &Config, store: &Store) -> Result<String, String> {
     let summary = outcome.summary();
     // Every lookup failing means the resolver itself is unusable: the run failed.
     if outcome.skipped > 0 || (outcome.lookups > 0 && outcome.errors.len() >= outcome.lookups) {
-        return Err(summary);
+        return Err(CheckMxError::Unusable { summary });
     }
     Ok(summary)
 }

@@ -2,17 +2,17 @@
 
 use chrono::Utc;
 
-use super::JobContext;
+use super::{JobContext, JobError};
 use crate::store::maintenance;
 
-pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, String> {
+pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, JobError> {
     let work = async {
         let mut tx = ctx.store.begin().await?;
         let n = maintenance::clear_sessions(&mut tx, Utc::now(), dry_run).await?;
         tx.commit().await?;
         Ok::<_, crate::store::StoreError>(n)
     };
-    let n = work.await.map_err(|e| e.to_string())?;
+    let n = work.await?;
     Ok(if dry_run {
         format!("would delete {n} expired sessions")
     } else {

@@ -8,50 +8,78 @@
 
 use std::path::PathBuf;
 
-use super::JobContext;
+use super::{JobContext, JobError};
+use crate::keys::dkim::DkimError;
 use crate::keys::dkim_files::{self, key_path};
 use crate::names::DomainName;
-use crate::store::{domains, maintenance, Backend, StoreError};
+use crate::store::{domains, maintenance, Backend};
 use crate::system::fs::Owner;
+
+/// Why a domain's key file could not be made or read.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error(transparent)]
+    Generate(#[from] DkimError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file another run wrote is no key either.
+    #[error("{}: {source}", path.display())]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: DkimError,
+    },
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// The key file of one domain: the one on disk when valid, else a new one. Blocking (RSA
 /// generation takes a moment), so it runs on the blocking pool.
-fn ensure_key_file(path: PathBuf, bits: u32, owner: Owner) -> Result<(String, bool), String> {
-    let shown = path.display().to_string();
+fn ensure_key_file(path: PathBuf, bits: u32, owner: Owner) -> Result<(String, bool), KeyFileError> {
     if let Ok(pem) = std::fs::read_to_string(&path) {
         if let Ok(public) = crate::keys::dkim::public_from_private(&pem) {
             return Ok((public, false));
         }
     }
-    let key = crate::keys::dkim::generate_key(bits).map_err(|e| e.to_string())?;
+    let key = crate::keys::dkim::generate_key(bits)?;
+    let io = |source| KeyFileError::Io {
+        path: path.clone(),
+        source,
+    };
     if path.exists() {
         // Something that is not a key sits there: replace it whole.
-        tracing::warn!("{shown} is not a valid private key: replacing it");
-        dkim_files::write_key(&path, &key.private_pem, &owner)
-            .map_err(|e| format!("{shown}: {e}"))?;
+        tracing::warn!(
+            "{} is not a valid private key: replacing it",
+            path.display()
+        );
+        dkim_files::write_key(&path, &key.private_pem, &owner).map_err(io)?;
         return Ok((key.public_b64, true));
     }
-    if dkim_files::install_key_if_absent(&path, &key.private_pem, &owner)
-        .map_err(|e| format!("{shown}: {e}"))?
-    {
+    if dkim_files::install_key_if_absent(&path, &key.private_pem, &owner).map_err(io)? {
         return Ok((key.public_b64, true));
     }
     // Another run put its key there first: that one wins.
-    let pem = std::fs::read_to_string(&path).map_err(|e| format!("{shown}: {e}"))?;
+    let pem = std::fs::read_to_string(&path).map_err(io)?;
     let public =
-        crate::keys::dkim::public_from_private(&pem).map_err(|e| format!("{shown}: {e}"))?;
+        crate::keys::dkim::public_from_private(&pem).map_err(|source| KeyFileError::Invalid {
+            path: path.clone(),
+            source,
+        })?;
     Ok((public, false))
 }
 
-pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, String> {
+pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, JobError> {
     let dir = ctx.config.paths.dkim_keys.as_path().to_path_buf();
     let owner = dkim_files::opendkim_owner(&ctx.distro);
     let pending = async {
         let mut tx = ctx.store.begin().await?;
         maintenance::domains_without_dkim_key(&mut tx).await
     }
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     if dry_run {
         if pending.is_empty() {
             return Ok("no domain waits for a DKIM key".into());
@@ -78,7 +106,7 @@ pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, String> {
         let (p, o) = (path.clone(), owner.clone());
         let key = tokio::task::spawn_blocking(move || ensure_key_file(p, bits, o))
             .await
-            .map_err(|e| e.to_string())
+            .map_err(KeyFileError::from)
             .and_then(|r| r);
         let public = match key {
             Ok((public, _)) => public,
@@ -105,12 +133,9 @@ pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, String> {
             let mut tx = ctx.store.begin().await?;
             dkim_files::tables(&mut tx, &dir).await
         }
-        .await
-        .map_err(|e: StoreError| e.to_string())?;
+        .await?;
         let written =
-            tokio::task::spawn_blocking(move || dkim_files::write_tables(&tables, &owner))
-                .await
-                .map_err(|e| e.to_string())?;
+            tokio::task::spawn_blocking(move || dkim_files::write_tables(&tables, &owner)).await?;
         if let Err(e) = written {
             errors.push(format!("OpenDKIM tables in {}: {e}", dir.display()));
         }
@@ -123,6 +148,9 @@ pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, String> {
     if errors.is_empty() {
         Ok(done)
     } else {
-        Err(format!("{done}; failed: {}", errors.join("; ")))
+        Err(JobError::Partly {
+            done,
+            failures: errors,
+        })
     }
 }

@@ -5,7 +5,7 @@
 
 use chrono::{Duration, Utc};
 
-use super::JobContext;
+use super::{JobContext, JobError};
 use crate::config::InactiveAction;
 use crate::store::access::Actor;
 use crate::store::accounts::{self, Options};
@@ -26,7 +26,7 @@ fn names(list: &[maintenance::InactiveAccount]) -> String {
     s.join(", ")
 }
 
-pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, String> {
+pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, JobError> {
     let days = ctx.config.jobs.inactive_account_days;
     let action = ctx.config.jobs.inactive_account_action;
     let cutoff = Utc::now() - Duration::days(i64::from(days));
@@ -61,7 +61,7 @@ pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, String> {
         tx.commit().await?;
         Ok((list, done))
     };
-    let (list, done) = work.await.map_err(|e| e.to_string())?;
+    let (list, done) = work.await?;
     if list.is_empty() {
         return Ok(format!("no account without a login for {days} days"));
     }

@@ -14,9 +14,106 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use super::JobContext;
+use super::{JobContext, JobError};
 use crate::store::{audit, maintenance, StoreError};
 use crate::system::fs::{resolve_owner, Owner};
+
+/// Why an operation was refused or failed (its text goes to `core_log` and the run's message).
+#[derive(Debug, thiserror::Error)]
+pub enum MailboxOpError {
+    #[error("{arg:?} is not an absolute path")]
+    NotAbsolute { arg: String },
+    #[error("{arg:?} contains `.` or `..`")]
+    DotComponent { arg: String },
+    #[error("{arg:?} is outside the mail root {}", root.display())]
+    OutsideRoot { arg: String, root: PathBuf },
+    #[error("{arg:?} is not a mailbox directory ({}/<domain>/<local part>)", root.display())]
+    NotMailbox { arg: String, root: PathBuf },
+    #[error("mail root {}: {source}", root.display())]
+    MailRoot {
+        root: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is a symbolic link: mailbox operations do not follow links", path.display())]
+    SymbolicLink { path: PathBuf },
+    #[error("{} is not a directory", path.display())]
+    NotDirectory { path: PathBuf },
+    /// A directory to create lies outside the mail root.
+    #[error("{} is outside the mail root", dir.display())]
+    ParentOutside { dir: PathBuf },
+    #[error("{} is not a plain directory", path.display())]
+    NotPlainDirectory { path: PathBuf },
+    #[error("{what} {value:?} cannot be a directory name")]
+    BadName { what: &'static str, value: String },
+    #[error("unknown operation type {kind:?}")]
+    UnknownKind { kind: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("creating {}: {source}", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("chown {}: {source}", path.display())]
+    Chown {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot move {} to {}: the target already exists", from.display(), to.display())]
+    TargetExists { from: PathBuf, to: PathBuf },
+    #[error(
+        "cannot move {} to {}: they are on different filesystems",
+        from.display(),
+        to.display()
+    )]
+    CrossDevice { from: PathBuf, to: PathBuf },
+    #[error("moving {} to {}: {source}", from.display(), to.display())]
+    Move {
+        from: PathBuf,
+        to: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("removing {}: {source}", path.display())]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+    /// The row asks for something [`plan`] does not allow: nothing was touched.
+    #[error("refused: {0}")]
+    Refused(#[source] Box<MailboxOpError>),
+    /// The operation's outcome could not be written to the database.
+    #[error("{what}: recording the result: {source}")]
+    Recording {
+        what: String,
+        #[source]
+        source: StoreError,
+    },
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> MailboxOpError + '_ {
+    move |source| MailboxOpError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn mail_root(root: &Path) -> impl FnOnce(io::Error) -> MailboxOpError + '_ {
+    move |source| MailboxOpError::MailRoot {
+        root: root.to_path_buf(),
+        source,
+    }
+}
 
 /// What one queued operation amounts to on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,58 +125,60 @@ pub enum Action {
 /// The directory `arg` names, checked against the mail root: absolute, no `.`/`..`, inside the
 /// root and at least two levels below it, no symbolic link on the way. The result is under the
 /// canonical root (the configured root itself may be a link, e.g. to another disk).
-pub fn confine(root: &Path, arg: &str) -> Result<PathBuf, String> {
+pub fn confine(root: &Path, arg: &str) -> Result<PathBuf, MailboxOpError> {
     let p = Path::new(arg);
+    let arg_owned = || arg.to_string();
     if arg.contains('\0') || !p.is_absolute() {
-        return Err(format!("{arg:?} is not an absolute path"));
+        return Err(MailboxOpError::NotAbsolute { arg: arg_owned() });
     }
     if p.components()
         .any(|c| !matches!(c, Component::RootDir | Component::Normal(_)))
         || arg.split('/').any(|part| part == "." || part == "..")
     {
-        return Err(format!("{arg:?} contains `.` or `..`"));
+        return Err(MailboxOpError::DotComponent { arg: arg_owned() });
     }
     let rel = p
         .strip_prefix(root)
-        .map_err(|_| format!("{arg:?} is outside the mail root {}", root.display()))?;
+        .map_err(|_| MailboxOpError::OutsideRoot {
+            arg: arg_owned(),
+            root: root.to_path_buf(),
+        })?;
     if rel.components().count() < 2 {
-        return Err(format!(
-            "{arg:?} is not a mailbox directory ({}/<domain>/<local part>)",
-            root.display()
-        ));
+        return Err(MailboxOpError::NotMailbox {
+            arg: arg_owned(),
+            root: root.to_path_buf(),
+        });
     }
-    let canon_root = root
-        .canonicalize()
-        .map_err(|e| format!("mail root {}: {e}", root.display()))?;
+    let canon_root = root.canonicalize().map_err(mail_root(root))?;
     let mut cur = canon_root.clone();
     for c in rel.components() {
         cur.push(c);
         match std::fs::symlink_metadata(&cur) {
             Ok(m) if m.file_type().is_symlink() => {
-                return Err(format!(
-                    "{} is a symbolic link: mailbox operations do not follow links",
-                    cur.display()
-                ))
+                return Err(MailboxOpError::SymbolicLink { path: cur })
             }
-            Ok(m) if !m.is_dir() => return Err(format!("{} is not a directory", cur.display())),
+            Ok(m) if !m.is_dir() => return Err(MailboxOpError::NotDirectory { path: cur }),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-            Err(e) => return Err(format!("{}: {e}", cur.display())),
+            Err(e) => return Err(io_at(&cur)(e)),
         }
     }
     Ok(canon_root.join(rel))
 }
 
 /// One name (domain or local part) as a single path component.
-fn one_component(what: &str, v: &str) -> Result<(), String> {
+fn one_component(what: &'static str, v: &str) -> Result<(), MailboxOpError> {
     if v.is_empty() || v == "." || v == ".." || v.contains('/') || v.contains('\0') {
-        return Err(format!("{what} {v:?} cannot be a directory name"));
+        return Err(MailboxOpError::BadName {
+            what,
+            value: v.to_string(),
+        });
     }
     Ok(())
 }
 
 /// What an operation row asks for, paths confined to the mail root.
-pub fn plan(root: &Path, op: &maintenance::MailboxOperation) -> Result<Action, String> {
+pub fn plan(root: &Path, op: &maintenance::MailboxOperation) -> Result<Action, MailboxOpError> {
     match op.kind.as_str() {
         "rename" => {
             let from = confine(root, &op.argument)?;
@@ -97,7 +196,9 @@ pub fn plan(root: &Path, op: &maintenance::MailboxOperation) -> Result<Action, S
             }
         }
         "delete" => Ok(Action::Remove(confine(root, &op.argument)?)),
-        other => Err(format!("unknown operation type {other:?}")),
+        other => Err(MailboxOpError::UnknownKind {
+            kind: other.to_string(),
+        }),
     }
 }
 
@@ -107,40 +208,48 @@ fn exists(p: &Path) -> bool {
 
 /// Creates the missing directories of `dir` below the canonical root, mode 0700, owned by the
 /// mailbox owner (when running as root), refusing links.
-fn create_parents(canon_root: &Path, dir: &Path, owner: Option<(u32, u32)>) -> Result<(), String> {
+fn create_parents(
+    canon_root: &Path,
+    dir: &Path,
+    owner: Option<(u32, u32)>,
+) -> Result<(), MailboxOpError> {
     let rel = dir
         .strip_prefix(canon_root)
-        .map_err(|_| format!("{} is outside the mail root", dir.display()))?;
+        .map_err(|_| MailboxOpError::ParentOutside {
+            dir: dir.to_path_buf(),
+        })?;
     let mut cur = canon_root.to_path_buf();
     for c in rel.components() {
         cur.push(c);
         match std::fs::symlink_metadata(&cur) {
             Ok(m) if m.is_dir() && !m.file_type().is_symlink() => continue,
-            Ok(_) => return Err(format!("{} is not a plain directory", cur.display())),
+            Ok(_) => return Err(MailboxOpError::NotPlainDirectory { path: cur }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("{}: {e}", cur.display())),
+            Err(e) => return Err(io_at(&cur)(e)),
         }
         match std::fs::create_dir(&cur) {
             Ok(()) => {}
             // Another run made it meanwhile: checked again on the next loop's metadata.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(format!("creating {}: {e}", cur.display())),
+            Err(source) => return Err(MailboxOpError::Create { path: cur, source }),
         }
         std::fs::set_permissions(&cur, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("{}: {e}", cur.display()))?;
+            .map_err(io_at(&cur))?;
         if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(&cur, Some(uid), Some(gid))
-                .map_err(|e| format!("chown {}: {e}", cur.display()))?;
+            std::os::unix::fs::chown(&cur, Some(uid), Some(gid)).map_err(|source| {
+                MailboxOpError::Chown {
+                    path: cur.clone(),
+                    source,
+                }
+            })?;
         }
     }
     Ok(())
 }
 
 /// Applies one action; the message says what happened (for `core_log`).
-pub fn apply(root: &Path, action: &Action, owner: &Owner) -> Result<String, String> {
-    let canon_root = root
-        .canonicalize()
-        .map_err(|e| format!("mail root {}: {e}", root.display()))?;
+pub fn apply(root: &Path, action: &Action, owner: &Owner) -> Result<String, MailboxOpError> {
+    let canon_root = root.canonicalize().map_err(mail_root(root))?;
     match action {
         Action::Move { from, to } => match (exists(from), exists(to)) {
             (false, true) => Ok(format!(
@@ -153,26 +262,22 @@ pub fn apply(root: &Path, action: &Action, owner: &Owner) -> Result<String, Stri
                 from.display(),
                 to.display()
             )),
-            (true, true) => Err(format!(
-                "cannot move {} to {}: the target already exists",
-                from.display(),
-                to.display()
-            )),
+            (true, true) => Err(MailboxOpError::TargetExists {
+                from: from.clone(),
+                to: to.clone(),
+            }),
             (true, false) => {
                 if let Some(parent) = to.parent() {
                     create_parents(&canon_root, parent, resolve_owner(owner))?;
                 }
                 // Checked again right before the move: a link planted meanwhile is refused.
                 confine(&canon_root, &to.to_string_lossy())?;
-                std::fs::rename(from, to).map_err(|e| {
-                    if e.raw_os_error() == Some(nix::errno::Errno::EXDEV as i32) {
-                        format!(
-                            "cannot move {} to {}: they are on different filesystems",
-                            from.display(),
-                            to.display()
-                        )
+                std::fs::rename(from, to).map_err(|source| {
+                    let (from, to) = (from.clone(), to.clone());
+                    if source.raw_os_error() == Some(nix::errno::Errno::EXDEV as i32) {
+                        MailboxOpError::CrossDevice { from, to }
                     } else {
-                        format!("moving {} to {}: {e}", from.display(), to.display())
+                        MailboxOpError::Move { from, to, source }
                     }
                 })?;
                 Ok(format!(
@@ -193,7 +298,10 @@ pub fn apply(root: &Path, action: &Action, owner: &Owner) -> Result<String, Stri
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     Ok(format!("Mailbox {} already removed", path.display()))
                 }
-                Err(e) => Err(format!("removing {}: {e}", path.display())),
+                Err(source) => Err(MailboxOpError::Remove {
+                    path: path.clone(),
+                    source,
+                }),
             }
         }
     }
@@ -209,7 +317,7 @@ fn describe(action: &Action) -> String {
 async fn record(
     ctx: &JobContext,
     id: i32,
-    result: &Result<String, String>,
+    result: &Result<String, MailboxOpError>,
     what: &str,
 ) -> Result<(), StoreError> {
     let mut tx = ctx.store.begin().await?;
@@ -231,13 +339,12 @@ async fn record(
     tx.commit().await
 }
 
-pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, String> {
+pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, JobError> {
     let ops = async {
         let mut tx = ctx.store.begin().await?;
         maintenance::mailbox_operations(&mut tx).await
     }
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     if ops.is_empty() {
         return Ok("no mailbox operation queued".into());
     }
@@ -263,20 +370,20 @@ pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, String> {
                 let (r, o) = (root.clone(), owner.clone());
                 tokio::task::spawn_blocking(move || apply(&r, &action, &o))
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(MailboxOpError::from)
                     .and_then(|r| r)
             }
-            Err(e) => Err(format!("refused: {e}")),
+            Err(e) => Err(MailboxOpError::Refused(Box::new(e))),
         };
-        record(ctx, op.id, &result, &what)
-            .await
-            .map_err(|e| format!("{what}: recording the result: {e}"))?;
+        if let Err(source) = record(ctx, op.id, &result, &what).await {
+            return Err(MailboxOpError::Recording { what, source }.into());
+        }
         match result {
             Ok(m) => done.push(m),
             Err(e) => failed.push(format!("{what}: {e}")),
         }
     }
-    let mut message = if dry_run {
+    let message = if dry_run {
         done.join("; ")
     } else {
         format!("{} of {} operations done", done.len(), ops.len())
@@ -284,11 +391,10 @@ pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, String> {
     if failed.is_empty() {
         return Ok(message);
     }
-    if !message.is_empty() {
-        message.push_str("; ");
-    }
-    message.push_str(&format!("failed: {}", failed.join("; ")));
-    Err(message)
+    Err(JobError::Partly {
+        done: message,
+        failures: failed,
+    })
 }
 
 #[cfg(test)]

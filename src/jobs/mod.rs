@@ -1,6 +1,7 @@
 //! The periodic jobs (Modoboa's cron jobs, issue #6): the registry by name, what a job gets
-//! (`JobContext`) and how a run ends (`Outcome`). One file per job; `scheduler` runs them on
-//! their cron schedule with locks across nodes and records every run.
+//! (`JobContext`), how a run ends (`Outcome`) and why it fails (`JobError`, whose text is the
+//! run's message). One file per job; `scheduler` runs them on their cron schedule with locks
+//! across nodes and records every run.
 
 pub mod cleanlogs;
 pub mod clearsessions;
@@ -20,7 +21,50 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::distro::Distro;
-use crate::store::Store;
+use crate::stats::StatsError;
+use crate::store::{Store, StoreError};
+
+/// Why a job failed; its text is the run's message (`modobox_task_run.message`).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The blocking part of a job (files, programs) did not finish.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    MailboxOperation(#[from] mailbox_operations::MailboxOpError),
+    #[error(transparent)]
+    NewAccounts(#[from] new_accounts_statistics::RrdError),
+    #[error(transparent)]
+    CheckMx(#[from] check_mx::CheckMxError),
+    #[error(transparent)]
+    PublicApi(#[from] public_api::PublicApiError),
+    #[error(transparent)]
+    Stats(#[from] StatsError),
+    /// Some items were done and others failed, each failure named.
+    #[error("{}", partly(.done, .failures))]
+    Partly { done: String, failures: Vec<String> },
+    /// A run that did not end `ok` ([`run_job`]); a skipped one says so.
+    #[error("{}", not_ok(*.outcome, .message))]
+    NotOk { outcome: Outcome, message: String },
+}
+
+fn partly(done: &str, failures: &[String]) -> String {
+    let failed = format!("failed: {}", failures.join("; "));
+    if done.is_empty() {
+        failed
+    } else {
+        format!("{done}; {failed}")
+    }
+}
+
+fn not_ok(outcome: Outcome, message: &str) -> String {
+    match outcome {
+        Outcome::Skipped => format!("skipped: {message}"),
+        _ => message.to_string(),
+    }
+}
 
 /// What every job gets.
 #[derive(Debug, Clone)]
@@ -146,7 +190,7 @@ pub async fn execute(name: &str, ctx: &JobContext, dry_run: bool) -> (Outcome, S
             format!("{name} has no dry run: it only reads or its changes cannot be previewed"),
         );
     }
-    let result = match name {
+    let result: Result<String, JobError> = match name {
         "mailbox_operations" => mailbox_operations::run(ctx, dry_run).await,
         "dkim_keys" => dkim_keys::run(ctx, dry_run).await,
         "clearsessions" => clearsessions::run(ctx, dry_run).await,
@@ -154,24 +198,29 @@ pub async fn execute(name: &str, ctx: &JobContext, dry_run: bool) -> (Outcome, S
         "inactive_accounts" => inactive_accounts::run(ctx, dry_run).await,
         "new_accounts_statistics" => new_accounts_statistics::run(ctx, dry_run).await,
         "quarantine_cleanup" => quarantine_cleanup::run(ctx, dry_run).await,
-        "check_mx" => check_mx::run(&ctx.config, &ctx.store).await,
-        "public_api" => public_api::run(&ctx.config, &ctx.store).await,
-        "logparser" => crate::stats::run(&ctx.config, &ctx.store).await,
+        "check_mx" => check_mx::run(&ctx.config, &ctx.store)
+            .await
+            .map_err(JobError::from),
+        "public_api" => public_api::run(&ctx.config, &ctx.store)
+            .await
+            .map_err(JobError::from),
+        "logparser" => crate::stats::run(&ctx.config, &ctx.store)
+            .await
+            .map_err(JobError::from),
         _ => return (Outcome::Failed, format!("{name}: no implementation")),
     };
     match result {
         Ok(m) => (Outcome::Ok, m),
-        Err(m) => (Outcome::Failed, m),
+        Err(e) => (Outcome::Failed, e.to_string()),
     }
 }
 
-/// Runs one job now: `Ok(message)` on success, `Err(message)` otherwise (a skipped run is
-/// `Err("skipped: ...")`: it did not do its work).
-pub async fn run_job(name: &str, ctx: &JobContext) -> Result<String, String> {
+/// Runs one job now: `Ok(message)` on success, [`JobError::NotOk`] otherwise (a skipped run
+/// did not do its work either).
+pub async fn run_job(name: &str, ctx: &JobContext) -> Result<String, JobError> {
     match execute(name, ctx, false).await {
         (Outcome::Ok, m) => Ok(m),
-        (Outcome::Skipped, m) => Err(format!("skipped: {m}")),
-        (_, m) => Err(m),
+        (outcome, message) => Err(JobError::NotOk { outcome, message }),
     }
 }
 

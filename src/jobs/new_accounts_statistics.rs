@@ -6,12 +6,34 @@
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
-use super::JobContext;
+use super::{JobContext, JobError};
 use crate::store::maintenance;
-use crate::system::cmd::{self, Cmd};
+use crate::system::cmd::{self, Cmd, CmdError};
 
 pub const FILE: &str = "new_accounts.rrd";
 const RRDTOOL: &str = "rrdtool";
+
+/// Why the count could not be written to the RRD file.
+#[derive(Debug, thiserror::Error)]
+pub enum RrdError {
+    #[error(
+        "the `{RRDTOOL}` program is not installed (`modobox install` installs it with the \
+         statistics packages): {path} cannot be updated"
+    )]
+    NoRrdtool { path: String },
+    #[error(transparent)]
+    Rrdtool(#[from] CmdError),
+    #[error("rrdtool create {path} made no file")]
+    NotCreated { path: String },
+    #[error("rrdtool last {path}: unexpected answer {answer:?}")]
+    Last { path: String, answer: String },
+    #[error("{}: {source}", dir.display())]
+    Dir {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// The previous whole hour: `[start, end)`.
 pub fn previous_hour(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
@@ -19,12 +41,11 @@ pub fn previous_hour(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
     (end - Duration::hours(1), end)
 }
 
-fn rrd(path: &str, hour_start: i64, hour_end: i64, count: i64) -> Result<String, String> {
+fn rrd(path: &str, hour_start: i64, hour_end: i64, count: i64) -> Result<String, RrdError> {
     if !cmd::exists(RRDTOOL) {
-        return Err(format!(
-            "the `{RRDTOOL}` program is not installed (`modobox install` installs it with the \
-             statistics packages): {path} cannot be updated"
-        ));
+        return Err(RrdError::NoRrdtool {
+            path: path.to_string(),
+        });
     }
     if !std::path::Path::new(path).exists() {
         Cmd::new(RRDTOOL)
@@ -45,22 +66,18 @@ fn rrd(path: &str, hour_start: i64, hour_end: i64, count: i64) -> Result<String,
                 "RRA:MAX:0.5:1:744",
                 "RRA:MAX:0.5:24:366",
             ])
-            .output()
-            .map_err(|e| e.to_string())?;
+            .output()?;
         // --no-overwrite fails when another run created it first: only its absence is an error.
         if !std::path::Path::new(path).exists() {
-            return Err(format!("rrdtool create {path} made no file"));
+            return Err(RrdError::NotCreated {
+                path: path.to_string(),
+            });
         }
     }
-    let last = Cmd::new(RRDTOOL)
-        .args(["last", path])
-        .run()
-        .map_err(|e| e.to_string())?;
-    let last: i64 = last.stdout.trim().parse().map_err(|_| {
-        format!(
-            "rrdtool last {path}: unexpected answer {:?}",
-            last.stdout.trim()
-        )
+    let last = Cmd::new(RRDTOOL).args(["last", path]).run()?;
+    let last: i64 = last.stdout.trim().parse().map_err(|_| RrdError::Last {
+        path: path.to_string(),
+        answer: last.stdout.trim().to_string(),
     })?;
     if last >= hour_end {
         return Ok(format!(
@@ -70,19 +87,17 @@ fn rrd(path: &str, hour_start: i64, hour_end: i64, count: i64) -> Result<String,
     Cmd::new(RRDTOOL)
         .args(["update", path])
         .arg(format!("{hour_end}:{count}"))
-        .run()
-        .map_err(|e| e.to_string())?;
+        .run()?;
     Ok(format!("{count} new accounts recorded in {path}"))
 }
 
-pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, String> {
+pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, JobError> {
     let (start, end) = previous_hour(Utc::now());
     let count = async {
         let mut tx = ctx.store.begin().await?;
         maintenance::accounts_created_between(&mut tx, start, end).await
     }
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     let dir = ctx.config.paths.rrd.as_path().to_path_buf();
     let path = dir.join(FILE).display().to_string();
     if dry_run {
@@ -92,12 +107,15 @@ pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, String> {
             end.format("%H:%M")
         ));
     }
-    tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let recorded = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir).map_err(|source| RrdError::Dir {
+            dir: dir.clone(),
+            source,
+        })?;
         rrd(&path, start.timestamp(), end.timestamp(), count)
     })
-    .await
-    .map_err(|e| e.to_string())?
+    .await??;
+    Ok(recorded)
 }
 
 #[cfg(test)]

@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::config::Config;
-use crate::names::HttpUrl;
-use crate::store::{audit, Store};
-use crate::system::http;
+use crate::names::{HttpUrl, NameError};
+use crate::store::{audit, Store, StoreError};
+use crate::system::http::{self, HttpError};
 
 /// Largest answer read; Modoboa's list is a few kilobytes.
 pub const MAX_BODY: usize = 1 << 20;
@@ -28,8 +28,34 @@ struct Entry {
     version: String,
 }
 
+/// Why the versions could not be fetched or kept.
+#[derive(Debug, thiserror::Error)]
+pub enum PublicApiError {
+    #[error(transparent)]
+    Url(#[from] NameError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("{url}: {source}")]
+    Answer {
+        url: HttpUrl,
+        #[source]
+        source: AnswerError,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What is wrong with the API's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    #[error("the answer is not the expected JSON (a list of {{\"name\", \"version\"}}): {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("none of the {total} entries has a usable name and version")]
+    NoUsableEntry { total: usize },
+}
+
 /// The scheduler's entry point.
-pub async fn run(config: &Config, store: &Store) -> Result<String, String> {
+pub async fn run(config: &Config, store: &Store) -> Result<String, PublicApiError> {
     let settings = &config.public_api;
     if !settings.enabled {
         return Ok("skipped: public_api.enabled = false (nothing sent)".into());
@@ -49,22 +75,24 @@ pub async fn fetch_and_store(
     url: &HttpUrl,
     timeout: Duration,
     now: DateTime<Utc>,
-) -> Result<String, String> {
-    let versions_url = url.join_dir("versions/").map_err(|e| e.to_string())?;
-    let body = http::get(&versions_url, timeout, MAX_BODY)
-        .await
-        .map_err(|e| e.to_string())?;
-    let versions = parse_versions(&body).map_err(|e| format!("{versions_url}: {e}"))?;
-    let mut tx = store.begin().await.map_err(|e| e.to_string())?;
+) -> Result<String, PublicApiError> {
+    let versions_url = url.join_dir("versions/")?;
+    let body = http::get(&versions_url, timeout, MAX_BODY).await?;
+    let versions = match parse_versions(&body) {
+        Ok(v) => v,
+        Err(source) => {
+            return Err(PublicApiError::Answer {
+                url: versions_url,
+                source,
+            })
+        }
+    };
+    let mut tx = store.begin().await?;
     for (name, version) in &versions {
-        audit::set_setting(&mut tx, &format!("{LATEST_PREFIX}{name}"), version)
-            .await
-            .map_err(|e| e.to_string())?;
+        audit::set_setting(&mut tx, &format!("{LATEST_PREFIX}{name}"), version).await?;
     }
-    audit::set_setting(&mut tx, CHECKED_AT, &now.to_rfc3339())
-        .await
-        .map_err(|e| e.to_string())?;
-    tx.commit().await.map_err(|e| e.to_string())?;
+    audit::set_setting(&mut tx, CHECKED_AT, &now.to_rfc3339()).await?;
+    tx.commit().await?;
     let ours = versions
         .iter()
         .find(|(n, _)| n == COMPONENT)
@@ -81,10 +109,8 @@ pub async fn fetch_and_store(
 
 /// Reads the API's answer: a JSON list of objects with `name` and `version`. Entries with a
 /// name or version that could not be a package's are dropped (they end up in settings names).
-fn parse_versions(body: &[u8]) -> Result<Vec<(String, String)>, String> {
-    let entries: Vec<Entry> = serde_json::from_slice(body).map_err(|e| {
-        format!("the answer is not the expected JSON (a list of {{\"name\", \"version\"}}): {e}")
-    })?;
+fn parse_versions(body: &[u8]) -> Result<Vec<(String, String)>, AnswerError> {
+    let entries: Vec<Entry> = serde_json::from_slice(body).map_err(AnswerError::NotJson)?;
     let total = entries.len();
     let mut out: Vec<(String, String)> = Vec::new();
     for e in entries {
@@ -105,9 +131,7 @@ fn parse_versions(body: &[u8]) -> Result<Vec<(String, String)>, String> {
         }
     }
     if out.is_empty() && total > 0 {
-        return Err(format!(
-            "none of the {total} entries has a usable name and version"
-        ));
+        return Err(AnswerError::NoUsableEntry { total });
     }
     Ok(out)
 }

@@ -3,10 +3,10 @@
 
 use chrono::{Duration, Utc};
 
-use super::JobContext;
+use super::{JobContext, JobError};
 use crate::store::maintenance;
 
-pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, String> {
+pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, JobError> {
     let days = ctx.config.jobs.quarantine_max_age_days;
     let cutoff = Utc::now() - Duration::days(i64::from(days));
     let work = async {
@@ -15,7 +15,7 @@ pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, String> {
         tx.commit().await?;
         Ok::<_, crate::store::StoreError>(n)
     };
-    let n = work.await.map_err(|e| e.to_string())?;
+    let n = work.await?;
     let verb = if dry_run { "would delete" } else { "deleted" };
     Ok(format!(
         "{verb} {} messages older than {days} days ({} recipients, {} quarantine chunks, {} unused addresses)",

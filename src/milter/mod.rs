@@ -40,14 +40,25 @@ pub enum Verdict {
     Later(String),
 }
 
+/// Why the From: header gives no address to check (the refusal's text).
+#[derive(Debug, thiserror::Error)]
+pub enum FromHeaderError {
+    #[error("the From: header cannot be read as a list of addresses")]
+    Unreadable,
+    /// `shown` is the address made printable for the answer.
+    #[error("the From: header address {shown} is not a valid address")]
+    InvalidAddress { shown: String },
+    #[error("the From: header names no address")]
+    NoAddress,
+}
+
 /// The addresses of From: header values (each may list several, with display names, comments
 /// and groups), or why they cannot be read.
-pub fn from_addresses(values: &[String]) -> Result<Vec<EmailAddress>, String> {
+pub fn from_addresses(values: &[String]) -> Result<Vec<EmailAddress>, FromHeaderError> {
     let mut out = Vec::new();
     for value in values {
         let unfolded = value.replace(['\r', '\n'], "");
-        let list = mailparse::addrparse(&unfolded)
-            .map_err(|_| "the From: header cannot be read as a list of addresses".to_string())?;
+        let list = mailparse::addrparse(&unfolded).map_err(|_| FromHeaderError::Unreadable)?;
         let mut singles = Vec::new();
         for a in list.iter() {
             match a {
@@ -59,16 +70,15 @@ pub fn from_addresses(values: &[String]) -> Result<Vec<EmailAddress>, String> {
         }
         for s in singles {
             let parsed = EmailAddress::parse("From", s.trim()).map_err(|_| {
-                format!(
-                    "the From: header address {} is not a valid address",
-                    crate::names::printable(&s)
-                )
+                FromHeaderError::InvalidAddress {
+                    shown: crate::names::printable(&s),
+                }
             })?;
             out.push(parsed);
         }
     }
     if out.is_empty() && !values.is_empty() {
-        return Err("the From: header names no address".into());
+        return Err(FromHeaderError::NoAddress);
     }
     Ok(out)
 }
@@ -208,7 +218,7 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(
 mod tests {
     use super::*;
 
-    fn addrs(v: &[&str]) -> Result<Vec<String>, String> {
+    fn addrs(v: &[&str]) -> Result<Vec<String>, FromHeaderError> {
         from_addresses(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .map(|a| a.iter().map(|e| e.to_string()).collect())
     }

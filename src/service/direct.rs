@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::UnitStatus;
 use crate::distro::DirectSpec;
-use crate::system::cmd::Cmd;
+use crate::system::cmd::{Cmd, CmdError};
 
 /// First and longest wait before starting a daemon again after it exited.
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
@@ -56,9 +56,59 @@ impl Snapshot {
     }
 }
 
+/// Why the direct manager could not do what it was asked for a daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectError {
+    #[error("{name}: not managed here")]
+    NotManaged { name: String },
+    #[error("{name}: its keeper has ended")]
+    KeeperEnded { name: String },
+    /// Another thread panicked while holding the daemon's state.
+    #[error("poisoned lock: another task failed inside")]
+    Poisoned,
+    #[error("{name}: {source}")]
+    Launch {
+        name: String,
+        #[source]
+        source: LaunchError,
+    },
+}
+
+/// Why a daemon could not be started (kept in its snapshot as `last_exit`).
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("runtime_dirs entry {line:?}: expected \"PATH OWNER:GROUP MODE\"")]
+    RuntimeDirEntry { line: String },
+    #[error("{path}: no user {user}")]
+    RuntimeDirUser { path: String, user: String },
+    #[error("{path}: no group {group}")]
+    RuntimeDirGroup { path: String, group: String },
+    #[error("{path}: {source}")]
+    RuntimeDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A pre-start command failed.
+    #[error(transparent)]
+    Pre(#[from] CmdError),
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+    #[error("no user {user}")]
+    NoUser { user: String },
+    #[error("empty command")]
+    EmptyCommand,
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 enum Ctl {
-    Start(oneshot::Sender<Result<(), String>>),
-    Restart(oneshot::Sender<Result<(), String>>),
+    Start(oneshot::Sender<Result<(), DirectError>>),
+    Restart(oneshot::Sender<Result<(), DirectError>>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -97,33 +147,34 @@ impl Direct {
         Direct { daemons }
     }
 
-    fn daemon(&self, name: &str) -> Result<&Daemon, String> {
+    fn daemon(&self, name: &str) -> Result<&Daemon, DirectError> {
         self.daemons
             .iter()
             .find(|d| d.name == name)
-            .ok_or_else(|| format!("{name}: not managed here"))
+            .ok_or_else(|| DirectError::NotManaged {
+                name: name.to_string(),
+            })
     }
 
     async fn ask(
         &self,
         name: &str,
-        make: fn(oneshot::Sender<Result<(), String>>) -> Ctl,
-    ) -> Result<(), String> {
+        make: fn(oneshot::Sender<Result<(), DirectError>>) -> Ctl,
+    ) -> Result<(), DirectError> {
         let (tx, rx) = oneshot::channel();
         let d = self.daemon(name)?;
-        d.ctl
-            .send(make(tx))
-            .await
-            .map_err(|_| format!("{name}: its keeper has ended"))?;
-        rx.await
-            .map_err(|_| format!("{name}: its keeper has ended"))?
+        let ended = || DirectError::KeeperEnded {
+            name: name.to_string(),
+        };
+        d.ctl.send(make(tx)).await.map_err(|_| ended())?;
+        rx.await.map_err(|_| ended())?
     }
 
-    pub async fn start(&self, name: &str) -> Result<(), String> {
+    pub async fn start(&self, name: &str) -> Result<(), DirectError> {
         self.ask(name, Ctl::Start).await
     }
 
-    pub async fn restart(&self, name: &str) -> Result<(), String> {
+    pub async fn restart(&self, name: &str) -> Result<(), DirectError> {
         self.ask(name, Ctl::Restart).await
     }
 
@@ -137,13 +188,16 @@ impl Direct {
         }
     }
 
-    pub fn status(&self, name: &str) -> Result<UnitStatus, String> {
+    pub fn status(&self, name: &str) -> Result<UnitStatus, DirectError> {
         Ok(self.snapshot(name)?.unit_status())
     }
 
-    pub fn snapshot(&self, name: &str) -> Result<Snapshot, String> {
+    pub fn snapshot(&self, name: &str) -> Result<Snapshot, DirectError> {
         let d = self.daemon(name)?;
-        Ok(d.snapshot.lock().map_err(|e| e.to_string())?.clone())
+        Ok(d.snapshot
+            .lock()
+            .map_err(|_| DirectError::Poisoned)?
+            .clone())
     }
 
     /// Every daemon's state, for the file `modobox status` reads.
@@ -262,7 +316,7 @@ async fn launch(
     spec: &DirectSpec,
     snapshot: &Mutex<Snapshot>,
     child: &mut Option<(Child, Instant)>,
-) -> Result<(), String> {
+) -> Result<(), DirectError> {
     let result = match prepare(spec).await {
         Ok(()) => spawn(name, spec),
         Err(e) => Err(e),
@@ -279,13 +333,16 @@ async fn launch(
             *child = Some((c, Instant::now()));
             Ok(())
         }
-        Err(e) => {
-            let e = format!("{name}: {e}");
+        Err(source) => {
+            let e = DirectError::Launch {
+                name: name.to_string(),
+                source,
+            };
             tracing::error!("{e}");
             set(snapshot, |s| {
                 s.state = "failed".into();
                 s.pid = 0;
-                s.last_exit = Some(e.clone());
+                s.last_exit = Some(e.to_string());
             });
             Err(e)
         }
@@ -293,7 +350,7 @@ async fn launch(
 }
 
 /// Runtime directories and pre-start commands, as systemd's units and tmpfiles.d would.
-async fn prepare(spec: &DirectSpec) -> Result<(), String> {
+async fn prepare(spec: &DirectSpec) -> Result<(), LaunchError> {
     for line in &spec.runtime_dirs {
         runtime_dir(line)?;
     }
@@ -302,17 +359,16 @@ async fn prepare(spec: &DirectSpec) -> Result<(), String> {
             continue;
         };
         let cmd = Cmd::new(program).args(args.iter().cloned());
-        tokio::task::spawn_blocking(move || cmd.run())
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        tokio::task::spawn_blocking(move || cmd.run()).await??;
     }
     Ok(())
 }
 
 /// "PATH OWNER:GROUP MODE": created if missing, then owner and mode set.
-fn runtime_dir(line: &str) -> Result<(), String> {
-    let bad = || format!("runtime_dirs entry {line:?}: expected \"PATH OWNER:GROUP MODE\"");
+fn runtime_dir(line: &str) -> Result<(), LaunchError> {
+    let bad = || LaunchError::RuntimeDirEntry {
+        line: line.to_string(),
+    };
     let mut parts = line.split_whitespace();
     let (Some(path), Some(owner), Some(mode), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -322,24 +378,34 @@ fn runtime_dir(line: &str) -> Result<(), String> {
     let (user, group) = owner.split_once(':').ok_or_else(bad)?;
     let mode = u32::from_str_radix(mode, 8).map_err(|_| bad())?;
     let uid = uzers::get_user_by_name(user)
-        .ok_or_else(|| format!("{path}: no user {user}"))?
+        .ok_or_else(|| LaunchError::RuntimeDirUser {
+            path: path.to_string(),
+            user: user.to_string(),
+        })?
         .uid();
     let gid = uzers::get_group_by_name(group)
-        .ok_or_else(|| format!("{path}: no group {group}"))?
+        .ok_or_else(|| LaunchError::RuntimeDirGroup {
+            path: path.to_string(),
+            group: group.to_string(),
+        })?
         .gid();
-    std::fs::create_dir_all(path).map_err(|e| format!("{path}: {e}"))?;
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| format!("{path}: {e}"))?;
+    let io = |source| LaunchError::RuntimeDir {
+        path: path.to_string(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(io)?;
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io)?;
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("{path}: {e}"))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io)
 }
 
-fn spawn(name: &str, spec: &DirectSpec) -> Result<Child, String> {
+fn spawn(name: &str, spec: &DirectSpec) -> Result<Child, LaunchError> {
     let mut argv: Vec<String> = Vec::new();
     if let Some(user) = &spec.user {
         // setpriv execs the daemon in place (its pid stays ours to signal) with the user's
         // supplementary groups, which std's Command cannot set.
-        let u = uzers::get_user_by_name(user).ok_or_else(|| format!("no user {user}"))?;
+        let u = uzers::get_user_by_name(user)
+            .ok_or_else(|| LaunchError::NoUser { user: user.clone() })?;
         argv.extend([
             "setpriv".to_string(),
             format!("--reuid={}", u.uid()),
@@ -349,14 +415,17 @@ fn spawn(name: &str, spec: &DirectSpec) -> Result<Child, String> {
         ]);
     }
     argv.extend(spec.command.iter().cloned());
-    let (program, args) = argv.split_first().ok_or("empty command")?;
+    let (program, args) = argv.split_first().ok_or(LaunchError::EmptyCommand)?;
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+        .map_err(|source| LaunchError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
     if let Some(out) = child.stdout.take() {
         tokio::spawn(relay(name.to_string(), out));
     }
@@ -486,15 +555,24 @@ mod tests {
         spec.command = vec!["/nonexistent/daemon".into()];
         let d = Direct::new(vec![("ghost".into(), spec)]);
         let e = d.start("ghost").await.unwrap_err();
-        assert!(e.contains("cannot run /nonexistent/daemon"), "{e}");
+        assert!(
+            e.to_string().contains("cannot run /nonexistent/daemon"),
+            "{e}"
+        );
         assert_eq!(d.snapshot("ghost").unwrap().state, "failed");
-        assert!(d.start("nobody").await.unwrap_err().contains("not managed"));
+        assert!(d
+            .start("nobody")
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("not managed"));
     }
 
     #[test]
     fn runtime_dirs_are_checked_and_signals_parsed() {
         assert!(runtime_dir("/run/x root")
             .unwrap_err()
+            .to_string()
             .contains("PATH OWNER:GROUP MODE"));
         assert!(runtime_dir("/run/x root:root 0999").is_err());
         assert_eq!(parse_signal("INT"), Some(Signal::SIGINT));

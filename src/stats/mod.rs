@@ -1,16 +1,17 @@
-//! Mail statistics (modoboa-stats compatible): an incremental mail-log parser, the RRD files it
-//! feeds and the graphs drawn from them. `run` is what the scheduler calls every 5 minutes;
-//! `update` is the same without the database (the hosted names given).
+//! Mail statistics (modoboa-stats compatible): where the log lines come from (`source`: the
+//! log file or the journal), an incremental mail-log parser, where it stopped (`state`), the
+//! RRD files it feeds and the graphs drawn from them. `run` is what the scheduler calls every
+//! 5 minutes; `update` is the same without the database (the hosted names given).
 
 pub mod graph;
 pub mod parser;
 pub mod rrd;
+pub mod source;
 pub mod state;
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -21,6 +22,7 @@ use crate::store::access::Actor;
 use crate::store::{domains, Store};
 use parser::{Domains, Parser, Zone, COUNTERS};
 use rrd::Rrd;
+use source::{Source, JOURNAL};
 use state::State;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,9 @@ pub enum StatsError {
     Busy(String),
     #[error("reading the hosted domains: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// The blocking update did not finish.
+    #[error("statistics task: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl StatsError {
@@ -75,9 +80,6 @@ pub struct Settings {
 pub const RRD_DIR_ENV: &str = "MODOBOX_RRD_DIR";
 /// The parser's state, in the RRD directory.
 pub const STATE_FILE: &str = "parser-state.json";
-/// A log file not written for this long while the journal gets mail lines is stale (the
-/// direct manager's log after a boot with systemd, rsyslog removed): the journal is read.
-const STALE_FILE_SECS: i64 = 600;
 /// No event recognised for this long while Postfix queues mail: the statistics check warns.
 const SILENT_SECS: i64 = 3600;
 /// ... once at least this many messages were queued meanwhile (not one deferred message).
@@ -177,56 +179,12 @@ pub async fn hosted_names(store: &Store) -> Result<Vec<String>, StatsError> {
 
 /// The scheduler's `logparser` job: parses what the mail log gained since the last run and
 /// updates the RRD files. Ok = a one-line summary.
-pub async fn run(config: &Config, store: &Store) -> Result<String, String> {
-    let names = hosted_names(store).await.map_err(|e| e.to_string())?;
+pub async fn run(config: &Config, store: &Store) -> Result<String, StatsError> {
+    let names = hosted_names(store).await?;
     let settings = Settings::from_config(config);
     tokio::task::spawn_blocking(move || update(&settings, &names, None, Utc::now()))
-        .await
-        .map_err(|e| format!("statistics task: {e}"))?
+        .await?
         .map(|r| r.summary())
-        .map_err(|e| e.to_string())
-}
-
-/// Where lines are read from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Source {
-    File(PathBuf),
-    Journal,
-}
-
-impl Source {
-    /// The name kept in the state (a file's path, or `journal`).
-    fn key(&self) -> String {
-        match self {
-            Source::File(p) => p.display().to_string(),
-            Source::Journal => JOURNAL.into(),
-        }
-    }
-}
-
-const JOURNAL: &str = "journal";
-
-/// The log file when it is written, else the journal. Both exist when rsyslog writes the file
-/// from the journal (the file is read: it is what the admin configured), or when the file was
-/// left by the direct manager or a removed syslog daemon: then the journal, once its newest
-/// mail line is `STALE_FILE_SECS` younger than the file.
-fn choose_source(settings: &Settings) -> Result<Source, StatsError> {
-    let log = &settings.log_file;
-    let modified = std::fs::metadata(log).ok().and_then(|m| m.modified().ok());
-    match (modified, settings.journal) {
-        (Some(_), false) => Ok(Source::File(log.clone())),
-        (None, true) => Ok(Source::Journal),
-        (None, false) => Err(StatsError::NoLog {
-            path: log.display().to_string(),
-        }),
-        (Some(m), true) => {
-            let file_time = DateTime::<Utc>::from(m).timestamp();
-            match journal_newest() {
-                Some(j) if j > file_time + STALE_FILE_SECS => Ok(Source::Journal),
-                _ => Ok(Source::File(log.clone())),
-            }
-        }
-    }
 }
 
 /// Parses new log data (the configured log file, `file` instead, or the journal) and writes
@@ -249,7 +207,7 @@ pub fn update(
     // `--file` is an explicit one-off: it neither resumes after nor moves the regular source.
     let source = match file {
         Some(f) => Source::File(f.to_path_buf()),
-        None => choose_source(settings)?,
+        None => Source::choose(settings)?,
     };
     let key = source.key();
     let switched = file.is_none() && st.source.as_deref().is_some_and(|s| s != key);
@@ -257,9 +215,8 @@ pub fn update(
         // The journal holds every line up to the switch (rsyslog just installed): read it to
         // the end first; the file's lines it already gave are skipped below. A journal that
         // cannot be read any more (no journald: the direct manager) has nothing to add.
-        match read_journal(st.journal_cursor.clone(), &mut parser) {
-            Ok(cursor) => st.journal_cursor = cursor,
-            Err(e) => tracing::info!("statistics: the journal before {key}: {e}"),
+        if let Err(e) = Source::Journal.read(&mut st, &mut parser) {
+            tracing::info!("statistics: the journal before {key}: {e}");
         }
     }
     if switched {
@@ -267,17 +224,9 @@ pub fn update(
             parser.resume_after(p);
         }
     }
-    match &source {
-        Source::File(log) => {
-            let (mark, r) = state::read_file(log, st.files.get(&key), &mut parser)?;
-            st.files.insert(key.clone(), mark);
-            report.rotated = r.rotated;
-            report.truncated = r.truncated;
-        }
-        Source::Journal => {
-            st.journal_cursor = read_journal(st.journal_cursor.take(), &mut parser)?;
-        }
-    }
+    let read = source.read(&mut st, &mut parser)?;
+    report.rotated = read.rotated;
+    report.truncated = read.truncated;
     report.source = key.clone();
     // Minutes before the current one are complete; the rest waits for the next run.
     let cut = now.timestamp().div_euclid(60);
@@ -352,93 +301,6 @@ fn lock(state_file: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, StatsErro
         .map_err(|e| StatsError::io(&path, e))?;
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
         .map_err(|_| StatsError::Busy(path.display().to_string()))
-}
-
-/// Streams the mail facility of the journal after `cursor`; returns the new cursor.
-fn read_journal(cursor: Option<String>, parser: &mut Parser) -> Result<Option<String>, StatsError> {
-    let mut cmd = Command::new("journalctl");
-    cmd.args([
-        "--output=short-iso",
-        "--no-pager",
-        "--quiet",
-        "--show-cursor",
-        "SYSLOG_FACILITY=2",
-    ]);
-    if let Some(c) = &cursor {
-        cmd.arg(format!("--after-cursor={c}"));
-    }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| StatsError::Journal(format!("cannot run journalctl: {e}")))?;
-    let Some(stdout) = child.stdout.take() else {
-        return Err(StatsError::Journal("no output pipe".into()));
-    };
-    let mut tail = TailReader {
-        inner: stdout,
-        tail: Vec::new(),
-    };
-    state::feed_stream(&mut tail, 0, parser, true)
-        .map_err(|e| StatsError::Journal(e.to_string()))?;
-    let out = child
-        .wait_with_output()
-        .map_err(|e| StatsError::Journal(e.to_string()))?;
-    if !out.status.success() {
-        return Err(StatsError::Journal(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ));
-    }
-    let text = String::from_utf8_lossy(&tail.tail);
-    let new = text
-        .rsplit_once("-- cursor: ")
-        .map(|(_, c)| c.trim().to_string())
-        .filter(|c| !c.is_empty());
-    if new.is_some() {
-        parser.input.skipped = parser.input.skipped.saturating_sub(1); // the cursor line
-    }
-    Ok(new.or(cursor))
-}
-
-/// Keeps the last bytes read (where journalctl prints the cursor).
-#[derive(Debug)]
-struct TailReader<R> {
-    inner: R,
-    tail: Vec<u8>,
-}
-
-impl<R: std::io::Read> std::io::Read for TailReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.tail.extend_from_slice(&buf[..n]);
-        if self.tail.len() > 4096 {
-            let cut = self.tail.len() - 1024;
-            self.tail.drain(..cut);
-        }
-        Ok(n)
-    }
-}
-
-/// The time (seconds since the epoch) of the journal's newest mail line, if it has one.
-fn journal_newest() -> Option<i64> {
-    let out = Command::new("journalctl")
-        .args([
-            "--output=short-unix",
-            "--no-pager",
-            "--quiet",
-            "--lines=1",
-            "SYSLOG_FACILITY=2",
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let stamp = text.lines().last()?.split_whitespace().next()?;
-    stamp.split('.').next()?.parse().ok()
 }
 
 /// Totals per counter of `name` over the last `seconds` before `now`.

@@ -3,11 +3,12 @@
 
 use std::time::{Duration, Instant};
 
+use caps::errors::CapsError;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::notify::{notify, watchdog_interval};
 use super::policy::Policy;
-use super::{probe, store_event, watched, Manager, Supervisor};
+use super::{probe, store_event, watched, Manager, ProbeFailure, Supervisor};
 use crate::config::Config;
 use crate::distro::Distro;
 use crate::jobs::process::JobCommand;
@@ -15,7 +16,42 @@ use crate::service::direct::Direct;
 use crate::service::own;
 use crate::service::syslog;
 use crate::service::systemd::Systemd;
-use crate::store::{migrate, Store};
+use crate::service::ServiceError;
+use crate::store::{migrate, Store, StoreError};
+
+/// Why the database could not be opened, as the caller (the command line) words it.
+pub type OpenError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why `modobox run` could not start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error(
+        "systemd is not running this machine: give --manager direct to let modobox \
+         start the daemons itself (containers, images without systemd)"
+    )]
+    NoManager,
+    /// Reading or setting a capability set.
+    #[error("dropping capabilities: {0}")]
+    Capabilities(#[source] CapsError),
+    #[error("dropping capabilities: {cap}: {source}")]
+    DropCapability {
+        cap: caps::Capability,
+        #[source]
+        source: CapsError,
+    },
+    #[error("the {distro} facts have no direct command for {key}")]
+    NoDirectCommand { distro: String, key: String },
+    #[error("{0}")]
+    Open(#[source] OpenError),
+    /// Migrating the schema, before anything else.
+    #[error(transparent)]
+    Migrate(#[from] StoreError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// Installing the SIGTERM or SIGINT handler.
+    #[error("{0}")]
+    Signal(#[source] std::io::Error),
+}
 
 /// How often every service is probed, and how long one probe may take.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
@@ -37,10 +73,11 @@ pub const KEPT_CAPABILITIES: &[caps::Capability] = &[
 /// the inheritable and ambient sets. Nothing to drop when not running as root.
 /// With `bounding` false the bounding set is left alone: the daemons the direct manager starts as
 /// root take their capabilities from it.
-pub fn drop_capabilities(bounding: bool) -> Result<(), String> {
+pub fn drop_capabilities(bounding: bool) -> Result<(), SupervisorError> {
     use caps::{CapSet, CapsHashSet};
+    use SupervisorError::Capabilities;
     let keep: CapsHashSet = KEPT_CAPABILITIES.iter().copied().collect();
-    let permitted = caps::read(None, CapSet::Permitted).map_err(|e| e.to_string())?;
+    let permitted = caps::read(None, CapSet::Permitted).map_err(Capabilities)?;
     if permitted.is_empty() {
         return Ok(());
     }
@@ -50,14 +87,15 @@ pub fn drop_capabilities(bounding: bool) -> Result<(), String> {
             && !keep.contains(&cap)
             && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
         {
-            caps::drop(None, CapSet::Bounding, cap).map_err(|e| format!("{cap}: {e}"))?;
+            caps::drop(None, CapSet::Bounding, cap)
+                .map_err(|source| SupervisorError::DropCapability { cap, source })?;
         }
     }
     let kept: CapsHashSet = keep.intersection(&permitted).copied().collect();
-    caps::clear(None, CapSet::Ambient).map_err(|e| e.to_string())?;
-    caps::set(None, CapSet::Inheritable, &CapsHashSet::new()).map_err(|e| e.to_string())?;
-    caps::set(None, CapSet::Effective, &kept).map_err(|e| e.to_string())?;
-    caps::set(None, CapSet::Permitted, &kept).map_err(|e| e.to_string())?;
+    caps::clear(None, CapSet::Ambient).map_err(Capabilities)?;
+    caps::set(None, CapSet::Inheritable, &CapsHashSet::new()).map_err(Capabilities)?;
+    caps::set(None, CapSet::Effective, &kept).map_err(Capabilities)?;
+    caps::set(None, CapSet::Permitted, &kept).map_err(Capabilities)?;
     Ok(())
 }
 
@@ -82,17 +120,13 @@ impl ManagerKind {
     /// systemd when it runs this machine (the test `sd_booted` does); direct when modobox is
     /// the init (PID 1, or the child of its PID 1 half). Anything else would risk starting a
     /// second copy of daemons another init runs, so it must be asked for.
-    pub fn detect() -> Result<Self, String> {
+    pub fn detect() -> Result<Self, SupervisorError> {
         if std::path::Path::new("/run/systemd/system").is_dir() {
             Ok(ManagerKind::Systemd)
         } else if super::init::is_init() {
             Ok(ManagerKind::Direct)
         } else {
-            Err(
-                "systemd is not running this machine: give --manager direct to let modobox \
-                 start the daemons itself (containers, images without systemd)"
-                    .into(),
-            )
+            Err(SupervisorError::NoManager)
         }
     }
 }
@@ -112,34 +146,34 @@ pub async fn run<F, Fut>(
     kind: ManagerKind,
     open: F,
     jobs: JobCommand,
-) -> Result<(), String>
+) -> Result<(), SupervisorError>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<Store, String>>,
+    Fut: std::future::Future<Output = Result<Store, OpenError>>,
 {
     let services = watched(&config, &distro);
     match kind {
         ManagerKind::Systemd => {
-            let store = open().await?;
+            let store = open().await.map_err(SupervisorError::Open)?;
             migrate_first(&store).await?;
-            drop_capabilities(true).map_err(|e| format!("dropping capabilities: {e}"))?;
-            let manager = Systemd::connect().await.map_err(|e| e.to_string())?;
+            drop_capabilities(true)?;
+            let manager = Systemd::connect().await?;
             let r = supervise(&config, &distro, &store, &jobs, manager, services, None).await;
             store.close().await;
             r
         }
         ManagerKind::Direct => {
             // The daemons get their own capabilities from the bounding set; modobox keeps its own few.
-            drop_capabilities(false).map_err(|e| format!("dropping capabilities: {e}"))?;
+            drop_capabilities(false)?;
             let mut specs = Vec::new();
             for w in &services {
                 let spec = match own::OwnDaemon::by_unit(w.key) {
                     Some(d) => d.direct_spec(config_path),
                     None => distro.facts.direct.get(w.key).cloned().ok_or_else(|| {
-                        format!(
-                            "the {} facts have no direct command for {}",
-                            distro.id, w.key
-                        )
+                        SupervisorError::NoDirectCommand {
+                            distro: distro.id.to_string(),
+                            key: w.key.to_string(),
+                        }
                     })?,
                 };
                 specs.push((w.unit.clone(), spec));
@@ -167,8 +201,8 @@ where
     }
 }
 
-async fn migrate_first(store: &Store) -> Result<(), String> {
-    let applied = migrate::migrate(store).await.map_err(|e| e.to_string())?;
+async fn migrate_first(store: &Store) -> Result<(), SupervisorError> {
+    let applied = migrate::migrate(store).await?;
     if !applied.is_empty() {
         tracing::info!("applied migrations {applied:?}");
     }
@@ -184,10 +218,10 @@ async fn direct<F, Fut>(
     manager: &Direct,
     services: Vec<super::Watched>,
     open: F,
-) -> Result<(), String>
+) -> Result<(), SupervisorError>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<Store, String>>,
+    Fut: std::future::Future<Output = Result<Store, OpenError>>,
 {
     let host = config.hostname.as_str();
     let mut store = None;
@@ -230,7 +264,7 @@ where
     }
     let store = match store {
         Some(s) => s,
-        None => open().await?,
+        None => open().await.map_err(SupervisorError::Open)?,
     };
     migrate_first(&store).await?;
     let r = supervise(
@@ -283,7 +317,7 @@ async fn supervise<M: Manager>(
     manager: M,
     services: Vec<super::Watched>,
     direct: Option<&Direct>,
-) -> Result<(), String> {
+) -> Result<(), SupervisorError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let companions = start_companions(config, distro, store, jobs, &stop_rx);
     let r = probe_loop(config, store, manager, services, direct).await;
@@ -301,10 +335,10 @@ async fn probe_loop<M: Manager>(
     manager: M,
     services: Vec<super::Watched>,
     direct: Option<&Direct>,
-) -> Result<(), String> {
+) -> Result<(), SupervisorError> {
     let mut supervisor = Supervisor::new(Policy::default(), manager, services);
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut term = signal(SignalKind::terminate()).map_err(SupervisorError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(SupervisorError::Signal)?;
     let mut ticks = tokio::time::interval(PROBE_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let watchdog = watchdog_interval();
@@ -362,13 +396,14 @@ async fn probe_all<M>(
     supervisor: &Supervisor<M>,
     store: &Store,
     hostname: &str,
-) -> Vec<Result<(), String>> {
+) -> Vec<Result<(), ProbeFailure>> {
     let mut set = tokio::task::JoinSet::new();
     for (i, (w, _)) in supervisor.services.iter().enumerate() {
         let (w, store, host) = (w.clone(), store.clone(), hostname.to_string());
         set.spawn(async move { (i, probe(&w, Some(&store), &host, PROBE_TIMEOUT).await) });
     }
-    let mut out: Vec<Result<(), String>> = vec![Ok(()); supervisor.services.len()];
+    let mut out: Vec<Result<(), ProbeFailure>> =
+        (0..supervisor.services.len()).map(|_| Ok(())).collect();
     while let Some(joined) = set.join_next().await {
         if let Ok((i, r)) = joined {
             out[i] = r;

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, DbLocation, Engine};
 use crate::distro::Distro;
 use crate::health::probes;
-use crate::service::direct::Direct;
+use crate::service::direct::{Direct, DirectError};
 use crate::service::own;
 use crate::service::systemd::Systemd;
-use crate::service::UnitStatus;
+use crate::service::{ServiceError, UnitStatus};
 use crate::store::{Store, StoreError};
 use policy::{Action, Policy, Tracker};
 
@@ -165,13 +165,37 @@ pub fn watched(config: &Config, distro: &Distro) -> Vec<Watched> {
     out
 }
 
+/// A probe of a watched service failed: which one, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{probe}: {source}")]
+pub struct ProbeFailure {
+    /// The probe, as [`Probe::describe`] says it.
+    pub probe: String,
+    #[source]
+    pub source: probes::ProbeError,
+}
+
+#[cfg(test)]
+impl ProbeFailure {
+    /// A failure with this reason, for the policy's and the supervisor's tests.
+    pub(crate) fn for_test(reason: &str) -> Self {
+        ProbeFailure {
+            probe: "test probe".into(),
+            source: probes::ProbeError::Io {
+                during: "probing".into(),
+                reason: reason.into(),
+            },
+        }
+    }
+}
+
 /// Runs the probes of one service; the first failure is the answer.
 pub async fn probe(
     w: &Watched,
     store: Option<&Store>,
     hostname: &str,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ProbeFailure> {
     for p in &w.probes {
         let result = match p {
             Probe::Smtp(a) => probes::smtp(*a, hostname, timeout).await.map(|_| ()),
@@ -187,35 +211,40 @@ pub async fn probe(
                 None => continue,
             },
         };
-        result.map_err(|e| format!("{}: {e}", p.describe()))?;
+        result.map_err(|source| ProbeFailure {
+            probe: p.describe(),
+            source,
+        })?;
     }
     Ok(())
 }
 
 /// What the supervisor needs from a service manager (systemd over D-Bus; a fake in tests).
 pub trait Manager {
-    fn restart(&self, unit: &str) -> impl Future<Output = Result<(), String>> + Send;
-    fn status(&self, unit: &str) -> impl Future<Output = Result<UnitStatus, String>> + Send;
+    /// Why a restart or a status failed; its text is the `restart_failed` event's message.
+    type Error: std::fmt::Display;
+    fn restart(&self, unit: &str) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn status(&self, unit: &str) -> impl Future<Output = Result<UnitStatus, Self::Error>> + Send;
 }
 
 impl Manager for Systemd {
-    async fn restart(&self, unit: &str) -> Result<(), String> {
+    type Error = ServiceError;
+    async fn restart(&self, unit: &str) -> Result<(), ServiceError> {
         // A unit stopped by hand is started; a failed one needs its failure cleared first.
         let _ = self.reset_failed(unit).await;
-        Systemd::restart(self, unit)
-            .await
-            .map_err(|e| e.to_string())
+        Systemd::restart(self, unit).await
     }
-    async fn status(&self, unit: &str) -> Result<UnitStatus, String> {
-        Systemd::status(self, unit).await.map_err(|e| e.to_string())
+    async fn status(&self, unit: &str) -> Result<UnitStatus, ServiceError> {
+        Systemd::status(self, unit).await
     }
 }
 
 impl Manager for &Direct {
-    async fn restart(&self, unit: &str) -> Result<(), String> {
+    type Error = DirectError;
+    async fn restart(&self, unit: &str) -> Result<(), DirectError> {
         Direct::restart(self, unit).await
     }
-    async fn status(&self, unit: &str) -> Result<UnitStatus, String> {
+    async fn status(&self, unit: &str) -> Result<UnitStatus, DirectError> {
         Direct::status(self, unit)
     }
 }
@@ -268,7 +297,7 @@ impl<M: Manager> Supervisor<M> {
     pub async fn handle(
         &mut self,
         now: Instant,
-        results: Vec<Result<(), String>>,
+        results: Vec<Result<(), ProbeFailure>>,
     ) -> (Vec<Event>, Vec<String>) {
         let mut events = Vec::new();
         let mut alerts = Vec::new();
@@ -291,7 +320,7 @@ impl<M: Manager> Supervisor<M> {
                             events.push(Event {
                                 service: w.name.to_string(),
                                 kind: "restart_failed",
-                                message: e,
+                                message: e.to_string(),
                             });
                         }
                     }
@@ -322,16 +351,25 @@ mod tests {
     }
 
     impl Manager for &FakeManager {
-        async fn restart(&self, unit: &str) -> Result<(), String> {
+        type Error = ServiceError;
+        async fn restart(&self, unit: &str) -> Result<(), ServiceError> {
             self.restarted.lock().unwrap().push(unit.to_string());
             if self.fail {
-                Err(format!("restart {unit}: job failed"))
+                Err(ServiceError::JobFailed {
+                    op: "restart",
+                    unit: unit.to_string(),
+                    result: "failed".into(),
+                })
             } else {
                 Ok(())
             }
         }
-        async fn status(&self, _unit: &str) -> Result<UnitStatus, String> {
-            Err("not used".into())
+        async fn status(&self, unit: &str) -> Result<UnitStatus, ServiceError> {
+            Err(ServiceError::NoSuchUnit {
+                op: "status",
+                unit: unit.to_string(),
+                detail: "not used".into(),
+            })
         }
     }
 
@@ -359,7 +397,7 @@ mod tests {
         let m = FakeManager::default();
         let mut s = Supervisor::new(Policy::default(), &m, two());
         let t0 = Instant::now();
-        let down = || Err::<(), String>("SMTP EHLO on 127.0.0.1:25: connection refused".into());
+        let down = || Err(ProbeFailure::for_test("connection refused"));
         let (e, _) = s.handle(t0, vec![Ok(()), down()]).await;
         assert_eq!(e[0].kind, "probe_failed");
         let (e, _) = s
@@ -380,7 +418,7 @@ mod tests {
         services[1].depends_on = vec!["dovecot"];
         let mut s = Supervisor::new(Policy::default(), &m, services);
         let t0 = Instant::now();
-        let down = || Err::<(), String>("timed out".into());
+        let down = || Err(ProbeFailure::for_test("timed out"));
         for i in 0..3 {
             s.handle(t0 + Duration::from_secs(5 * i), vec![down(), down()])
                 .await;
@@ -405,9 +443,10 @@ mod tests {
         };
         let mut s = Supervisor::new(Policy::default(), &m, two());
         let t0 = Instant::now();
-        s.handle(t0, vec![Err("x".into()), Ok(())]).await;
+        let x = || Err(ProbeFailure::for_test("x"));
+        s.handle(t0, vec![x(), Ok(())]).await;
         let (e, _) = s
-            .handle(t0 + Duration::from_secs(5), vec![Err("x".into()), Ok(())])
+            .handle(t0 + Duration::from_secs(5), vec![x(), Ok(())])
             .await;
         let kinds: Vec<_> = e.iter().map(|e| e.kind).collect();
         assert_eq!(kinds, ["restart_failed", "restarted"]);

@@ -9,6 +9,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::ProbeFailure;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     pub failures_before_restart: u32,
@@ -83,7 +85,7 @@ impl Tracker {
         &mut self,
         policy: &Policy,
         now: Instant,
-        result: Result<(), String>,
+        result: Result<(), ProbeFailure>,
     ) -> Vec<Action> {
         let mut actions = Vec::new();
         match result {
@@ -102,7 +104,8 @@ impl Tracker {
                 self.alerted = false;
                 self.last_error = None;
             }
-            Err(error) => {
+            Err(failure) => {
+                let error = failure.to_string();
                 let since = *self.down_since.get_or_insert(now);
                 self.consecutive_failures += 1;
                 // One event per outage for the probe itself, not one per probe.
@@ -193,12 +196,12 @@ mod tests {
         let mut c = Clock(Instant::now());
         assert!(t.observe(&p, c.tick(10), Ok(())).is_empty());
         assert_eq!(
-            kinds(&t.observe(&p, c.tick(10), Err("refused".into()))),
+            kinds(&t.observe(&p, c.tick(10), Err(ProbeFailure::for_test("refused")))),
             ["probe_failed"]
         );
         assert!(!t.is_up());
         assert_eq!(
-            kinds(&t.observe(&p, c.tick(10), Err("refused".into()))),
+            kinds(&t.observe(&p, c.tick(10), Err(ProbeFailure::for_test("refused")))),
             ["RESTART", "restarted"]
         );
         let back = t.observe(&p, c.tick(10), Ok(()));
@@ -215,7 +218,7 @@ mod tests {
         let p = Policy::default();
         let mut t = Tracker::default();
         let mut c = Clock(Instant::now());
-        t.observe(&p, c.tick(10), Err("slow".into()));
+        t.observe(&p, c.tick(10), Err(ProbeFailure::for_test("slow")));
         assert_eq!(kinds(&t.observe(&p, c.tick(10), Ok(()))), ["recovered"]);
         assert_eq!(t.total_restarts, 0);
     }
@@ -228,7 +231,7 @@ mod tests {
         let mut restarts = 0;
         let mut gave_up_at = None;
         for i in 0..12 {
-            let a = t.observe(&p, c.tick(10), Err("down".into()));
+            let a = t.observe(&p, c.tick(10), Err(ProbeFailure::for_test("down")));
             restarts += a.iter().filter(|x| **x == Action::Restart).count();
             if kinds(&a).contains(&"gave_up") {
                 gave_up_at.get_or_insert(i);
@@ -239,7 +242,7 @@ mod tests {
         assert!(gave_up_at.is_some());
         // 15 minutes later the oldest restarts leave the window: one more try.
         c.tick(15 * 60);
-        let a = t.observe(&p, c.tick(10), Err("down".into()));
+        let a = t.observe(&p, c.tick(10), Err(ProbeFailure::for_test("down")));
         assert!(a.contains(&Action::Restart), "{a:?}");
     }
 
@@ -253,7 +256,7 @@ mod tests {
         let mut c = Clock(Instant::now());
         let mut alerts = 0;
         for _ in 0..20 {
-            let a = t.observe(&p, c.tick(10), Err("down".into()));
+            let a = t.observe(&p, c.tick(10), Err(ProbeFailure::for_test("down")));
             alerts += a
                 .iter()
                 .filter(|x| matches!(x, Action::Alert { .. }))
@@ -262,7 +265,7 @@ mod tests {
         assert_eq!(alerts, 1);
         t.observe(&p, c.tick(10), Ok(()));
         for _ in 0..7 {
-            let a = t.observe(&p, c.tick(10), Err("down again".into()));
+            let a = t.observe(&p, c.tick(10), Err(ProbeFailure::for_test("down again")));
             alerts += a
                 .iter()
                 .filter(|x| matches!(x, Action::Alert { .. }))

@@ -180,7 +180,7 @@ pub async fn gather(config: &Config, distro: &Distro, store: Option<&Store>) -> 
                 .as_ref()
                 .map_or_else(|| "unknown".into(), |u| format!("{}/{}", u.active, u.sub)),
             healthy: probe_result.is_ok() && ((sd.is_none() && direct.is_none()) || active),
-            probe: probe_result.err().unwrap_or_else(|| "ok".into()),
+            probe: probe_result.map_or_else(|e| e.to_string(), |()| "ok".into()),
             since: unit.as_ref().and_then(|u| u.since),
             restarts_24h: match store {
                 Some(s) => restarts_since(s, w.name, day_ago).await,

@@ -1,8 +1,8 @@
 //! Running the system's own tools (apt, dnf, psql, postfix, doveconf...). Secrets never go into
 //! arguments (they are visible in `ps`): callers pass them on standard input.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CmdError {
@@ -30,6 +30,14 @@ pub struct Cmd {
     stdin: Option<Vec<u8>>,
 }
 
+/// A started command whose standard output is read as it comes (`Cmd::stream`), for output
+/// too large to hold at once (the journal).
+#[derive(Debug)]
+pub struct Streaming {
+    program: String,
+    child: Child,
+}
+
 /// What a finished command printed.
 #[derive(Debug)]
 pub struct Output {
@@ -37,6 +45,17 @@ pub struct Output {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl From<std::process::Output> for Output {
+    fn from(out: std::process::Output) -> Self {
+        Output {
+            success: out.status.success(),
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
 }
 
 impl Cmd {
@@ -77,8 +96,9 @@ impl Cmd {
             .join(" ")
     }
 
-    /// Runs it and returns what it printed, whatever its exit status.
-    pub fn output(&self) -> Result<Output, CmdError> {
+    /// Starts it with standard output and standard error on pipes, standard input fed from
+    /// `stdin` (or empty).
+    fn spawn(&self) -> Result<Child, CmdError> {
         tracing::debug!("running {}", self.shown());
         let mut command = Command::new(&self.program);
         command
@@ -93,21 +113,37 @@ impl Cmd {
         for (k, v) in &self.env {
             command.env(k, v);
         }
-        let spawn_err = |source| CmdError::Spawn {
-            program: self.program.clone(),
-            source,
-        };
-        let mut child = command.spawn().map_err(spawn_err)?;
+        let mut child = command.spawn().map_err(|source| self.spawn_error(source))?;
         if let (Some(input), Some(mut pipe)) = (&self.stdin, child.stdin.take()) {
             // A program that exits without reading all of its input is reported by its status.
             let _ = pipe.write_all(input);
         }
-        let out = child.wait_with_output().map_err(spawn_err)?;
-        Ok(Output {
-            success: out.status.success(),
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        Ok(child)
+    }
+
+    fn spawn_error(&self, source: std::io::Error) -> CmdError {
+        CmdError::Spawn {
+            program: self.program.clone(),
+            source,
+        }
+    }
+
+    /// Runs it and returns what it printed, whatever its exit status.
+    pub fn output(&self) -> Result<Output, CmdError> {
+        let child = self.spawn()?;
+        let out = child
+            .wait_with_output()
+            .map_err(|source| self.spawn_error(source))?;
+        Ok(Output::from(out))
+    }
+
+    /// Starts it and hands back its standard output to read as it comes; `Streaming::finish`
+    /// then waits for its end. Standard error is read only then: for programs that say little
+    /// there.
+    pub fn stream(&self) -> Result<Streaming, CmdError> {
+        Ok(Streaming {
+            program: self.program.clone(),
+            child: self.spawn()?,
         })
     }
 
@@ -124,6 +160,30 @@ impl Cmd {
                 .map_or_else(|| "killed by a signal".into(), |c| format!("exit code {c}")),
             output: tail(&format!("{}{}", out.stdout, out.stderr), 15),
         })
+    }
+}
+
+impl Read for Streaming {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.child.stdout.as_mut() {
+            Some(stdout) => stdout.read(buf),
+            None => Ok(0),
+        }
+    }
+}
+
+impl Streaming {
+    /// Waits for its end and returns its status and standard error (`stdout` holds only what
+    /// was not read), whatever its exit status.
+    pub fn finish(self) -> Result<Output, CmdError> {
+        let out = self
+            .child
+            .wait_with_output()
+            .map_err(|source| CmdError::Spawn {
+                program: self.program,
+                source,
+            })?;
+        Ok(Output::from(out))
     }
 }
 
@@ -171,5 +231,22 @@ mod tests {
         assert!(e.starts_with("/nonexistent/tool: cannot run it"), "{e}");
         assert!(exists("sh"));
         assert!(!exists("no-such-program-here"));
+    }
+
+    #[test]
+    fn streamed_output_is_read_as_it_comes_then_the_status() {
+        let mut running = Cmd::new("sh")
+            .args(["-c", "read x; echo got $x; echo err >&2; exit 2"])
+            .stdin("line\n")
+            .stream()
+            .unwrap();
+        let mut text = String::new();
+        running.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "got line\n");
+        let out = running.finish().unwrap();
+        assert!(!out.success);
+        assert_eq!(out.code, Some(2));
+        assert_eq!(out.stderr, "err\n");
+        assert_eq!(out.stdout, "");
     }
 }

@@ -66,9 +66,9 @@ async fn get_inner(url: &HttpUrl, max_body: usize) -> Result<Vec<u8>, HttpError>
             reason: e.to_string(),
         })?;
     if u.scheme() == "https" {
-        let config = tls_config().map_err(|reason| HttpError::Tls {
+        let config = tls_config().map_err(|e| HttpError::Tls {
             url: shown.clone(),
-            reason,
+            reason: e.to_string(),
         })?;
         let name = match connect_host.parse::<IpAddr>() {
             Ok(ip) => ServerName::IpAddress(ip.into()),
@@ -90,17 +90,25 @@ async fn get_inner(url: &HttpUrl, max_body: usize) -> Result<Vec<u8>, HttpError>
     }
 }
 
-fn tls_config() -> Result<Arc<ClientConfig>, String> {
+/// Why no TLS client could be set up (before any connection).
+#[derive(Debug, thiserror::Error)]
+enum TlsSetupError {
+    #[error("no trusted CA certificate found (is ca-certificates installed?)")]
+    NoTrustedCa,
+    #[error(transparent)]
+    Rustls(#[from] tokio_rustls::rustls::Error),
+}
+
+fn tls_config() -> Result<Arc<ClientConfig>, TlsSetupError> {
     let mut roots = RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
     // Unreadable files in the CA directory are skipped; only an empty store is fatal.
     let (added, _) = roots.add_parsable_certificates(found.certs);
     if added == 0 {
-        return Err("no trusted CA certificate found (is ca-certificates installed?)".into());
+        return Err(TlsSetupError::NoTrustedCa);
     }
     let config = ClientConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))

@@ -65,18 +65,18 @@ impl Web {
         config: Config,
         distro: Distro,
         secure_cookies: bool,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ServeError> {
         let mut tera = tera::Tera::default();
         let mut files = Vec::new();
         for f in TEMPLATES.files() {
             let name = f.path().display().to_string();
-            let text = f
-                .contents_utf8()
-                .ok_or_else(|| format!("templates/web/{name}: not UTF-8"))?;
+            let Some(text) = f.contents_utf8() else {
+                return Err(ServeError::NotUtf8 { name });
+            };
             files.push((name, text));
         }
         tera.add_raw_templates(files)
-            .map_err(|e| format!("templates/web: {e:?}"))?;
+            .map_err(ServeError::Templates)?;
         tera.autoescape_on(vec![".html"]);
         tera.register_filter("path", path_filter);
         Ok(Web(Arc::new(Inner {
@@ -102,6 +102,28 @@ impl Web {
             WebError::Internal(format!("template {name}: {m}"))
         })
     }
+}
+
+/// Why the web UI could not start, or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("templates/web/{name}: not UTF-8")]
+    NotUtf8 { name: String },
+    /// A template does not parse (tera's Debug names the template and the line).
+    #[error("templates/web: {0:?}")]
+    Templates(#[source] tera::Error),
+    #[error(
+        "web.listen = {listen}: must be a loopback address (nginx serves HTTPS in front of it)"
+    )]
+    NotLoopback { listen: SocketAddr },
+    #[error("web: cannot listen on {listen}: {source}")]
+    Listen {
+        listen: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("web: {0}")]
+    Serve(#[source] std::io::Error),
 }
 
 /// Everything a handler can fail with, and how the browser sees it.
@@ -309,15 +331,13 @@ pub async fn serve(
     listen: SocketAddr,
     public: bool,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
+) -> Result<(), ServeError> {
     if !public && !listen.ip().is_loopback() {
-        return Err(format!(
-            "web.listen = {listen}: must be a loopback address (nginx serves HTTPS in front of it)"
-        ));
+        return Err(ServeError::NotLoopback { listen });
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| format!("web: cannot listen on {listen}: {e}"))?;
+        .map_err(|source| ServeError::Listen { listen, source })?;
     tracing::info!("web UI and API on http://{listen}");
     serve_on(web, listener, shutdown).await
 }
@@ -327,12 +347,12 @@ pub async fn serve_on(
     web: Web,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
+) -> Result<(), ServeError> {
     axum::serve(
         listener,
         router(web).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await
-    .map_err(|e| format!("web: {e}"))
+    .map_err(ServeError::Serve)
 }

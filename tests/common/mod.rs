@@ -5,6 +5,8 @@
 
 use std::process::Command;
 
+pub mod matrix;
+pub mod steps;
 pub mod web;
 
 use modobox::store::access::Role;

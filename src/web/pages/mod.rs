@@ -172,7 +172,7 @@ pub async fn dashboard(State(web): State<Web>, user: User) -> Result<Html<String
                     .unwrap_or_default();
                 ctx.insert("service_health", &health);
             }
-            Err(e) => ctx.insert("status_error", &e),
+            Err(e) => ctx.insert("status_error", &e.to_string()),
         }
     }
     let mut tx = web.store.begin().await?;

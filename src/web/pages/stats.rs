@@ -129,22 +129,23 @@ pub async fn graph_svg(
     let settings = Settings::from_config(&web.config);
     let end = chrono::Utc::now().timestamp();
     let start = end - p.seconds().unwrap_or(86_400);
-    let svg = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+    // Whatever stops the drawing (no data, rrdtool missing) is answered 404 with its reason.
+    let not_found = |e: &dyn std::fmt::Display| WebError::NotFound(e.to_string());
+    let svg = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, WebError> {
         let dir = std::env::temp_dir().join(format!(
             "modobox-graph-{}",
             crate::web::session::random_token()
         ));
-        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        std::fs::create_dir(&dir).map_err(|e| not_found(&e))?;
         let out = dir.join("graph.svg");
         let drawn = graph::draw(&Rrd::new(&settings.rrd_dir), &name, kind, start, end, &out)
-            .map_err(|e| e.to_string())
-            .and_then(|()| std::fs::read(&out).map_err(|e| e.to_string()));
+            .map_err(|e| not_found(&e))
+            .and_then(|()| std::fs::read(&out).map_err(|e| not_found(&e)));
         let _ = std::fs::remove_dir_all(&dir);
         drawn
     })
     .await
-    .map_err(|e| WebError::Internal(e.to_string()))?
-    .map_err(WebError::NotFound)?;
+    .map_err(|e| WebError::Internal(e.to_string()))??;
     Ok((
         [
             (header::CONTENT_TYPE, "image/svg+xml"),
