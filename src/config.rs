@@ -365,6 +365,9 @@ pub struct Schedule {
     pub check_mx: String,
     pub public_api: String,
     pub quarantine_cleanup: String,
+    /// Does nothing until backup.repository is set.
+    pub backup: String,
+    pub backup_verify: String,
 }
 
 impl Default for Schedule {
@@ -380,6 +383,8 @@ impl Default for Schedule {
             check_mx: "*/30 * * * *".into(),
             public_api: "0 * * * *".into(),
             quarantine_cleanup: "0 2 * * *".into(),
+            backup: "30 3 * * *".into(),
+            backup_verify: "0 5 * * 0".into(),
         }
     }
 }
@@ -400,6 +405,8 @@ impl Schedule {
             ("check_mx", self.check_mx.as_str()),
             ("public_api", self.public_api.as_str()),
             ("quarantine_cleanup", self.quarantine_cleanup.as_str()),
+            ("backup", self.backup.as_str()),
+            ("backup_verify", self.backup_verify.as_str()),
         ])
     }
 }
@@ -491,11 +498,13 @@ impl Jobs {
 
     /// How long one run of `job` may take.
     pub fn timeout(&self, job: &str) -> std::time::Duration {
-        let minutes = self
-            .timeouts
-            .get(job)
-            .copied()
-            .unwrap_or(self.timeout_minutes);
+        // A backup or a restore test reads the whole mail store: hours, not minutes, unless
+        // the admin says otherwise.
+        let default = match job {
+            "backup" | "backup_verify" => self.timeout_minutes.max(240),
+            _ => self.timeout_minutes,
+        };
+        let minutes = self.timeouts.get(job).copied().unwrap_or(default);
         std::time::Duration::from_secs(u64::from(minutes) * 60)
     }
 }

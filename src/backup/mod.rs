@@ -20,6 +20,7 @@ pub mod maildir;
 pub mod manifest;
 pub mod restic;
 pub mod restore;
+pub mod status;
 pub mod verify;
 
 use std::collections::BTreeMap;
