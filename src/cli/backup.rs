@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::distro::Distro;
 use crate::names::{BackupRepository, EmailAddress};
 use crate::secrets::Secrets;
+use crate::store::tasks;
 
 async fn context(global: &Global) -> Result<BackupContext> {
     let config = Config::load(&global.config)?;
@@ -35,6 +36,31 @@ fn repository(flag: &str, value: Option<&String>) -> Result<Option<BackupReposit
         .map(|v| BackupRepository::parse(flag, v))
         .transpose()
         .map_err(Into::into)
+}
+
+/// Records a run of `task` by hand (like `modobox task run`), when it concerns the configured
+/// repository; recording is best effort, the command's own result is what counts.
+async fn record_start(ctx: &BackupContext, task: &str, configured: bool) -> Option<i64> {
+    if !configured {
+        return None;
+    }
+    tasks::start(&ctx.store, task, ctx.config.hostname.as_str(), None)
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn record_end<E: std::fmt::Display>(
+    ctx: &BackupContext,
+    run: Option<i64>,
+    result: &Result<String, E>,
+) {
+    let Some(id) = run else { return };
+    let (outcome, message) = match result {
+        Ok(m) => ("ok", m.clone()),
+        Err(e) => ("failed", e.to_string()),
+    };
+    let _ = tasks::finish(&ctx.store, id, outcome, &message).await;
 }
 
 /// What `restore` was asked for.
@@ -110,9 +136,15 @@ async fn command(global: &Global, cmd: &BackupCommand) -> Result<Then> {
             BackupCommand::Create { to, json } => {
                 let to = repository("--to", to.as_ref())?;
                 let ctx = context(global).await?;
-                let report = backup::create(&ctx, to.as_ref())
-                    .await
-                    .context("backup create")?;
+                // A backup into the configured repository counts as the `backup` job's run
+                // (status: "last backup").
+                let run = record_start(&ctx, "backup", to.is_none()).await;
+                let result = backup::create(&ctx, to.as_ref()).await;
+                record_end(&ctx, run, &result.as_ref().map(|r| format!(
+                    "backup {}: {} mailboxes, {} messages (by hand)",
+                    r.snapshot, r.mailboxes, r.messages
+                ))).await;
+                let report = result.context("backup create")?;
                 if *json {
                     print_json(&report)?;
                 } else {
@@ -177,9 +209,15 @@ async fn command(global: &Global, cmd: &BackupCommand) -> Result<Then> {
             } => {
                 let from = repository("--from", from.as_ref())?;
                 let ctx = context(global).await?;
-                let report = crate::backup::verify::verify(&ctx, from.as_ref(), id, read_data)
-                    .await
-                    .context("backup verify")?;
+                let run = record_start(&ctx, "backup_verify", from.is_none()).await;
+                let result = crate::backup::verify::verify(&ctx, from.as_ref(), id, read_data).await;
+                let outcome = match &result {
+                    Ok(r) if r.problems.is_empty() => Ok(format!("backup {} restores (by hand)", r.snapshot)),
+                    Ok(r) => Err(r.problems.join("; ")),
+                    Err(e) => Err(e.to_string()),
+                };
+                record_end(&ctx, run, &outcome.as_ref().map(String::clone).map_err(String::as_str)).await;
+                let report = result.context("backup verify")?;
                 if *json {
                     print_json(&report)?;
                 } else if report.problems.is_empty() {
