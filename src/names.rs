@@ -1,6 +1,7 @@
 //! Validated names: every hostname, domain, address, selector and path that can reach a
 //! configuration file, an SQL row or the filesystem is parsed here once, into a type that can
-//! only hold a safe value. Templates and the store only ever see these types.
+//! only hold a safe value. Templates and the store only ever see these types. Modoboa's
+//! account and domain vocabulary lives here too: `Username` and `DomainKind`.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -360,6 +361,10 @@ impl EmailAddress {
     pub fn domain(&self) -> &str {
         &self.full[self.at + 1..]
     }
+    /// The domain part, already checked as one when the address was parsed.
+    pub fn domain_name(&self) -> DomainName {
+        DomainName(self.domain().to_string())
+    }
 }
 impl fmt::Display for EmailAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -376,6 +381,113 @@ impl<'de> Deserialize<'de> for EmailAddress {
         let raw = String::deserialize(d)?;
         EmailAddress::parse("address", &raw)
             .map_err(|e| serde::de::Error::custom(e.rule_and_value()))
+    }
+}
+
+/// An account's login (`core_user.username`): an address for accounts with a mailbox, or a
+/// plain login name (≤ 150 letters, digits and `. _ - +`) for admins; lower-case either way.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Username {
+    Address(EmailAddress),
+    Login(String),
+}
+
+/// A refused username: a malformed address says why (like any address); a login name with
+/// other characters gets the username rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsernameError {
+    #[error(transparent)]
+    Address(#[from] NameError),
+    #[error("username: {}", Username::LOGIN_RULE)]
+    Login,
+}
+
+/// Django's `username` column holds at most 150 characters.
+const MAX_LOGIN: usize = 150;
+
+impl Username {
+    pub const LOGIN_RULE: &'static str =
+        "must be an address or a login of letters, digits and . _ - +";
+
+    pub fn parse(value: &str) -> Result<Self, UsernameError> {
+        let v = value.trim();
+        if v.contains('@') {
+            return Ok(Username::Address(EmailAddress::parse("username", v)?));
+        }
+        let ok = !v.is_empty()
+            && v.len() <= MAX_LOGIN
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'));
+        if !ok {
+            return Err(UsernameError::Login);
+        }
+        Ok(Username::Login(v.to_ascii_lowercase()))
+    }
+    pub fn as_str(&self) -> &str {
+        match self {
+            Username::Address(a) => a.as_str(),
+            Username::Login(l) => l,
+        }
+    }
+    /// The address, for an account named by one (the only kind that may have a mailbox).
+    pub fn address(&self) -> Option<&EmailAddress> {
+        match self {
+            Username::Address(a) => Some(a),
+            Username::Login(_) => None,
+        }
+    }
+}
+impl From<EmailAddress> for Username {
+    fn from(a: EmailAddress) -> Self {
+        Username::Address(a)
+    }
+}
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl Serialize for Username {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// What a domain row is (Modoboa's `admin_domain.type`): a hosted domain or a relay domain.
+/// The stored and shown strings are Modoboa's, `domain` and `relaydomain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DomainKind {
+    Domain,
+    RelayDomain,
+}
+
+impl DomainKind {
+    pub fn parse(field: &str, value: &str) -> Result<Self, NameError> {
+        match value {
+            "domain" => Ok(DomainKind::Domain),
+            "relaydomain" => Ok(DomainKind::RelayDomain),
+            _ => Err(NameError::new(
+                field,
+                "must be domain or relaydomain",
+                value,
+            )),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DomainKind::Domain => "domain",
+            DomainKind::RelayDomain => "relaydomain",
+        }
+    }
+}
+impl fmt::Display for DomainKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl Serialize for DomainKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -877,6 +989,34 @@ mod tests {
                 .local_path(),
             None
         );
+    }
+
+    #[test]
+    fn usernames_are_addresses_or_plain_logins_in_lower_case() {
+        let a = Username::parse(" Joe@Example.COM ").unwrap();
+        assert_eq!(a.as_str(), "joe@example.com");
+        assert!(a.address().is_some());
+        let l = Username::parse("Admin.1+x").unwrap();
+        assert_eq!((l.as_str(), l.address()), ("admin.1+x", None));
+        assert_eq!(Username::parse("a b"), Err(UsernameError::Login));
+        assert_eq!(Username::parse(""), Err(UsernameError::Login));
+        assert_eq!(Username::parse(&"a".repeat(151)), Err(UsernameError::Login));
+        assert!(matches!(
+            Username::parse("a@b@"),
+            Err(UsernameError::Address(_))
+        ));
+        assert_eq!(
+            UsernameError::Login.to_string(),
+            "username: must be an address or a login of letters, digits and . _ - +"
+        );
+    }
+
+    #[test]
+    fn domain_kinds_keep_modoboa_strings() {
+        for k in [DomainKind::Domain, DomainKind::RelayDomain] {
+            assert_eq!(DomainKind::parse("type", k.as_str()), Ok(k));
+        }
+        assert!(DomainKind::parse("type", "Domain").is_err());
     }
 
     #[test]

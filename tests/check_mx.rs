@@ -487,7 +487,7 @@ async fn records_listings_and_alerts_once_per_change() {
         domains::update(
             &mut tx,
             Actor::System,
-            "outside.test",
+            &dom("outside.test"),
             &domains::DomainPatch {
                 enable_dns_checks: Some(false),
                 ..Default::default()

@@ -15,7 +15,7 @@ use modobox::config::Config;
 use modobox::jobs::public_api;
 use modobox::names::Hostname;
 use modobox::names::HttpUrl;
-use modobox::store::{audit, migrate, Store};
+use modobox::store::{migrate, parameters, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -127,7 +127,7 @@ async fn fresh(db: &common::TestDb) -> Store {
 
 async fn setting(store: &Store, name: &str) -> Option<String> {
     let mut tx = store.begin().await.unwrap();
-    let v = audit::setting(&mut tx, name).await.unwrap();
+    let v = parameters::setting(&mut tx, name).await.unwrap();
     tx.commit().await.unwrap();
     v
 }

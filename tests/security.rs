@@ -311,7 +311,7 @@ async fn tenants_cannot_act_as_each_other() {
         refused!(
             &mut tx,
             "a reseller deleting the domain of a superadmin's mailbox",
-            domains::delete(&mut tx, res, "res.test", &opts()).await,
+            domains::delete(&mut tx, res, &dom("res.test"), &opts()).await,
             StoreError::Forbidden(_)
         );
 
@@ -346,7 +346,7 @@ async fn tenants_cannot_act_as_each_other() {
         refused!(
             &mut tx,
             "a domain admin re-pointing its relay domain",
-            domains::update(&mut tx, da, "relay.test", &retarget).await,
+            domains::update(&mut tx, da, &dom("relay.test"), &retarget).await,
             StoreError::Forbidden(_)
         );
         // The same target as before is no change of target.
@@ -355,10 +355,10 @@ async fn tenants_cannot_act_as_each_other() {
             enable_dns_checks: Some(false),
             ..Default::default()
         };
-        domains::update(&mut tx, da, "relay.test", &same)
+        domains::update(&mut tx, da, &dom("relay.test"), &same)
             .await
             .unwrap();
-        domains::update(&mut tx, res, "res.test", &DomainPatch::default())
+        domains::update(&mut tx, res, &dom("res.test"), &DomainPatch::default())
             .await
             .unwrap();
         tx.commit().await.unwrap();

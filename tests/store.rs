@@ -12,7 +12,7 @@ use modobox::store::access::{self, Actor, Role};
 use modobox::store::accounts::{self, AccountPatch, AccountSpec, Options, Password};
 use modobox::store::aliases::{self, AliasAddress, AliasSpec};
 use modobox::store::domains::{self, DomainPatch, DomainSpec, Relay};
-use modobox::store::{migrate, transfer, Store, StoreError, Tx};
+use modobox::store::{migrate, transfer, Page, Store, StoreError, Tx};
 
 const ROUNDS: u32 = 5000;
 
@@ -148,7 +148,7 @@ async fn mailboxes_keep_modoboa_invariants_and_quota_rules() {
         let e = domains::update(
             &mut tx,
             Actor::System,
-            "example.com",
+            &dom("example.com"),
             &DomainPatch {
                 quota: Some(999),
                 ..DomainPatch::default()
@@ -462,7 +462,7 @@ async fn deleting_a_domain_leaves_nothing_behind() {
         accounts::create(&mut tx, sys, &admin, ROUNDS)
             .await
             .unwrap();
-        domains::delete(&mut tx, sys, "example.com", &opts())
+        domains::delete(&mut tx, sys, &dom("example.com"), &opts())
             .await
             .unwrap();
         for (sql, n) in [
@@ -523,7 +523,7 @@ async fn relay_domains_write_transport_and_verification() {
         )
         .await
         .unwrap();
-        assert_eq!(d.kind, "relaydomain");
+        assert_eq!(d.kind.as_str(), "relaydomain");
         assert_eq!(d.relay.as_ref(), Some(&relay));
         assert_eq!(
             count(
@@ -541,7 +541,7 @@ async fn relay_domains_write_transport_and_verification() {
             }),
             ..DomainPatch::default()
         };
-        domains::update(&mut tx, Actor::System, "relay.test", &off)
+        domains::update(&mut tx, Actor::System, &dom("relay.test"), &off)
             .await
             .unwrap();
         assert_eq!(
@@ -562,7 +562,7 @@ async fn relay_domains_write_transport_and_verification() {
         .await
         .unwrap_err();
         assert_eq!(refused_field(e), "service");
-        domains::delete(&mut tx, Actor::System, "relay.test", &opts())
+        domains::delete(&mut tx, Actor::System, &dom("relay.test"), &opts())
             .await
             .unwrap();
         assert_eq!(
@@ -603,7 +603,7 @@ async fn domain_admins_see_only_their_domains_and_limits_hold() {
             .await
             .unwrap()
             .into_iter()
-            .map(|d| d.name)
+            .map(|d| d.name.to_string())
             .collect();
         assert_eq!(seen, vec!["mine.test"]);
         let hidden = accounts::get(&mut tx, me, "u@theirs.test").await;
@@ -691,7 +691,7 @@ async fn domain_admins_see_only_their_domains_and_limits_hold() {
             ..Default::default()
         };
         assert!(matches!(
-            domains::update(&mut tx, me, "mine.test", &more).await,
+            domains::update(&mut tx, me, &dom("mine.test"), &more).await,
             Err(StoreError::Forbidden(_))
         ));
         let checks_off = DomainPatch {
@@ -699,7 +699,7 @@ async fn domain_admins_see_only_their_domains_and_limits_hold() {
             enable_dns_checks: Some(false),
             ..Default::default()
         };
-        domains::update(&mut tx, me, "mine.test", &checks_off)
+        domains::update(&mut tx, me, &dom("mine.test"), &checks_off)
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -968,11 +968,11 @@ async fn a_modoboa_database_is_adopted_without_touching_its_data() {
                 .unwrap()
                 .is_some()
         );
-        let org = domains::get(&mut tx, Actor::System, "example.org")
+        let org = domains::get(&mut tx, Actor::System, &dom("example.org"))
             .await
             .unwrap();
         assert_eq!((org.quota, org.enable_dkim), (5000, true));
-        let relay = domains::get(&mut tx, Actor::System, "relay.example.com")
+        let relay = domains::get(&mut tx, Actor::System, &dom("relay.example.com"))
             .await
             .unwrap();
         assert_eq!(relay.relay.unwrap().target_host, "mx.relay.example.com");
@@ -992,13 +992,13 @@ async fn a_modoboa_database_is_adopted_without_touching_its_data() {
             .await
             .unwrap()
             .into_iter()
-            .map(|d| d.name)
+            .map(|d| d.name.to_string())
             .collect();
         assert_eq!(seen, vec!["example.org"]);
         accounts::create(&mut tx, me, &mailbox("dave@example.org", Some(100)), ROUNDS)
             .await
             .unwrap();
-        domains::delete(&mut tx, Actor::System, "example.net", &opts())
+        domains::delete(&mut tx, Actor::System, &dom("example.net"), &opts())
             .await
             .unwrap();
         assert_eq!(
@@ -1112,12 +1112,12 @@ async fn alias_lists_are_paged_and_searched_in_sql() {
         };
         let names = |l: &[aliases::Alias]| l.iter().map(|a| a.address.clone()).collect::<Vec<_>>();
 
-        let (page, total) = aliases::list_page(&mut tx, sys, None, None, Some(3), 3)
+        let Page { items: page, total } = aliases::list_page(&mut tx, sys, None, None, Some(3), 3)
             .await
             .unwrap();
         assert_eq!(total, 9, "{}", db.name);
         assert_eq!(names(&page), ["al3@a.test", "al4@a.test", "al5@a.test"]);
-        let (last, _) = aliases::list_page(&mut tx, sys, None, None, Some(3), 6)
+        let Page { items: last, .. } = aliases::list_page(&mut tx, sys, None, None, Some(3), 6)
             .await
             .unwrap();
         assert_eq!(names(&last), ["al6@a.test", "multi@a.test", "x@b.test"]);
@@ -1141,32 +1141,35 @@ async fn alias_lists_are_paged_and_searched_in_sql() {
             }
         };
         tx.commit().await.unwrap();
-        let (hit, total) = found("special").await;
+        let Page { items: hit, total } = found("special").await;
         assert_eq!((names(&hit), total), (vec!["x@b.test".to_string()], 1));
-        assert_eq!(names(&found("AL1").await.0), ["al1@a.test"]);
-        assert_eq!(found("%").await.1, 0);
-        assert_eq!(found("_").await.1, 0);
-        assert_eq!(found("far.example").await.1, 9);
+        assert_eq!(names(&found("AL1").await.items), ["al1@a.test"]);
+        assert_eq!(found("%").await.total, 0);
+        assert_eq!(found("_").await.total, 0);
+        assert_eq!(found("far.example").await.total, 9);
 
         // A domain admin sees its domain's aliases only; another domain is not found.
         let mut tx = store.begin().await.unwrap();
-        let (mine, total) = aliases::list_page(&mut tx, me, None, None, Some(50), 0)
+        let Page { items: mine, total } = aliases::list_page(&mut tx, me, None, None, Some(50), 0)
             .await
             .unwrap();
         assert_eq!(total, 8);
         assert!(mine.iter().all(|a| a.address.ends_with("@a.test")));
-        let (none, total) = aliases::list_page(&mut tx, me, None, Some("special"), None, 0)
-            .await
-            .unwrap();
+        let Page { items: none, total } =
+            aliases::list_page(&mut tx, me, None, Some("special"), None, 0)
+                .await
+                .unwrap();
         assert!(none.is_empty() && total == 0);
         assert!(matches!(
             aliases::list_page(&mut tx, me, Some(&dom("b.test")), None, None, 0).await,
             Err(StoreError::NotFound { .. })
         ));
-        let (only_a, total) =
-            aliases::list_page(&mut tx, sys, Some(&dom("a.test")), Some("multi"), None, 0)
-                .await
-                .unwrap();
+        let Page {
+            items: only_a,
+            total,
+        } = aliases::list_page(&mut tx, sys, Some(&dom("a.test")), Some("multi"), None, 0)
+            .await
+            .unwrap();
         assert_eq!(
             (names(&only_a), total),
             (vec!["multi@a.test".to_string()], 1)
@@ -1236,7 +1239,7 @@ async fn unpaged_lists_of_70000_accounts_work() {
         tx.commit().await.unwrap();
 
         let mut tx = store.begin().await.unwrap();
-        let (all, total) = accounts::list_page(
+        let Page { items: all, total } = accounts::list_page(
             &mut tx,
             Actor::System,
             &accounts::ListFilter::default(),

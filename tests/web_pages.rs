@@ -14,7 +14,7 @@ use modobox::store::access::{Actor, Role};
 use modobox::store::accounts::{self, AccountSpec, Password};
 use modobox::store::aliases::{self, AliasAddress, AliasSpec};
 use modobox::store::domains::{self, DomainSpec};
-use modobox::store::{audit, migrate, Store};
+use modobox::store::{migrate, parameters, Store};
 
 async fn domain(store: &Store, name: &str) {
     let mut tx = store.begin().await.unwrap();
@@ -626,9 +626,8 @@ async fn superadmin_creates_a_domain_and_sees_its_dkim_record(ctx: &Ctx) {
     assert!(page.body.contains("v=spf1 mx -all"));
     let key = modobox::keys::dkim::generate_key(1024).unwrap();
     let mut tx = store.begin().await.unwrap();
-    let d = domains::get(&mut tx, Actor::System, "c.test")
-        .await
-        .unwrap();
+    let c_test = modobox::names::DomainName::parse("domain", "c.test").unwrap();
+    let d = domains::get(&mut tx, Actor::System, &c_test).await.unwrap();
     domains::set_dkim_key(&mut tx, d.id, "/tmp/c.test.pem", &key.public_b64)
         .await
         .unwrap();
@@ -860,7 +859,9 @@ async fn logs_and_parameters_for_superadmins(ctx: &Ctx) {
         .contains("between 1000"));
     let mut tx = store.begin().await.unwrap();
     assert_eq!(
-        audit::setting(&mut tx, "password_rounds").await.unwrap(),
+        parameters::setting(&mut tx, "password_rounds")
+            .await
+            .unwrap(),
         None
     );
     drop(tx);
@@ -873,14 +874,14 @@ async fn logs_and_parameters_for_superadmins(ctx: &Ctx) {
     assert_eq!(a.status, 303);
     let mut tx = store.begin().await.unwrap();
     assert_eq!(
-        audit::setting(&mut tx, "password_rounds")
+        parameters::setting(&mut tx, "password_rounds")
             .await
             .unwrap()
             .as_deref(),
         Some("6000")
     );
     assert_eq!(
-        audit::setting(&mut tx, "enable_domain_limits")
+        parameters::setting(&mut tx, "enable_domain_limits")
             .await
             .unwrap()
             .as_deref(),

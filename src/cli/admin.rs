@@ -10,6 +10,7 @@ use super::mailbox::{print_account, print_accounts};
 use super::output::print_json;
 use super::{commit, open, ACTOR};
 use crate::cli::{AdminCommand, Global, TokenCommand};
+use crate::names::Username;
 use crate::store::access::{self, Role};
 use crate::store::accounts::{self, AccountPatch, AccountSpec, Options};
 use crate::store::{tokens, Store};
@@ -38,7 +39,7 @@ async fn admin_in(store: &Store, opts: &Options, cmd: &AdminCommand) -> Result<E
             if role == Role::SimpleUsers {
                 bail!("role: an administrator is SuperAdmins, Resellers or DomainAdmins (use `modobox mailbox add` for users)");
             }
-            let username = accounts::parse_username(username)?;
+            let username = Username::parse(username)?.to_string();
             let domains = doms
                 .iter()
                 .map(|d| parse_domain("domain", d))

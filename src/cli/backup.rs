@@ -140,10 +140,17 @@ async fn command(global: &Global, cmd: &BackupCommand) -> Result<Then> {
                 // (status: "last backup").
                 let run = record_start(&ctx, "backup", to.is_none()).await;
                 let result = backup::create(&ctx, to.as_ref()).await;
-                record_end(&ctx, run, &result.as_ref().map(|r| format!(
-                    "backup {}: {} mailboxes, {} messages (by hand)",
-                    r.snapshot, r.mailboxes, r.messages
-                ))).await;
+                record_end(
+                    &ctx,
+                    run,
+                    &result.as_ref().map(|r| {
+                        format!(
+                            "backup {}: {} mailboxes, {} messages (by hand)",
+                            r.snapshot, r.mailboxes, r.messages
+                        )
+                    }),
+                )
+                .await;
                 let report = result.context("backup create")?;
                 if *json {
                     print_json(&report)?;
@@ -210,13 +217,21 @@ async fn command(global: &Global, cmd: &BackupCommand) -> Result<Then> {
                 let from = repository("--from", from.as_ref())?;
                 let ctx = context(global).await?;
                 let run = record_start(&ctx, "backup_verify", from.is_none()).await;
-                let result = crate::backup::verify::verify(&ctx, from.as_ref(), id, read_data).await;
+                let result =
+                    crate::backup::verify::verify(&ctx, from.as_ref(), id, read_data).await;
                 let outcome = match &result {
-                    Ok(r) if r.problems.is_empty() => Ok(format!("backup {} restores (by hand)", r.snapshot)),
+                    Ok(r) if r.problems.is_empty() => {
+                        Ok(format!("backup {} restores (by hand)", r.snapshot))
+                    }
                     Ok(r) => Err(r.problems.join("; ")),
                     Err(e) => Err(e.to_string()),
                 };
-                record_end(&ctx, run, &outcome.as_ref().map(String::clone).map_err(String::as_str)).await;
+                record_end(
+                    &ctx,
+                    run,
+                    &outcome.as_ref().map(String::clone).map_err(String::as_str),
+                )
+                .await;
                 let report = result.context("backup verify")?;
                 if *json {
                     print_json(&report)?;

@@ -7,7 +7,7 @@ use anyhow::Result;
 use crate::cli::{DnsCommand, Global};
 use crate::config::Config;
 use crate::install::summary;
-use crate::names::DomainName;
+use crate::names::{DomainKind, DomainName};
 
 pub async fn dns(global: &Global, cmd: &DnsCommand) -> Result<ExitCode> {
     let DnsCommand::Records {
@@ -24,12 +24,12 @@ pub async fn dns(global: &Global, cmd: &DnsCommand) -> Result<ExitCode> {
             let all = crate::store::domains::list(
                 &mut tx,
                 crate::store::access::Actor::System,
-                Some("domain"),
+                Some(DomainKind::Domain),
                 None,
             )
             .await?;
             tx.commit().await?;
-            all.into_iter().map(|d| d.name).collect()
+            all.into_iter().map(|d| d.name.to_string()).collect()
         }
     };
     let addresses = if address.is_empty() {

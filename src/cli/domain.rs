@@ -10,9 +10,9 @@ use super::{commit, open, ACTOR};
 use crate::cli::{
     DomainAliasCommand, DomainCommand, DomainSettings, Global, RelayDomainCommand, RelaySettings,
 };
-use crate::names::DkimSelector;
+use crate::names::{DkimSelector, DomainKind};
 use crate::store::accounts::Options;
-use crate::store::domains::{self, DomainPatch, DomainSpec, Relay};
+use crate::store::domains::{self, name_to_find, DomainPatch, DomainSpec, Relay};
 use crate::store::{Store, Tx};
 
 fn domain_spec(s: &DomainSettings) -> Result<DomainSpec> {
@@ -107,7 +107,7 @@ fn print_domains(list: &[domains::Domain], json: bool) -> Result<()> {
     ]];
     for d in list {
         rows.push(vec![
-            d.name.clone(),
+            d.name.to_string(),
             yes_no(d.enabled),
             quota(d.quota),
             d.mailboxes.to_string(),
@@ -136,18 +136,24 @@ async fn domain_in(store: &Store, opts: &Options, cmd: &DomainCommand) -> Result
             println!("domain {} created", d.name);
         }
         DomainCommand::List(a) => {
-            let list = domains::list(&mut tx, ACTOR, Some("domain"), a.search.as_deref()).await?;
+            let list = domains::list(
+                &mut tx,
+                ACTOR,
+                Some(DomainKind::Domain),
+                a.search.as_deref(),
+            )
+            .await?;
             print_domains(&list, a.json)?;
         }
         DomainCommand::Show(a) => {
-            let d = domains::get(&mut tx, ACTOR, &a.name.to_lowercase()).await?;
+            let d = domains::get(&mut tx, ACTOR, &name_to_find("domain", &a.name)?).await?;
             print_domain(&d, a.json)?;
         }
         DomainCommand::Edit { name, settings } => {
             let d = domains::update(
                 &mut tx,
                 ACTOR,
-                &name.to_lowercase(),
+                &name_to_find("domain", name)?,
                 &domain_patch(settings)?,
             )
             .await?;
@@ -155,7 +161,7 @@ async fn domain_in(store: &Store, opts: &Options, cmd: &DomainCommand) -> Result
             println!("domain {} modified", d.name);
         }
         DomainCommand::Del(a) => {
-            let d = domains::get(&mut tx, ACTOR, &a.name.to_lowercase()).await?;
+            let d = domains::get(&mut tx, ACTOR, &name_to_find("domain", &a.name)?).await?;
             confirm(
                 a.yes,
                 &format!(
@@ -205,13 +211,14 @@ async fn domain_alias_in(
                 let mut rows = vec![vec!["NAME".into(), "TARGET".into(), "ENABLED".into()]];
                 rows.extend(
                     list.iter()
-                        .map(|a| vec![a.name.clone(), a.target.clone(), yes_no(a.enabled)]),
+                        .map(|a| vec![a.name.to_string(), a.target.to_string(), yes_no(a.enabled)]),
                 );
                 table(rows);
             }
         }
         DomainAliasCommand::Show(a) => {
-            let d = domains::get_alias(&mut tx, ACTOR, &a.name.to_lowercase()).await?;
+            let d =
+                domains::get_alias(&mut tx, ACTOR, &name_to_find("domain alias", &a.name)?).await?;
             if a.json {
                 print_json(&d)?;
             } else {
@@ -224,14 +231,19 @@ async fn domain_alias_in(
             }
         }
         DomainAliasCommand::Edit { name, enabled } => {
-            let a =
-                domains::set_alias_enabled(&mut tx, ACTOR, &name.to_lowercase(), *enabled).await?;
+            let a = domains::set_alias_enabled(
+                &mut tx,
+                ACTOR,
+                &name_to_find("domain alias", name)?,
+                *enabled,
+            )
+            .await?;
             commit(tx, ()).await?;
             println!("domain alias {} modified", a.name);
         }
         DomainAliasCommand::Del(a) => {
             confirm(a.yes, &format!("Delete the domain alias {}?", a.name))?;
-            domains::delete_alias(&mut tx, ACTOR, &a.name.to_lowercase()).await?;
+            domains::delete_alias(&mut tx, ACTOR, &name_to_find("domain alias", &a.name)?).await?;
             commit(tx, ()).await?;
             println!("domain alias {} deleted", a.name);
         }
@@ -290,8 +302,13 @@ async fn relay_domain_in(
             println!("relay domain {} created", d.name);
         }
         RelayDomainCommand::List(a) => {
-            let list =
-                domains::list(&mut tx, ACTOR, Some("relaydomain"), a.search.as_deref()).await?;
+            let list = domains::list(
+                &mut tx,
+                ACTOR,
+                Some(DomainKind::RelayDomain),
+                a.search.as_deref(),
+            )
+            .await?;
             if a.json {
                 print_json(&list)?;
             } else {
@@ -309,7 +326,7 @@ async fn relay_domain_in(
                         )
                     });
                     rows.push(vec![
-                        d.name.clone(),
+                        d.name.to_string(),
                         yes_no(d.enabled),
                         target,
                         yes_no(verify),
@@ -345,8 +362,8 @@ async fn relay_domain_in(
 }
 
 async fn relay_get(tx: &mut Tx, name: &str) -> Result<domains::Domain> {
-    let d = domains::get(tx, ACTOR, &name.to_lowercase()).await?;
-    if d.kind != "relaydomain" {
+    let d = domains::get(tx, ACTOR, &name_to_find("domain", name)?).await?;
+    if d.kind != DomainKind::RelayDomain {
         bail!(
             "{} is a hosted domain, not a relay domain (see `modobox domain`)",
             d.name

@@ -8,7 +8,7 @@ use super::input::{confirm, parse_domain, read_password};
 use super::output::{print_json, quota, table, yes_no};
 use super::{commit, open, ACTOR};
 use crate::cli::{Global, MailboxCommand};
-use crate::names::EmailAddress;
+use crate::names::{EmailAddress, Username};
 use crate::store::access::Role;
 use crate::store::accounts::{self, AccountPatch, AccountSpec, Options, Password};
 use crate::store::domains::{self};
@@ -116,8 +116,8 @@ async fn mailbox_in(store: &Store, opts: &Options, cmd: &MailboxCommand) -> Resu
                 domains,
             };
             // Validate everything a prompt cannot fix before asking for the password.
-            accounts::parse_username(&spec.username)?;
-            domains::get(&mut tx, ACTOR, addr.domain()).await?;
+            Username::parse(&spec.username)?;
+            domains::get(&mut tx, ACTOR, &addr.domain_name()).await?;
             let spec = AccountSpec {
                 password: read_password(password, addr.as_str())?,
                 ..spec

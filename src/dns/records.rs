@@ -62,7 +62,7 @@ pub fn for_domain(
         None
     };
     let input = DomainDns {
-        domain: DomainName::parse("domain", &d.name)?,
+        domain: d.name.clone(),
         hostname: config.hostname.clone(),
         ipv4: addresses
             .iter()

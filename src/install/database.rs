@@ -453,7 +453,7 @@ impl Step for PrimaryDomain {
             let store = ctx.store()?;
             ctx.rt.block_on(async {
                 let mut tx = store.begin().await?;
-                match domains::get(&mut tx, Actor::System, name.as_str()).await {
+                match domains::get(&mut tx, Actor::System, &name).await {
                     Ok(_) => Ok(true),
                     Err(StoreError::NotFound { .. }) => Ok(false),
                     Err(e) => Err(e),

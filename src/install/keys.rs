@@ -135,7 +135,7 @@ fn dkim_domain(ctx: &mut Ctx) -> StepResult<Option<(DomainName, domains::Domain)
     let store = ctx.store()?;
     let d = ctx.rt.block_on(async {
         let mut tx = store.begin().await?;
-        domains::get(&mut tx, Actor::System, name.as_str()).await
+        domains::get(&mut tx, Actor::System, &name).await
     })?;
     Ok(Some((name, d)))
 }

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use crate::config::Config;
 use crate::dns::records;
+use crate::names::DomainName;
 use crate::store::access::Actor;
 use crate::store::{domains, Store, StoreError};
 
@@ -17,7 +18,12 @@ pub async fn domain_records(
     mta_sts: bool,
 ) -> Result<String, StoreError> {
     let mut tx = store.begin().await?;
-    let d = domains::get(&mut tx, Actor::System, domain).await?;
+    let d = domains::get(
+        &mut tx,
+        Actor::System,
+        &DomainName::parse("domain", domain)?,
+    )
+    .await?;
     tx.commit().await?;
     let mut text = records::zone_text(&records::for_domain(&d, config, addresses, mta_sts)?);
     if d.enable_dkim && d.dkim_public_key.is_empty() {

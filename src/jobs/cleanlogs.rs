@@ -3,14 +3,14 @@
 use chrono::{Duration, Utc};
 
 use super::{JobContext, JobError};
-use crate::store::maintenance;
+use crate::store::audit;
 
 pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, JobError> {
     let days = ctx.config.jobs.log_max_age_days;
     let cutoff = Utc::now() - Duration::days(i64::from(days));
     let work = async {
         let mut tx = ctx.store.begin().await?;
-        let n = maintenance::clean_logs(&mut tx, cutoff, dry_run).await?;
+        let n = audit::clean_logs(&mut tx, cutoff, dry_run).await?;
         tx.commit().await?;
         Ok::<_, crate::store::StoreError>(n)
     };

@@ -3,12 +3,12 @@
 use chrono::Utc;
 
 use super::{JobContext, JobError};
-use crate::store::maintenance;
+use crate::store::sessions;
 
 pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, JobError> {
     let work = async {
         let mut tx = ctx.store.begin().await?;
-        let n = maintenance::clear_sessions(&mut tx, Utc::now(), dry_run).await?;
+        let n = sessions::delete_expired(&mut tx, Utc::now(), dry_run).await?;
         tx.commit().await?;
         Ok::<_, crate::store::StoreError>(n)
     };

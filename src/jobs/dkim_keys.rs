@@ -12,7 +12,7 @@ use super::{JobContext, JobError};
 use crate::keys::dkim::DkimError;
 use crate::keys::dkim_files::{self, key_path};
 use crate::names::DomainName;
-use crate::store::{domains, maintenance, Backend};
+use crate::store::{domains, Backend};
 use crate::system::fs::Owner;
 
 /// Why a domain's key file could not be made or read.
@@ -77,7 +77,7 @@ pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, JobError> {
     let owner = dkim_files::opendkim_owner(&ctx.distro);
     let pending = async {
         let mut tx = ctx.store.begin().await?;
-        maintenance::domains_without_dkim_key(&mut tx).await
+        domains::without_dkim_key(&mut tx).await
     }
     .await?;
     if dry_run {

@@ -9,12 +9,12 @@ use super::{JobContext, JobError};
 use crate::config::InactiveAction;
 use crate::store::access::Actor;
 use crate::store::accounts::{self, Options};
-use crate::store::{maintenance, StoreError};
+use crate::store::StoreError;
 
 /// At most this many names in a run's message (the message is stored with the run).
 const SHOWN: usize = 20;
 
-fn names(list: &[maintenance::InactiveAccount]) -> String {
+fn names(list: &[accounts::InactiveAccount]) -> String {
     let mut s: Vec<&str> = list
         .iter()
         .take(SHOWN)
@@ -40,7 +40,7 @@ pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, JobError> {
     };
     let work = async {
         let mut tx = ctx.store.begin().await?;
-        let list = maintenance::inactive_accounts(&mut tx, cutoff).await?;
+        let list = accounts::inactive_accounts(&mut tx, cutoff).await?;
         if dry_run || list.is_empty() {
             return Ok::<_, StoreError>((list, 0));
         }
@@ -48,7 +48,7 @@ pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, JobError> {
         for a in &list {
             match action {
                 InactiveAction::Disable => {
-                    if maintenance::disable_inactive_account(&mut tx, a, cutoff).await? {
+                    if accounts::disable_inactive_account(&mut tx, a, cutoff).await? {
                         done += 1;
                     }
                 }

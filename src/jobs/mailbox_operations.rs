@@ -15,7 +15,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::{JobContext, JobError};
-use crate::store::{audit, maintenance, StoreError};
+use crate::store::accounts::mailbox_operations::{self, MailboxOperation};
+use crate::store::{audit, StoreError};
 use crate::system::fs::{resolve_owner, Owner};
 
 /// Why an operation was refused or failed (its text goes to `core_log` and the run's message).
@@ -178,7 +179,7 @@ fn one_component(what: &'static str, v: &str) -> Result<(), MailboxOpError> {
 }
 
 /// What an operation row asks for, paths confined to the mail root.
-pub fn plan(root: &Path, op: &maintenance::MailboxOperation) -> Result<Action, MailboxOpError> {
+pub fn plan(root: &Path, op: &MailboxOperation) -> Result<Action, MailboxOpError> {
     match op.kind.as_str() {
         "rename" => {
             let from = confine(root, &op.argument)?;
@@ -323,7 +324,7 @@ async fn record(
     let mut tx = ctx.store.begin().await?;
     match result {
         Ok(message) => {
-            maintenance::delete_mailbox_operation(&mut tx, id).await?;
+            mailbox_operations::delete(&mut tx, id).await?;
             audit::line(&mut tx, "INFO", audit::ADMIN, message).await?;
         }
         Err(e) => {
@@ -342,7 +343,7 @@ async fn record(
 pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, JobError> {
     let ops = async {
         let mut tx = ctx.store.begin().await?;
-        maintenance::mailbox_operations(&mut tx).await
+        mailbox_operations::pending(&mut tx).await
     }
     .await?;
     if ops.is_empty() {

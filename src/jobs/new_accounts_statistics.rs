@@ -7,7 +7,7 @@
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
 use super::{JobContext, JobError};
-use crate::store::maintenance;
+use crate::store::accounts;
 use crate::system::cmd::{self, Cmd, CmdError};
 
 pub const FILE: &str = "new_accounts.rrd";
@@ -95,7 +95,7 @@ pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, JobError> {
     let (start, end) = previous_hour(Utc::now());
     let count = async {
         let mut tx = ctx.store.begin().await?;
-        maintenance::accounts_created_between(&mut tx, start, end).await
+        accounts::accounts_created_between(&mut tx, start, end).await
     }
     .await?;
     let dir = ctx.config.paths.rrd.as_path().to_path_buf();

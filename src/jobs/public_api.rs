@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::config::Config;
 use crate::names::{HttpUrl, NameError};
-use crate::store::{audit, Store, StoreError};
+use crate::store::{parameters, Store, StoreError};
 use crate::system::http::{self, HttpError};
 
 /// Largest answer read; Modoboa's list is a few kilobytes.
@@ -89,9 +89,9 @@ pub async fn fetch_and_store(
     };
     let mut tx = store.begin().await?;
     for (name, version) in &versions {
-        audit::set_setting(&mut tx, &format!("{LATEST_PREFIX}{name}"), version).await?;
+        parameters::set_setting(&mut tx, &format!("{LATEST_PREFIX}{name}"), version).await?;
     }
-    audit::set_setting(&mut tx, CHECKED_AT, &now.to_rfc3339()).await?;
+    parameters::set_setting(&mut tx, CHECKED_AT, &now.to_rfc3339()).await?;
     tx.commit().await?;
     let ours = versions
         .iter()
@@ -184,7 +184,7 @@ fn compare(a: &(Vec<u64>, bool), b: &(Vec<u64>, bool)) -> Ordering {
 /// "modobox X is available (this is Y)" when the last fetched list names a newer modobox.
 pub async fn upgrade_notice(store: &Store) -> Option<String> {
     let mut tx = store.begin().await.ok()?;
-    let latest = audit::setting(&mut tx, &format!("{LATEST_PREFIX}{COMPONENT}"))
+    let latest = parameters::setting(&mut tx, &format!("{LATEST_PREFIX}{COMPONENT}"))
         .await
         .ok()??;
     let _ = tx.commit().await;

@@ -4,14 +4,14 @@
 use chrono::{Duration, Utc};
 
 use super::{JobContext, JobError};
-use crate::store::maintenance;
+use crate::store::quarantine;
 
 pub async fn run(ctx: &JobContext, dry_run: bool) -> Result<String, JobError> {
     let days = ctx.config.jobs.quarantine_max_age_days;
     let cutoff = Utc::now() - Duration::days(i64::from(days));
     let work = async {
         let mut tx = ctx.store.begin().await?;
-        let n = maintenance::quarantine_cleanup(&mut tx, cutoff, dry_run).await?;
+        let n = quarantine::cleanup(&mut tx, cutoff, dry_run).await?;
         tx.commit().await?;
         Ok::<_, crate::store::StoreError>(n)
     };

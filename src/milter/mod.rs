@@ -2,7 +2,7 @@
 //! (`reject_sender_login_mismatch`), but mail readers show the From: header and OpenDKIM signs
 //! for its domain. On submission (587, 465) Postfix asks this milter first, then OpenDKIM: a
 //! message whose From: header names any address its login may not send as (the rule of
-//! `store::senders`, the same as the sender-login map) is refused with 550 5.7.1 at the end of
+//! `store::accounts::senders`, the same as the sender-login map) is refused with 550 5.7.1 at the end of
 //! the headers, so it is never accepted and never signed. Unauthenticated sessions are not its
 //! business (port 25 does not use it; OpenDKIM signs only for logins and loopback).
 
@@ -17,7 +17,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::names::EmailAddress;
-use crate::store::{senders, Store};
+use crate::store::accounts::senders;
+use crate::store::Store;
 
 /// Where the milter listens (loopback; master.cf names it for submission and smtps).
 pub const PORT: u16 = 8893;

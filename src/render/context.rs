@@ -115,7 +115,7 @@ pub fn build(config: &Config, distro: &Distro, secrets: &Secrets) -> tera::Conte
             Engine::Postgres => "true",
             Engine::Mysql | Engine::Sqlite => "1",
         },
-        sender_login_query: crate::store::senders::postfix_query(match engine {
+        sender_login_query: crate::store::accounts::senders::postfix_query(match engine {
             Engine::Postgres => "true",
             Engine::Mysql | Engine::Sqlite => "1",
         }),

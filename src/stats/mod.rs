@@ -165,13 +165,13 @@ pub async fn hosted_names(store: &Store) -> Result<Vec<String>, StatsError> {
     let mut names: Vec<String> = domains::list(&mut tx, Actor::System, None, None)
         .await?
         .into_iter()
-        .map(|d| d.name)
+        .map(|d| d.name.to_string())
         .collect();
     names.extend(
         domains::list_aliases(&mut tx, Actor::System, None)
             .await?
             .into_iter()
-            .map(|a| a.name),
+            .map(|a| a.name.to_string()),
     );
     tx.commit().await?;
     Ok(names)

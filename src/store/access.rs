@@ -218,6 +218,15 @@ pub async fn require_domain(
     }
 }
 
+/// Refuses everyone but superadmins (and the system): `what` they alone may do.
+pub fn require_super(actor: Actor, what: &str) -> Result<(), StoreError> {
+    if actor.is_super() {
+        Ok(())
+    } else {
+        Err(StoreError::Forbidden(format!("only superadmins {what}")))
+    }
+}
+
 /// The ids of the domains an admin has access to (None = all).
 pub async fn domain_ids(tx: &mut Tx, actor: Actor) -> Result<Option<Vec<i32>>, StoreError> {
     if actor.is_super() {
@@ -243,15 +252,13 @@ pub async fn domain_ids(tx: &mut Tx, actor: Actor) -> Result<Option<Vec<i32>>, S
 /// The role held by a user: the superuser flag, else its (single) group.
 pub async fn role_of(tx: &mut Tx, user_id: i32) -> Result<Role, StoreError> {
     let row = tx
-        .row(
+        .row_or_not_found(
             "SELECT is_superuser FROM core_user WHERE id = ?",
             args![user_id],
+            "account",
+            &format!("#{user_id}"),
         )
-        .await?
-        .ok_or(StoreError::NotFound {
-            kind: "account",
-            name: format!("#{user_id}"),
-        })?;
+        .await?;
     if row.bool("is_superuser")? {
         return Ok(Role::SuperAdmins);
     }
@@ -462,7 +469,7 @@ pub async fn check_domain_limit(
     used: i64,
     adding: i64,
 ) -> Result<(), StoreError> {
-    let on = super::audit::setting(tx, "enable_domain_limits").await?;
+    let on = super::parameters::setting(tx, "enable_domain_limits").await?;
     if on.is_none_or(|v| v != "true") {
         return Ok(());
     }

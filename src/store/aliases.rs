@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::access::{self, Actor, Kind};
-use super::{audit, StoreError, Tx, Value};
+use super::{audit, contains_pattern, Page, StoreError, Tx, Value};
 use crate::args;
 use crate::names::{DomainName, EmailAddress};
 
@@ -279,15 +279,13 @@ pub(super) async fn unhook_mailbox(tx: &mut Tx, mailbox_id: i32) -> Result<(), S
 
 async fn domain_of(tx: &mut Tx, actor: Actor, domain: &DomainName) -> Result<i32, StoreError> {
     let row = tx
-        .row(
+        .row_or_not_found(
             "SELECT id FROM admin_domain WHERE name = ?",
             args![domain.as_str()],
+            "domain",
+            domain,
         )
-        .await?
-        .ok_or_else(|| StoreError::NotFound {
-            kind: "domain",
-            name: domain.to_string(),
-        })?;
+        .await?;
     let id = row.i32("id")?;
     access::require_domain(tx, actor, id, domain.as_str()).await?;
     Ok(id)
@@ -422,17 +420,15 @@ const ALIAS_COLUMNS: &str =
 
 /// An ordinary (non-internal) alias by address.
 pub async fn get(tx: &mut Tx, actor: Actor, address: &str) -> Result<Alias, StoreError> {
-    let not_found = || StoreError::NotFound {
-        kind: "alias",
-        name: address.to_string(),
-    };
+    let not_found = || StoreError::not_found("alias", address);
     let row = tx
-        .row(
+        .row_or_not_found(
             &format!("SELECT {ALIAS_COLUMNS} FROM admin_alias WHERE address = ? AND internal = ?"),
             args![address, false],
+            "alias",
+            &address,
         )
-        .await?
-        .ok_or_else(not_found)?;
+        .await?;
     if let Some(d) = row.opt_i32("domain_id")? {
         if !access::can_admin_domain(tx, actor, d).await? {
             return Err(not_found());
@@ -461,7 +457,7 @@ pub async fn list(
     actor: Actor,
     domain: Option<&DomainName>,
 ) -> Result<Vec<Alias>, StoreError> {
-    Ok(list_page(tx, actor, domain, None, None, 0).await?.0)
+    Ok(list_page(tx, actor, domain, None, None, 0).await?.items)
 }
 
 /// `limit` ordinary aliases from `offset` (all with `None`), by address, optionally of one
@@ -475,7 +471,7 @@ pub async fn list_page(
     search: Option<&str>,
     limit: Option<i64>,
     offset: i64,
-) -> Result<(Vec<Alias>, i64), StoreError> {
+) -> Result<Page<Alias>, StoreError> {
     let mut cond = vec!["a.internal = ?"];
     let mut a: Vec<Value> = vec![false.into()];
     if let Some(d) = domain {
@@ -489,7 +485,7 @@ pub async fn list_page(
         a.extend([user.into(), ct.into()]);
     }
     if let Some(s) = search.map(str::trim).filter(|s| !s.is_empty()) {
-        let pattern = super::domains::contains_pattern(s);
+        let pattern = contains_pattern(s);
         cond.push("(a.address LIKE ? ESCAPE '!' OR EXISTS (SELECT 1 FROM modoboa_admin_aliasrecipient r WHERE r.alias_id = a.id AND r.address LIKE ? ESCAPE '!'))");
         a.extend([pattern.clone().into(), pattern.into()]);
     }
@@ -526,12 +522,12 @@ pub async fn list_page(
             .or_default()
             .push(r.text("address")?);
     }
-    let list = rows
+    let items = rows
         .iter()
         .zip(&ids)
         .map(|(r, id)| alias_from_row(r, recipients.remove(id).unwrap_or_default()))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((list, total))
+    Ok(Page { items, total })
 }
 
 pub async fn update(

@@ -1,15 +1,49 @@
 //! The one place that speaks to sqlx: a transaction over any of the three engines, bind values
 //! and row accessors. Every statement is written once with `?` placeholders; PostgreSQL gets
 //! them renumbered to `$1, $2...` here. Timestamps are UTC everywhere; SQLite stores them as
-//! text in Django's format so that an adopted database and Postfix's comparisons agree.
+//! text in Django's format so that an adopted database and Postfix's comparisons agree. The
+//! shapes every paged list shares live here too: `Page` and the escaped `LIKE` pattern.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Serialize;
 use sqlx::mysql::{MySql, MySqlRow};
 use sqlx::postgres::{PgRow, Postgres};
 use sqlx::sqlite::{Sqlite, SqliteRow};
 use sqlx::{Row as _, Transaction};
 
 use super::{Backend, StoreError};
+
+/// One page of results and how many there are in all.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+}
+
+impl<T> Page<T> {
+    /// Nothing found.
+    pub fn empty() -> Self {
+        Page {
+            items: Vec::new(),
+            total: 0,
+        }
+    }
+}
+
+/// A `LIKE` pattern matching `text` anywhere, its wildcards escaped with `!` (the one escape
+/// character all three engines accept the same way: `LIKE ? ESCAPE '!'`).
+pub fn contains_pattern(text: &str) -> String {
+    let mut p = String::from("%");
+    // No name holds a control character, and PostgreSQL refuses a NUL in text.
+    for c in text.to_lowercase().chars().filter(|c| !c.is_control()) {
+        if matches!(c, '!' | '%' | '_') {
+            p.push('!');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
 
 /// A value bound to a `?` placeholder.
 #[derive(Debug, Clone, PartialEq)]
@@ -291,6 +325,19 @@ impl Tx {
     }
 
     /// A single integer (COUNT, SUM...), 0 when there is no row or it is NULL.
+    /// The row `sql` finds, else `StoreError::NotFound` naming `kind` and `name`.
+    pub async fn row_or_not_found(
+        &mut self,
+        sql: &str,
+        args: &[Value],
+        kind: &'static str,
+        name: &(dyn std::fmt::Display + Sync),
+    ) -> Result<Row, StoreError> {
+        self.row(sql, args)
+            .await?
+            .ok_or_else(|| StoreError::not_found(kind, name))
+    }
+
     pub async fn count(&mut self, sql: &str, args: &[Value]) -> Result<i64, StoreError> {
         match self.row(sql, args).await? {
             Some(row) => Ok(row.opt_i64_at(0)?.unwrap_or(0)),

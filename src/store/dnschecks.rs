@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 
 use super::access::{self, Kind};
-use super::{audit, Backend, StoreError, Tx};
+use super::{parameters, Backend, StoreError, Tx};
 use crate::args;
 
 /// A domain whose DNS is checked.
@@ -229,11 +229,11 @@ const STATE_PREFIX: &str = "check_mx.domain.";
 
 /// The check's last state of a domain (JSON written by the job).
 pub async fn state(tx: &mut Tx, domain_id: i32) -> Result<Option<String>, StoreError> {
-    audit::setting(tx, &format!("{STATE_PREFIX}{domain_id}")).await
+    parameters::setting(tx, &format!("{STATE_PREFIX}{domain_id}")).await
 }
 
 pub async fn set_state(tx: &mut Tx, domain_id: i32, json: &str) -> Result<(), StoreError> {
-    audit::set_setting(tx, &format!("{STATE_PREFIX}{domain_id}"), json).await
+    parameters::set_setting(tx, &format!("{STATE_PREFIX}{domain_id}"), json).await
 }
 
 /// Forgets the state of domains that are gone or no longer checked, so that a domain checked

@@ -1,14 +1,15 @@
 //! Hosted domains, relay domains (a domain row of type `relaydomain` + its transport + the
 //! recipient-verification access row) and domain aliases, with Modoboa's quota rules and the
-//! cascades it keeps in Python, done here in the caller's transaction.
+//! cascades it keeps in Python, done here in the caller's transaction. Domains and accounts
+//! use each other (the store's one documented circle): deleting a domain deletes its accounts.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::access::{self, Actor, Kind, Role};
-use super::{accounts, aliases, audit, StoreError, Tx};
+use super::{accounts, aliases, audit, contains_pattern, Page, StoreError, Tx};
 use crate::args;
-use crate::names::{DkimSelector, DomainName};
+use crate::names::{DkimSelector, DomainKind, DomainName};
 
 /// Largest quota in MB: Modoboa's columns are 32-bit integers.
 pub const MAX_QUOTA_MB: i32 = i32::MAX;
@@ -24,9 +25,9 @@ pub struct Relay {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Domain {
     pub id: i32,
-    pub name: String,
+    pub name: DomainName,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: DomainKind,
     pub quota: i32,
     pub default_mailbox_quota: i32,
     pub enabled: bool,
@@ -262,14 +263,17 @@ async fn build(
     allocated_quota: i64,
 ) -> Result<Domain, StoreError> {
     let id = r.i32("id")?;
+    let name = stored_name(r, "name")?;
     let relay = match r.opt_i32("transport_id")? {
-        Some(t) => relay_of(tx, t, &r.text("name")?).await?,
+        Some(t) => relay_of(tx, t, name.as_str()).await?,
         None => None,
     };
+    let kind = DomainKind::parse("type", &r.text("type")?)
+        .map_err(|e| StoreError::corrupt(format!("domain {name}"), e))?;
     Ok(Domain {
         id,
-        name: r.text("name")?,
-        kind: r.text("type")?,
+        name,
+        kind,
         quota: r.i32("quota")?,
         default_mailbox_quota: r.i32("default_mailbox_quota")?,
         enabled: r.bool("enabled")?,
@@ -316,71 +320,49 @@ async fn relay_of(tx: &mut Tx, transport_id: i32, name: &str) -> Result<Option<R
     }))
 }
 
+/// A domain name read back from column `col`: written as a `DomainName`, so one that fails
+/// the rule is a damaged row.
+fn stored_name(r: &super::Row, col: &str) -> Result<DomainName, StoreError> {
+    let text = r.text(col)?;
+    DomainName::parse(col, &text).map_err(|e| StoreError::corrupt("domain name", e))
+}
+
+/// A domain name given to find a domain or domain alias (from a URL, a command line): text
+/// that cannot be a domain name names none, so it is not found, like any unknown name.
+pub fn name_to_find(kind: &'static str, text: &str) -> Result<DomainName, StoreError> {
+    DomainName::parse("name", text.trim()).map_err(|_| StoreError::not_found(kind, text))
+}
+
 /// A domain (hosted or relay) by name, if the actor administers it.
-pub async fn get(tx: &mut Tx, actor: Actor, name: &str) -> Result<Domain, StoreError> {
+pub async fn get(tx: &mut Tx, actor: Actor, name: &DomainName) -> Result<Domain, StoreError> {
     let row = tx
-        .row(
+        .row_or_not_found(
             &format!("SELECT {DOMAIN_COLUMNS} FROM admin_domain WHERE name = ?"),
-            args![name],
+            args![name.as_str()],
+            "domain",
+            name,
         )
-        .await?
-        .ok_or_else(|| StoreError::NotFound {
-            kind: "domain",
-            name: name.to_string(),
-        })?;
-    access::require_domain(tx, actor, row.i32("id")?, name).await?;
+        .await?;
+    access::require_domain(tx, actor, row.i32("id")?, name.as_str()).await?;
     from_row(tx, &row).await
 }
 
-/// Domains the actor administers; `kind` = "domain" or "relaydomain" to filter.
+/// Domains the actor administers, optionally of one kind.
 pub async fn list(
     tx: &mut Tx,
     actor: Actor,
-    kind: Option<&str>,
+    kind: Option<DomainKind>,
     search: Option<&str>,
 ) -> Result<Vec<Domain>, StoreError> {
-    let pattern = format!("%{}%", search.unwrap_or("").to_lowercase());
-    let rows = tx
-        .rows(
-            &format!("SELECT {DOMAIN_COLUMNS} FROM admin_domain WHERE name LIKE ? ORDER BY name"),
-            args![pattern],
-        )
-        .await?;
-    let visible = access::domain_ids(tx, actor).await?;
-    let mut out = Vec::new();
-    for r in &rows {
-        let id = r.i32("id")?;
-        if visible.as_ref().is_some_and(|ids| !ids.contains(&id)) {
-            continue;
-        }
-        if kind.is_some_and(|k| r.text("type").is_ok_and(|t| t != k)) {
-            continue;
-        }
-        out.push(from_row(tx, r).await?);
-    }
-    Ok(out)
-}
-
-/// A `LIKE` pattern matching `text` anywhere, its wildcards escaped with `!` (the one escape
-/// character all three engines accept the same way: `LIKE ? ESCAPE '!'`).
-pub fn contains_pattern(text: &str) -> String {
-    let mut p = String::from("%");
-    // No name holds a control character, and PostgreSQL refuses a NUL in text.
-    for c in text.to_lowercase().chars().filter(|c| !c.is_control()) {
-        if matches!(c, '!' | '%' | '_') {
-            p.push('!');
-        }
-        p.push(c);
-    }
-    p.push('%');
-    p
+    // One implementation: the paged query without a page.
+    let q = DomainQuery { kind, search };
+    Ok(list_page(tx, actor, &q, None, 0).await?.items)
 }
 
 /// What a page of domains is drawn from.
 #[derive(Debug, Clone, Default)]
 pub struct DomainQuery<'a> {
-    /// "domain" or "relaydomain".
-    pub kind: Option<&'a str>,
+    pub kind: Option<DomainKind>,
     /// Part of the name.
     pub search: Option<&'a str>,
 }
@@ -394,13 +376,13 @@ pub async fn list_page(
     q: &DomainQuery<'_>,
     limit: Option<i64>,
     offset: i64,
-) -> Result<(Vec<Domain>, i64), StoreError> {
+) -> Result<Page<Domain>, StoreError> {
     let mut cond: Vec<&str> = Vec::new();
     let mut a: Vec<super::Value> = Vec::new();
     if let Actor::User { id, role } = actor {
         match role {
             access::Role::SuperAdmins => {}
-            access::Role::SimpleUsers => return Ok((Vec::new(), 0)),
+            access::Role::SimpleUsers => return Ok(Page::empty()),
             access::Role::Resellers | access::Role::DomainAdmins => {
                 let ct = access::content_type(tx, Kind::Domain).await?;
                 cond.push("d.id IN (SELECT object_id FROM core_objectaccess WHERE user_id = ? AND content_type_id = ?)");
@@ -410,7 +392,7 @@ pub async fn list_page(
     }
     if let Some(k) = q.kind {
         cond.push("d.type = ?");
-        a.push(k.into());
+        a.push(k.as_str().into());
     }
     if let Some(s) = q.search.filter(|s| !s.is_empty()) {
         cond.push("d.name LIKE ? ESCAPE '!'");
@@ -444,21 +426,21 @@ pub async fn list_page(
         let (n, q) = (r.i64("n_mailboxes")?, r.i64("allocated")?);
         out.push(build(tx, r, n, q).await?);
     }
-    Ok((out, total))
+    Ok(Page { items: out, total })
 }
 
 /// The name of domain `id` (any kind), whoever may see it: callers then ask `get`.
-pub async fn name_by_id(tx: &mut Tx, id: i32) -> Result<Option<String>, StoreError> {
+pub async fn name_by_id(tx: &mut Tx, id: i32) -> Result<Option<DomainName>, StoreError> {
     tx.row("SELECT name FROM admin_domain WHERE id = ?", args![id])
         .await?
-        .map(|r| r.text("name"))
+        .map(|r| stored_name(&r, "name"))
         .transpose()
 }
 
-pub async fn alias_name_by_id(tx: &mut Tx, id: i32) -> Result<Option<String>, StoreError> {
+pub async fn alias_name_by_id(tx: &mut Tx, id: i32) -> Result<Option<DomainName>, StoreError> {
     tx.row("SELECT name FROM admin_domainalias WHERE id = ?", args![id])
         .await?
-        .map(|r| r.text("name"))
+        .map(|r| stored_name(&r, "name"))
         .transpose()
 }
 
@@ -538,7 +520,12 @@ pub async fn create(
                 spec.quota,
                 spec.default_mailbox_quota,
                 spec.enabled,
-                if relay.is_some() { "relaydomain" } else { "domain" },
+                if relay.is_some() {
+                    DomainKind::RelayDomain
+                } else {
+                    DomainKind::Domain
+                }
+                .as_str(),
                 spec.enable_dns_checks,
                 transport_id,
                 spec.enable_dkim,
@@ -558,7 +545,7 @@ pub async fn create(
         "Domain"
     };
     audit::info(tx, &format!("{what} {name} created")).await?;
-    get(tx, actor, name.as_str()).await
+    get(tx, actor, name).await
 }
 
 async fn has_quota_limit(tx: &mut Tx, user_id: i32) -> Result<bool, StoreError> {
@@ -616,7 +603,7 @@ async fn set_verification(tx: &mut Tx, name: &str, on: bool) -> Result<(), Store
 pub async fn update(
     tx: &mut Tx,
     actor: Actor,
-    name: &str,
+    name: &DomainName,
     patch: &DomainPatch,
 ) -> Result<Domain, StoreError> {
     let d = get(tx, actor, name).await?;
@@ -667,7 +654,7 @@ pub async fn update(
         }
     }
     if let Some(relay) = &patch.relay {
-        if d.kind != "relaydomain" {
+        if d.kind != DomainKind::RelayDomain {
             return Err(StoreError::refused(
                 "relay",
                 "only a relay domain has a relay target",
@@ -713,10 +700,10 @@ pub async fn update(
     if let Some(relay) = &patch.relay {
         tx.exec(
             "UPDATE transport_transport SET service = ?, next_hop = ?, _settings = ? WHERE pattern = ?",
-            args![relay.service.as_str(), next_hop(relay), settings_json(relay)?, name],
+            args![relay.service.as_str(), next_hop(relay), settings_json(relay)?, name.as_str()],
         )
         .await?;
-        set_verification(tx, name, relay.verify_recipients).await?;
+        set_verification(tx, name.as_str(), relay.verify_recipients).await?;
     }
     audit::info(tx, &format!("Domain {name} modified")).await?;
     get(tx, actor, name).await
@@ -728,7 +715,7 @@ pub async fn update(
 pub async fn delete(
     tx: &mut Tx,
     actor: Actor,
-    name: &str,
+    name: &DomainName,
     opts: &accounts::Options,
 ) -> Result<(), StoreError> {
     let d = get(tx, actor, name).await?;
@@ -768,14 +755,8 @@ pub async fn delete(
         .map(|r| r.i32("id"))
         .collect::<Result<Vec<_>, _>>()?;
     aliases::delete_ids(tx, alias_ids).await?;
-    let domain_aliases = tx
-        .rows(
-            "SELECT name FROM admin_domainalias WHERE target_id = ?",
-            args![d.id],
-        )
-        .await?;
-    for da in domain_aliases {
-        delete_alias(tx, Actor::System, &da.text("name")?).await?;
+    for da in list_aliases(tx, Actor::System, Some(name.as_str())).await? {
+        delete_alias_in(tx, &da).await?;
     }
     tx.exec(
         "DELETE FROM admin_dnsblresult WHERE domain_id = ?",
@@ -797,12 +778,12 @@ pub async fn delete(
         .await?;
     tx.exec(
         "DELETE FROM transport_transport WHERE pattern = ?",
-        args![name],
+        args![name.as_str()],
     )
     .await?;
     tx.exec(
         "DELETE FROM relaydomains_recipientaccess WHERE pattern = ?",
-        args![name],
+        args![name.as_str()],
     )
     .await?;
     audit::info(tx, &format!("Domain {name} deleted")).await
@@ -811,8 +792,8 @@ pub async fn delete(
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct DomainAlias {
     pub id: i32,
-    pub name: String,
-    pub target: String,
+    pub name: DomainName,
+    pub target: DomainName,
     pub enabled: bool,
     pub creation: DateTime<Utc>,
 }
@@ -820,8 +801,8 @@ pub struct DomainAlias {
 async fn domain_alias_from_row(r: &super::Row) -> Result<DomainAlias, StoreError> {
     Ok(DomainAlias {
         id: r.i32("id")?,
-        name: r.text("name")?,
-        target: r.text("target")?,
+        name: stored_name(r, "name")?,
+        target: stored_name(r, "target")?,
         enabled: r.bool("enabled")?,
         creation: r.ts("creation")?,
     })
@@ -829,22 +810,21 @@ async fn domain_alias_from_row(r: &super::Row) -> Result<DomainAlias, StoreError
 
 const DOMAIN_ALIAS_SELECT: &str = "SELECT da.id, da.name, d.name AS target, da.enabled, da.creation, d.id AS target_id FROM admin_domainalias da INNER JOIN admin_domain d ON da.target_id = d.id";
 
-pub async fn get_alias(tx: &mut Tx, actor: Actor, name: &str) -> Result<DomainAlias, StoreError> {
+pub async fn get_alias(
+    tx: &mut Tx,
+    actor: Actor,
+    name: &DomainName,
+) -> Result<DomainAlias, StoreError> {
     let r = tx
-        .row(
+        .row_or_not_found(
             &format!("{DOMAIN_ALIAS_SELECT} WHERE da.name = ?"),
-            args![name],
+            args![name.as_str()],
+            "domain alias",
+            name,
         )
-        .await?
-        .ok_or_else(|| StoreError::NotFound {
-            kind: "domain alias",
-            name: name.to_string(),
-        })?;
+        .await?;
     if !access::can_admin_domain(tx, actor, r.i32("target_id")?).await? {
-        return Err(StoreError::NotFound {
-            kind: "domain alias",
-            name: name.to_string(),
-        });
+        return Err(StoreError::not_found("domain alias", name));
     }
     domain_alias_from_row(&r).await
 }
@@ -865,7 +845,7 @@ pub async fn list_aliases(
             continue;
         }
         let a = domain_alias_from_row(r).await?;
-        if target.is_some_and(|t| t != a.target) {
+        if target.is_some_and(|t| t != a.target.as_str()) {
             continue;
         }
         out.push(a);
@@ -881,7 +861,7 @@ pub async fn create_alias(
     target: &DomainName,
     enabled: bool,
 ) -> Result<DomainAlias, StoreError> {
-    let t = get(tx, actor, target.as_str()).await?;
+    let t = get(tx, actor, target).await?;
     // An alias takes every address of its name: a domain admin naming one gmail.com would
     // receive what every tenant sends there.
     if !may_manage_domains(actor) {
@@ -890,7 +870,7 @@ pub async fn create_alias(
         ));
     }
     check_new_name(tx, actor, name).await?;
-    if t.kind != "domain" {
+    if t.kind != DomainKind::Domain {
         return Err(StoreError::refused(
             "target",
             "must be a hosted domain, not a relay domain",
@@ -938,13 +918,13 @@ pub async fn create_alias(
         access::grant(tx, uid, Kind::DomainAlias, id as i32, true).await?;
     }
     audit::info(tx, &format!("Domain alias {name} -> {target} created")).await?;
-    get_alias(tx, actor, name.as_str()).await
+    get_alias(tx, actor, name).await
 }
 
 pub async fn set_alias_enabled(
     tx: &mut Tx,
     actor: Actor,
-    name: &str,
+    name: &DomainName,
     enabled: bool,
 ) -> Result<DomainAlias, StoreError> {
     let a = get_alias(tx, actor, name).await?;
@@ -957,13 +937,48 @@ pub async fn set_alias_enabled(
     get_alias(tx, actor, name).await
 }
 
-pub async fn delete_alias(tx: &mut Tx, actor: Actor, name: &str) -> Result<(), StoreError> {
+pub async fn delete_alias(tx: &mut Tx, actor: Actor, name: &DomainName) -> Result<(), StoreError> {
     let a = get_alias(tx, actor, name).await?;
+    delete_alias_in(tx, &a).await
+}
+
+/// Deletes a domain alias and its internal alias (no access check: callers checked).
+async fn delete_alias_in(tx: &mut Tx, a: &DomainAlias) -> Result<(), StoreError> {
+    let name = &a.name;
     aliases::delete_internal(tx, &format!("@{name}")).await?;
     access::forget_object(tx, Kind::DomainAlias, a.id).await?;
     tx.exec("DELETE FROM admin_domainalias WHERE id = ?", args![a.id])
         .await?;
     audit::info(tx, &format!("Domain alias {name} deleted")).await
+}
+
+/// A domain with DKIM signing on and no key yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DkimPending {
+    pub id: i32,
+    /// As stored: the job parses it and reports a bad one without stopping.
+    pub name: String,
+    pub key_length: Option<i32>,
+}
+
+pub async fn without_dkim_key(tx: &mut Tx) -> Result<Vec<DkimPending>, StoreError> {
+    let rows = tx
+        .rows(
+            "SELECT id, name, dkim_key_length FROM admin_domain \
+             WHERE enable_dkim = ? AND (dkim_private_key_path = '' OR dkim_public_key = '') \
+             ORDER BY name",
+            args![true],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DkimPending {
+                id: r.i32("id")?,
+                name: r.text("name")?,
+                key_length: r.opt_i32("dkim_key_length")?,
+            })
+        })
+        .collect()
 }
 
 /// Records the DKIM key generated for a domain (by the installer or the `dkim_keys` job): the
@@ -981,10 +996,7 @@ pub async fn set_dkim_key(
         )
         .await?;
     if n == 0 {
-        return Err(StoreError::NotFound {
-            kind: "domain",
-            name: format!("#{domain_id}"),
-        });
+        return Err(StoreError::not_found("domain", format!("#{domain_id}")));
     }
     audit::info(
         tx,

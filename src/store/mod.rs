@@ -10,14 +10,14 @@ pub mod db;
 pub mod dnschecks;
 pub mod domains;
 pub mod inventory;
-pub mod maintenance;
 pub mod migrate;
+pub mod parameters;
+pub mod quarantine;
 pub mod roles;
-pub mod senders;
+pub mod sessions;
 pub mod tasks;
 pub mod tokens;
 pub mod transfer;
-pub mod ui;
 
 use std::fmt;
 use std::path::Path;
@@ -30,10 +30,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::Connection;
 
 use crate::config::{Config, Engine};
-use crate::names::NameError;
+use crate::names::{NameError, Username, UsernameError};
 use crate::secrets::Secrets;
 
-pub use db::{Row, Tx, Value};
+pub use db::{contains_pattern, Page, Row, Tx, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -76,7 +76,30 @@ pub enum StoreError {
     Password(#[from] crate::password::PasswordError),
 }
 
+impl From<UsernameError> for StoreError {
+    fn from(e: UsernameError) -> Self {
+        match e {
+            UsernameError::Address(n) => StoreError::Invalid(n),
+            UsernameError::Login => StoreError::refused("username", Username::LOGIN_RULE),
+        }
+    }
+}
+
 impl StoreError {
+    pub fn not_found(kind: &'static str, name: impl fmt::Display) -> Self {
+        StoreError::NotFound {
+            kind,
+            name: name.to_string(),
+        }
+    }
+
+    /// A value read back from the database that fails the rule it was written under.
+    pub fn corrupt(what: impl fmt::Display, e: impl fmt::Display) -> Self {
+        StoreError::Corrupt {
+            what: format!("{what}: {e}"),
+        }
+    }
+
     pub fn refused(field: &str, rule: impl Into<String>) -> Self {
         StoreError::Refused {
             field: field.to_string(),

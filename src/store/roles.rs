@@ -108,7 +108,7 @@ impl Daemon {
                 ];
                 G
             }
-            // The milter asks who may send as an address (store::senders).
+            // The milter asks who may send as an address (store::accounts::senders).
             Daemon::Milter => {
                 const G: &[Grant] = &[
                     Grant::columns("core_user", READ, &["id", "email", "is_active"]),

@@ -28,15 +28,13 @@ pub async fn create_token(tx: &mut Tx, user_id: i32) -> Result<String, StoreErro
     rand::rngs::OsRng.fill_bytes(&mut raw);
     let token = hex(&raw);
     let user = tx
-        .row(
+        .row_or_not_found(
             "SELECT username FROM core_user WHERE id = ?",
             args![user_id],
+            "account",
+            &format!("#{user_id}"),
         )
-        .await?
-        .ok_or(StoreError::NotFound {
-            kind: "account",
-            name: format!("#{user_id}"),
-        })?;
+        .await?;
     tx.exec(
         "DELETE FROM modobox_api_token WHERE user_id = ?",
         args![user_id],

@@ -12,7 +12,7 @@ use super::accounts::{self, AccountSpec, Password};
 use super::aliases::{self, AliasAddress, AliasSpec};
 use super::domains::{self, DomainSpec, Relay};
 use super::{Store, StoreError};
-use crate::names::DomainName;
+use crate::names::{DomainName, Username};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
@@ -177,8 +177,9 @@ fn parse_record(line: usize, cols: &[String]) -> Result<Record, TransferError> {
                     format!("expects at least 9 fields, got {}", cols.len()),
                 ));
             }
-            let username = accounts::parse_username(f.at(1, "username")?)
-                .map_err(|e| store_refusal(line, e))?;
+            let username = Username::parse(f.at(1, "username")?)
+                .map_err(|e| store_refusal(line, e.into()))?
+                .to_string();
             let password = Password::from_import(cols[2].as_str());
             password.check().map_err(|e| store_refusal(line, e))?;
             let role: Role = f
@@ -471,7 +472,7 @@ pub async fn export(
                     None => w
                         .write_record([
                             "domain",
-                            &d.name,
+                            d.name.as_str(),
                             &d.quota.to_string(),
                             &d.default_mailbox_quota.to_string(),
                             bool_text(d.enabled),
@@ -480,7 +481,7 @@ pub async fn export(
                     Some(r) => w
                         .write_record([
                             "relaydomain",
-                            &d.name,
+                            d.name.as_str(),
                             &r.target_host,
                             &r.target_port.to_string(),
                             &r.service,
@@ -492,8 +493,13 @@ pub async fn export(
                 n += 1;
             }
             for a in domains::list_aliases(&mut tx, actor, None).await? {
-                w.write_record(["domainalias", &a.name, &a.target, bool_text(a.enabled)])
-                    .map_err(werr)?;
+                w.write_record([
+                    "domainalias",
+                    a.name.as_str(),
+                    a.target.as_str(),
+                    bool_text(a.enabled),
+                ])
+                .map_err(werr)?;
                 n += 1;
             }
         }

@@ -9,12 +9,12 @@ use super::{
     begin, created, no_content, ok, pk, store_options, ApiError, ApiResult, ApiUser, Fields,
     JsonBody, Paging, Query, Route,
 };
-use crate::names::{DomainName, EmailAddress};
+use crate::names::{DomainName, EmailAddress, Username};
 use crate::store::access::Role;
 use crate::store::accounts::{
     self, Account, AccountPatch, AccountSpec, ListFilter, Password, SenderAddress,
 };
-use crate::store::Tx;
+use crate::store::{Page, Tx};
 use crate::web::Web;
 
 pub fn routes() -> Vec<Route> {
@@ -85,7 +85,8 @@ async fn list(State(web): State<Web>, user: ApiUser, q: Query) -> ApiResult {
     };
     let (limit, offset) = paging.window();
     let mut tx = begin(&web).await?;
-    let (list, total) = accounts::list_page(&mut tx, user.actor(), &filter, limit, offset).await?;
+    let Page { items: list, total } =
+        accounts::list_page(&mut tx, user.actor(), &filter, limit, offset).await?;
     tx.commit().await?;
     paging.respond(
         "/accounts/",
@@ -184,7 +185,7 @@ async fn create(State(web): State<Web>, user: ApiUser, JsonBody(body): JsonBody)
         );
     }
     if let Some(u) = &username {
-        if let Err(e) = accounts::parse_username(u) {
+        if let Err(e) = Username::parse(u) {
             f.error(
                 "username",
                 e.to_string().trim_start_matches("username: ").to_string(),
@@ -208,7 +209,7 @@ async fn create(State(web): State<Web>, user: ApiUser, JsonBody(body): JsonBody)
     let mut tx = begin(&web).await?;
     // A domain to administer the user does not have is a mistake in `domains`.
     for d in &spec.domains {
-        crate::store::domains::get(&mut tx, user.actor(), d.as_str())
+        crate::store::domains::get(&mut tx, user.actor(), d)
             .await
             .map_err(ApiError::on("domains"))?;
     }
@@ -258,8 +259,8 @@ async fn update(
     }
     let domains = read_domains(&mut f);
     if let Some(u) = &username {
-        match accounts::parse_username(u) {
-            Ok(u) => p.username = Some(u),
+        match Username::parse(u) {
+            Ok(u) => p.username = Some(u.to_string()),
             Err(e) => f.error(
                 "username",
                 e.to_string().trim_start_matches("username: ").to_string(),
@@ -277,7 +278,7 @@ async fn update(
     }
     f.finish()?;
     for d in domains.iter().flatten() {
-        crate::store::domains::get(&mut tx, user.actor(), d.as_str())
+        crate::store::domains::get(&mut tx, user.actor(), d)
             .await
             .map_err(ApiError::on("domains"))?;
     }

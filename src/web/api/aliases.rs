@@ -12,7 +12,7 @@ use super::{
 };
 use crate::names::DomainName;
 use crate::store::aliases::{self, Alias, AliasAddress, AliasPatch, AliasSpec};
-use crate::store::Tx;
+use crate::store::{Page, Tx};
 use crate::web::Web;
 
 pub fn routes() -> Vec<Route> {
@@ -47,7 +47,7 @@ async fn list(State(web): State<Web>, user: ApiUser, q: Query) -> ApiResult {
     let (limit, offset) = paging.window();
     let mut tx = begin(&web).await?;
     let search = q.get("search");
-    let (list, total) = match aliases::list_page(
+    let Page { items: list, total } = match aliases::list_page(
         &mut tx,
         user.actor(),
         domain.as_ref(),
@@ -58,7 +58,7 @@ async fn list(State(web): State<Web>, user: ApiUser, q: Query) -> ApiResult {
     .await
     {
         // A domain the user does not administer: no aliases for it.
-        Err(crate::store::StoreError::NotFound { .. }) => (Vec::new(), 0),
+        Err(crate::store::StoreError::NotFound { .. }) => Page::empty(),
         other => other?,
     };
     tx.commit().await?;

@@ -8,10 +8,11 @@ use super::{
     begin, created, no_content, ok, pk, store_options, ApiError, ApiResult, ApiUser, Fields,
     JsonBody, Paging, Query, Route,
 };
-use crate::names::{DkimSelector, DomainName};
+use crate::names::{DkimSelector, DomainKind, DomainName};
 use crate::store::domains::{
     self, Domain, DomainAlias, DomainPatch, DomainQuery, DomainSpec, Relay,
 };
+use crate::store::Page;
 use crate::web::Web;
 
 pub fn routes() -> Vec<Route> {
@@ -93,7 +94,7 @@ fn alias_json(a: &DomainAlias) -> Value {
     json!({ "pk": a.id, "name": a.name, "target": a.target, "enabled": a.enabled })
 }
 
-async fn page_of(web: &Web, user: &ApiUser, q: &Query, kind: &str) -> ApiResult {
+async fn page_of(web: &Web, user: &ApiUser, q: &Query, kind: DomainKind) -> ApiResult {
     let paging = Paging::from(q)?;
     let (limit, offset) = paging.window();
     let mut tx = begin(web).await?;
@@ -101,14 +102,15 @@ async fn page_of(web: &Web, user: &ApiUser, q: &Query, kind: &str) -> ApiResult 
         kind: Some(kind),
         search: q.get("search"),
     };
-    let (list, total) = domains::list_page(&mut tx, user.actor(), &query, limit, offset).await?;
+    let Page { items: list, total } =
+        domains::list_page(&mut tx, user.actor(), &query, limit, offset).await?;
     tx.commit().await?;
-    let to_json = if kind == "relaydomain" {
+    let to_json = if kind == DomainKind::RelayDomain {
         relay_json
     } else {
         domain_json
     };
-    let path = if kind == "relaydomain" {
+    let path = if kind == DomainKind::RelayDomain {
         "/relaydomains/"
     } else {
         "/domains/"
@@ -117,7 +119,7 @@ async fn page_of(web: &Web, user: &ApiUser, q: &Query, kind: &str) -> ApiResult 
 }
 
 async fn list(State(web): State<Web>, user: ApiUser, q: Query) -> ApiResult {
-    page_of(&web, &user, &q, "domain").await
+    page_of(&web, &user, &q, DomainKind::Domain).await
 }
 
 /// The domain `pk` of kind `kind` the user administers, else 404.
@@ -125,7 +127,7 @@ async fn by_pk(
     tx: &mut crate::store::Tx,
     user: &ApiUser,
     id: &str,
-    kind: &str,
+    kind: DomainKind,
 ) -> Result<Domain, ApiError> {
     let name = domains::name_by_id(tx, pk(id)?)
         .await?
@@ -139,7 +141,7 @@ async fn by_pk(
 
 async fn retrieve(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -> ApiResult {
     let mut tx = begin(&web).await?;
-    let d = by_pk(&mut tx, &user, &id, "domain").await?;
+    let d = by_pk(&mut tx, &user, &id, DomainKind::Domain).await?;
     tx.commit().await?;
     ok(domain_json(&d))
 }
@@ -213,7 +215,7 @@ async fn create(State(web): State<Web>, user: ApiUser, JsonBody(body): JsonBody)
 /// The changes of a PUT or PATCH; the name and type cannot change.
 fn read_patch(f: &mut Fields, d: &Domain) -> DomainPatch {
     if let Some(n) = f.string("name", true) {
-        if n.trim().to_lowercase() != d.name {
+        if n.trim().to_lowercase() != d.name.as_str() {
             f.error(
                 "name",
                 "cannot be changed (renaming a domain is not supported: create the new one)",
@@ -221,7 +223,7 @@ fn read_patch(f: &mut Fields, d: &Domain) -> DomainPatch {
         }
     }
     if let Some(t) = f.string("type", false) {
-        if t != d.kind {
+        if t != d.kind.as_str() {
             f.error("type", "cannot be changed");
         }
     }
@@ -266,7 +268,7 @@ async fn update(
 ) -> ApiResult {
     user.require_admin()?;
     let mut tx = begin(&web).await?;
-    let d = by_pk(&mut tx, &user, &id, "domain").await?;
+    let d = by_pk(&mut tx, &user, &id, DomainKind::Domain).await?;
     let mut f = Fields::new(body, partial);
     let p = read_patch(&mut f, &d);
     f.finish()?;
@@ -280,7 +282,7 @@ async fn update(
 
 put_and_patch!(put, patch, update);
 
-async fn remove(web: Web, user: ApiUser, id: String, kind: &str) -> ApiResult {
+async fn remove(web: Web, user: ApiUser, id: String, kind: DomainKind) -> ApiResult {
     let mut tx = begin(&web).await?;
     let d = by_pk(&mut tx, &user, &id, kind).await?;
     domains::delete(&mut tx, user.actor(), &d.name, &store_options(&web)).await?;
@@ -289,7 +291,7 @@ async fn remove(web: Web, user: ApiUser, id: String, kind: &str) -> ApiResult {
 }
 
 async fn delete(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -> ApiResult {
-    remove(web, user, id, "domain").await
+    remove(web, user, id, DomainKind::Domain).await
 }
 
 // Domain aliases.
@@ -301,7 +303,7 @@ async fn alias_list(State(web): State<Web>, user: ApiUser, q: Query) -> ApiResul
     tx.commit().await?;
     if let Some(s) = q.get("search") {
         let s = s.to_lowercase();
-        list.retain(|a| a.name.contains(&s) || a.target.contains(&s));
+        list.retain(|a| a.name.as_str().contains(&s) || a.target.as_str().contains(&s));
     }
     paging.respond_all("/domainaliases/", &q, list.iter().map(alias_json).collect())
 }
@@ -355,7 +357,7 @@ async fn alias_create(
     };
     let mut tx = begin(&web).await?;
     // The target must be one of the user's domains: anything else is a wrong `target`.
-    domains::get(&mut tx, user.actor(), target.as_str())
+    domains::get(&mut tx, user.actor(), &target)
         .await
         .map_err(ApiError::on("target"))?;
     let a = domains::create_alias(&mut tx, user.actor(), &name, &target, enabled)
@@ -378,7 +380,7 @@ async fn alias_update(
     let mut f = Fields::new(body, partial);
     for (field, now) in [("name", &a.name), ("target", &a.target)] {
         if let Some(v) = f.string(field, true) {
-            if v.trim().to_lowercase() != *now {
+            if v.trim().to_lowercase() != now.as_str() {
                 f.error(
                     field,
                     "cannot be changed (delete this domain alias and create another)",
@@ -410,7 +412,7 @@ async fn alias_delete(State(web): State<Web>, user: ApiUser, Path(id): Path<Stri
 // Relay domains.
 
 async fn relay_list(State(web): State<Web>, user: ApiUser, q: Query) -> ApiResult {
-    page_of(&web, &user, &q, "relaydomain").await
+    page_of(&web, &user, &q, DomainKind::RelayDomain).await
 }
 
 async fn relay_retrieve(
@@ -419,7 +421,7 @@ async fn relay_retrieve(
     Path(id): Path<String>,
 ) -> ApiResult {
     let mut tx = begin(&web).await?;
-    let d = by_pk(&mut tx, &user, &id, "relaydomain").await?;
+    let d = by_pk(&mut tx, &user, &id, DomainKind::RelayDomain).await?;
     tx.commit().await?;
     ok(relay_json(&d))
 }
@@ -506,7 +508,7 @@ async fn relay_update(
 ) -> ApiResult {
     user.require_admin()?;
     let mut tx = begin(&web).await?;
-    let d = by_pk(&mut tx, &user, &id, "relaydomain").await?;
+    let d = by_pk(&mut tx, &user, &id, DomainKind::RelayDomain).await?;
     let mut f = Fields::new(body, partial);
     let mut p = read_patch(&mut f, &d);
     if f.has("transport") {
@@ -524,5 +526,5 @@ async fn relay_update(
 put_and_patch!(relay_put, relay_patch, relay_update);
 
 async fn relay_delete(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -> ApiResult {
-    remove(web, user, id, "relaydomain").await
+    remove(web, user, id, DomainKind::RelayDomain).await
 }

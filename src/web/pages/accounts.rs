@@ -14,7 +14,7 @@ use super::{
 use crate::names::DomainName;
 use crate::store::access::{self, Role};
 use crate::store::accounts::{self, Account, AccountPatch, AccountSpec, ListFilter, Password};
-use crate::store::{ui, StoreError};
+use crate::store::{Page, StoreError};
 use crate::web::session::{Post, User};
 use crate::web::{path_segment, Web, WebError};
 
@@ -53,7 +53,10 @@ pub async fn list(
     // Filtered, counted and cut in SQL (the API's query): a page costs the same with 100,000
     // accounts as with 100.
     let offset = |page: i64| (page - 1) * PAGE_SIZE;
-    let (mut found, total) = accounts::list_page(
+    let Page {
+        items: mut found,
+        total,
+    } = accounts::list_page(
         &mut tx,
         user.actor(),
         &filter,
@@ -70,7 +73,7 @@ pub async fn list(
             offset(last),
         )
         .await?
-        .0;
+        .items;
     }
     tx.commit().await?;
     let p = pager(
@@ -248,7 +251,7 @@ pub async fn show(
     let mut tx = web.store.begin().await?;
     let a = accounts::get(&mut tx, user.actor(), &username).await?;
     let limits = if matches!(a.role, Role::Resellers | Role::DomainAdmins) {
-        ui::limits(&mut tx, user.actor(), &username).await?
+        accounts::limits(&mut tx, user.actor(), &username).await?
     } else {
         Vec::new()
     };
@@ -518,7 +521,7 @@ async fn show_refused(
     let mut tx = web.store.begin().await?;
     let a = accounts::get(&mut tx, user.actor(), username).await?;
     let limits = if matches!(a.role, Role::Resellers | Role::DomainAdmins) {
-        ui::limits(&mut tx, user.actor(), username).await?
+        accounts::limits(&mut tx, user.actor(), username).await?
     } else {
         Vec::new()
     };
@@ -600,7 +603,7 @@ pub async fn limits(
                 break;
             }
         };
-        if let Err(e) = ui::set_limit(&mut tx, user.actor(), &a.username, name, value).await {
+        if let Err(e) = accounts::set_limit(&mut tx, user.actor(), &a.username, name, value).await {
             result = Err(form_errors(e, &access::LIMIT_NAMES, "limit"));
             break;
         }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{
     base, form_errors, page_number, pager, refused, require_super, see_other, Errors, PAGE_SIZE,
 };
-use crate::store::ui;
+use crate::store::{audit, parameters};
 use crate::web::session::{Post, User};
 use crate::web::{Web, WebError};
 
@@ -26,11 +26,11 @@ pub async fn logs(
     Query(q): Query<LogQuery>,
 ) -> Result<Html<String>, WebError> {
     require_super(&user)?;
-    let level = ui::LOG_LEVELS.iter().copied().find(|l| *l == q.level);
+    let level = audit::LOG_LEVELS.iter().copied().find(|l| *l == q.level);
     let logger = Some(q.logger.as_str()).filter(|l| !l.is_empty());
     let page = page_number(&q.page);
     let mut tx = web.store.begin().await?;
-    let mut found = ui::log_page(
+    let mut found = audit::log_page(
         &mut tx,
         user.actor(),
         level,
@@ -41,7 +41,7 @@ pub async fn logs(
     .await?;
     let pages = ((found.total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
     if page > pages {
-        found = ui::log_page(
+        found = audit::log_page(
             &mut tx,
             user.actor(),
             level,
@@ -51,11 +51,11 @@ pub async fn logs(
         )
         .await?;
     }
-    let loggers = ui::log_loggers(&mut tx, user.actor()).await?;
+    let loggers = audit::log_loggers(&mut tx, user.actor()).await?;
     tx.commit().await?;
     let mut ctx = base(&web, &user, "logs");
     ctx.insert("lines", &found.items);
-    ctx.insert("levels", &ui::LOG_LEVELS);
+    ctx.insert("levels", &audit::LOG_LEVELS);
     ctx.insert("loggers", &loggers);
     ctx.insert("level", level.unwrap_or(""));
     ctx.insert("logger", logger.unwrap_or(""));
@@ -82,7 +82,7 @@ async fn parameters_page(
     saved: bool,
 ) -> Result<tera::Context, WebError> {
     let mut tx = web.store.begin().await?;
-    let mut params = ui::parameters(&mut tx, user.actor()).await?;
+    let mut params = parameters::editable(&mut tx, user.actor()).await?;
     tx.commit().await?;
     // A refused form shows what was typed, not what is stored.
     if let Some(values) = values {
@@ -133,7 +133,7 @@ pub async fn set_parameters(
     let (user, form) = (post.user, post.form);
     require_super(&user)?;
     let mut tx = web.store.begin().await?;
-    let params = ui::parameters(&mut tx, user.actor()).await?;
+    let params = parameters::editable(&mut tx, user.actor()).await?;
     let names: Vec<&str> = params.iter().map(|p| p.name).collect();
     let mut failed = None;
     for p in &params {
@@ -147,7 +147,7 @@ pub async fn set_parameters(
             .to_string(),
             _ => form.get(p.name).cloned().unwrap_or_default(),
         };
-        if let Err(e) = ui::set_parameter(&mut tx, user.actor(), p.name, &value).await {
+        if let Err(e) = parameters::change(&mut tx, user.actor(), p.name, &value).await {
             failed = Some(form_errors(e, &names, "parameter")?);
             break;
         }

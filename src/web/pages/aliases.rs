@@ -12,6 +12,7 @@ use super::{
 };
 use crate::names::DomainName;
 use crate::store::aliases::{self, AliasAddress, AliasPatch, AliasSpec};
+use crate::store::Page;
 use crate::web::session::{Post, User};
 use crate::web::{path_segment, Web, WebError};
 
@@ -38,7 +39,10 @@ pub async fn list(
     let search = Some(q.q.as_str());
     let offset = |page: i64| (page - 1) * PAGE_SIZE;
     let mut tx = web.store.begin().await?;
-    let (mut found, total) = aliases::list_page(
+    let Page {
+        items: mut found,
+        total,
+    } = aliases::list_page(
         &mut tx,
         user.actor(),
         domain.as_ref(),
@@ -57,7 +61,7 @@ pub async fn list(
             offset(last),
         )
         .await?
-        .0;
+        .items;
     }
     tx.commit().await?;
     let p = pager(

@@ -10,10 +10,10 @@ use super::{
     past_the_end, refused, require_admin, see_other, store_options, Deletion, Errors, PAGE_SIZE,
 };
 use crate::dns::records::{self};
-use crate::names::{DkimSelector, DomainName};
+use crate::names::{DkimSelector, DomainKind, DomainName};
 use crate::store::access::Role;
-use crate::store::domains::{self, Domain, DomainPatch, DomainSpec, Relay};
-use crate::store::{dnschecks, ui, StoreError};
+use crate::store::domains::{self, Domain, DomainPatch, DomainQuery, DomainSpec, Relay};
+use crate::store::{dnschecks, StoreError};
 use crate::web::session::{Post, User};
 use crate::web::{Web, WebError};
 
@@ -33,31 +33,19 @@ pub async fn list(
 ) -> Result<Html<String>, WebError> {
     require_admin(&user)?;
     let page = page_number(&q.page);
-    let kind = match q.kind.as_str() {
-        "domain" | "relaydomain" => Some(q.kind.as_str()),
-        _ => None,
-    };
-    let search = Some(q.q.as_str()).filter(|s| !s.trim().is_empty());
-    let mut tx = web.store.begin().await?;
-    let mut found = ui::domains_page(
-        &mut tx,
-        user.actor(),
+    let kind = DomainKind::parse("type", &q.kind).ok();
+    let query = DomainQuery {
         kind,
-        search,
-        (page - 1) * PAGE_SIZE,
-        PAGE_SIZE,
-    )
-    .await?;
+        search: Some(q.q.trim()).filter(|s| !s.is_empty()),
+    };
+    let mut tx = web.store.begin().await?;
+    // The API's paged query: filtered, counted and cut in SQL.
+    let offset = |page: i64| (page - 1) * PAGE_SIZE;
+    let mut found =
+        domains::list_page(&mut tx, user.actor(), &query, Some(PAGE_SIZE), offset(page)).await?;
     if let Some(last) = past_the_end(page, found.total) {
-        found = ui::domains_page(
-            &mut tx,
-            user.actor(),
-            kind,
-            search,
-            (last - 1) * PAGE_SIZE,
-            PAGE_SIZE,
-        )
-        .await?;
+        found = domains::list_page(&mut tx, user.actor(), &query, Some(PAGE_SIZE), offset(last))
+            .await?;
     }
     let aliases = domains::list_aliases(&mut tx, user.actor(), None).await?;
     tx.commit().await?;
@@ -65,14 +53,14 @@ pub async fn list(
     ctx.insert("domains", &found.items);
     ctx.insert("domain_aliases", &aliases);
     ctx.insert("q", &q.q);
-    ctx.insert("kind", kind.unwrap_or(""));
+    ctx.insert("kind", kind.map_or("", DomainKind::as_str));
     ctx.insert(
         "pager",
         &pager(
             found.total,
             page,
             "/domains",
-            &[("q", &q.q), ("type", kind.unwrap_or(""))],
+            &[("q", &q.q), ("type", kind.map_or("", DomainKind::as_str))],
         ),
     );
     ctx.insert("can_create", &can_create(&user));
@@ -125,7 +113,7 @@ impl DomainForm {
     fn from_domain(d: &Domain) -> Self {
         let relay = d.relay.clone();
         DomainForm {
-            name: d.name.clone(),
+            name: d.name.to_string(),
             quota: d.quota.to_string(),
             default_mailbox_quota: d.default_mailbox_quota.to_string(),
             enabled: d.enabled.then(|| "on".into()),
@@ -329,10 +317,11 @@ pub async fn show(
     user: User,
     Path(name): Path<String>,
 ) -> Result<Html<String>, WebError> {
+    let name = domains::name_to_find("domain", &name)?;
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
     let d = domains::get(&mut tx, user.actor(), &name).await?;
-    let aliases = domains::list_aliases(&mut tx, user.actor(), Some(&d.name)).await?;
+    let aliases = domains::list_aliases(&mut tx, user.actor(), Some(d.name.as_str())).await?;
     let mx = dnschecks::mx_rows(&mut tx, d.id).await?;
     let dnsbl = dnschecks::dnsbl_rows(&mut tx, d.id).await?;
     tx.commit().await?;
@@ -352,7 +341,7 @@ pub async fn show(
         })
         .collect();
     let mut ctx = base(&web, &user, "domains");
-    if d.kind == "domain" {
+    if d.kind == DomainKind::Domain {
         let records = records_of(&web, &d)?;
         ctx.insert("zone", &records::zone_text(&records));
         let views: Vec<RecordView> = records
@@ -391,6 +380,7 @@ pub async fn edit_form(
     user: User,
     Path(name): Path<String>,
 ) -> Result<Html<String>, WebError> {
+    let name = domains::name_to_find("domain", &name)?;
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
     let d = domains::get(&mut tx, user.actor(), &name).await?;
@@ -407,11 +397,12 @@ pub async fn update(
     Path(name): Path<String>,
     post: Post<DomainForm>,
 ) -> Result<Response, WebError> {
+    let name = domains::name_to_find("domain", &name)?;
     let (user, mut form) = (post.user, post.form);
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
     let d = domains::get(&mut tx, user.actor(), &name).await?;
-    form.name = d.name.clone();
+    form.name = d.name.to_string();
     // Whether it relays is fixed at creation: the form only edits the relay target.
     form.relay = if d.relay.is_some() {
         "on".into()
@@ -459,6 +450,7 @@ pub async fn delete_form(
     user: User,
     Path(name): Path<String>,
 ) -> Result<Html<String>, WebError> {
+    let name = domains::name_to_find("domain", &name)?;
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
     let d = domains::get(&mut tx, user.actor(), &name).await?;
@@ -469,7 +461,7 @@ pub async fn delete_form(
         "domains",
         Deletion {
             kind: "domain",
-            name: &d.name,
+            name: d.name.as_str(),
             action: format!("/domains/{}/delete", d.name),
             back: format!("/domains/{}", d.name),
             consequence: format!(
@@ -488,6 +480,7 @@ pub async fn delete(
     Path(name): Path<String>,
     post: Post<Nothing>,
 ) -> Result<Response, WebError> {
+    let name = domains::name_to_find("domain", &name)?;
     require_admin(&post.user)?;
     let mut tx = web.store.begin().await?;
     domains::delete(&mut tx, post.user.actor(), &name, &store_options(&web)).await?;
@@ -523,6 +516,7 @@ pub async fn alias_new_form(
     user: User,
     Path(target): Path<String>,
 ) -> Result<Html<String>, WebError> {
+    let target = domains::name_to_find("domain", &target)?;
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
     let d = domains::get(&mut tx, user.actor(), &target).await?;
@@ -533,7 +527,7 @@ pub async fn alias_new_form(
     };
     web.render(
         "domain_alias_form.html",
-        &alias_page(&web, &user, &d.name, &form, false, &Errors::new()),
+        &alias_page(&web, &user, d.name.as_str(), &form, false, &Errors::new()),
     )
 }
 
@@ -542,18 +536,23 @@ pub async fn alias_create(
     Path(target): Path<String>,
     post: Post<DomainAliasForm>,
 ) -> Result<Response, WebError> {
+    let target = domains::name_to_find("domain", &target)?;
     let (user, form) = (post.user, post.form);
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
     let d = domains::get(&mut tx, user.actor(), &target).await?;
-    let result = match (
-        DomainName::parse("name", form.name.trim()),
-        DomainName::parse("target", &d.name),
-    ) {
-        (Ok(name), Ok(t)) => {
-            domains::create_alias(&mut tx, user.actor(), &name, &t, checked(&form.enabled)).await
+    let result = match DomainName::parse("name", form.name.trim()) {
+        Ok(name) => {
+            domains::create_alias(
+                &mut tx,
+                user.actor(),
+                &name,
+                &d.name,
+                checked(&form.enabled),
+            )
+            .await
         }
-        (Err(e), _) | (_, Err(e)) => Err(e.into()),
+        Err(e) => Err(e.into()),
     };
     match result {
         Ok(_) => {
@@ -566,7 +565,7 @@ pub async fn alias_create(
             refused(
                 &web,
                 "domain_alias_form.html",
-                &alias_page(&web, &user, &d.name, &form, false, &errors),
+                &alias_page(&web, &user, d.name.as_str(), &form, false, &errors),
             )
         }
     }
@@ -577,17 +576,18 @@ pub async fn alias_edit_form(
     user: User,
     Path(name): Path<String>,
 ) -> Result<Html<String>, WebError> {
+    let name = domains::name_to_find("domain alias", &name)?;
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
     let a = domains::get_alias(&mut tx, user.actor(), &name).await?;
     tx.commit().await?;
     let form = DomainAliasForm {
-        name: a.name.clone(),
+        name: a.name.to_string(),
         enabled: a.enabled.then(|| "on".into()),
     };
     web.render(
         "domain_alias_form.html",
-        &alias_page(&web, &user, &a.target, &form, true, &Errors::new()),
+        &alias_page(&web, &user, a.target.as_str(), &form, true, &Errors::new()),
     )
 }
 
@@ -596,6 +596,7 @@ pub async fn alias_update(
     Path(name): Path<String>,
     post: Post<DomainAliasForm>,
 ) -> Result<Response, WebError> {
+    let name = domains::name_to_find("domain alias", &name)?;
     require_admin(&post.user)?;
     let mut tx = web.store.begin().await?;
     let a = domains::set_alias_enabled(
@@ -614,6 +615,7 @@ pub async fn alias_delete_form(
     user: User,
     Path(name): Path<String>,
 ) -> Result<Html<String>, WebError> {
+    let name = domains::name_to_find("domain alias", &name)?;
     require_admin(&user)?;
     let mut tx = web.store.begin().await?;
     let a = domains::get_alias(&mut tx, user.actor(), &name).await?;
@@ -624,7 +626,7 @@ pub async fn alias_delete_form(
         "domains",
         Deletion {
             kind: "domain alias",
-            name: &a.name,
+            name: a.name.as_str(),
             action: format!("/domain-aliases/{}/delete", a.name),
             back: format!("/domains/{}", a.target),
             consequence: format!(
@@ -640,6 +642,7 @@ pub async fn alias_delete(
     Path(name): Path<String>,
     post: Post<Nothing>,
 ) -> Result<Response, WebError> {
+    let name = domains::name_to_find("domain alias", &name)?;
     require_admin(&post.user)?;
     let mut tx = web.store.begin().await?;
     let a = domains::get_alias(&mut tx, post.user.actor(), &name).await?;

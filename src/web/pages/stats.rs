@@ -52,7 +52,7 @@ async fn subject(web: &Web, user: &User, name: &str) -> Result<String, WebError>
     let domain =
         DomainName::parse("name", name).map_err(|e| WebError::BadRequest(e.to_string()))?;
     let mut tx = web.store.begin().await?;
-    domains::get(&mut tx, user.actor(), domain.as_str()).await?;
+    domains::get(&mut tx, user.actor(), &domain).await?;
     tx.commit().await?;
     Ok(domain.as_str().to_ascii_lowercase())
 }
@@ -69,7 +69,10 @@ pub async fn page(
     let default = if user.actor().is_super() {
         "global".to_string()
     } else {
-        visible.first().map(|d| d.name.clone()).unwrap_or_default()
+        visible
+            .first()
+            .map(|d| d.name.to_string())
+            .unwrap_or_default()
     };
     let wanted = if q.name.is_empty() {
         default

@@ -1,7 +1,23 @@
 //! Accounts (`core_user`) and their mailboxes (`admin_mailbox`): creation with the mailbox's
 //! internal self alias and quota row, quota rules against the domain, renames and deletions
-//! queued for the disk (`admin_mailboxoperation`), passwords, sender addresses, and the
-//! domains an admin administers.
+//! (their directories queued in `mailbox_operations`), passwords, limits, logins, and the
+//! domains an admin administers. `list` holds the list queries, `senders` who may send as an
+//! address; their items are re-exported here, so callers say `accounts::list_page`.
+//!
+//! Accounts and domains use each other, the one documented circle inside the store: deleting a
+//! domain deletes its accounts, and an account's mailbox lives in a domain.
+
+pub mod list;
+pub mod mailbox_operations;
+pub mod senders;
+
+pub use list::{
+    accounts_created_between, inactive_accounts, list, list_page, InactiveAccount, ListFilter,
+};
+pub use senders::{
+    add_sender_address, find_sender_address, get_sender_address, list_sender_addresses,
+    remove_sender_address, update_sender_address, SenderAddress,
+};
 
 use std::path::PathBuf;
 
@@ -11,7 +27,7 @@ use serde::Serialize;
 use super::access::{self, Actor, Kind, Role};
 use super::{aliases, audit, domains, StoreError, Tx};
 use crate::args;
-use crate::names::{DomainName, EmailAddress};
+use crate::names::{DomainKind, DomainName, EmailAddress, Username};
 use crate::password;
 
 /// What the store needs to know of the host to keep mailboxes and disk in step.
@@ -105,31 +121,12 @@ impl Password {
 
 /// SHA512-CRYPT rounds: the `password_rounds` setting, default 70000 (Modoboa's).
 pub async fn password_rounds(tx: &mut Tx) -> Result<u32, StoreError> {
-    match audit::setting(tx, "password_rounds").await? {
+    match super::parameters::setting(tx, "password_rounds").await? {
         Some(v) => v
             .parse()
             .map_err(|_| StoreError::refused("password_rounds", "must be a whole number")),
         None => Ok(password::DEFAULT_ROUNDS),
     }
-}
-
-/// A username: an address (accounts with a mailbox) or a plain login name for admins.
-pub fn parse_username(value: &str) -> Result<String, StoreError> {
-    let v = value.trim();
-    if v.contains('@') {
-        return Ok(EmailAddress::parse("username", v)?.to_string());
-    }
-    let ok = !v.is_empty()
-        && v.len() <= 150
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'));
-    if !ok {
-        return Err(StoreError::refused(
-            "username",
-            "must be an address or a login of letters, digits and . _ - +",
-        ));
-    }
-    Ok(v.to_ascii_lowercase())
 }
 
 fn check_person_name(field: &str, v: &str) -> Result<(), StoreError> {
@@ -210,9 +207,13 @@ struct DomainRow {
     default_mailbox_quota: i32,
 }
 
-async fn hosted_domain(tx: &mut Tx, actor: Actor, name: &str) -> Result<DomainRow, StoreError> {
+async fn hosted_domain(
+    tx: &mut Tx,
+    actor: Actor,
+    name: &DomainName,
+) -> Result<DomainRow, StoreError> {
     let d = domains::get(tx, actor, name).await?;
-    if d.kind != "domain" {
+    if d.kind != DomainKind::Domain {
         // A relay domain can hold local mailboxes (the "splitted domains" transport).
         tracing::debug!("mailbox in relay domain {name}");
     }
@@ -286,12 +287,12 @@ pub async fn create(
     spec: &AccountSpec,
     rounds: u32,
 ) -> Result<Account, StoreError> {
-    let username = parse_username(&spec.username)?;
+    let username = Username::parse(&spec.username)?;
     check_person_name("first_name", &spec.first_name)?;
     check_person_name("last_name", &spec.last_name)?;
     let stored = spec.password.to_stored(rounds)?;
-    insert(tx, actor, spec, &username, &stored).await?;
-    get(tx, actor, &username).await
+    insert(tx, actor, spec, username.as_str(), &stored).await?;
+    get(tx, actor, username.as_str()).await
 }
 
 /// `create` with the password already hashed (imports hash on all cores first); returns the
@@ -303,7 +304,7 @@ pub async fn insert(
     username: &str,
     stored: &str,
 ) -> Result<i32, StoreError> {
-    let username = parse_username(username)?;
+    let username = Username::parse(username)?;
     let username = username.as_str();
     check_person_name("first_name", &spec.first_name)?;
     check_person_name("last_name", &spec.last_name)?;
@@ -322,35 +323,12 @@ pub async fn insert(
             )));
         }
     }
-    if tx
-        .count(
-            "SELECT COUNT(*) FROM core_user WHERE username = ?",
-            args![username],
-        )
-        .await?
-        > 0
-    {
-        return Err(StoreError::Exists {
-            kind: "account",
-            name: username.to_string(),
-        });
-    }
+    refuse_taken_username(tx, username).await?;
     let mailbox_domain = match &spec.mailbox {
         Some(quota) => {
             let addr = EmailAddress::parse("username", username)?;
-            let d = hosted_domain(tx, actor, addr.domain()).await?;
-            let taken = tx
-                .count(
-                    "SELECT COUNT(*) FROM admin_alias WHERE address = ? AND internal = ?",
-                    args![addr.as_str(), false],
-                )
-                .await?;
-            if taken > 0 {
-                return Err(StoreError::Exists {
-                    kind: "alias",
-                    name: addr.to_string(),
-                });
-            }
+            let d = hosted_domain(tx, actor, &addr.domain_name()).await?;
+            refuse_alias_address(tx, &addr).await?;
             let used = tx
                 .count(
                     "SELECT COUNT(*) FROM admin_mailbox WHERE domain_id = ?",
@@ -425,6 +403,40 @@ pub async fn insert(
     Ok(user_id)
 }
 
+/// Refuses a username another account holds.
+async fn refuse_taken_username(tx: &mut Tx, username: &str) -> Result<(), StoreError> {
+    let n = tx
+        .count(
+            "SELECT COUNT(*) FROM core_user WHERE username = ?",
+            args![username],
+        )
+        .await?;
+    if n > 0 {
+        return Err(StoreError::Exists {
+            kind: "account",
+            name: username.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a mailbox address an ordinary alias holds.
+async fn refuse_alias_address(tx: &mut Tx, addr: &EmailAddress) -> Result<(), StoreError> {
+    let n = tx
+        .count(
+            "SELECT COUNT(*) FROM admin_alias WHERE address = ? AND internal = ?",
+            args![addr.as_str(), false],
+        )
+        .await?;
+    if n > 0 {
+        return Err(StoreError::Exists {
+            kind: "alias",
+            name: addr.to_string(),
+        });
+    }
+    Ok(())
+}
+
 async fn admin_mailbox_count(tx: &mut Tx, user_id: i32) -> Result<i64, StoreError> {
     let ct = access::content_type(tx, Kind::Domain).await?;
     tx.count(
@@ -449,15 +461,7 @@ async fn from_row(tx: &mut Tx, r: &super::Row) -> Result<Account, StoreError> {
                     args![full.as_str()],
                 )
                 .await?;
-            let senders = tx
-                .rows(
-                    "SELECT address FROM admin_senderaddress WHERE mailbox_id = ? ORDER BY address",
-                    args![mb],
-                )
-                .await?
-                .iter()
-                .map(|s| s.text("address"))
-                .collect::<Result<Vec<_>, _>>()?;
+            let senders = senders::addresses_of_mailbox(tx, mb).await?;
             (used, senders)
         }
         None => (0, Vec::new()),
@@ -564,17 +568,15 @@ async fn visible(tx: &mut Tx, actor: Actor, r: &super::Row) -> Result<bool, Stor
 }
 
 pub async fn get(tx: &mut Tx, actor: Actor, username: &str) -> Result<Account, StoreError> {
-    let not_found = || StoreError::NotFound {
-        kind: "account",
-        name: username.to_string(),
-    };
+    let not_found = || StoreError::not_found("account", username);
     let r = tx
-        .row(
+        .row_or_not_found(
             &format!("{} WHERE u.username = ?", select()),
             args![username],
+            "account",
+            &username,
         )
-        .await?
-        .ok_or_else(not_found)?;
+        .await?;
     if !visible(tx, actor, &r).await? {
         return Err(not_found());
     }
@@ -589,208 +591,14 @@ pub async fn stored_password(
 ) -> Result<String, StoreError> {
     let a = get(tx, actor, username).await?;
     let r = tx
-        .row("SELECT password FROM core_user WHERE id = ?", args![a.id])
-        .await?
-        .ok_or(StoreError::NotFound {
-            kind: "account",
-            name: username.to_string(),
-        })?;
-    r.text("password")
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct ListFilter<'a> {
-    pub domain: Option<&'a str>,
-    pub search: Option<&'a str>,
-    pub role: Option<Role>,
-    pub with_mailbox: Option<bool>,
-}
-
-/// Every account the actor may see that passes `filter`, by username.
-pub async fn list(
-    tx: &mut Tx,
-    actor: Actor,
-    filter: &ListFilter<'_>,
-) -> Result<Vec<Account>, StoreError> {
-    // One implementation: the paged query without a page (a few queries in all, not a few
-    // per account).
-    Ok(list_page(tx, actor, filter, None, 0).await?.0)
-}
-
-/// `limit` rows from `offset` of the accounts the actor may see (the rules of `visible`, in
-/// SQL), by username, and how many there are in all. The page's roles, quotas, sender
-/// addresses and domains come in four queries, not four per account.
-pub async fn list_page(
-    tx: &mut Tx,
-    actor: Actor,
-    filter: &ListFilter<'_>,
-    limit: Option<i64>,
-    offset: i64,
-) -> Result<(Vec<Account>, i64), StoreError> {
-    let mut cond: Vec<&str> = Vec::new();
-    let mut a: Vec<super::Value> = Vec::new();
-    if let Actor::User { id, role } = actor {
-        match role {
-            Role::SuperAdmins => {}
-            Role::SimpleUsers => {
-                cond.push("u.id = ?");
-                a.push(id.into());
-            }
-            Role::Resellers | Role::DomainAdmins => {
-                let dom = access::content_type(tx, Kind::Domain).await?;
-                let usr = access::content_type(tx, Kind::User).await?;
-                cond.push("(u.id = ? OR mb.domain_id IN (SELECT object_id FROM core_objectaccess WHERE user_id = ? AND content_type_id = ?) OR u.id IN (SELECT object_id FROM core_objectaccess WHERE user_id = ? AND content_type_id = ?))");
-                a.extend([id.into(), id.into(), dom.into(), id.into(), usr.into()]);
-            }
-        }
-    }
-    if let Some(d) = filter.domain {
-        cond.push("d.name = ?");
-        a.push(d.into());
-    }
-    if let Some(s) = filter.search.filter(|s| !s.is_empty()) {
-        cond.push("u.username LIKE ? ESCAPE '!'");
-        a.push(domains::contains_pattern(s).into());
-    }
-    match filter.with_mailbox {
-        Some(true) => cond.push("mb.id IS NOT NULL"),
-        Some(false) => cond.push("mb.id IS NULL"),
-        None => {}
-    }
-    const IN_GROUP: &str = "EXISTS (SELECT 1 FROM core_user_groups ug INNER JOIN auth_group g ON g.id = ug.group_id WHERE ug.user_id = u.id AND g.name = ?)";
-    let in_group = |g: &str| IN_GROUP.replace("g.name = ?", &format!("g.name = '{g}'"));
-    // Constant group names (no user input): the same precedence as access::role_of.
-    let role_cond = match filter.role {
-        None => None,
-        Some(Role::SuperAdmins) => Some("u.is_superuser = ?".to_string()),
-        Some(Role::Resellers) => Some(format!("u.is_superuser = ? AND {}", in_group("Resellers"))),
-        Some(Role::DomainAdmins) => Some(format!(
-            "u.is_superuser = ? AND {} AND NOT {}",
-            in_group("DomainAdmins"),
-            in_group("Resellers")
-        )),
-        Some(Role::SimpleUsers) => Some(format!(
-            "u.is_superuser = ? AND NOT {} AND NOT {}",
-            in_group("DomainAdmins"),
-            in_group("Resellers")
-        )),
-    };
-    if let Some(c) = &role_cond {
-        cond.push(c);
-        a.push((filter.role == Some(Role::SuperAdmins)).into());
-    }
-    let filter_sql = if cond.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", cond.join(" AND "))
-    };
-    let total = tx
-        .count(
-            &format!("SELECT COUNT(*) FROM core_user u {MAILBOX_JOIN}{filter_sql}"),
-            &a,
+        .row_or_not_found(
+            "SELECT password FROM core_user WHERE id = ?",
+            args![a.id],
+            "account",
+            &username,
         )
         .await?;
-    // The page's ids first, through an index on username when the filter allows (PostgreSQL
-    // drops the unused outer joins), then the joins for those rows only; a derived table
-    // because MariaDB refuses `IN (... LIMIT)`.
-    let sql = match limit {
-        Some(l) => {
-            a.extend([l.into(), offset.into()]);
-            format!("SELECT {} FROM (SELECT u.id AS page_id FROM core_user u {MAILBOX_JOIN}{filter_sql} ORDER BY u.username LIMIT ? OFFSET ?) p INNER JOIN core_user u ON u.id = p.page_id {MAILBOX_JOIN} ORDER BY u.username", select_columns())
-        }
-        None => format!("{}{filter_sql} ORDER BY u.username", select()),
-    };
-    let rows = tx.rows(&sql, &a).await?;
-    if rows.is_empty() {
-        return Ok((Vec::new(), total));
-    }
-    let ids = rows
-        .iter()
-        .map(|r| r.i32("id"))
-        .collect::<Result<Vec<_>, _>>()?;
-    let roles = access::roles_of(tx, &ids).await?;
-    let mut full = Vec::new();
-    let mut mb_ids = Vec::new();
-    for r in &rows {
-        if let Some(mb) = r.opt_i32("mb_id")? {
-            mb_ids.push(mb);
-            full.push(format!("{}@{}", r.text("mb_address")?, r.text("d_name")?));
-        }
-    }
-    let mut used = std::collections::HashMap::new();
-    let mut senders: std::collections::HashMap<i32, Vec<String>> = Default::default();
-    if !full.is_empty() {
-        let fa: Vec<super::Value> = full.iter().map(|f| f.into()).collect();
-        for q in tx
-            .rows_in(
-                "SELECT username, bytes FROM admin_quota WHERE username IN ({in})",
-                &[],
-                &fa,
-            )
-            .await?
-        {
-            used.insert(q.text("username")?, q.i64("bytes")?);
-        }
-        let ma: Vec<super::Value> = mb_ids.iter().map(|&i| i.into()).collect();
-        for s in tx
-            .rows_in(
-                "SELECT mailbox_id, address FROM admin_senderaddress WHERE mailbox_id IN ({in}) ORDER BY address",
-                &[],
-                &ma,
-            )
-            .await?
-        {
-            senders
-                .entry(s.i32("mailbox_id")?)
-                .or_default()
-                .push(s.text("address")?);
-        }
-    }
-    let admins: Vec<i32> = ids
-        .iter()
-        .copied()
-        .filter(|i| matches!(roles.get(i), Some(Role::Resellers | Role::DomainAdmins)))
-        .collect();
-    let mut doms: std::collections::HashMap<i32, Vec<String>> = Default::default();
-    if !admins.is_empty() {
-        let ct = access::content_type(tx, Kind::Domain).await?;
-        let da: Vec<super::Value> = admins.iter().map(|&i| i.into()).collect();
-        for d in tx
-            .rows_in(
-                "SELECT oa.user_id, d.name FROM admin_domain d INNER JOIN core_objectaccess oa ON oa.object_id = d.id AND oa.content_type_id = ? WHERE oa.user_id IN ({in}) ORDER BY d.name",
-                &[ct.into()],
-                &da,
-            )
-            .await?
-        {
-            doms.entry(d.i32("user_id")?)
-                .or_default()
-                .push(d.text("name")?);
-        }
-    }
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let id = r.i32("id")?;
-        let role = roles.get(&id).copied().unwrap_or(Role::SimpleUsers);
-        let (u, s) = match r.opt_i32("mb_id")? {
-            Some(mb) => {
-                let f = format!("{}@{}", r.text("mb_address")?, r.text("d_name")?);
-                (
-                    used.get(&f).copied().unwrap_or(0),
-                    senders.remove(&mb).unwrap_or_default(),
-                )
-            }
-            None => (0, Vec::new()),
-        };
-        out.push(assemble(
-            r,
-            role,
-            u,
-            s,
-            doms.remove(&id).unwrap_or_default(),
-        )?);
-    }
-    Ok((out, total))
+    r.text("password")
 }
 
 /// The username of account `id`, whoever may see it: callers then ask `get`.
@@ -815,134 +623,6 @@ pub async fn address_in_use(tx: &mut Tx, address: &str) -> Result<bool, StoreErr
         )
         .await?
         > 0)
-}
-
-/// A row of `admin_senderaddress`: an extra address a mailbox may send as.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SenderAddress {
-    pub id: i32,
-    pub address: String,
-    pub mailbox_id: i32,
-    /// The mailbox's account.
-    pub username: String,
-}
-
-const SENDER_SELECT: &str = "SELECT sa.id, sa.address, sa.mailbox_id, mb.domain_id, u.username FROM admin_senderaddress sa INNER JOIN admin_mailbox mb ON mb.id = sa.mailbox_id INNER JOIN core_user u ON u.id = mb.user_id";
-
-fn sender_from_row(r: &super::Row) -> Result<SenderAddress, StoreError> {
-    Ok(SenderAddress {
-        id: r.i32("id")?,
-        address: r.text("address")?,
-        mailbox_id: r.i32("mailbox_id")?,
-        username: r.text("username")?,
-    })
-}
-
-/// Sender addresses of the mailboxes in the domains the actor administers.
-pub async fn list_sender_addresses(
-    tx: &mut Tx,
-    actor: Actor,
-) -> Result<Vec<SenderAddress>, StoreError> {
-    if matches!(
-        actor,
-        Actor::User {
-            role: Role::SimpleUsers,
-            ..
-        }
-    ) {
-        return Ok(Vec::new());
-    }
-    let visible = access::domain_ids(tx, actor).await?;
-    let rows = tx
-        .rows(&format!("{SENDER_SELECT} ORDER BY sa.address, sa.id"), &[])
-        .await?;
-    let mut out = Vec::new();
-    for r in &rows {
-        let d = r.i32("domain_id")?;
-        if visible.as_ref().is_none_or(|v| v.contains(&d)) {
-            out.push(sender_from_row(r)?);
-        }
-    }
-    Ok(out)
-}
-
-pub async fn get_sender_address(
-    tx: &mut Tx,
-    actor: Actor,
-    id: i32,
-) -> Result<SenderAddress, StoreError> {
-    let not_found = || StoreError::NotFound {
-        kind: "sender address",
-        name: format!("#{id}"),
-    };
-    let r = tx
-        .row(&format!("{SENDER_SELECT} WHERE sa.id = ?"), args![id])
-        .await?
-        .ok_or_else(not_found)?;
-    if !access::can_admin_domain(tx, actor, r.i32("domain_id")?).await? {
-        return Err(not_found());
-    }
-    sender_from_row(&r)
-}
-
-/// The sender address `address` of `username`'s mailbox, after `add_sender_address`.
-pub async fn find_sender_address(
-    tx: &mut Tx,
-    actor: Actor,
-    username: &str,
-    address: &str,
-) -> Result<SenderAddress, StoreError> {
-    let r = tx
-        .row(
-            &format!("{SENDER_SELECT} WHERE u.username = ? AND sa.address = ?"),
-            args![username, address],
-        )
-        .await?
-        .ok_or_else(|| StoreError::NotFound {
-            kind: "sender address",
-            name: address.to_string(),
-        })?;
-    get_sender_address(tx, actor, r.i32("id")?).await
-}
-
-/// Points sender address `id` at another address and/or mailbox (both visible to the actor).
-pub async fn update_sender_address(
-    tx: &mut Tx,
-    actor: Actor,
-    id: i32,
-    address: &EmailAddress,
-    username: &str,
-) -> Result<SenderAddress, StoreError> {
-    get_sender_address(tx, actor, id).await?;
-    let a = manageable(tx, actor, username).await?;
-    let mb = a
-        .mailbox
-        .ok_or_else(|| StoreError::refused("mailbox", "this account has no mailbox"))?;
-    check_sender_address(tx, actor, address).await?;
-    if tx
-        .count(
-            "SELECT COUNT(*) FROM admin_senderaddress WHERE address = ? AND mailbox_id = ? AND id <> ?",
-            args![address.as_str(), mb.id, id],
-        )
-        .await?
-        > 0
-    {
-        return Err(StoreError::Exists {
-            kind: "sender address",
-            name: address.to_string(),
-        });
-    }
-    tx.exec(
-        "UPDATE admin_senderaddress SET address = ?, mailbox_id = ? WHERE id = ?",
-        args![address.as_str(), mb.id, id],
-    )
-    .await?;
-    audit::info(
-        tx,
-        &format!("Sender address {address} of {username} modified"),
-    )
-    .await?;
-    get_sender_address(tx, actor, id).await
 }
 
 /// The username owning mailbox `id`, whoever may see it: callers then ask `get`.
@@ -977,11 +657,7 @@ pub async fn set_password(
 
 /// Ends every web session of an account and revokes its API token.
 pub async fn end_sessions(tx: &mut Tx, user_id: i32) -> Result<(), StoreError> {
-    tx.exec(
-        "DELETE FROM modobox_session WHERE user_id = ?",
-        args![user_id],
-    )
-    .await?;
+    super::sessions::delete_of_user(tx, user_id).await?;
     super::tokens::revoke_token(tx, user_id).await?;
     Ok(())
 }
@@ -1032,7 +708,7 @@ pub async fn update(
     )
     .await?;
     if let (Some(quota), Some(mb)) = (patch.quota, &a.mailbox) {
-        let d = hosted_domain(tx, actor, &mb.domain).await?;
+        let d = hosted_domain(tx, actor, &DomainName::parse("domain", &mb.domain)?).await?;
         let (q, use_domain) = mailbox_quota(tx, &d, quota, mb.quota).await?;
         tx.exec(
             "UPDATE admin_mailbox SET quota = ?, use_domain_quota = ?, last_modification = ? WHERE id = ?",
@@ -1042,7 +718,7 @@ pub async fn update(
     }
     let mut name = a.username.clone();
     if let Some(new) = &patch.username {
-        let new = parse_username(new)?;
+        let new = Username::parse(new)?.to_string();
         if new != a.username {
             rename(tx, actor, &a, &new, opts).await?;
             name = new;
@@ -1061,19 +737,7 @@ async fn rename(
     new: &str,
     opts: &Options,
 ) -> Result<(), StoreError> {
-    if tx
-        .count(
-            "SELECT COUNT(*) FROM core_user WHERE username = ?",
-            args![new],
-        )
-        .await?
-        > 0
-    {
-        return Err(StoreError::Exists {
-            kind: "account",
-            name: new.to_string(),
-        });
-    }
+    refuse_taken_username(tx, new).await?;
     let Some(mb) = &a.mailbox else {
         tx.exec(
             "UPDATE core_user SET username = ? WHERE id = ?",
@@ -1083,20 +747,8 @@ async fn rename(
         return Ok(());
     };
     let addr = EmailAddress::parse("username", new)?;
-    if tx
-        .count(
-            "SELECT COUNT(*) FROM admin_alias WHERE address = ? AND internal = ?",
-            args![addr.as_str(), false],
-        )
-        .await?
-        > 0
-    {
-        return Err(StoreError::Exists {
-            kind: "alias",
-            name: addr.to_string(),
-        });
-    }
-    let d = hosted_domain(tx, actor, addr.domain()).await?;
+    refuse_alias_address(tx, &addr).await?;
+    let d = hosted_domain(tx, actor, &addr.domain_name()).await?;
     if addr.domain() != mb.domain {
         mailbox_quota(tx, &d, Some(mb.quota), 0).await?;
     }
@@ -1131,11 +783,7 @@ async fn rename(
     )
     .await?;
     if opts.handle_mailboxes_on_filesystem {
-        tx.exec(
-            "INSERT INTO admin_mailboxoperation (mailbox_id, type, argument) VALUES (?, 'rename', ?)",
-            args![mb.id, old_home],
-        )
-        .await?;
+        mailbox_operations::queue_rename(tx, mb.id, &old_home).await?;
     }
     Ok(())
 }
@@ -1171,16 +819,8 @@ pub(super) async fn delete_in(
     if let Some(mb) = &a.mailbox {
         aliases::unhook_mailbox(tx, mb.id).await?;
         aliases::delete_internal(tx, &mb.full_address).await?;
-        tx.exec(
-            "DELETE FROM admin_senderaddress WHERE mailbox_id = ?",
-            args![mb.id],
-        )
-        .await?;
-        tx.exec(
-            "UPDATE admin_mailboxoperation SET mailbox_id = NULL WHERE mailbox_id = ?",
-            args![mb.id],
-        )
-        .await?;
+        senders::delete_of_mailbox(tx, mb.id).await?;
+        mailbox_operations::detach(tx, mb.id).await?;
         tx.exec(
             "DELETE FROM admin_quota WHERE username = ?",
             args![mb.full_address.as_str()],
@@ -1191,11 +831,7 @@ pub(super) async fn delete_in(
             .await?;
         if opts.handle_mailboxes_on_filesystem {
             let (local, domain) = mb.full_address.split_once('@').unwrap_or(("", ""));
-            tx.exec(
-                "INSERT INTO admin_mailboxoperation (mailbox_id, type, argument) VALUES (?, 'delete', ?)",
-                args![None::<i32>, home(opts, domain, local)],
-            )
-            .await?;
+            mailbox_operations::queue_delete(tx, &home(opts, domain, local)).await?;
         }
     }
     access::forget_object(tx, Kind::User, a.id).await?;
@@ -1246,7 +882,7 @@ async fn grant_domain_in(
             ),
         ));
     }
-    let d = domains::get(tx, actor, domain.as_str()).await?;
+    let d = domains::get(tx, actor, domain).await?;
     let ct = access::content_type(tx, Kind::Domain).await?;
     let admins = tx
         .count(
@@ -1267,7 +903,7 @@ pub async fn revoke_domain(
     domain: &DomainName,
 ) -> Result<(), StoreError> {
     let a = manageable(tx, actor, username).await?;
-    let d = domains::get(tx, actor, domain.as_str()).await?;
+    let d = domains::get(tx, actor, domain).await?;
     if access::revoke(tx, a.id, Kind::Domain, d.id).await? == 0 {
         return Err(StoreError::NotFound {
             kind: "domain access",
@@ -1277,81 +913,60 @@ pub async fn revoke_domain(
     audit::info(tx, &format!("{username} no longer administers {domain}")).await
 }
 
-/// A sender address lets a mailbox send as it (Postfix's sender login map, and the From: rule):
-/// an address of a hosted domain only by who administers that domain, an address outside every
-/// hosted domain only by superadmins.
-async fn check_sender_address(
-    tx: &mut Tx,
-    actor: Actor,
-    address: &EmailAddress,
-) -> Result<(), StoreError> {
-    match domains::hosting_domain(tx, address.domain()).await? {
-        Some(id) if access::can_admin_domain(tx, actor, id).await? => Ok(()),
-        Some(_) => Err(StoreError::refused(
-            "address",
-            "is in a domain you do not administer",
-        )),
-        None if actor.is_super() => Ok(()),
-        None => Err(StoreError::refused(
-            "address",
-            "is not in a hosted domain: only superadmins add outside sender addresses",
-        )),
-    }
-}
-
-pub async fn add_sender_address(
+/// Sets one limit of an admin. Superadmins set the limits of resellers and domain admins;
+/// resellers those of the domain admins they may see; nobody their own.
+pub async fn set_limit(
     tx: &mut Tx,
     actor: Actor,
     username: &str,
-    address: &EmailAddress,
+    name: &str,
+    max: i32,
 ) -> Result<(), StoreError> {
-    let a = manageable(tx, actor, username).await?;
-    let mb = a
-        .mailbox
-        .ok_or_else(|| StoreError::refused("username", "has no mailbox"))?;
-    check_sender_address(tx, actor, address).await?;
-    if mb.sender_addresses.iter().any(|s| s == address.as_str()) {
-        return Err(StoreError::Exists {
-            kind: "sender address",
-            name: address.to_string(),
-        });
+    let a = get(tx, actor, username).await?;
+    if !matches!(a.role, Role::Resellers | Role::DomainAdmins) {
+        return Err(StoreError::refused(
+            "limit",
+            format!(
+                "{username} is {}: only resellers and domain admins have limits",
+                a.role
+            ),
+        ));
     }
-    tx.exec(
-        "INSERT INTO admin_senderaddress (address, mailbox_id) VALUES (?, ?)",
-        args![address.as_str(), mb.id],
-    )
-    .await?;
-    audit::info(tx, &format!("Sender address {address} added to {username}")).await
+    if actor.user_id() == Some(a.id) {
+        return Err(StoreError::Forbidden(
+            "you cannot set your own limits".into(),
+        ));
+    }
+    let allowed = match actor {
+        Actor::System => true,
+        Actor::User { role, .. } => {
+            role == Role::SuperAdmins || (role == Role::Resellers && a.role == Role::DomainAdmins)
+        }
+    };
+    if !allowed {
+        return Err(StoreError::Forbidden(format!(
+            "you cannot set the limits of {username}"
+        )));
+    }
+    access::set_user_limit(tx, a.id, name, max).await?;
+    audit::info(tx, &format!("Limit {name} of {username} set to {max}")).await
 }
 
-pub async fn remove_sender_address(
+/// The limits of an admin the actor may see, every known limit listed (-1 when unset).
+pub async fn limits(
     tx: &mut Tx,
     actor: Actor,
     username: &str,
-    address: &EmailAddress,
-) -> Result<(), StoreError> {
-    let a = manageable(tx, actor, username).await?;
-    let mb = a
-        .mailbox
-        .ok_or_else(|| StoreError::refused("username", "has no mailbox"))?;
-    if tx
-        .exec(
-            "DELETE FROM admin_senderaddress WHERE address = ? AND mailbox_id = ?",
-            args![address.as_str(), mb.id],
-        )
-        .await?
-        == 0
-    {
-        return Err(StoreError::NotFound {
-            kind: "sender address",
-            name: address.to_string(),
-        });
-    }
-    audit::info(
-        tx,
-        &format!("Sender address {address} removed from {username}"),
-    )
-    .await
+) -> Result<Vec<(String, i32)>, StoreError> {
+    let a = get(tx, actor, username).await?;
+    let set = access::user_limits(tx, a.id).await?;
+    Ok(access::LIMIT_NAMES
+        .iter()
+        .map(|n| {
+            let v = set.iter().find(|(k, _)| k == n).map_or(-1, |(_, v)| *v);
+            (n.to_string(), v)
+        })
+        .collect())
 }
 
 fn rank(role: Role) -> u8 {
@@ -1390,7 +1005,7 @@ pub async fn authenticate(
     username: &str,
     given: &str,
 ) -> Result<Option<Account>, StoreError> {
-    let row = match parse_username(username) {
+    let row = match Username::parse(username) {
         Ok(u) => {
             tx.row(
                 "SELECT id, username, password, is_active FROM core_user WHERE username = ?",
@@ -1419,4 +1034,31 @@ pub async fn authenticate(
     )
     .await?;
     Ok(Some(get(tx, Actor::System, &r.text("username")?).await?))
+}
+
+/// Disables one account (only if it is still active and still not logged in since `cutoff`:
+/// a login between the listing and now wins).
+pub async fn disable_inactive_account(
+    tx: &mut Tx,
+    a: &InactiveAccount,
+    cutoff: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let n = tx
+        .exec(
+            "UPDATE core_user SET is_active = ? WHERE id = ? AND is_active = ? AND last_login < ?",
+            args![false, a.id, true, cutoff],
+        )
+        .await?;
+    if n > 0 {
+        audit::info(
+            tx,
+            &format!(
+                "Account {} disabled: no login since {}",
+                a.username,
+                a.last_login.format("%Y-%m-%d")
+            ),
+        )
+        .await?;
+    }
+    Ok(n > 0)
 }
