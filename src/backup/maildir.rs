@@ -437,10 +437,10 @@ mod tests {
                 while !stop.load(Ordering::Relaxed) {
                     round += 1;
                     for i in 0..total {
-                        let flags = if round % 2 == 0 { "S" } else { "RS" };
+                        let flags = if round.is_multiple_of(2) { "S" } else { "RS" };
                         let cur_old = folder.join(format!(
                             "cur/{i}.M1.host:2,{}",
-                            if round % 2 == 0 { "RS" } else { "S" }
+                            if round.is_multiple_of(2) { "RS" } else { "S" }
                         ));
                         let new = folder.join(format!("new/{i}.M1.host"));
                         let cur_new = folder.join(format!("cur/{i}.M1.host:2,{flags}"));

@@ -618,7 +618,10 @@ mod tests {
         std::fs::create_dir_all(&live).unwrap();
         std::fs::write(live.join("secrets.toml"), "old").unwrap();
         std::fs::write(live.join("kept.toml"), "mine").unwrap();
-        assert_eq!(restore_files(&root, &[live.clone()]).unwrap(), 1);
+        assert_eq!(
+            restore_files(&root, std::slice::from_ref(&live)).unwrap(),
+            1
+        );
         assert_eq!(
             std::fs::read_to_string(live.join("secrets.toml")).unwrap(),
             "new"

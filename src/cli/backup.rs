@@ -226,12 +226,7 @@ async fn command(global: &Global, cmd: &BackupCommand) -> Result<Then> {
                     Ok(r) => Err(r.problems.join("; ")),
                     Err(e) => Err(e.to_string()),
                 };
-                record_end(
-                    &ctx,
-                    run,
-                    &outcome.as_ref().map(String::clone).map_err(String::as_str),
-                )
-                .await;
+                record_end(&ctx, run, &outcome).await;
                 let report = result.context("backup verify")?;
                 if *json {
                     print_json(&report)?;
