@@ -257,6 +257,18 @@ fn print_summary(ctx: &mut Ctx) -> Result<()> {
             install::database::FIRST_ADMIN
         ),
     }
+    match &ctx.config.backup.repository {
+        Some(repo) => println!(
+            "Backups: into {repo} (schedule.backup {}; restore tests schedule.backup_verify {}); \
+             keep a copy of backup_password from {} off this machine",
+            ctx.config.schedule.backup, ctx.config.schedule.backup_verify, ctx.config.paths.secrets
+        ),
+        None => println!(
+            "Backups: off. Set a repository (another disk, or sftp:/s3:/rest:...) as \
+             backup.repository in {}, then `modobox backup create`",
+            ctx.config_path.display()
+        ),
+    }
     if let Some(domain) = ctx.config.primary_domain() {
         let store = ctx.store()?;
         let text = ctx.rt.block_on(summary::domain_records(
