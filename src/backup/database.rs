@@ -236,6 +236,17 @@ fn load_postgres(
         path: drop_all.display().to_string(),
         source,
     })?;
+    // The daemons' grants go with the tables they are on, in the same transaction.
+    let grants = scratch.join("grants.sql");
+    // pg_restore's script empties the search path; the grants name tables unqualified.
+    let statements: String = std::iter::once("SET search_path = public".to_string())
+        .chain(crate::store::roles::owner_grant_statements(config))
+        .map(|s| format!("{s};\n"))
+        .collect();
+    std::fs::write(&grants, statements).map_err(|source| BackupError::Io {
+        path: grants.display().to_string(),
+        source,
+    })?;
     let pass = write_credentials(
         scratch,
         &pgpass_line(
@@ -254,6 +265,8 @@ fn load_postgres(
         .arg(drop_all.to_string_lossy())
         .arg("-f")
         .arg(script.to_string_lossy())
+        .arg("-f")
+        .arg(grants.to_string_lossy())
         .env("PGPASSFILE", &pass.to_string_lossy())
         .env("PGCONNECT_TIMEOUT", "10")
         .env("PGOPTIONS", "--client-min-messages=warning")

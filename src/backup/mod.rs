@@ -363,7 +363,22 @@ fn copy_preserving(src: &Path, dest: &Path) -> Result<(), BackupError> {
     if uzers::get_effective_uid() == 0 {
         std::os::unix::fs::lchown(dest, Some(meta.uid()), Some(meta.gid())).map_err(io(dest))?;
     }
-    Ok(())
+    keep_times(dest, &meta)
+}
+
+/// Gives `path` the access and modification times of `meta`: a copy of an unchanged file
+/// looks unchanged (to restic between runs, and to the installer after a restore, which
+/// restarts daemons older than their files).
+pub(crate) fn keep_times(path: &Path, meta: &std::fs::Metadata) -> Result<(), BackupError> {
+    let stamp = |secs: i64, nsecs: i64| nix::sys::time::TimeSpec::new(secs, nsecs);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &stamp(meta.atime(), meta.atime_nsec()),
+        &stamp(meta.mtime(), meta.mtime_nsec()),
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(|e| io(path)(e.into()))
 }
 
 /// The backups of a repository, newest last.

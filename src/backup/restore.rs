@@ -368,6 +368,7 @@ fn put_back(src: &Path, dest: &Path) -> Result<usize, BackupError> {
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(io(&tmp))?;
+        super::keep_times(&tmp, &meta)?;
     } else {
         return Ok(0);
     }

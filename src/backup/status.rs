@@ -57,7 +57,7 @@ pub async fn check(config: &Config, store: &Store, now: DateTime<Utc>) -> Check 
         }
         None => problems.push("no backup yet".into()),
     }
-    if let Some(r) = last.filter(|r| r.outcome != "ok" && r.outcome != "running") {
+    if let Some(r) = last.filter(|r| matches!(r.outcome.as_str(), "failed" | "timeout")) {
         problems.push(format!("the last backup run {}: {}", r.outcome, r.message));
     }
     match &verified {
@@ -69,7 +69,7 @@ pub async fn check(config: &Config, store: &Store, now: DateTime<Utc>) -> Check 
         }
         None => facts.push("no verified restore yet".into()),
     }
-    if let Some(r) = last_verify.filter(|r| r.outcome != "ok" && r.outcome != "running") {
+    if let Some(r) = last_verify.filter(|r| matches!(r.outcome.as_str(), "failed" | "timeout")) {
         problems.push(format!(
             "the last restore test {}: {}",
             r.outcome, r.message

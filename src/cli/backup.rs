@@ -117,17 +117,23 @@ enum Then {
 
 pub fn backup(global: &Global, cmd: &BackupCommand) -> Result<ExitCode> {
     let then = super::runtime()?.block_on(command(global, cmd))?;
-    match then {
-        Then::Exit(code) => Ok(code),
+    let code = match then {
+        Then::Exit(code) => return Ok(code),
         Then::Reinstall => {
             println!("re-applying the restored configuration (modobox install)...");
-            super::install::reapply(global)
+            super::install::reapply(global)?
         }
         Then::Database => {
             println!("bringing the restored database up to date (schema, daemons' roles)...");
-            super::install::reapply_database(global)
+            super::install::reapply_database(global)?
         }
+    };
+    // Mail deferred while the database or the services were being replaced goes out now
+    // rather than at Postfix's next retry, minutes later.
+    if crate::system::cmd::exists("postqueue") {
+        let _ = crate::system::cmd::Cmd::new("postqueue").arg("-f").run();
     }
+    Ok(code)
 }
 
 async fn command(global: &Global, cmd: &BackupCommand) -> Result<Then> {
