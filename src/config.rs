@@ -12,7 +12,8 @@ use crate::names::HttpUrl;
 
 use crate::names::Network;
 use crate::names::{
-    DbHost, DbIdent, DomainName, EmailAddress, Hostname, NameError, SafePath, UnixName,
+    BackupRepository, DbHost, DbIdent, DomainName, EmailAddress, Hostname, NameError, SafePath,
+    UnixName,
 };
 
 pub const DEFAULT_PATH: &str = "/etc/modobox/modobox.toml";
@@ -71,6 +72,8 @@ pub struct Config {
     pub public_api: PublicApi,
     #[serde(default)]
     pub stats: Stats,
+    #[serde(default)]
+    pub backup: Backup,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -299,6 +302,55 @@ impl Default for Stats {
     }
 }
 
+/// Backups (`modobox backup`): where restic keeps them and how many `forget` keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Backup {
+    /// The restic repository; none: backups are off until one is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<BackupRepository>,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+}
+
+impl Default for Backup {
+    fn default() -> Self {
+        Backup {
+            repository: None,
+            keep_daily: 7,
+            keep_weekly: 4,
+            keep_monthly: 6,
+        }
+    }
+}
+
+impl Backup {
+    fn validate(&self) -> Result<(), NameError> {
+        for (field, v) in [
+            ("backup.keep_daily", self.keep_daily),
+            ("backup.keep_weekly", self.keep_weekly),
+            ("backup.keep_monthly", self.keep_monthly),
+        ] {
+            if v > 1000 {
+                return Err(NameError::new(
+                    field,
+                    "must be between 0 and 1000",
+                    &v.to_string(),
+                ));
+            }
+        }
+        if self.keep_daily + self.keep_weekly + self.keep_monthly == 0 {
+            return Err(NameError::new(
+                "backup.keep_daily",
+                "at least one of keep_daily, keep_weekly, keep_monthly must keep a backup",
+                "0",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Cron expressions (5 fields, minute first) per periodic job; Modoboa's schedule by default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -313,6 +365,9 @@ pub struct Schedule {
     pub check_mx: String,
     pub public_api: String,
     pub quarantine_cleanup: String,
+    /// Does nothing until backup.repository is set.
+    pub backup: String,
+    pub backup_verify: String,
 }
 
 impl Default for Schedule {
@@ -328,6 +383,8 @@ impl Default for Schedule {
             check_mx: "*/30 * * * *".into(),
             public_api: "0 * * * *".into(),
             quarantine_cleanup: "0 2 * * *".into(),
+            backup: "30 3 * * *".into(),
+            backup_verify: "0 5 * * 0".into(),
         }
     }
 }
@@ -348,6 +405,8 @@ impl Schedule {
             ("check_mx", self.check_mx.as_str()),
             ("public_api", self.public_api.as_str()),
             ("quarantine_cleanup", self.quarantine_cleanup.as_str()),
+            ("backup", self.backup.as_str()),
+            ("backup_verify", self.backup_verify.as_str()),
         ])
     }
 }
@@ -439,11 +498,13 @@ impl Jobs {
 
     /// How long one run of `job` may take.
     pub fn timeout(&self, job: &str) -> std::time::Duration {
-        let minutes = self
-            .timeouts
-            .get(job)
-            .copied()
-            .unwrap_or(self.timeout_minutes);
+        // A backup or a restore test reads the whole mail store: hours, not minutes, unless
+        // the admin says otherwise.
+        let default = match job {
+            "backup" | "backup_verify" => self.timeout_minutes.max(240),
+            _ => self.timeout_minutes,
+        };
+        let minutes = self.timeouts.get(job).copied().unwrap_or(default);
         std::time::Duration::from_secs(u64::from(minutes) * 60)
     }
 }
@@ -558,6 +619,7 @@ impl Config {
             check_mx: CheckMx::default(),
             public_api: PublicApi::default(),
             stats: Stats::default(),
+            backup: Backup::default(),
         }
     }
 
@@ -692,6 +754,7 @@ impl Config {
         let names: Vec<&str> = self.schedule.entries().into_keys().collect();
         self.jobs.validate(&names)?;
         self.validate_jobs()?;
+        self.backup.validate()?;
         let p = &self.paths;
         let mut under_mail_root = vec![
             ("paths.dkim_keys", &p.dkim_keys),

@@ -1,5 +1,6 @@
 //! modobox as a library: the binary (`main.rs`) and the integration tests use these modules.
 
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod distro;

@@ -852,6 +852,99 @@ impl<'de> Deserialize<'de> for Network {
     }
 }
 
+/// Where backups are kept: a restic repository, given as an absolute local path or as
+/// `<backend>:<location>` for restic's other backends (`sftp:`, `rest:`, `s3:`, ...). The text
+/// may hold credentials (`rest:https://user:password@host/`): show it with `redacted`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupRepository(String);
+
+/// The restic backends a repository may name.
+pub const BACKUP_BACKENDS: [&str; 9] = [
+    "local", "sftp", "rest", "s3", "b2", "azure", "gs", "swift", "rclone",
+];
+
+impl BackupRepository {
+    pub fn parse(field: &str, value: &str) -> Result<Self, NameError> {
+        refuse_controls(field, value)?;
+        if value.trim() != value || value.is_empty() || value.len() > 1024 {
+            return Err(NameError::new(
+                field,
+                "must be 1 to 1024 characters without surrounding spaces",
+                value,
+            ));
+        }
+        if value.starts_with('/') {
+            SafePath::parse(field, value)?;
+            return Ok(BackupRepository(value.to_string()));
+        }
+        match value.split_once(':') {
+            Some((backend, rest)) if BACKUP_BACKENDS.contains(&backend) && !rest.is_empty() => {
+                if backend == "local" && !rest.starts_with('/') {
+                    return Err(NameError::new(
+                        field,
+                        "local: needs an absolute path",
+                        value,
+                    ));
+                }
+                Ok(BackupRepository(value.to_string()))
+            }
+            _ => Err(NameError::new(
+                field,
+                format!(
+                    "must be an absolute path or <backend>:<location> with a restic backend ({})",
+                    BACKUP_BACKENDS.join(", ")
+                ),
+                value,
+            )),
+        }
+    }
+
+    /// The text restic gets (through its environment, never a command line).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// For messages and logs: a password inside a URL (`user:password@`) replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let Some(at) = self.0.rfind('@') else {
+            return self.0.clone();
+        };
+        let head = &self.0[..at];
+        let Some(slashes) = head.find("//") else {
+            return self.0.clone();
+        };
+        match head[slashes + 2..].find(':') {
+            Some(colon) => format!("{}:***{}", &head[..slashes + 2 + colon], &self.0[at..]),
+            None => self.0.clone(),
+        }
+    }
+
+    /// A local repository's directory, when it is one.
+    pub fn local_path(&self) -> Option<&Path> {
+        let path = self.0.strip_prefix("local:").unwrap_or(&self.0);
+        path.starts_with('/').then(|| Path::new(path))
+    }
+}
+
+impl fmt::Display for BackupRepository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for BackupRepository {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for BackupRepository {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        BackupRepository::parse("repository", &raw).map_err(|e| serde::de::Error::custom(e.rule))
+    }
+}
+
 /// What a client typed, fit for a log line or a reply: control characters shown as `?`, at
 /// most 100 characters.
 pub fn printable(s: &str) -> String {
@@ -864,6 +957,50 @@ pub fn printable(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backup_repositories() {
+        for ok in [
+            "/var/backups/modobox",
+            "local:/mnt/usb/modobox",
+            "sftp:backup@host.example:/srv/restic",
+            "rest:https://user:pw@backup.example:8000/mail",
+            "s3:s3.amazonaws.com/bucket/mail",
+        ] {
+            assert!(
+                BackupRepository::parse("backup.repository", ok).is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "",
+            " /var/backups",
+            "backups",
+            "ftp:host/x",
+            "sftp:",
+            "local:relative",
+            "/var/../etc",
+            "/var/backups\n",
+        ] {
+            let e = BackupRepository::parse("backup.repository", bad).unwrap_err();
+            assert_eq!(e.field, "backup.repository", "{bad}");
+        }
+        let r = BackupRepository::parse("r", "rest:https://user:secret@host:8000/x").unwrap();
+        assert_eq!(r.redacted(), "rest:https://user:***@host:8000/x");
+        assert!(!r.to_string().contains("secret"));
+        assert_eq!(
+            BackupRepository::parse("r", "local:/srv/b")
+                .unwrap()
+                .local_path(),
+            Some(Path::new("/srv/b"))
+        );
+        assert_eq!(
+            BackupRepository::parse("r", "sftp:h:/x")
+                .unwrap()
+                .local_path(),
+            None
+        );
+    }
 
     #[test]
     fn usernames_are_addresses_or_plain_logins_in_lower_case() {

@@ -1,5 +1,5 @@
 //! The secrets file (mode 0600, root only): the database passwords (modobox's owner role and one
-//! role per daemon, see `store::roles`) and the web session key. Generated
+//! role per daemon, see `store::roles`), the web session key and the backup password. Generated
 //! when missing, never printed, never in `Debug` output, never on a command line.
 
 use std::fmt;
@@ -69,6 +69,9 @@ pub struct Secrets {
     pub opendkim_db_password: Secret,
     pub amavis_db_password: Secret,
     pub milter_db_password: Secret,
+    /// Opens the backup repositories (restic encrypts with it): without it no backup can be
+    /// read, so admins keep a copy off the machine.
+    pub backup_password: Secret,
 }
 
 #[derive(Default, Deserialize)]
@@ -81,6 +84,7 @@ struct Partial {
     opendkim_db_password: Option<Secret>,
     amavis_db_password: Option<Secret>,
     milter_db_password: Option<Secret>,
+    backup_password: Option<Secret>,
 }
 
 impl Secrets {
@@ -140,6 +144,7 @@ impl Secrets {
             opendkim_db_password: take(partial.opendkim_db_password, 32),
             amavis_db_password: take(partial.amavis_db_password, 32),
             milter_db_password: take(partial.milter_db_password, 32),
+            backup_password: take(partial.backup_password, 40),
         };
         if !complete && persist {
             secrets.save(path)?;

@@ -21,6 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["health"],
     &["stats"],
     &["service"],
+    &["backup"],
     &["jobs"],
     &["install"],
     &["supervisor"],

@@ -158,6 +158,9 @@ pub enum Command {
     /// Mail statistics: parse the mail log into the RRD files, show totals, draw graphs.
     #[command(subcommand)]
     Stats(StatsCommand),
+    /// Backups (restic): take one now, list them, show one's contents.
+    #[command(subcommand)]
+    Backup(BackupCommand),
     /// Generate shell completions on standard output.
     Completions {
         #[arg(value_enum)]
@@ -165,6 +168,76 @@ pub enum Command {
     },
     /// Generate the man page (roff) on standard output.
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Take a consistent backup (database, every mailbox, configuration, secrets, keys,
+    /// certificates, statistics) and store it in the repository; mail keeps flowing.
+    Create {
+        /// This repository instead of backup.repository (a path or a restic URL).
+        #[arg(long, value_name = "REPO")]
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The backups in the repository, oldest first.
+    List {
+        /// This repository instead of backup.repository.
+        #[arg(long, value_name = "REPO")]
+        from: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prove a backup restores: restic checks the repository and reads back --read-data of it,
+    /// then the whole backup is restored into a scratch area and checked (every file's
+    /// checksum, the database loaded into a scratch database with its counts, DKIM and TLS
+    /// keys). Exit code 1 when a problem is found.
+    Verify {
+        /// A backup id or `latest`.
+        #[arg(default_value = "latest")]
+        id: String,
+        #[arg(long, value_name = "REPO")]
+        from: Option<String>,
+        /// The share of the repository's data restic reads back (`10%`, `100%`, `1/5`).
+        #[arg(long, value_name = "SUBSET", default_value = "10%")]
+        read_data: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup: everything (database, configuration, keys, mail, statistics), some
+    /// parts (--only), or one mailbox. Shows what it will replace and asks (or --yes).
+    Restore {
+        /// A backup id or `latest`.
+        id: String,
+        #[arg(long, value_name = "REPO")]
+        from: Option<String>,
+        /// Only these parts (repeatable).
+        #[arg(long, value_enum, value_name = "PART")]
+        only: Vec<crate::backup::restore::Part>,
+        /// Only this mailbox: its messages go into a `Restored-<date>` folder (see
+        /// --into-folder), newer mail untouched.
+        #[arg(long, value_name = "ADDRESS", conflicts_with = "only")]
+        mailbox: Option<String>,
+        /// The folder --mailbox restores into; `-` merges into the mailbox's own folders
+        /// instead (only the messages it no longer has).
+        #[arg(long, value_name = "NAME", requires = "mailbox")]
+        into_folder: Option<String>,
+        /// Do not ask.
+        #[arg(long, short)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One backup: versions, counts per domain and mailbox, size.
+    Show {
+        /// A backup id (as `list` shows it) or `latest`.
+        id: String,
+        #[arg(long, value_name = "REPO")]
+        from: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -562,7 +635,7 @@ pub enum TlsArg {
 
 /// What the install is asked for. Without `--config FILE` (or the default configuration file)
 /// the settings come from these options, or from prompts on a terminal.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct InstallArgs {
     /// The server's fully-qualified name (MX target, certificate, HELO), e.g. mail.example.com.
     pub hostname: Option<String>,

@@ -257,6 +257,18 @@ fn print_summary(ctx: &mut Ctx) -> Result<()> {
             install::database::FIRST_ADMIN
         ),
     }
+    match &ctx.config.backup.repository {
+        Some(repo) => println!(
+            "Backups: into {repo} (schedule.backup {}; restore tests schedule.backup_verify {}); \
+             keep a copy of backup_password from {} off this machine",
+            ctx.config.schedule.backup, ctx.config.schedule.backup_verify, ctx.config.paths.secrets
+        ),
+        None => println!(
+            "Backups: off. Set a repository (another disk, or sftp:/s3:/rest:...) as \
+             backup.repository in {}, then `modobox backup create`",
+            ctx.config_path.display()
+        ),
+    }
     if let Some(domain) = ctx.config.primary_domain() {
         let store = ctx.store()?;
         let text = ctx.rt.block_on(summary::domain_records(
@@ -272,4 +284,30 @@ fn print_summary(ctx: &mut Ctx) -> Result<()> {
         print!("{text}");
     }
     Ok(())
+}
+
+/// Runs the installer unattended on the existing configuration (after a restore brought back
+/// the configuration, secrets, keys or database: it re-renders, migrates, re-grants and
+/// restarts what changed).
+pub fn reapply(global: &Global) -> Result<ExitCode> {
+    let args = InstallArgs {
+        yes: true,
+        ..InstallArgs::default()
+    };
+    install(global, &args, false)
+}
+
+/// Only the database steps of the installer (schema migrations, the daemons' roles and
+/// grants), unattended: after a restored database replaced the live one.
+pub fn reapply_database(global: &Global) -> Result<ExitCode> {
+    let config = Config::load(&global.config)?;
+    let distro = Distro::resolve(global.distro.as_ref())?;
+    let secrets = Secrets::load_or_create(config.paths.secrets.as_path())?;
+    let mut ctx = Ctx::new(config, global.config.clone(), distro, secrets)?;
+    let steps = install::database_steps();
+    let reports = install::run(&mut ctx, &steps, false)?;
+    let changed = reports.iter().filter(|r| r.outcome != "ok").count();
+    println!("{changed} of {} database steps changed", reports.len());
+    ctx.close();
+    Ok(ExitCode::SUCCESS)
 }

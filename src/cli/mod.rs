@@ -5,6 +5,7 @@
 mod admin;
 mod alias;
 pub mod args;
+mod backup;
 mod db;
 mod dns;
 mod domain;
@@ -174,6 +175,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Task(c) => runtime()?.block_on(task::task(&cli.global, &c)),
         Command::Stats(c) => stats::stats(&cli.global, &c),
+        Command::Backup(c) => backup::backup(&cli.global, &c),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "modobox", &mut std::io::stdout());

@@ -153,6 +153,11 @@ impl Ctx {
     }
 }
 
+/// The steps that bring an existing database up to date: after a restore replaced it.
+pub fn database_steps() -> Vec<Box<dyn Step>> {
+    vec![Box::new(database::Schema), Box::new(database::DaemonRoles)]
+}
+
 /// The whole install, in order, for this configuration and distribution.
 pub fn steps(ctx: &Ctx) -> Vec<Box<dyn Step>> {
     let mut steps: Vec<Box<dyn Step>> = vec![

@@ -228,11 +228,15 @@ impl Step for Services {
             let sd = Systemd::connect().await?;
             // Drop-ins (OpenDKIM's) were written by the config-files step.
             sd.daemon_reload().await?;
+            let postfix_unit = ctx.distro.facts.services.postfix.clone();
+            let amavis_unit = ctx.distro.facts.services.amavis.clone();
+            let mut restarted = Vec::new();
             for s in &list {
                 let found = problems(&sd, s).await?;
                 if found.is_empty() {
                     continue;
                 }
+                restarted.push(s.unit.clone());
                 if found.iter().any(|p| p.starts_with("enable ")) {
                     sd.enable(&[s.unit.as_str()]).await?;
                 }
@@ -255,6 +259,20 @@ impl Step for Services {
                 }
                 if let Some(port) = s.port {
                     wait_for_port(&s.unit, port).await?;
+                }
+            }
+            // Amavis keeps its SMTP sessions to Postfix's re-injection port open between
+            // messages: after Postfix restarted, the next message would meet a dead session and
+            // be deferred for minutes. A fresh Amavis opens new ones.
+            let stale = restarted.contains(&postfix_unit) && !restarted.contains(&amavis_unit);
+            if let Some(amavis) = list
+                .iter()
+                .find(|s| s.unit == amavis_unit)
+                .filter(|_| stale)
+            {
+                sd.restart(&amavis.unit).await?;
+                if let Some(port) = amavis.port {
+                    wait_for_port(&amavis.unit, port).await?;
                 }
             }
             Ok(())

@@ -3,6 +3,7 @@
 //! run's message). One file per job; `scheduler` runs them on their cron schedule with locks
 //! across nodes and records every run.
 
+pub mod backup;
 pub mod cleanlogs;
 pub mod clearsessions;
 pub mod dkim_keys;
@@ -42,6 +43,8 @@ pub enum JobError {
     PublicApi(#[from] public_api::PublicApiError),
     #[error(transparent)]
     Stats(#[from] StatsError),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
     /// Some items were done and others failed, each failure named.
     #[error("{}", partly(.done, .failures))]
     Partly { done: String, failures: Vec<String> },
@@ -137,6 +140,16 @@ pub const JOBS: &[Job] = &[
         about: "delete quarantined messages older than jobs.quarantine_max_age_days",
         dry_run: true,
     },
+    Job {
+        name: "backup",
+        about: "take a backup into backup.repository, then forget the ones retention drops",
+        dry_run: false,
+    },
+    Job {
+        name: "backup_verify",
+        about: "restore the latest backup into a scratch area and check it (verify)",
+        dry_run: false,
+    },
 ];
 
 pub fn job(name: &str) -> Option<&'static Job> {
@@ -207,6 +220,14 @@ pub async fn execute(name: &str, ctx: &JobContext, dry_run: bool) -> (Outcome, S
         "logparser" => crate::stats::run(&ctx.config, &ctx.store)
             .await
             .map_err(JobError::from),
+        "backup" | "backup_verify" if ctx.config.backup.repository.is_none() => {
+            return (
+                Outcome::Skipped,
+                "backups are off: no repository (set backup.repository)".into(),
+            )
+        }
+        "backup" => backup::run(ctx).await,
+        "backup_verify" => backup::verify(ctx).await,
         _ => return (Outcome::Failed, format!("{name}: no implementation")),
     };
     match result {

@@ -236,7 +236,8 @@ pub async fn status(store: &Store) -> Result<Status, StoreError> {
     })
 }
 
-fn latest() -> i32 {
+/// The newest schema version this modobox knows.
+pub fn latest() -> i32 {
     MIGRATIONS.last().map_or(0, |m| m.version)
 }
 
@@ -257,6 +258,28 @@ pub async fn migrate(store: &Store) -> Result<Vec<i32>, StoreError> {
 /// adds modobox's tables (and the `dkim` view when Modoboa's is missing). Rows are not touched.
 pub async fn adopt(store: &Store) -> Result<Vec<i32>, StoreError> {
     run(store, true).await
+}
+
+/// Runs `work` while holding the migrators' lock, so that no schema change lands in the middle
+/// of it (a backup's database dump); returns the schema version it saw with its result.
+pub async fn while_locked<T, F>(store: &Store, work: F) -> Result<(i32, T), StoreError>
+where
+    F: std::future::Future<Output = T>,
+{
+    let mut tx = store.begin_read().await?;
+    lock(&mut tx).await?;
+    let version = match recorded(&mut tx).await {
+        Ok(r) => r.last().map_or(0, |m| m.version),
+        Err(e) => {
+            let _ = unlock(&mut tx).await;
+            return Err(e);
+        }
+    };
+    let result = work.await;
+    unlock(&mut tx).await?;
+    // Read only: dropping the transaction ends it.
+    drop(tx);
+    Ok((version, result))
 }
 
 async fn run(store: &Store, adopting: bool) -> Result<Vec<i32>, StoreError> {

@@ -10,6 +10,7 @@ pub mod db;
 pub mod dnschecks;
 pub mod domains;
 pub mod events;
+pub mod inventory;
 pub mod migrate;
 pub mod parameters;
 pub mod quarantine;
@@ -20,12 +21,14 @@ pub mod tokens;
 pub mod transfer;
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::Connection;
 
 use crate::config::{Config, Engine};
 use crate::names::{NameError, Username, UsernameError};
@@ -221,6 +224,24 @@ fn private_file(path: &std::path::Path) -> Result<(), StoreError> {
         })
 }
 
+/// Whether the SQLite file at `path` passes `PRAGMA integrity_check` (a copy is checked before
+/// it is trusted).
+pub async fn check_sqlite_file(path: &Path) -> Result<(), StoreError> {
+    let opts = SqliteConnectOptions::new().filename(path).read_only(true);
+    let mut db = sqlx::SqliteConnection::connect_with(&opts).await?;
+    let verdict: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut db)
+        .await?;
+    db.close().await?;
+    if verdict != "ok" {
+        return Err(StoreError::Migration(format!(
+            "{} fails its integrity check: {verdict}",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// The database, whichever engine holds it.
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -307,6 +328,23 @@ impl Store {
             Store::Sqlite(p) => Tx::Sqlite(p.begin().await?),
             _ => self.begin().await?,
         })
+    }
+
+    /// SQLite only: a consistent copy of the whole database into the new file `dest`
+    /// (`VACUUM INTO` reads one snapshot while writers go on), checked with
+    /// `PRAGMA integrity_check` before it is trusted.
+    pub async fn copy_sqlite_into(&self, dest: &Path) -> Result<(), StoreError> {
+        let Store::Sqlite(pool) = self else {
+            return Err(StoreError::Migration(
+                "a file copy of the database exists only for SQLite".into(),
+            ));
+        };
+        let target = dest.to_string_lossy().into_owned();
+        sqlx::query("VACUUM INTO ?")
+            .bind(&target)
+            .execute(pool)
+            .await?;
+        check_sqlite_file(dest).await
     }
 
     pub async fn close(&self) {

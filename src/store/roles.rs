@@ -257,6 +257,34 @@ pub fn apply_statements(config: &Config, secrets: &Secrets) -> Vec<String> {
     out
 }
 
+/// PostgreSQL only: the daemons' grants as statements the tables' owner may run itself (no
+/// role is created), each one skipped when its table or column does not exist. A restored
+/// database runs them in its own transaction, so the daemons never lose their rights; the
+/// installer's step then checks the whole set.
+pub fn owner_grant_statements(config: &Config) -> Vec<String> {
+    if config.database.engine != Engine::Postgres || !per_daemon(config) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for daemon in Daemon::ALL {
+        let role = role_name(config, daemon);
+        for g in daemon.grants() {
+            let kind = if g.sequence { "SEQUENCE" } else { "TABLE" };
+            let grant = format!(
+                "GRANT {} ON {kind} {} TO \"{role}\"",
+                privileges(g),
+                g.object
+            );
+            out.push(format!(
+                "DO $$ BEGIN EXECUTE {}; EXCEPTION WHEN undefined_table OR undefined_column \
+                 OR undefined_object THEN NULL; END $$",
+                sql_literal(&grant)
+            ));
+        }
+    }
+    out
+}
+
 /// `SELECT, INSERT` or `SELECT (id, email)`.
 fn privileges(g: &Grant) -> String {
     g.privileges

@@ -151,6 +151,21 @@ pub async fn last_runs(store: &Store) -> Result<Vec<Run>, StoreError> {
     rows.iter().map(run_of).collect()
 }
 
+/// The newest run of `task` that ended `ok`.
+pub async fn last_ok(store: &Store, task: &str) -> Result<Option<Run>, StoreError> {
+    let mut tx = store.begin_read().await?;
+    let row = tx
+        .row(
+            &format!(
+                "SELECT {RUN_COLUMNS} FROM modobox_task_run WHERE task = ? AND outcome = 'ok' \
+                 ORDER BY id DESC LIMIT 1"
+            ),
+            args![task],
+        )
+        .await?;
+    row.as_ref().map(run_of).transpose()
+}
+
 /// The runs of one task, newest first.
 pub async fn runs(store: &Store, task: &str, limit: i64) -> Result<Vec<Run>, StoreError> {
     let mut tx = store.begin().await?;

@@ -80,8 +80,28 @@ pub async fn publish(
             tracing::warn!("{}: {e}", dir.display());
         }
     }
+    // The backup line turning to a warning (failed, late) mails the admin once.
+    let mut backup_was_ok = true;
     loop {
         let st = gather(&config, &distro, Some(&store)).await;
+        if let Some(b) = st.checks.iter().find(|c| c.name == "backup") {
+            let ok = b.level == Level::Ok;
+            if backup_was_ok && !ok {
+                let (config, text) = (
+                    config.clone(),
+                    format!("backups need attention: {}", b.message),
+                );
+                let _ = tokio::task::spawn_blocking(move || {
+                    crate::system::mail::alert_admin(
+                        config.admin_address(),
+                        &config.hostname,
+                        &text,
+                    )
+                })
+                .await;
+            }
+            backup_was_ok = ok;
+        }
         if let Err(e) = write_snapshot(path, &st, Some(crate::service::own::WEB.user)) {
             tracing::warn!("{}: {e}", path.display());
         }
@@ -166,6 +186,10 @@ pub async fn gather(config: &Config, distro: &Distro, store: Option<&Store>) -> 
                 .join(crate::render::manifest::FILE_NAME),
         ),
     ];
+    let mut checks = checks;
+    if let Some(s) = store {
+        checks.push(crate::backup::status::check(config, s, Utc::now()).await);
+    }
     let (events, jobs, upgrade) = match store {
         Some(s) => (
             events::recent(s, EVENTS_SHOWN).await.unwrap_or_default(),
