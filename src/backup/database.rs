@@ -61,12 +61,8 @@ fn credentials_path(scratch: &Path) -> PathBuf {
 /// Writes the credentials file for the client programs (mode 0600).
 fn write_credentials(scratch: &Path, text: &str) -> Result<PathBuf, BackupError> {
     let path = credentials_path(scratch);
-    crate::system::fs::write_atomic(&path, text.as_bytes(), 0o600, None).map_err(|source| {
-        BackupError::Io {
-            path: path.display().to_string(),
-            source,
-        }
-    })?;
+    crate::system::fs::write_atomic(&path, text.as_bytes(), 0o600, None)
+        .map_err(super::io(&path))?;
     Ok(path)
 }
 
@@ -232,10 +228,7 @@ fn load_postgres(
         .run()
         .map_err(failed("reading the PostgreSQL dump"))?;
     let drop_all = scratch.join("drop-all.sql");
-    std::fs::write(&drop_all, PG_DROP_ALL).map_err(|source| BackupError::Io {
-        path: drop_all.display().to_string(),
-        source,
-    })?;
+    std::fs::write(&drop_all, PG_DROP_ALL).map_err(super::io(&drop_all))?;
     // The daemons' grants go with the tables they are on, in the same transaction.
     let grants = scratch.join("grants.sql");
     // pg_restore's script empties the search path; the grants name tables unqualified.
@@ -243,10 +236,7 @@ fn load_postgres(
         .chain(crate::store::roles::owner_grant_statements(config))
         .map(|s| format!("{s};\n"))
         .collect();
-    std::fs::write(&grants, statements).map_err(|source| BackupError::Io {
-        path: grants.display().to_string(),
-        source,
-    })?;
+    std::fs::write(&grants, statements).map_err(super::io(&grants))?;
     let pass = write_credentials(
         scratch,
         &pgpass_line(
@@ -331,10 +321,7 @@ fn load_mysql(
         "CREATE DATABASE `{incoming}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
     ))?;
     let loaded = std::fs::read(dump)
-        .map_err(|source| BackupError::Io {
-            path: dump.display().to_string(),
-            source,
-        })
+        .map_err(super::io(dump))
         .and_then(|bytes| {
             admin()?.arg(&incoming).stdin(bytes).run().map_err(failed(
                 "loading the MariaDB dump (the live database was not touched)",
@@ -379,10 +366,7 @@ fn load_mysql(
 async fn load_sqlite(config: &Config, store: &Store, dump: &Path) -> Result<(), BackupError> {
     let live = config.database.sqlite_path.as_path();
     let incoming = live.with_extension("restoring");
-    let io = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| BackupError::Io { path, source }
-    };
+    let io = super::io;
     std::fs::copy(dump, &incoming).map_err(io(&incoming))?;
     // The live file's owner, mode and ACLs (the daemons read it through ACLs) go to the new one.
     if let Ok(meta) = std::fs::metadata(live) {
@@ -437,10 +421,7 @@ pub async fn load_scratch(
     match engine {
         Engine::Sqlite => {
             let copy = scratch.join("verify.sqlite3");
-            std::fs::copy(&dump, &copy).map_err(|source| BackupError::Io {
-                path: copy.display().to_string(),
-                source,
-            })?;
+            std::fs::copy(&dump, &copy).map_err(super::io(&copy))?;
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600));
             crate::store::check_sqlite_file(&copy).await?;
@@ -652,10 +633,7 @@ fn scratch_mysql(
         .stdin(script)
         .run()
         .map_err(failed("MariaDB"))?;
-    let bytes = std::fs::read(dump).map_err(|source| BackupError::Io {
-        path: dump.display().to_string(),
-        source,
-    })?;
+    let bytes = std::fs::read(dump).map_err(super::io(dump))?;
     mysql_admin(config, secrets, scratch)?
         .arg(name)
         .stdin(bytes)

@@ -11,7 +11,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::BackupError;
+use super::{io, BackupError};
 
 /// What one mailbox snapshot holds.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -35,13 +35,6 @@ pub fn unique_part(name: &str) -> &str {
     name.split_once(':').map_or(name, |(base, _)| base)
 }
 
-fn io(path: &Path, source: std::io::Error) -> BackupError {
-    BackupError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
 /// Copies the mailbox home `home` into `dest` (which must not exist yet). `dest` should be on
 /// the same filesystem as `home` so that messages are hard links; across filesystems they are
 /// copied instead.
@@ -52,13 +45,13 @@ pub fn snapshot(home: &Path, dest: &Path) -> Result<MailboxCounts, BackupError> 
 }
 
 fn copy_tree(src: &Path, dest: &Path, counts: &mut MailboxCounts) -> Result<(), BackupError> {
-    std::fs::create_dir_all(dest).map_err(|e| io(dest, e))?;
+    std::fs::create_dir_all(dest).map_err(|e| io(dest)(e))?;
     let is_maildir_folder = src.join("cur").is_dir();
     let mut entries: Vec<_> = match std::fs::read_dir(src) {
         Ok(rd) => rd.filter_map(Result::ok).collect(),
         // A folder deleted by its user while we walk: nothing left to keep.
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(src, e)),
+        Err(e) => return Err(io(src)(e)),
     };
     // Dovecot's UID list first: messages delivered after it get new UIDs at restore, which
     // Dovecot handles; the reverse order could list UIDs of files the snapshot lacks.
@@ -78,7 +71,7 @@ fn copy_tree(src: &Path, dest: &Path, counts: &mut MailboxCounts) -> Result<(), 
         let kind = match entry.file_type() {
             Ok(k) => k,
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(e) => return Err(io(&path, e)),
+            Err(e) => return Err(io(&path)(e)),
         };
         if kind.is_dir() {
             match name_str {
@@ -101,11 +94,11 @@ fn copy_entry(src: &Path, dest: &Path) -> Result<(), BackupError> {
     let meta = match std::fs::symlink_metadata(src) {
         Ok(m) => m,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(src, e)),
+        Err(e) => return Err(io(src)(e)),
     };
     if meta.file_type().is_symlink() {
-        let target = std::fs::read_link(src).map_err(|e| io(src, e))?;
-        return std::os::unix::fs::symlink(target, dest).map_err(|e| io(dest, e));
+        let target = std::fs::read_link(src).map_err(|e| io(src)(e))?;
+        return std::os::unix::fs::symlink(target, dest).map_err(|e| io(dest)(e));
     }
     if !meta.is_file() {
         return Ok(()); // sockets, fifos: nothing Dovecot keeps there
@@ -113,7 +106,7 @@ fn copy_entry(src: &Path, dest: &Path) -> Result<(), BackupError> {
     match std::fs::copy(src, dest) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io(src, e)),
+        Err(e) => Err(io(src)(e)),
     }
 }
 
@@ -129,7 +122,7 @@ fn link_messages(
 ) -> Result<(), BackupError> {
     const MAX_PASSES: usize = 10;
     for sub in ["new", "cur"] {
-        std::fs::create_dir_all(dest.join(sub)).map_err(|e| io(&dest.join(sub), e))?;
+        std::fs::create_dir_all(dest.join(sub)).map_err(|e| io(&dest.join(sub))(e))?;
     }
     // unique part → (sub-directory, name, size) of the link made for it
     let mut linked: BTreeMap<String, (&'static str, String, u64)> = BTreeMap::new();
@@ -178,7 +171,7 @@ fn list(dir: &Path) -> Result<Vec<String>, BackupError> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io(dir, e)),
+        Err(e) => return Err(io(dir)(e)),
     };
     let mut names: Vec<String> = rd
         .filter_map(Result::ok)
@@ -193,7 +186,7 @@ fn remove(path: &Path) -> Result<(), BackupError> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io(path, e)),
+        Err(e) => Err(io(path)(e)),
     }
 }
 
@@ -216,7 +209,7 @@ fn link_one(
                 Some((s, n)) => (sub, name) = (s, n),
                 None => return Ok(None),
             },
-            Err(e) => return Err(io(&src, e)),
+            Err(e) => return Err(io(&src)(e)),
         }
     }
     // Still moving after five tries: one more listing settles it.
@@ -262,7 +255,7 @@ fn walk_messages(
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(dir, e)),
+        Err(e) => return Err(io(dir)(e)),
     };
     let is_folder = dir.join("cur").is_dir();
     for entry in rd.filter_map(Result::ok) {
@@ -273,7 +266,7 @@ fn walk_messages(
         let name = entry.file_name();
         if is_folder && (name == "cur" || name == "new") {
             for file in std::fs::read_dir(&path)
-                .map_err(|e| io(&path, e))?
+                .map_err(|e| io(&path)(e))?
                 .filter_map(Result::ok)
             {
                 let p = file.path();

@@ -66,10 +66,7 @@ impl Manifest {
 
     pub fn read(root: &Path) -> Result<Manifest, BackupError> {
         let path = root.join(FILE_NAME);
-        let text = std::fs::read(&path).map_err(|source| BackupError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read(&path).map_err(super::io(&path))?;
         serde_json::from_slice(&text).map_err(|e| BackupError::Manifest(e.to_string()))
     }
 
@@ -77,10 +74,7 @@ impl Manifest {
         let path = root.join(FILE_NAME);
         let text =
             serde_json::to_vec_pretty(self).map_err(|e| BackupError::Manifest(e.to_string()))?;
-        std::fs::write(&path, text).map_err(|source| BackupError::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        std::fs::write(&path, text).map_err(super::io(&path))
     }
 }
 
@@ -124,10 +118,7 @@ impl DigestCache {
         for ((ino, size, mtime), sha) in &self.used {
             let _ = writeln!(out, "{ino} {size} {mtime} {sha}");
         }
-        crate::system::fs::write_atomic(path, &out, 0o600, None).map_err(|source| BackupError::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        crate::system::fs::write_atomic(path, &out, 0o600, None).map_err(super::io(path))
     }
 
     fn digest(&mut self, path: &Path, meta: &std::fs::Metadata) -> Result<String, BackupError> {
@@ -146,15 +137,11 @@ impl DigestCache {
 }
 
 pub fn sha256_file(path: &Path) -> Result<String, BackupError> {
-    let io = |source| BackupError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut f = std::fs::File::open(path).map_err(super::io(path))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = f.read(&mut buf).map_err(io)?;
+        let n = f.read(&mut buf).map_err(super::io(path))?;
         if n == 0 {
             break;
         }
@@ -176,16 +163,10 @@ pub fn digest_tree(
     let mut out = BTreeMap::new();
     let mut stack: Vec<PathBuf> = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let rd = std::fs::read_dir(&dir).map_err(|source| BackupError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        let rd = std::fs::read_dir(&dir).map_err(super::io(&dir))?;
         for entry in rd.filter_map(Result::ok) {
             let path = entry.path();
-            let meta = std::fs::symlink_metadata(&path).map_err(|source| BackupError::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
+            let meta = std::fs::symlink_metadata(&path).map_err(super::io(&path))?;
             let Ok(rel) = path.strip_prefix(root) else {
                 continue;
             };
@@ -193,10 +174,7 @@ pub fn digest_tree(
             if meta.is_dir() {
                 stack.push(path);
             } else if meta.file_type().is_symlink() {
-                let target = std::fs::read_link(&path).map_err(|source| BackupError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })?;
+                let target = std::fs::read_link(&path).map_err(super::io(&path))?;
                 let text = target.to_string_lossy();
                 out.insert(
                     rel,
@@ -238,10 +216,7 @@ pub fn compare(
             }
         };
         let sha = if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&path).map_err(|source| BackupError::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
+            let target = std::fs::read_link(&path).map_err(super::io(&path))?;
             hex(&Sha256::digest(target.to_string_lossy().as_bytes()))
         } else {
             sha256_file(&path)?

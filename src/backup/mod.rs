@@ -76,7 +76,8 @@ pub enum BackupError {
     BadInput { field: &'static str, rule: String },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
+/// Names the file an I/O error is about (`.map_err(io(path))`).
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
     move |source| BackupError::Io {
         path: path.display().to_string(),
         source,

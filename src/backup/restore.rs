@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::manifest::{self, Manifest};
 use super::restic::{Repository, Snapshot};
-use super::{database, maildir, BackupContext, BackupError};
+use super::{database, io, maildir, BackupContext, BackupError};
 use crate::names::EmailAddress;
 use crate::system::cmd::{self, Cmd};
 
@@ -305,13 +305,6 @@ pub async fn apply(
         }
     }
     Ok(report)
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
-    move |source| BackupError::Io {
-        path: path.display().to_string(),
-        source,
-    }
 }
 
 /// Writes every file the backup holds under each of `paths` back to its place, each one
