@@ -78,6 +78,32 @@ fn pgpass_line(host: &str, port: u16, db: &str, user: &str, password: &str) -> S
     )
 }
 
+/// `program` (pg_dump, pg_restore, psql) connected to database `dbname` as modobox's own role,
+/// its password in a 0600 pgpass file of `scratch`.
+fn pg_client(
+    program: &str,
+    config: &Config,
+    secrets: &Secrets,
+    scratch: &Path,
+    dbname: &str,
+) -> Result<Cmd, BackupError> {
+    let db = &config.database;
+    let (host, port, user) = (db.host.to_string(), db.port(), db.user.to_string());
+    let line = pgpass_line(
+        &host,
+        port,
+        dbname,
+        &user,
+        secrets.database_password.expose(),
+    );
+    let pass = write_credentials(scratch, &line)?;
+    Ok(Cmd::new(program)
+        .args(["--host", &host, "--port", &port.to_string()])
+        .args(["--username", &user, "--dbname", dbname, "--no-password"])
+        .env("PGPASSFILE", &pass.to_string_lossy())
+        .env("PGCONNECT_TIMEOUT", "10"))
+}
+
 fn dump_command(
     config: &Config,
     secrets: &Secrets,
@@ -89,17 +115,9 @@ fn dump_command(
     let (name, user) = (db.name.to_string(), db.user.to_string());
     let password = secrets.database_password.expose();
     Ok(match db.engine {
-        Engine::Postgres => {
-            let pass =
-                write_credentials(scratch, &pgpass_line(&host, port, &name, &user, password))?;
-            Cmd::new("pg_dump")
-                .args(["--format=custom", "--no-owner", "--no-privileges"])
-                .arg(format!("--file={}", out.display()))
-                .args(["--host", &host, "--port", &port.to_string()])
-                .args(["--username", &user, "--dbname", &name, "--no-password"])
-                .env("PGPASSFILE", &pass.to_string_lossy())
-                .env("PGCONNECT_TIMEOUT", "10")
-        }
+        Engine::Postgres => pg_client("pg_dump", config, secrets, scratch, &name)?
+            .args(["--format=custom", "--no-owner", "--no-privileges"])
+            .arg(format!("--file={}", out.display())),
         Engine::Mysql => {
             // The option file must come first on the command line.
             let defaults =
@@ -217,9 +235,7 @@ fn load_postgres(
     dump: &Path,
     scratch: &Path,
 ) -> Result<(), BackupError> {
-    let db = &config.database;
-    let (host, port) = (db.host.to_string(), db.port());
-    let (name, user) = (db.name.to_string(), db.user.to_string());
+    let name = config.database.name.to_string();
     let script = scratch.join("restore.sql");
     Cmd::new("pg_restore")
         .args(["--no-owner", "--no-privileges"])
@@ -237,28 +253,14 @@ fn load_postgres(
         .map(|s| format!("{s};\n"))
         .collect();
     std::fs::write(&grants, statements).map_err(super::io(&grants))?;
-    let pass = write_credentials(
-        scratch,
-        &pgpass_line(
-            &host,
-            port,
-            &name,
-            &user,
-            secrets.database_password.expose(),
-        ),
-    )?;
-    let result = Cmd::new("psql")
+    let result = pg_client("psql", config, secrets, scratch, &name)?
         .args(["-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1"])
-        .args(["--host", &host, "--port", &port.to_string()])
-        .args(["--username", &user, "--dbname", &name, "--no-password"])
         .arg("-f")
         .arg(drop_all.to_string_lossy())
         .arg("-f")
         .arg(script.to_string_lossy())
         .arg("-f")
         .arg(grants.to_string_lossy())
-        .env("PGPASSFILE", &pass.to_string_lossy())
-        .env("PGCONNECT_TIMEOUT", "10")
         .env("PGOPTIONS", "--client-min-messages=warning")
         .run()
         .map(|_| ())
@@ -518,39 +520,14 @@ fn pg_admin(
             "postgres",
         ])
     } else {
-        let (host, port, user) = (db.host.to_string(), db.port(), db.user.to_string());
-        let pass = write_credentials(
-            scratch,
-            &pgpass_line(
-                &host,
-                port,
-                "postgres",
-                &user,
-                secrets.database_password.expose(),
-            ),
-        )?;
-        Cmd::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "--no-password",
-            ])
-            .args([
-                "--host",
-                &host,
-                "--port",
-                &port.to_string(),
-                "--username",
-                &user,
-                "--dbname",
-                "postgres",
-            ])
-            .env("PGPASSFILE", &pass.to_string_lossy())
-            .env("PGCONNECT_TIMEOUT", "10")
+        pg_client("psql", config, secrets, scratch, "postgres")?.args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ])
     };
     cmd.stdin(sql.to_string())
         .run()
@@ -578,32 +555,14 @@ fn scratch_postgres(
         scratch,
         &format!("CREATE DATABASE \"{name}\" OWNER \"{user}\" ENCODING 'UTF8' TEMPLATE template0"),
     )?;
-    let db = &config.database;
-    let (host, port) = (db.host.to_string(), db.port());
-    let pass = write_credentials(
-        scratch,
-        &pgpass_line(&host, port, name, &user, secrets.database_password.expose()),
-    )?;
-    Cmd::new("pg_restore")
+    pg_client("pg_restore", config, secrets, scratch, name)?
         .args([
             "--no-owner",
             "--no-privileges",
             "--exit-on-error",
             "--single-transaction",
         ])
-        .args([
-            "--host",
-            &host,
-            "--port",
-            &port.to_string(),
-            "--username",
-            &user,
-            "--no-password",
-        ])
-        .args(["--dbname", name])
         .arg(dump.to_string_lossy())
-        .env("PGPASSFILE", &pass.to_string_lossy())
-        .env("PGCONNECT_TIMEOUT", "10")
         .run()
         .map(|_| ())
         .map_err(failed(
