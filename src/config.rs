@@ -17,6 +17,8 @@ use crate::names::{
 };
 
 pub const DEFAULT_PATH: &str = "/etc/modobox/modobox.toml";
+/// `paths.data` unless configured otherwise.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/modobox";
 
 /// The commented default printed by `modobox config default`; a test keeps it equal to the
 /// defaults below.
@@ -192,7 +194,7 @@ impl Default for Paths {
             mail_root: known_good(SafePath::parse("paths.mail_root", "/srv/vmail")),
             dkim_keys: known_good(SafePath::parse("paths.dkim_keys", "/var/lib/dkim")),
             rrd: known_good(SafePath::parse("paths.rrd", "/var/lib/modobox/rrd")),
-            data: known_good(SafePath::parse("paths.data", "/var/lib/modobox")),
+            data: known_good(SafePath::parse("paths.data", DEFAULT_DATA_DIR)),
             secrets: known_good(SafePath::parse(
                 "paths.secrets",
                 "/etc/modobox/secrets.toml",

@@ -47,6 +47,10 @@ impl Secret {
                 .collect(),
         )
     }
+    /// A secret someone typed (a repository password read from a prompt or standard input).
+    pub fn typed(value: String) -> Self {
+        Secret(value)
+    }
     pub fn expose(&self) -> &str {
         &self.0
     }

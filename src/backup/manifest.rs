@@ -35,6 +35,11 @@ pub struct Manifest {
     pub mailboxes: BTreeMap<String, MailboxEntry>,
     /// Every file of the backup but this manifest, by path relative to the backup root.
     pub files: BTreeMap<String, FileEntry>,
+    /// `user:group` of every entry under `files/` (directories too), by path relative to the
+    /// backup root: another machine gives the same users other uids. Missing in backups made
+    /// before it was recorded (then the numbers restic kept are used).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub owners: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +59,46 @@ pub struct MailboxEntry {
 pub struct FileEntry {
     pub size: u64,
     pub sha256: String,
+}
+
+/// `user:group` names of every entry under `root/sub` (the entry itself included), keyed by
+/// path relative to `root`; ids without a name here are left out.
+pub fn owner_names(root: &Path, sub: &str) -> Result<BTreeMap<String, String>, BackupError> {
+    fn walk(
+        root: &Path,
+        path: &Path,
+        out: &mut BTreeMap<String, String>,
+    ) -> Result<(), BackupError> {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(super::io(path)(e)),
+        };
+        let user = uzers::get_user_by_uid(meta.uid());
+        let group = uzers::get_group_by_gid(meta.gid());
+        if let (Some(u), Some(g), Ok(rel)) = (user, group, path.strip_prefix(root)) {
+            out.insert(
+                rel.to_string_lossy().into_owned(),
+                format!(
+                    "{}:{}",
+                    u.name().to_string_lossy(),
+                    g.name().to_string_lossy()
+                ),
+            );
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path)
+                .map_err(super::io(path))?
+                .filter_map(Result::ok)
+            {
+                walk(root, &entry.path(), out)?;
+            }
+        }
+        Ok(())
+    }
+    let mut out = BTreeMap::new();
+    walk(root, &root.join(sub), &mut out)?;
+    Ok(out)
 }
 
 impl Manifest {
@@ -267,6 +312,35 @@ mod tests {
     }
 
     #[test]
+    fn owners_are_recorded_by_name_for_every_server_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("files/etc/modobox")).unwrap();
+        std::fs::write(root.join("files/etc/modobox/modobox.toml"), "").unwrap();
+        std::fs::create_dir_all(root.join("mail/x")).unwrap();
+        let me = uzers::get_user_by_uid(uzers::get_current_uid()).unwrap();
+        let group = uzers::get_group_by_gid(uzers::get_current_gid()).unwrap();
+        let names = format!(
+            "{}:{}",
+            me.name().to_string_lossy(),
+            group.name().to_string_lossy()
+        );
+        let owners = owner_names(root, "files").unwrap();
+        let keys: Vec<&str> = owners.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "files",
+                "files/etc",
+                "files/etc/modobox",
+                "files/etc/modobox/modobox.toml"
+            ]
+        );
+        assert!(owners.values().all(|v| *v == names));
+        assert!(owner_names(root, "none").unwrap().is_empty());
+    }
+
+    #[test]
     fn compare_names_missing_and_changed_files() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
@@ -284,6 +358,7 @@ mod tests {
             domains: BTreeMap::new(),
             mailboxes: BTreeMap::new(),
             files: digest_tree(root, &mut cache).unwrap(),
+            owners: BTreeMap::new(),
         };
         assert!(compare(&manifest, root, |_| true).unwrap().is_empty());
         std::fs::write(root.join("one"), "x").unwrap();

@@ -18,6 +18,7 @@
 pub mod database;
 pub mod maildir;
 pub mod manifest;
+pub mod rebuild;
 pub mod restic;
 pub mod restore;
 pub mod status;
@@ -256,6 +257,7 @@ async fn assemble_and_store(
     let cache_path = ctx.state_dir().join("digests");
     let mut cache = DigestCache::load(&cache_path);
     let files = manifest::digest_tree(snap, &mut cache)?;
+    let owners = manifest::owner_names(snap, "files")?;
     let manifest = Manifest {
         format: manifest::FORMAT,
         created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -280,6 +282,7 @@ async fn assemble_and_store(
             .collect(),
         mailboxes,
         files,
+        owners,
     };
     manifest.write(snap)?;
     let schema_tag = format!("schema-{schema_version}");

@@ -17,6 +17,8 @@ use serde::Serialize;
 use super::manifest::{self, Manifest};
 use super::restic::{Repository, Snapshot};
 use super::{database, io, maildir, BackupContext, BackupError};
+use crate::config::Config;
+use crate::distro::Distro;
 use crate::names::EmailAddress;
 use crate::system::cmd::{self, Cmd};
 
@@ -89,19 +91,20 @@ fn prefixes(ctx: &BackupContext, selection: &Selection) -> Vec<String> {
         match part {
             Part::Db => out.push("database".into()),
             Part::Mail => out.push("mail".into()),
-            Part::Config => out.extend(files(config_paths(ctx))),
-            Part::Keys => out.extend(files(key_paths(ctx))),
+            Part::Config => out.extend(files(config_paths(&ctx.config))),
+            Part::Keys => out.extend(files(key_paths(&ctx.config, &ctx.distro))),
             Part::Stats => out.extend(files(vec![ctx.config.paths.rrd.as_path().to_path_buf()])),
         }
     }
     out
 }
 
-fn config_paths(ctx: &BackupContext) -> Vec<PathBuf> {
+/// The configuration part: /etc/modobox, the secrets and the rendered-files manifest.
+pub(crate) fn config_paths(config: &Config) -> Vec<PathBuf> {
     vec![
         PathBuf::from("/etc/modobox"),
-        ctx.config.paths.secrets.as_path().to_path_buf(),
-        ctx.config
+        config.paths.secrets.as_path().to_path_buf(),
+        config
             .paths
             .data
             .as_path()
@@ -109,10 +112,11 @@ fn config_paths(ctx: &BackupContext) -> Vec<PathBuf> {
     ]
 }
 
-fn key_paths(ctx: &BackupContext) -> Vec<PathBuf> {
-    let (cert, key) = crate::render::context::tls_paths(&ctx.config, &ctx.distro);
+/// The keys part: DKIM keys, the TLS certificate and key.
+pub(crate) fn key_paths(config: &Config, distro: &Distro) -> Vec<PathBuf> {
+    let (cert, key) = crate::render::context::tls_paths(config, distro);
     vec![
-        ctx.config.paths.dkim_keys.as_path().to_path_buf(),
+        config.paths.dkim_keys.as_path().to_path_buf(),
         cert.as_path().to_path_buf(),
         key.as_path().to_path_buf(),
     ]
@@ -129,17 +133,26 @@ pub fn fetch(
     id: &str,
     selection: &Selection,
 ) -> Result<Fetched, BackupError> {
+    fetch_prefixes(&ctx.work_dir(), repo, id, prefixes(ctx, selection))
+}
+
+/// Fetches `wanted` (paths relative to the backup root, with `manifest.json`) of backup `id`
+/// into a scratch directory under `work_dir`, and checks every fetched file against the
+/// manifest's SHA-256 before anything may use it.
+pub fn fetch_prefixes(
+    work_dir: &Path,
+    repo: &Repository,
+    id: &str,
+    wanted: Vec<String>,
+) -> Result<Fetched, BackupError> {
     let snapshot = repo.find(id)?;
     let original = snapshot
         .paths
         .first()
         .cloned()
         .ok_or_else(|| BackupError::Manifest("the backup names no path".into()))?;
-    let scratch = ctx
-        .work_dir()
-        .join(format!("restore-{}", snapshot.short_id));
+    let scratch = work_dir.join(format!("restore-{}", snapshot.short_id));
     super::fresh_dir(&scratch)?;
-    let wanted = prefixes(ctx, selection);
     let mut includes = vec![format!("{original}/{}", manifest::FILE_NAME)];
     includes.extend(wanted.iter().map(|p| format!("{original}/{p}")));
     let root = scratch.join(original.trim_start_matches('/'));
@@ -277,11 +290,16 @@ pub async fn apply(
                         .await?;
                         report.database = true;
                     }
-                    Part::Config => report.files += restore_files(root, &config_paths(ctx))?,
-                    Part::Keys => report.files += restore_files(root, &key_paths(ctx))?,
+                    Part::Config => {
+                        report.files += restore_files(fetched, &config_paths(&ctx.config))?
+                    }
+                    Part::Keys => {
+                        report.files +=
+                            restore_files(fetched, &key_paths(&ctx.config, &ctx.distro))?
+                    }
                     Part::Stats => {
                         report.files +=
-                            restore_files(root, &[ctx.config.paths.rrd.as_path().to_path_buf()])?
+                            restore_files(fetched, &[ctx.config.paths.rrd.as_path().to_path_buf()])?
                     }
                     Part::Mail => {
                         let mail = root.join("mail");
@@ -293,11 +311,15 @@ pub async fn apply(
                             if !src.is_dir() {
                                 continue; // had never received mail
                             }
+                            let live = mail_home(ctx, &address).exists();
                             let (added, present) = merge_mailbox(ctx, &src, &address)?;
                             report.mailboxes += 1;
                             report.messages_restored += added;
                             report.messages_already_there += present;
-                            resync(address.as_str());
+                            // A home that came back whole has no index to correct.
+                            if live {
+                                resync(address.as_str());
+                            }
                         }
                     }
                 }
@@ -309,35 +331,56 @@ pub async fn apply(
 
 /// Writes every file the backup holds under each of `paths` back to its place, each one
 /// atomically (temp file, then rename) with its mode and owner. Returns how many.
-fn restore_files(root: &Path, paths: &[PathBuf]) -> Result<usize, BackupError> {
+pub(crate) fn restore_files(fetched: &Fetched, paths: &[PathBuf]) -> Result<usize, BackupError> {
+    let owners = Owners(&fetched.manifest.owners);
     let mut n = 0;
     for path in paths {
         let Ok(rel) = path.strip_prefix("/") else {
             continue;
         };
-        let src = root.join("files").join(rel);
-        n += put_back(&src, path)?;
+        let src = fetched.root.join("files").join(rel);
+        n += put_back(&src, path, &format!("files/{}", rel.display()), &owners)?;
     }
     Ok(n)
 }
 
-fn put_back(src: &Path, dest: &Path) -> Result<usize, BackupError> {
+/// The owners a backup recorded by name: on another machine the same user may have another
+/// uid (packages create their users in install order), so names win over the numbers the
+/// fetched copy carries.
+struct Owners<'a>(&'a std::collections::BTreeMap<String, String>);
+
+impl Owners<'_> {
+    fn ids(&self, rel: &str, meta: &std::fs::Metadata) -> (u32, u32) {
+        let by_name = self.0.get(rel).and_then(|names| {
+            let (user, group) = names.split_once(':')?;
+            let uid = uzers::get_user_by_name(user)?.uid();
+            let gid = uzers::get_group_by_name(group)?.gid();
+            Some((uid, gid))
+        });
+        by_name.unwrap_or((meta.uid(), meta.gid()))
+    }
+}
+
+fn put_back(src: &Path, dest: &Path, rel: &str, owners: &Owners) -> Result<usize, BackupError> {
     let meta = match std::fs::symlink_metadata(src) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(io(src)(e)),
     };
+    let (uid, gid) = owners.ids(rel, &meta);
     if meta.is_dir() {
         std::fs::create_dir_all(dest).map_err(io(dest))?;
         std::fs::set_permissions(dest, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
             .map_err(io(dest))?;
-        std::os::unix::fs::lchown(dest, Some(meta.uid()), Some(meta.gid())).map_err(io(dest))?;
+        std::os::unix::fs::lchown(dest, Some(uid), Some(gid)).map_err(io(dest))?;
         let mut n = 0;
         for entry in std::fs::read_dir(src)
             .map_err(io(src))?
             .filter_map(Result::ok)
         {
-            n += put_back(&entry.path(), &dest.join(entry.file_name()))?;
+            let name = entry.file_name();
+            let child_rel = format!("{rel}/{}", name.to_string_lossy());
+            n += put_back(&entry.path(), &dest.join(&name), &child_rel, owners)?;
         }
         return Ok(n);
     }
@@ -365,9 +408,19 @@ fn put_back(src: &Path, dest: &Path) -> Result<usize, BackupError> {
     } else {
         return Ok(0);
     }
-    std::os::unix::fs::lchown(&tmp, Some(meta.uid()), Some(meta.gid())).map_err(io(&tmp))?;
+    std::os::unix::fs::lchown(&tmp, Some(uid), Some(gid)).map_err(io(&tmp))?;
     std::fs::rename(&tmp, dest).map_err(io(dest))?;
     Ok(1)
+}
+
+/// Where Dovecot keeps a mailbox: `<mail_root>/<domain>/<local part>`.
+fn mail_home(ctx: &BackupContext, address: &EmailAddress) -> PathBuf {
+    ctx.config
+        .paths
+        .mail_root
+        .as_path()
+        .join(address.domain())
+        .join(address.local_part())
 }
 
 /// The mail owner's ids (vmail), to give restored mail back to Dovecot.
@@ -400,13 +453,7 @@ fn merge_mailbox(
     src: &Path,
     address: &EmailAddress,
 ) -> Result<(u64, u64), BackupError> {
-    let home = ctx
-        .config
-        .paths
-        .mail_root
-        .as_path()
-        .join(address.domain())
-        .join(address.local_part());
+    let home = mail_home(ctx, address);
     let owner = mail_owner(ctx);
     if !home.exists() {
         let n = maildir::message_files(src)?.len() as u64;
@@ -535,14 +582,7 @@ fn restore_into_folder(
     folder: &str,
 ) -> Result<(u64, u64), BackupError> {
     check_folder_name(folder)?;
-    let maildir = ctx
-        .config
-        .paths
-        .mail_root
-        .as_path()
-        .join(address.domain())
-        .join(address.local_part())
-        .join("Maildir");
+    let maildir = mail_home(ctx, address).join("Maildir");
     let owner = mail_owner(ctx);
     let (mut added, mut present) = (0, 0);
     let mut known = KnownMessages::default();
@@ -596,12 +636,38 @@ mod tests {
         }
     }
 
+    /// A fetched backup whose root is `dir/backup` (nothing fetched: the test writes it).
+    fn fetched_at(dir: &Path, owners: &[(&str, &str)]) -> Fetched {
+        Fetched {
+            snapshot: Snapshot {
+                id: "0".repeat(64),
+                short_id: "00000000".into(),
+                time: String::new(),
+                paths: Vec::new(),
+                hostname: String::new(),
+                tags: None,
+            },
+            manifest: Manifest {
+                owners: owners
+                    .iter()
+                    .map(|(p, o)| (p.to_string(), o.to_string()))
+                    .collect(),
+                ..Manifest::default()
+            },
+            root: dir.join("backup"),
+            scratch: dir.join("scratch"),
+        }
+    }
+
     #[test]
     fn files_come_back_atomically_with_their_modes() {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("backup");
+        let fetched = fetched_at(dir.path(), &[]);
         let live = dir.path().join("live/etc/modobox");
-        let saved = root.join("files").join(live.strip_prefix("/").unwrap());
+        let saved = fetched
+            .root
+            .join("files")
+            .join(live.strip_prefix("/").unwrap());
         std::fs::create_dir_all(&saved).unwrap();
         std::fs::write(saved.join("secrets.toml"), "new").unwrap();
         std::fs::set_permissions(
@@ -613,7 +679,7 @@ mod tests {
         std::fs::write(live.join("secrets.toml"), "old").unwrap();
         std::fs::write(live.join("kept.toml"), "mine").unwrap();
         assert_eq!(
-            restore_files(&root, std::slice::from_ref(&live)).unwrap(),
+            restore_files(&fetched, std::slice::from_ref(&live)).unwrap(),
             1
         );
         assert_eq!(
@@ -630,5 +696,49 @@ mod tests {
             "mine"
         );
         assert_eq!(std::fs::read_dir(&live).unwrap().count(), 2);
+    }
+
+    /// On another machine the backup's owners are found again by name, whatever uid the
+    /// fetched copy carries; a name unknown here falls back to the number.
+    #[test]
+    fn owners_are_restored_by_name() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: changing owners needs root");
+            return;
+        }
+        let Some(nobody) = uzers::get_user_by_name("nobody") else {
+            eprintln!("skipped: no user nobody");
+            return;
+        };
+        let group = uzers::get_group_by_gid(nobody.primary_group_id()).unwrap();
+        let names = format!("nobody:{}", group.name().to_string_lossy());
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live/keys");
+        let rel = format!("files/{}", live.strip_prefix("/").unwrap().display());
+        let fetched = fetched_at(
+            dir.path(),
+            &[
+                (&format!("{rel}/a.pem"), &names),
+                (
+                    &format!("{rel}/b.pem"),
+                    "no-such-user-here:no-such-group-here",
+                ),
+            ],
+        );
+        let saved = fetched.root.join(&rel);
+        std::fs::create_dir_all(&saved).unwrap();
+        std::fs::write(saved.join("a.pem"), "a").unwrap();
+        std::fs::write(saved.join("b.pem"), "b").unwrap();
+        assert_eq!(
+            restore_files(&fetched, std::slice::from_ref(&live)).unwrap(),
+            2
+        );
+        let a = std::fs::metadata(live.join("a.pem")).unwrap();
+        assert_eq!(
+            (a.uid(), a.gid()),
+            (nobody.uid(), nobody.primary_group_id())
+        );
+        let b = std::fs::metadata(live.join("b.pem")).unwrap();
+        assert_eq!((b.uid(), b.gid()), (0, 0));
     }
 }

@@ -669,6 +669,16 @@ pub struct InstallArgs {
     /// Print the report as JSON at the end.
     #[arg(long)]
     pub json: bool,
+    /// Rebuild a server from its backup on this fresh machine: REPO is a restic repository
+    /// (a path or backend:location), ID a backup (default: latest). The repository password
+    /// (backup_password of the old server's secrets file) is read from a prompt, or from the
+    /// first line of standard input.
+    #[arg(
+        long,
+        value_name = "REPO[:ID]",
+        conflicts_with_all = ["domain", "admin_address", "database", "without", "tls", "tls_cert", "tls_key"]
+    )]
+    pub restore: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -163,6 +163,20 @@ fn ask(args: &InstallArgs, question: &str, default: bool) -> Result<bool> {
 }
 
 pub fn install(global: &Global, args: &InstallArgs, plan_only: bool) -> Result<ExitCode> {
+    match &args.restore {
+        Some(source) => rebuild(global, args, source, plan_only || args.dry_run),
+        None => install_with(global, args, plan_only, None),
+    }
+}
+
+/// The install, towards the configuration `settings` finds; with `restore`, the backup's
+/// restore steps run in their places.
+fn install_with(
+    global: &Global,
+    args: &InstallArgs,
+    plan_only: bool,
+    restore: Option<install::restore::Rebuild>,
+) -> Result<ExitCode> {
     let dry_run = plan_only || args.dry_run;
     let mut config = settings(global, args)?;
     let distro = Distro::resolve(global.distro.as_ref())?;
@@ -193,6 +207,7 @@ pub fn install(global: &Global, args: &InstallArgs, plan_only: bool) -> Result<E
     let secrets = Secrets::load_or_generate(config.paths.secrets.as_path())?;
     let mut ctx = Ctx::new(config, global.config.clone(), distro, secrets)?;
     ctx.dry_run = dry_run;
+    ctx.restore = restore;
     let steps = install::steps(&ctx);
 
     if !dry_run && interactive(args) {
@@ -247,6 +262,9 @@ fn print_summary(ctx: &mut Ctx) -> Result<()> {
     println!();
     println!("Admin: https://{}/", ctx.config.hostname);
     match &ctx.new_admin_password {
+        _ if ctx.restore.is_some() => {
+            println!("Login: the accounts and passwords of the backup (nothing was reset)")
+        }
         Some(p) => println!(
             "Login: {} / {p}  (shown once: change it after logging in)",
             install::database::FIRST_ADMIN
@@ -284,6 +302,132 @@ fn print_summary(ctx: &mut Ctx) -> Result<()> {
         print!("{text}");
     }
     Ok(())
+}
+
+/// `install --restore REPO[:ID]`: a server rebuilt from its backup on a fresh machine — the
+/// backup's configuration and secrets put in place, then the install with the restore steps
+/// (keys, database, mail). An interrupted rebuild runs again from where it stopped.
+fn rebuild(global: &Global, args: &InstallArgs, source: &str, dry_run: bool) -> Result<ExitCode> {
+    use crate::backup::rebuild::{self, RebuildState};
+    let (location, id) = rebuild::parse_source("--restore", source)?;
+    let hostname = args
+        .hostname
+        .as_deref()
+        .map(|h| Hostname::parse("hostname", h))
+        .transpose()?;
+    if global.config != std::path::Path::new(crate::config::DEFAULT_PATH) {
+        bail!(
+            "--restore: the backup's configuration comes back as {}; --config cannot name \
+             another file",
+            crate::config::DEFAULT_PATH
+        );
+    }
+    let distro = Distro::resolve(global.distro.as_ref())?;
+    let state_path = RebuildState::path();
+    let state = RebuildState::load(&state_path)?;
+    if global.config.exists() && state.is_none() {
+        bail!(
+            "--restore: {} exists: this machine is already a mail server. Restore a backup onto \
+             it with `modobox backup restore ID --from REPO`; --restore rebuilds a server on a \
+             fresh machine",
+            global.config.display()
+        );
+    }
+    if !crate::system::cmd::exists("restic") {
+        if dry_run {
+            bail!("--restore: restic is not installed (the install would add it first)");
+        }
+        println!("installing restic to read the backup...");
+        for cmd in install::packages::install_commands(&distro, &["restic".to_string()]) {
+            cmd.run().context("installing restic")?;
+        }
+    }
+    let password = repository_password()?;
+    let work = std::path::Path::new(crate::config::DEFAULT_DATA_DIR).join("backup");
+    let repository =
+        crate::backup::restic::Repository::new(&location, password, work.join("restic-cache"));
+    let prepared = rebuild::prepare(&work, &repository, &id, hostname.as_ref())?;
+    let snapshot = prepared.fetched.snapshot.id.clone();
+    if let Some(s) = &state {
+        if s.snapshot != snapshot {
+            bail!(
+                "--restore: an interrupted rebuild from backup {} is recorded in {}: run it \
+                 again with that backup, or remove the file to start over",
+                s.snapshot.chars().take(8).collect::<String>(),
+                state_path.display()
+            );
+        }
+    }
+    println!(
+        "backup {} of {} taken {}:",
+        prepared.fetched.snapshot.short_id,
+        prepared.fetched.manifest.hostname,
+        prepared.fetched.manifest.created
+    );
+    for line in rebuild::describe(&prepared, &distro) {
+        println!("  {line}");
+    }
+    if dry_run {
+        println!("dry run: nothing was changed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    super::input::confirm(args.yes, "Rebuild this server from the backup?")?;
+    // Recorded before anything is written: a rebuild killed from here on may run again.
+    let recorded = state.unwrap_or(RebuildState {
+        snapshot: snapshot.clone(),
+        ..RebuildState::default()
+    });
+    recorded.save(&state_path)?;
+    if !recorded.files {
+        rebuild::put_configuration(&prepared)?;
+    }
+    let manifest = prepared.fetched.manifest.clone();
+    let install_args = InstallArgs {
+        yes: true,
+        json: args.json,
+        ..InstallArgs::default()
+    };
+    let restore = install::restore::Rebuild {
+        repository,
+        snapshot,
+        state_path: state_path.clone(),
+        files: prepared.fetched,
+    };
+    let code = install_with(global, &install_args, false, Some(restore))?;
+    RebuildState::remove(&state_path)?;
+    // Mail held while the services were being set up goes out now.
+    if crate::system::cmd::exists("postqueue") {
+        let _ = crate::system::cmd::Cmd::new("postqueue").arg("-f").run();
+    }
+    println!(
+        "\nRebuilt {} from its backup of {}: {} domains, {} mailboxes, {} messages.",
+        manifest.hostname,
+        manifest.created,
+        manifest.domains.len(),
+        manifest.mailboxes.len(),
+        manifest.total_messages()
+    );
+    Ok(code)
+}
+
+/// The repository password of a rebuild: a prompt on a terminal, else the first line of
+/// standard input (never an argument).
+fn repository_password() -> Result<crate::secrets::Secret> {
+    use std::io::BufRead;
+    let text = if std::io::stdin().is_terminal() {
+        inquire::Password::new("Backup repository password (backup_password of the old server):")
+            .with_display_mode(inquire::PasswordDisplayMode::Masked)
+            .without_confirmation()
+            .prompt()?
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    };
+    if text.is_empty() {
+        bail!("--restore: no repository password (prompt or first line of standard input)");
+    }
+    Ok(crate::secrets::Secret::typed(text))
 }
 
 /// Runs the installer unattended on the existing configuration (after a restore brought back

@@ -8,6 +8,7 @@ pub mod files;
 pub mod keys;
 pub mod packages;
 pub mod preflight;
+pub mod restore;
 pub mod security;
 pub mod services;
 pub mod summary;
@@ -98,6 +99,8 @@ pub struct Ctx {
     pub dry_run: bool,
     /// Things the admin should know that are not changes (printed once, after the step).
     pub notes: std::collections::BTreeSet<String>,
+    /// `install --restore`: the backup this install rebuilds the server from.
+    pub restore: Option<restore::Rebuild>,
     store: Option<Store>,
 }
 
@@ -122,6 +125,7 @@ impl Ctx {
             new_admin_password: None,
             dry_run: false,
             notes: std::collections::BTreeSet::new(),
+            restore: None,
             store: None,
         })
     }
@@ -158,14 +162,24 @@ pub fn database_steps() -> Vec<Box<dyn Step>> {
     vec![Box::new(database::Schema), Box::new(database::DaemonRoles)]
 }
 
-/// The whole install, in order, for this configuration and distribution.
+/// The whole install, in order, for this configuration and distribution (with the restore
+/// steps in their places when it rebuilds a server from a backup).
 pub fn steps(ctx: &Ctx) -> Vec<Box<dyn Step>> {
+    let rebuild = ctx.restore.is_some();
     let mut steps: Vec<Box<dyn Step>> = vec![
         Box::new(system::Configuration),
         Box::new(system::Binary),
         Box::new(packages::Packages),
         Box::new(system::Accounts),
-        Box::new(database::Server),
+    ];
+    if rebuild {
+        steps.push(Box::new(restore::RestoreKeys));
+    }
+    steps.push(Box::new(database::Server));
+    if rebuild {
+        steps.push(Box::new(restore::RestoreDatabase));
+    }
+    steps.extend::<[Box<dyn Step>; 8]>([
         Box::new(database::Schema),
         Box::new(database::DaemonRoles),
         Box::new(database::PrimaryDomain),
@@ -174,7 +188,10 @@ pub fn steps(ctx: &Ctx) -> Vec<Box<dyn Step>> {
         Box::new(keys::DkimKey),
         Box::new(files::ConfigFiles),
         Box::new(files::Validation),
-    ];
+    ]);
+    if rebuild {
+        steps.push(Box::new(restore::RestoreMail));
+    }
     if ctx.distro.facts.security.selinux {
         steps.push(Box::new(security::Selinux));
     }

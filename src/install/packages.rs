@@ -110,13 +110,24 @@ fn our_policy_left() -> bool {
 
 /// The commands `apply` runs, for the plan and the RHEL tests.
 pub fn commands(config: &Config, distro: &Distro, missing: &[String]) -> Vec<Cmd> {
+    let mut cmds = Vec::new();
+    if distro.facts.package_manager == PackageManager::Apt {
+        cmds.push(Cmd::new("debconf-set-selections").stdin(format!(
+            "postfix postfix/main_mailer_type select No configuration\n\
+             postfix postfix/mailname string {}\n",
+            config.hostname
+        )));
+    }
+    cmds.extend(install_commands(distro, missing));
+    cmds
+}
+
+/// The commands that install `packages` from the distribution (its extra repositories
+/// enabled first), without preseeding: also run before an install, to get restic for
+/// `install --restore`.
+pub fn install_commands(distro: &Distro, packages: &[String]) -> Vec<Cmd> {
     match distro.facts.package_manager {
         PackageManager::Apt => vec![
-            Cmd::new("debconf-set-selections").stdin(format!(
-                "postfix postfix/main_mailer_type select No configuration\n\
-                 postfix postfix/mailname string {}\n",
-                config.hostname
-            )),
             Cmd::new("apt-get").args(["-q", "update"]),
             Cmd::new("apt-get")
                 .args([
@@ -132,7 +143,7 @@ pub fn commands(config: &Config, distro: &Distro, missing: &[String]) -> Vec<Cmd
                     "Dpkg::Options::=--force-confold",
                     "install",
                 ])
-                .args(missing.iter().cloned())
+                .args(packages.iter().cloned())
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         ],
         PackageManager::Dnf => {
@@ -152,7 +163,7 @@ pub fn commands(config: &Config, distro: &Distro, missing: &[String]) -> Vec<Cmd
             cmds.push(
                 Cmd::new("dnf")
                     .args(["-y", "install"])
-                    .args(missing.iter().cloned()),
+                    .args(packages.iter().cloned()),
             );
             cmds
         }
