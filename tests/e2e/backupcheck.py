@@ -7,9 +7,13 @@ usage:
                                      on any SMTP or probe error and on any message not delivered
   backupcheck.py sums HOME FILE      write the SHA-256 of every message of a mailbox home
   backupcheck.py compare FILE HOME   every message of FILE is in HOME with the same SHA-256
+  backupcheck.py imap USER PASSWORD FILE
+                                     over IMAPS as USER: every INBOX message of FILE is served,
+                                     byte for byte (line ends aside), with the same SHA-256
 """
 import glob
 import hashlib
+import imaplib
 import json
 import os
 import smtplib
@@ -144,5 +148,28 @@ elif sys.argv[1] == "compare":
     if lost or changed:
         sys.exit(f"FAIL: {len(lost)} messages missing ({lost[:3]}), {len(changed)} changed ({changed[:3]})")
     print(f"ok: all {len(want)} messages back with the same SHA-256")
+elif sys.argv[1] == "imap":
+    user, password = sys.argv[2], sys.argv[3]
+    with open(sys.argv[4]) as f:
+        want = {v for k, v in json.load(f).items() if k.rsplit("/", 1)[0] == "Maildir"}
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    imap = imaplib.IMAP4_SSL(SOURCE, 993, ssl_context=ctx, timeout=30)
+    imap.login(user, password)
+    typ, data = imap.select("INBOX", readonly=True)
+    count = int(data[0])
+    served = set()
+    if count:
+        typ, data = imap.fetch(f"1:{count}", "(BODY.PEEK[])")
+        for part in data:
+            if isinstance(part, tuple):
+                # Dovecot stores LF and serves CRLF.
+                served.add(hashlib.sha256(part[1].replace(b"\r\n", b"\n")).hexdigest())
+    imap.logout()
+    missing = want - served
+    if missing or not want:
+        sys.exit(f"FAIL: IMAP INBOX of {user}: {count} messages, {len(missing)} of the backup's {len(want)} not served")
+    print(f"ok: IMAP serves all {len(want)} INBOX messages of the backup to {user} ({count} in INBOX)")
 else:
     sys.exit(__doc__)
