@@ -332,10 +332,14 @@ async fn apply(tx: &mut Tx, backend: Backend, adopting: bool) -> Result<Vec<i32>
                 tx.exec(&view, &[]).await?;
             }
         } else {
-            for stmt in statements(m.sql(backend)) {
-                tx.exec(&stmt, &[]).await.map_err(|e| {
-                    StoreError::Migration(format!("migration {} ({}): {e}", m.version, m.name))
-                })?;
+            let failed = |e: &dyn std::fmt::Display| {
+                StoreError::Migration(format!("migration {} ({}): {e}", m.version, m.name))
+            };
+            for (n, stmt) in statements(m.sql(backend)).iter().enumerate() {
+                // Before its n-th statement (from 1): a migration failing half-way.
+                crate::fault::point(format_args!("migrate.{}.{}", m.name, n + 1))
+                    .map_err(|e| failed(&e))?;
+                tx.exec(stmt, &[]).await.map_err(|e| failed(&e))?;
             }
         }
         tx.exec(
