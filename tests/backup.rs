@@ -931,6 +931,24 @@ mod faults {
         ));
     }
 
+    /// Whether `modobox_task_run` has migration 4's column.
+    fn slot_column(s: &Server) -> bool {
+        let sql = match s.db.backend {
+            Backend::Sqlite => {
+                "SELECT count(*) FROM pragma_table_info('modobox_task_run') WHERE name = 'slot'"
+            }
+            Backend::Postgres => {
+                "SELECT count(*) FROM information_schema.columns \
+                 WHERE table_name = 'modobox_task_run' AND column_name = 'slot'"
+            }
+            Backend::Mysql => {
+                "SELECT count(*) FROM information_schema.columns WHERE table_schema = DATABASE() \
+                 AND table_name = 'modobox_task_run' AND column_name = 'slot'"
+            }
+        };
+        s.db.query(sql).trim() == "1"
+    }
+
     fn pending_migrations(s: &Server) -> Vec<String> {
         // Its exit code says whether any is pending; the list is what is compared.
         let out = s.run(&["db", "status", "--json"]);
@@ -946,8 +964,10 @@ mod faults {
 
     /// A backup from schema 3 restored by a modobox at schema 4, whose migration 4 fails half-way
     /// (after its first statement): the command names the failing migration; the database holds
-    /// the restored data at the backup's schema, migration 4 still pending; `db migrate` then
-    /// completes it.
+    /// the restored data with migration 4 pending — at the backup's schema on PostgreSQL and
+    /// SQLite (the migrations' transaction rolled back), with the statement that took effect
+    /// recorded on MariaDB (whose DDL commits itself); `db migrate` then completes it (on
+    /// MariaDB from the next statement, not failing on the column that exists).
     fn failed_migration_after_restore(s: &Server) {
         populate(s);
         downgrade_to_schema_3(s);
@@ -979,6 +999,15 @@ mod faults {
         );
         database_is_the_backup_s(s);
         assert_eq!(pending_migrations(s), ["0004_task_run_slot"]);
+        if s.db.backend == Backend::Mysql {
+            // Its first statement (ADD COLUMN) committed itself, and is recorded as done.
+            assert!(slot_column(s));
+            let done =
+                s.db.query("SELECT statements FROM modobox_schema_progress WHERE version = 4");
+            assert_eq!(done.trim(), "1");
+        } else {
+            assert!(!slot_column(s), "the migration's transaction rolled back");
+        }
         s.ok(&["db", "migrate"]);
         assert_eq!(pending_migrations(s), Vec::<String>::new());
         database_is_the_backup_s(s);
