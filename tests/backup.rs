@@ -166,6 +166,22 @@ fn messages(home: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// Every file below `dir` (not the directories).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap().filter_map(Result::ok) {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
 fn populate(s: &Server) {
     s.ok(&["db", "migrate"]);
     s.ok(&["domain", "add", "example.test", "--dkim", "true"]);
@@ -351,18 +367,7 @@ fn scenario(s: &Server) {
     );
 
     // A flipped byte in the repository's data is found by verify.
-    let mut packs = Vec::new();
-    let mut stack = vec![s.path("repo/data")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(d).unwrap().filter_map(Result::ok) {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                packs.push(e.path());
-            }
-        }
-    }
-    for pack in &packs {
+    for pack in &files_under(&s.path("repo/data")) {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(pack, std::fs::Permissions::from_mode(0o600)).unwrap();
         let mut bytes = std::fs::read(pack).unwrap();
@@ -388,24 +393,32 @@ fn scenario(s: &Server) {
     assert_ne!(report["problems"], serde_json::json!([]));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn backup_and_restore_on_sqlite() {
-    scenario(&server(common::sqlite().await));
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn backup_and_restore_on_postgres() {
-    if let Some(db) = common::postgres().await {
-        scenario(&server(db));
+/// A fresh database of `backend`; PostgreSQL and MariaDB only when their servers are up.
+async fn test_db(backend: Backend) -> Option<common::TestDb> {
+    match backend {
+        Backend::Sqlite => Some(common::sqlite().await),
+        Backend::Postgres => common::postgres().await,
+        Backend::Mysql => common::mysql().await,
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn backup_and_restore_on_mariadb() {
-    if let Some(db) = common::mysql().await {
-        scenario(&server(db));
-    }
+/// One test per `name: Engine`, each running `scenario(&Server)` on a fresh database.
+macro_rules! on_engines {
+    ($scenario:path { $($test:ident: $engine:ident),+ $(,)? }) => {$(
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $test() {
+            if let Some(db) = test_db(Backend::$engine).await {
+                $scenario(&server(db));
+            }
+        }
+    )+};
 }
+
+on_engines!(scenario {
+    backup_and_restore_on_sqlite: Sqlite,
+    backup_and_restore_on_postgres: Postgres,
+    backup_and_restore_on_mariadb: Mysql,
+});
 
 // ---- Failure paths, made to happen: full disks, killed processes, a failing migration. ----
 
@@ -484,39 +497,25 @@ const ADMIN_TABLES: &[&str] = &["admin_domain", "admin_mailbox", "admin_alias", 
 
 /// What the live server holds: alice's files with their SHA-256, and the admin tables.
 fn live(s: &Server) -> (BTreeMap<String, String>, String) {
-    let mut files = BTreeMap::new();
     let home = s.path("vmail/example.test/alice");
-    let mut stack = vec![home.clone()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(dir).unwrap().filter_map(Result::ok) {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let digest = format!("{:x}", Sha256::digest(std::fs::read(&p).unwrap()));
-                files.insert(p.strip_prefix(&home).unwrap().display().to_string(), digest);
-            }
-        }
-    }
+    let files = files_under(&home)
+        .into_iter()
+        .map(|p| {
+            let digest = format!("{:x}", Sha256::digest(std::fs::read(&p).unwrap()));
+            (p.strip_prefix(&home).unwrap().display().to_string(), digest)
+        })
+        .collect();
     (files, s.db.dump_tables(ADMIN_TABLES))
 }
 
 /// The repository's files (its locks aside, which each restic command adds and removes).
 fn repository_files(s: &Server) -> Vec<String> {
     let repo = s.path("repo");
-    let mut out = Vec::new();
-    let mut stack = vec![repo.clone()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(dir).unwrap().filter_map(Result::ok) {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(&repo).unwrap().display().to_string());
-            }
-        }
-    }
-    out.retain(|f| !f.starts_with("locks/"));
+    let mut out: Vec<String> = files_under(&repo)
+        .iter()
+        .map(|p| p.strip_prefix(&repo).unwrap().display().to_string())
+        .filter(|f| !f.starts_with("locks/"))
+        .collect();
     out.sort();
     out
 }
@@ -595,24 +594,11 @@ fn full_mail_disk(s: &Server) {
     assert!(work_dir_empty(s));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn full_mail_disk_on_sqlite() {
-    full_mail_disk(&server(common::sqlite().await));
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn full_mail_disk_on_postgres() {
-    if let Some(db) = common::postgres().await {
-        full_mail_disk(&server(db));
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn full_mail_disk_on_mariadb() {
-    if let Some(db) = common::mysql().await {
-        full_mail_disk(&server(db));
-    }
-}
+on_engines!(full_mail_disk {
+    full_mail_disk_on_sqlite: Sqlite,
+    full_mail_disk_on_postgres: Postgres,
+    full_mail_disk_on_mariadb: Mysql,
+});
 
 /// The repository on a small tmpfs that fills during `restic backup`: a clear error, no new
 /// snapshot, the earlier backup still restores, and after freeing space the next run works.
@@ -924,17 +910,10 @@ mod faults {
         assert_eq!(restore_leftovers(s), Vec::<String>::new());
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn killed_restore_on_sqlite() {
-        killed_restore_before_the_swap(&server(common::sqlite().await));
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn killed_restore_on_mariadb() {
-        if let Some(db) = common::mysql().await {
-            killed_restore_before_the_swap(&server(db));
-        }
-    }
+    on_engines!(killed_restore_before_the_swap {
+        killed_restore_on_sqlite: Sqlite,
+        killed_restore_on_mariadb: Mysql,
+    });
 
     /// Migration 4 undone by hand: the database as modobox at schema 3 left it.
     fn downgrade_to_schema_3(s: &Server) {
@@ -1030,22 +1009,9 @@ mod faults {
         database_is_the_backup_s(s);
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn failed_migration_after_restore_on_sqlite() {
-        failed_migration_after_restore(&server(common::sqlite().await));
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn failed_migration_after_restore_on_postgres() {
-        if let Some(db) = common::postgres().await {
-            failed_migration_after_restore(&server(db));
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn failed_migration_after_restore_on_mariadb() {
-        if let Some(db) = common::mysql().await {
-            failed_migration_after_restore(&server(db));
-        }
-    }
+    on_engines!(failed_migration_after_restore {
+        failed_migration_after_restore_on_sqlite: Sqlite,
+        failed_migration_after_restore_on_postgres: Postgres,
+        failed_migration_after_restore_on_mariadb: Mysql,
+    });
 }

@@ -146,6 +146,17 @@ impl TestDb {
         Store::connect(&self.url).await.unwrap()
     }
 
+    /// The MariaDB client, connected as the URL says (its password in the environment).
+    fn mariadb(&self) -> Command {
+        let u = url::Url::parse(&self.raw_url).unwrap();
+        let mut c = Command::new("mariadb");
+        c.arg(format!("--host={}", u.host_str().unwrap()))
+            .arg(format!("--port={}", u.port().unwrap()))
+            .arg(format!("--user={}", u.username()))
+            .env("MYSQL_PWD", u.password().unwrap());
+        c
+    }
+
     /// Runs an SQL file with the engine's own client (the fixtures are client dumps).
     pub fn load_sql_file(&self, file: &std::path::Path) {
         let out = match self.backend {
@@ -157,17 +168,11 @@ impl TestDb {
                 .args(["-q", "-v", "ON_ERROR_STOP=1", &self.raw_url, "-f"])
                 .arg(file)
                 .output(),
-            Backend::Mysql => {
-                let u = url::Url::parse(&self.raw_url).unwrap();
-                Command::new("mariadb")
-                    .arg(format!("--host={}", u.host_str().unwrap()))
-                    .arg(format!("--port={}", u.port().unwrap()))
-                    .arg(format!("--user={}", u.username()))
-                    .env("MYSQL_PWD", u.password().unwrap())
-                    .arg(&self.name)
-                    .stdin(std::fs::File::open(file).unwrap())
-                    .output()
-            }
+            Backend::Mysql => self
+                .mariadb()
+                .arg(&self.name)
+                .stdin(std::fs::File::open(file).unwrap())
+                .output(),
         }
         .expect("running the database client");
         assert!(
@@ -207,16 +212,10 @@ impl TestDb {
                     sql,
                 ])
                 .output(),
-            Backend::Mysql => {
-                let u = url::Url::parse(&self.raw_url).unwrap();
-                Command::new("mariadb")
-                    .arg(format!("--host={}", u.host_str().unwrap()))
-                    .arg(format!("--port={}", u.port().unwrap()))
-                    .arg(format!("--user={}", u.username()))
-                    .env("MYSQL_PWD", u.password().unwrap())
-                    .args(["-N", "-B", &self.name, "-e", sql])
-                    .output()
-            }
+            Backend::Mysql => self
+                .mariadb()
+                .args(["-N", "-B", &self.name, "-e", sql])
+                .output(),
         }
         .unwrap();
         assert!(
