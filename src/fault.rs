@@ -9,6 +9,10 @@
 
 use std::fmt::Display;
 
+// Armed points in an optimised build would leave a crash one environment variable away.
+#[cfg(all(feature = "fault-injection", not(debug_assertions)))]
+compile_error!("the fault-injection feature is for test builds only, not optimised ones");
+
 /// The error an armed `error` point returns.
 #[derive(Debug, thiserror::Error)]
 #[error("fault injected at {0} (MODOBOX_FAULT)")]
