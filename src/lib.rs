@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod distro;
 pub mod dns;
+pub mod fault;
 pub mod health;
 pub mod install;
 pub mod jobs;

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     match modobox::cli::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", modobox::cli::error_message(&e));
             ExitCode::from(2)
         }
     }

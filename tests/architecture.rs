@@ -11,7 +11,7 @@ use std::path::Path;
 /// Bottom to top. A module may use any module of a lower layer; modules of one layer do not
 /// use each other.
 const LAYERS: &[&[&str]] = &[
-    &["names", "password"],
+    &["names", "password", "fault"],
     &["system"],
     &["config", "distro", "secrets"],
     &["store"],

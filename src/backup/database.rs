@@ -34,17 +34,26 @@ pub async fn dump(
     let out = dir.join(file_name(engine));
     let (version, result) = migrate::while_locked(store, async {
         match engine {
-            Engine::Sqlite => store
-                .copy_sqlite_into(&out)
-                .await
-                .map_err(BackupError::from),
+            Engine::Sqlite => store.copy_sqlite_into(&out).await.map_err(|e| {
+                if e.is_disk_full() {
+                    // Said the way every other full disk is: the file and the cause.
+                    BackupError::Io {
+                        path: out.display().to_string(),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::StorageFull,
+                            "No space left on device (SQLite: database or disk is full)",
+                        ),
+                    }
+                } else {
+                    e.into()
+                }
+            }),
             Engine::Postgres | Engine::Mysql => {
-                let command = dump_command(config, secrets, &out, scratch)?;
-                tokio::task::spawn_blocking(move || command.run())
+                let command = dump_command(config, secrets, scratch)?;
+                let out = out.clone();
+                tokio::task::spawn_blocking(move || dump_into(command, &out))
                     .await
                     .map_err(|e| BackupError::Database(format!("the dump was interrupted: {e}")))?
-                    .map(|_| ())
-                    .map_err(|e| BackupError::Database(e.to_string()))
             }
         }
     })
@@ -52,6 +61,42 @@ pub async fn dump(
     let _ = std::fs::remove_file(credentials_path(scratch));
     result?;
     Ok(version)
+}
+
+/// Runs a dump program that writes to its standard output, into the file `out`. The file is
+/// written here, so a failed write (a full disk) is reported with its path and cause, which
+/// the programs' own messages lack ("mariadb-dump: Got errno 28 on write").
+fn dump_into(command: Cmd, out: &Path) -> Result<(), BackupError> {
+    use std::io::{ErrorKind, Read, Write};
+    let mut file = std::fs::File::create(out).map_err(super::io(out))?;
+    let mut running = command
+        .stream()
+        .map_err(|e| BackupError::Database(e.to_string()))?;
+    let mut buf = vec![0u8; 1 << 16];
+    let written = loop {
+        match running.read(&mut buf) {
+            // On disk, not only in the page cache: a full disk may only show here.
+            Ok(0) => break file.sync_all(),
+            Ok(n) => {
+                if let Err(e) = file.write_all(&buf[..n]) {
+                    break Err(e);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                running.kill();
+                return Err(BackupError::Database(format!("reading the dump: {e}")));
+            }
+        }
+    };
+    if let Err(e) = written {
+        running.kill();
+        return Err(super::io(out)(e));
+    }
+    running
+        .finish_ok()
+        .map(|_| ())
+        .map_err(|e| BackupError::Database(e.to_string()))
 }
 
 fn credentials_path(scratch: &Path) -> PathBuf {
@@ -104,20 +149,18 @@ fn pg_client(
         .env("PGCONNECT_TIMEOUT", "10"))
 }
 
-fn dump_command(
-    config: &Config,
-    secrets: &Secrets,
-    out: &Path,
-    scratch: &Path,
-) -> Result<Cmd, BackupError> {
+/// The dump program, writing to its standard output.
+fn dump_command(config: &Config, secrets: &Secrets, scratch: &Path) -> Result<Cmd, BackupError> {
     let db = &config.database;
     let (host, port) = (db.host.to_string(), db.port());
     let (name, user) = (db.name.to_string(), db.user.to_string());
     let password = secrets.database_password.expose();
     Ok(match db.engine {
-        Engine::Postgres => pg_client("pg_dump", config, secrets, scratch, &name)?
-            .args(["--format=custom", "--no-owner", "--no-privileges"])
-            .arg(format!("--file={}", out.display())),
+        Engine::Postgres => pg_client("pg_dump", config, secrets, scratch, &name)?.args([
+            "--format=custom",
+            "--no-owner",
+            "--no-privileges",
+        ]),
         Engine::Mysql => {
             // The option file must come first on the command line.
             let defaults =
@@ -144,7 +187,6 @@ fn dump_command(
                     "--user",
                     &user,
                 ])
-                .arg(format!("--result-file={}", out.display()))
                 .arg(name)
         }
         Engine::Sqlite => {
@@ -319,6 +361,16 @@ fn load_mysql(
             .map(|o| o.stdout)
             .map_err(failed("MariaDB"))
     };
+    // What a restore killed half-way left: the database it was loading (the live one was not
+    // touched yet), or the old tables it had just swapped out (the restored ones are live).
+    let leftovers: Vec<String> = sql("SHOW DATABASES;".into())?
+        .lines()
+        .filter(|db| is_restore_leftover(&name, db))
+        .map(|db| format!("DROP DATABASE `{db}`;"))
+        .collect();
+    if !leftovers.is_empty() {
+        sql(leftovers.concat())?;
+    }
     sql(format!(
         "CREATE DATABASE `{incoming}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
     ))?;
@@ -345,6 +397,7 @@ fn load_mysql(
     };
     let live = tables(&name)?;
     let restored = tables(&incoming)?;
+    crate::fault::point("restore.db-swap")?;
     let mut renames: Vec<String> = live
         .iter()
         .map(|t| format!("`{name}`.`{t}` TO `{retired}`.`{t}`"))
@@ -363,6 +416,16 @@ fn load_mysql(
         "DROP DATABASE `{retired}`; DROP DATABASE `{incoming}`;"
     ))?;
     Ok(())
+}
+
+/// Whether `db` is one of the databases `load_mysql` makes for the live database `live`
+/// (`<live>_restore_<stamp>`, `<live>_before_restore_<stamp>`).
+fn is_restore_leftover(live: &str, db: &str) -> bool {
+    ["_restore_", "_before_restore_"].iter().any(|middle| {
+        db.strip_prefix(live)
+            .and_then(|rest| rest.strip_prefix(middle))
+            .is_some_and(|stamp| stamp.len() == 14 && stamp.bytes().all(|b| b.is_ascii_digit()))
+    })
 }
 
 async fn load_sqlite(config: &Config, store: &Store, dump: &Path) -> Result<(), BackupError> {
@@ -395,6 +458,7 @@ async fn load_sqlite(config: &Config, store: &Store, dump: &Path) -> Result<(), 
         }
     }
     crate::store::check_sqlite_file(&incoming).await?;
+    crate::fault::point("restore.db-swap")?;
     // The write lock: no transaction is half-way through the old file when it is replaced.
     let tx = store.begin().await?;
     let swapped = std::fs::rename(&incoming, live).map_err(io(live));
@@ -604,6 +668,29 @@ fn scratch_mysql(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_restore_s_own_databases_are_leftovers() {
+        assert!(is_restore_leftover(
+            "modobox",
+            "modobox_restore_20261206131500"
+        ));
+        assert!(is_restore_leftover(
+            "modobox",
+            "modobox_before_restore_20261206131500"
+        ));
+        for other in [
+            "modobox",
+            "modobox_verify",
+            "modobox_restore_",
+            "modobox_restore_2026120613150x",
+            "modobox_restore_202612061315001",
+            "other_restore_20261206131500",
+            "modobox2_restore_20261206131500",
+        ] {
+            assert!(!is_restore_leftover("modobox", other), "{other}");
+        }
+    }
 
     #[test]
     fn pgpass_escapes_separators() {

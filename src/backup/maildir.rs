@@ -106,7 +106,7 @@ fn copy_entry(src: &Path, dest: &Path) -> Result<(), BackupError> {
     match std::fs::copy(src, dest) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io(src)(e)),
+        Err(e) => Err(super::copy_error(src, dest)(e)),
     }
 }
 
@@ -209,7 +209,7 @@ fn link_one(
                 Some((s, n)) => (sub, name) = (s, n),
                 None => return Ok(None),
             },
-            Err(e) => return Err(io(&src)(e)),
+            Err(e) => return Err(super::copy_error(&src, &target)(e)),
         }
     }
     // Still moving after five tries: one more listing settles it.

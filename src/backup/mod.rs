@@ -53,6 +53,12 @@ pub enum BackupError {
         path: String,
         source: std::io::Error,
     },
+    #[error("copying {from} to {to}: {source}")]
+    Copy {
+        from: String,
+        to: String,
+        source: std::io::Error,
+    },
     #[error("database: {0}")]
     Database(String),
     #[error(transparent)]
@@ -65,6 +71,14 @@ pub enum BackupError {
     NoRepository(String),
     #[error("backup repository: {0}")]
     Repository(String),
+    #[error("no space left on device: `restic {command}` with the backup repository {location} stopped: {detail}")]
+    NoSpace {
+        command: String,
+        location: String,
+        detail: String,
+    },
+    #[error("the backup repository {location} is locked by a restic process that is still running (or runs on another host): {detail}")]
+    RepositoryLocked { location: String, detail: String },
     #[error("no backup {0:?} in the repository (see `modobox backup list`)")]
     NoSuchBackup(String),
     #[error("the backup has schema version {backup}, newer than this modobox knows ({ours}): upgrade modobox first")]
@@ -75,12 +89,27 @@ pub enum BackupError {
     NoSuchMailbox(String),
     #[error("{field}: {rule}")]
     BadInput { field: &'static str, rule: String },
+    #[error(transparent)]
+    Fault(#[from] crate::fault::Injected),
 }
 
 /// Names the file an I/O error is about (`.map_err(io(path))`).
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
     move |source| BackupError::Io {
         path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Names both ends of a failed copy (`.map_err(copy_error(from, to))`): reading one or writing
+/// the other (a full disk) can be what failed.
+pub(crate) fn copy_error<'a>(
+    from: &'a Path,
+    to: &'a Path,
+) -> impl FnOnce(std::io::Error) -> BackupError + 'a {
+    move |source| BackupError::Copy {
+        from: from.display().to_string(),
+        to: to.display().to_string(),
         source,
     }
 }
@@ -222,6 +251,7 @@ async fn assemble_and_store(
     let db_dir = snap.join("database");
     std::fs::create_dir_all(&db_dir).map_err(io(&db_dir))?;
     let schema_version = database::dump(config, &ctx.secrets, &ctx.store, &db_dir, scratch).await?;
+    crate::fault::point("backup.after-dump")?;
     let inventory = {
         let mut tx = ctx.store.begin_read().await?;
         inventory::read(&mut tx).await?
@@ -358,7 +388,7 @@ fn copy_preserving(src: &Path, dest: &Path) -> Result<(), BackupError> {
             copy_preserving(&entry.path(), &dest.join(entry.file_name()))?;
         }
     } else if meta.is_file() {
-        std::fs::copy(src, dest).map_err(io(src))?;
+        std::fs::copy(src, dest).map_err(copy_error(src, dest))?;
     } else {
         return Ok(()); // sockets and fifos are not state
     }

@@ -77,8 +77,21 @@ impl Repository {
             .stdin(stdin)
     }
 
-    /// Runs restic and turns its failures into errors that say what is wrong.
+    /// Runs restic and turns its failures into errors that say what is wrong. A lock left in
+    /// the repository by a restic that was killed (a crash, a reboot mid-backup) makes restic
+    /// refuse to run: `restic unlock` removes the locks whose process is gone (same host) or
+    /// that are 30 minutes old, never a live one, then the command runs once more.
     fn run(&self, args: &[&str]) -> Result<Output, BackupError> {
+        match self.run_once(args) {
+            Err(BackupError::RepositoryLocked { .. }) => {
+                self.run_once(&["unlock"])?;
+                self.run_once(args)
+            }
+            other => other,
+        }
+    }
+
+    fn run_once(&self, args: &[&str]) -> Result<Output, BackupError> {
         if !crate::system::cmd::exists("restic") {
             return Err(BackupError::Repository(
                 "restic is not installed (apt install restic)".into(),
@@ -98,10 +111,10 @@ impl Repository {
         if out.success {
             return Ok(out);
         }
-        Err(self.failure(&out))
+        Err(self.failure(args.first().copied().unwrap_or_default(), &out))
     }
 
-    fn failure(&self, out: &Output) -> BackupError {
+    fn failure(&self, command: &str, out: &Output) -> BackupError {
         let text = out.stderr.trim();
         let detail = text
             .lines()
@@ -116,6 +129,19 @@ impl Repository {
             || lower.contains("is there a repository at the following location")
         {
             BackupError::NoRepository(self.location.redacted())
+        } else if lower.contains("no space left on device") {
+            // restic names the file it could not write: the repository's or, for a restore,
+            // the scratch directory's.
+            BackupError::NoSpace {
+                command: command.to_string(),
+                location: self.location.redacted(),
+                detail: last_lines(&detail, 3),
+            }
+        } else if lower.contains("repository is already locked") {
+            BackupError::RepositoryLocked {
+                location: self.location.redacted(),
+                detail: last_lines(&detail, 4),
+            }
         } else {
             BackupError::Repository(format!("{}: {}", self.location, last_lines(&detail, 8)))
         }

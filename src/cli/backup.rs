@@ -272,6 +272,8 @@ async fn command(global: &Global, cmd: &BackupCommand) -> Result<Then> {
                 let selection = selection(only, mailbox.as_deref(), into_folder.as_deref(), id)?;
                 let ctx = context(global).await?;
                 let repo = ctx.repository(from.as_ref())?;
+                // Not while a backup reads what is being replaced, nor two restores at once.
+                let _lock = backup::lock(&ctx.state_dir())?;
                 let fetched = restore::fetch(&ctx, &repo, id, &selection)?;
                 let plan = restore::describe(&ctx, &fetched, &selection);
                 println!(

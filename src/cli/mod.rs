@@ -21,6 +21,7 @@ mod task;
 mod web;
 
 pub use args::*;
+pub use output::error_message;
 
 use std::process::ExitCode;
 

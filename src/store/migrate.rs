@@ -171,6 +171,60 @@ async fn unlock(tx: &mut Tx) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// MySQL and MariaDB commit each DDL statement on its own (the migration's transaction does
+/// not cover them), so a migration failing half-way stays half-applied, and running it again
+/// from its start would fail on what its first statements made ("Duplicate column name").
+/// There, how many statements of an unfinished migration took effect is kept in this table
+/// (committed with each of them), and the next run resumes after them.
+const PROGRESS: &str = "modobox_schema_progress";
+
+/// How many statements of the unfinished migration `m` took effect (MySQL only; else 0).
+async fn statements_done(tx: &mut Tx, m: &Migration) -> Result<usize, StoreError> {
+    if tx.backend() != Backend::Mysql {
+        return Ok(0);
+    }
+    let rows = tx
+        .rows(
+            &format!("SELECT checksum, statements FROM {PROGRESS} WHERE version = ?"),
+            args![m.version],
+        )
+        .await?;
+    let Some(row) = rows.first() else {
+        return Ok(0);
+    };
+    if row.text("checksum")? != m.checksum(Backend::Mysql) {
+        return Err(changed(m));
+    }
+    Ok(usize::try_from(row.i32("statements")?).unwrap_or(0))
+}
+
+async fn ensure_progress(tx: &mut Tx) -> Result<(), StoreError> {
+    tx.exec(
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {PROGRESS} (version integer NOT NULL PRIMARY KEY, \
+             checksum varchar(64) NOT NULL, statements integer NOT NULL)"
+        ),
+        &[],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records that `done` statements of `m` took effect (MySQL only): committed with the
+/// statement (a DDL statement commits itself, the row after it is committed on its own).
+async fn record_progress(tx: &mut Tx, m: &Migration, done: usize) -> Result<(), StoreError> {
+    if tx.backend() != Backend::Mysql {
+        return Ok(());
+    }
+    let done = i32::try_from(done).unwrap_or(i32::MAX);
+    tx.exec(
+        &format!("REPLACE INTO {PROGRESS} (version, checksum, statements) VALUES (?, ?, ?)"),
+        args![m.version, m.checksum(Backend::Mysql), done],
+    )
+    .await?;
+    Ok(())
+}
+
 struct Recorded {
     version: i32,
     checksum: String,
@@ -332,10 +386,23 @@ async fn apply(tx: &mut Tx, backend: Backend, adopting: bool) -> Result<Vec<i32>
                 tx.exec(&view, &[]).await?;
             }
         } else {
-            for stmt in statements(m.sql(backend)) {
-                tx.exec(&stmt, &[]).await.map_err(|e| {
-                    StoreError::Migration(format!("migration {} ({}): {e}", m.version, m.name))
-                })?;
+            let failed = |e: &dyn std::fmt::Display| {
+                StoreError::Migration(format!("migration {} ({}): {e}", m.version, m.name))
+            };
+            if backend == Backend::Mysql {
+                ensure_progress(tx).await?;
+            }
+            let done_before = statements_done(tx, m).await?;
+            for (n, stmt) in statements(m.sql(backend))
+                .iter()
+                .enumerate()
+                .skip(done_before)
+            {
+                // Before its n-th statement (from 1): a migration failing half-way.
+                crate::fault::point(format_args!("migrate.{}.{}", m.name, n + 1))
+                    .map_err(|e| failed(&e))?;
+                tx.exec(stmt, &[]).await.map_err(|e| failed(&e))?;
+                record_progress(tx, m, n + 1).await?;
             }
         }
         tx.exec(
@@ -345,6 +412,14 @@ async fn apply(tx: &mut Tx, backend: Backend, adopting: bool) -> Result<Vec<i32>
             args![m.version, m.name, m.checksum(backend), baseline, Utc::now()],
         )
         .await?;
+        // After the ledger's row: a progress row left for a recorded migration is never read.
+        if backend == Backend::Mysql && !baseline {
+            tx.exec(
+                &format!("DELETE FROM {PROGRESS} WHERE version = ?"),
+                args![m.version],
+            )
+            .await?;
+        }
         applied.push(m.version);
     }
     Ok(applied)

@@ -107,6 +107,14 @@ impl StoreError {
             rule: rule.into(),
         }
     }
+
+    /// SQLite's "database or disk is full" (SQLITE_FULL, code 13): with no page limit set, the
+    /// disk it writes to is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Db(sqlx::Error::Database(e))
+            if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                && e.code().as_deref() == Some("13"))
+    }
 }
 
 /// A database URL (`postgres://`, `mysql://` or `mariadb://`, `sqlite://`). Holds the

@@ -35,6 +35,7 @@ pub struct Cmd {
 #[derive(Debug)]
 pub struct Streaming {
     program: String,
+    shown: String,
     child: Child,
 }
 
@@ -143,24 +144,29 @@ impl Cmd {
     pub fn stream(&self) -> Result<Streaming, CmdError> {
         Ok(Streaming {
             program: self.program.clone(),
+            shown: self.shown(),
             child: self.spawn()?,
         })
     }
 
     /// Runs it and fails with its last lines of output unless it exits with 0.
     pub fn run(&self) -> Result<Output, CmdError> {
-        let out = self.output()?;
-        if out.success {
-            return Ok(out);
-        }
-        Err(CmdError::Failed {
-            shown: self.shown(),
-            status: out
-                .code
-                .map_or_else(|| "killed by a signal".into(), |c| format!("exit code {c}")),
-            output: tail(&format!("{}{}", out.stdout, out.stderr), 15),
-        })
+        checked(self.shown(), self.output()?)
     }
+}
+
+/// `out` when the command succeeded, else the error naming it with its last lines of output.
+fn checked(shown: String, out: Output) -> Result<Output, CmdError> {
+    if out.success {
+        return Ok(out);
+    }
+    Err(CmdError::Failed {
+        shown,
+        status: out
+            .code
+            .map_or_else(|| "killed by a signal".into(), |c| format!("exit code {c}")),
+        output: tail(&format!("{}{}", out.stdout, out.stderr), 15),
+    })
 }
 
 impl Read for Streaming {
@@ -184,6 +190,18 @@ impl Streaming {
                 source,
             })?;
         Ok(Output::from(out))
+    }
+
+    /// Like `finish`, but fails as `Cmd::run` does unless it exited with 0.
+    pub fn finish_ok(self) -> Result<Output, CmdError> {
+        let shown = self.shown.clone();
+        checked(shown, self.finish()?)
+    }
+
+    /// Ends it at once (SIGKILL) and reaps it: for when what it prints can no longer be kept.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -146,6 +146,17 @@ impl TestDb {
         Store::connect(&self.url).await.unwrap()
     }
 
+    /// The MariaDB client, connected as the URL says (its password in the environment).
+    fn mariadb(&self) -> Command {
+        let u = url::Url::parse(&self.raw_url).unwrap();
+        let mut c = Command::new("mariadb");
+        c.arg(format!("--host={}", u.host_str().unwrap()))
+            .arg(format!("--port={}", u.port().unwrap()))
+            .arg(format!("--user={}", u.username()))
+            .env("MYSQL_PWD", u.password().unwrap());
+        c
+    }
+
     /// Runs an SQL file with the engine's own client (the fixtures are client dumps).
     pub fn load_sql_file(&self, file: &std::path::Path) {
         let out = match self.backend {
@@ -157,17 +168,11 @@ impl TestDb {
                 .args(["-q", "-v", "ON_ERROR_STOP=1", &self.raw_url, "-f"])
                 .arg(file)
                 .output(),
-            Backend::Mysql => {
-                let u = url::Url::parse(&self.raw_url).unwrap();
-                Command::new("mariadb")
-                    .arg(format!("--host={}", u.host_str().unwrap()))
-                    .arg(format!("--port={}", u.port().unwrap()))
-                    .arg(format!("--user={}", u.username()))
-                    .env("MYSQL_PWD", u.password().unwrap())
-                    .arg(&self.name)
-                    .stdin(std::fs::File::open(file).unwrap())
-                    .output()
-            }
+            Backend::Mysql => self
+                .mariadb()
+                .arg(&self.name)
+                .stdin(std::fs::File::open(file).unwrap())
+                .output(),
         }
         .expect("running the database client");
         assert!(
@@ -180,33 +185,44 @@ impl TestDb {
 
     /// The rows of some tables as text, in a stable order (to prove data was not touched).
     pub fn dump_tables(&self, tables: &[&str]) -> String {
-        let mut all = String::new();
-        for t in tables {
-            let sql = format!("SELECT * FROM {t} ORDER BY 1");
-            let out = match self.backend {
-                Backend::Sqlite => Command::new("sqlite3").arg(&self.name).arg(&sql).output(),
-                Backend::Postgres => Command::new("psql")
-                    .args(["-X", "-A", "-t", &self.raw_url, "-c", &sql])
-                    .output(),
-                Backend::Mysql => {
-                    let u = url::Url::parse(&self.raw_url).unwrap();
-                    Command::new("mariadb")
-                        .arg(format!("--host={}", u.host_str().unwrap()))
-                        .arg(format!("--port={}", u.port().unwrap()))
-                        .arg(format!("--user={}", u.username()))
-                        .env("MYSQL_PWD", u.password().unwrap())
-                        .args(["-N", "-B", &self.name, "-e", &sql])
-                        .output()
-                }
-            }
-            .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            all.push_str(&format!("== {t}\n{}", String::from_utf8_lossy(&out.stdout)));
+        tables
+            .iter()
+            .map(|t| {
+                format!(
+                    "== {t}\n{}",
+                    self.query(&format!("SELECT * FROM {t} ORDER BY 1"))
+                )
+            })
+            .collect()
+    }
+
+    /// Runs SQL statements with the engine's own client; what they print, one row a line.
+    pub fn query(&self, sql: &str) -> String {
+        let out = match self.backend {
+            Backend::Sqlite => Command::new("sqlite3").arg(&self.name).arg(sql).output(),
+            Backend::Postgres => Command::new("psql")
+                .args([
+                    "-X",
+                    "-A",
+                    "-t",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    &self.raw_url,
+                    "-c",
+                    sql,
+                ])
+                .output(),
+            Backend::Mysql => self
+                .mariadb()
+                .args(["-N", "-B", &self.name, "-e", sql])
+                .output(),
         }
-        all
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
     }
 }
