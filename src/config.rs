@@ -76,6 +76,8 @@ pub struct Config {
     pub stats: Stats,
     #[serde(default)]
     pub backup: Backup,
+    #[serde(default)]
+    pub upgrade: Upgrade,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -301,6 +303,34 @@ impl Default for Stats {
             journal: true,
             state_file: None,
         }
+    }
+}
+
+/// `modobox upgrade`: where new versions come from and which keys may sign them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Upgrade {
+    /// The release channel: a JSON index of versions; none: upgrades come from a file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<HttpUrl>,
+    /// minisign public keys (the base64 line of a minisign.pub) trusted beside the release
+    /// keys built into the binary.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+}
+
+impl Upgrade {
+    fn validate(&self) -> Result<(), NameError> {
+        for (i, key) in self.keys.iter().enumerate() {
+            if minisign_verify::PublicKey::from_base64(key.trim()).is_err() {
+                return Err(NameError::new(
+                    &format!("upgrade.keys[{i}]"),
+                    "must be a minisign public key (the base64 line of a minisign.pub file)",
+                    key,
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -622,6 +652,7 @@ impl Config {
             public_api: PublicApi::default(),
             stats: Stats::default(),
             backup: Backup::default(),
+            upgrade: Upgrade::default(),
         }
     }
 
@@ -757,6 +788,7 @@ impl Config {
         self.jobs.validate(&names)?;
         self.validate_jobs()?;
         self.backup.validate()?;
+        self.upgrade.validate()?;
         let p = &self.paths;
         let mut under_mail_root = vec![
             ("paths.dkim_keys", &p.dkim_keys),

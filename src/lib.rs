@@ -20,4 +20,5 @@ pub mod stats;
 pub mod store;
 pub mod supervisor;
 pub mod system;
+pub mod upgrade;
 pub mod web;

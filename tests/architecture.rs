@@ -24,6 +24,7 @@ const LAYERS: &[&[&str]] = &[
     &["backup"],
     &["jobs"],
     &["install"],
+    &["upgrade"],
     &["supervisor"],
     &["web"],
     &["cli"],

@@ -53,6 +53,9 @@ pub enum Command {
     Install(InstallArgs),
     /// Show what `install` would do, step by step, with file diffs; changes nothing.
     Plan(InstallArgs),
+    /// Upgrade modobox: a new binary from FILE (signed by FILE.minisig) or the release channel
+    /// (upgrade.url or --url), verified against the release keys before anything of it runs.
+    Upgrade(UpgradeArgs),
     /// The resident supervisor (what modobox.service runs): migrates the database, then probes
     /// every service of the stack and repairs what stays down, until SIGTERM.
     Run {
@@ -679,6 +682,28 @@ pub struct InstallArgs {
         conflicts_with_all = ["domain", "admin_address", "database", "without", "tls", "tls_cert", "tls_key"]
     )]
     pub restore: Option<String>,
+}
+
+/// What `upgrade` is asked for.
+#[derive(Debug, Default, Args)]
+pub struct UpgradeArgs {
+    /// The new modobox binary (default: the newest release of the channel).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Its minisign signature (default: FILE.minisig).
+    #[arg(long, value_name = "SIG", requires = "file")]
+    pub signature: Option<PathBuf>,
+    /// The release channel's index instead of upgrade.url.
+    #[arg(long, value_name = "URL", conflicts_with = "file")]
+    pub url: Option<String>,
+    /// Only show the plan: exit 0 when an upgrade is available, 3 when already current.
+    #[arg(long)]
+    pub check: bool,
+    /// Accept an older version.
+    #[arg(long)]
+    pub allow_downgrade: bool,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,6 +18,7 @@ mod run;
 mod stats;
 mod status;
 mod task;
+mod upgrade;
 mod web;
 
 pub use args::*;
@@ -123,6 +124,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Render(args) => render::render_command(&cli.global, &args),
         Command::Install(args) => install::install(&cli.global, &args, false),
         Command::Plan(args) => install::install(&cli.global, &args, true),
+        Command::Upgrade(args) => upgrade::upgrade(&cli.global, &args),
         Command::Run { manager } => runtime()?.block_on(run::run(&cli.global, manager)),
         Command::Web {
             listen,
