@@ -60,8 +60,7 @@ pub fn upgrade(global: &Global, args: &UpgradeArgs) -> Result<ExitCode> {
     } else {
         upgrade::plan(&staged, &global.config)?
     };
-    let changing: Vec<&upgrade::PlannedStep> =
-        steps.iter().filter(|s| s.outcome != "ok").collect();
+    let changing: Vec<&upgrade::PlannedStep> = steps.iter().filter(|s| s.outcome != "ok").collect();
     if args.json {
         print_json(&json!({
             "from": ours,
@@ -73,11 +72,17 @@ pub fn upgrade(global: &Global, args: &UpgradeArgs) -> Result<ExitCode> {
         }))?;
     } else {
         match direction {
-            Direction::Current => println!("modobox {ours} is current (the new binary is {ours} too)"),
+            Direction::Current => {
+                println!("modobox {ours} is current (the new binary is {ours} too)")
+            }
             _ => println!(
                 "modobox {ours} → {} ({}), signed by key {}, SHA-256 {}",
                 staged.version,
-                if direction == Direction::Upgrade { "upgrade" } else { "DOWNGRADE" },
+                if direction == Direction::Upgrade {
+                    "upgrade"
+                } else {
+                    "DOWNGRADE"
+                },
                 staged.key_id,
                 staged.sha256
             ),

@@ -67,12 +67,8 @@ pub async fn fetch(
         .map_err(|e| channel_error(url, e))?;
     let index: Index = serde_json::from_slice(&body)
         .map_err(|e| channel_error(url, format!("not a release index ({e})")))?;
-    let release = newest(&index, std::env::consts::ARCH).ok_or_else(|| {
-        channel_error(
-            url,
-            format!("no release for {}", std::env::consts::ARCH),
-        )
-    })?;
+    let release = newest(&index, std::env::consts::ARCH)
+        .ok_or_else(|| channel_error(url, format!("no release for {}", std::env::consts::ARCH)))?;
     let resolve = |field: &str, link: &str| {
         let joined = url
             .as_url()
@@ -102,20 +98,25 @@ pub async fn fetch(
             ),
         ));
     }
-    let signature = match crate::system::http::get(&signature_url, TIMEOUT, MAX_SIGNATURE_BYTES)
-        .await
-    {
-        Ok(s) => String::from_utf8_lossy(&s).into_owned(),
-        Err(crate::system::http::HttpError::Status { status: 404, .. }) => {
-            return Err(SignatureError::Unsigned {
-                what: binary_url.as_str().to_string(),
-                path: signature_url.as_str().to_string(),
+    let signature =
+        match crate::system::http::get(&signature_url, TIMEOUT, MAX_SIGNATURE_BYTES).await {
+            Ok(s) => String::from_utf8_lossy(&s).into_owned(),
+            Err(crate::system::http::HttpError::Status { status: 404, .. }) => {
+                return Err(SignatureError::Unsigned {
+                    what: binary_url.as_str().to_string(),
+                    path: signature_url.as_str().to_string(),
+                }
+                .into())
             }
-            .into())
-        }
-        Err(e) => return Err(channel_error(url, e)),
-    };
-    stage(keys, binary_url.as_str(), binary.as_slice(), &signature, data)
+            Err(e) => return Err(channel_error(url, e)),
+        };
+    stage(
+        keys,
+        binary_url.as_str(),
+        binary.as_slice(),
+        &signature,
+        data,
+    )
 }
 
 #[cfg(test)]

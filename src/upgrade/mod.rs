@@ -96,7 +96,10 @@ pub fn stage(
         }
     };
     let sha256 = hex(&sha2::Digest::finalize(hashing.hasher));
-    let file = hashing.inner.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
+    let file = hashing
+        .inner
+        .into_inner()
+        .map_err(|e| io(&tmp)(e.into_error()))?;
     file.sync_all().map_err(io(&tmp))?;
     // An open writer makes exec fail with "text file busy".
     drop(file);

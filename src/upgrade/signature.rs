@@ -14,7 +14,9 @@ pub enum SignatureError {
     Unsigned { what: String, path: String },
     #[error("{what}: the signature is not a minisign signature ({reason})")]
     Malformed { what: String, reason: String },
-    #[error("{what} is signed by key {key_id}, which is neither a release key nor in upgrade.keys")]
+    #[error(
+        "{what} is signed by key {key_id}, which is neither a release key nor in upgrade.keys"
+    )]
     UnknownKey { what: String, key_id: String },
     #[error("{what} does not match its signature (altered or damaged file)")]
     Invalid { what: String },
@@ -154,7 +156,11 @@ mod tests {
     #[test]
     fn garbage_is_malformed_not_a_panic() {
         let keys = TrustedKeys::new(&[]);
-        for text in ["", "hello", "untrusted comment: x\n!!!\ntrusted comment: y\nzz\n"] {
+        for text in [
+            "",
+            "hello",
+            "untrusted comment: x\n!!!\ntrusted comment: y\nzz\n",
+        ] {
             assert!(matches!(
                 keys.verify("x", b"data", text),
                 Err(SignatureError::Malformed { .. })
