@@ -48,7 +48,7 @@ fn render_into(root: &Root, distro: &Distro, config: &Config) -> Vec<RenderedFil
         .data
         .as_path()
         .join(render::manifest::FILE_NAME);
-    render::write::apply(root, &files, &manifest, false).unwrap();
+    render::write::apply(root, &files, &manifest, Default::default()).unwrap();
     files
 }
 
@@ -101,8 +101,8 @@ fn renders_for_every_distro_and_engine() {
                     .data
                     .as_path()
                     .join(render::manifest::FILE_NAME);
-            let m = render::manifest::Manifest::load(&root.path(&manifest)).unwrap();
-            let changes = render::write::compare(&root, &files, &m).unwrap();
+            let records = render::base::Records::load(&root.path(&manifest)).unwrap();
+            let changes = render::write::compare(&root, &files, &records).unwrap();
             assert!(
                 changes.iter().all(|c| !c.changes_anything()),
                 "{id} {engine}: not idempotent"
@@ -125,13 +125,17 @@ fn hand_edited_file_is_kept_unless_forced() {
         .data
         .as_path()
         .join(render::manifest::FILE_NAME);
-    let report = render::write::apply(&root, &files, &manifest, false).unwrap();
+    let report = render::write::apply(&root, &files, &manifest, Default::default()).unwrap();
     assert_eq!(report.kept, vec![PathBuf::from("/etc/postfix/main.cf")]);
     assert_eq!(
         std::fs::read_to_string(&main_cf).unwrap(),
         "# edited by the admin\n"
     );
-    let report = render::write::apply(&root, &files, &manifest, true).unwrap();
+    let force = render::write::Options {
+        force: true,
+        ..Default::default()
+    };
+    let report = render::write::apply(&root, &files, &manifest, force).unwrap();
     assert!(report
         .written
         .contains(&PathBuf::from("/etc/postfix/main.cf")));

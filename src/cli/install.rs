@@ -193,6 +193,7 @@ pub fn install(global: &Global, args: &InstallArgs, plan_only: bool) -> Result<E
     let secrets = Secrets::load_or_generate(config.paths.secrets.as_path())?;
     let mut ctx = Ctx::new(config, global.config.clone(), distro, secrets)?;
     ctx.dry_run = dry_run;
+    ctx.accept_conflicts = args.accept_conflicts;
     let steps = install::steps(&ctx);
 
     if !dry_run && interactive(args) {
