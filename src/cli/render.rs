@@ -103,7 +103,7 @@ pub fn render_command(global: &Global, args: &RenderArgs) -> Result<ExitCode> {
     }
     writeln!(
         out,
-        "rendered {} files under {}: {} written ({} merged), {} unchanged, {} kept, {} conflicts",
+        "rendered {} files under {}: {} written ({} merged), {} unchanged, {} kept, {} in conflict",
         files.len(),
         root.dir().display(),
         report.written.len(),

@@ -63,7 +63,7 @@ impl Step for ConfigFiles {
                 }
                 _ => c.describe(),
             };
-            if c.state == State::Conflict && !ctx.accept_conflicts {
+            if matches!(c.state, State::Conflict { .. }) && !ctx.accept_conflicts {
                 what.push_str("; the install stops here, before any daemon restarts");
             }
             changes.push(format!("{}: {what}\n{}", c.path.display(), diff.trim_end()));

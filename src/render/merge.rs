@@ -53,8 +53,10 @@ pub enum Outcome {
     Keep,
     /// The admin's edits applied to the new output.
     Merged(String),
-    /// Both sides changed the same or neighbouring lines.
-    Conflict,
+    /// Both sides changed the same or neighbouring lines: the admin's file with the
+    /// conflicting lines marked, diff3-style (`ours` = the file on disk, `theirs` = the
+    /// templates'), to show where.
+    Conflict(String),
 }
 
 /// Decides with `base` = what modobox last wrote, `disk` = the file now, `new` = today's
@@ -71,11 +73,14 @@ pub fn three_way(base: &str, disk: &str, new: &str) -> Outcome {
     }
     // diffy, like diff3, also calls changes on touching lines a conflict: in a configuration
     // file a neighbouring line often belongs to the same setting, so a person decides.
-    match diffy::merge(base, disk, new) {
+    let mut options = diffy::MergeOptions::new();
+    // Markers on lines of their own even after a last line without a newline.
+    options.set_incomplete_hunk_style(diffy::IncompleteHunkStyle::Git);
+    match options.merge(base, disk, new) {
         Ok(merged) if merged == disk => Outcome::Keep,
         Ok(merged) if merged == new => Outcome::Replace,
         Ok(merged) => Outcome::Merged(merged),
-        Err(_) => Outcome::Conflict,
+        Err(marked) => Outcome::Conflict(marked),
     }
 }
 
@@ -139,14 +144,22 @@ mod tests {
     fn edits_of_the_same_line_conflict() {
         let disk = with(BASE, "biff = no", "biff = maybe");
         let new = with(BASE, "biff = no", "biff = yes");
-        assert_eq!(three_way(BASE, &disk, &new), Outcome::Conflict);
+        assert_eq!(
+            three_way(BASE, &disk, &new),
+            Outcome::Conflict(with(
+                BASE,
+                "biff = no\n",
+                "<<<<<<< ours\nbiff = maybe\n||||||| original\nbiff = no\n=======\n\
+                 biff = yes\n>>>>>>> theirs\n"
+            ))
+        );
     }
 
     #[test]
     fn edits_next_to_each_other_conflict() {
         let disk = with(BASE, "biff = no\n", "biff = no\nmessage_size_limit = 0\n");
         let new = with(BASE, "biff = no", "biff = yes");
-        assert_eq!(three_way(BASE, &disk, &new), Outcome::Conflict);
+        assert!(matches!(three_way(BASE, &disk, &new), Outcome::Conflict(_)));
     }
 
     #[test]

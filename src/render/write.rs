@@ -36,8 +36,9 @@ pub enum State {
     /// Edited by hand, the templates changed other lines: this merge is written.
     Merged { text: String },
     /// Edited by hand on the lines the templates changed: left as it is, the new output is
-    /// written beside it as `FILE.modobox-new`.
-    Conflict,
+    /// written beside it as `FILE.modobox-new`. `marked`: the file with the conflicting lines
+    /// marked, to show where.
+    Conflict { marked: String },
 }
 
 impl State {
@@ -48,7 +49,7 @@ impl State {
             State::Mode { .. } | State::Outdated | State::Foreign => MergeClass::Replaced,
             State::Kept | State::HandEdited => MergeClass::Kept,
             State::Merged { .. } => MergeClass::Merged,
-            State::Conflict => MergeClass::Conflict,
+            State::Conflict { .. } => MergeClass::Conflict,
         }
     }
 }
@@ -57,8 +58,9 @@ impl State {
 pub struct Change {
     pub path: PathBuf,
     pub state: State,
-    /// Unified diff from the file on disk to what the render writes (to `FILE.modobox-new` for
-    /// a conflict, to the template output for a file kept without a base); empty otherwise.
+    /// Unified diff from the file on disk to what the render writes (to the template output
+    /// for a file kept without a base; to the file with its conflicts marked for a conflict);
+    /// empty for a file kept as it is.
     pub diff: String,
     /// The symlink (nginx sites-enabled) is missing or points elsewhere.
     pub link_missing: bool,
@@ -97,7 +99,7 @@ impl Change {
             State::Merged { .. } => "edited by hand; your edits and the templates' changes \
                                      are both in it"
                 .into(),
-            State::Conflict => format!(
+            State::Conflict { .. } => format!(
                 "edited by hand on the lines the templates changed: the file stays as it is, \
                  the new output goes to {}{NEW_SUFFIX}",
                 self.path.display()
@@ -156,6 +158,10 @@ pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError +
 }
 
 pub fn diff_text(path: &Path, old: &str, new: &str) -> String {
+    diff_labelled(path, old, new, "rendered")
+}
+
+fn diff_labelled(path: &Path, old: &str, new: &str, label: &str) -> String {
     if old == new {
         return String::new();
     }
@@ -163,10 +169,7 @@ pub fn diff_text(path: &Path, old: &str, new: &str) -> String {
     TextDiff::from_lines(old, new)
         .unified_diff()
         .context_radius(3)
-        .header(
-            &format!("{shown} (on disk)"),
-            &format!("{shown} (rendered)"),
-        )
+        .header(&format!("{shown} (on disk)"), &format!("{shown} ({label})"))
         .to_string()
 }
 
@@ -210,6 +213,12 @@ pub fn compare(
                 let diff = match &state {
                     State::Kept => String::new(),
                     State::Merged { text } => diff_text(&file.path, &current, text),
+                    State::Conflict { marked } if !marked.is_empty() => diff_labelled(
+                        &file.path,
+                        &current,
+                        marked,
+                        "conflicts marked: ours = on disk, theirs = the templates'",
+                    ),
                     _ => diff_text(&file.path, &current, &file.content),
                 };
                 (state, diff)
@@ -233,16 +242,19 @@ fn edited_state(records: &Records, file: &RenderedFile, disk: &[u8]) -> Result<S
     let Some(base) = records.known_base(&file.path, disk, &file.content)? else {
         return Ok(State::HandEdited);
     };
-    // Text that is not UTF-8 cannot be merged line by line: a person decides.
+    // Text that is not UTF-8 cannot be merged line by line: a person decides (the diff shows
+    // the new output then, there are no lines to mark).
     let Ok(disk) = std::str::from_utf8(disk) else {
-        return Ok(State::Conflict);
+        return Ok(State::Conflict {
+            marked: String::new(),
+        });
     };
     Ok(match three_way(&base, disk, &file.content) {
         Outcome::Unchanged => State::Same,
         Outcome::Replace => State::Outdated,
         Outcome::Keep => State::Kept,
         Outcome::Merged(text) => State::Merged { text },
-        Outcome::Conflict => State::Conflict,
+        Outcome::Conflict(marked) => State::Conflict { marked },
     })
 }
 
@@ -283,13 +295,13 @@ pub fn apply(
         };
         let edited = matches!(
             change.state,
-            State::Kept | State::HandEdited | State::Merged { .. } | State::Conflict
+            State::Kept | State::HandEdited | State::Merged { .. } | State::Conflict { .. }
         );
         // Today's behaviour for a file left to the admin: its symlink is left alone too.
         let left_as_is = !options.force
             && matches!(
                 change.state,
-                State::Kept | State::HandEdited | State::Conflict
+                State::Kept | State::HandEdited | State::Conflict { .. }
             );
         match change.state {
             State::Same => report.unchanged.push(file.path.clone()),
@@ -325,7 +337,7 @@ pub fn apply(
                 report.written.push(file.path.clone());
                 report.merged.push(file.path.clone());
             }
-            State::Conflict => {
+            State::Conflict { .. } => {
                 let beside = PathBuf::from(format!("{}{NEW_SUFFIX}", target.display()));
                 if std::fs::read(&beside).ok().as_deref() != Some(file.content.as_bytes()) {
                     write(&file.content, &beside)?;
@@ -593,8 +605,17 @@ mod tests {
         let files = [new_main_cf, other_v2];
 
         let changes = site.compare(&files);
-        assert_eq!(changes[0].state, State::Conflict);
+        assert_eq!(changes[0].state.class(), MergeClass::Conflict);
         assert!(changes[0].changes_anything());
+        // The diff shows where: the admin's line kept, the templates' one marked beside it.
+        assert!(
+            changes[0]
+                .diff
+                .contains("+<<<<<<< ours\n biff = maybe\n+||||||| original\n"),
+            "{}",
+            changes[0].diff
+        );
+        assert!(changes[0].diff.contains("+biff = yes\n+>>>>>>> theirs\n"));
 
         let err = site.apply(&files, Options::default()).unwrap_err();
         let WriteError::Conflicts { report } = &err else {
