@@ -53,6 +53,17 @@ pub fn render_command(global: &Global, args: &RenderArgs) -> Result<ExitCode> {
             write!(out, "{}", c.diff)?;
         }
         writeln!(out, "{changed} of {} files would change", changes.len())?;
+        let pending = changes
+            .iter()
+            .filter(|c| c.base_pending && !c.changes_anything())
+            .count();
+        if pending > 0 {
+            writeln!(
+                out,
+                "{pending} unchanged files would get their base text recorded (for merging \
+                 later template changes)"
+            )?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let options = render_write::Options {

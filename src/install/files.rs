@@ -36,11 +36,9 @@ impl Step for ConfigFiles {
         let files = rendered(ctx)?;
         let records = render::base::Records::load(&manifest_path(&ctx.config))?;
         let root = crate::system::Root::host();
+        let changes_of = render_write::compare(&root, &files, &records)?;
         let mut changes = Vec::new();
-        for (file, c) in files
-            .iter()
-            .zip(render_write::compare(&root, &files, &records)?)
-        {
+        for (file, c) in files.iter().zip(&changes_of) {
             if matches!(c.state, State::Kept | State::HandEdited) {
                 // Not a change the install makes, but the admin should know.
                 ctx.notes
@@ -67,6 +65,17 @@ impl Step for ConfigFiles {
                 what.push_str("; the install stops here, before any daemon restarts");
             }
             changes.push(format!("{}: {what}\n{}", c.path.display(), diff.trim_end()));
+        }
+        let pending = changes_of
+            .iter()
+            .filter(|c| c.base_pending && !c.changes_anything())
+            .count();
+        if pending > 0 {
+            // Installs from before base texts: recorded now, so later template changes merge.
+            changes.push(format!(
+                "record the base texts of {pending} files (what modobox wrote, for merging \
+                 later template changes with edits by hand)"
+            ));
         }
         if aliases_db_stale() {
             changes.push("build /etc/aliases.db (newaliases): main.cf reads it".into());

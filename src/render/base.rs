@@ -151,11 +151,20 @@ impl Records {
         Ok(None)
     }
 
+    /// True when `text` is recorded as `target`'s base, in the manifest and the mirror.
+    pub fn holds(&self, target: &Path, text: &str) -> Result<bool, WriteError> {
+        Ok(
+            self.manifest.files.get(target) == Some(&checksum(text.as_bytes()))
+                && self.bases.read(target)?.as_deref() == Some(text),
+        )
+    }
+
     /// Records `text` as the template output modobox wrote to `target`, once the target holds
     /// it (or the admin's edits on top of it). The base goes first, then the manifest: a crash
     /// in between leaves a base the manifest does not confirm, which `known_base` ignores.
     pub fn record(&mut self, target: &Path, text: &str) -> Result<(), WriteError> {
         if self.bases.read(target)?.as_deref() != Some(text) {
+            // Written even when the manifest already has its checksum: the mirror may lack it.
             self.bases.write(target, text)?;
         }
         let sum = checksum(text.as_bytes());

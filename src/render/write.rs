@@ -64,6 +64,9 @@ pub struct Change {
     pub diff: String,
     /// The symlink (nginx sites-enabled) is missing or points elsewhere.
     pub link_missing: bool,
+    /// A render would record today's output as the base (files written before modobox kept
+    /// base texts), with nothing else to change in the file itself.
+    pub base_pending: bool,
 }
 
 impl Change {
@@ -224,11 +227,18 @@ pub fn compare(
                 (state, diff)
             }
         };
+        // Recorded whatever else happens, except for a file whose base stays unknown or stays
+        // the old one until its conflict is settled.
+        let base_pending = match state {
+            State::HandEdited | State::Conflict { .. } => false,
+            _ => !records.holds(&file.path, &file.content)?,
+        };
         out.push(Change {
             path: file.path.clone(),
             state,
             diff,
             link_missing: link_missing(root, file),
+            base_pending,
         });
     }
     Ok(out)
@@ -782,8 +792,12 @@ mod tests {
         std::fs::set_permissions(site.path(MAIN_CF), std::fs::Permissions::from_mode(0o644))
             .unwrap();
         old_format(&site, MAIN_CF, V1);
+        let changes = site.compare(&[main_cf(V1)]);
+        assert!(!changes[0].changes_anything());
+        assert!(changes[0].base_pending);
         let report = site.render(&[main_cf(V1)]);
         assert_eq!(report.unchanged, [PathBuf::from(MAIN_CF)]);
         assert_eq!(site.base_text(MAIN_CF).unwrap(), V1);
+        assert!(!site.compare(&[main_cf(V1)])[0].base_pending);
     }
 }
