@@ -461,6 +461,17 @@ mod tests {
             std::fs::read_to_string(self.base(target)).ok()
         }
 
+        /// `text` is `target`'s base: in the mirror, root-only, and in the manifest.
+        fn assert_recorded(&self, target: &str, text: &str) {
+            assert_eq!(self.base_text(target).as_deref(), Some(text), "{target}");
+            assert_eq!(self.mode(&self.base(target)), 0o600, "{target}");
+            assert_eq!(
+                self.manifest_sum(target),
+                Some(checksum(text.as_bytes())),
+                "{target}"
+            );
+        }
+
         fn manifest_sum(&self, target: &str) -> Option<String> {
             Manifest::load(&self.path(MANIFEST))
                 .unwrap()
@@ -502,8 +513,7 @@ mod tests {
         let report = site.render(&[main_cf(&v2)]);
         assert_eq!(report.written, [PathBuf::from(MAIN_CF)]);
         assert_eq!(site.read(MAIN_CF), v2);
-        assert_eq!(site.base_text(MAIN_CF).unwrap(), v2);
-        assert_eq!(site.manifest_sum(MAIN_CF).unwrap(), checksum(v2.as_bytes()));
+        site.assert_recorded(MAIN_CF, &v2);
     }
 
     #[test]
@@ -519,7 +529,7 @@ mod tests {
         assert_eq!(report.kept, [PathBuf::from(MAIN_CF)]);
         assert!(report.written.is_empty());
         assert_eq!(site.read(MAIN_CF), edited);
-        assert_eq!(site.base_text(MAIN_CF).unwrap(), V1);
+        site.assert_recorded(MAIN_CF, V1);
     }
 
     #[test]
@@ -552,8 +562,7 @@ mod tests {
         assert_eq!(site.read(MAIN_CF), merged);
         assert_eq!(site.mode(&site.path(MAIN_CF)), 0o644);
         // The base is what the templates produced; the admin's edits stay theirs.
-        assert_eq!(site.base_text(MAIN_CF).unwrap(), v2);
-        assert_eq!(site.manifest_sum(MAIN_CF).unwrap(), checksum(v2.as_bytes()));
+        site.assert_recorded(MAIN_CF, &v2);
 
         // The same templates again: nothing to do.
         assert_eq!(site.compare(&[main_cf(&v2)])[0].state, State::Kept);
@@ -642,7 +651,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&beside).unwrap(), v2);
         assert_eq!(site.mode(&beside), secret_mode);
         // Nothing recorded: the next run finds the same conflict.
-        assert_eq!(site.base_text(MAIN_CF).unwrap(), V1);
+        site.assert_recorded(MAIN_CF, V1);
         assert!(matches!(
             site.apply(&files, Options::default()),
             Err(WriteError::Conflicts { .. })
@@ -656,7 +665,7 @@ mod tests {
         let report = site.apply(&files, accept).unwrap();
         assert_eq!(report.conflicts, [PathBuf::from(MAIN_CF)]);
         assert_eq!(site.read(MAIN_CF), edited);
-        assert_eq!(site.base_text(MAIN_CF).unwrap(), v2);
+        site.assert_recorded(MAIN_CF, &v2);
         assert_eq!(site.compare(&files)[0].state, State::Kept);
     }
 
@@ -674,7 +683,7 @@ mod tests {
         .unwrap();
         let report = site.render(&[main_cf(&v2)]);
         assert_eq!(report.unchanged, [PathBuf::from(MAIN_CF)]);
-        assert_eq!(site.base_text(MAIN_CF).unwrap(), v2);
+        site.assert_recorded(MAIN_CF, &v2);
     }
 
     #[test]
@@ -694,36 +703,34 @@ mod tests {
         assert!(!site.path(&format!("{MAIN_CF}{NEW_SUFFIX}")).exists());
     }
 
-    /// A manifest as versions before base texts wrote it: checksums only.
-    fn old_format(site: &Site, target: &str, written: &str) {
+    /// A file and the manifest as versions before base texts left them: checksums only.
+    fn old_install(site: &Site, disk: &str, written: &str) {
+        std::fs::create_dir_all(site.path("/etc/postfix")).unwrap();
+        site.write(MAIN_CF, disk);
         let mut manifest = Manifest::default();
         manifest
             .files
-            .insert(PathBuf::from(target), checksum(written.as_bytes()));
+            .insert(PathBuf::from(MAIN_CF), checksum(written.as_bytes()));
         manifest.save(&site.path(MANIFEST)).unwrap();
     }
 
     #[test]
     fn old_state_untouched_file_is_replaced_and_its_base_recorded() {
         let site = Site::new();
-        std::fs::create_dir_all(site.path("/etc/postfix")).unwrap();
-        site.write(MAIN_CF, V1);
-        old_format(&site, MAIN_CF, V1);
+        old_install(&site, V1, V1);
         let v2 = edit(V1, "biff = no", "biff = yes");
         assert_eq!(site.compare(&[main_cf(&v2)])[0].state, State::Outdated);
         site.render(&[main_cf(&v2)]);
         assert_eq!(site.read(MAIN_CF), v2);
-        assert_eq!(site.base_text(MAIN_CF).unwrap(), v2);
+        site.assert_recorded(MAIN_CF, &v2);
         assert_eq!(site.mode(&site.base(MAIN_CF)), 0o600);
     }
 
     #[test]
     fn old_state_edited_file_is_kept_as_before() {
         let site = Site::new();
-        std::fs::create_dir_all(site.path("/etc/postfix")).unwrap();
         let edited = format!("{V1}message_size_limit = 0\n");
-        site.write(MAIN_CF, &edited);
-        old_format(&site, MAIN_CF, V1);
+        old_install(&site, &edited, V1);
 
         // The templates changed since: what modobox wrote is unknown, so no merge.
         let v2 = edit(V1, "biff = no", "biff = yes");
@@ -741,7 +748,7 @@ mod tests {
         let report = site.render(&[main_cf(V1)]);
         assert_eq!(report.kept, [PathBuf::from(MAIN_CF)]);
         assert!(report.without_base.is_empty());
-        assert_eq!(site.base_text(MAIN_CF).unwrap(), V1);
+        site.assert_recorded(MAIN_CF, V1);
         let report = site.render(&[main_cf(&v2)]);
         assert_eq!(report.merged, [PathBuf::from(MAIN_CF)]);
         assert_eq!(site.read(MAIN_CF), format!("{v2}message_size_limit = 0\n"));
@@ -753,8 +760,7 @@ mod tests {
         let v2 = edit(V1, "biff = no", "biff = yes");
         site.render(&[main_cf(&v2)]);
         // The older binary, unaware of bases, writes its own output and manifest entry.
-        site.write(MAIN_CF, V1);
-        old_format(&site, MAIN_CF, V1);
+        old_install(&site, V1, V1);
         // With the stale base (v2) trusted, today's v2 would count as "unchanged templates"
         // and the old text would stay for good.
         let changes = site.compare(&[main_cf(&v2)]);
@@ -780,24 +786,22 @@ mod tests {
         let report = site.render(&[main_cf(&v2)]);
         assert_eq!(report.kept, [PathBuf::from(MAIN_CF)]);
         assert_eq!(site.read(MAIN_CF), merged);
-        assert_eq!(site.base_text(MAIN_CF).unwrap(), v2);
-        assert_eq!(site.manifest_sum(MAIN_CF).unwrap(), checksum(v2.as_bytes()));
+        site.assert_recorded(MAIN_CF, &v2);
     }
 
     #[test]
     fn a_file_already_as_rendered_gets_its_base_recorded() {
         let site = Site::new();
-        std::fs::create_dir_all(site.path("/etc/postfix")).unwrap();
-        site.write(MAIN_CF, V1);
+        old_install(&site, V1, V1);
+        // The mode a umask may have narrowed: this test is about the base only.
         std::fs::set_permissions(site.path(MAIN_CF), std::fs::Permissions::from_mode(0o644))
             .unwrap();
-        old_format(&site, MAIN_CF, V1);
         let changes = site.compare(&[main_cf(V1)]);
         assert!(!changes[0].changes_anything());
         assert!(changes[0].base_pending);
         let report = site.render(&[main_cf(V1)]);
         assert_eq!(report.unchanged, [PathBuf::from(MAIN_CF)]);
-        assert_eq!(site.base_text(MAIN_CF).unwrap(), V1);
+        site.assert_recorded(MAIN_CF, V1);
         assert!(!site.compare(&[main_cf(V1)])[0].base_pending);
     }
 }
