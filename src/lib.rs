@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod keys;
 pub mod milter;
 pub mod names;
+pub mod parallel;
 pub mod password;
 pub mod render;
 pub mod secrets;

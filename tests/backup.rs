@@ -206,10 +206,14 @@ fn scenario(s: &Server) {
     assert_eq!(created["mailboxes"], 2);
     assert_eq!(created["messages"], 3);
     assert!(s.path("repo/config").is_file(), "a local repository");
-    assert!(
-        !s.path("vmail/.modobox-backup/snapshot").exists(),
-        "snapshot removed"
+    // The snapshot stays for the next run, root only; the scratch area goes.
+    let snapshot = s.path("vmail/.modobox-backup/snapshot");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&snapshot).unwrap().permissions().mode() & 0o777,
+        0o700
     );
+    assert!(!s.path("vmail/.modobox-backup/scratch").exists());
     let list = s.json(&["backup", "list"]);
     assert_eq!(list.as_array().unwrap().len(), 1);
     let shown = s.json(&["backup", "show", "latest"]);
@@ -221,6 +225,36 @@ fn scenario(s: &Server) {
     let again = s.json(&["backup", "create"]);
     assert_eq!(again["repository_created"], false);
     assert_eq!(again["files_new"], 0, "{again}");
+
+    // Between two runs a message moves to cur/ with a flag, a folder comes and goes, a
+    // mailbox is deleted: the kept snapshot follows (the restore below gets exactly `before`).
+    let maildir = home.join("Maildir");
+    std::fs::rename(
+        maildir.join("new/1002.M2P1.mail"),
+        maildir.join("cur/1002.M2P1.mail:2,S"),
+    )
+    .unwrap();
+    write(
+        &maildir.join(".Trash/cur/1005.M5P1.mail:2,T"),
+        "Subject: five\n\n",
+    );
+    write(&maildir.join(".Trash/maildirfolder"), "");
+    let bob = s.path("vmail/example.test/bob/Maildir/cur/1006.M6P1.mail:2,S");
+    write(&bob, "Subject: six\n\nbob's\n");
+    let moved = s.json(&["backup", "create"]);
+    assert_eq!(moved["messages"], 5, "{moved}");
+    std::fs::remove_dir_all(maildir.join(".Trash")).unwrap();
+    std::fs::remove_dir_all(s.path("vmail/example.test/bob")).unwrap();
+    let before = messages(&home);
+    let after = s.json(&["backup", "create"]);
+    assert_eq!(after["messages"], 3, "{after}");
+    assert!(
+        !snapshot.join("mail/example.test/bob").exists(),
+        "a home that is gone leaves the snapshot"
+    );
+    let shown = s.json(&["backup", "show", "latest"]);
+    assert_eq!(shown["mailboxes"]["alice@example.test"]["messages"], 3);
+    assert_eq!(shown["mailboxes"]["bob@example.test"]["messages"], 0);
 
     // verify: everything restores
     let verified = s.json(&["backup", "verify", "latest", "--read-data", "100%"]);
