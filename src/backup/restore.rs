@@ -252,14 +252,16 @@ pub async fn apply(
             if !src.is_dir() {
                 return Err(BackupError::NoSuchMailbox(address.to_string()));
             }
-            let (added, present) = match folder {
+            let merged = match folder {
                 Some(f) => restore_into_folder(ctx, &src, address, f)?,
                 None => merge_mailbox(ctx, &src, address)?,
             };
             report.mailboxes = 1;
-            report.messages_restored = added;
-            report.messages_already_there = present;
-            resync(address.as_str());
+            report.messages_restored = merged.added;
+            report.messages_already_there = merged.present;
+            if !merged.came_back_whole {
+                resync(&[address.to_string()], &fetched.scratch);
+            }
         }
         Selection::Parts(parts) => {
             for part in parts {
@@ -284,6 +286,7 @@ pub async fn apply(
                             restore_files(root, &[ctx.config.paths.rrd.as_path().to_path_buf()])?
                     }
                     Part::Mail => {
+                        let mut live = Vec::new();
                         let mail = root.join("mail");
                         for address in fetched.manifest.mailboxes.keys() {
                             let Ok(address) = EmailAddress::parse("mailbox", address) else {
@@ -293,12 +296,15 @@ pub async fn apply(
                             if !src.is_dir() {
                                 continue; // had never received mail
                             }
-                            let (added, present) = merge_mailbox(ctx, &src, &address)?;
+                            let merged = merge_mailbox(ctx, &src, &address)?;
                             report.mailboxes += 1;
-                            report.messages_restored += added;
-                            report.messages_already_there += present;
-                            resync(address.as_str());
+                            report.messages_restored += merged.added;
+                            report.messages_already_there += merged.present;
+                            if !merged.came_back_whole {
+                                live.push(address.to_string());
+                            }
                         }
+                        resync(&live, &fetched.scratch);
                     }
                 }
             }
@@ -392,14 +398,23 @@ fn chown_tree(path: &Path, owner: Option<(u32, u32)>) -> Result<(), BackupError>
     Ok(())
 }
 
+/// What putting one mailbox's messages back did.
+struct Merged {
+    added: u64,
+    /// Messages the live mailbox still had.
+    present: u64,
+    /// The home was gone and came back as it was saved: Dovecot has no index of it to resync.
+    came_back_whole: bool,
+}
+
 /// Brings the messages of the backup's home `src` back into the live mailbox. A home that is
 /// gone comes back whole; otherwise only the messages the live folders no longer have (by
-/// Maildir unique name) are added. Returns (added, already there).
+/// Maildir unique name) are added.
 fn merge_mailbox(
     ctx: &BackupContext,
     src: &Path,
     address: &EmailAddress,
-) -> Result<(u64, u64), BackupError> {
+) -> Result<Merged, BackupError> {
     let home = ctx
         .config
         .paths
@@ -420,7 +435,11 @@ fn merge_mailbox(
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::lchown(parent, Some(uid), Some(gid)).map_err(io(parent))?;
         }
-        return Ok((n, 0));
+        return Ok(Merged {
+            added: n,
+            present: 0,
+            came_back_whole: true,
+        });
     }
     let mut added = 0;
     let mut present = 0;
@@ -447,7 +466,11 @@ fn merge_mailbox(
         chown_tree(&dest, owner)?;
         added += 1;
     }
-    Ok((added, present))
+    Ok(Merged {
+        added,
+        present,
+        came_back_whole: false,
+    })
 }
 
 /// The messages of the live folders, listed once per folder.
@@ -533,7 +556,7 @@ fn restore_into_folder(
     src: &Path,
     address: &EmailAddress,
     folder: &str,
-) -> Result<(u64, u64), BackupError> {
+) -> Result<Merged, BackupError> {
     check_folder_name(folder)?;
     let maildir = ctx
         .config
@@ -572,16 +595,29 @@ fn restore_into_folder(
         chown_tree(&dest, owner)?;
         added += 1;
     }
-    Ok((added, present))
+    Ok(Merged {
+        added,
+        present,
+        came_back_whole: false,
+    })
 }
 
-/// Tells Dovecot to re-read the mailbox (new files, changed UID list) when it runs here.
-fn resync(address: &str) {
-    if cmd::exists("doveadm") {
-        let _ = Cmd::new("doveadm")
-            .args(["force-resync", "-u", address, "*"])
-            .run();
+/// Tells Dovecot to re-read the mailboxes that got messages beside live ones (new files, a
+/// changed UID list), all in one `doveadm` run: a run per mailbox costs tens of milliseconds,
+/// minutes for a whole server. Best effort, as Dovecot also notices new files by itself.
+fn resync(addresses: &[String], scratch: &Path) {
+    if addresses.is_empty() || !cmd::exists("doveadm") {
+        return;
     }
+    let list = scratch.join("resync-users");
+    if std::fs::write(&list, addresses.join("\n") + "\n").is_err() {
+        return;
+    }
+    let _ = Cmd::new("doveadm")
+        .args(["force-resync", "-F"])
+        .arg(list.to_string_lossy())
+        .arg("*")
+        .run();
 }
 
 #[cfg(test)]
