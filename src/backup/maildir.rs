@@ -216,7 +216,7 @@ fn sync_file(src: &Path, dest: &Path) -> Result<bool, BackupError> {
     if !meta.is_file() {
         return Ok(false); // sockets, fifos: nothing Dovecot keeps there
     }
-    if same_content(src, dest, meta.len()) {
+    if same_content(src, dest, &meta) {
         return Ok(true);
     }
     if !std::fs::symlink_metadata(dest).is_ok_and(|m| m.is_file()) {
@@ -229,10 +229,14 @@ fn sync_file(src: &Path, dest: &Path) -> Result<bool, BackupError> {
     }
 }
 
-/// Whether the regular file `dest` holds exactly what `src` (of length `len`) holds. Compared
-/// byte by byte, not by modification time: Dovecot can rewrite a file twice in one tick.
-fn same_content(src: &Path, dest: &Path, len: u64) -> bool {
-    if !std::fs::symlink_metadata(dest).is_ok_and(|m| m.is_file() && m.len() == len) {
+/// Whether the regular file `dest` has the mode of `src` (described by `meta`) and holds
+/// exactly what it holds. Compared byte by byte, not by modification time: Dovecot can rewrite a
+/// file twice in one clock tick.
+fn same_content(src: &Path, dest: &Path, meta: &std::fs::Metadata) -> bool {
+    let like = |m: std::fs::Metadata| {
+        m.is_file() && m.len() == meta.len() && m.mode() & 0o7777 == meta.mode() & 0o7777
+    };
+    if !std::fs::symlink_metadata(dest).is_ok_and(like) {
         return false;
     }
     let (Ok(mut a), Ok(mut b)) = (std::fs::File::open(src), std::fs::File::open(dest)) else {
@@ -754,6 +758,12 @@ mod tests {
         write(&m.join("dovecot-uidlist"), "3 V1 N3\n1 1000.M1P2.host\n");
         std::fs::remove_file(home.join(".dovecot.sieve")).unwrap();
         std::fs::remove_file(m.join("cur/1004.M4P1.host:2,S")).unwrap();
+        // A Sieve script made private: same content, another mode.
+        std::fs::set_permissions(
+            home.join("sieve/vacation.sieve"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
 
         let messages = sync(&home, &snap).unwrap();
         assert_eq!(
@@ -772,6 +782,13 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(snap.join("Maildir/dovecot-uidlist")).unwrap(),
             "3 V1 N3\n1 1000.M1P2.host\n"
+        );
+        assert_eq!(
+            std::fs::metadata(snap.join("sieve/vacation.sieve"))
+                .unwrap()
+                .mode()
+                & 0o777,
+            0o600
         );
         let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
         assert_eq!(
