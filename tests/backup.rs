@@ -352,6 +352,8 @@ fn scenario(s: &Server) {
     std::fs::write(&secrets, swapped).unwrap();
     let e = s.fails(&["backup", "list"]);
     assert!(e.contains("does not open with the backup password"), "{e}");
+    let e = s.fails(&["backup", "create"]);
+    assert!(e.contains("does not open with the backup password"), "{e}");
     std::fs::write(&secrets, text).unwrap();
 
     // A DKIM key missing from a backup is found by verify.

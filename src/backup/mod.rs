@@ -162,6 +162,20 @@ pub(crate) fn lock(dir: &Path) -> Result<RunLock, BackupError> {
     Ok(RunLock { _file: file })
 }
 
+/// Logs (debug level: `modobox -v`) how long each step of a backup or a restore took.
+#[derive(Debug)]
+pub(crate) struct Steps(Instant);
+
+impl Steps {
+    pub(crate) fn start() -> Self {
+        Steps(Instant::now())
+    }
+    pub(crate) fn done(&mut self, step: &str) {
+        tracing::debug!("{step}: {:.2} s", self.0.elapsed().as_secs_f64());
+        self.0 = Instant::now();
+    }
+}
+
 /// A fresh, empty, root-only directory (a leftover of a killed run is removed first).
 pub(crate) fn fresh_dir(path: &Path) -> Result<(), BackupError> {
     if path.exists() {
@@ -208,8 +222,6 @@ pub async fn create(
     let started = Instant::now();
     let repo = ctx.repository(to)?;
     let _lock = lock(&ctx.state_dir())?;
-    // Fail before the work when the repository cannot be opened (wrong password, unreachable).
-    let repository_created = repo.init_if_missing()?;
 
     let work = ctx.work_dir();
     private_dir(&work)?;
@@ -221,7 +233,7 @@ pub async fn create(
     fresh_dir(&scratch)?;
     let result = assemble_and_store(ctx, &repo, &snap, &scratch).await;
     let _ = std::fs::remove_dir_all(&scratch);
-    let (manifest, summary) = result?;
+    let (manifest, summary, repository_created) = result?;
     Ok(CreateReport {
         snapshot: summary.snapshot_id,
         repository: repo.location.redacted(),
@@ -244,8 +256,9 @@ async fn assemble_and_store(
     repo: &Repository,
     snap: &Path,
     scratch: &Path,
-) -> Result<(Manifest, restic::BackupSummary), BackupError> {
+) -> Result<(Manifest, restic::BackupSummary, bool), BackupError> {
     let config = &ctx.config;
+    let mut steps = Steps::start();
     // Only the mail part is kept from the previous run; the rest is taken afresh.
     for entry in std::fs::read_dir(snap)
         .map_err(io(snap))?
@@ -264,6 +277,7 @@ async fn assemble_and_store(
         let mut tx = ctx.store.begin_read().await?;
         inventory::read(&mut tx).await?
     };
+    steps.done("database dumped");
 
     let cache_path = ctx.state_dir().join("digests");
     let cache = DigestCache::load(&cache_path);
@@ -276,6 +290,7 @@ async fn assemble_and_store(
         &inventory.mailboxes,
         &cache,
     )?;
+    steps.done("mail snapshot brought up to date and hashed");
     for path in server_files(config, &ctx.distro) {
         copy_into(&path, &snap.join("files"))?;
     }
@@ -308,6 +323,7 @@ async fn assemble_and_store(
         files,
     };
     manifest.write(snap)?;
+    steps.done("server files copied, manifest written");
     let schema_tag = format!("schema-{schema_version}");
     let version_tag = format!("modobox-{}", env!("CARGO_PKG_VERSION"));
     let (repo, dir, host) = (
@@ -315,13 +331,24 @@ async fn assemble_and_store(
         snap.to_path_buf(),
         config.hostname.to_string(),
     );
-    let summary = tokio::task::spawn_blocking(move || {
-        repo.backup(&dir, &host, &["modobox", &schema_tag, &version_tag])
+    let (summary, created) = tokio::task::spawn_blocking(move || {
+        let tags = ["modobox", schema_tag.as_str(), version_tag.as_str()];
+        // No repository yet: created, then stored. Checking first would cost every run one
+        // more restic start (half a second of key derivation); a wrong password or an
+        // unreachable repository fails here just the same, before anything is stored.
+        match repo.backup(&dir, &host, &tags) {
+            Err(BackupError::NoRepository(_)) => {
+                repo.init()?;
+                repo.backup(&dir, &host, &tags).map(|s| (s, true))
+            }
+            other => other.map(|s| (s, false)),
+        }
     })
     .await
     .map_err(|e| BackupError::Repository(format!("interrupted: {e}")))??;
+    steps.done("stored by restic");
     cache.save(&cache_path)?;
-    Ok((manifest, summary))
+    Ok((manifest, summary, created))
 }
 
 /// The mail part of a backup: counts per mailbox, digest of every file.

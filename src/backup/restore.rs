@@ -151,7 +151,9 @@ pub fn fetch(
         scratch,
     };
     let include_refs: Vec<&str> = includes.iter().map(String::as_str).collect();
+    let mut steps = super::Steps::start();
     repo.restore(&fetched.snapshot.id, &fetched.scratch, &include_refs)?;
+    steps.done("fetched by restic");
     let manifest = Manifest::read(&fetched.root)?;
     if manifest.format > manifest::FORMAT {
         return Err(BackupError::Manifest(format!(
@@ -170,6 +172,7 @@ pub fn fetch(
     let bad = manifest::compare(&manifest, &fetched.root, |p| {
         wanted.iter().any(|w| under(p, w))
     })?;
+    steps.done("checked against the manifest");
     if !bad.is_empty() {
         return Err(BackupError::Damaged(bad));
     }
@@ -243,6 +246,7 @@ pub async fn apply(
         ..RestoreReport::default()
     };
     let root = &fetched.root;
+    let mut steps = super::Steps::start();
     match selection {
         Selection::Mailbox { address, folder } => {
             let src = root
@@ -310,6 +314,7 @@ pub async fn apply(
             }
         }
     }
+    steps.done("put in place");
     Ok(report)
 }
 
