@@ -200,7 +200,8 @@ pub fn digest_tree(
         };
         for entry in rd.filter_map(Result::ok) {
             let path = entry.path();
-            let meta = std::fs::symlink_metadata(&path).map_err(super::io(&path))?;
+            // Relative to the open directory: no walk down the whole path for every file.
+            let meta = entry.metadata().map_err(super::io(&path))?;
             let Ok(rel) = path.strip_prefix(root) else {
                 continue;
             };

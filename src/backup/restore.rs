@@ -290,17 +290,25 @@ pub async fn apply(
                             restore_files(root, &[ctx.config.paths.rrd.as_path().to_path_buf()])?
                     }
                     Part::Mail => {
-                        let mut live = Vec::new();
                         let mail = root.join("mail");
-                        for address in fetched.manifest.mailboxes.keys() {
-                            let Ok(address) = EmailAddress::parse("mailbox", address) else {
-                                continue;
-                            };
-                            let src = mail.join(address.domain()).join(address.local_part());
-                            if !src.is_dir() {
-                                continue; // had never received mail
-                            }
-                            let merged = merge_mailbox(ctx, &src, &address)?;
+                        let homes: Vec<(EmailAddress, PathBuf)> = fetched
+                            .manifest
+                            .mailboxes
+                            .keys()
+                            .filter_map(|a| EmailAddress::parse("mailbox", a).ok())
+                            .map(|a| {
+                                let src = mail.join(a.domain()).join(a.local_part());
+                                (a, src)
+                            })
+                            // A mailbox without a home had never received mail.
+                            .filter(|(_, src)| src.is_dir())
+                            .collect();
+                        // Each mailbox is its own tree: put back on all cores.
+                        let merged = crate::parallel::try_map(&homes, |(address, src)| {
+                            merge_mailbox(ctx, src, address)
+                        })?;
+                        let mut live = Vec::new();
+                        for ((address, _), merged) in homes.iter().zip(merged) {
                             report.mailboxes += 1;
                             report.messages_restored += merged.added;
                             report.messages_already_there += merged.present;
