@@ -11,7 +11,6 @@ pub mod jobs;
 pub mod keys;
 pub mod milter;
 pub mod names;
-pub mod parallel;
 pub mod password;
 pub mod render;
 pub mod secrets;

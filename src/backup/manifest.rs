@@ -243,7 +243,7 @@ pub fn compare(
 ) -> Result<Vec<String>, BackupError> {
     let entries: Vec<(&String, &FileEntry)> =
         manifest.files.iter().filter(|(p, _)| wanted(p)).collect();
-    let problems = crate::parallel::try_map(&entries, |(rel, entry)| {
+    let problems = crate::system::parallel::try_map(&entries, |(rel, entry)| {
         let path = root.join(rel);
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             return Ok::<_, BackupError>(Some(format!("{rel}: missing")));

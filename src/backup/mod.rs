@@ -373,7 +373,7 @@ fn snapshot_mail(
         })
         .collect();
     let mail = snap.join("mail");
-    let synced = crate::parallel::try_map(&homes, |(_, rel)| {
+    let synced = crate::system::parallel::try_map(&homes, |(_, rel)| {
         let (home, dest) = (mail_root.join(rel), mail.join(rel));
         if !home.is_dir() {
             // Never received mail yet: Dovecot creates the home on first delivery.

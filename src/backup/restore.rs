@@ -304,7 +304,7 @@ pub async fn apply(
                             .filter(|(_, src)| src.is_dir())
                             .collect();
                         // Each mailbox is its own tree: put back on all cores.
-                        let merged = crate::parallel::try_map(&homes, |(address, src)| {
+                        let merged = crate::system::parallel::try_map(&homes, |(address, src)| {
                             merge_mailbox(ctx, src, address)
                         })?;
                         let mut live = Vec::new();

@@ -338,7 +338,7 @@ fn hash_all(
             _ => (*line, &NO_PASSWORD),
         })
         .collect();
-    crate::parallel::try_map(&jobs, |(line, p)| match p {
+    crate::system::parallel::try_map(&jobs, |(line, p)| match p {
         Password::Clear(c) if c.is_empty() => Ok(None),
         p => p
             .to_stored(rounds)
