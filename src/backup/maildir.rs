@@ -712,18 +712,6 @@ mod tests {
         out
     }
 
-    fn set_mtime(path: &Path, secs: i64) {
-        let t = nix::sys::time::TimeSpec::new(secs, 0);
-        nix::sys::stat::utimensat(
-            nix::fcntl::AT_FDCWD,
-            path,
-            &t,
-            &t,
-            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-        )
-        .unwrap();
-    }
-
     #[test]
     fn a_kept_snapshot_follows_moves_flag_changes_deletions_and_new_folders() {
         let dir = tempfile::tempdir().unwrap();
@@ -820,7 +808,7 @@ mod tests {
         ];
         let old = 1_700_000_000;
         for d in &dirs {
-            set_mtime(d, old);
+            crate::backup::set_mtime(d, old);
         }
         let snap = dir.path().join("snap");
         sync(&home, &snap).unwrap();
@@ -833,7 +821,7 @@ mod tests {
         write(&m.join("new/1010.M10P1.host"), "Subject: ten\n\n");
         std::fs::remove_dir_all(m.join(".Sent")).unwrap();
         for d in dirs.iter().filter(|d| d.exists()) {
-            set_mtime(d, old);
+            crate::backup::set_mtime(d, old);
         }
         sync(&home, &snap).unwrap();
         assert_eq!(

@@ -265,25 +265,13 @@ pub fn compare(
 mod tests {
     use super::*;
 
-    fn age(path: &Path) {
-        let t = nix::sys::time::TimeSpec::new(1_700_000_000, 0);
-        nix::sys::stat::utimensat(
-            nix::fcntl::AT_FDCWD,
-            path,
-            &t,
-            &t,
-            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-        )
-        .unwrap();
-    }
-
     #[test]
     fn digests_are_remembered_by_inode_and_rechecked_after_a_change() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("tree");
         std::fs::create_dir_all(root.join("a/b")).unwrap();
         std::fs::write(root.join("a/b/msg"), "hello").unwrap();
-        age(&root.join("a/b/msg"));
+        crate::backup::set_mtime(&root.join("a/b/msg"), 1_700_000_000);
         std::fs::write(root.join("a/fresh"), "just written").unwrap();
         std::os::unix::fs::symlink("b/msg", root.join("a/link")).unwrap();
         let cache_path = dir.path().join("cache");

@@ -516,6 +516,22 @@ pub(crate) fn keep_times(path: &Path, meta: &std::fs::Metadata) -> Result<(), Ba
     .map_err(|e| io(path)(e.into()))
 }
 
+/// Gives `path` (not followed when a symbolic link) these access and modification times: a
+/// file or directory as if last changed long ago.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn set_mtime(path: &Path, secs: i64) {
+    let t = nix::sys::time::TimeSpec::new(secs, 0);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &t,
+        &t,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
+}
+
 /// The backups of a repository, newest last.
 pub fn list(
     ctx: &BackupContext,
