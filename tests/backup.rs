@@ -231,10 +231,14 @@ fn scenario(s: &Server) {
     assert_eq!(created["mailboxes"], 2);
     assert_eq!(created["messages"], 3);
     assert!(s.path("repo/config").is_file(), "a local repository");
-    assert!(
-        !s.path("vmail/.modobox-backup/snapshot").exists(),
-        "snapshot removed"
+    // The snapshot stays for the next run, root only; the scratch area goes.
+    let snapshot = s.path("vmail/.modobox-backup/snapshot");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&snapshot).unwrap().permissions().mode() & 0o777,
+        0o700
     );
+    assert!(!s.path("vmail/.modobox-backup/scratch").exists());
     let list = s.json(&["backup", "list"]);
     assert_eq!(list.as_array().unwrap().len(), 1);
     let shown = s.json(&["backup", "show", "latest"]);
@@ -246,6 +250,36 @@ fn scenario(s: &Server) {
     let again = s.json(&["backup", "create"]);
     assert_eq!(again["repository_created"], false);
     assert_eq!(again["files_new"], 0, "{again}");
+
+    // Between two runs a message moves to cur/ with a flag, a folder comes and goes, a
+    // mailbox is deleted: the kept snapshot follows (the restore below gets exactly `before`).
+    let maildir = home.join("Maildir");
+    std::fs::rename(
+        maildir.join("new/1002.M2P1.mail"),
+        maildir.join("cur/1002.M2P1.mail:2,S"),
+    )
+    .unwrap();
+    write(
+        &maildir.join(".Trash/cur/1005.M5P1.mail:2,T"),
+        "Subject: five\n\n",
+    );
+    write(&maildir.join(".Trash/maildirfolder"), "");
+    let bob = s.path("vmail/example.test/bob/Maildir/cur/1006.M6P1.mail:2,S");
+    write(&bob, "Subject: six\n\nbob's\n");
+    let moved = s.json(&["backup", "create"]);
+    assert_eq!(moved["messages"], 5, "{moved}");
+    std::fs::remove_dir_all(maildir.join(".Trash")).unwrap();
+    std::fs::remove_dir_all(s.path("vmail/example.test/bob")).unwrap();
+    let before = messages(&home);
+    let after = s.json(&["backup", "create"]);
+    assert_eq!(after["messages"], 3, "{after}");
+    assert!(
+        !snapshot.join("mail/example.test/bob").exists(),
+        "a home that is gone leaves the snapshot"
+    );
+    let shown = s.json(&["backup", "show", "latest"]);
+    assert_eq!(shown["mailboxes"]["alice@example.test"]["messages"], 3);
+    assert_eq!(shown["mailboxes"]["bob@example.test"]["messages"], 0);
 
     // verify: everything restores
     let verified = s.json(&["backup", "verify", "latest", "--read-data", "100%"]);
@@ -342,6 +376,8 @@ fn scenario(s: &Server) {
         .join("\n");
     std::fs::write(&secrets, swapped).unwrap();
     let e = s.fails(&["backup", "list"]);
+    assert!(e.contains("does not open with the backup password"), "{e}");
+    let e = s.fails(&["backup", "create"]);
     assert!(e.contains("does not open with the backup password"), "{e}");
     std::fs::write(&secrets, text).unwrap();
 
@@ -540,11 +576,24 @@ fn snapshot_count(s: &Server) -> usize {
     s.json(&["backup", "list"]).as_array().unwrap().len()
 }
 
-/// Whether the backup's work directory holds nothing (no snapshot, no scratch file).
+/// Whether the backup's work directory holds nothing but the mail part of the snapshot
+/// (kept between runs: hard links the next run brings up to date): no dump, no server file,
+/// no manifest, no scratch file.
 fn work_dir_empty(s: &Server) -> bool {
-    std::fs::read_dir(s.path("vmail/.modobox-backup"))
-        .map(|mut rd| rd.next().is_none())
-        .unwrap_or(true)
+    let names = |dir: &str| -> Vec<String> {
+        std::fs::read_dir(s.path(dir))
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let top = names("vmail/.modobox-backup");
+    top.iter().all(|n| n == "snapshot")
+        && names("vmail/.modobox-backup/snapshot")
+            .iter()
+            .all(|n| n == "mail")
 }
 
 /// The mail root on a small tmpfs: with no room for the database dump, then room for the dump
@@ -558,7 +607,6 @@ fn full_mail_disk(s: &Server) {
     write_random(&s.path("vmail/example.test/alice/sieve/big.sieve"), 6 << 20);
     s.ok(&["backup", "create"]);
     let repository = repository_files(s);
-    let before = live(s);
     let dump = format!(
         ".modobox-backup/snapshot/database/{}",
         modobox::backup::database::file_name(match s.db.backend {
@@ -567,8 +615,16 @@ fn full_mail_disk(s: &Server) {
             Backend::Mysql => modobox::config::Engine::Mysql,
         })
     );
-    let copy = ".modobox-backup/snapshot/mail/example.test/alice/sieve/big.sieve";
+    // A new script (the kept snapshot has the first one already).
+    let copy = ".modobox-backup/snapshot/mail/example.test/alice/sieve/big2.sieve";
     for (free, unwritable) in [(8 << 10, dump.as_str()), (4 << 20, copy)] {
+        if unwritable == copy {
+            write_random(
+                &s.path("vmail/example.test/alice/sieve/big2.sieve"),
+                6 << 20,
+            );
+        }
+        let before = live(s);
         let filler = mail.fill(free);
         let out = s.run(&["backup", "create"]);
         let e = String::from_utf8_lossy(&out.stderr);
@@ -578,6 +634,10 @@ fn full_mail_disk(s: &Server) {
             "{free} bytes free: the error names {unwritable} and the cause: {e}"
         );
         assert!(work_dir_empty(s), "nothing half-written stays");
+        assert!(
+            !s.path(&format!("vmail/{copy}")).exists(),
+            "no partial copy stays"
+        );
         assert_eq!(
             repository_files(s),
             repository,

@@ -48,7 +48,7 @@ fn render_into(root: &Root, distro: &Distro, config: &Config) -> Vec<RenderedFil
         .data
         .as_path()
         .join(render::manifest::FILE_NAME);
-    render::write::apply(root, &files, &manifest, false).unwrap();
+    render::write::apply(root, &files, &manifest, Default::default()).unwrap();
     files
 }
 
@@ -101,10 +101,12 @@ fn renders_for_every_distro_and_engine() {
                     .data
                     .as_path()
                     .join(render::manifest::FILE_NAME);
-            let m = render::manifest::Manifest::load(&root.path(&manifest)).unwrap();
-            let changes = render::write::compare(&root, &files, &m).unwrap();
+            let records = render::base::Records::load(&root.path(&manifest)).unwrap();
+            let changes = render::write::compare(&root, &files, &records).unwrap();
             assert!(
-                changes.iter().all(|c| !c.changes_anything()),
+                changes
+                    .iter()
+                    .all(|c| !c.changes_anything() && !c.base_pending),
                 "{id} {engine}: not idempotent"
             );
         }
@@ -125,13 +127,17 @@ fn hand_edited_file_is_kept_unless_forced() {
         .data
         .as_path()
         .join(render::manifest::FILE_NAME);
-    let report = render::write::apply(&root, &files, &manifest, false).unwrap();
+    let report = render::write::apply(&root, &files, &manifest, Default::default()).unwrap();
     assert_eq!(report.kept, vec![PathBuf::from("/etc/postfix/main.cf")]);
     assert_eq!(
         std::fs::read_to_string(&main_cf).unwrap(),
         "# edited by the admin\n"
     );
-    let report = render::write::apply(&root, &files, &manifest, true).unwrap();
+    let force = render::write::Options {
+        force: true,
+        ..Default::default()
+    };
+    let report = render::write::apply(&root, &files, &manifest, force).unwrap();
     assert!(report
         .written
         .contains(&PathBuf::from("/etc/postfix/main.cf")));
@@ -154,6 +160,163 @@ fn foreign_file_is_backed_up_before_replacement() {
         std::fs::read_to_string(backup).unwrap(),
         "# the distribution's main.cf\n"
     );
+}
+
+/// `modobox render` through the binary, with the templates changed between two runs by
+/// `--templates DIR` (a copy of the embedded main.cf, edited like a new version would).
+struct Upgrade {
+    dir: tempfile::TempDir,
+    config: Config,
+}
+
+impl Upgrade {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("modobox.toml"),
+            "hostname = \"mail.example.test\"\n[database]\nengine = \"postgres\"\n",
+        )
+        .unwrap();
+        Upgrade {
+            dir,
+            config: config_for("postgres"),
+        }
+    }
+
+    fn render(&self, extra: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_modobox"))
+            .arg("--config")
+            .arg(self.dir.path().join("modobox.toml"))
+            .args(["--distro", "debian:12", "render", "--root"])
+            .arg(self.dir.path().join("root"))
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
+    fn render_ok(&self, extra: &[&str]) -> String {
+        let out = self.render(extra);
+        assert!(
+            out.status.success(),
+            "render {extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A template directory whose main.cf has `from` replaced by `to`; its path as an argument.
+    fn templates(&self, name: &str, from: &str, to: &str) -> String {
+        let embedded = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/postfix/main.cf");
+        let text = std::fs::read_to_string(embedded).unwrap();
+        assert!(text.contains(from), "{from:?} not in the main.cf template");
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(dir.join("postfix")).unwrap();
+        std::fs::write(dir.join("postfix/main.cf"), text.replacen(from, to, 1)).unwrap();
+        dir.to_str().unwrap().to_string()
+    }
+
+    fn path(&self, target: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join("root")
+            .join(target.trim_start_matches('/'))
+    }
+
+    fn read(&self, target: &str) -> String {
+        std::fs::read_to_string(self.path(target)).unwrap()
+    }
+
+    fn base(&self, target: &str) -> PathBuf {
+        let data = self.config.paths.data.as_path().display().to_string();
+        self.path(&format!("{data}/rendered-base{target}"))
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions())
+        & 0o7777
+}
+
+#[test]
+fn an_admins_line_in_main_cf_survives_a_template_change() {
+    let site = Upgrade::new();
+    site.render_ok(&[]);
+    let main_cf = "/etc/postfix/main.cf";
+    let rendered = site.read(main_cf);
+    assert_eq!(
+        std::fs::read_to_string(site.base(main_cf)).unwrap(),
+        rendered
+    );
+    assert_eq!(mode(&site.base(main_cf)), 0o600);
+    // The SQL maps hold the database password: their bases are as private.
+    assert_eq!(mode(&site.base("/etc/postfix/sql-aliases.cf")), 0o600);
+    assert_eq!(mode(&site.base("/etc/postfix")), 0o700);
+
+    // The admin adds a line far from the one the next version changes.
+    let admin_line = "smtpd_client_connection_rate_limit = 30\n";
+    let edited = rendered.replacen(
+        "inet_protocols = all\n",
+        &format!("inet_protocols = all\n{admin_line}"),
+        1,
+    );
+    assert_ne!(edited, rendered);
+    std::fs::write(site.path(main_cf), &edited).unwrap();
+
+    let next = site.templates("next", "delay_warning_time = 4h", "delay_warning_time = 2h");
+    let diff = site.render_ok(&["--diff", "--templates", &next]);
+    assert!(diff.contains("== /etc/postfix/main.cf: merged: "), "{diff}");
+    assert!(diff.contains("+delay_warning_time = 2h"), "{diff}");
+    assert!(diff.contains("\n1 of "), "only main.cf changes: {diff}");
+
+    let out = site.render_ok(&["--templates", &next]);
+    assert!(out.contains("merged /etc/postfix/main.cf"), "{out}");
+    let merged = site.read(main_cf);
+    assert_eq!(
+        merged,
+        edited.replacen("delay_warning_time = 4h", "delay_warning_time = 2h", 1)
+    );
+    // The base is the new template output, without the admin's line.
+    let base = std::fs::read_to_string(site.base(main_cf)).unwrap();
+    assert_eq!(
+        base,
+        rendered.replacen("delay_warning_time = 4h", "delay_warning_time = 2h", 1)
+    );
+    // Run again: nothing to do, the admin's line is still there.
+    let diff = site.render_ok(&["--diff", "--templates", &next]);
+    assert!(diff.contains("main.cf: kept: "), "{diff}");
+    assert!(diff.contains("\n0 of "), "{diff}");
+
+    // The admin and the following version change the same line: conflict.
+    let conflicting = merged.replacen("delay_warning_time = 2h", "delay_warning_time = 1h", 1);
+    std::fs::write(site.path(main_cf), &conflicting).unwrap();
+    let later = site.templates(
+        "later",
+        "delay_warning_time = 4h",
+        "delay_warning_time = 3h",
+    );
+    let out = site.render(&["--templates", &later]);
+    assert!(!out.status.success(), "a conflict must fail the render");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(main_cf) && stderr.contains("--accept-conflicts"),
+        "{stderr}"
+    );
+    assert_eq!(
+        site.read(main_cf),
+        conflicting,
+        "the admin's file is untouched"
+    );
+    let beside = site.path("/etc/postfix/main.cf.modobox-new");
+    assert!(std::fs::read_to_string(&beside)
+        .unwrap()
+        .contains("delay_warning_time = 3h"));
+    assert_eq!(mode(&beside), mode(&site.path(main_cf)));
+
+    let out = site.render_ok(&["--templates", &later, "--accept-conflicts"]);
+    assert!(out.contains("conflict in /etc/postfix/main.cf"), "{out}");
+    assert_eq!(site.read(main_cf), conflicting);
+    let diff = site.render_ok(&["--diff", "--templates", &later]);
+    assert!(diff.contains("\n0 of "), "accepted, so settled: {diff}");
 }
 
 /// Snapshots: one file per distro × engine combination that differs materially.

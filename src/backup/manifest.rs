@@ -4,10 +4,12 @@
 //! incremental backups slow, so the digests of message files (immutable in Maildir) are
 //! remembered by inode, size and modification time between runs.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, Read, Write};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, ErrorKind, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -124,16 +126,35 @@ impl Manifest {
 }
 
 /// Digests remembered from the previous run: `inode size mtime_ns sha256` per line.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DigestCache {
-    known: BTreeMap<(u64, u64, i64), String>,
-    used: BTreeMap<(u64, u64, i64), String>,
+    known: HashMap<Key, String>,
+    /// The digests this run used (shared by the threads that walk the mailboxes).
+    used: Mutex<Vec<(Key, String)>>,
+    started: SystemTime,
+}
+
+/// inode, size, modification time in nanoseconds.
+type Key = (u64, u64, i64);
+
+impl Default for DigestCache {
+    fn default() -> Self {
+        DigestCache::new(HashMap::new())
+    }
 }
 
 impl DigestCache {
+    fn new(known: HashMap<Key, String>) -> Self {
+        DigestCache {
+            known,
+            used: Mutex::new(Vec::new()),
+            started: SystemTime::now(),
+        }
+    }
+
     /// A missing or unreadable cache is an empty one: it only saves time.
     pub fn load(path: &Path) -> DigestCache {
-        let mut known = BTreeMap::new();
+        let mut known = HashMap::new();
         if let Ok(f) = std::fs::File::open(path) {
             for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
                 let mut parts = line.split(' ');
@@ -151,22 +172,23 @@ impl DigestCache {
                 }
             }
         }
-        DigestCache {
-            known,
-            used: BTreeMap::new(),
-        }
+        DigestCache::new(known)
     }
 
     /// Keeps only the digests of this run's files (deleted mail drops out).
     pub fn save(&self, path: &Path) -> Result<(), BackupError> {
-        let mut out = Vec::with_capacity(self.used.len() * 100);
-        for ((ino, size, mtime), sha) in &self.used {
+        let mut used =
+            std::mem::take(&mut *self.used.lock().unwrap_or_else(PoisonError::into_inner));
+        used.sort_unstable();
+        used.dedup();
+        let mut out = Vec::with_capacity(used.len() * 100);
+        for ((ino, size, mtime), sha) in &used {
             let _ = writeln!(out, "{ino} {size} {mtime} {sha}");
         }
         crate::system::fs::write_atomic(path, &out, 0o600, None).map_err(super::io(path))
     }
 
-    fn digest(&mut self, path: &Path, meta: &std::fs::Metadata) -> Result<String, BackupError> {
+    fn digest(&self, path: &Path, meta: &std::fs::Metadata) -> Result<String, BackupError> {
         let key = (
             meta.ino(),
             meta.size(),
@@ -176,7 +198,14 @@ impl DigestCache {
             Some(sha) => sha.clone(),
             None => sha256_file(path)?,
         };
-        self.used.insert(key, sha.clone());
+        // A file written in the last moments could be rewritten within the same clock tick,
+        // same size, same inode: its digest is not remembered until it has settled.
+        if super::settled((meta.mtime(), meta.mtime_nsec()), self.started) {
+            self.used
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((key, sha.clone()));
+        }
         Ok(sha)
     }
 }
@@ -199,19 +228,25 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The size and digest of every regular file under `root` (symbolic links are recorded by
-/// their target's text), by path relative to `root`.
+/// The size and digest of every regular file under `start` (`root` or a directory in it;
+/// symbolic links are recorded by their target's text), by path relative to `root`.
 pub fn digest_tree(
     root: &Path,
-    cache: &mut DigestCache,
+    start: &Path,
+    cache: &DigestCache,
 ) -> Result<BTreeMap<String, FileEntry>, BackupError> {
     let mut out = BTreeMap::new();
-    let mut stack: Vec<PathBuf> = vec![root.to_path_buf()];
+    let mut stack: Vec<PathBuf> = vec![start.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let rd = std::fs::read_dir(&dir).map_err(super::io(&dir))?;
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == ErrorKind::NotFound && dir == start => continue,
+            Err(e) => return Err(super::io(&dir)(e)),
+        };
         for entry in rd.filter_map(Result::ok) {
             let path = entry.path();
-            let meta = std::fs::symlink_metadata(&path).map_err(super::io(&path))?;
+            // Relative to the open directory: no walk down the whole path for every file.
+            let meta = entry.metadata().map_err(super::io(&path))?;
             let Ok(rel) = path.strip_prefix(root) else {
                 continue;
             };
@@ -244,33 +279,31 @@ pub fn digest_tree(
 }
 
 /// The files of `root` whose digest differs from the manifest's, or that are missing: empty
-/// when the tree is exactly what was saved. Only the paths for which `wanted` is true.
+/// when the tree is exactly what was saved. Only the paths for which `wanted` is true; the
+/// files are hashed on all cores.
 pub fn compare(
     manifest: &Manifest,
     root: &Path,
     wanted: impl Fn(&str) -> bool,
 ) -> Result<Vec<String>, BackupError> {
-    let mut bad = Vec::new();
-    for (rel, entry) in manifest.files.iter().filter(|(p, _)| wanted(p)) {
+    let entries: Vec<(&String, &FileEntry)> =
+        manifest.files.iter().filter(|(p, _)| wanted(p)).collect();
+    let problems = crate::system::parallel::try_map(&entries, |(rel, entry)| {
         let path = root.join(rel);
-        let meta = match std::fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(_) => {
-                bad.push(format!("{rel}: missing"));
-                continue;
-            }
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            return Ok::<_, BackupError>(Some(format!("{rel}: missing")));
         };
         let sha = if meta.file_type().is_symlink() {
             let target = std::fs::read_link(&path).map_err(super::io(&path))?;
             hex(&Sha256::digest(target.to_string_lossy().as_bytes()))
+        } else if meta.len() != entry.size {
+            String::new()
         } else {
             sha256_file(&path)?
         };
-        if sha != entry.sha256 {
-            bad.push(format!("{rel}: content differs"));
-        }
-    }
-    Ok(bad)
+        Ok((sha != entry.sha256).then(|| format!("{rel}: content differs")))
+    })?;
+    Ok(problems.into_iter().flatten().collect())
 }
 
 #[cfg(test)]
@@ -283,30 +316,33 @@ mod tests {
         let root = dir.path().join("tree");
         std::fs::create_dir_all(root.join("a/b")).unwrap();
         std::fs::write(root.join("a/b/msg"), "hello").unwrap();
+        crate::backup::set_mtime(&root.join("a/b/msg"), 1_700_000_000);
+        std::fs::write(root.join("a/fresh"), "just written").unwrap();
         std::os::unix::fs::symlink("b/msg", root.join("a/link")).unwrap();
         let cache_path = dir.path().join("cache");
-        let mut cache = DigestCache::load(&cache_path);
-        let files = digest_tree(&root, &mut cache).unwrap();
+        let cache = DigestCache::load(&cache_path);
+        let files = digest_tree(&root, &root, &cache).unwrap();
         assert_eq!(
             files["a/b/msg"].sha256,
             "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
         assert_eq!(files["a/link"].size, 5);
+        assert_eq!(files.len(), 3);
         cache.save(&cache_path).unwrap();
-        // A remembered digest is used as long as inode, size and mtime match.
+        // A remembered digest is used as long as inode, size and mtime match; a file modified
+        // in the last seconds is not remembered (it could change again within the same tick).
         let mut cache = DigestCache::load(&cache_path);
         assert_eq!(cache.known.len(), 1);
         let key = *cache.known.keys().next().unwrap();
         cache.known.insert(key, "0".repeat(64));
-        assert_eq!(
-            digest_tree(&root, &mut cache).unwrap()["a/b/msg"].sha256,
-            "0".repeat(64)
-        );
+        let files = digest_tree(&root, &root.join("a/b"), &cache).unwrap();
+        assert_eq!(files["a/b/msg"].sha256, "0".repeat(64));
+        assert_eq!(files.len(), 1, "only the tree asked for: {files:?}");
         // A rewritten file (new size) is hashed again.
         std::fs::write(root.join("a/b/msg"), "hello!").unwrap();
-        let mut cache = DigestCache::load(&cache_path);
+        let cache = DigestCache::load(&cache_path);
         assert_ne!(
-            digest_tree(&root, &mut cache).unwrap()["a/b/msg"].sha256,
+            digest_tree(&root, &root, &cache).unwrap()["a/b/msg"].sha256,
             "0".repeat(64)
         );
     }
@@ -346,7 +382,7 @@ mod tests {
         let root = dir.path();
         std::fs::write(root.join("one"), "1").unwrap();
         std::fs::write(root.join("two"), "2").unwrap();
-        let mut cache = DigestCache::default();
+        let cache = DigestCache::default();
         let manifest = Manifest {
             format: FORMAT,
             created: String::new(),
@@ -357,7 +393,7 @@ mod tests {
             engine: "sqlite".into(),
             domains: BTreeMap::new(),
             mailboxes: BTreeMap::new(),
-            files: digest_tree(root, &mut cache).unwrap(),
+            files: digest_tree(root, root, &cache).unwrap(),
             owners: BTreeMap::new(),
         };
         assert!(compare(&manifest, root, |_| true).unwrap().is_empty());

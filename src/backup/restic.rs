@@ -147,22 +147,9 @@ impl Repository {
         }
     }
 
-    /// Whether a repository exists at this location (and opens with this password).
-    pub fn exists(&self) -> Result<bool, BackupError> {
-        match self.run(&["cat", "config"]) {
-            Ok(_) => Ok(true),
-            Err(BackupError::NoRepository(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Creates the repository unless it exists; `true` when it was created.
-    pub fn init_if_missing(&self) -> Result<bool, BackupError> {
-        if self.exists()? {
-            return Ok(false);
-        }
-        self.run(&["init"])?;
-        Ok(true)
+    /// Creates the repository.
+    pub fn init(&self) -> Result<(), BackupError> {
+        self.run(&["init"]).map(|_| ())
     }
 
     /// Stores the directory `dir` (always the same path, so restic finds the previous snapshot

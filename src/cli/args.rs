@@ -262,6 +262,10 @@ pub struct RenderArgs {
     /// Replace files an admin edited by hand too.
     #[arg(long)]
     pub force: bool,
+    /// Go on when an edit by hand conflicts with a template change: the file stays as it is,
+    /// FILE.modobox-new holds the new output.
+    #[arg(long)]
+    pub accept_conflicts: bool,
     /// A directory of templates that replace the embedded ones of the same name.
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
@@ -669,6 +673,10 @@ pub struct InstallArgs {
     /// Only show what would change (the same as `modobox plan`).
     #[arg(long)]
     pub dry_run: bool,
+    /// Go on when an edit by hand of a rendered file conflicts with a template change: the
+    /// file stays as it is, FILE.modobox-new holds the new output, services are restarted.
+    #[arg(long)]
+    pub accept_conflicts: bool,
     /// Print the report as JSON at the end.
     #[arg(long)]
     pub json: bool,

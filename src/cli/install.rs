@@ -208,6 +208,7 @@ fn install_with(
     let mut ctx = Ctx::new(config, global.config.clone(), distro, secrets)?;
     ctx.dry_run = dry_run;
     ctx.restore = restore;
+    ctx.accept_conflicts = args.accept_conflicts;
     let steps = install::steps(&ctx);
 
     if !dry_run && interactive(args) {

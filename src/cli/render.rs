@@ -9,7 +9,8 @@ use crate::cli::{Global, RenderArgs};
 use crate::config::Config;
 use crate::distro::Distro;
 use crate::render;
-use crate::render::write::{self as render_write, State};
+use crate::render::merge::MergeClass;
+use crate::render::write as render_write;
 use crate::secrets::Secrets;
 use crate::system::Root;
 
@@ -33,32 +34,53 @@ pub fn render_command(global: &Global, args: &RenderArgs) -> Result<ExitCode> {
         .join(render::manifest::FILE_NAME);
     let mut out = std::io::stdout().lock();
     if args.diff {
-        let manifest = render::manifest::Manifest::load(&root.path(&manifest_path))
+        let records = render::base::Records::load(&root.path(&manifest_path))
             .with_context(|| format!("reading the manifest under {}", root.dir().display()))?;
-        let changes = render_write::compare(&root, &files, &manifest)?;
+        let changes = render_write::compare(&root, &files, &records)?;
         let mut changed = 0;
         for c in &changes {
-            if !c.changes_anything() {
+            if c.changes_anything() {
+                changed += 1;
+            } else if c.state.class() == MergeClass::Unchanged {
                 continue;
             }
-            changed += 1;
-            let what = match c.state {
-                State::Missing => "new file".to_string(),
-                State::Same => "symlink missing".to_string(),
-                State::Mode { current } => format!("mode {current:o} will change"),
-                State::Outdated => "will change".to_string(),
-                State::HandEdited => "edited by hand: kept (use --force to replace)".to_string(),
-                State::Foreign => {
-                    "not written by modobox: will be backed up and replaced".to_string()
-                }
+            let link = if c.link_missing && c.changes_anything() {
+                " (symlink missing)"
+            } else {
+                ""
             };
-            writeln!(out, "== {}: {what}", c.path.display())?;
+            writeln!(out, "== {}: {}{link}", c.path.display(), c.describe())?;
             write!(out, "{}", c.diff)?;
         }
         writeln!(out, "{changed} of {} files would change", changes.len())?;
+        let pending = changes
+            .iter()
+            .filter(|c| c.base_pending && !c.changes_anything())
+            .count();
+        if pending > 0 {
+            writeln!(
+                out,
+                "{pending} unchanged files would get their base text recorded (for merging \
+                 later template changes)"
+            )?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    let report = render_write::apply(&root, &files, &manifest_path, args.force)?;
+    let options = render_write::Options {
+        force: args.force,
+        accept_conflicts: args.accept_conflicts,
+    };
+    let (report, failure) = match render_write::apply(&root, &files, &manifest_path, options) {
+        Ok(report) => (report, None),
+        Err(e) => {
+            // The other files were written: say what happened to them, then fail.
+            let message = e.to_string();
+            match e {
+                render_write::WriteError::Conflicts { report } => (*report, Some(message)),
+                other => return Err(other.into()),
+            }
+        }
+    };
     for p in &report.backed_up {
         writeln!(
             out,
@@ -67,21 +89,42 @@ pub fn render_command(global: &Global, args: &RenderArgs) -> Result<ExitCode> {
             p.display()
         )?;
     }
-    for p in &report.kept {
+    for p in &report.merged {
         writeln!(
             out,
-            "kept {} (edited by hand; --force replaces it)",
+            "merged {}: your edits and the templates' changes",
             p.display()
+        )?;
+    }
+    for p in &report.without_base {
+        writeln!(
+            out,
+            "kept {} (edited by hand, no base to merge with; --force replaces it)",
+            p.display()
+        )?;
+    }
+    for p in &report.conflicts {
+        writeln!(
+            out,
+            "conflict in {}: kept as it is, the new output is {}{}",
+            p.display(),
+            p.display(),
+            render_write::NEW_SUFFIX
         )?;
     }
     writeln!(
         out,
-        "rendered {} files under {}: {} written, {} unchanged, {} kept",
+        "rendered {} files under {}: {} written ({} merged), {} unchanged, {} kept, {} in conflict",
         files.len(),
         root.dir().display(),
         report.written.len(),
+        report.merged.len(),
         report.unchanged.len(),
-        report.kept.len()
+        report.kept.len(),
+        report.conflicts.len()
     )?;
+    if let Some(message) = failure {
+        anyhow::bail!(message);
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -34,15 +34,16 @@ impl Step for ConfigFiles {
 
     fn check(&self, ctx: &mut Ctx) -> StepResult<Check> {
         let files = rendered(ctx)?;
-        let manifest_file = manifest_path(&ctx.config);
-        let manifest = render::manifest::Manifest::load(&manifest_file)
-            .map_err(super::io_error(&manifest_file))?;
+        let records = render::base::Records::load(&manifest_path(&ctx.config))?;
         let root = crate::system::Root::host();
+        let changes_of = render_write::compare(&root, &files, &records)?;
         let mut changes = Vec::new();
-        for (file, c) in files
-            .iter()
-            .zip(render_write::compare(&root, &files, &manifest)?)
-        {
+        for (file, c) in files.iter().zip(&changes_of) {
+            if matches!(c.state, State::Kept | State::HandEdited) {
+                // Not a change the install makes, but the admin should know.
+                ctx.notes
+                    .insert(format!("{}: {}", c.path.display(), c.describe()));
+            }
             if !c.changes_anything() {
                 continue;
             }
@@ -52,23 +53,29 @@ impl Step for ConfigFiles {
             } else {
                 c.diff.clone()
             };
-            let what = match c.state {
-                State::Missing => "new file",
-                State::Same => "symlink missing",
-                State::Mode { .. } => "mode changes",
-                State::Outdated => "changes",
-                State::Foreign => "replaces the distribution's file (backed up as .modobox-orig)",
-                State::HandEdited => {
-                    // Kept: not a change the install makes, but the admin should know.
-                    ctx.notes.insert(format!(
-                        "{} was edited by hand and is kept (`modobox render --force` replaces \
-                         it)",
-                        c.path.display()
-                    ));
-                    continue;
+            let mut what = match c.state {
+                State::Missing => "new file".to_string(),
+                State::Same => "symlink missing".to_string(),
+                State::Foreign => {
+                    "replaced: the distribution's file (backed up as .modobox-orig)".to_string()
                 }
+                _ => c.describe(),
             };
+            if matches!(c.state, State::Conflict { .. }) && !ctx.accept_conflicts {
+                what.push_str("; the install stops here, before any daemon restarts");
+            }
             changes.push(format!("{}: {what}\n{}", c.path.display(), diff.trim_end()));
+        }
+        let pending = changes_of
+            .iter()
+            .filter(|c| c.base_pending && !c.changes_anything())
+            .count();
+        if pending > 0 {
+            // Installs from before base texts: recorded now, so later template changes merge.
+            changes.push(format!(
+                "record the base texts of {pending} files (what modobox wrote, for merging \
+                 later template changes with edits by hand)"
+            ));
         }
         if aliases_db_stale() {
             changes.push("build /etc/aliases.db (newaliases): main.cf reads it".into());
@@ -79,7 +86,13 @@ impl Step for ConfigFiles {
     fn apply(&self, ctx: &mut Ctx) -> StepResult<()> {
         let files = rendered(ctx)?;
         let root = crate::system::Root::host();
-        let report = render_write::apply(&root, &files, &manifest_path(&ctx.config), false)?;
+        let options = render_write::Options {
+            force: false,
+            accept_conflicts: ctx.accept_conflicts,
+        };
+        // A conflict fails the step after every other file is written: the daemons are not
+        // restarted with a half-decided configuration.
+        let report = render_write::apply(&root, &files, &manifest_path(&ctx.config), options)?;
         // After main.cf exists: newaliases reads it.
         if aliases_db_stale() {
             Cmd::new("newaliases").run()?;
@@ -90,6 +103,21 @@ impl Step for ConfigFiles {
                 p.display(),
                 p.display()
             );
+        }
+        for p in &report.merged {
+            ctx.notes.insert(format!(
+                "{}: your edits were merged with the templates' changes",
+                p.display()
+            ));
+        }
+        for p in &report.conflicts {
+            ctx.notes.insert(format!(
+                "{}: kept as you edited it although the templates changed the same lines; \
+                 merge {}{} into it by hand",
+                p.display(),
+                p.display(),
+                render_write::NEW_SUFFIX
+            ));
         }
         Ok(())
     }

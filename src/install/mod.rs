@@ -97,6 +97,10 @@ pub struct Ctx {
     pub new_admin_password: Option<String>,
     /// `plan`: checks only; a check may not fail because an earlier step has not run.
     pub dry_run: bool,
+    /// Go on past a rendered file whose edit by hand conflicts with a template change (the
+    /// file stays, `FILE.modobox-new` beside it); otherwise the install stops there, before
+    /// any daemon is restarted.
+    pub accept_conflicts: bool,
     /// Things the admin should know that are not changes (printed once, after the step).
     pub notes: std::collections::BTreeSet<String>,
     /// `install --restore`: the backup this install rebuilds the server from.
@@ -124,6 +128,7 @@ impl Ctx {
             rt,
             new_admin_password: None,
             dry_run: false,
+            accept_conflicts: false,
             notes: std::collections::BTreeSet::new(),
             restore: None,
             store: None,

@@ -1,5 +1,6 @@
-//! The checksum manifest: what modobox last wrote to each file, so that a later run can tell a
-//! file an admin edited by hand (its checksum no longer matches) and leave it alone.
+//! The checksum manifest: the template output modobox last wrote to each file, so that a later
+//! run can tell a file an admin edited by hand (its checksum no longer matches). The texts
+//! themselves are kept beside it (`base.rs`); this file's format stays as older versions read it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,9 @@ pub const FILE_NAME: &str = "rendered-files.json";
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// Absolute target path → SHA-256 (hex) of the content modobox wrote.
+    /// Absolute target path → SHA-256 (hex) of the template output modobox last wrote there
+    /// (its base text). After a merge the file also holds the admin's edits, so its checksum
+    /// differs on purpose: a binary that cannot merge sees an edited file and keeps it.
     pub files: BTreeMap<PathBuf, String>,
 }
 
@@ -43,12 +46,5 @@ impl Manifest {
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         write_atomic(path, text.as_bytes(), 0o644, None)
-    }
-
-    /// True when the file on disk is not what modobox last wrote there.
-    pub fn hand_edited(&self, target: &Path, on_disk: &[u8]) -> bool {
-        self.files
-            .get(target)
-            .is_some_and(|sum| *sum != checksum(on_disk))
     }
 }

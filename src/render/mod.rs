@@ -3,8 +3,10 @@
 //! variable is an error. `templates/files.toml` says which template goes where, with which
 //! mode and owner, and when.
 
+pub mod base;
 pub mod context;
 pub mod manifest;
+pub mod merge;
 pub mod write;
 
 use std::path::{Path, PathBuf};

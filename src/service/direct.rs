@@ -532,6 +532,11 @@ mod tests {
         };
         let mut spec = sh(&script);
         spec.stop_signal = "INT".into();
+        // As `modobox run` does: a handled SIGINT is reset to its default in children, one
+        // inherited as ignored (a test run started as a background job of a shell) stays
+        // ignored, and the script's INT trap would never run.
+        let _int =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).unwrap();
         let d = Direct::new(vec![("db".into(), spec)]);
         d.start("db").await.unwrap();
         let first = until(&d, "db", started(1)).await.pid;

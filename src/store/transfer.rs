@@ -338,39 +338,13 @@ fn hash_all(
             _ => (*line, &NO_PASSWORD),
         })
         .collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = jobs.len().div_ceil(threads).max(1);
-    let results: Vec<Result<Vec<Option<String>>, TransferError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = jobs
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|(line, p)| match p {
-                            Password::Clear(c) if c.is_empty() => Ok(None),
-                            p => p
-                                .to_stored(rounds)
-                                .map(Some)
-                                .map_err(|e| store_refusal(*line, e)),
-                        })
-                        .collect::<Result<Vec<_>, _>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(TransferError::Read("a hashing thread panicked".into()))
-                })
-            })
-            .collect()
-    });
-    let mut out = Vec::with_capacity(jobs.len());
-    for r in results {
-        out.extend(r?);
-    }
-    Ok(out)
+    crate::system::parallel::try_map(&jobs, |(line, p)| match p {
+        Password::Clear(c) if c.is_empty() => Ok(None),
+        p => p
+            .to_stored(rounds)
+            .map(Some)
+            .map_err(|e| store_refusal(*line, e)),
+    })
 }
 
 /// Placeholder for non-account lines in `hash_all` (skipped: empty clear text).

@@ -6,6 +6,7 @@ pub mod fs;
 pub mod http;
 pub mod mail;
 pub mod net;
+pub mod parallel;
 pub mod privileges;
 
 use std::path::{Path, PathBuf};
