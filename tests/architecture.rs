@@ -24,8 +24,8 @@ const LAYERS: &[&[&str]] = &[
     &["backup"],
     &["jobs"],
     &["install"],
-    &["upgrade"],
     &["supervisor"],
+    &["upgrade"],
     &["web"],
     &["cli"],
 ];

@@ -168,7 +168,7 @@ async fn a_good_answer_is_stored_and_makes_the_upgrade_notice() {
         assert_eq!(
             public_api::upgrade_notice(&store).await,
             Some(format!(
-                "modobox 99.0.0 is available (this is {})",
+                "modobox 99.0.0 is available (this is {}): `modobox upgrade` installs it",
                 env!("CARGO_PKG_VERSION")
             ))
         );

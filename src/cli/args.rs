@@ -704,12 +704,38 @@ pub struct UpgradeArgs {
     /// The release channel's index instead of upgrade.url.
     #[arg(long, value_name = "URL", conflicts_with = "file")]
     pub url: Option<String>,
+    /// Upgrade the installed server to this binary (run as /path/to/new/modobox upgrade --self;
+    /// works on installations made by any older version).
+    #[arg(long = "self", conflicts_with_all = ["file", "url", "check"])]
+    pub self_: bool,
     /// Only show the plan: exit 0 when an upgrade is available, 3 when already current.
     #[arg(long)]
     pub check: bool,
+    /// Do not ask.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Upgrade even when a probe is failing before the upgrade.
+    #[arg(long)]
+    pub force: bool,
+    /// Go on when your edit of a rendered file conflicts with a template change (your file is
+    /// kept, the new version written beside it as FILE.modobox-new).
+    #[arg(long)]
+    pub accept_conflicts: bool,
     /// Accept an older version.
     #[arg(long)]
     pub allow_downgrade: bool,
+    /// Go back to the newest restore point of another version (with the same health gate).
+    #[arg(long, conflicts_with_all = ["file", "url", "check", "self_", "history"])]
+    pub rollback: bool,
+    /// The upgrades and rollbacks of this server.
+    #[arg(long, conflicts_with_all = ["file", "url", "check", "self_"])]
+    pub history: bool,
+    /// Finish an interrupted upgrade (what `run` starts when it finds one).
+    #[arg(long, hide = true, conflicts_with_all = ["file", "url", "check", "self_", "history", "rollback"])]
+    pub recover: bool,
+    /// Seconds the health gate waits for every probe to be green three rounds in a row.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub gate_seconds: u64,
     #[arg(long)]
     pub json: bool,
 }

@@ -163,6 +163,12 @@ fn ask(args: &InstallArgs, question: &str, default: bool) -> Result<bool> {
 }
 
 pub fn install(global: &Global, args: &InstallArgs, plan_only: bool) -> Result<ExitCode> {
+    let _upgrade_lock = if plan_only || args.dry_run {
+        None
+    } else {
+        let distro = Distro::resolve(global.distro.as_ref())?;
+        crate::upgrade::apply::guard_install(&global.config, &distro)?
+    };
     match &args.restore {
         Some(source) => rebuild(global, args, source, plan_only || args.dry_run),
         None => install_with(global, args, plan_only, None),

@@ -24,6 +24,18 @@ pub fn rendered(ctx: &Ctx) -> StepResult<Vec<RenderedFile>> {
     Ok(renderer.render_all(&tctx)?)
 }
 
+/// The rendered files whose edits by hand conflict with the templates' changes.
+pub fn conflicts(ctx: &Ctx) -> StepResult<Vec<PathBuf>> {
+    let files = rendered(ctx)?;
+    let records = render::base::Records::load(&manifest_path(&ctx.config))?;
+    let root = crate::system::Root::host();
+    Ok(render_write::compare(&root, &files, &records)?
+        .into_iter()
+        .filter(|c| matches!(c.state, State::Conflict { .. }))
+        .map(|c| c.path)
+        .collect())
+}
+
 #[derive(Debug)]
 pub struct ConfigFiles;
 

@@ -252,6 +252,17 @@ pub fn run(
     steps: &[Box<dyn Step>],
     show_details: bool,
 ) -> StepResult<Vec<StepReport>> {
+    run_with(ctx, steps, show_details, &mut |_| Ok(()))
+}
+
+/// `run`, telling `before_step` the name of each step before it is checked (the upgrade
+/// journals it); an error from it stops the run there.
+pub fn run_with(
+    ctx: &mut Ctx,
+    steps: &[Box<dyn Step>],
+    show_details: bool,
+    before_step: &mut dyn FnMut(&str) -> StepResult<()>,
+) -> StepResult<Vec<StepReport>> {
     let progress = Progress {
         terminal: std::io::stdout().is_terminal(),
         total: steps.len(),
@@ -262,6 +273,7 @@ pub fn run(
         progress.start(i, name);
         let started = Instant::now();
         let in_step = |e: StepError| StepError(format!("step {name}: {e}"));
+        before_step(name).map_err(in_step)?;
         let check = step.check(ctx).map_err(in_step)?;
         let (outcome, changes) = match check {
             Check::Done => ("ok", Vec::new()),

@@ -189,7 +189,9 @@ pub async fn upgrade_notice(store: &Store) -> Option<String> {
         .ok()??;
     let _ = tx.commit().await;
     let ours = env!("CARGO_PKG_VERSION");
-    newer(&latest, ours).then(|| format!("{COMPONENT} {latest} is available (this is {ours})"))
+    newer(&latest, ours).then(|| {
+        format!("{COMPONENT} {latest} is available (this is {ours}): `modobox upgrade` installs it")
+    })
 }
 
 #[cfg(test)]

@@ -189,6 +189,8 @@ pub struct Scheduler {
     running: Mutex<HashSet<String>>,
     limit: Semaphore,
     jobs: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
+    /// The data directory whose maintenance flag pauses the jobs (`system::maintenance`).
+    paused_by: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -202,6 +204,17 @@ impl std::fmt::Debug for Scheduler {
 
 impl Scheduler {
     pub fn new(store: Store, node: String, entries: Vec<Entry>, runner: Runner) -> Arc<Self> {
+        Self::pausing(store, node, entries, runner, None)
+    }
+
+    /// A scheduler whose slots are skipped while an upgrade holds `data`'s maintenance flag.
+    pub fn pausing(
+        store: Store,
+        node: String,
+        entries: Vec<Entry>,
+        runner: Runner,
+        data: Option<std::path::PathBuf>,
+    ) -> Arc<Self> {
         Arc::new(Scheduler {
             store,
             node,
@@ -210,6 +223,7 @@ impl Scheduler {
             running: Mutex::new(HashSet::new()),
             limit: Semaphore::new(MAX_CONCURRENT),
             jobs: tokio::sync::Mutex::new(tokio::task::JoinSet::new()),
+            paused_by: data,
         })
     }
 
@@ -228,6 +242,18 @@ impl Scheduler {
     async fn fire(self: &Arc<Self>, i: usize, slot: DateTime<Utc>) {
         let entry = &self.entries[i];
         let name = entry.name.clone();
+        if let Some(upgrade) = self
+            .paused_by
+            .as_deref()
+            .and_then(crate::system::maintenance::active)
+        {
+            let message = format!("paused while modobox upgrades ({upgrade})");
+            tracing::info!("{name}: skipped: {message}");
+            if let Err(e) = tasks::record_skipped(&self.store, &name, &self.node, &message).await {
+                tracing::error!("recording a skipped run of {name}: {e}");
+            }
+            return;
+        }
         if !self.claim(&name) {
             let message = format!(
                 "the previous run is still going (slot {} not run)",
@@ -352,7 +378,8 @@ pub async fn run(ctx: Arc<JobContext>, runner: Runner, shutdown: watch::Receiver
         entries.len(),
         ctx.node
     );
-    Scheduler::new(ctx.store.clone(), ctx.node.clone(), entries, runner)
+    let data = Some(ctx.config.paths.data.as_path().to_path_buf());
+    Scheduler::pausing(ctx.store.clone(), ctx.node.clone(), entries, runner, data)
         .run(shutdown)
         .await;
 }

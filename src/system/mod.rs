@@ -5,6 +5,7 @@ pub mod cmd;
 pub mod fs;
 pub mod http;
 pub mod mail;
+pub mod maintenance;
 pub mod net;
 pub mod parallel;
 pub mod privileges;

@@ -3,7 +3,11 @@
 //! root-only directory before anything of it runs; then compared with this version
 //! (downgrades refused unless asked) and asked for its plan against this server.
 
+pub mod apply;
 pub mod channel;
+pub mod gate;
+pub mod journal;
+pub mod restore_point;
 pub mod signature;
 
 use std::os::unix::fs::PermissionsExt;
@@ -39,9 +43,11 @@ pub enum UpgradeError {
     Downgrade { new: String, ours: String },
     #[error("the new binary's plan: {0}")]
     Plan(String),
+    #[error("{0}")]
+    Failed(String),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> UpgradeError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> UpgradeError + '_ {
     move |source| UpgradeError::Io {
         path: path.display().to_string(),
         source,
@@ -169,7 +175,7 @@ pub fn stage_file(
 }
 
 /// `modobox --version` of a staged binary ("modobox 0.2.0").
-fn version_of(path: &Path) -> Result<String, UpgradeError> {
+pub(crate) fn version_of(path: &Path) -> Result<String, UpgradeError> {
     let not_runnable = |reason: String| UpgradeError::NotRunnable {
         path: path.display().to_string(),
         reason,

@@ -11,7 +11,7 @@ pub mod throttle;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{ConnectInfo, FromRequestParts, Path};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -143,6 +143,9 @@ pub enum WebError {
     Throttled(u64),
     #[error("internal error: {0}")]
     Internal(String),
+    /// An upgrade is running: changes wait (mail keeps flowing).
+    #[error("{0}; try again in a minute")]
+    Maintenance(String),
 }
 
 impl From<StoreError> for WebError {
@@ -168,6 +171,7 @@ impl WebError {
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            WebError::Maintenance(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -319,9 +323,38 @@ pub fn router(web: Web) -> Router {
         .nest("/api/v1", api::routes())
         .route("/assets/{*path}", get(asset))
         .fallback(|| async { WebError::NotFound("no such page".into()) })
+        .layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            writes_wait_for_upgrades,
+        ))
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(web)
+}
+
+/// While an upgrade runs (`system::maintenance`), every request that could change something
+/// answers 503 with the upgrade's message; pages still show.
+async fn writes_wait_for_upgrades(
+    State(web): State<Web>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let reads = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    if !reads {
+        if let Some(message) = crate::system::maintenance::active(web.config.paths.data.as_path()) {
+            let e = WebError::Maintenance(message);
+            if req.uri().path().starts_with("/api/") {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "60")],
+                    axum::Json(serde_json::json!({ "detail": e.to_string() })),
+                )
+                    .into_response();
+            }
+            return e.into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// Serves until `shutdown` resolves. Refuses a non-loopback address unless `public` (only

@@ -250,3 +250,16 @@ pub async fn superadmin_count(tx: &mut Tx) -> Result<i64, StoreError> {
     )
     .await
 }
+
+/// The full address of one active mailbox account (the oldest), for the upgrade's lookups
+/// through the daemons' own maps.
+pub async fn some_active_mailbox(tx: &mut Tx) -> Result<Option<String>, StoreError> {
+    let row = tx
+        .row(
+            "SELECT u.username FROM core_user u JOIN admin_mailbox m ON m.user_id = u.id \
+             WHERE u.is_active = ? ORDER BY u.id LIMIT 1",
+            args![true],
+        )
+        .await?;
+    row.map(|r| r.text("username")).transpose()
+}
