@@ -37,7 +37,7 @@ pub fn upgrade(global: &Global, args: &UpgradeArgs) -> Result<ExitCode> {
         };
         return Ok(
             match apply::recover(&global.config, &distro, deadline)? {
-                Some(j) => finished(args, &apply::Ended::Done(j))?,
+                Some(j) => finished(args, &apply::Ended::Done(Box::new(j)))?,
                 None => ExitCode::SUCCESS,
             },
         );

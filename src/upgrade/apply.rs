@@ -37,7 +37,7 @@ pub struct Options {
 pub enum Ended {
     /// This version is already installed: nothing done.
     Current(String),
-    Done(Journal),
+    Done(Box<Journal>),
 }
 
 /// The journal's outcome as the process's exit code: 0 upgraded, 4 rolled back cleanly,
@@ -206,6 +206,7 @@ pub fn upgrade_self(
             &ctx.distro,
             Some(&store),
             opts.gate_deadline,
+            "upgrade-gate",
         ))?;
         say(
             "health gate",
@@ -231,13 +232,13 @@ pub fn upgrade_self(
             maintenance::leave(&data).map_err(super::io(&data))?;
             let j = journal.close(&data, Outcome::Upgraded).map_err(super::io(&data))?;
             println!("upgraded to modobox {to} in {:.0} s", t0.elapsed().as_secs_f64());
-            Ok(Ended::Done(j))
+            Ok(Ended::Done(Box::new(j)))
         }
         Err(failure) => {
             eprintln!("upgrade failed: {failure}");
             ctx.close();
             let j = rollback(config_path, &distro, journal, &point, failure, opts.gate_deadline)?;
-            Ok(Ended::Done(j))
+            Ok(Ended::Done(Box::new(j)))
         }
     }
 }
@@ -266,7 +267,7 @@ fn preflight(ctx: &mut Ctx, opts: &Options) -> Result<(), UpgradeError> {
     let binary = std::fs::metadata(BINARY_PATH).map_or(0, |m| m.len());
     let need = 2 * binary + 256 * 1024 * 1024;
     let free = nix::sys::statvfs::statvfs(&data)
-        .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+        .map(|s| s.blocks_available() * s.fragment_size())
         .unwrap_or(u64::MAX);
     if free < need {
         return Err(UpgradeError::Failed(format!(
@@ -423,7 +424,7 @@ fn put_back(
     let store = rt
         .block_on(crate::store::Store::connect(&url))
         .map_err(|e| e.to_string())?;
-    let gate = rt.block_on(gate::health_gate(&config, distro, Some(&store), deadline));
+    let gate = rt.block_on(gate::health_gate(&config, distro, Some(&store), deadline, "upgrade-rollback-gate"));
     rt.block_on(store.close());
     gate.map(|_| ()).map_err(|e| format!("after the rollback the server is {e}"))
 }
@@ -473,7 +474,7 @@ pub fn rollback_by_hand(
     let data = config.paths.data.as_path().to_path_buf();
     let _lock = take_lock(&data)?;
     if let Some(j) = recover(config_path, &distro, deadline)? {
-        return Ok(Ended::Done(j));
+        return Ok(Ended::Done(Box::new(j)));
     }
     let current = installed_version()?;
     let point = restore_point::list(&data)?
@@ -499,7 +500,7 @@ pub fn rollback_by_hand(
         format!("rollback by hand from {current}"),
         deadline,
     )?;
-    Ok(Ended::Done(j))
+    Ok(Ended::Done(Box::new(j)))
 }
 
 /// Set for the old binary's install that a rollback runs: it is part of the rollback, which

@@ -21,9 +21,6 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn round(config: &Config, distro: &Distro, store: Option<&Store>) -> Vec<String> {
     let mut failures = Vec::new();
     for w in supervisor::watched(config, distro) {
-        crate::fault::point(format!("upgrade-probe-{}", w.name))
-            .map_err(|e| failures.push(format!("{}: {e}", w.name)))
-            .ok();
         if let Err(e) = supervisor::probe(&w, store, config.hostname.as_str(), PROBE_TIMEOUT).await
         {
             failures.push(format!("{}: {e}", w.name));
@@ -40,19 +37,24 @@ pub struct Passed {
 }
 
 /// Waits until `ROUNDS` consecutive rounds are green, for at most `deadline`; the error names
-/// what was still failing.
+/// what was still failing. `fault`: the name of the fault point that, armed, makes every round
+/// fail (a probe that never turns green).
 pub async fn health_gate(
     config: &Config,
     distro: &Distro,
     store: Option<&Store>,
     deadline: Duration,
+    fault: &str,
 ) -> Result<Passed, String> {
     let started = Instant::now();
     let mut green = 0;
     let mut rounds = 0;
     loop {
         rounds += 1;
-        let failures = round(config, distro, store).await;
+        let mut failures = round(config, distro, store).await;
+        if let Err(e) = crate::fault::point(fault) {
+            failures.push(format!("injected: {e}"));
+        }
         if failures.is_empty() {
             green += 1;
             if green >= ROUNDS {

@@ -201,7 +201,7 @@ pub fn list(data: &Path) -> Result<Vec<RestorePoint>, UpgradeError> {
             out.push(p);
         }
     }
-    out.sort_by(|a, b| b.meta.created.cmp(&a.meta.created));
+    out.sort_by_key(|p| std::cmp::Reverse(p.meta.created));
     Ok(out)
 }
 

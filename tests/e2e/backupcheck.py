@@ -2,9 +2,14 @@
 """Runs inside the e2e container: backups must not interrupt mail, and must bring it back.
 
 usage:
-  backupcheck.py during COMMAND...   run COMMAND while mail is sent to alice on port 25 without
+  backupcheck.py during [--gap-ms N] [--exit CODE] COMMAND...
+                                     run COMMAND while mail is sent to alice on port 25 without
                                      pause and ports 25 and 993 are probed every 100 ms; fails
-                                     on any SMTP or probe error and on any message not delivered
+                                     on any SMTP or probe error and on any message not delivered.
+                                     With --gap-ms (an upgrade restarts Postfix): refused sends are
+                                     retried as a sending MTA would, probe errors are counted, and
+                                     it fails when the longest gap on port 25 passes N ms. COMMAND
+                                     must exit with CODE (default 0).
   backupcheck.py sums HOME FILE      write the SHA-256 of every message of a mailbox home
   backupcheck.py compare FILE HOME   every message of FILE is in HOME with the same SHA-256
   backupcheck.py imap USER PASSWORD FILE
@@ -47,7 +52,7 @@ def messages(home):
     return out
 
 
-def during(command):
+def during(command, gap_ms=None, want_exit=0):
     stop = threading.Event()
     sent, errors, probes = [], [], {"25": 0, "993": 0}
     worst_gap = {"25": 0.0, "993": 0.0}
@@ -58,12 +63,17 @@ def during(command):
             n += 1
             token = f"backup-loop-{time.time_ns()}-{n}"
             msg = f"From: <{SENDER}>\r\nTo: <{ALICE}>\r\nSubject: during the backup {n}\r\n\r\n{token}\r\n"
-            try:
-                with smtplib.SMTP(SOURCE, 25, local_hostname="client.e2e.test", timeout=20) as s:
-                    s.sendmail(SENDER, [ALICE], msg)
-                sent.append(token)
-            except Exception as e:  # any refusal or broken connection is downtime
-                errors.append(f"SMTP send {n}: {e!r}")
+            while True:
+                try:
+                    with smtplib.SMTP(SOURCE, 25, local_hostname="client.e2e.test", timeout=20) as s:
+                        s.sendmail(SENDER, [ALICE], msg)
+                    sent.append(token)
+                    break
+                except Exception as e:  # any refusal or broken connection is downtime
+                    errors.append(f"SMTP send {n}: {e!r}")
+                    if gap_ms is None or stop.is_set():
+                        break
+                    time.sleep(0.2)  # a sending MTA tries again later
             time.sleep(0.1)
 
     def probe(port):
@@ -106,8 +116,8 @@ def during(command):
     stop.set()
     for t in threads:
         t.join()
-    if result.returncode != 0:
-        sys.exit(f"FAIL: {' '.join(command)} exited {result.returncode}")
+    if result.returncode != want_exit:
+        sys.exit(f"FAIL: {' '.join(command)} exited {result.returncode}, not {want_exit}")
     # Every message sent is delivered (Amavis and ClamAV take a few seconds each).
     deadline = time.time() + 180
     missing = list(sent)
@@ -127,13 +137,27 @@ def during(command):
     )
     for e in errors[:10]:
         print(f"  {e}")
-    if errors or missing or not sent:
-        sys.exit("FAIL: mail was interrupted or lost during the command")
+    if missing or not sent:
+        sys.exit("FAIL: mail was lost during the command")
+    if gap_ms is not None:
+        if worst_gap["25"] * 1000 > gap_ms:
+            sys.exit(f"FAIL: port 25 was down longer than {gap_ms} ms")
+        print(f"ok: 0 messages lost, port 25 down at most {worst_gap['25'] * 1000:.0f} ms")
+        return
+    if errors:
+        sys.exit("FAIL: mail was interrupted during the command")
     print("ok: mail downtime 0 s during the command")
 
 
 if sys.argv[1] == "during":
-    during(sys.argv[2:])
+    args, gap, code = sys.argv[2:], None, 0
+    while args and args[0] in ("--gap-ms", "--exit"):
+        if args[0] == "--gap-ms":
+            gap = int(args[1])
+        else:
+            code = int(args[1])
+        args = args[2:]
+    during(args, gap, code)
 elif sys.argv[1] == "sums":
     sums = messages(sys.argv[2])
     with open(sys.argv[3], "w") as f:
