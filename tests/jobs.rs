@@ -1373,3 +1373,48 @@ async fn each_scheduled_run_is_a_process_of_its_own() {
         r.message
     );
 }
+
+/// While an upgrade holds the lock with the maintenance flag set, every slot is skipped
+/// ("paused"); once the lock is released, jobs run again (a killed upgrade cannot leave them
+/// paused).
+#[tokio::test]
+async fn jobs_pause_while_an_upgrade_holds_maintenance() {
+    let db = common::sqlite().await;
+    let e = env(&db).await;
+    let store = e.ctx.store.clone();
+    let data = tempfile::tempdir().unwrap();
+    let lock = modobox::system::maintenance::try_lock(data.path())
+        .unwrap()
+        .unwrap();
+    modobox::system::maintenance::enter(data.path(), "upgrading to 9.9.9").unwrap();
+    let (p, runner) = probe_runner(Duration::from_millis(10));
+    let run_for = |how_long: Duration| {
+        let (store, runner, data) = (store.clone(), runner.clone(), data.path().to_path_buf());
+        async move {
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            let sched = Scheduler::pausing(
+                store,
+                "node-0".into(),
+                vec![entry("paused", Duration::from_secs(60))],
+                runner,
+                Some(data),
+            );
+            let h = tokio::spawn(sched.run(rx));
+            tokio::time::sleep(how_long).await;
+            tx.send(true).unwrap();
+            h.await.unwrap();
+        }
+    };
+    run_for(Duration::from_millis(2500)).await;
+    assert_eq!(p.runs.load(Ordering::SeqCst), 0, "nothing ran during maintenance");
+    let runs = runs_of(&store, "paused").await;
+    assert!(!runs.is_empty());
+    assert!(
+        runs.iter()
+            .all(|r| r.outcome == "skipped" && r.message.contains("upgrading to 9.9.9")),
+        "{runs:?}"
+    );
+    drop(lock);
+    run_for(Duration::from_millis(2500)).await;
+    assert!(p.runs.load(Ordering::SeqCst) >= 1, "jobs run again once the lock is gone");
+}

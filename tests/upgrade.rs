@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
 struct Setup {
     dir: tempfile::TempDir,
     config: PathBuf,
@@ -208,4 +210,95 @@ fn the_release_channel_is_checked_by_checksum_and_signature() {
     assert!(!s.staged());
     let _ = server.kill();
     let _ = server.wait();
+}
+
+/// While an upgrade holds the lock with the maintenance flag set, web and API writes answer
+/// 503 with the upgrade's message and change nothing; pages still show; a released lock (an
+/// upgrade that ended or was killed) ends it.
+#[tokio::test]
+async fn web_writes_wait_while_an_upgrade_runs() {
+    use common::web::{account, http, login, start_with};
+    use modobox::system::maintenance;
+    let db = common::sqlite().await;
+    let store = db.connect().await;
+    modobox::store::migrate::migrate(&store).await.unwrap();
+    account(&store, "admin", modobox::store::access::Role::SuperAdmins).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut config = modobox::config::Config::new(
+        modobox::names::Hostname::parse("hostname", "mail.example.test").unwrap(),
+    );
+    config.paths.data = modobox::names::SafePath::parse("data", &data.path().to_string_lossy()).unwrap();
+    let port = start_with(&store, config).await;
+    let (session, csrf) = login(port, "admin").await;
+
+    let lock = maintenance::try_lock(data.path()).unwrap().unwrap();
+    maintenance::enter(data.path(), "modobox is being upgraded to 9.9.9").unwrap();
+    let page = http(port, "GET", "/", &[&session], None).await;
+    assert_eq!(page.status, 200, "pages still show");
+    let body = format!("csrf={csrf}&name=paused.test&quota=0&default_mailbox_quota=0");
+    let form = http(port, "POST", "/domains/new", &[&session], Some(&body)).await;
+    assert_eq!(form.status, 503, "{}", form.body);
+    assert!(form.body.contains("upgraded to 9.9.9"), "{}", form.body);
+    let out = http(port, "POST", "/logout", &[&session], Some(&format!("csrf={csrf}"))).await;
+    assert_eq!(out.status, 503);
+    let mut tx = store.begin().await.unwrap();
+    let domains = tx
+        .count("SELECT COUNT(*) FROM admin_domain", &[])
+        .await
+        .unwrap();
+    drop(tx);
+    assert_eq!(domains, 0, "nothing written");
+
+    drop(lock);
+    let form = http(port, "POST", "/domains/new", &[&session], Some(&body)).await;
+    assert_ne!(form.status, 503, "{}", form.body);
+    let out = http(port, "POST", "/logout", &[&session], Some(&format!("csrf={csrf}"))).await;
+    assert_eq!(out.status, 303);
+}
+
+/// The canary's DKIM check against an independent signer (dkimpy, the python3-dkim package):
+/// its signatures verify in every canonicalization, a changed body or signed header does not.
+#[test]
+fn dkim_signatures_of_an_independent_signer_verify() {
+    let python = "/usr/bin/python3";
+    let has_dkim = Command::new(python)
+        .args(["-c", "import dkim"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_dkim {
+        assert!(std::env::var_os("CI").is_none(), "CI must run this: python3-dkim is missing");
+        eprintln!("skipped: python3-dkim is not installed");
+        return;
+    }
+    let key = modobox::keys::dkim::generate_key(2048).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&key_file, &key.private_pem).unwrap();
+    let message = "From: Canary <canary@example.test>\r\nTo: canary@example.test\r\nSubject:  the   canary \r\n\tfolded\r\nMessage-ID: <1@example.test>\r\n\r\nHello  there \r\nsecond line\r\n\r\n\r\n";
+    for canon in ["relaxed/simple", "relaxed/relaxed", "simple/simple", "simple/relaxed"] {
+        let (h, b) = canon.split_once('/').unwrap();
+        let script = format!(
+            "import dkim, sys\nmsg = sys.stdin.buffer.read()\nkey = open({key:?}, 'rb').read()\nsig = dkim.sign(msg, b'modobox', b'example.test', key, canonicalize=(b'{h}', b'{b}'), include_headers=[b'from', b'to', b'subject', b'message-id'])\nsys.stdout.buffer.write(sig + msg)\n",
+            key = key_file.display().to_string()
+        );
+        let mut child = Command::new(python)
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(message.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let signed = String::from_utf8(out.stdout).unwrap();
+        let verify = |m: &str| modobox::keys::dkim_verify::verify(m, "example.test", &key.public_b64);
+        assert_eq!(verify(&signed), Ok(()), "{canon}: {signed}");
+        // Line ends as an IMAP server or a Maildir file may give them: LF only.
+        assert_eq!(verify(&signed.replace("\r\n", "\n")), Ok(()), "{canon} with LF");
+        assert!(verify(&signed.replace("second line", "second  line!")).is_err(), "{canon}: body");
+        assert!(verify(&signed.replace("the   canary", "a canary")).is_err(), "{canon}: subject");
+        assert!(verify(&signed).is_ok());
+        assert!(modobox::keys::dkim_verify::verify(&signed, "other.test", &key.public_b64).is_err());
+    }
 }

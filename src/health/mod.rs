@@ -2,6 +2,7 @@
 //! daemon (`probes`, async, each with its own timeout) and checks of the host's state
 //! (`checks`: certificate expiry, free space, Postfix's queue, hand edits of rendered files).
 
+pub mod canary;
 pub mod checks;
 pub mod probes;
 pub mod published;

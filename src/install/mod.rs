@@ -280,7 +280,12 @@ pub fn run_with(
             Check::Change(changes) if ctx.dry_run => ("will change", changes),
             Check::Change(changes) => {
                 step.apply(ctx).map_err(in_step)?;
-                if let Check::Change(left) = step.check(ctx).map_err(in_step)? {
+                // The notes of the check after applying would describe the new state as if
+                // nothing had happened ("kept: edited by hand"): only the first two count.
+                let notes = std::mem::take(&mut ctx.notes);
+                let after = step.check(ctx).map_err(in_step)?;
+                ctx.notes = notes;
+                if let Check::Change(left) = after {
                     return Err(in_step(StepError(format!(
                         "still not done after applying it:\n  {}",
                         left.join("\n  ")

@@ -2,6 +2,7 @@
 //! started before one of its files was written is restarted, so a re-run after an install
 //! killed between "write" and "restart" still restarts it.
 
+use crate::system::cmd::Cmd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -275,8 +276,40 @@ impl Step for Services {
                     wait_for_port(&amavis.unit, port).await?;
                 }
             }
+            // While Amavis reloads its rules (up to a minute), Postfix defers what it hands
+            // to it and marks the transport dead; deferred mail would wait for the next queue
+            // run (5 minutes). Once Amavis answers, the queue is flushed and the transport
+            // revived.
+            let filtered = restarted.contains(&postfix_unit) || restarted.contains(&amavis_unit);
+            if let Some(amavis) = list.iter().find(|s| s.unit == amavis_unit).filter(|_| filtered) {
+                if let Some(port) = amavis.port {
+                    wait_for_banner(&amavis.unit, port, ctx.config.hostname.as_str()).await?;
+                }
+                Cmd::new("postqueue").arg("-f").run()?;
+            }
             Ok(())
         })
+    }
+}
+
+/// Waits until the service answers an SMTP greeting on its loopback port (Amavis binds its
+/// port before it has loaded its rules).
+async fn wait_for_banner(unit: &str, port: u16, helo: &str) -> StepResult<()> {
+    let limit = Duration::from_secs(180);
+    let start = Instant::now();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    loop {
+        match crate::health::probes::smtp(addr, helo, Duration::from_secs(30)).await {
+            Ok(_) => return Ok(()),
+            Err(e) if start.elapsed() > limit => {
+                return Err(StepError::new(format!(
+                    "{unit} did not answer on 127.0.0.1:{port} within {} s ({e}): see \
+                     `journalctl -u {unit}`",
+                    limit.as_secs()
+                )))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
     }
 }
 

@@ -213,6 +213,21 @@ pub fn upgrade_self(
             t,
             &format!("{} consecutive green rounds of every probe", gate::ROUNDS.min(passed.rounds)),
         );
+        flush_queue();
+        let t = Instant::now();
+        crate::fault::point("upgrade-canary").map_err(|e| format!("the canary: {e}"))?;
+        match ctx.rt.block_on(crate::health::canary::fly(&ctx.config, &store))? {
+            Some(flown) => say(
+                "canary",
+                t,
+                &format!(
+                    "a message from {} submitted on 587, delivered, read back over IMAPS{}, deleted",
+                    flown.address,
+                    if flown.dkim { ", its DKIM signature verified" } else { "" }
+                ),
+            ),
+            None => say("canary", t, "no hosted primary domain: no canary message"),
+        }
         journal.enter(&data, Phase::Commit, None).map_err(|e| e.to_string())?;
         crate::fault::point("upgrade-commit").map_err(|e| e.to_string())?;
         Ok(())
@@ -426,7 +441,16 @@ fn put_back(
         .map_err(|e| e.to_string())?;
     let gate = rt.block_on(gate::health_gate(&config, distro, Some(&store), deadline, "upgrade-rollback-gate"));
     rt.block_on(store.close());
-    gate.map(|_| ()).map_err(|e| format!("after the rollback the server is {e}"))
+    gate.map_err(|e| format!("after the rollback the server is {e}"))?;
+    flush_queue();
+    Ok(())
+}
+
+/// Mail deferred while a daemon restarted is delivered now, not at the next queue run.
+fn flush_queue() {
+    if let Err(e) = Cmd::new("postqueue").arg("-f").run() {
+        eprintln!("    postqueue -f: {e}");
+    }
 }
 
 /// Finishes what a killed upgrade left: an open journal is closed, after a rollback when the

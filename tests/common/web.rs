@@ -120,6 +120,11 @@ pub async fn account(store: &Store, username: &str, role: Role) {
 /// A server on a free port over this database; stops when the runtime ends.
 pub async fn start(store: &Store) -> u16 {
     let config = Config::new(Hostname::parse("hostname", "mail.example.test").unwrap());
+    start_with(store, config).await
+}
+
+/// `start` with this configuration.
+pub async fn start_with(store: &Store, config: Config) -> u16 {
     let distro = Distro::load(&"debian:12".parse().unwrap()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -17,7 +17,7 @@ mod milter;
 mod smtp;
 #[cfg(test)]
 mod test_support;
-mod tls;
+pub(super) mod tls;
 
 pub use clamd::clamd_unix;
 pub use database::database;

@@ -109,3 +109,16 @@ pub(super) async fn tls_handshake(
         .map(|der| der.as_ref().to_vec());
     Ok((stream, cert))
 }
+
+/// TLS over `tcp` to `addr`, any certificate accepted (the canary talks to this server on
+/// loopback, whose certificate may be self-signed).
+pub(in crate::health) async fn any_certificate(
+    tcp: TcpStream,
+    addr: std::net::SocketAddr,
+) -> Result<TlsStream, ProbeError> {
+    let clock = Clock::start(std::time::Duration::from_secs(10));
+    let name = ServerName::IpAddress(addr.ip().into());
+    tls_handshake(&clock, tcp, name, &addr.to_string(), &[])
+        .await
+        .map(|(stream, _)| stream)
+}
