@@ -17,8 +17,9 @@ use crate::store::access::{Actor, Role};
 use crate::store::accounts::{self, AccountSpec, Password};
 use crate::store::Store;
 
-/// How long the message may take from submission to the mailbox (Amavis and ClamAV included).
-const DELIVERY: Duration = Duration::from_secs(90);
+/// How long the message may take from submission to the mailbox: after a restart of Amavis
+/// the queue it left behind (minutes of a busy server's mail) goes first.
+const DELIVERY: Duration = Duration::from_secs(300);
 const MAX_LINE: usize = 8192;
 const MAX_MESSAGE: usize = 1024 * 1024;
 

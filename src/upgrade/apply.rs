@@ -205,6 +205,7 @@ pub fn upgrade_self(
             &ctx.config,
             &ctx.distro,
             Some(&store),
+            gate::ROUNDS,
             opts.gate_deadline,
             "upgrade-gate",
         ))?;
@@ -294,11 +295,18 @@ fn preflight(ctx: &mut Ctx, opts: &Options) -> Result<(), UpgradeError> {
     }
     if !opts.force {
         let store = ctx.store().map_err(failed)?;
-        let failures = ctx.rt.block_on(gate::round(&ctx.config, &ctx.distro, Some(&store)));
-        if !failures.is_empty() {
+        // One green round within a minute (a daemon may be busy for a moment).
+        let healthy = ctx.rt.block_on(gate::health_gate(
+            &ctx.config,
+            &ctx.distro,
+            Some(&store),
+            1,
+            Duration::from_secs(60),
+            "upgrade-preflight-probes",
+        ));
+        if let Err(failures) = healthy {
             return Err(UpgradeError::Failed(format!(
-                "the server is not healthy before the upgrade ({}); fix it first or use --force",
-                failures.join("; ")
+                "the server is {failures} before the upgrade; fix it first or use --force"
             )));
         }
     }
@@ -329,6 +337,9 @@ fn rollback(
     deadline: Duration,
 ) -> Result<Journal, UpgradeError> {
     let started = Instant::now();
+    // The old version's install may restart Amavis without waiting for it: the gate after a
+    // rollback gets at least the default time, whatever the upgrade's gate had.
+    let deadline = deadline.max(gate::DEADLINE);
     let config = Config::load(config_path).ok();
     let data = match &config {
         Some(c) => c.paths.data.as_path().to_path_buf(),
@@ -352,10 +363,11 @@ fn rollback(
             eprintln!(
                 "the rollback failed: {e}\nWhat to do: the restore point {dir} holds the old \
                  binary (modobox), configuration and files (files/), and the database dump \
-                 (database/); `{bin} upgrade --rollback` tries again; `{bin} backup restore \
-                 latest` restores the last backup",
+                 (database/); `{this} upgrade --rollback` tries again; `{BINARY_PATH} backup \
+                 restore latest` restores the last backup",
                 dir = point.dir.display(),
-                bin = BINARY_PATH
+                this = std::env::current_exe()
+                    .map_or_else(|_| BINARY_PATH.to_string(), |p| p.display().to_string()),
             );
             Outcome::RollbackFailed {
                 failure,
@@ -439,7 +451,14 @@ fn put_back(
     let store = rt
         .block_on(crate::store::Store::connect(&url))
         .map_err(|e| e.to_string())?;
-    let gate = rt.block_on(gate::health_gate(&config, distro, Some(&store), deadline, "upgrade-rollback-gate"));
+    let gate = rt.block_on(gate::health_gate(
+        &config,
+        distro,
+        Some(&store),
+        gate::ROUNDS,
+        deadline,
+        "upgrade-rollback-gate",
+    ));
     rt.block_on(store.close());
     gate.map_err(|e| format!("after the rollback the server is {e}"))?;
     flush_queue();

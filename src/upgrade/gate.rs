@@ -10,15 +10,16 @@ use crate::store::Store;
 use crate::supervisor;
 use crate::system::cmd::Cmd;
 
-/// Consecutive all-green rounds the gate needs.
+/// Consecutive all-green rounds the gate needs after an upgrade or a rollback.
 pub const ROUNDS: u32 = 3;
 /// How long the gate waits for them.
 pub const DEADLINE: Duration = Duration::from_secs(120);
 const BETWEEN_ROUNDS: Duration = Duration::from_secs(2);
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Generous: Amavis answers slowly while it works through a queue.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One round: every failing probe, as "service: probe: reason".
-pub async fn round(config: &Config, distro: &Distro, store: Option<&Store>) -> Vec<String> {
+async fn round(config: &Config, distro: &Distro, store: Option<&Store>) -> Vec<String> {
     let mut failures = Vec::new();
     for w in supervisor::watched(config, distro) {
         if let Err(e) = supervisor::probe(&w, store, config.hostname.as_str(), PROBE_TIMEOUT).await
@@ -36,13 +37,14 @@ pub struct Passed {
     pub seconds: f64,
 }
 
-/// Waits until `ROUNDS` consecutive rounds are green, for at most `deadline`; the error names
+/// Waits until `needed` consecutive rounds are green, for at most `deadline`; the error names
 /// what was still failing. `fault`: the name of the fault point that, armed, makes every round
 /// fail (a probe that never turns green).
 pub async fn health_gate(
     config: &Config,
     distro: &Distro,
     store: Option<&Store>,
+    needed: u32,
     deadline: Duration,
     fault: &str,
 ) -> Result<Passed, String> {
@@ -57,7 +59,7 @@ pub async fn health_gate(
         }
         if failures.is_empty() {
             green += 1;
-            if green >= ROUNDS {
+            if green >= needed {
                 return Ok(Passed {
                     rounds,
                     seconds: started.elapsed().as_secs_f64(),
