@@ -76,6 +76,49 @@ async fn migrations_apply_once_and_status_reports_them() {
     }
 }
 
+/// A database a newer modobox migrated: accepted when all its newer migrations are additive
+/// (a rolled-back upgrade keeps its data), refused when one is not; a ledger from before the
+/// rule gets the column (older binaries insert without it: it has a default).
+#[tokio::test]
+async fn newer_additive_migrations_are_accepted_and_others_refused() {
+    for db in common::all().await {
+        let store = fresh(&db).await;
+        let latest = migrate::latest();
+        let mut tx = store.begin().await.unwrap();
+        let now = chrono::Utc::now();
+        tx.exec(
+            "INSERT INTO modobox_schema_migration (version, name, checksum, baseline, applied_at, additive) VALUES (?, ?, ?, ?, ?, ?)",
+            modobox::args![latest + 1, "from a newer modobox", "x", false, now, true],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let status = migrate::status(&store).await.unwrap();
+        assert_eq!(status.newer_additive, vec![latest + 1], "{:?}", db.backend);
+        assert!(migrate::migrate(&store).await.unwrap().is_empty());
+        assert_eq!(
+            migrate::applied_after(&store, latest).await.unwrap(),
+            vec![(latest + 1, true)]
+        );
+        // An older binary's insert (no additive column named) counts as not additive.
+        let mut tx = store.begin().await.unwrap();
+        tx.exec(
+            "INSERT INTO modobox_schema_migration (version, name, checksum, baseline, applied_at) VALUES (?, ?, ?, ?, ?)",
+            modobox::args![latest + 2, "not additive", "y", false, now],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let e = migrate::status(&store).await.unwrap_err().to_string();
+        assert!(e.contains(&format!("version {}", latest + 2)), "{e}");
+        assert_eq!(
+            migrate::applied_after(&store, latest).await.unwrap(),
+            vec![(latest + 1, true), (latest + 2, false)]
+        );
+        store.close().await;
+    }
+}
+
 #[tokio::test]
 async fn mailboxes_keep_modoboa_invariants_and_quota_rules() {
     for db in common::all().await {

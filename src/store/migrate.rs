@@ -40,7 +40,18 @@ static MIGRATIONS: &[Migration] = &[
     migration!(4, "0004_task_run_slot"),
 ];
 
+/// The first line of a migration that only adds (tables, columns with defaults, indexes, views)
+/// and so leaves every query of older versions working: an older modobox accepts a database
+/// whose newer migrations all say so (a rolled-back upgrade keeps its data).
+const ADDITIVE_MARK: &str = "-- additive";
+
 impl Migration {
+    fn additive(&self) -> bool {
+        [self.postgres, self.mysql, self.sqlite]
+            .iter()
+            .all(|sql| sql.lines().next().is_some_and(|l| l.trim() == ADDITIVE_MARK))
+    }
+
     fn sql(&self, backend: Backend) -> &'static str {
         match backend {
             Backend::Postgres => self.postgres,
@@ -92,6 +103,9 @@ pub struct Status {
     /// The database holds Modoboa's tables but modobox never migrated it.
     pub unadopted_modoboa: bool,
     pub migrations: Vec<MigrationState>,
+    /// Migrations of a newer modobox applied to this database, all additive (else `status`
+    /// refuses): this version works with them.
+    pub newer_additive: Vec<i32>,
 }
 
 impl Status {
@@ -137,7 +151,33 @@ async fn ensure_ledger(tx: &mut Tx) -> Result<(), StoreError> {
         &[],
     )
     .await?;
+    if !has_additive_column(tx).await? {
+        // Ledgers written before the additive rule: older binaries insert without the
+        // column, so it has a default.
+        tx.exec(
+            &format!(
+                "ALTER TABLE {LEDGER} ADD COLUMN additive {} NOT NULL DEFAULT {}",
+                if tx.backend() == Backend::Postgres { "boolean" } else { "bool" },
+                if tx.backend() == Backend::Postgres { "false" } else { "0" }
+            ),
+            &[],
+        )
+        .await?;
+    }
     Ok(())
+}
+
+async fn has_additive_column(tx: &mut Tx) -> Result<bool, StoreError> {
+    let sql = match tx.backend() {
+        Backend::Postgres => {
+            "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ? AND column_name = 'additive'"
+        }
+        Backend::Mysql => {
+            "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? AND column_name = 'additive'"
+        }
+        Backend::Sqlite => "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = 'additive'",
+    };
+    Ok(tx.count(sql, args![LEDGER]).await? > 0)
 }
 
 /// Serialises migrators on servers shared by several nodes; released with the transaction
@@ -229,15 +269,21 @@ struct Recorded {
     version: i32,
     checksum: String,
     baseline: bool,
+    additive: bool,
 }
 
 async fn recorded(tx: &mut Tx) -> Result<Vec<Recorded>, StoreError> {
     if !table_exists(tx, LEDGER).await? {
         return Ok(Vec::new());
     }
+    let additive = match (has_additive_column(tx).await?, tx.backend()) {
+        (true, _) => "additive",
+        (false, Backend::Postgres) => "false AS additive",
+        (false, _) => "0 AS additive",
+    };
     let rows = tx
         .rows(
-            &format!("SELECT version, checksum, baseline FROM {LEDGER} ORDER BY version"),
+            &format!("SELECT version, checksum, baseline, {additive} FROM {LEDGER} ORDER BY version"),
             &[],
         )
         .await?;
@@ -247,9 +293,22 @@ async fn recorded(tx: &mut Tx) -> Result<Vec<Recorded>, StoreError> {
                 version: r.i32("version")?,
                 checksum: r.text("checksum")?,
                 baseline: r.bool("baseline")?,
+                additive: r.bool("additive")?,
             })
         })
         .collect()
+}
+
+/// The applied migrations after `version`, each with whether it is additive (the rollback of an
+/// upgrade keeps the database when they all are and the old version accepts them).
+pub async fn applied_after(store: &Store, version: i32) -> Result<Vec<(i32, bool)>, StoreError> {
+    let mut tx = store.begin_read().await?;
+    Ok(recorded(&mut tx)
+        .await?
+        .into_iter()
+        .filter(|r| r.version > version)
+        .map(|r| (r.version, r.additive))
+        .collect())
 }
 
 async fn has_modoboa_tables(tx: &mut Tx) -> Result<bool, StoreError> {
@@ -276,9 +335,13 @@ pub async fn status(store: &Store) -> Result<Status, StoreError> {
             baseline: rec.is_some_and(|r| r.baseline),
         });
     }
-    if let Some(newer) = done.iter().find(|r| r.version > latest()) {
+    if let Some(newer) = done
+        .iter()
+        .find(|r| r.version > latest() && !r.additive)
+    {
         return Err(StoreError::Migration(format!(
-            "the database is at version {}, newer than this modobox knows ({}): upgrade modobox",
+            "the database is at version {}, newer than this modobox knows ({}), and that \
+             migration changes what this version reads: upgrade modobox",
             newer.version,
             latest()
         )));
@@ -287,6 +350,11 @@ pub async fn status(store: &Store) -> Result<Status, StoreError> {
         backend: backend.as_str(),
         unadopted_modoboa,
         migrations,
+        newer_additive: done
+            .iter()
+            .filter(|r| r.version > latest())
+            .map(|r| r.version)
+            .collect(),
     })
 }
 
@@ -407,9 +475,9 @@ async fn apply(tx: &mut Tx, backend: Backend, adopting: bool) -> Result<Vec<i32>
         }
         tx.exec(
             &format!(
-                "INSERT INTO {LEDGER} (version, name, checksum, baseline, applied_at) VALUES (?, ?, ?, ?, ?)"
+                "INSERT INTO {LEDGER} (version, name, checksum, baseline, applied_at, additive) VALUES (?, ?, ?, ?, ?, ?)"
             ),
-            args![m.version, m.name, m.checksum(backend), baseline, Utc::now()],
+            args![m.version, m.name, m.checksum(backend), baseline, Utc::now(), m.additive()],
         )
         .await?;
         // After the ledger's row: a progress row left for a recorded migration is never read.
@@ -447,6 +515,21 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_migration_is_additive_on_every_engine_or_on_none() {
+        for m in MIGRATIONS {
+            let marked: Vec<bool> = [m.postgres, m.mysql, m.sqlite]
+                .iter()
+                .map(|sql| sql.lines().next().is_some_and(|l| l.trim() == ADDITIVE_MARK))
+                .collect();
+            assert!(
+                marked.iter().all(|b| *b == marked[0]),
+                "{}: marked additive on some engines only",
+                m.name
+            );
         }
     }
 

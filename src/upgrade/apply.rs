@@ -230,6 +230,8 @@ pub fn upgrade_self(
             None => say("canary", t, "no hosted primary domain: no canary message"),
         }
         journal.enter(&data, Phase::Commit, None).map_err(|e| e.to_string())?;
+        // What a scanner restart deferred after the last flush goes now too.
+        flush_queue();
         crate::fault::point("upgrade-commit").map_err(|e| e.to_string())?;
         Ok(())
     })();
@@ -411,26 +413,30 @@ fn put_back(
         let store = crate::store::Store::connect(&url)
             .await
             .map_err(|e| format!("connecting to the database: {e}"))?;
-        let status = crate::store::migrate::status(&store).await.map_err(|e| e.to_string())?;
-        let now = status
-            .migrations
-            .iter()
-            .filter(|m| m.applied)
-            .map(|m| m.version)
-            .max()
-            .unwrap_or(0);
-        let result = if now != point.meta.schema {
+        let since = crate::store::migrate::applied_after(&store, point.meta.schema)
+            .await
+            .map_err(|e| e.to_string())?;
+        let result = if since.is_empty() {
+            println!("    database: schema unchanged, kept");
+            Ok(())
+        } else if since.iter().all(|(_, additive)| *additive) && old_accepts_schema(config_path) {
             println!(
-                "    database: schema {now} → {} (the dump of the restore point)",
+                "    database: kept with the newer migrations {:?} (all additive; {} accepts them)",
+                since.iter().map(|(v, _)| v).collect::<Vec<_>>(),
+                point.meta.version
+            );
+            Ok(())
+        } else {
+            println!(
+                "    database: migrations {:?} undone: the dump of the restore point (schema {}) \
+                 put back",
+                since.iter().map(|(v, _)| v).collect::<Vec<_>>(),
                 point.meta.schema
             );
             point
                 .restore_database(&config, &secrets, &store)
                 .await
                 .map_err(|e| e.to_string())
-        } else {
-            println!("    database: schema unchanged, kept");
-            Ok(())
         };
         store.close().await;
         result
@@ -463,6 +469,18 @@ fn put_back(
     gate.map_err(|e| format!("after the rollback the server is {e}"))?;
     flush_queue();
     Ok(())
+}
+
+/// Whether the old binary (back at `BINARY_PATH`) works with the database as it is now: its
+/// own `db status` says so (versions from before the additive rule refuse any newer schema).
+fn old_accepts_schema(config_path: &Path) -> bool {
+    Cmd::new(BINARY_PATH)
+        .env(UNDER_UPGRADE_ENV, "1")
+        .arg("--config")
+        .arg(config_path.to_string_lossy())
+        .args(["db", "status"])
+        .run()
+        .is_ok()
 }
 
 /// Mail deferred while a daemon restarted is delivered now, not at the next queue run.
