@@ -349,12 +349,27 @@ async fn probe_loop<M: Manager>(
         supervisor.services.len(),
         PROBE_INTERVAL.as_secs()
     );
+    let mut paused = false;
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = pings.tick(), if watchdog.is_some() => notify("WATCHDOG=1"),
             _ = ticks.tick() => {
+                // An upgrade restarts daemons and waits for them itself: repairing one that is
+                // still starting would restart it again (and Postfix would defer mail for
+                // minutes). Paused while the upgrade holds its lock.
+                if let Some(upgrade) = crate::system::maintenance::active(config.paths.data.as_path()) {
+                    if !paused {
+                        tracing::info!("repairs paused: {upgrade}");
+                        paused = true;
+                    }
+                    continue;
+                }
+                if paused {
+                    tracing::info!("repairs resumed");
+                    paused = false;
+                }
                 let results = probe_all(&supervisor, store, config.hostname.as_str()).await;
                 let (events, alerts) = supervisor.handle(Instant::now(), results).await;
                 for e in &events {

@@ -184,6 +184,14 @@ pub fn upgrade_self(
             journal_ref
                 .enter(&data2, Phase::Install, Some(step))
                 .map_err(|e| StepError::new(e.to_string()))?;
+            if step == "config-files" {
+                // The new binary is in place: its supervisor takes over before any daemon
+                // restarts, and pauses its repairs during maintenance (an older one would
+                // "repair" a daemon the upgrade is still starting).
+                let _ = Cmd::new("systemctl")
+                    .args(["try-restart", "modobox.service"])
+                    .run();
+            }
             crate::fault::point(format!("upgrade-step-{step}"))
                 .map_err(|e| StepError::new(e.to_string()))
         })
