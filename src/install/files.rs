@@ -21,7 +21,34 @@ pub fn manifest_path(config: &Config) -> PathBuf {
 pub fn rendered(ctx: &Ctx) -> StepResult<Vec<RenderedFile>> {
     let renderer = render::Renderer::new(None)?;
     let tctx = render::context::build(&ctx.config, &ctx.distro, &ctx.secrets);
-    Ok(renderer.render_all(&tctx)?)
+    let mut files = renderer.render_all(&tctx)?;
+    broken_by_faults(&mut files);
+    Ok(files)
+}
+
+/// Fault points that break a template's output the way a bad release could (test builds only):
+/// `template-postfix-invalid` (master.cf that `postfix check` refuses) and
+/// `template-dovecot-unstartable` (a dovecot.conf that `doveconf -n` accepts but that cannot
+/// start: it listens on an address this host does not have).
+fn broken_by_faults(files: &mut [RenderedFile]) {
+    let breakages = [
+        ("template-postfix-invalid", "/master.cf", "broken-service inet\n"),
+        (
+            "template-dovecot-unstartable",
+            "/dovecot.conf",
+            "listen = 192.0.2.55\n",
+        ),
+    ];
+    for (point, file, line) in breakages {
+        if crate::fault::point(point).is_err() {
+            for f in files.iter_mut().filter(|f| f.path.to_string_lossy().ends_with(file)) {
+                // In the middle: away from edits by hand at either end (no merge conflict).
+                let mut lines: Vec<&str> = f.content.split_inclusive('\n').collect();
+                lines.insert(lines.len() / 2, line);
+                f.content = lines.concat();
+            }
+        }
+    }
 }
 
 /// The rendered files whose edits by hand conflict with the templates' changes.

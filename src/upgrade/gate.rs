@@ -15,8 +15,8 @@ pub const ROUNDS: u32 = 3;
 /// How long the gate waits for them.
 pub const DEADLINE: Duration = Duration::from_secs(120);
 const BETWEEN_ROUNDS: Duration = Duration::from_secs(2);
-/// Generous: Amavis answers slowly while it works through a queue.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Generous: Amavis (whose processes Postfix keeps busy while a queue drains) greets late.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// One round: every failing probe, as "service: probe: reason".
 async fn round(config: &Config, distro: &Distro, store: Option<&Store>) -> Vec<String> {

@@ -2,14 +2,15 @@
 """Runs inside the e2e container: backups must not interrupt mail, and must bring it back.
 
 usage:
-  backupcheck.py during [--gap-ms N] [--exit CODE] COMMAND...
+  backupcheck.py during [--gap-ms N] [--exit CODE] [--every SECONDS] COMMAND...
                                      run COMMAND while mail is sent to alice on port 25 without
                                      pause and ports 25 and 993 are probed every 100 ms; fails
                                      on any SMTP or probe error and on any message not delivered.
                                      With --gap-ms (an upgrade restarts Postfix): refused sends are
                                      retried as a sending MTA would, probe errors are counted, and
                                      it fails when the longest gap on port 25 passes N ms. COMMAND
-                                     must exit with CODE (default 0).
+                                     must exit with CODE (default 0). --every: the pause between
+                                     two messages (default 0.1 s).
   backupcheck.py sums HOME FILE      write the SHA-256 of every message of a mailbox home
   backupcheck.py compare FILE HOME   every message of FILE is in HOME with the same SHA-256
   backupcheck.py imap USER PASSWORD FILE
@@ -52,7 +53,7 @@ def messages(home):
     return out
 
 
-def during(command, gap_ms=None, want_exit=0):
+def during(command, gap_ms=None, want_exit=0, every=0.1):
     stop = threading.Event()
     sent, errors, probes = [], [], {"25": 0, "993": 0}
     worst_gap = {"25": 0.0, "993": 0.0}
@@ -74,7 +75,7 @@ def during(command, gap_ms=None, want_exit=0):
                     if gap_ms is None or stop.is_set():
                         break
                     time.sleep(0.2)  # a sending MTA tries again later
-            time.sleep(0.1)
+            time.sleep(every)
 
     def probe(port):
         ctx = ssl.create_default_context()
@@ -150,14 +151,16 @@ def during(command, gap_ms=None, want_exit=0):
 
 
 if sys.argv[1] == "during":
-    args, gap, code = sys.argv[2:], None, 0
-    while args and args[0] in ("--gap-ms", "--exit"):
+    args, gap, code, every = sys.argv[2:], None, 0, 0.1
+    while args and args[0] in ("--gap-ms", "--exit", "--every"):
         if args[0] == "--gap-ms":
             gap = int(args[1])
+        elif args[0] == "--every":
+            every = float(args[1])
         else:
             code = int(args[1])
         args = args[2:]
-    during(args, gap, code)
+    during(args, gap, code, every)
 elif sys.argv[1] == "sums":
     sums = messages(sys.argv[2])
     with open(sys.argv[3], "w") as f:
