@@ -1406,7 +1406,11 @@ async fn jobs_pause_while_an_upgrade_holds_maintenance() {
         }
     };
     run_for(Duration::from_millis(2500)).await;
-    assert_eq!(p.runs.load(Ordering::SeqCst), 0, "nothing ran during maintenance");
+    assert_eq!(
+        p.runs.load(Ordering::SeqCst),
+        0,
+        "nothing ran during maintenance"
+    );
     let runs = runs_of(&store, "paused").await;
     assert!(!runs.is_empty());
     assert!(
@@ -1416,5 +1420,8 @@ async fn jobs_pause_while_an_upgrade_holds_maintenance() {
     );
     drop(lock);
     run_for(Duration::from_millis(2500)).await;
-    assert!(p.runs.load(Ordering::SeqCst) >= 1, "jobs run again once the lock is gone");
+    assert!(
+        p.runs.load(Ordering::SeqCst) >= 1,
+        "jobs run again once the lock is gone"
+    );
 }

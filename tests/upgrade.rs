@@ -227,7 +227,8 @@ async fn web_writes_wait_while_an_upgrade_runs() {
     let mut config = modobox::config::Config::new(
         modobox::names::Hostname::parse("hostname", "mail.example.test").unwrap(),
     );
-    config.paths.data = modobox::names::SafePath::parse("data", &data.path().to_string_lossy()).unwrap();
+    config.paths.data =
+        modobox::names::SafePath::parse("data", &data.path().to_string_lossy()).unwrap();
     let port = start_with(&store, config).await;
     let (session, csrf) = login(port, "admin").await;
 
@@ -239,7 +240,14 @@ async fn web_writes_wait_while_an_upgrade_runs() {
     let form = http(port, "POST", "/domains/new", &[&session], Some(&body)).await;
     assert_eq!(form.status, 503, "{}", form.body);
     assert!(form.body.contains("upgraded to 9.9.9"), "{}", form.body);
-    let out = http(port, "POST", "/logout", &[&session], Some(&format!("csrf={csrf}"))).await;
+    let out = http(
+        port,
+        "POST",
+        "/logout",
+        &[&session],
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
     assert_eq!(out.status, 503);
     let mut tx = store.begin().await.unwrap();
     let domains = tx
@@ -252,7 +260,14 @@ async fn web_writes_wait_while_an_upgrade_runs() {
     drop(lock);
     let form = http(port, "POST", "/domains/new", &[&session], Some(&body)).await;
     assert_ne!(form.status, 503, "{}", form.body);
-    let out = http(port, "POST", "/logout", &[&session], Some(&format!("csrf={csrf}"))).await;
+    let out = http(
+        port,
+        "POST",
+        "/logout",
+        &[&session],
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
     assert_eq!(out.status, 303);
 }
 
@@ -266,7 +281,10 @@ fn dkim_signatures_of_an_independent_signer_verify() {
         .status()
         .is_ok_and(|s| s.success());
     if !has_dkim {
-        assert!(std::env::var_os("CI").is_none(), "CI must run this: python3-dkim is missing");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run this: python3-dkim is missing"
+        );
         eprintln!("skipped: python3-dkim is not installed");
         return;
     }
@@ -275,7 +293,12 @@ fn dkim_signatures_of_an_independent_signer_verify() {
     let key_file = dir.path().join("key.pem");
     std::fs::write(&key_file, &key.private_pem).unwrap();
     let message = "From: Canary <canary@example.test>\r\nTo: canary@example.test\r\nSubject:  the   canary \r\n\tfolded\r\nMessage-ID: <1@example.test>\r\n\r\nHello  there \r\nsecond line\r\n\r\n\r\n";
-    for canon in ["relaxed/simple", "relaxed/relaxed", "simple/simple", "simple/relaxed"] {
+    for canon in [
+        "relaxed/simple",
+        "relaxed/relaxed",
+        "simple/simple",
+        "simple/relaxed",
+    ] {
         let (h, b) = canon.split_once('/').unwrap();
         let script = format!(
             "import dkim, sys\nmsg = sys.stdin.buffer.read()\nkey = open({key:?}, 'rb').read()\nsig = dkim.sign(msg, b'modobox', b'example.test', key, canonicalize=(b'{h}', b'{b}'), include_headers=[b'from', b'to', b'subject', b'message-id'])\nsys.stdout.buffer.write(sig + msg)\n",
@@ -288,17 +311,35 @@ fn dkim_signatures_of_an_independent_signer_verify() {
             .spawn()
             .unwrap();
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(message.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(message.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success());
         let signed = String::from_utf8(out.stdout).unwrap();
-        let verify = |m: &str| modobox::keys::dkim_verify::verify(m, "example.test", &key.public_b64);
+        let verify =
+            |m: &str| modobox::keys::dkim_verify::verify(m, "example.test", &key.public_b64);
         assert_eq!(verify(&signed), Ok(()), "{canon}: {signed}");
         // Line ends as an IMAP server or a Maildir file may give them: LF only.
-        assert_eq!(verify(&signed.replace("\r\n", "\n")), Ok(()), "{canon} with LF");
-        assert!(verify(&signed.replace("second line", "second  line!")).is_err(), "{canon}: body");
-        assert!(verify(&signed.replace("the   canary", "a canary")).is_err(), "{canon}: subject");
+        assert_eq!(
+            verify(&signed.replace("\r\n", "\n")),
+            Ok(()),
+            "{canon} with LF"
+        );
+        assert!(
+            verify(&signed.replace("second line", "second  line!")).is_err(),
+            "{canon}: body"
+        );
+        assert!(
+            verify(&signed.replace("the   canary", "a canary")).is_err(),
+            "{canon}: subject"
+        );
         assert!(verify(&signed).is_ok());
-        assert!(modobox::keys::dkim_verify::verify(&signed, "other.test", &key.public_b64).is_err());
+        assert!(
+            modobox::keys::dkim_verify::verify(&signed, "other.test", &key.public_b64).is_err()
+        );
     }
 }

@@ -48,27 +48,44 @@ pub async fn run(global: &Global, manager: Option<daemon::ManagerKind>) -> Resul
 /// modobox.service, which would end it if it ran in this process's unit), as a child process
 /// otherwise. Waits until the journal is closed.
 async fn finish_interrupted_upgrade(global: &Global, kind: daemon::ManagerKind) {
-    let exe = std::env::current_exe().unwrap_or_else(|_| crate::render::context::BINARY_PATH.into());
+    let exe =
+        std::env::current_exe().unwrap_or_else(|_| crate::render::context::BINARY_PATH.into());
     let config = global.config.to_string_lossy().to_string();
     let exe = exe.to_string_lossy().to_string();
-    let mut recover = vec![exe.as_str(), "--config", config.as_str(), "upgrade", "--recover"];
+    let mut recover = vec![
+        exe.as_str(),
+        "--config",
+        config.as_str(),
+        "upgrade",
+        "--recover",
+    ];
     let mut program = exe.as_str();
     if kind == daemon::ManagerKind::Systemd {
         program = "systemd-run";
-        let mut args = vec!["--unit=modobox-upgrade-recover", "--collect", "--wait", "--quiet"];
+        let mut args = vec![
+            "--unit=modobox-upgrade-recover",
+            "--collect",
+            "--wait",
+            "--quiet",
+        ];
         args.append(&mut recover);
         recover = args;
     } else {
         recover.remove(0);
     }
-    tracing::warn!("an interrupted upgrade is being finished first: {program} {}", recover.join(" "));
+    tracing::warn!(
+        "an interrupted upgrade is being finished first: {program} {}",
+        recover.join(" ")
+    );
     let status = tokio::process::Command::new(program)
         .args(&recover)
         .status()
         .await;
     match status {
         Ok(s) if s.success() => tracing::info!("the interrupted upgrade is finished"),
-        Ok(s) => tracing::error!("finishing the interrupted upgrade: {s} (`modobox upgrade --history`)"),
+        Ok(s) => {
+            tracing::error!("finishing the interrupted upgrade: {s} (`modobox upgrade --history`)")
+        }
         Err(e) => tracing::error!("finishing the interrupted upgrade: {program}: {e}"),
     }
 }

@@ -13,8 +13,8 @@ use serde_json::json;
 use super::output::print_json;
 use crate::cli::{Global, UpgradeArgs};
 use crate::config::Config;
-use crate::names::HttpUrl;
 use crate::distro::Distro;
+use crate::names::HttpUrl;
 use crate::upgrade::journal::{self, Outcome};
 use crate::upgrade::{self, apply, channel, signature::TrustedKeys, Direction, UpgradeError};
 
@@ -35,12 +35,10 @@ pub fn upgrade(global: &Global, args: &UpgradeArgs) -> Result<ExitCode> {
         let Some(_lock) = crate::system::maintenance::try_lock(data)? else {
             bail!("another upgrade or rollback is running");
         };
-        return Ok(
-            match apply::recover(&global.config, &distro, deadline)? {
-                Some(j) => finished(args, &apply::Ended::Done(Box::new(j)))?,
-                None => ExitCode::SUCCESS,
-            },
-        );
+        return Ok(match apply::recover(&global.config, &distro, deadline)? {
+            Some(j) => finished(args, &apply::Ended::Done(Box::new(j)))?,
+            None => ExitCode::SUCCESS,
+        });
     }
     if args.rollback {
         if !confirm(
@@ -109,7 +107,10 @@ pub fn upgrade(global: &Global, args: &UpgradeArgs) -> Result<ExitCode> {
             "modobox {} verified (signed by key {}, SHA-256 {})",
             staged.version, staged.key_id, staged.sha256
         );
-        if !confirm(args, &format!("Upgrade modobox {ours} to {}?", staged.version))? {
+        if !confirm(
+            args,
+            &format!("Upgrade modobox {ours} to {}?", staged.version),
+        )? {
             bail!("cancelled: nothing was changed");
         }
         return Err(hand_over(global, args, &staged.path));
@@ -166,7 +167,9 @@ fn confirm(args: &UpgradeArgs, question: &str) -> Result<bool> {
     if args.yes || !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
         return Ok(true);
     }
-    Ok(inquire::Confirm::new(question).with_default(true).prompt()?)
+    Ok(inquire::Confirm::new(question)
+        .with_default(true)
+        .prompt()?)
 }
 
 /// The verified binary carries on as `upgrade --self` (this process becomes it, so its exit

@@ -91,7 +91,8 @@ pub async fn fly(config: &Config, store: &Store) -> Result<Option<Flown>, String
     let message = result?;
     removed.map_err(|e| err("deleting the canary's account", e))?;
 
-    let dkim = config.components.opendkim && hosted.enable_dkim && !hosted.dkim_public_key.is_empty();
+    let dkim =
+        config.components.opendkim && hosted.enable_dkim && !hosted.dkim_public_key.is_empty();
     if dkim {
         crate::keys::dkim_verify::verify(&message, domain.as_str(), &hosted.dkim_public_key)
             .map_err(|e| format!("the canary arrived, but {e}"))?;
@@ -136,8 +137,13 @@ async fn line<S: AsyncRead + AsyncWrite + Unpin>(s: &mut BufStream<S>) -> Result
     Ok(String::from_utf8_lossy(&buf).trim_end().to_string())
 }
 
-async fn send<S: AsyncRead + AsyncWrite + Unpin>(s: &mut BufStream<S>, text: &str) -> Result<(), String> {
-    s.write_all(text.as_bytes()).await.map_err(|e| e.to_string())?;
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut BufStream<S>,
+    text: &str,
+) -> Result<(), String> {
+    s.write_all(text.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     s.write_all(b"\r\n").await.map_err(|e| e.to_string())?;
     s.flush().await.map_err(|e| e.to_string())
 }
@@ -162,7 +168,9 @@ async fn reply<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 async fn submit(host: &str, address: &str, password: &str, message_id: &str) -> Result<(), String> {
-    let tcp = tokio::net::TcpStream::connect(local(587)).await.map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect(local(587))
+        .await
+        .map_err(|e| e.to_string())?;
     let mut s = BufStream::new(tcp);
     reply(&mut s, 220, "connecting").await?;
     send(&mut s, &format!("EHLO {host}")).await?;
@@ -175,7 +183,8 @@ async fn submit(host: &str, address: &str, password: &str, message_id: &str) -> 
     let mut s = BufStream::new(tls);
     send(&mut s, &format!("EHLO {host}")).await?;
     reply(&mut s, 250, "EHLO").await?;
-    let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0{address}\0{password}"));
+    let plain =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{address}\0{password}"));
     send(&mut s, &format!("AUTH PLAIN {plain}")).await?;
     reply(&mut s, 235, "AUTH").await?;
     send(&mut s, &format!("MAIL FROM:<{address}>")).await?;
@@ -224,17 +233,29 @@ async fn tagged<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 async fn read_back(address: &str, password: &str, message_id: &str) -> Result<String, String> {
-    let tcp = tokio::net::TcpStream::connect(local(993)).await.map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect(local(993))
+        .await
+        .map_err(|e| e.to_string())?;
     let tls = super::probes::tls::any_certificate(tcp, local(993))
         .await
         .map_err(|e| e.to_string())?;
     let mut s = BufStream::new(tls);
     line(&mut s).await?;
-    tagged(&mut s, "a1", &format!("LOGIN {} {}", quoted(address), quoted(password))).await?;
+    tagged(
+        &mut s,
+        "a1",
+        &format!("LOGIN {} {}", quoted(address), quoted(password)),
+    )
+    .await?;
     let deadline = Instant::now() + DELIVERY;
     let uid = loop {
         tagged(&mut s, "a2", "SELECT INBOX").await?;
-        let found = tagged(&mut s, "a3", &format!("UID SEARCH HEADER Message-ID {}", quoted(message_id))).await?;
+        let found = tagged(
+            &mut s,
+            "a3",
+            &format!("UID SEARCH HEADER Message-ID {}", quoted(message_id)),
+        )
+        .await?;
         if let Some(uid) = found
             .iter()
             .filter_map(|l| l.strip_prefix("* SEARCH"))
@@ -257,7 +278,9 @@ async fn read_back(address: &str, password: &str, message_id: &str) -> Result<St
         .filter(|n| *n <= MAX_MESSAGE)
         .ok_or_else(|| format!("FETCH: {first}"))?;
     let mut message = vec![0; size];
-    s.read_exact(&mut message).await.map_err(|e| e.to_string())?;
+    s.read_exact(&mut message)
+        .await
+        .map_err(|e| e.to_string())?;
     loop {
         let l = line(&mut s).await?;
         if l.starts_with("a4 ") {

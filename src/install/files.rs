@@ -32,7 +32,11 @@ pub fn rendered(ctx: &Ctx) -> StepResult<Vec<RenderedFile>> {
 /// start: it listens on an address this host does not have).
 fn broken_by_faults(files: &mut [RenderedFile]) {
     let breakages = [
-        ("template-postfix-invalid", "/master.cf", "broken-service inet\n"),
+        (
+            "template-postfix-invalid",
+            "/master.cf",
+            "broken-service inet\n",
+        ),
         (
             "template-dovecot-unstartable",
             "/dovecot.conf",
@@ -41,7 +45,10 @@ fn broken_by_faults(files: &mut [RenderedFile]) {
     ];
     for (point, file, line) in breakages {
         if crate::fault::point(point).is_err() {
-            for f in files.iter_mut().filter(|f| f.path.to_string_lossy().ends_with(file)) {
+            for f in files
+                .iter_mut()
+                .filter(|f| f.path.to_string_lossy().ends_with(file))
+            {
                 // In the middle: away from edits by hand at either end (no merge conflict).
                 let mut lines: Vec<&str> = f.content.split_inclusive('\n').collect();
                 lines.insert(lines.len() / 2, line);

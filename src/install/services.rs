@@ -281,7 +281,11 @@ impl Step for Services {
             // run (5 minutes). Once Amavis answers, the queue is flushed and the transport
             // revived.
             let filtered = restarted.contains(&postfix_unit) || restarted.contains(&amavis_unit);
-            if let Some(amavis) = list.iter().find(|s| s.unit == amavis_unit).filter(|_| filtered) {
+            if let Some(amavis) = list
+                .iter()
+                .find(|s| s.unit == amavis_unit)
+                .filter(|_| filtered)
+            {
                 if let Some(port) = amavis.port {
                     wait_for_banner(&amavis.unit, port, ctx.config.hostname.as_str()).await?;
                 }

@@ -25,7 +25,10 @@ struct Field {
 /// Splits a message (CRLF or LF line ends) into header fields and body (each line ending in
 /// CRLF).
 fn split(message: &str) -> (Vec<Field>, String) {
-    let mut lines: Vec<&str> = message.split('\n').map(|l| l.trim_end_matches('\r')).collect();
+    let mut lines: Vec<&str> = message
+        .split('\n')
+        .map(|l| l.trim_end_matches('\r'))
+        .collect();
     if message.ends_with('\n') {
         lines.pop();
     }
@@ -42,7 +45,12 @@ fn split(message: &str) -> (Vec<Field>, String) {
                 f.raw.push_str(line);
             }
             _ => fields.push(Field {
-                name: line.split(':').next().unwrap_or_default().trim_end().to_string(),
+                name: line
+                    .split(':')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end()
+                    .to_string(),
                 raw: line.to_string(),
             }),
         }
@@ -58,7 +66,11 @@ fn split(message: &str) -> (Vec<Field>, String) {
 fn relaxed_header(raw: &str) -> String {
     let (name, value) = raw.split_once(':').unwrap_or((raw, ""));
     let unfolded: String = value.chars().filter(|c| *c != '\r' && *c != '\n').collect();
-    let collapsed = unfolded.split([' ', '\t']).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ");
+    let collapsed = unfolded
+        .split([' ', '\t'])
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     format!("{}:{}", name.trim_end().to_ascii_lowercase(), collapsed)
 }
 
@@ -92,7 +104,11 @@ fn canonical_body(body: &str, relaxed: bool) -> String {
         lines.pop();
     }
     if lines.is_empty() {
-        return if relaxed { String::new() } else { "\r\n".into() };
+        return if relaxed {
+            String::new()
+        } else {
+            "\r\n".into()
+        };
     }
     let mut out = lines.join("\r\n");
     out.push_str("\r\n");
@@ -128,11 +144,17 @@ pub fn verify(message: &str, domain: &str, public_b64: &str) -> Result<(), DkimV
     let t = tags(value);
     let get = |k: &str| t.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     if get("a") != Some("rsa-sha256") {
-        return Err(fail(format!("algorithm {:?} (only rsa-sha256 is checked)", get("a"))));
+        return Err(fail(format!(
+            "algorithm {:?} (only rsa-sha256 is checked)",
+            get("a")
+        )));
     }
     let (hc, bc) = match get("c").unwrap_or("simple/simple").split_once('/') {
         Some((h, b)) => (h.to_string(), b.to_string()),
-        None => (get("c").unwrap_or("simple").to_string(), "simple".to_string()),
+        None => (
+            get("c").unwrap_or("simple").to_string(),
+            "simple".to_string(),
+        ),
     };
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut canon = canonical_body(&body, bc == "relaxed");
@@ -142,7 +164,9 @@ pub fn verify(message: &str, domain: &str, public_b64: &str) -> Result<(), DkimV
     }
     let bh = b64.encode(Sha256::digest(canon.as_bytes()));
     if Some(bh.as_str()) != get("bh") {
-        return Err(fail("the body hash does not match (the body changed after signing)"));
+        return Err(fail(
+            "the body hash does not match (the body changed after signing)",
+        ));
     }
     let relaxed = hc == "relaxed";
     let canon_header = |raw: &str| {
@@ -156,9 +180,10 @@ pub fn verify(message: &str, domain: &str, public_b64: &str) -> Result<(), DkimV
     let mut used = vec![false; fields.len()];
     for name in get("h").unwrap_or_default().split(':') {
         // The last unused instance of the name, from the bottom up.
-        if let Some(i) = (0..fields.len()).rev().find(|i| {
-            !used[*i] && *i != sig_index && fields[*i].name.eq_ignore_ascii_case(name)
-        }) {
+        if let Some(i) = (0..fields.len())
+            .rev()
+            .find(|i| !used[*i] && *i != sig_index && fields[*i].name.eq_ignore_ascii_case(name))
+        {
             used[i] = true;
             signed.push_str(&canon_header(&fields[i].raw));
             signed.push_str("\r\n");
@@ -182,8 +207,11 @@ pub fn verify(message: &str, domain: &str, public_b64: &str) -> Result<(), DkimV
         &aws_lc_rs::signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
         info.subject_public_key.data.as_ref(),
     );
-    key.verify(signed.as_bytes(), &signature)
-        .map_err(|_| fail(format!("the signature of d={domain} does not verify with its key")))
+    key.verify(signed.as_bytes(), &signature).map_err(|_| {
+        fail(format!(
+            "the signature of d={domain} does not verify with its key"
+        ))
+    })
 }
 
 /// `raw` with the value of its `b=` tag removed (the tag and everything else kept as is).
@@ -221,7 +249,13 @@ mod tests {
 
     #[test]
     fn headers_are_canonicalized_per_rfc() {
-        assert_eq!(relaxed_header("SubJect :  Hi \r\n\tthere  "), "subject:Hi there");
-        assert_eq!(empty_b_tag("DKIM-Signature: v=1; b=abc\r\n def; bh=x"), "DKIM-Signature: v=1; b=; bh=x");
+        assert_eq!(
+            relaxed_header("SubJect :  Hi \r\n\tthere  "),
+            "subject:Hi there"
+        );
+        assert_eq!(
+            empty_b_tag("DKIM-Signature: v=1; b=abc\r\n def; bh=x"),
+            "DKIM-Signature: v=1; b=; bh=x"
+        );
     }
 }

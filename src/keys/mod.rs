@@ -2,6 +2,6 @@
 //! files and OpenDKIM's file tables) and TLS certificates (`tls`: self-signed, inspection).
 
 pub mod dkim;
-pub mod dkim_verify;
 pub mod dkim_files;
+pub mod dkim_verify;
 pub mod tls;

@@ -47,9 +47,11 @@ const ADDITIVE_MARK: &str = "-- additive";
 
 impl Migration {
     fn additive(&self) -> bool {
-        [self.postgres, self.mysql, self.sqlite]
-            .iter()
-            .all(|sql| sql.lines().next().is_some_and(|l| l.trim() == ADDITIVE_MARK))
+        [self.postgres, self.mysql, self.sqlite].iter().all(|sql| {
+            sql.lines()
+                .next()
+                .is_some_and(|l| l.trim() == ADDITIVE_MARK)
+        })
     }
 
     fn sql(&self, backend: Backend) -> &'static str {
@@ -157,8 +159,16 @@ async fn ensure_ledger(tx: &mut Tx) -> Result<(), StoreError> {
         tx.exec(
             &format!(
                 "ALTER TABLE {LEDGER} ADD COLUMN additive {} NOT NULL DEFAULT {}",
-                if tx.backend() == Backend::Postgres { "boolean" } else { "bool" },
-                if tx.backend() == Backend::Postgres { "false" } else { "0" }
+                if tx.backend() == Backend::Postgres {
+                    "boolean"
+                } else {
+                    "bool"
+                },
+                if tx.backend() == Backend::Postgres {
+                    "false"
+                } else {
+                    "0"
+                }
             ),
             &[],
         )
@@ -283,7 +293,9 @@ async fn recorded(tx: &mut Tx) -> Result<Vec<Recorded>, StoreError> {
     };
     let rows = tx
         .rows(
-            &format!("SELECT version, checksum, baseline, {additive} FROM {LEDGER} ORDER BY version"),
+            &format!(
+                "SELECT version, checksum, baseline, {additive} FROM {LEDGER} ORDER BY version"
+            ),
             &[],
         )
         .await?;
@@ -335,10 +347,7 @@ pub async fn status(store: &Store) -> Result<Status, StoreError> {
             baseline: rec.is_some_and(|r| r.baseline),
         });
     }
-    if let Some(newer) = done
-        .iter()
-        .find(|r| r.version > latest() && !r.additive)
-    {
+    if let Some(newer) = done.iter().find(|r| r.version > latest() && !r.additive) {
         return Err(StoreError::Migration(format!(
             "the database is at version {}, newer than this modobox knows ({}), and that \
              migration changes what this version reads: upgrade modobox",
@@ -523,7 +532,11 @@ mod tests {
         for m in MIGRATIONS {
             let marked: Vec<bool> = [m.postgres, m.mysql, m.sqlite]
                 .iter()
-                .map(|sql| sql.lines().next().is_some_and(|l| l.trim() == ADDITIVE_MARK))
+                .map(|sql| {
+                    sql.lines()
+                        .next()
+                        .is_some_and(|l| l.trim() == ADDITIVE_MARK)
+                })
                 .collect();
             assert!(
                 marked.iter().all(|b| *b == marked[0]),

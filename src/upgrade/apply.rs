@@ -83,7 +83,10 @@ fn contents(config: &Config, config_path: &Path) -> Contents<'static> {
     Contents {
         binary: Path::new(BINARY_PATH),
         trees: vec![
-            config_path.parent().unwrap_or(Path::new("/etc/modobox")).to_path_buf(),
+            config_path
+                .parent()
+                .unwrap_or(Path::new("/etc/modobox"))
+                .to_path_buf(),
             bases.dir().to_path_buf(),
         ],
         paths,
@@ -109,7 +112,10 @@ pub fn upgrade_self(
             return Ok(Ended::Current(format!("modobox {to} is already installed")));
         }
         super::Direction::Downgrade if !opts.allow_downgrade => {
-            return Err(UpgradeError::Downgrade { new: to, ours: from });
+            return Err(UpgradeError::Downgrade {
+                new: to,
+                ours: from,
+            });
         }
         _ => {}
     }
@@ -117,19 +123,32 @@ pub fn upgrade_self(
     let mut journal = Journal::start(&data, "upgrade", &from, &to).map_err(super::io(&data))?;
     let secrets = Secrets::load_or_create(config.paths.secrets.as_path())
         .map_err(|e| UpgradeError::Failed(e.to_string()))?;
-    let mut ctx = Ctx::new(config.clone(), config_path.to_path_buf(), distro.clone(), secrets)
-        .map_err(|e| UpgradeError::Failed(e.to_string()))?;
+    let mut ctx = Ctx::new(
+        config.clone(),
+        config_path.to_path_buf(),
+        distro.clone(),
+        secrets,
+    )
+    .map_err(|e| UpgradeError::Failed(e.to_string()))?;
     ctx.accept_conflicts = opts.accept_conflicts;
 
     // Nothing has changed until maintenance: a failure up to there only closes the journal.
     let before = (|| -> Result<RestorePoint, UpgradeError> {
         let t = Instant::now();
-        journal.enter(&data, Phase::Preflight, None).map_err(super::io(&data))?;
+        journal
+            .enter(&data, Phase::Preflight, None)
+            .map_err(super::io(&data))?;
         preflight(&mut ctx, opts)?;
-        say("preflight", t, "configuration read by the new version, disk space, probes, conflicts: ok");
+        say(
+            "preflight",
+            t,
+            "configuration read by the new version, disk space, probes, conflicts: ok",
+        );
 
         let t = Instant::now();
-        journal.enter(&data, Phase::RestorePoint, None).map_err(super::io(&data))?;
+        journal
+            .enter(&data, Phase::RestorePoint, None)
+            .map_err(super::io(&data))?;
         let store = ctx.store().map_err(failed)?;
         let point = ctx.rt.block_on(restore_point::create(
             &ctx.config,
@@ -142,15 +161,26 @@ pub fn upgrade_self(
         say("restore point", t, &format!("{}", point.dir.display()));
 
         let t = Instant::now();
-        journal.enter(&data, Phase::MigrationDryRun, None).map_err(super::io(&data))?;
+        journal
+            .enter(&data, Phase::MigrationDryRun, None)
+            .map_err(super::io(&data))?;
         let pending = ctx
             .rt
             .block_on(crate::store::migrate::status(&store))
             .map_err(|e| UpgradeError::Failed(e.to_string()))?
             .pending();
         if pending > 0 {
-            let applied = ctx.rt.block_on(point.migration_dry_run(&ctx.config, &ctx.secrets))?;
-            say("migration dry run", t, &format!("{} migrations applied to a copy of the database", applied.len()));
+            let applied = ctx
+                .rt
+                .block_on(point.migration_dry_run(&ctx.config, &ctx.secrets))?;
+            say(
+                "migration dry run",
+                t,
+                &format!(
+                    "{} migrations applied to a copy of the database",
+                    applied.len()
+                ),
+            );
         } else {
             say("migration dry run", t, "no migration to apply");
         }
@@ -161,7 +191,12 @@ pub fn upgrade_self(
         Err(e) => {
             ctx.close();
             journal
-                .close(&data, Outcome::Refused { failure: e.to_string() })
+                .close(
+                    &data,
+                    Outcome::Refused {
+                        failure: e.to_string(),
+                    },
+                )
                 .map_err(super::io(&data))?;
             return Err(UpgradeError::Failed(format!("{e}; nothing was changed")));
         }
@@ -169,7 +204,9 @@ pub fn upgrade_self(
 
     let t0 = Instant::now();
     let result = (|| -> Result<(), String> {
-        journal.enter(&data, Phase::Maintenance, None).map_err(|e| e.to_string())?;
+        journal
+            .enter(&data, Phase::Maintenance, None)
+            .map_err(|e| e.to_string())?;
         maintenance::enter(
             &data,
             &format!("modobox is being upgraded to {to}: changes are paused for a moment"),
@@ -201,14 +238,20 @@ pub fn upgrade_self(
         }
 
         let t = Instant::now();
-        journal.enter(&data, Phase::Lookups, None).map_err(|e| e.to_string())?;
+        journal
+            .enter(&data, Phase::Lookups, None)
+            .map_err(|e| e.to_string())?;
         ctx.reset_store();
         let store = ctx.store().map_err(|e| e.to_string())?;
-        let checked = ctx.rt.block_on(gate::lookups(&ctx.config, &ctx.distro, &store))?;
+        let checked = ctx
+            .rt
+            .block_on(gate::lookups(&ctx.config, &ctx.distro, &store))?;
         say("lookups", t, &checked.join("; "));
 
         let t = Instant::now();
-        journal.enter(&data, Phase::HealthGate, None).map_err(|e| e.to_string())?;
+        journal
+            .enter(&data, Phase::HealthGate, None)
+            .map_err(|e| e.to_string())?;
         let passed = ctx.rt.block_on(gate::health_gate(
             &ctx.config,
             &ctx.distro,
@@ -220,7 +263,10 @@ pub fn upgrade_self(
         say(
             "health gate",
             t,
-            &format!("{} consecutive green rounds of every probe", gate::ROUNDS.min(passed.rounds)),
+            &format!(
+                "{} consecutive green rounds of every probe",
+                gate::ROUNDS.min(passed.rounds)
+            ),
         );
         flush_queue();
         let t = Instant::now();
@@ -237,7 +283,9 @@ pub fn upgrade_self(
             ),
             None => say("canary", t, "no hosted primary domain: no canary message"),
         }
-        journal.enter(&data, Phase::Commit, None).map_err(|e| e.to_string())?;
+        journal
+            .enter(&data, Phase::Commit, None)
+            .map_err(|e| e.to_string())?;
         // What a scanner restart deferred after the last flush goes now too.
         flush_queue();
         crate::fault::point("upgrade-commit").map_err(|e| e.to_string())?;
@@ -256,14 +304,26 @@ pub fn upgrade_self(
             }
             ctx.close();
             maintenance::leave(&data).map_err(super::io(&data))?;
-            let j = journal.close(&data, Outcome::Upgraded).map_err(super::io(&data))?;
-            println!("upgraded to modobox {to} in {:.0} s", t0.elapsed().as_secs_f64());
+            let j = journal
+                .close(&data, Outcome::Upgraded)
+                .map_err(super::io(&data))?;
+            println!(
+                "upgraded to modobox {to} in {:.0} s",
+                t0.elapsed().as_secs_f64()
+            );
             Ok(Ended::Done(Box::new(j)))
         }
         Err(failure) => {
             eprintln!("upgrade failed: {failure}");
             ctx.close();
-            let j = rollback(config_path, &distro, journal, &point, failure, opts.gate_deadline)?;
+            let j = rollback(
+                config_path,
+                &distro,
+                journal,
+                &point,
+                failure,
+                opts.gate_deadline,
+            )?;
             Ok(Ended::Done(Box::new(j)))
         }
     }
@@ -355,8 +415,14 @@ fn rollback(
         Some(c) => c.paths.data.as_path().to_path_buf(),
         None => PathBuf::from("/var/lib/modobox"),
     };
-    println!("rolling back to modobox {} ({})", point.meta.version, point.dir.display());
-    journal.enter(&data, Phase::RollingBack, None).map_err(super::io(&data))?;
+    println!(
+        "rolling back to modobox {} ({})",
+        point.meta.version,
+        point.dir.display()
+    );
+    journal
+        .enter(&data, Phase::RollingBack, None)
+        .map_err(super::io(&data))?;
     let result = put_back(config_path, distro, point, deadline);
     let seconds = started.elapsed().as_secs_f64();
     journal.rollback_seconds = Some(seconds);
@@ -410,8 +476,8 @@ fn put_back(
     println!("    {} files put back", changed.len());
 
     let config = Config::load(config_path).map_err(|e| format!("the old configuration: {e:#}"))?;
-    let secrets = Secrets::load_or_create(config.paths.secrets.as_path())
-        .map_err(|e| e.to_string())?;
+    let secrets =
+        Secrets::load_or_create(config.paths.secrets.as_path()).map_err(|e| e.to_string())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -459,7 +525,12 @@ fn put_back(
         .args(["install", "--yes"])
         .run()
         .map_err(|e| format!("the old version's install: {e}"))?;
-    if let Some(last) = out.stdout.lines().rev().find(|l| l.contains("steps changed")) {
+    if let Some(last) = out
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains("steps changed"))
+    {
         println!("    {last}");
     }
     let store = rt
@@ -500,7 +571,11 @@ fn flush_queue() {
 
 /// Finishes what a killed upgrade left: an open journal is closed, after a rollback when the
 /// server had started changing. The caller holds the lock.
-pub fn recover(config_path: &Path, distro: &Distro, deadline: Duration) -> Result<Option<Journal>, UpgradeError> {
+pub fn recover(
+    config_path: &Path,
+    distro: &Distro,
+    deadline: Duration,
+) -> Result<Option<Journal>, UpgradeError> {
     let data = Config::load(config_path)
         .map(|c| c.paths.data.as_path().to_path_buf())
         .map_err(|e| UpgradeError::Failed(format!("the configuration ({e:#})")))?;
@@ -555,12 +630,17 @@ pub fn rollback_by_hand(
                 restore_point::releases_dir(&data).display()
             ))
         })?;
-    let mut journal =
-        Journal::start(&data, "rollback", &current, &point.meta.version).map_err(super::io(&data))?;
-    journal.restore_point = Some(point.dir.clone());
-    journal.enter(&data, Phase::Maintenance, None).map_err(super::io(&data))?;
-    maintenance::enter(&data, "modobox is being rolled back: changes are paused for a moment")
+    let mut journal = Journal::start(&data, "rollback", &current, &point.meta.version)
         .map_err(super::io(&data))?;
+    journal.restore_point = Some(point.dir.clone());
+    journal
+        .enter(&data, Phase::Maintenance, None)
+        .map_err(super::io(&data))?;
+    maintenance::enter(
+        &data,
+        "modobox is being rolled back: changes are paused for a moment",
+    )
+    .map_err(super::io(&data))?;
     let j = rollback(
         config_path,
         &distro,

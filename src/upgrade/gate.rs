@@ -118,7 +118,10 @@ pub async fn lookups(
         .run()
         .map_err(|e| format!("doveadm user {address}: {e}"))?;
     if !out.stdout.contains("home") {
-        return Err(format!("doveadm user {address} said {:?}", out.stdout.trim()));
+        return Err(format!(
+            "doveadm user {address} said {:?}",
+            out.stdout.trim()
+        ));
     }
     checked.push(format!("doveadm user {address}: found"));
     Ok(checked)

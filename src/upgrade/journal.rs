@@ -41,9 +41,16 @@ impl Phase {
 pub enum Outcome {
     Upgraded,
     /// Failed before changing anything.
-    Refused { failure: String },
-    RolledBack { failure: String },
-    RollbackFailed { failure: String, rollback_error: String },
+    Refused {
+        failure: String,
+    },
+    RolledBack {
+        failure: String,
+    },
+    RollbackFailed {
+        failure: String,
+        rollback_error: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -191,7 +198,10 @@ mod tests {
         assert_eq!(found.phase(), Phase::Install);
         assert!(found.reached().changes_the_server());
         let mode = std::fs::metadata(journal_path(data)).unwrap().permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
         j.enter(data, Phase::RollingBack, None).unwrap();
         assert_eq!(j.reached(), Phase::Install);
         j.close(

@@ -29,8 +29,14 @@ pub struct Saved {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "kind")]
 pub enum Kind {
-    File { mode: u32, uid: u32, gid: u32 },
-    Symlink { target: PathBuf },
+    File {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Symlink {
+        target: PathBuf,
+    },
     /// Not there: a rollback removes what the new version created at this path.
     Absent,
 }
@@ -132,7 +138,8 @@ pub async fn create(
     version: &str,
     contents: &Contents<'_>,
 ) -> Result<RestorePoint, UpgradeError> {
-    crate::fault::point("upgrade-restore-point").map_err(|e| UpgradeError::Failed(e.to_string()))?;
+    crate::fault::point("upgrade-restore-point")
+        .map_err(|e| UpgradeError::Failed(e.to_string()))?;
     let releases = releases_dir(config.paths.data.as_path());
     std::fs::create_dir_all(&releases).map_err(io(&releases))?;
     std::fs::set_permissions(&releases, std::fs::Permissions::from_mode(0o700))
@@ -344,7 +351,9 @@ impl RestorePoint {
             &scratch,
         )
         .await
-        .map_err(|e| UpgradeError::Failed(format!("loading the dump into a scratch database: {e}")))?;
+        .map_err(|e| {
+            UpgradeError::Failed(format!("loading the dump into a scratch database: {e}"))
+        })?;
         let url = crate::store::DatabaseUrl::from_config(&db.config, secrets);
         let result = async {
             let store = Store::connect(&url).await?;
@@ -353,7 +362,9 @@ impl RestorePoint {
             applied
         }
         .await
-        .map_err(|e| UpgradeError::Failed(format!("the migrations on a copy of the database: {e}")));
+        .map_err(|e| {
+            UpgradeError::Failed(format!("the migrations on a copy of the database: {e}"))
+        });
         db.drop_it(secrets, &scratch).await;
         let _ = std::fs::remove_dir_all(&scratch);
         result
@@ -412,10 +423,16 @@ mod tests {
         std::fs::write(&bin, "new binary").unwrap();
 
         let changed = rp.restore_files(std::slice::from_ref(&later)).unwrap();
-        assert_eq!(std::fs::read_to_string(etc.join("a.conf")).unwrap(), "old a");
+        assert_eq!(
+            std::fs::read_to_string(etc.join("a.conf")).unwrap(),
+            "old a"
+        );
         let mode = std::fs::metadata(etc.join("a.conf")).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o640);
-        assert_eq!(std::fs::read_to_string(etc.join("sub/b.conf")).unwrap(), "old b");
+        assert_eq!(
+            std::fs::read_to_string(etc.join("sub/b.conf")).unwrap(),
+            "old b"
+        );
         assert!(!etc.join("sub/added.conf").exists());
         assert_eq!(std::fs::read_to_string(&rendered).unwrap(), "old main");
         assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("main.cf"));
@@ -423,6 +440,9 @@ mod tests {
         assert!(!later.exists());
         assert_eq!(std::fs::read_to_string(&bin).unwrap(), "old binary");
         assert_eq!(changed.len(), 7, "{changed:?}");
-        assert!(rp.restore_files(&[]).unwrap().is_empty(), "a second restore changes nothing");
+        assert!(
+            rp.restore_files(&[]).unwrap().is_empty(),
+            "a second restore changes nothing"
+        );
     }
 }

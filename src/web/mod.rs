@@ -339,7 +339,10 @@ async fn writes_wait_for_upgrades(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let reads = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    let reads = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
     if !reads {
         if let Some(message) = crate::system::maintenance::active(web.config.paths.data.as_path()) {
             let e = WebError::Maintenance(message);
