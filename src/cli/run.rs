@@ -43,49 +43,46 @@ pub async fn run(global: &Global, manager: Option<daemon::ManagerKind>) -> Resul
     Ok(ExitCode::SUCCESS)
 }
 
-/// A killed upgrade left its journal open: its rollback runs first, as `modobox upgrade
-/// --recover` in a unit of its own under systemd (the old version's install it runs restarts
-/// modobox.service, which would end it if it ran in this process's unit), as a child process
-/// otherwise. Waits until the journal is closed.
+/// A killed upgrade left its journal open: its rollback runs as `modobox upgrade --recover`,
+/// in a unit of its own under systemd (the old version's install it runs restarts
+/// modobox.service, which would end it if it ran in this unit), as a child process otherwise.
+/// Not waited for: this supervisor starts meanwhile and pauses its repairs while the recovery
+/// holds the upgrade's lock, then the old version's install restarts it as the old version.
 async fn finish_interrupted_upgrade(global: &Global, kind: daemon::ManagerKind) {
-    let exe =
-        std::env::current_exe().unwrap_or_else(|_| crate::render::context::BINARY_PATH.into());
+    let exe = std::env::current_exe()
+        .unwrap_or_else(|_| crate::render::context::BINARY_PATH.into())
+        .to_string_lossy()
+        .to_string();
     let config = global.config.to_string_lossy().to_string();
-    let exe = exe.to_string_lossy().to_string();
-    let mut recover = vec![
+    let recover = [
         exe.as_str(),
         "--config",
         config.as_str(),
         "upgrade",
         "--recover",
     ];
-    let mut program = exe.as_str();
-    if kind == daemon::ManagerKind::Systemd {
-        program = "systemd-run";
-        let mut args = vec![
-            "--unit=modobox-upgrade-recover",
-            "--collect",
-            "--wait",
-            "--quiet",
-        ];
-        args.append(&mut recover);
-        recover = args;
+    let mut command = if kind == daemon::ManagerKind::Systemd {
+        let mut c = tokio::process::Command::new("systemd-run");
+        c.args(["--unit=modobox-upgrade-recover", "--collect", "--quiet"]);
+        c.args(recover);
+        c
     } else {
-        recover.remove(0);
-    }
+        let mut c = tokio::process::Command::new(&exe);
+        c.args(&recover[1..]);
+        c
+    };
     tracing::warn!(
-        "an interrupted upgrade is being finished first: {program} {}",
+        "an interrupted upgrade is being rolled back: {}",
         recover.join(" ")
     );
-    let status = tokio::process::Command::new(program)
-        .args(&recover)
-        .status()
-        .await;
-    match status {
-        Ok(s) if s.success() => tracing::info!("the interrupted upgrade is finished"),
-        Ok(s) => {
-            tracing::error!("finishing the interrupted upgrade: {s} (`modobox upgrade --history`)")
-        }
-        Err(e) => tracing::error!("finishing the interrupted upgrade: {program}: {e}"),
+    match command.spawn() {
+        Ok(mut child) if kind == daemon::ManagerKind::Systemd => match child.wait().await {
+            Ok(s) if s.success() => {}
+            Ok(s) => tracing::error!("starting the rollback of the interrupted upgrade: {s}"),
+            Err(e) => tracing::error!("starting the rollback of the interrupted upgrade: {e}"),
+        },
+        // The direct manager's child: reaped by PID 1 (modobox run) when it ends.
+        Ok(_) => {}
+        Err(e) => tracing::error!("starting the rollback of the interrupted upgrade: {e}"),
     }
 }

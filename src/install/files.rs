@@ -31,28 +31,29 @@ pub fn rendered(ctx: &Ctx) -> StepResult<Vec<RenderedFile>> {
 /// `template-dovecot-unstartable` (a dovecot.conf that `doveconf -n` accepts but that cannot
 /// start: it listens on an address this host does not have).
 fn broken_by_faults(files: &mut [RenderedFile]) {
+    // (fault point, file, line replaced, its replacement): lines away from the files' ends,
+    // where the e2e test's edits by hand are (no merge conflict).
     let breakages = [
         (
             "template-postfix-invalid",
             "/master.cf",
-            "broken-service inet\n",
+            "pickup    unix",
+            "broken-service inet\npickup    unix",
         ),
         (
             "template-dovecot-unstartable",
             "/dovecot.conf",
-            "listen = 192.0.2.55\n",
+            "listen = *, ::",
+            "listen = 192.0.2.55",
         ),
     ];
-    for (point, file, line) in breakages {
+    for (point, file, from, to) in breakages {
         if crate::fault::point(point).is_err() {
             for f in files
                 .iter_mut()
                 .filter(|f| f.path.to_string_lossy().ends_with(file))
             {
-                // In the middle: away from edits by hand at either end (no merge conflict).
-                let mut lines: Vec<&str> = f.content.split_inclusive('\n').collect();
-                lines.insert(lines.len() / 2, line);
-                f.content = lines.concat();
+                f.content = f.content.replacen(from, to, 1);
             }
         }
     }
