@@ -78,7 +78,11 @@ fn contents(config: &Config, config_path: &Path) -> Contents<'static> {
     let manifest = install::files::manifest_path(config);
     let records = crate::render::manifest::Manifest::load(&manifest).unwrap_or_default();
     let bases = crate::render::base::Bases::beside(&manifest);
-    let mut paths: Vec<PathBuf> = records.files.keys().cloned().collect();
+    let mut paths: Vec<PathBuf> = records
+        .files
+        .keys()
+        .flat_map(|p| with_new_beside(p))
+        .collect();
     paths.push(manifest);
     Contents {
         binary: Path::new(BINARY_PATH),
@@ -91,6 +95,14 @@ fn contents(config: &Config, config_path: &Path) -> Contents<'static> {
         ],
         paths,
     }
+}
+
+/// A rendered file and the `FILE.modobox-new` an upgrade may write beside it (a conflict):
+/// a rollback puts both back as they were.
+fn with_new_beside(path: &Path) -> [PathBuf; 2] {
+    let mut new = path.as_os_str().to_owned();
+    new.push(crate::render::write::NEW_SUFFIX);
+    [path.to_path_buf(), PathBuf::from(new)]
 }
 
 /// `NEW upgrade --self`: upgrades the installed server to this binary's version.
@@ -468,7 +480,7 @@ fn put_back(
         .and_then(|c| {
             crate::render::manifest::Manifest::load(&install::files::manifest_path(&c)).ok()
         })
-        .map(|m| m.files.into_keys().collect())
+        .map(|m| m.files.keys().flat_map(|p| with_new_beside(p)).collect())
         .unwrap_or_default();
     let changed = point
         .restore_files(&new_files)
