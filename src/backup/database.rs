@@ -316,11 +316,7 @@ fn load_postgres(
 /// The MariaDB client as the server's administrator (socket authentication as root) for a
 /// local server, as modobox's own user for an external one.
 fn mysql_admin(config: &Config, secrets: &Secrets, scratch: &Path) -> Result<Cmd, BackupError> {
-    let program = if cmd::exists("mariadb") {
-        "mariadb"
-    } else {
-        "mysql"
-    };
+    let program = crate::store::local_admin::mysql_program();
     let db = &config.database;
     if db.location == crate::config::DbLocation::Local {
         return Ok(Cmd::new(program).args(["-N", "-B"]));
@@ -569,20 +565,7 @@ fn pg_admin(
 ) -> Result<String, BackupError> {
     let db = &config.database;
     let cmd = if db.location == crate::config::DbLocation::Local {
-        Cmd::new("runuser").args([
-            "-u",
-            "postgres",
-            "--",
-            "psql",
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            "postgres",
-        ])
+        crate::store::local_admin::client(Engine::Postgres, "postgres")
     } else {
         pg_client("psql", config, secrets, scratch, "postgres")?.args([
             "-X",

@@ -497,10 +497,7 @@ fn merge_mailbox(
             came_back_whole: true,
         });
     }
-    let mut added = 0;
-    let mut present = 0;
-    let mut known = KnownMessages::default();
-    for rel in maildir::message_files(src)? {
+    place_messages(src, owner, |rel| {
         let folder_rel = rel.parent().and_then(Path::parent).unwrap_or(Path::new(""));
         let sub = rel
             .parent()
@@ -511,7 +508,24 @@ fn merge_mailbox(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let live_folder = home.join(folder_rel);
+        Some((home.join(folder_rel), sub, name))
+    })
+}
+
+/// Moves each message of the backup's home `src` (paths relative to it) into the live folder
+/// `place` names for it — `(folder, "cur"|"new", unique name)`, or None to skip it — unless
+/// that folder already has it under its unique name.
+fn place_messages(
+    src: &Path,
+    owner: Option<(u32, u32)>,
+    place: impl Fn(&Path) -> Option<(PathBuf, String, String)>,
+) -> Result<Merged, BackupError> {
+    let (mut added, mut present) = (0, 0);
+    let mut known = KnownMessages::default();
+    for rel in maildir::message_files(src)? {
+        let Some((live_folder, sub, name)) = place(&rel) else {
+            continue;
+        };
         if !known.insert(&live_folder, &name)? {
             present += 1;
             continue;
@@ -616,16 +630,15 @@ fn restore_into_folder(
     check_folder_name(folder)?;
     let maildir = mail_home(ctx, address).join("Maildir");
     let owner = mail_owner(ctx);
-    let (mut added, mut present) = (0, 0);
-    let mut known = KnownMessages::default();
-    for rel in maildir::message_files(src)? {
+    place_messages(src, owner, |rel| {
         // rel: Maildir[/.Sub]/cur/name
-        let mut parts = rel.iter().map(|p| p.to_string_lossy().into_owned());
-        let (Some(first), rest) = (parts.next(), parts.collect::<Vec<_>>()) else {
-            continue;
-        };
+        let parts: Vec<String> = rel
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let (first, rest) = parts.split_first()?;
         if first != "Maildir" || rest.len() < 2 {
-            continue;
+            return None;
         }
         let sub_folder = if rest.len() == 3 {
             format!(".{folder}{}", rest[0]) // ".Sent" → ".Restored-….Sent"
@@ -633,21 +646,7 @@ fn restore_into_folder(
             format!(".{folder}")
         };
         let (sub, name) = (&rest[rest.len() - 2], &rest[rest.len() - 1]);
-        let live_folder = maildir.join(&sub_folder);
-        if !known.insert(&live_folder, name)? {
-            present += 1;
-            continue;
-        }
-        ensure_folder(&live_folder, owner)?;
-        let dest = live_folder.join(sub).join(name);
-        std::fs::rename(src.join(&rel), &dest).map_err(io(&dest))?;
-        chown_tree(&dest, owner)?;
-        added += 1;
-    }
-    Ok(Merged {
-        added,
-        present,
-        came_back_whole: false,
+        Some((maildir.join(&sub_folder), sub.clone(), name.clone()))
     })
 }
 

@@ -10,8 +10,8 @@ use crate::names::Username;
 use crate::secrets::Secret;
 use crate::store::access::{Actor, Role};
 use crate::store::roles::sql_literal;
-use crate::store::{accounts, audit, domains, migrate, roles, StoreError};
-use crate::system::cmd::{self, Cmd};
+use crate::store::{accounts, audit, domains, local_admin, migrate, roles, StoreError};
+use crate::system::cmd::Cmd;
 
 /// The server (local installs), the database and the role modobox, Postfix, Dovecot and
 /// OpenDKIM connect as; done when those credentials work.
@@ -101,13 +101,13 @@ impl Step for Server {
                        TEMPLATE template0' WHERE NOT EXISTS \
                        (SELECT 1 FROM pg_database WHERE datname = '{name}')\\gexec\n"
                 );
-                admin_client(Engine::Postgres, "postgres")
+                local_admin::client(Engine::Postgres, "postgres")
                     .stdin(script)
                     .run()?;
             }
             (Engine::Mysql, DbLocation::Local) => {
                 services::start_and_enable(ctx, &ctx.distro.facts.services.mysql.clone())?;
-                let client = mysql_client();
+                let client = local_admin::mysql_program();
                 wait_until(
                     Duration::from_secs(60),
                     "MariaDB to accept connections",
@@ -140,39 +140,6 @@ impl Step for Server {
     }
 }
 
-fn mysql_client() -> &'static str {
-    if cmd::exists("mariadb") {
-        "mariadb"
-    } else {
-        "mysql"
-    }
-}
-
-/// The local server's administrator (PostgreSQL's `postgres` through its socket, MariaDB's root
-/// through socket authentication) on `database`, reading SQL from stdin; rows come out as
-/// `a|b` (PostgreSQL) or tab-separated (MariaDB) lines without headers.
-fn admin_client(engine: Engine, database: &str) -> Cmd {
-    match engine {
-        Engine::Mysql => Cmd::new(mysql_client()).args(["-N", "-B", database]),
-        _ => Cmd::new("runuser").args([
-            "-u",
-            "postgres",
-            "--",
-            "psql",
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-F",
-            "|",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            database,
-        ]),
-    }
-}
-
 /// Postfix, Dovecot, OpenDKIM and Amavis each get their own database role with only the grants
 /// their queries need (`store::roles`); done when every role logs in with its password from
 /// the secrets file and holds exactly those grants.
@@ -183,7 +150,7 @@ impl DaemonRoles {
     fn differences(ctx: &mut Ctx) -> StepResult<Vec<String>> {
         let config = ctx.config.clone();
         let engine = config.database.engine;
-        let out = admin_client(engine, config.database.name.as_str())
+        let out = local_admin::client(engine, config.database.name.as_str())
             .stdin(roles::actual_grants_query(&config))
             .run()?;
         let sep = if engine == Engine::Mysql { '\t' } else { '|' };
@@ -249,7 +216,7 @@ impl Step for DaemonRoles {
         let config = ctx.config.clone();
         let mut script = roles::apply_statements(&config, &ctx.secrets).join(";\n");
         script.push_str(";\n");
-        admin_client(config.database.engine, config.database.name.as_str())
+        local_admin::client(config.database.engine, config.database.name.as_str())
             .stdin(script)
             .run()?;
         Ok(())

@@ -11,6 +11,7 @@ pub mod dnschecks;
 pub mod domains;
 pub mod events;
 pub mod inventory;
+pub mod local_admin;
 pub mod migrate;
 pub mod parameters;
 pub mod quarantine;
