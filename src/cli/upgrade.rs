@@ -32,9 +32,7 @@ pub fn upgrade(global: &Global, args: &UpgradeArgs) -> Result<ExitCode> {
     if args.recover {
         let config = Config::load(&global.config)?;
         let data = config.paths.data.as_path();
-        let Some(_lock) = crate::system::maintenance::try_lock(data)? else {
-            bail!("another upgrade or rollback is running");
-        };
+        let _lock = apply::take_lock(data)?;
         return Ok(match apply::recover(&global.config, &distro, deadline)? {
             Some(j) => finished(args, &apply::Ended::Done(Box::new(j)))?,
             None => ExitCode::SUCCESS,

@@ -70,14 +70,18 @@ pub fn tls_paths(config: &Config, distro: &Distro) -> (SafePath, SafePath) {
     (cert, key)
 }
 
-pub fn build(config: &Config, distro: &Distro, secrets: &Secrets) -> tera::Context {
-    let engine = config.database.engine;
-    // Postfix and Dovecot name their SQL drivers alike.
-    let sql_driver = match engine {
+/// The SQL driver name of `engine` in Postfix's maps (Dovecot names its drivers alike).
+pub fn sql_driver(engine: Engine) -> &'static str {
+    match engine {
         Engine::Postgres => "pgsql",
         Engine::Mysql => "mysql",
         Engine::Sqlite => "sqlite",
-    };
+    }
+}
+
+pub fn build(config: &Config, distro: &Distro, secrets: &Secrets) -> tera::Context {
+    let engine = config.database.engine;
+    let sql_driver = sql_driver(engine);
     let db = Db {
         engine: engine.as_str(),
         location: match config.database.location {

@@ -345,7 +345,8 @@ fn failed(e: StepError) -> UpgradeError {
     UpgradeError::Failed(e.to_string())
 }
 
-fn take_lock(data: &Path) -> Result<maintenance::UpgradeLock, UpgradeError> {
+/// The upgrade lock, or an error saying another upgrade or rollback holds it.
+pub fn take_lock(data: &Path) -> Result<maintenance::UpgradeLock, UpgradeError> {
     maintenance::try_lock(data)
         .map_err(super::io(data))?
         .ok_or_else(|| {

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, Engine};
+use crate::config::Config;
 use crate::distro::Distro;
 use crate::store::Store;
 use crate::supervisor;
@@ -95,11 +95,7 @@ pub async fn lookups(
         return Ok(vec!["no mailbox yet: no lookup to make".into()]);
     };
     let domain = address.rsplit('@').next().unwrap_or_default().to_string();
-    let driver = match config.database.engine {
-        Engine::Postgres => "pgsql",
-        Engine::Mysql => "mysql",
-        Engine::Sqlite => "sqlite",
-    };
+    let driver = crate::render::context::sql_driver(config.database.engine);
     let postfix = distro.facts.paths.postfix.as_path();
     let mut checked = Vec::new();
     for (map, key) in [("sql-domains.cf", &domain), ("sql-aliases.cf", &address)] {
