@@ -27,7 +27,10 @@ pub fn point(name: impl Display) -> Result<(), Injected> {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
 
-    let Ok(spec) = std::env::var(ENV) else {
+    let Some(spec) = IN_THIS_THREAD
+        .with(|armed| armed.borrow().clone())
+        .or_else(|| std::env::var(ENV).ok())
+    else {
         return Ok(());
     };
     let name = name.to_string();
@@ -54,6 +57,27 @@ pub fn point(name: impl Display) -> Result<(), Injected> {
         }
     }
     Ok(())
+}
+
+#[cfg(feature = "fault-injection")]
+thread_local! {
+    static IN_THIS_THREAD: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `work` with the points of `spec` (as in `MODOBOX_FAULT`) armed in this thread only, in
+/// place of the variable: a test calling library code in-process (on a current-thread runtime)
+/// makes a failure happen without touching the other tests of its binary.
+#[cfg(feature = "fault-injection")]
+pub fn armed_in_this_thread<T>(spec: &str, work: impl FnOnce() -> T) -> T {
+    struct Disarm;
+    impl Drop for Disarm {
+        fn drop(&mut self) {
+            IN_THIS_THREAD.with(|armed| *armed.borrow_mut() = None);
+        }
+    }
+    IN_THIS_THREAD.with(|armed| *armed.borrow_mut() = Some(spec.to_string()));
+    let _disarm = Disarm;
+    work()
 }
 
 /// A fault point: compiled without the `fault-injection` feature, it does nothing.
@@ -83,5 +107,7 @@ mod tests {
             .contains("unknown action"));
         std::env::remove_var(ENV);
         assert!(point("a.b").is_ok());
+        assert!(armed_in_this_thread("a.b", || point("a.b")).is_err());
+        assert!(point("a.b").is_ok(), "disarmed when the work ends");
     }
 }

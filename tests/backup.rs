@@ -1069,6 +1069,135 @@ mod faults {
         database_is_the_backup_s(s);
     }
 
+    /// An upgrade whose migration 4 fails at its second statement, the upgrade's own database
+    /// work on every engine: the restore point's dump of the schema-3 database; the migration
+    /// dry run on a copy fails first and the real database is untouched; the same failure
+    /// after the swap (on the real database) is undone by the rollback's database part —
+    /// nothing to undo on PostgreSQL and SQLite (the migrations' transaction rolled back), the
+    /// dump loaded on MariaDB (whose first DDL statement had committed itself). Then the
+    /// migration completes, and a rollback after it (migration 4 is not additive) loads the dump.
+    fn failed_migration_during_an_upgrade(s: &Server) {
+        use modobox::upgrade::restore_point::{self, Contents, DatabaseBack};
+        const FAULT: &str = "migrate.0004_task_run_slot.2";
+        populate(s);
+        downgrade_to_schema_3(s);
+        s.ok(&["domain", "add", "before.test"]);
+        let tables = ["admin_domain", "core_user", "admin_alias", "admin_mailbox"];
+        let rows = s.db.dump_tables(&tables);
+        let old_binary = s.path("releases-test/modobox");
+        write(&old_binary, "#!/bin/sh\n");
+
+        // Library calls on a runtime of their own, in a thread of their own: the fault is armed
+        // in that thread only.
+        let in_thread = |work: &(dyn Fn(
+            &tokio::runtime::Runtime,
+            &modobox::config::Config,
+            &modobox::secrets::Secrets,
+            &modobox::store::Store,
+        ) + Sync)| {
+            std::thread::scope(|t| {
+                t.spawn(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    let config = modobox::config::Config::load(&s.config).unwrap();
+                    let secrets =
+                        modobox::secrets::Secrets::load_or_create(config.paths.secrets.as_path())
+                            .unwrap();
+                    let url = modobox::store::DatabaseUrl::from_config(&config, &secrets);
+                    let store = rt.block_on(modobox::store::Store::connect(&url)).unwrap();
+                    work(&rt, &config, &secrets, &store);
+                    rt.block_on(store.close());
+                })
+                .join()
+                .unwrap()
+            })
+        };
+        let point_dir = std::sync::Mutex::new(None);
+        in_thread(&|rt, config, secrets, store| {
+            let contents = Contents {
+                binary: &old_binary,
+                trees: vec![],
+                paths: vec![],
+            };
+            let point = rt
+                .block_on(restore_point::create(
+                    config, secrets, store, "0.1.0", &contents,
+                ))
+                .unwrap();
+            assert_eq!(point.meta.schema, 3);
+            let dry = modobox::fault::armed_in_this_thread(FAULT, || {
+                rt.block_on(point.migration_dry_run(config, secrets))
+            });
+            let e = dry
+                .expect_err("the dry run goes through the failing migration")
+                .to_string();
+            assert!(e.contains(&format!("fault injected at {FAULT}")), "{e}");
+            *point_dir.lock().unwrap() = Some(point.dir.clone());
+        });
+        assert_eq!(
+            s.db.dump_tables(&tables),
+            rows,
+            "the dry run touched the database"
+        );
+        assert_eq!(pending_migrations(s), ["0004_task_run_slot"]);
+        assert!(!slot_column(s));
+
+        let dir = point_dir.lock().unwrap().clone().unwrap();
+        let backend = s.db.backend;
+        in_thread(&|rt, config, secrets, store| {
+            let point = restore_point::RestorePoint::load(&dir).unwrap();
+            let failed = modobox::fault::armed_in_this_thread(FAULT, || {
+                rt.block_on(modobox::store::migrate::migrate(store))
+            });
+            let e = failed.expect_err("migration 4 fails half-way").to_string();
+            assert!(e.contains("migration 4 (0004_task_run_slot)"), "{e}");
+            let back = rt
+                .block_on(point.put_database_back(config, secrets, store, || true))
+                .unwrap();
+            let expected = if backend == Backend::Mysql {
+                DatabaseBack::Restored {
+                    undone: vec![],
+                    unfinished: vec![4],
+                }
+            } else {
+                DatabaseBack::Unchanged
+            };
+            assert_eq!(back, expected);
+        });
+        assert_eq!(s.db.dump_tables(&tables), rows, "rows after the rollback");
+        assert!(!slot_column(s), "schema 3 after the rollback");
+        assert_eq!(pending_migrations(s), ["0004_task_run_slot"]);
+
+        // Done again without the fault: complete; then rolled back by hand: the dump again.
+        s.ok(&["db", "migrate"]);
+        assert!(slot_column(s));
+        in_thread(&|rt, config, secrets, store| {
+            let point = restore_point::RestorePoint::load(&dir).unwrap();
+            let back = rt
+                .block_on(point.put_database_back(config, secrets, store, || true))
+                .unwrap();
+            assert_eq!(
+                back,
+                DatabaseBack::Restored {
+                    undone: vec![4],
+                    unfinished: vec![],
+                },
+                "migration 4 is not additive"
+            );
+        });
+        assert_eq!(s.db.dump_tables(&tables), rows);
+        assert!(!slot_column(s));
+        assert_eq!(pending_migrations(s), ["0004_task_run_slot"]);
+    }
+
+    on_engines!(failed_migration_during_an_upgrade {
+        failed_migration_during_an_upgrade_on_sqlite: Sqlite,
+        failed_migration_during_an_upgrade_on_postgres: Postgres,
+        failed_migration_during_an_upgrade_on_mariadb: Mysql,
+    });
+
     on_engines!(failed_migration_after_restore {
         failed_migration_after_restore_on_sqlite: Sqlite,
         failed_migration_after_restore_on_postgres: Postgres,

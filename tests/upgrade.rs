@@ -149,29 +149,85 @@ fn a_binary_signed_by_a_trusted_key_is_staged_and_everything_else_refused() {
     );
 }
 
-/// A release channel on a loopback HTTP server (plain http:// is accepted only there).
-#[test]
-fn the_release_channel_is_checked_by_checksum_and_signature() {
-    let Some(s) = setup() else { return };
-    s.sign("trusted.key", "modobox-new", &[]);
-    let bytes = std::fs::read(s.path("modobox-new")).unwrap();
-    let sum = modobox::render::manifest::checksum(&bytes);
+/// `openssl` with `args` (split on spaces) in `dir`.
+fn openssl(args: &str, dir: &Path) {
+    let out = Command::new("openssl")
+        .args(args.split_whitespace())
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A certificate authority of the test's own and a certificate for `localhost` signed by it.
+fn test_ca(dir: &Path) {
+    openssl(
+        "req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=modobox-test-CA -keyout ca.key \
+         -out ca.pem -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign",
+        dir,
+    );
+    openssl(
+        "req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr",
+        dir,
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+         -out server.pem -extfile server.ext",
+        dir,
+    );
+}
+
+/// A static HTTPS server for `dir` on a free loopback port (Python's, with the test's
+/// certificate); the port.
+fn https_server(dir: &Path) -> (std::process::Child, u16) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
+    let script = "import http.server, ssl, sys\n\
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+        ctx.load_cert_chain('server.pem', 'server.key')\n\
+        httpd = http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), http.server.SimpleHTTPRequestHandler)\n\
+        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)\n\
+        httpd.serve_forever()\n";
     let mut server = Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .current_dir(s.dir.path())
+        .args(["-c", script, &port.to_string()])
+        .current_dir(dir)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (server, port);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    panic!("the test's HTTPS server did not start");
+}
+
+/// A release channel on a local HTTPS server whose certificate comes from the test's own CA
+/// (trusted through `SSL_CERT_FILE`, as an admin's private CA would be): a checksum mismatch,
+/// an untrusted signer and an untrusted server certificate are each refused with nothing
+/// staged; the right binary is staged.
+#[test]
+fn the_release_channel_is_checked_by_checksum_and_signature() {
+    let Some(s) = setup() else { return };
+    s.sign("trusted.key", "modobox-new", &[]);
+    test_ca(s.dir.path());
+    let bytes = std::fs::read(s.path("modobox-new")).unwrap();
+    let sum = modobox::render::manifest::checksum(&bytes);
+    let (mut server, port) = https_server(s.dir.path());
     let write_index = |sha: &str| {
         std::fs::write(
             s.path("index.json"),
@@ -182,26 +238,41 @@ fn the_release_channel_is_checked_by_checksum_and_signature() {
         )
         .unwrap();
     };
-    let url = format!("http://127.0.0.1:{port}/index.json");
-    // Wait for the server.
-    for _ in 0..50 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
+    let url = format!("https://localhost:{port}/index.json");
+    let ca = s.path("ca.pem");
+    let check = |trust: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_modobox"));
+        c.arg("--config")
+            .arg(&s.config)
+            .args(["upgrade", "--check", "--url", &url])
+            .current_dir(s.dir.path());
+        if trust {
+            c.env("SSL_CERT_FILE", &ca);
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+        c.output().unwrap()
+    };
+
+    write_index(&sum);
+    // The system's CAs do not know the server's: refused before anything is downloaded.
+    let o = check(false);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("TLS"), "{}", stderr(&o));
+    assert!(!s.staged());
+
     write_index(&"0".repeat(64));
-    let o = s.upgrade(&["--check", "--url", &url]);
+    let o = check(true);
     assert!(stderr(&o).contains("the index says"), "{}", stderr(&o));
     assert!(!s.staged());
+
     write_index(&sum);
-    let o = s.upgrade(&["--check", "--url", &url]);
+    let o = check(true);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(s.staged());
+
     // The signature replaced by one from an untrusted key: refused.
     std::fs::remove_file(s.path("data/upgrade/staged/modobox")).unwrap();
     s.sign("other.key", "modobox-new", &[]);
-    let o = s.upgrade(&["--check", "--url", &url]);
+    let o = check(true);
     assert!(
         stderr(&o).contains("neither a release key"),
         "{}",
@@ -236,6 +307,12 @@ async fn web_writes_wait_while_an_upgrade_runs() {
     maintenance::enter(data.path(), "modobox is being upgraded to 9.9.9").unwrap();
     let page = http(port, "GET", "/", &[&session], None).await;
     assert_eq!(page.status, 200, "pages still show");
+    assert!(
+        page.body
+            .contains(r#"<p class="notice" role="status">modobox is being upgraded to 9.9.9</p>"#),
+        "every page carries the banner: {}",
+        page.body
+    );
     let body = format!("csrf={csrf}&name=paused.test&quota=0&default_mailbox_quota=0");
     let form = http(port, "POST", "/domains/new", &[&session], Some(&body)).await;
     assert_eq!(form.status, 503, "{}", form.body);
@@ -258,6 +335,11 @@ async fn web_writes_wait_while_an_upgrade_runs() {
     assert_eq!(domains, 0, "nothing written");
 
     drop(lock);
+    let page = http(port, "GET", "/", &[&session], None).await;
+    assert!(
+        !page.body.contains("being upgraded"),
+        "no banner once the lock is released"
+    );
     let form = http(port, "POST", "/domains/new", &[&session], Some(&body)).await;
     assert_ne!(form.status, 503, "{}", form.body);
     let out = http(

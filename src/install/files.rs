@@ -110,6 +110,8 @@ impl Step for ConfigFiles {
             };
             if matches!(c.state, State::Conflict { .. }) && !ctx.accept_conflicts {
                 what.push_str("; the install stops here, before any daemon restarts");
+            } else if !matches!(c.state, State::Conflict { .. }) {
+                ctx.planned_writes.push(c.path.clone());
             }
             changes.push(format!("{}: {what}\n{}", c.path.display(), diff.trim_end()));
         }

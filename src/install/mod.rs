@@ -105,6 +105,9 @@ pub struct Ctx {
     pub notes: std::collections::BTreeSet<String>,
     /// `install --restore`: the backup this install rebuilds the server from.
     pub restore: Option<restore::Rebuild>,
+    /// `plan`: the files earlier steps' checks found they would write (the binary, rendered
+    /// files), so that the services step can say which units would restart.
+    pub planned_writes: Vec<PathBuf>,
     store: Option<Store>,
 }
 
@@ -131,6 +134,7 @@ impl Ctx {
             accept_conflicts: false,
             notes: std::collections::BTreeSet::new(),
             restore: None,
+            planned_writes: Vec::new(),
             store: None,
         })
     }

@@ -214,7 +214,24 @@ impl Step for Services {
             };
             let mut all = Vec::new();
             for s in &list {
-                all.extend(problems(&sd, s).await?);
+                let found = problems(&sd, s).await?;
+                if found.is_empty() && ctx.dry_run {
+                    // A plan writes nothing: what the earlier steps would write counts.
+                    let writes: Vec<String> = s
+                        .files
+                        .iter()
+                        .filter(|f| ctx.planned_writes.contains(f))
+                        .map(|f| f.display().to_string())
+                        .collect();
+                    if !writes.is_empty() {
+                        all.push(format!(
+                            "restart {}: its files will change ({})",
+                            s.unit,
+                            writes.join(", ")
+                        ));
+                    }
+                }
+                all.extend(found);
             }
             Ok(all)
         })?;

@@ -93,7 +93,7 @@ impl Step for Binary {
         "binary"
     }
 
-    fn check(&self, _ctx: &mut Ctx) -> StepResult<Check> {
+    fn check(&self, ctx: &mut Ctx) -> StepResult<Check> {
         let (exe, bytes) = current_binary()?;
         let target = Path::new(BINARY_PATH);
         let same = std::fs::read(target).is_ok_and(|b| b == bytes)
@@ -101,6 +101,7 @@ impl Step for Binary {
         Ok(if same {
             Check::Done
         } else {
+            ctx.planned_writes.push(target.to_path_buf());
             Check::Change(vec![format!(
                 "copy {} to {BINARY_PATH} (mode 0755)",
                 exe.display()

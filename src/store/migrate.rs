@@ -323,6 +323,23 @@ pub async fn applied_after(store: &Store, version: i32) -> Result<Vec<(i32, bool
         .collect())
 }
 
+/// Migrations that failed half-way and left statements applied (MariaDB, whose DDL commits
+/// itself; on the other engines a failing migration's transaction leaves nothing).
+pub async fn unfinished(store: &Store) -> Result<Vec<i32>, StoreError> {
+    let mut tx = store.begin_read().await?;
+    if tx.backend() != Backend::Mysql || !table_exists(&mut tx, PROGRESS).await? {
+        return Ok(Vec::new());
+    }
+    tx.rows(
+        &format!("SELECT version FROM {PROGRESS} WHERE statements > 0 ORDER BY version"),
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| r.i32("version"))
+    .collect()
+}
+
 async fn has_modoboa_tables(tx: &mut Tx) -> Result<bool, StoreError> {
     Ok(table_exists(tx, "admin_domain").await? && table_exists(tx, "core_user").await?)
 }

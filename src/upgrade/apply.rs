@@ -500,31 +500,13 @@ fn put_back(
         let store = crate::store::Store::connect(&url)
             .await
             .map_err(|e| format!("connecting to the database: {e}"))?;
-        let since = crate::store::migrate::applied_after(&store, point.meta.schema)
+        let result = point
+            .put_database_back(&config, &secrets, &store, || {
+                old_accepts_schema(config_path)
+            })
             .await
-            .map_err(|e| e.to_string())?;
-        let result = if since.is_empty() {
-            println!("    database: schema unchanged, kept");
-            Ok(())
-        } else if since.iter().all(|(_, additive)| *additive) && old_accepts_schema(config_path) {
-            println!(
-                "    database: kept with the newer migrations {:?} (all additive; {} accepts them)",
-                since.iter().map(|(v, _)| v).collect::<Vec<_>>(),
-                point.meta.version
-            );
-            Ok(())
-        } else {
-            println!(
-                "    database: migrations {:?} undone: the dump of the restore point (schema {}) \
-                 put back",
-                since.iter().map(|(v, _)| v).collect::<Vec<_>>(),
-                point.meta.schema
-            );
-            point
-                .restore_database(&config, &secrets, &store)
-                .await
-                .map_err(|e| e.to_string())
-        };
+            .map(|done| println!("    database: {done} (schema {})", point.meta.schema))
+            .map_err(|e| e.to_string());
         store.close().await;
         result
     })?;
@@ -605,6 +587,18 @@ pub fn recover(
             .unwrap_or_default()
     );
     println!("{failure}: finishing it first");
+    if phase == Phase::Commit {
+        // The new version had passed its health gate and its canary: it stands.
+        println!(
+            "its health gate and canary had passed: the upgrade to {} stands",
+            journal.to
+        );
+        maintenance::leave(&data).map_err(super::io(&data))?;
+        return journal
+            .close(&data, Outcome::Upgraded)
+            .map(Some)
+            .map_err(super::io(&data));
+    }
     if !phase.changes_the_server() {
         maintenance::leave(&data).map_err(super::io(&data))?;
         return journal
@@ -686,12 +680,15 @@ pub fn guard_install(
     if !data.exists() {
         return Ok(None);
     }
-    let lock = maintenance::try_lock(data).map_err(super::io(data))?.ok_or_else(|| {
-        UpgradeError::Failed(
-            "an upgrade or rollback of modobox is running: install again once it has finished              (`modobox upgrade --history` shows how it ended)"
-                .into(),
-        )
-    })?;
+    let lock = maintenance::try_lock(data)
+        .map_err(super::io(data))?
+        .ok_or_else(|| {
+            UpgradeError::Failed(
+                "an upgrade or rollback of modobox is running: install again once it has finished \
+             (`modobox upgrade --history` shows how it ended)"
+                    .into(),
+            )
+        })?;
     recover(config_path, distro, DEFAULT_DEADLINE)?;
     Ok(Some(lock))
 }

@@ -53,6 +53,43 @@ pub struct Meta {
     pub saved: Vec<Saved>,
 }
 
+/// What a rollback did to the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseBack {
+    Unchanged,
+    /// Newer migrations kept: all additive, accepted by the old version.
+    KeptAdditive(Vec<i32>),
+    /// The dump loaded: these migrations (recorded, or left half-way) undone.
+    Restored {
+        undone: Vec<i32>,
+        unfinished: Vec<i32>,
+    },
+}
+
+impl std::fmt::Display for DatabaseBack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unchanged => write!(f, "schema unchanged, kept"),
+            Self::KeptAdditive(v) => {
+                write!(f, "kept with the newer migrations {v:?} (all additive, accepted by the old version)")
+            }
+            Self::Restored { undone, unfinished } => {
+                write!(f, "the restore point's dump put back")?;
+                if !undone.is_empty() {
+                    write!(f, "; migrations {undone:?} undone")?;
+                }
+                if !unfinished.is_empty() {
+                    write!(
+                        f,
+                        "; migrations {unfinished:?} that had failed half-way undone"
+                    )?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RestorePoint {
     pub dir: PathBuf,
@@ -333,6 +370,38 @@ impl RestorePoint {
         .map_err(|e| UpgradeError::Failed(format!("restoring the database dump: {e}")));
         let _ = std::fs::remove_dir_all(&scratch);
         result
+    }
+
+    /// Puts the database back as this restore point found it, as far as needed: kept when no
+    /// migration ran since, kept when every newer migration is additive and `old_accepts` (the
+    /// old version's own `db status` agrees), else the dump is loaded — also when a migration
+    /// failed half-way on MariaDB (its DDL committed itself, nothing recorded it).
+    pub async fn put_database_back(
+        &self,
+        config: &Config,
+        secrets: &Secrets,
+        store: &Store,
+        old_accepts: impl FnOnce() -> bool,
+    ) -> Result<DatabaseBack, UpgradeError> {
+        let failed = |e: crate::store::StoreError| UpgradeError::Failed(e.to_string());
+        let since: Vec<(i32, bool)> = crate::store::migrate::applied_after(store, self.meta.schema)
+            .await
+            .map_err(failed)?;
+        let unfinished = crate::store::migrate::unfinished(store)
+            .await
+            .map_err(failed)?;
+        let newer: Vec<i32> = since.iter().map(|(v, _)| *v).collect();
+        if newer.is_empty() && unfinished.is_empty() {
+            return Ok(DatabaseBack::Unchanged);
+        }
+        if unfinished.is_empty() && since.iter().all(|(_, additive)| *additive) && old_accepts() {
+            return Ok(DatabaseBack::KeptAdditive(newer));
+        }
+        self.restore_database(config, secrets, store).await?;
+        Ok(DatabaseBack::Restored {
+            undone: newer,
+            unfinished,
+        })
     }
 
     /// Loads the dump into a scratch database and runs `migrate` there: the migrations are

@@ -138,6 +138,11 @@ pub fn base(web: &Web, user: &User, active: &str) -> tera::Context {
     ctx.insert("active", active);
     ctx.insert("version", env!("CARGO_PKG_VERSION"));
     ctx.insert("errors", &Errors::new());
+    // While an upgrade runs, every page says why its forms are refused for a moment.
+    ctx.insert(
+        "maintenance",
+        &crate::system::maintenance::active(web.config.paths.data.as_path()),
+    );
     ctx
 }
 
