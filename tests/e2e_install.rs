@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 /// Lines of the script's own output kept in the failure message.
-const CONTEXT_LINES: usize = 40;
+const CONTEXT_LINES: usize = 80;
 const JOURNAL_MARKER: &str = "--- failed; journal of the container:";
 
 #[test]
@@ -63,13 +63,22 @@ fn install_then_real_mail_then_zero_changes() {
     );
 }
 
-/// The lines printed before the first container journal (or the last lines when there is none).
+/// The last progress stamp (`[123 s] …`, `[upgrade 45 s] …`: how far it got) and the lines
+/// printed before the first container journal (or the last lines when there is none).
 fn context_of_failure(lines: &[String]) -> String {
     let end = lines
         .iter()
         .position(|l| l.starts_with(JOURNAL_MARKER))
         .unwrap_or(lines.len());
-    lines[end.saturating_sub(CONTEXT_LINES)..end].join("\n")
+    let stamp = lines[..end]
+        .iter()
+        .rev()
+        .find(|l| l.starts_with('[') && l.contains(" s] "))
+        .map_or("(no stage reached)", String::as_str);
+    format!(
+        "last stage passed: {stamp}\n{}",
+        lines[end.saturating_sub(CONTEXT_LINES)..end].join("\n")
+    )
 }
 
 fn free_space() -> String {
