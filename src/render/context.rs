@@ -202,6 +202,7 @@ pub fn build(config: &Config, distro: &Distro, secrets: &Secrets) -> tera::Conte
     );
     ctx.insert("binary", BINARY_PATH);
     ctx.insert("milter_port", &crate::milter::PORT);
-    ctx.insert("version", env!("CARGO_PKG_VERSION"));
+    // No version in the rendered files: an upgrade whose templates did not change a file
+    // leaves it (and its daemon) alone, and an edit by hand on a header line merges.
     ctx
 }

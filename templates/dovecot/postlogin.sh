@@ -1,5 +1,5 @@
 #!/bin/sh
-# Dovecot post-login hook written by modobox {{ version }}: records core_user.last_login, then
+# Dovecot post-login hook written by modobox: records core_user.last_login, then
 # continues the session. A failure here never blocks the login.
 {% if db.engine != "sqlite" -%}
 # Credentials come from a file readable by {{ mail.owner }} only, never from the command line.
