@@ -33,9 +33,13 @@ pub fn upgrade(global: &Global, args: &UpgradeArgs) -> Result<ExitCode> {
         let config = Config::load(&global.config)?;
         let data = config.paths.data.as_path();
         let _lock = apply::take_lock(data)?;
+        // The recovery's own success: what was interrupted is finished (closed, rolled back,
+        // or the verified upgrade kept); only a failed rollback is a failure of its unit.
         return Ok(match apply::recover(&global.config, &distro, deadline)? {
-            Some(j) => finished(args, &apply::Ended::Done(Box::new(j)))?,
-            None => ExitCode::SUCCESS,
+            Some(j) if matches!(j.outcome, Some(Outcome::RollbackFailed { .. })) => {
+                finished(args, &apply::Ended::Done(Box::new(j)))?
+            }
+            _ => ExitCode::SUCCESS,
         });
     }
     if args.rollback {
