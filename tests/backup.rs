@@ -1069,6 +1069,39 @@ mod faults {
         database_is_the_backup_s(s);
     }
 
+    /// Library calls on the server's configuration, on a runtime of their own in a thread of
+    /// their own (a fault armed with `fault::armed_in_this_thread` stays in that thread).
+    fn in_thread<T: Send>(
+        s: &Server,
+        work: impl FnOnce(
+                &tokio::runtime::Runtime,
+                &modobox::config::Config,
+                &modobox::secrets::Secrets,
+                &modobox::store::Store,
+            ) -> T
+            + Send,
+    ) -> T {
+        std::thread::scope(|t| {
+            t.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let config = modobox::config::Config::load(&s.config).unwrap();
+                let secrets =
+                    modobox::secrets::Secrets::load_or_create(config.paths.secrets.as_path())
+                        .unwrap();
+                let url = modobox::store::DatabaseUrl::from_config(&config, &secrets);
+                let store = rt.block_on(modobox::store::Store::connect(&url)).unwrap();
+                let out = work(&rt, &config, &secrets, &store);
+                rt.block_on(store.close());
+                out
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
     /// An upgrade whose migration 4 fails at its second statement, the upgrade's own database
     /// work on every engine: the restore point's dump of the schema-3 database; the migration
     /// dry run on a copy fails first and the real database is untouched; the same failure
@@ -1087,35 +1120,7 @@ mod faults {
         let old_binary = s.path("releases-test/modobox");
         write(&old_binary, "#!/bin/sh\n");
 
-        // Library calls on a runtime of their own, in a thread of their own: the fault is armed
-        // in that thread only.
-        let in_thread = |work: &(dyn Fn(
-            &tokio::runtime::Runtime,
-            &modobox::config::Config,
-            &modobox::secrets::Secrets,
-            &modobox::store::Store,
-        ) + Sync)| {
-            std::thread::scope(|t| {
-                t.spawn(|| {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
-                    let config = modobox::config::Config::load(&s.config).unwrap();
-                    let secrets =
-                        modobox::secrets::Secrets::load_or_create(config.paths.secrets.as_path())
-                            .unwrap();
-                    let url = modobox::store::DatabaseUrl::from_config(&config, &secrets);
-                    let store = rt.block_on(modobox::store::Store::connect(&url)).unwrap();
-                    work(&rt, &config, &secrets, &store);
-                    rt.block_on(store.close());
-                })
-                .join()
-                .unwrap()
-            })
-        };
-        let point_dir = std::sync::Mutex::new(None);
-        in_thread(&|rt, config, secrets, store| {
+        let dir = in_thread(s, |rt, config, secrets, store| {
             let contents = Contents {
                 binary: &old_binary,
                 trees: vec![],
@@ -1134,7 +1139,7 @@ mod faults {
                 .expect_err("the dry run goes through the failing migration")
                 .to_string();
             assert!(e.contains(&format!("fault injected at {FAULT}")), "{e}");
-            *point_dir.lock().unwrap() = Some(point.dir.clone());
+            point.dir
         });
         assert_eq!(
             s.db.dump_tables(&tables),
@@ -1144,9 +1149,8 @@ mod faults {
         assert_eq!(pending_migrations(s), ["0004_task_run_slot"]);
         assert!(!slot_column(s));
 
-        let dir = point_dir.lock().unwrap().clone().unwrap();
         let backend = s.db.backend;
-        in_thread(&|rt, config, secrets, store| {
+        in_thread(s, |rt, config, secrets, store| {
             let point = restore_point::RestorePoint::load(&dir).unwrap();
             let failed = modobox::fault::armed_in_this_thread(FAULT, || {
                 rt.block_on(modobox::store::migrate::migrate(store))
@@ -1173,7 +1177,7 @@ mod faults {
         // Done again without the fault: complete; then rolled back by hand: the dump again.
         s.ok(&["db", "migrate"]);
         assert!(slot_column(s));
-        in_thread(&|rt, config, secrets, store| {
+        in_thread(s, |rt, config, secrets, store| {
             let point = restore_point::RestorePoint::load(&dir).unwrap();
             let back = rt
                 .block_on(point.put_database_back(config, secrets, store, || true))

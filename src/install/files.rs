@@ -108,10 +108,10 @@ impl Step for ConfigFiles {
                 }
                 _ => c.describe(),
             };
-            if matches!(c.state, State::Conflict { .. }) && !ctx.accept_conflicts {
-                what.push_str("; the install stops here, before any daemon restarts");
-            } else if !matches!(c.state, State::Conflict { .. }) {
+            if !matches!(c.state, State::Conflict { .. }) {
                 ctx.planned_writes.push(c.path.clone());
+            } else if !ctx.accept_conflicts {
+                what.push_str("; the install stops here, before any daemon restarts");
             }
             changes.push(format!("{}: {what}\n{}", c.path.display(), diff.trim_end()));
         }

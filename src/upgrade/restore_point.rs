@@ -351,7 +351,7 @@ impl RestorePoint {
     }
 
     /// Replaces the live database with the dump (all or nothing, per engine).
-    pub async fn restore_database(
+    async fn restore_database(
         &self,
         config: &Config,
         secrets: &Secrets,
