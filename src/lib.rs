@@ -7,6 +7,7 @@ pub mod distro;
 pub mod dns;
 pub mod fault;
 pub mod health;
+pub mod image;
 pub mod install;
 pub mod jobs;
 pub mod keys;

@@ -164,6 +164,10 @@ pub enum Command {
     /// Backups (restic): take one now, list them, show one's contents.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Appliance images: seal this machine for copying (`prepare`), and give a copy its own
+    /// identity at its first boot (`firstboot`, run by modobox-firstboot.service).
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Generate shell completions on standard output.
     Completions {
         #[arg(value_enum)]
@@ -690,6 +694,29 @@ pub struct InstallArgs {
         conflicts_with_all = ["domain", "admin_address", "database", "without", "tls", "tls_cert", "tls_key"]
     )]
     pub restore: Option<String>,
+    /// A first boot (`image firstboot`): the new superadmin password goes into this file (mode
+    /// 0600) instead of the output, which the journal keeps.
+    #[arg(skip)]
+    pub credentials_file: Option<PathBuf>,
+}
+
+/// `modobox image ...`
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Seal this installed machine so that it can be copied: stops the stack and removes every
+    /// per-machine secret and identity (SSH host keys, secrets file, database and its
+    /// passwords, TLS and DKIM keys, superadmin, machine-id, journal, queue, ...), then enables
+    /// modobox-firstboot.service. Power off afterwards and copy the disk.
+    Prepare {
+        /// Seal even though the machine holds mail: the mail, the queue and every account
+        /// are deleted.
+        #[arg(long)]
+        force: bool,
+    },
+    /// A copy's first boot (modobox-firstboot.service runs it): reads the instance's settings
+    /// (cloud-init user-data, a NoCloud seed, /etc/modobox/preseed.toml, or questions on the
+    /// console), makes new SSH host keys and installs with the copy's own identity.
+    Firstboot,
 }
 
 /// What `upgrade` is asked for.

@@ -260,18 +260,40 @@ fn install_with(
         reports.len(),
         started.elapsed().as_secs_f64()
     );
-    print_summary(&mut ctx)?;
+    if let (Some(file), Some(password)) = (&args.credentials_file, &ctx.new_admin_password) {
+        write_credentials(file, &ctx.config, password)?;
+    }
+    print_summary(&mut ctx, args.credentials_file.as_deref())?;
     ctx.close();
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_summary(ctx: &mut Ctx) -> Result<()> {
+/// The first superadmin's login, for the admin's eyes only (mode 0600).
+fn write_credentials(file: &std::path::Path, config: &Config, password: &str) -> Result<()> {
+    let text = format!(
+        "# modobox: the first login of this server (change the password after logging in)\n\
+         url = \"https://{}/\"\nlogin = \"{}\"\npassword = \"{password}\"\n",
+        config.hostname,
+        install::database::FIRST_ADMIN
+    );
+    crate::system::fs::write_atomic(file, text.as_bytes(), 0o600, None)
+        .with_context(|| format!("writing {}", file.display()))
+}
+
+fn print_summary(ctx: &mut Ctx, credentials_file: Option<&std::path::Path>) -> Result<()> {
     println!();
     println!("Admin: https://{}/", ctx.config.hostname);
     match &ctx.new_admin_password {
         _ if ctx.restore.is_some() => {
             println!("Login: the accounts and passwords of the backup (nothing was reset)")
         }
+        Some(_) if credentials_file.is_some() => println!(
+            "Login: {} / the password in {}",
+            install::database::FIRST_ADMIN,
+            credentials_file
+                .unwrap_or(std::path::Path::new(""))
+                .display()
+        ),
         Some(p) => println!(
             "Login: {} / {p}  (shown once: change it after logging in)",
             install::database::FIRST_ADMIN

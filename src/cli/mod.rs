@@ -9,6 +9,7 @@ mod backup;
 mod db;
 mod dns;
 mod domain;
+mod image;
 mod input;
 mod install;
 mod mailbox;
@@ -179,6 +180,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Task(c) => runtime()?.block_on(task::task(&cli.global, &c)),
         Command::Stats(c) => stats::stats(&cli.global, &c),
         Command::Backup(c) => backup::backup(&cli.global, &c),
+        Command::Image(c) => image::image(&cli.global, &c),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "modobox", &mut std::io::stdout());

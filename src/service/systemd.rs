@@ -162,6 +162,16 @@ impl Systemd {
     /// `systemctl enable` (not `--now`, not `--runtime`, not `--force`). Returns whether a
     /// symlink was created or removed; systemd's configuration is then reloaded.
     pub async fn enable(&self, units: &[&str]) -> Result<bool, ServiceError> {
+        self.unit_files("enable", units).await
+    }
+
+    /// `systemctl disable` (not `--now`): the units no longer start at boot. Returns whether a
+    /// symlink was removed; systemd's configuration is then reloaded.
+    pub async fn disable(&self, units: &[&str]) -> Result<bool, ServiceError> {
+        self.unit_files("disable", units).await
+    }
+
+    async fn unit_files(&self, op: &'static str, units: &[&str]) -> Result<bool, ServiceError> {
         let names = units
             .iter()
             .map(|u| unit_name(u))
@@ -171,20 +181,32 @@ impl Systemd {
         }
         let label = names.join(" ");
         let files: Vec<&str> = names.iter().map(String::as_str).collect();
-        let (install_info, changes): (bool, Vec<(String, String, String)>) = self
-            .bounded("enable", &label, async {
+        let changes: Vec<(String, String, String)> = if op == "enable" {
+            let (install_info, changes): (bool, Vec<(String, String, String)>) = self
+                .bounded(op, &label, async {
+                    self.manager
+                        .inner()
+                        .call("EnableUnitFiles", &(files, false, false))
+                        .await
+                        .map_err(|e| failed(op, &label, e))
+                })
+                .await?;
+            if !install_info && changes.is_empty() {
+                tracing::warn!(units = %label, "enable: no [Install] section, nothing to enable");
+            }
+            changes
+        } else {
+            self.bounded(op, &label, async {
                 self.manager
                     .inner()
-                    .call("EnableUnitFiles", &(files, false, false))
+                    .call("DisableUnitFiles", &(files, false))
                     .await
-                    .map_err(|e| failed("enable", &label, e))
+                    .map_err(|e| failed(op, &label, e))
             })
-            .await?;
-        if !install_info && changes.is_empty() {
-            tracing::warn!(units = %label, "enable: no [Install] section, nothing to enable");
-        }
+            .await?
+        };
         for (kind, from, to) in &changes {
-            tracing::debug!(units = %label, "enable: {kind} {from} -> {to}");
+            tracing::debug!(units = %label, "{op}: {kind} {from} -> {to}");
         }
         let changed = !changes.is_empty();
         if changed {

@@ -192,6 +192,32 @@ pub fn login<'a>(config: &'a Config, secrets: &'a Secrets, daemon: Daemon) -> (S
 /// 127.0.0.1 (or ::1), command-line clients through the socket (localhost).
 const MYSQL_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
+/// The administrator's SQL that removes modobox's database and every role the installer
+/// created for it (`image prepare`: a clone gets its own at its first boot). Safe to run twice.
+pub fn drop_database_sql(config: &Config) -> String {
+    let db = &config.database.name;
+    let mut users = vec![config.database.user.to_string()];
+    users.extend(Daemon::ALL.iter().map(|d| role_name(config, *d)));
+    match config.database.engine {
+        Engine::Mysql => {
+            let mut sql = format!("DROP DATABASE IF EXISTS `{db}`;\n");
+            for user in &users {
+                for host in MYSQL_HOSTS {
+                    sql.push_str(&format!("DROP USER IF EXISTS '{user}'@'{host}';\n"));
+                }
+            }
+            sql
+        }
+        _ => {
+            let mut sql = format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE);\n");
+            for user in &users {
+                sql.push_str(&format!("DROP ROLE IF EXISTS \"{user}\";\n"));
+            }
+            sql
+        }
+    }
+}
+
 /// A SQL string literal, for the statements that cannot take parameters (role passwords in
 /// CREATE/ALTER ROLE, the administrator's scripts).
 pub fn sql_literal(s: &str) -> String {

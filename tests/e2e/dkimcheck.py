@@ -2,9 +2,12 @@
 """Runs inside the e2e container: mail submitted by a mailbox of a domain is signed by OpenDKIM
 for that domain, with the key the dkim_keys job generated.
 
-usage: dkimcheck.py SENDER PASSWORD DKIM_PUBLIC_KEY_B64
+usage: dkimcheck.py SENDER PASSWORD DKIM_PUBLIC_KEY_B64 [RECIPIENT RECIPIENT_PASSWORD]
+(default recipient alice@example.test, read from her Maildir; with a recipient's password the
+message is also found over IMAPS)
 """
 import glob
+import imaplib
 import re
 import smtplib
 import ssl
@@ -15,8 +18,9 @@ import dkim  # python3-dkim (dkimpy)
 
 SENDER, PASSWORD, PUBLIC = sys.argv[1:4]
 DOMAIN = SENDER.split("@")[1]
-ALICE = "alice@example.test"
-MAILDIR = "/srv/vmail/example.test/alice/Maildir"
+ALICE = sys.argv[4] if len(sys.argv) > 4 else "alice@example.test"
+ALICE_PASSWORD = sys.argv[5] if len(sys.argv) > 5 else None
+MAILDIR = "/srv/vmail/{1}/{0}/Maildir".format(*ALICE.split("@"))
 TOKEN = f"dkim2-token-{time.time_ns()}"
 
 ctx = ssl.create_default_context()
@@ -46,4 +50,13 @@ if not sig or f"d={DOMAIN}".encode() not in sig.group(0).replace(b"\r\n\t", b"")
 record = f"v=DKIM1; k=rsa; p={PUBLIC}".encode()
 if not dkim.verify(found, dnsfunc=lambda name, timeout=5: record):
     sys.exit(f"FAIL: the signature for {DOMAIN} does not verify against the stored key")
+if ALICE_PASSWORD:
+    imap = imaplib.IMAP4_SSL("127.0.0.1", 993, ssl_context=ctx)
+    imap.login(ALICE, ALICE_PASSWORD)
+    imap.select("INBOX")
+    _, hits = imap.search(None, "BODY", TOKEN)
+    imap.logout()
+    if not hits[0].split():
+        sys.exit(f"FAIL: IMAP: the message is not in {ALICE}'s INBOX")
+    print(f"ok: IMAP: {ALICE} sees the message", flush=True)
 print(f"ok: mail from {SENDER} signed for d={DOMAIN}; the signature verifies", flush=True)
