@@ -713,10 +713,51 @@ pub enum ImageCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Build a bootable VM disk image (BIOS boot, GPT, ext4) of the whole stack, as root on a
+    /// Debian host, no hypervisor needed: mmdebstrap makes the root with every package, the
+    /// root is sealed (no identity in it) and each copy installs itself at its first boot.
+    Build(ImageBuildArgs),
     /// A copy's first boot (modobox-firstboot.service runs it): reads the instance's settings
     /// (cloud-init user-data, a NoCloud seed, /etc/modobox/preseed.toml, or questions on the
     /// console), makes new SSH host keys and installs with the copy's own identity.
     Firstboot,
+}
+
+/// What `image build` is asked for.
+#[derive(Debug, Args)]
+pub struct ImageBuildArgs {
+    /// The image's distribution: debian:12 or debian:13.
+    #[arg(long, default_value = "debian:12", value_name = "DISTRO")]
+    pub distro: String,
+    /// The disk format: raw, qcow2 (QEMU/KVM, libvirt, OpenStack), vmdk (VMware), vhdx (Hyper-V).
+    #[arg(long, value_enum, default_value = "qcow2")]
+    pub format: ImageFormatArg,
+    /// The virtual disk's size (sparse): e.g. 8G, 20G, 16384M.
+    #[arg(long, default_value = "8G", value_name = "SIZE")]
+    pub size: String,
+    /// The image file to write (it appears only once complete).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// The database engine of the image (installed locally in each copy).
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    pub database: Option<EngineArg>,
+    /// Leave out these components (amavis, spamassassin, clamav, opendkim, pop3, managesieve).
+    #[arg(long, value_delimiter = ',', value_name = "COMPONENT")]
+    pub without: Vec<String>,
+    /// The Debian archive (default: this host's, else http://deb.debian.org/debian).
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// The Debian security archive (default: this host's, else http://deb.debian.org/debian-security).
+    #[arg(long, value_name = "URL")]
+    pub security_mirror: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImageFormatArg {
+    Raw,
+    Qcow2,
+    Vmdk,
+    Vhdx,
 }
 
 /// What `upgrade` is asked for.

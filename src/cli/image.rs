@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
-use crate::cli::{Global, ImageCommand, InstallArgs};
+use crate::cli::{EngineArg, Global, ImageBuildArgs, ImageCommand, ImageFormatArg, InstallArgs};
 use crate::config::Config;
 use crate::distro::Distro;
 use crate::image::{self, firstboot, prepare, seed};
@@ -18,6 +18,144 @@ pub fn image(global: &Global, command: &ImageCommand) -> Result<ExitCode> {
     match command {
         ImageCommand::Prepare { force } => prepare_command(global, *force),
         ImageCommand::Firstboot => firstboot_command(global),
+        ImageCommand::Build(args) => build_command(args),
+    }
+}
+
+fn build_command(args: &ImageBuildArgs) -> Result<ExitCode> {
+    use crate::config::Engine;
+    use crate::image::build::{self, Format};
+    let id: crate::distro::DistroId = args
+        .distro
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--distro: {e}"))?;
+    if id.id != "debian" || !["12", "13"].contains(&id.version.as_str()) {
+        bail!("--distro {id}: images are built for debian:12 or debian:13");
+    }
+    let distro = Distro::load(&id)?;
+    // The hostname is a placeholder: every copy's first boot installs with its own.
+    let mut config = Config::new(crate::names::Hostname::parse(
+        "hostname",
+        "mail.example.com",
+    )?);
+    if let Some(e) = args.database {
+        config.database.engine = match e {
+            EngineArg::Postgres => Engine::Postgres,
+            EngineArg::Mysql => Engine::Mysql,
+            EngineArg::Sqlite => Engine::Sqlite,
+        };
+    }
+    for w in &args.without {
+        super::install::set_component(&mut config, w, false)?;
+        if w == "amavis" {
+            config.components.spamassassin = false;
+            config.components.clamav = false;
+        }
+    }
+    config.validate()?;
+    let (host_mirror, host_security) = host_mirrors();
+    let options = build::Options {
+        config,
+        distro,
+        format: match args.format {
+            ImageFormatArg::Raw => Format::Raw,
+            ImageFormatArg::Qcow2 => Format::Qcow2,
+            ImageFormatArg::Vmdk => Format::Vmdk,
+            ImageFormatArg::Vhdx => Format::Vhdx,
+        },
+        size_bytes: parse_size(&args.size)?,
+        output: args.output.clone(),
+        mirror: args.mirror.clone().unwrap_or(host_mirror),
+        security_mirror: args.security_mirror.clone().unwrap_or(host_security),
+        binary: std::env::current_exe()?,
+    };
+    let built = build::build(&options)?;
+    println!(
+        "built {}: {:.1} GB on disk (root file system {:.1} GB, virtual disk {}) in {:.0} s",
+        built.output.display(),
+        built.bytes_on_disk as f64 / 1e9,
+        built.root_bytes as f64 / 1e9,
+        args.size,
+        built.seconds
+    );
+    println!(
+        "Boot it with a NoCloud seed (cloud-init user-data with a `modobox:` section) or answer the \
+         questions on its console; each copy gets its own identity at its first boot."
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `8G`, `512M`, `1T` or bytes.
+fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let (number, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--size {text:?}: a number with G, M or T (e.g. 8G)"))?;
+    let factor: u64 = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches('B')
+        .trim_end_matches('I')
+    {
+        "" => 1,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => bail!("--size {text:?}: a number with G, M or T (e.g. 8G)"),
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| anyhow::anyhow!("--size {text:?}: too large"))
+}
+
+/// The Debian archives this host uses (apt's sources), so the image comes from the same
+/// mirror; deb.debian.org otherwise.
+fn host_mirrors() -> (String, String) {
+    let mut uris = Vec::new();
+    let mut files = vec![std::path::PathBuf::from("/etc/apt/sources.list")];
+    if let Ok(d) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut more: Vec<_> = d.flatten().map(|e| e.path()).collect();
+        more.sort();
+        files.extend(more);
+    }
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        for line in text.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("deb ") {
+                let uri = rest.split_whitespace().find(|w| w.contains("://"));
+                uris.extend(uri.map(str::to_string));
+            } else if let Some(rest) = line.strip_prefix("URIs:") {
+                uris.extend(rest.split_whitespace().map(str::to_string));
+            }
+        }
+    }
+    let pick = |security: bool, default: &str| {
+        uris.iter()
+            .find(|u| u.contains("debian") && u.contains("security") == security)
+            .map(|u| u.trim_end_matches('/').to_string())
+            .unwrap_or_else(|| default.to_string())
+    };
+    (
+        pick(false, "http://deb.debian.org/debian"),
+        pick(true, "http://deb.debian.org/debian-security"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("8G").unwrap(), 8 << 30);
+        assert_eq!(super::parse_size("16384M").unwrap(), 16 << 30);
+        assert_eq!(super::parse_size("2GiB").unwrap(), 2 << 30);
+        assert_eq!(super::parse_size("4096").unwrap(), 4096);
+        for bad in ["", "G", "8X", "-1G", "99999999999T"] {
+            assert!(super::parse_size(bad).is_err(), "{bad}");
+        }
     }
 }
 

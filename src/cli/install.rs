@@ -26,7 +26,7 @@ fn interactive(args: &InstallArgs) -> bool {
     !args.yes && std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
 }
 
-fn set_component(config: &mut Config, name: &str, on: bool) -> Result<()> {
+pub(super) fn set_component(config: &mut Config, name: &str, on: bool) -> Result<()> {
     let c = &mut config.components;
     match name {
         "amavis" => c.amavis = on,
@@ -215,6 +215,7 @@ fn install_with(
     ctx.dry_run = dry_run;
     ctx.restore = restore;
     ctx.accept_conflicts = args.accept_conflicts;
+    ctx.credentials_file = args.credentials_file.clone();
     let steps = install::steps(&ctx);
 
     if !dry_run && interactive(args) {
@@ -260,24 +261,9 @@ fn install_with(
         reports.len(),
         started.elapsed().as_secs_f64()
     );
-    if let (Some(file), Some(password)) = (&args.credentials_file, &ctx.new_admin_password) {
-        write_credentials(file, &ctx.config, password)?;
-    }
     print_summary(&mut ctx, args.credentials_file.as_deref())?;
     ctx.close();
     Ok(ExitCode::SUCCESS)
-}
-
-/// The first superadmin's login, for the admin's eyes only (mode 0600).
-fn write_credentials(file: &std::path::Path, config: &Config, password: &str) -> Result<()> {
-    let text = format!(
-        "# modobox: the first login of this server (change the password after logging in)\n\
-         url = \"https://{}/\"\nlogin = \"{}\"\npassword = \"{password}\"\n",
-        config.hostname,
-        install::database::FIRST_ADMIN
-    );
-    crate::system::fs::write_atomic(file, text.as_bytes(), 0o600, None)
-        .with_context(|| format!("writing {}", file.display()))
 }
 
 fn print_summary(ctx: &mut Ctx, credentials_file: Option<&std::path::Path>) -> Result<()> {

@@ -3,6 +3,7 @@
 //! `image firstboot` (run by that unit in each clone) gives the clone its own hostname,
 //! keys, passwords and database by running the install again with the clone's settings.
 
+pub mod build;
 pub mod firstboot;
 pub mod prepare;
 pub mod seed;

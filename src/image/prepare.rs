@@ -722,6 +722,22 @@ fn set_up_first_boot(
     sd: &Systemd,
     rt: &tokio::runtime::Runtime,
 ) -> Result<(), ImageError> {
+    write_first_boot_files(root, config, distro)?;
+    rt.block_on(async {
+        sd.daemon_reload().await?;
+        sd.enable(&[FIRSTBOOT_UNIT]).await
+    })?;
+    Ok(())
+}
+
+/// The files of the first boot under `root`: the unit, ssh's drop-ins, the preset that keeps
+/// systemd from enabling units at the first boot, systemd-firstboot masked. Enabling the unit
+/// is the caller's (live: over D-Bus; an image root: `enable_offline`).
+pub fn write_first_boot_files(
+    root: &Root,
+    config: &Config,
+    distro: &Distro,
+) -> Result<(), ImageError> {
     let units = root.path(distro.facts.paths.systemd_units.as_path());
     let unit = units.join(FIRSTBOOT_UNIT);
     write_atomic(&unit, firstboot_unit(config).as_bytes(), 0o644, None).map_err(io_error(&unit))?;
@@ -731,14 +747,17 @@ fn set_up_first_boot(
     }
     let preset = root.path(Path::new(super::PRESET_FILE));
     write_atomic(&preset, PRESET.as_bytes(), 0o644, None).map_err(io_error(&preset))?;
-    let mask = units.join("systemd-firstboot.service");
-    if std::fs::symlink_metadata(&mask).is_err() {
-        std::os::unix::fs::symlink("/dev/null", &mask).map_err(io_error(&mask))?;
+    mask(root, distro, "systemd-firstboot.service")
+}
+
+/// A unit masked in an image root (a link to /dev/null in the admin's unit directory).
+pub fn mask(root: &Root, distro: &Distro, unit: &str) -> Result<(), ImageError> {
+    let link = root
+        .path(distro.facts.paths.systemd_units.as_path())
+        .join(unit);
+    if std::fs::symlink_metadata(&link).is_err() {
+        std::os::unix::fs::symlink("/dev/null", &link).map_err(io_error(&link))?;
     }
-    rt.block_on(async {
-        sd.daemon_reload().await?;
-        sd.enable(&[FIRSTBOOT_UNIT]).await
-    })?;
     Ok(())
 }
 

@@ -504,16 +504,43 @@ impl Step for Superadmin {
             mailbox: None,
             domains: Vec::new(),
         };
+        // Kept before the account exists, as well as shown in the summary: an install
+        // interrupted after this step must not lose the only copy of the password. A first
+        // boot keeps it out of the output, which the journal records.
+        if let Some(file) = &ctx.credentials_file {
+            write_credentials(file, &ctx.config, &password)?;
+        }
         ctx.rt.block_on(async {
             let mut tx = store.begin().await?;
             let rounds = accounts::password_rounds(&mut tx).await?;
             accounts::create(&mut tx, Actor::System, &spec, rounds).await?;
             tx.commit().await
         })?;
-        // Printed now as well as in the summary: an install interrupted after this step must
-        // not lose the only copy of the password.
-        println!("    superadmin {FIRST_ADMIN} created, password: {password} (shown once)");
+        match &ctx.credentials_file {
+            Some(file) => println!(
+                "    superadmin {FIRST_ADMIN} created, its password is in {}",
+                file.display()
+            ),
+            None => {
+                println!("    superadmin {FIRST_ADMIN} created, password: {password} (shown once)")
+            }
+        }
         ctx.new_admin_password = Some(password);
         Ok(())
     }
+}
+
+/// The first superadmin's login, for the admin's eyes only (mode 0600).
+pub fn write_credentials(
+    file: &std::path::Path,
+    config: &crate::config::Config,
+    password: &str,
+) -> StepResult<()> {
+    let text = format!(
+        "# modobox: the first login of this server (change the password after logging in)\n\
+         url = \"https://{}/\"\nlogin = \"{FIRST_ADMIN}\"\npassword = \"{password}\"\n",
+        config.hostname
+    );
+    crate::system::fs::write_atomic(file, text.as_bytes(), 0o600, None)
+        .map_err(|e| StepError::new(format!("{}: {e}", file.display())))
 }

@@ -108,6 +108,9 @@ pub struct Ctx {
     /// `plan`: the files earlier steps' checks found they would write (the binary, rendered
     /// files), so that the services step can say which units would restart.
     pub planned_writes: Vec<PathBuf>,
+    /// A first boot (`image firstboot`): the new superadmin's password goes into this file
+    /// (0600) and never into the output.
+    pub credentials_file: Option<PathBuf>,
     store: Option<Store>,
 }
 
@@ -135,6 +138,7 @@ impl Ctx {
             notes: std::collections::BTreeSet::new(),
             restore: None,
             planned_writes: Vec::new(),
+            credentials_file: None,
             store: None,
         })
     }
