@@ -726,9 +726,6 @@ pub enum ImageCommand {
 /// What `image build` is asked for.
 #[derive(Debug, Args)]
 pub struct ImageBuildArgs {
-    /// The image's distribution: debian:12 or debian:13.
-    #[arg(long, default_value = "debian:12", value_name = "DISTRO")]
-    pub distro: String,
     /// The disk format: raw, qcow2 (QEMU/KVM, libvirt, OpenStack), vmdk (VMware), vhdx (Hyper-V).
     #[arg(long, value_enum, default_value = "qcow2")]
     pub format: ImageFormatArg,

@@ -18,17 +18,18 @@ pub fn image(global: &Global, command: &ImageCommand) -> Result<ExitCode> {
     match command {
         ImageCommand::Prepare { force } => prepare_command(global, *force),
         ImageCommand::Firstboot => firstboot_command(global),
-        ImageCommand::Build(args) => build_command(args),
+        ImageCommand::Build(args) => build_command(global, args),
     }
 }
 
-fn build_command(args: &ImageBuildArgs) -> Result<ExitCode> {
+/// The image's distribution is `--distro` (default debian:12), not the host's.
+fn build_command(global: &Global, args: &ImageBuildArgs) -> Result<ExitCode> {
     use crate::config::Engine;
     use crate::image::build::{self, Format};
-    let id: crate::distro::DistroId = args
-        .distro
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--distro: {e}"))?;
+    let id: crate::distro::DistroId = match &global.distro {
+        Some(d) => d.clone(),
+        None => "debian:12".parse().map_err(|e| anyhow::anyhow!("{e}"))?,
+    };
     if id.id != "debian" || !["12", "13"].contains(&id.version.as_str()) {
         bail!("--distro {id}: images are built for debian:12 or debian:13");
     }
