@@ -146,20 +146,6 @@ fn host_mirrors() -> (String, String) {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sizes() {
-        assert_eq!(super::parse_size("8G").unwrap(), 8 << 30);
-        assert_eq!(super::parse_size("16384M").unwrap(), 16 << 30);
-        assert_eq!(super::parse_size("2GiB").unwrap(), 2 << 30);
-        assert_eq!(super::parse_size("4096").unwrap(), 4096);
-        for bad in ["", "G", "8X", "-1G", "99999999999T"] {
-            assert!(super::parse_size(bad).is_err(), "{bad}");
-        }
-    }
-}
-
 fn prepare_command(global: &Global, force: bool) -> Result<ExitCode> {
     let distro = Distro::resolve(global.distro.as_ref())?;
     let sealed = prepare::prepare(&global.config, &distro, prepare::Options { force })?;
@@ -254,4 +240,18 @@ fn first_boot(global: &Global, config: &Config) -> Result<()> {
     }
     println!("first boot: done; it will not run again");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("8G").unwrap(), 8 << 30);
+        assert_eq!(super::parse_size("16384M").unwrap(), 16 << 30);
+        assert_eq!(super::parse_size("2GiB").unwrap(), 2 << 30);
+        assert_eq!(super::parse_size("4096").unwrap(), 4096);
+        for bad in ["", "G", "8X", "-1G", "99999999999T"] {
+            assert!(super::parse_size(bad).is_err(), "{bad}");
+        }
+    }
 }

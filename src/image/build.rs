@@ -215,6 +215,8 @@ fn image_packages(options: &Options) -> Vec<String> {
         "openssh-server",
         "cloud-init",
         "ca-certificates",
+        // fsck of the root at boot (not part of mmdebstrap's apt variant).
+        "e2fsprogs",
         "procps",
         "less",
     ]
@@ -257,8 +259,7 @@ fn seal_root(root: &Root, options: &Options) -> Result<Vec<String>, ImageError> 
     let config = &options.config;
     let distro = &options.distro;
     let bin = root.path(Path::new(crate::render::context::BINARY_PATH));
-    let binary = std::fs::read(&options.binary).map_err(io_error(&options.binary))?;
-    write_atomic(&bin, &binary, 0o755, None).map_err(io_error(&bin))?;
+    crate::system::fs::copy_atomic(&options.binary, &bin, 0o755).map_err(io_error(&bin))?;
     let conf = root.path(Path::new(crate::config::DEFAULT_PATH));
     let text = format!(
         "# modobox configuration of an image (`modobox image build`). The hostname is a \
@@ -306,7 +307,8 @@ fn seal_root(root: &Root, options: &Options) -> Result<Vec<String>, ImageError> 
     let cloud = root.path(Path::new("/etc/cloud/cloud.cfg.d/90-modobox.cfg"));
     write_atomic(
         &cloud,
-        b"# Written by `modobox image build`.\nnetwork: {config: disabled}\n",
+        b"# Written by `modobox image build`.\nnetwork: {config: disabled}\n\
+          # No locales package in the image: C.UTF-8 needs none.\nlocale: C.UTF-8\n",
         0o644,
         None,
     )

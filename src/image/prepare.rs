@@ -740,7 +740,8 @@ pub fn write_first_boot_files(
 ) -> Result<(), ImageError> {
     let units = root.path(distro.facts.paths.systemd_units.as_path());
     let unit = units.join(FIRSTBOOT_UNIT);
-    write_atomic(&unit, firstboot_unit(config).as_bytes(), 0o644, None).map_err(io_error(&unit))?;
+    write_atomic(&unit, firstboot_unit(config)?.as_bytes(), 0o644, None)
+        .map_err(io_error(&unit))?;
     for ssh in ["ssh.service", "sshd.service"] {
         let dropin = units.join(format!("{ssh}.d/modobox-firstboot.conf"));
         write_atomic(&dropin, SSH_DROPIN.as_bytes(), 0o644, None).map_err(io_error(&dropin))?;
@@ -777,13 +778,12 @@ After=modobox-firstboot.service\n\
 Requires=modobox-firstboot.service\n";
 
 /// The unit (systemd/modobox-firstboot.service) with this configuration's paths.
-pub fn firstboot_unit(config: &Config) -> String {
+pub fn firstboot_unit(config: &Config) -> Result<String, ImageError> {
     let mut ctx = tera::Context::new();
     ctx.insert("binary", crate::render::context::BINARY_PATH);
     ctx.insert("marker", &pending_marker(config).display().to_string());
-    crate::render::Renderer::new(None)
-        .and_then(|r| r.render_template("systemd/modobox-firstboot.service", &ctx))
-        .expect("the embedded first-boot unit renders")
+    Ok(crate::render::Renderer::new(None)?
+        .render_template("systemd/modobox-firstboot.service", &ctx)?)
 }
 
 #[cfg(test)]

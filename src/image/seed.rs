@@ -114,13 +114,7 @@ fn from_user_data(text: &str, source: &str) -> Result<Option<Given>, ImageError>
     let Some(doc) = docs.first() else {
         return Ok(None);
     };
-    let text_of = |v: &Yaml, key: &str| -> Result<Option<String>, ImageError> {
-        match v {
-            Yaml::BadValue | Yaml::Null => Ok(None),
-            Yaml::String(s) => Ok(Some(s.clone())),
-            _ => Err(ImageError(format!("{source}: {key}: must be a string"))),
-        }
-    };
+    let text_of = |v: &Yaml, key: &str| yaml_text(v, key, source);
     match &doc["modobox"] {
         Yaml::BadValue | Yaml::Null => {}
         Yaml::Hash(h) => {
@@ -141,7 +135,7 @@ fn from_user_data(text: &str, source: &str) -> Result<Option<Given>, ImageError>
                 }
             }
             if given.hostname.is_none() {
-                given.hostname = cloud_hostname(doc, &text_of)?;
+                given.hostname = cloud_hostname(doc, source)?;
             }
             return Ok(Some(given));
         }
@@ -151,21 +145,27 @@ fn from_user_data(text: &str, source: &str) -> Result<Option<Given>, ImageError>
             )))
         }
     }
-    Ok(cloud_hostname(doc, &text_of)?.map(|hostname| Given {
+    Ok(cloud_hostname(doc, source)?.map(|hostname| Given {
         hostname: Some(hostname),
         ..Given::default()
     }))
 }
 
 /// cloud-init's own name for the instance: `fqdn`, or `hostname` when it is fully qualified.
-fn cloud_hostname(
-    doc: &Yaml,
-    text_of: &dyn Fn(&Yaml, &str) -> Result<Option<String>, ImageError>,
-) -> Result<Option<String>, ImageError> {
-    if let Some(f) = text_of(&doc["fqdn"], "fqdn")? {
+fn cloud_hostname(doc: &Yaml, source: &str) -> Result<Option<String>, ImageError> {
+    if let Some(f) = yaml_text(&doc["fqdn"], "fqdn", source)? {
         return Ok(Some(f));
     }
-    Ok(text_of(&doc["hostname"], "hostname")?.filter(|h| h.contains('.')))
+    Ok(yaml_text(&doc["hostname"], "hostname", source)?.filter(|h| h.contains('.')))
+}
+
+/// A YAML string setting; absent is `None`, anything but a string an error naming it.
+fn yaml_text(v: &Yaml, key: &str, source: &str) -> Result<Option<String>, ImageError> {
+    match v {
+        Yaml::BadValue | Yaml::Null => Ok(None),
+        Yaml::String(s) => Ok(Some(s.clone())),
+        _ => Err(ImageError(format!("{source}: {key}: must be a string"))),
+    }
 }
 
 /// How long each console question waits for an answer.

@@ -81,11 +81,8 @@ fn config_text(config: &Config) -> String {
 #[derive(Debug)]
 pub struct Binary;
 
-fn current_binary() -> StepResult<(PathBuf, Vec<u8>)> {
-    let exe = std::env::current_exe()
-        .map_err(|e| StepError::new(format!("finding the running binary: {e}")))?;
-    let bytes = std::fs::read(&exe).map_err(io_error(&exe))?;
-    Ok((exe, bytes))
+fn current_binary() -> StepResult<PathBuf> {
+    std::env::current_exe().map_err(|e| StepError::new(format!("finding the running binary: {e}")))
 }
 
 impl Step for Binary {
@@ -94,9 +91,10 @@ impl Step for Binary {
     }
 
     fn check(&self, ctx: &mut Ctx) -> StepResult<Check> {
-        let (exe, bytes) = current_binary()?;
+        let exe = current_binary()?;
         let target = Path::new(BINARY_PATH);
-        let same = std::fs::read(target).is_ok_and(|b| b == bytes)
+        // Compared in chunks: a debug build is hundreds of MB (a small VM's whole memory).
+        let same = crate::system::fs::same_content(&exe, target).unwrap_or(false)
             && std::fs::metadata(target).is_ok_and(|m| m.permissions().mode() & 0o7777 == 0o755);
         Ok(if same {
             Check::Done
@@ -110,9 +108,9 @@ impl Step for Binary {
     }
 
     fn apply(&self, _ctx: &mut Ctx) -> StepResult<()> {
-        let (_, bytes) = current_binary()?;
+        let exe = current_binary()?;
         let target = Path::new(BINARY_PATH);
-        write_atomic(target, &bytes, 0o755, None).map_err(io_error(target))
+        crate::system::fs::copy_atomic(&exe, target, 0o755).map_err(io_error(target))
     }
 }
 

@@ -30,6 +30,42 @@ pub fn write_atomic(
     mode: u32,
     owner: Option<&Owner>,
 ) -> io::Result<()> {
+    write_atomic_with(path, mode, owner, |f| f.write_all(content))
+}
+
+/// `write_atomic` of another file's content, streamed (a binary of hundreds of MB is never
+/// held in memory).
+pub fn copy_atomic(source: &Path, path: &Path, mode: u32) -> io::Result<()> {
+    let mut from = File::open(source)?;
+    write_atomic_with(path, mode, None, |f| io::copy(&mut from, f).map(|_| ()))
+}
+
+/// Whether two files hold the same bytes, read in chunks.
+pub fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
+    use std::io::Read;
+    let (mut fa, mut fb) = (File::open(a)?, File::open(b)?);
+    if fa.metadata()?.len() != fb.metadata()?.len() {
+        return Ok(false);
+    }
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = fa.read(&mut ba)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        fb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
+}
+
+fn write_atomic_with(
+    path: &Path,
+    mode: u32,
+    owner: Option<&Owner>,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = path.parent().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -53,7 +89,7 @@ pub fn write_atomic(
             .create_new(true)
             .mode(mode)
             .open(&tmp)?;
-        f.write_all(content)?;
+        fill(&mut f)?;
         // The umask may have narrowed the mode given to open.
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         if let Some((uid, gid)) = owner.and_then(resolve_owner) {
@@ -91,5 +127,25 @@ mod tests {
         );
         let names: Vec<_> = fs::read_dir(p.parent().unwrap()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn copies_stream_and_compare() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b/c"));
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        fs::write(&a, &big).unwrap();
+        copy_atomic(&a, &b, 0o755).unwrap();
+        assert!(same_content(&a, &b).unwrap());
+        assert_eq!(
+            fs::metadata(&b).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        let mut changed = big.clone();
+        changed[2_500_000] ^= 1;
+        fs::write(&b, &changed).unwrap();
+        assert!(!same_content(&a, &b).unwrap());
+        fs::write(&b, &big[..10]).unwrap();
+        assert!(!same_content(&a, &b).unwrap());
     }
 }
