@@ -726,7 +726,8 @@ pub enum ImageCommand {
 /// What `image build` is asked for.
 #[derive(Debug, Args)]
 pub struct ImageBuildArgs {
-    /// The disk format: raw, qcow2 (QEMU/KVM, libvirt, OpenStack), vmdk (VMware), vhdx (Hyper-V).
+    /// The disk format: raw, qcow2 (QEMU/KVM, libvirt, OpenStack), vmdk (VMware), vhdx (Hyper-V),
+    /// vagrant-libvirt (a .box for local trials).
     #[arg(long, value_enum, default_value = "qcow2")]
     pub format: ImageFormatArg,
     /// The virtual disk's size (sparse): e.g. 8G, 20G, 16384M.
@@ -755,6 +756,8 @@ pub enum ImageFormatArg {
     Qcow2,
     Vmdk,
     Vhdx,
+    /// A Vagrant box (libvirt provider) for local trials.
+    VagrantLibvirt,
 }
 
 /// What `upgrade` is asked for.

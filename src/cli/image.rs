@@ -63,6 +63,7 @@ fn build_command(global: &Global, args: &ImageBuildArgs) -> Result<ExitCode> {
             ImageFormatArg::Qcow2 => Format::Qcow2,
             ImageFormatArg::Vmdk => Format::Vmdk,
             ImageFormatArg::Vhdx => Format::Vhdx,
+            ImageFormatArg::VagrantLibvirt => Format::VagrantLibvirt,
         },
         size_bytes: parse_size(&args.size)?,
         output: args.output.clone(),

@@ -26,13 +26,17 @@ pub enum Format {
     Qcow2,
     Vmdk,
     Vhdx,
+    /// A Vagrant box for the libvirt provider: the qcow2 image, its metadata and a Vagrantfile
+    /// in one tar.gz; the image has a `vagrant` user with Vagrant's public insecure key (which
+    /// `vagrant up` replaces) and installs as mail.example.test unless told otherwise.
+    VagrantLibvirt,
 }
 
 impl Format {
     fn qemu_args(self) -> &'static [&'static str] {
         match self {
             Format::Raw => &[],
-            Format::Qcow2 => &["-O", "qcow2"],
+            Format::Qcow2 | Format::VagrantLibvirt => &["-O", "qcow2"],
             Format::Vmdk => &["-O", "vmdk", "-o", "subformat=streamOptimized"],
             Format::Vhdx => &["-O", "vhdx", "-o", "subformat=dynamic"],
         }
@@ -158,7 +162,15 @@ pub fn build(options: &Options) -> Result<Built, ImageError> {
     let _ = uuid;
 
     stage(5, "output");
-    if options.format != Format::Raw {
+    if options.format == Format::VagrantLibvirt {
+        let img = scratch.dir.join("box.img");
+        Cmd::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", "qcow2"])
+            .arg(raw.display().to_string())
+            .arg(img.display().to_string())
+            .run()?;
+        package_box(&scratch.dir, &img, options.size_bytes, &scratch.partial)?;
+    } else if options.format != Format::Raw {
         let mut c = Cmd::new("qemu-img").args(["convert", "-f", "raw"]);
         c = c.args(options.format.qemu_args().iter().copied());
         c.arg(raw.display().to_string())
@@ -224,6 +236,9 @@ fn image_packages(options: &Options) -> Vec<String> {
     .map(|s| s.to_string())
     .collect();
     list.extend(packages::wanted(&options.config, &options.distro));
+    if options.format == Format::VagrantLibvirt {
+        list.push("sudo".into());
+    }
     list.sort();
     list.dedup();
     list
@@ -314,6 +329,9 @@ fn seal_root(root: &Root, options: &Options) -> Result<Vec<String>, ImageError> 
     )
     .map_err(io_error(&cloud))?;
 
+    if options.format == Format::VagrantLibvirt {
+        vagrant_user(root)?;
+    }
     let removed = prepare::remove_instance_files(root, config, distro, None, false)?;
     prepare::write_first_boot_files(root, config, distro)?;
     let marker = root.path(&super::pending_marker(config));
@@ -322,6 +340,102 @@ fn seal_root(root: &Root, options: &Options) -> Result<Vec<String>, ImageError> 
     systemctl_offline(root, "enable", &[FIRSTBOOT_UNIT.into()])?;
     Ok(removed)
 }
+
+/// Vagrant's published insecure public keys: `vagrant up` logs in with them once, then puts a
+/// key of its own in their place. Public by design; only in Vagrant boxes.
+const VAGRANT_INSECURE_KEYS: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAABIwAAAQEA6NF8iallvQVp22WDkTkyrtvp9eWW6A8YVr+kz4TjGYe7gHzIw+niNltGEFHzD8+v1I2YJ6oXevct1YeS0o9HZyN1Q9qgCgzUFtdOKLv6IedplqoPkcmF0aYet2PkEDo3MlTBckFXPITAMzF8dJSIFo9D8HfdOV0IAdx4O7PtixWKn5y2hMNG0zQPyUecp4pzC6kivAIhyfHilFR61RGL+GPXQ2MWZWFYbAGjyiYJnAmCP3NOTd0jMZEnDkbUvxhMmBYSdETk1rRgm+R4LOzFUGaHqHDLKLX+FIPKcF96hrucXzcWyLbIbEgE98OHlnVYCzRdK8jlqm8tehUc9c9WhQ== vagrant insecure public key
+ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN1YdxBpNlzxDqfJyw/QKow1F+wvG9hXGoqiysfJOn5Y vagrant insecure public key
+";
+
+/// The `vagrant` user (sudo without password, Vagrant's insecure keys) and a preseed: Vagrant
+/// gives no cloud-init seed, and the first boot must not wait on a console nobody watches.
+fn vagrant_user(root: &Root) -> Result<(), ImageError> {
+    Cmd::new("useradd")
+        .arg("--root")
+        .arg(root.dir().display().to_string())
+        .args([
+            "--create-home",
+            "--shell",
+            "/bin/bash",
+            "--groups",
+            "sudo",
+            "vagrant",
+        ])
+        .run()?;
+    let (uid, gid) = passwd_ids(root, "vagrant")?;
+    let ssh = root.path(Path::new("/home/vagrant/.ssh"));
+    let keys = ssh.join("authorized_keys");
+    write_atomic(&keys, VAGRANT_INSECURE_KEYS.as_bytes(), 0o600, None).map_err(io_error(&keys))?;
+    for p in [&ssh, &keys] {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(io_error(p))?;
+    }
+    std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .map_err(io_error(&ssh))?;
+    let sudoers = root.path(Path::new("/etc/sudoers.d/vagrant"));
+    write_atomic(&sudoers, b"vagrant ALL=(ALL) NOPASSWD: ALL\n", 0o440, None)
+        .map_err(io_error(&sudoers))?;
+    let preseed = root.path(Path::new(super::seed::PRESEED_FILE));
+    write_atomic(
+        &preseed,
+        b"# A Vagrant box installs as this name unless cloud-init user-data says otherwise.\n\
+          hostname = \"mail.example.test\"\n",
+        0o644,
+        None,
+    )
+    .map_err(io_error(&preseed))
+}
+
+fn passwd_ids(root: &Root, user: &str) -> Result<(u32, u32), ImageError> {
+    let path = root.path(Path::new("/etc/passwd"));
+    let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&user) && f.len() > 3)
+        .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
+        .ok_or_else(|| ImageError(format!("{}: no user {user}", path.display())))
+}
+
+/// A libvirt Vagrant box: `box.img`, `metadata.json` and a Vagrantfile in a tar.gz.
+pub fn package_box(dir: &Path, img: &Path, size_bytes: u64, out: &Path) -> Result<(), ImageError> {
+    let metadata = serde_json::json!({
+        "provider": "libvirt",
+        "format": "qcow2",
+        "virtual_size": size_bytes.div_ceil(1 << 30),
+    });
+    let meta = dir.join("metadata.json");
+    write_atomic(&meta, metadata.to_string().as_bytes(), 0o644, None).map_err(io_error(&meta))?;
+    let vagrantfile = dir.join("Vagrantfile");
+    write_atomic(&vagrantfile, BOX_VAGRANTFILE.as_bytes(), 0o644, None)
+        .map_err(io_error(&vagrantfile))?;
+    let name = img
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| *n == "box.img")
+        .ok_or_else(|| ImageError("a box's image must be called box.img".into()))?;
+    Cmd::new("tar")
+        .args(["-czf"])
+        .arg(out.display().to_string())
+        .arg("-C")
+        .arg(dir.display().to_string())
+        .args([name, "metadata.json", "Vagrantfile"])
+        .run()?;
+    Ok(())
+}
+
+/// The box's own Vagrantfile: libvirt settings the project's Vagrantfile may override.
+const BOX_VAGRANTFILE: &str = "# Written by `modobox image build --format vagrant-libvirt`.
+Vagrant.configure(\"2\") do |config|
+  config.vm.synced_folder \".\", \"/vagrant\", disabled: true
+  # The first boot installs the mail server before ssh starts: give it time.
+  config.vm.boot_timeout = 900
+  config.vm.provider :libvirt do |libvirt|
+    libvirt.driver = \"kvm\"
+    libvirt.memory = 2048
+    libvirt.cpus = 2
+    libvirt.disk_bus = \"virtio\"
+  end
+end
+";
 
 /// `systemctl --root`: unit files enabled or disabled in a root that is not running.
 fn systemctl_offline(root: &Root, verb: &str, units: &[String]) -> Result<(), ImageError> {
