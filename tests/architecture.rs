@@ -24,7 +24,7 @@ const LAYERS: &[&[&str]] = &[
     &["backup"],
     &["jobs"],
     &["install"],
-    &["supervisor"],
+    &["supervisor", "image"],
     &["upgrade"],
     &["web"],
     &["cli"],
