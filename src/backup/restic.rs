@@ -97,9 +97,14 @@ impl Repository {
                 "restic is not installed (apt install restic)".into(),
             ));
         }
+        // On a full disk restic retries each write with backoff, for up to 15 minutes per
+        // file: the first "no space left on device" ends it (reported below as NoSpace).
         let mut out = self
             .cmd(args)
-            .output()
+            .output_stopping_on(|line| {
+                line.to_ascii_lowercase()
+                    .contains("no space left on device")
+            })
             .map_err(|e| BackupError::Repository(e.to_string()))?;
         // restic says where the password came from on standard output, before its JSON.
         out.stdout = out

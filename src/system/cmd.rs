@@ -138,6 +138,48 @@ impl Cmd {
         Ok(Output::from(out))
     }
 
+    /// Runs it like `output`, but ends it (SIGKILL) as soon as a line of its standard error
+    /// satisfies `stop`: for programs that retry for many minutes what cannot succeed (restic
+    /// on a full disk). What it printed until then is returned, with a failed status.
+    pub fn output_stopping_on(
+        &self,
+        stop: impl Fn(&str) -> bool + Send + 'static,
+    ) -> Result<Output, CmdError> {
+        use std::io::{BufRead, BufReader};
+        let mut child = self.spawn()?;
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let stderr = child.stderr.take();
+        let watcher = std::thread::spawn(move || {
+            let mut text = String::new();
+            let mut stopped = false;
+            if let Some(pipe) = stderr {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if !stopped && stop(&line) {
+                        stopped = true;
+                        // The program only: it stays in our process group (a Ctrl-C still
+                        // reaches it); its own children end when their pipes to it close.
+                        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                    }
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            }
+            (text, stopped)
+        });
+        let mut stdout = String::new();
+        if let Some(mut pipe) = child.stdout.take() {
+            let _ = pipe.read_to_string(&mut stdout);
+        }
+        let status = child.wait().map_err(|source| self.spawn_error(source))?;
+        let (stderr, stopped) = watcher.join().unwrap_or_default();
+        Ok(Output {
+            success: status.success() && !stopped,
+            code: status.code(),
+            stdout,
+            stderr,
+        })
+    }
+
     /// Starts it and hands back its standard output to read as it comes; `Streaming::finish`
     /// then waits for its end. Standard error is read only then: for programs that say little
     /// there.
@@ -224,6 +266,27 @@ pub fn exists(program: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_on_stderr_can_stop_a_program() {
+        let started = std::time::Instant::now();
+        let out = Cmd::new("sh")
+            .args([
+                "-c",
+                "echo first; echo 'retrying: no space left on device' >&2; exec sleep 30",
+            ])
+            .output_stopping_on(|l| l.contains("no space left"))
+            .unwrap();
+        assert!(!out.success);
+        assert_eq!(out.stdout, "first\n");
+        assert!(out.stderr.contains("no space left on device"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        let fine = Cmd::new("sh")
+            .args(["-c", "echo ok; echo note >&2"])
+            .output_stopping_on(|l| l.contains("no space left"))
+            .unwrap();
+        assert!(fine.success && fine.stdout == "ok\n" && fine.stderr == "note\n");
+    }
 
     #[test]
     fn output_status_and_stdin() {
