@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
-use crate::cli::{EngineArg, Global, ImageBuildArgs, ImageCommand, ImageFormatArg, InstallArgs};
+use crate::cli::{Global, ImageBuildArgs, ImageCommand, ImageFormatArg, InstallArgs};
 use crate::config::Config;
 use crate::distro::Distro;
 use crate::image::{self, firstboot, prepare, seed};
@@ -24,7 +24,6 @@ pub fn image(global: &Global, command: &ImageCommand) -> Result<ExitCode> {
 
 /// The image's distribution is `--distro` (default debian:12), not the host's.
 fn build_command(global: &Global, args: &ImageBuildArgs) -> Result<ExitCode> {
-    use crate::config::Engine;
     use crate::image::build::{self, Format};
     let id: crate::distro::DistroId = match &global.distro {
         Some(d) => d.clone(),
@@ -39,20 +38,7 @@ fn build_command(global: &Global, args: &ImageBuildArgs) -> Result<ExitCode> {
         "hostname",
         "mail.example.com",
     )?);
-    if let Some(e) = args.database {
-        config.database.engine = match e {
-            EngineArg::Postgres => Engine::Postgres,
-            EngineArg::Mysql => Engine::Mysql,
-            EngineArg::Sqlite => Engine::Sqlite,
-        };
-    }
-    for w in &args.without {
-        super::install::set_component(&mut config, w, false)?;
-        if w == "amavis" {
-            config.components.spamassassin = false;
-            config.components.clamav = false;
-        }
-    }
+    super::install::set_stack(&mut config, args.database, &args.without)?;
     config.validate()?;
     let (host_mirror, host_security) = host_mirrors();
     let options = build::Options {

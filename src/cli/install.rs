@@ -26,7 +26,31 @@ fn interactive(args: &InstallArgs) -> bool {
     !args.yes && std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
 }
 
-pub(super) fn set_component(config: &mut Config, name: &str, on: bool) -> Result<()> {
+/// `--database ENGINE` and `--without COMPONENT,...` (install and image build).
+pub(super) fn set_stack(
+    config: &mut Config,
+    database: Option<EngineArg>,
+    without: &[String],
+) -> Result<()> {
+    if let Some(e) = database {
+        config.database.engine = match e {
+            EngineArg::Postgres => Engine::Postgres,
+            EngineArg::Mysql => Engine::Mysql,
+            EngineArg::Sqlite => Engine::Sqlite,
+        };
+    }
+    for w in without {
+        set_component(config, w, false)?;
+        if w == "amavis" {
+            // SpamAssassin and ClamAV run inside Amavis.
+            config.components.spamassassin = false;
+            config.components.clamav = false;
+        }
+    }
+    Ok(())
+}
+
+fn set_component(config: &mut Config, name: &str, on: bool) -> Result<()> {
     let c = &mut config.components;
     match name {
         "amavis" => c.amavis = on,
@@ -72,21 +96,7 @@ fn settings(global: &Global, args: &InstallArgs) -> Result<Config> {
     if let Some(a) = &args.admin_address {
         config.admin_address = Some(EmailAddress::parse("--admin-address", a)?);
     }
-    if let Some(e) = args.database {
-        config.database.engine = match e {
-            EngineArg::Postgres => Engine::Postgres,
-            EngineArg::Mysql => Engine::Mysql,
-            EngineArg::Sqlite => Engine::Sqlite,
-        };
-    }
-    for w in &args.without {
-        set_component(&mut config, w, false)?;
-        if w == "amavis" {
-            // SpamAssassin and ClamAV run inside Amavis.
-            config.components.spamassassin = false;
-            config.components.clamav = false;
-        }
-    }
+    set_stack(&mut config, args.database, &args.without)?;
     if let Some(t) = args.tls {
         config.tls.mode = match t {
             TlsArg::SelfSigned => TlsMode::SelfSigned,
