@@ -309,8 +309,14 @@ pub enum DbCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Take over a database created by Modoboa 1.10: add modobox's tables only.
-    Adopt,
+    /// Take over a database created by Modoboa (1.10 to 2.12): add modobox's tables only.
+    Adopt {
+        /// Only report what adoption would do (and whether it can), changing nothing.
+        #[arg(long)]
+        check: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

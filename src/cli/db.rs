@@ -22,7 +22,21 @@ pub async fn db(global: &Global, cmd: &DbCommand) -> Result<ExitCode> {
                 println!("applied migrations {applied:?}");
             }
         }
-        DbCommand::Adopt => {
+        DbCommand::Adopt { check, json } => {
+            let plan = migrate::adoption(&store).await?;
+            if *json {
+                print_json(&plan)?;
+            } else {
+                print_adoption(&plan);
+            }
+            if *check || plan.refused.is_some() {
+                store.close().await;
+                return Ok(if plan.refused.is_some() {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                });
+            }
             let applied = migrate::adopt(&store).await?;
             println!("adopted the Modoboa database; applied migrations {applied:?}");
         }
@@ -54,6 +68,47 @@ pub async fn db(global: &Global, cmd: &DbCommand) -> Result<ExitCode> {
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_adoption(plan: &migrate::Adoption) {
+    match &plan.release {
+        Some(r) => println!(
+            "Modoboa release: {} (newest migrations: admin {}, core {})",
+            r.version.as_deref().unwrap_or("unknown"),
+            r.admin_migration,
+            r.core_migration
+        ),
+        None => println!("Modoboa release: unknown (no django_migrations rows for admin and core)"),
+    }
+    let list = |title: &str, items: &[String]| {
+        if !items.is_empty() {
+            println!("{title}:");
+            for i in items {
+                println!("  {i}");
+            }
+        }
+    };
+    list(
+        "columns of later releases, filled with Django's default on insert",
+        &plan.filled_columns,
+    );
+    list("JSON columns, read and written as JSON", &plan.json_columns);
+    list(
+        "other applications' rows removed (or set to NULL) with what they point at, as Django does",
+        &plan.cleaned_tables,
+    );
+    list(
+        "tables modobox does not know: deleting what their rows point at is refused",
+        &plan.unknown_references,
+    );
+    println!(
+        "modobox migrations to apply: {:?}; Modoboa's tables and rows are not changed",
+        plan.migrations
+    );
+    match &plan.refused {
+        Some(why) => println!("cannot adopt: {why}"),
+        None => println!("can be adopted"),
+    }
 }
 
 pub async fn import(global: &Global, file: &Path, json: bool) -> Result<ExitCode> {

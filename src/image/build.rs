@@ -4,8 +4,10 @@
 //! offline with the same sweep as `image prepare` (package scripts made SSH host keys and a
 //! snakeoil key: they go) and the first-boot unit is enabled, so no identity ever exists in
 //! the image: each copy's first boot installs it with its own. Then a GPT disk with a BIOS
-//! boot partition and an ext4 root (mke2fs -d, no loop device), GRUB for BIOS, and qemu-img
-//! for the output format. The output appears only once complete.
+//! boot partition, an ext4 root (mke2fs -d, no loop device) and an EFI system partition
+//! (mkfs.vfat --offset, mtools), GRUB for BIOS and for UEFI (both find the root by its UUID
+//! and read the same grub.cfg), and qemu-img for the output format. The output appears only
+//! once complete.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -74,14 +76,37 @@ const TOOLS: &[(&str, &str)] = &[
     ("sfdisk", "fdisk"),
     ("mkfs.ext4", "e2fsprogs"),
     ("grub-mkimage", "grub-common"),
+    ("mkfs.vfat", "dosfstools"),
+    ("mcopy", "mtools"),
 ];
 const GRUB_PC_DIR: &str = "/usr/lib/grub/i386-pc";
+const GRUB_EFI_DIR: &str = "/usr/lib/grub/x86_64-efi";
 const BIOS_BOOT_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
 const LINUX_FS_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
-/// The BIOS boot partition (GRUB's core image) and the root partition, in 512-byte sectors.
+const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+/// The BIOS boot partition (GRUB's core image) and the root partition, in 512-byte sectors;
+/// the EFI system partition (64 MiB, FAT32 with 512-byte clusters) comes after the root, so
+/// the root keeps its place (partition 2, 2 MiB in) whatever the firmware.
 const BIOS_START: u64 = 2048;
 const BIOS_SECTORS: u64 = 2048;
 const ROOT_START: u64 = 4096;
+const ESP_SECTORS: u64 = 131072;
+/// GRUB modules both core images hold: enough to find the root by UUID and read grub.cfg;
+/// the rest load from /boot/grub/<platform>/ at run time.
+const GRUB_MODULES: &[&str] = &[
+    "part_gpt",
+    "ext2",
+    "search",
+    "search_fs_uuid",
+    "normal",
+    "linux",
+    "configfile",
+    "serial",
+    "terminal",
+    "echo",
+    "test",
+    "gzio",
+];
 /// The end of a GPT disk holds the backup table: 33 sectors, rounded up to 1 MiB.
 const GPT_TAIL_SECTORS: u64 = 2048;
 
@@ -91,9 +116,18 @@ struct Scratch {
     partial: PathBuf,
 }
 
+impl Scratch {
+    /// Removes the work directory, after detaching what a killed mmdebstrap left mounted in it
+    /// (removing files below a mounted /proc or /sys would fail, or worse).
+    fn remove_dir(&self) {
+        let _ = crate::system::fs::detach_mounts_under(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.remove_dir();
         let _ = std::fs::remove_file(&self.partial);
     }
 }
@@ -121,7 +155,8 @@ pub fn build(options: &Options) -> Result<Built, ImageError> {
         dir: parent.join(format!(".{name}.build")),
         partial: parent.join(format!(".{name}.partial")),
     };
-    let _ = std::fs::remove_dir_all(&scratch.dir);
+    // An earlier build that was killed left its work directory (this name is this output's).
+    scratch.remove_dir();
     let rootdir = scratch.dir.join("root");
     std::fs::create_dir_all(&scratch.dir).map_err(io_error(&scratch.dir))?;
     let stages = 5;
@@ -148,7 +183,10 @@ pub fn build(options: &Options) -> Result<Built, ImageError> {
         println!("    removed {line}");
     }
 
-    stage(3, "disk: GPT, BIOS boot partition, ext4 root (mke2fs -d)");
+    stage(
+        3,
+        "disk: GPT, BIOS boot partition, ext4 root (mke2fs -d), EFI system partition",
+    );
     let raw = if options.format == Format::Raw {
         scratch.partial.clone()
     } else {
@@ -157,9 +195,12 @@ pub fn build(options: &Options) -> Result<Built, ImageError> {
     let uuid = make_disk(&raw, &rootdir, options.size_bytes)?;
     let root_bytes = dir_size(&rootdir);
 
-    stage(4, "bootloader: GRUB for BIOS (serial and screen console)");
-    install_grub(&raw)?;
-    let _ = uuid;
+    stage(
+        4,
+        "bootloader: GRUB for BIOS and for UEFI (serial and screen console)",
+    );
+    install_grub_bios(&raw, &scratch.dir)?;
+    install_grub_efi(&raw, &uuid, &scratch.dir)?;
 
     stage(5, "output");
     if options.format == Format::VagrantLibvirt {
@@ -196,6 +237,9 @@ fn check_host(options: &Options) -> Result<(), ImageError> {
         .collect();
     if !Path::new(GRUB_PC_DIR).is_dir() {
         missing.push("grub-pc-bin");
+    }
+    if !Path::new(GRUB_EFI_DIR).is_dir() {
+        missing.push("grub-efi-amd64-bin");
     }
     if options.format != Format::Raw && !cmd::exists("qemu-img") {
         missing.push("qemu-utils");
@@ -451,18 +495,21 @@ fn systemctl_offline(root: &Root, verb: &str, units: &[String]) -> Result<(), Im
     Ok(())
 }
 
-/// A sparse raw disk: GPT with a BIOS boot partition and the root partition filled from the
-/// root directory by mke2fs (no loop device, no mount). Returns the root file system's UUID.
+/// A sparse raw disk: GPT with a BIOS boot partition, the root partition filled from the root
+/// directory by mke2fs (no loop device, no mount) and an empty FAT32 EFI system partition.
+/// Returns the root file system's UUID.
 fn make_disk(raw: &Path, rootdir: &Path, size: u64) -> Result<String, ImageError> {
     let file = std::fs::File::create(raw).map_err(io_error(raw))?;
     file.set_len(size).map_err(io_error(raw))?;
     drop(file);
     let sectors = size / 512;
-    let root_sectors = sectors - ROOT_START - GPT_TAIL_SECTORS;
+    let root_sectors = sectors - ROOT_START - ESP_SECTORS - GPT_TAIL_SECTORS;
+    let esp_start = esp_start(size);
     let script = format!(
         "label: gpt\nunit: sectors\n\
          start={BIOS_START}, size={BIOS_SECTORS}, type={BIOS_BOOT_TYPE}, name=\"bios-boot\"\n\
-         start={ROOT_START}, size={root_sectors}, type={LINUX_FS_TYPE}, name=\"root\"\n"
+         start={ROOT_START}, size={root_sectors}, type={LINUX_FS_TYPE}, name=\"root\"\n\
+         start={esp_start}, size={ESP_SECTORS}, type={ESP_TYPE}, name=\"efi\"\n"
     );
     Cmd::new("sfdisk")
         .args(["--quiet", "--no-reread", "--no-tell-kernel"])
@@ -480,7 +527,18 @@ fn make_disk(raw: &Path, rootdir: &Path, size: u64) -> Result<String, ImageError
         .arg(raw.display().to_string())
         .arg(format!("{}k", root_sectors / 2))
         .run()?;
+    Cmd::new("mkfs.vfat")
+        .args(["-F", "32", "-s", "1", "-n", "EFI"])
+        .arg(format!("--offset={esp_start}"))
+        .arg(raw.display().to_string())
+        .arg((ESP_SECTORS / 2).to_string())
+        .run()?;
     Ok(uuid)
+}
+
+/// Where the EFI system partition starts on a disk of `size` bytes (sectors).
+fn esp_start(size: u64) -> u64 {
+    size / 512 - GPT_TAIL_SECTORS - ESP_SECTORS
 }
 
 /// A random (version 4) UUID from the OS generator.
@@ -531,6 +589,18 @@ fn write_fstab_and_grub_cfg(rootdir: &Path, uuid: &str) -> Result<(), ImageError
             "image build: no initrd.img-{version} in /boot of the root"
         )));
     }
+    // GRUB boots /vmlinuz and /initrd.img: the kernel package moves these links to each new
+    // kernel it installs (and the previous ones to *.old), so an upgraded copy boots its new
+    // kernel, and still boots after the old one is removed, with no GRUB package in the image.
+    for (link, target) in [
+        ("vmlinuz", format!("boot/vmlinuz-{version}")),
+        ("initrd.img", format!("boot/initrd.img-{version}")),
+    ] {
+        let path = root.path(Path::new("/").join(link).as_path());
+        if std::fs::symlink_metadata(&path).is_err() {
+            std::os::unix::fs::symlink(&target, &path).map_err(io_error(&path))?;
+        }
+    }
     let cfg = root.path(Path::new("/boot/grub/grub.cfg"));
     let text = format!(
         "# Written by `modobox image build`.\n\
@@ -540,22 +610,29 @@ fn write_fstab_and_grub_cfg(rootdir: &Path, uuid: &str) -> Result<(), ImageError
          set timeout=2\n\
          menuentry \"Debian with modobox\" {{\n\
          \tsearch --no-floppy --fs-uuid --set=root {uuid}\n\
-         \tlinux /boot/vmlinuz-{version} root=UUID={uuid} ro console=tty0 console=ttyS0,115200n8\n\
-         \tinitrd /boot/initrd.img-{version}\n\
+         \tlinux /vmlinuz root=UUID={uuid} ro console=tty0 console=ttyS0,115200n8\n\
+         \tinitrd /initrd.img\n\
+         }}\n\
+         menuentry \"Debian with modobox, previous kernel (after a kernel upgrade)\" {{\n\
+         \tsearch --no-floppy --fs-uuid --set=root {uuid}\n\
+         \tlinux /vmlinuz.old root=UUID={uuid} ro console=tty0 console=ttyS0,115200n8\n\
+         \tinitrd /initrd.img.old\n\
          }}\n"
     );
     write_atomic(&cfg, text.as_bytes(), 0o644, None).map_err(io_error(&cfg))?;
     // GRUB's modules beside its configuration, for anything `normal` loads at run time.
-    let modules = root.path(Path::new("/boot/grub/i386-pc"));
-    std::fs::create_dir_all(&modules).map_err(io_error(&modules))?;
-    for e in std::fs::read_dir(GRUB_PC_DIR)
-        .map_err(io_error(Path::new(GRUB_PC_DIR)))?
-        .flatten()
-    {
-        let name = e.file_name();
-        let n = name.to_string_lossy();
-        if n.ends_with(".mod") || n.ends_with(".lst") {
-            std::fs::copy(e.path(), modules.join(&name)).map_err(io_error(&e.path()))?;
+    for (platform, dir) in [("i386-pc", GRUB_PC_DIR), ("x86_64-efi", GRUB_EFI_DIR)] {
+        let modules = root.path(&Path::new("/boot/grub").join(platform));
+        std::fs::create_dir_all(&modules).map_err(io_error(&modules))?;
+        for e in std::fs::read_dir(dir)
+            .map_err(io_error(Path::new(dir)))?
+            .flatten()
+        {
+            let name = e.file_name();
+            let n = name.to_string_lossy();
+            if n.ends_with(".mod") || n.ends_with(".lst") {
+                std::fs::copy(e.path(), modules.join(&name)).map_err(io_error(&e.path()))?;
+            }
         }
     }
     Ok(())
@@ -565,28 +642,14 @@ fn write_fstab_and_grub_cfg(rootdir: &Path, uuid: &str) -> Result<(), ImageError
 /// with the modules to find the root, goes into the BIOS boot partition; boot.img into the
 /// protective MBR's boot code, told where core.img starts. core.img's first sector is told
 /// where the rest of it is.
-fn install_grub(raw: &Path) -> Result<(), ImageError> {
+fn install_grub_bios(raw: &Path, dir: &Path) -> Result<(), ImageError> {
     use std::io::{Read, Seek, SeekFrom, Write};
-    let dir = raw.parent().unwrap_or(Path::new("."));
     let core = dir.join("core.img");
     Cmd::new("grub-mkimage")
         .args(["-O", "i386-pc", "-p", "(hd0,gpt2)/boot/grub", "-o"])
         .arg(core.display().to_string())
-        .args([
-            "biosdisk",
-            "part_gpt",
-            "ext2",
-            "search",
-            "search_fs_uuid",
-            "normal",
-            "linux",
-            "configfile",
-            "serial",
-            "terminal",
-            "echo",
-            "test",
-            "gzio",
-        ])
+        .arg("biosdisk")
+        .args(GRUB_MODULES.iter().copied())
         .run()?;
     let mut core_img = std::fs::read(&core).map_err(io_error(&core))?;
     let core_sectors = (core_img.len() as u64).div_ceil(512);
@@ -619,6 +682,38 @@ fn install_grub(raw: &Path) -> Result<(), ImageError> {
         .and_then(|_| disk.write_all(&core_img))
         .and_then(|_| disk.sync_all())
         .map_err(io_error(raw))?;
+    Ok(())
+}
+
+/// GRUB for UEFI: one EFI program at the removable-media path (`\\EFI\\BOOT\\BOOTX64.EFI`,
+/// which firmware boots without an NVRAM entry) whose built-in configuration finds the root
+/// by UUID (the disk's number differs between firmwares) and then reads the same grub.cfg.
+/// Not signed: Secure Boot must be off.
+fn install_grub_efi(raw: &Path, uuid: &str, dir: &Path) -> Result<(), ImageError> {
+    let early = dir.join("grub-efi-early.cfg");
+    let text =
+        format!("search --no-floppy --fs-uuid --set=root {uuid}\nset prefix=($root)/boot/grub\n");
+    write_atomic(&early, text.as_bytes(), 0o644, None).map_err(io_error(&early))?;
+    let efi = dir.join("BOOTX64.EFI");
+    Cmd::new("grub-mkimage")
+        .args(["-O", "x86_64-efi", "-p", "/boot/grub", "-c"])
+        .arg(early.display().to_string())
+        .arg("-o")
+        .arg(efi.display().to_string())
+        .args(["fat", "efi_gop"])
+        .args(GRUB_MODULES.iter().copied())
+        .run()?;
+    let size = std::fs::metadata(raw).map_err(io_error(raw))?.len();
+    // mtools addresses a partition inside a disk file as FILE@@BYTE_OFFSET.
+    let fat = format!("{}@@{}", raw.display(), esp_start(size) * 512);
+    Cmd::new("mmd")
+        .args(["-i", &fat, "::/EFI", "::/EFI/BOOT"])
+        .run()?;
+    Cmd::new("mcopy")
+        .args(["-i", &fat])
+        .arg(efi.display().to_string())
+        .arg("::/EFI/BOOT/BOOTX64.EFI")
+        .run()?;
     Ok(())
 }
 

@@ -151,6 +151,68 @@ pub async fn grant(
     Ok(())
 }
 
+/// A new object's access rows, as Modoboa writes them: its creator owns it (the first
+/// superadmin when modobox creates it on no one's behalf: the CLI, an import, a job), and
+/// every superadmin may administer it — Modoboa lists objects to superadmins through these
+/// rows, so without them a return to Modoboa would hide what modobox made.
+pub async fn grant_created(
+    tx: &mut Tx,
+    actor: Actor,
+    kind: Kind,
+    object_id: i32,
+) -> Result<(), StoreError> {
+    let owner = match actor.user_id() {
+        Some(u) => Some(u),
+        None => tx
+            .row(
+                "SELECT id FROM core_user WHERE is_superuser = ? ORDER BY id LIMIT 1",
+                args![true],
+            )
+            .await?
+            .map(|r| r.i32("id"))
+            .transpose()?,
+    };
+    if let Some(o) = owner {
+        grant(tx, o, kind, object_id, true).await?;
+    }
+    let ct = content_type(tx, kind).await?;
+    tx.exec(
+        "INSERT INTO core_objectaccess (user_id, content_type_id, object_id, is_owner) \
+         SELECT u.id, ?, ?, ? FROM core_user u WHERE u.is_superuser = ? AND NOT EXISTS \
+         (SELECT 1 FROM core_objectaccess a WHERE a.user_id = u.id AND a.content_type_id = ? AND a.object_id = ?)",
+        args![ct, object_id, false, true, ct, object_id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A new superadmin's access to every existing object (Modoboa does the same when an
+/// account becomes a superadmin).
+async fn grant_everything(tx: &mut Tx, user_id: i32) -> Result<(), StoreError> {
+    for (kind, table, filter) in [
+        (Kind::User, "core_user", ""),
+        (Kind::Domain, "admin_domain", ""),
+        (Kind::DomainAlias, "admin_domainalias", ""),
+        (Kind::Mailbox, "admin_mailbox", ""),
+        (Kind::Alias, "admin_alias", " AND t.internal = ?"),
+    ] {
+        let ct = content_type(tx, kind).await?;
+        let sql = format!(
+            "INSERT INTO core_objectaccess (user_id, content_type_id, object_id, is_owner) \
+             SELECT ?, ?, t.id, ? FROM {table} t WHERE NOT EXISTS \
+             (SELECT 1 FROM core_objectaccess a WHERE a.user_id = ? AND a.content_type_id = ? AND a.object_id = t.id){filter}"
+        );
+        if filter.is_empty() {
+            tx.exec(&sql, args![user_id, ct, false, user_id, ct])
+                .await?;
+        } else {
+            tx.exec(&sql, args![user_id, ct, false, user_id, ct, false])
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 pub async fn revoke(
     tx: &mut Tx,
     user_id: i32,
@@ -331,7 +393,9 @@ pub async fn set_role(tx: &mut Tx, user_id: i32, role: Role) -> Result<(), Store
         args![user_id],
     )
     .await?;
-    if !superuser {
+    if superuser {
+        grant_everything(tx, user_id).await?;
+    } else {
         let group = group_id(tx, role.as_str()).await?;
         tx.exec(
             "INSERT INTO core_user_groups (user_id, group_id) VALUES (?, ?)",

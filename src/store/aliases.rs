@@ -224,6 +224,7 @@ pub(super) async fn delete_ids(tx: &mut Tx, ids: Vec<i32>) -> Result<(), StoreEr
         )
         .await?;
         access::forget_object(tx, Kind::Alias, id).await?;
+        super::modoboa_schema::clear_references(tx, "admin_alias", id, "alias").await?;
         tx.exec("DELETE FROM admin_alias WHERE id = ?", args![id])
             .await?;
         for p in parents {
@@ -343,9 +344,7 @@ pub async fn create(
         )
         .await? as i32;
     write_recipients(tx, id, &targets).await?;
-    if let Some(uid) = actor.user_id() {
-        access::grant(tx, uid, Kind::Alias, id, true).await?;
-    }
+    access::grant_created(tx, actor, Kind::Alias, id).await?;
     audit::info(tx, &format!("Alias {address} created")).await?;
     get(tx, actor, address).await
 }

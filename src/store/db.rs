@@ -189,9 +189,16 @@ macro_rules! bind_all {
     }};
 }
 
-/// One open transaction. Dropping it without `commit` rolls back.
+/// One open transaction. Dropping it without `commit` rolls back. It carries what its store
+/// learnt of an adopted Modoboa schema (`modoboa_schema`), read on first use.
 #[derive(Debug)]
-pub enum Tx {
+pub struct Tx {
+    conn: Conn,
+    pub(super) schema: super::modoboa_schema::Cache,
+}
+
+#[derive(Debug)]
+enum Conn {
     Postgres(Transaction<'static, Postgres>),
     Mysql(Transaction<'static, MySql>),
     Sqlite(Transaction<'static, Sqlite>),
@@ -205,38 +212,66 @@ pub enum Row {
 }
 
 impl Tx {
+    pub(super) fn postgres(
+        t: Transaction<'static, Postgres>,
+        schema: super::modoboa_schema::Cache,
+    ) -> Tx {
+        Tx {
+            conn: Conn::Postgres(t),
+            schema,
+        }
+    }
+    pub(super) fn mysql(
+        t: Transaction<'static, MySql>,
+        schema: super::modoboa_schema::Cache,
+    ) -> Tx {
+        Tx {
+            conn: Conn::Mysql(t),
+            schema,
+        }
+    }
+    pub(super) fn sqlite(
+        t: Transaction<'static, Sqlite>,
+        schema: super::modoboa_schema::Cache,
+    ) -> Tx {
+        Tx {
+            conn: Conn::Sqlite(t),
+            schema,
+        }
+    }
+
     pub fn backend(&self) -> Backend {
-        match self {
-            Tx::Postgres(_) => Backend::Postgres,
-            Tx::Mysql(_) => Backend::Mysql,
-            Tx::Sqlite(_) => Backend::Sqlite,
+        match self.conn {
+            Conn::Postgres(_) => Backend::Postgres,
+            Conn::Mysql(_) => Backend::Mysql,
+            Conn::Sqlite(_) => Backend::Sqlite,
         }
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
-        match self {
-            Tx::Postgres(t) => t.commit().await?,
-            Tx::Mysql(t) => t.commit().await?,
-            Tx::Sqlite(t) => t.commit().await?,
+        match self.conn {
+            Conn::Postgres(t) => t.commit().await?,
+            Conn::Mysql(t) => t.commit().await?,
+            Conn::Sqlite(t) => t.commit().await?,
         }
         Ok(())
     }
 
     /// Runs a statement; returns the number of rows it changed.
     pub async fn exec(&mut self, sql: &str, args: &[Value]) -> Result<u64, StoreError> {
-        Ok(match self {
-            Tx::Postgres(t) => {
+        Ok(match &mut self.conn {
+            Conn::Postgres(t) => {
                 let sql = numbered_placeholders(sql);
                 bind_all!(sqlx::query(&sql), args, |ts| *ts)
                     .execute(&mut **t)
                     .await?
                     .rows_affected()
             }
-            Tx::Mysql(t) => bind_all!(sqlx::query(sql), args, |ts| *ts)
+            Conn::Mysql(t) => bind_all!(sqlx::query(sql), args, |ts| *ts)
                 .execute(&mut **t)
                 .await?
                 .rows_affected(),
-            Tx::Sqlite(t) => bind_all!(sqlx::query(sql), args, |ts| sqlite_ts(ts))
+            Conn::Sqlite(t) => bind_all!(sqlx::query(sql), args, |ts| sqlite_ts(ts))
                 .execute(&mut **t)
                 .await?
                 .rows_affected(),
@@ -245,8 +280,8 @@ impl Tx {
 
     /// Runs an INSERT into a table with an `id` key and returns the new id.
     pub async fn insert(&mut self, sql: &str, args: &[Value]) -> Result<i64, StoreError> {
-        Ok(match self {
-            Tx::Postgres(t) => {
+        Ok(match &mut self.conn {
+            Conn::Postgres(t) => {
                 let sql = numbered_placeholders(&format!("{sql} RETURNING id"));
                 let row = bind_all!(sqlx::query(&sql), args, |ts| *ts)
                     .fetch_one(&mut **t)
@@ -257,7 +292,7 @@ impl Tx {
                     Err(_) => row.try_get::<i64, _>(0)?,
                 }
             }
-            Tx::Mysql(t) => {
+            Conn::Mysql(t) => {
                 let done = bind_all!(sqlx::query(sql), args, |ts| *ts)
                     .execute(&mut **t)
                     .await?;
@@ -265,7 +300,7 @@ impl Tx {
                     what: "an insert id out of range".into(),
                 })?
             }
-            Tx::Sqlite(t) => bind_all!(sqlx::query(sql), args, |ts| sqlite_ts(ts))
+            Conn::Sqlite(t) => bind_all!(sqlx::query(sql), args, |ts| sqlite_ts(ts))
                 .execute(&mut **t)
                 .await?
                 .last_insert_rowid(),
@@ -295,8 +330,8 @@ impl Tx {
     }
 
     pub async fn rows(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError> {
-        Ok(match self {
-            Tx::Postgres(t) => {
+        Ok(match &mut self.conn {
+            Conn::Postgres(t) => {
                 let sql = numbered_placeholders(sql);
                 bind_all!(sqlx::query(&sql), args, |ts| *ts)
                     .fetch_all(&mut **t)
@@ -305,13 +340,13 @@ impl Tx {
                     .map(Row::Postgres)
                     .collect()
             }
-            Tx::Mysql(t) => bind_all!(sqlx::query(sql), args, |ts| *ts)
+            Conn::Mysql(t) => bind_all!(sqlx::query(sql), args, |ts| *ts)
                 .fetch_all(&mut **t)
                 .await?
                 .into_iter()
                 .map(Row::Mysql)
                 .collect(),
-            Tx::Sqlite(t) => bind_all!(sqlx::query(sql), args, |ts| sqlite_ts(ts))
+            Conn::Sqlite(t) => bind_all!(sqlx::query(sql), args, |ts| sqlite_ts(ts))
                 .fetch_all(&mut **t)
                 .await?
                 .into_iter()
@@ -353,8 +388,8 @@ impl Tx {
 
     /// `SUM(expr)` as an integer on every engine (MySQL sums integers into DECIMAL).
     pub fn sum_int(&self, expr: &str) -> String {
-        match self {
-            Tx::Mysql(_) => format!("CAST(COALESCE(SUM({expr}), 0) AS SIGNED)"),
+        match self.conn {
+            Conn::Mysql(_) => format!("CAST(COALESCE(SUM({expr}), 0) AS SIGNED)"),
             _ => format!("COALESCE(SUM({expr}), 0)"),
         }
     }
@@ -401,6 +436,13 @@ impl Row {
     }
     pub fn i64(&self, col: &str) -> Result<i64, StoreError> {
         Ok(get!(self, col, i64))
+    }
+    /// An integer column of any width (an id: serial in Modoboa's tables, bigint in others).
+    pub fn any_int(&self, col: &str) -> Result<i64, StoreError> {
+        match self.opt_i32(col) {
+            Ok(Some(v)) => Ok(i64::from(v)),
+            _ => self.i64(col),
+        }
     }
     fn opt_i64_at(&self, idx: usize) -> Result<Option<i64>, StoreError> {
         Ok(get!(self, idx, Option<i64>))

@@ -309,9 +309,12 @@ struct TransportSettings {
 }
 
 async fn relay_of(tx: &mut Tx, transport_id: i32, name: &str) -> Result<Option<Relay>, StoreError> {
+    let settings = super::modoboa_schema::json_text(tx.backend(), "_settings");
     let Some(t) = tx
         .row(
-            "SELECT service, _settings FROM transport_transport WHERE id = ?",
+            &format!(
+                "SELECT service, {settings} AS _settings FROM transport_transport WHERE id = ?"
+            ),
             args![transport_id],
         )
         .await?
@@ -546,9 +549,7 @@ pub async fn create(
             ],
         )
         .await? as i32;
-    if let Some(uid) = actor.user_id() {
-        access::grant(tx, uid, Kind::Domain, id, true).await?;
-    }
+    access::grant_created(tx, actor, Kind::Domain, id).await?;
     let what = if relay.is_some() {
         "Relay domain"
     } else {
@@ -584,9 +585,13 @@ fn settings_json(r: &Relay) -> Result<String, StoreError> {
 }
 
 async fn create_transport(tx: &mut Tx, name: &DomainName, r: &Relay) -> Result<i32, StoreError> {
+    let json = tx
+        .modoboa_schema()
+        .await?
+        .json_param("transport_transport", "_settings");
     let id = tx
         .insert(
-            "INSERT INTO transport_transport (pattern, service, next_hop, _settings) VALUES (?, ?, ?, ?)",
+            &format!("INSERT INTO transport_transport (pattern, service, next_hop, _settings) VALUES (?, ?, ?, {json})"),
             args![name.as_str(), r.service.as_str(), next_hop(r), settings_json(r)?],
         )
         .await? as i32;
@@ -708,8 +713,12 @@ pub async fn update(
         .await?;
     }
     if let Some(relay) = &patch.relay {
+        let json = tx
+            .modoboa_schema()
+            .await?
+            .json_param("transport_transport", "_settings");
         tx.exec(
-            "UPDATE transport_transport SET service = ?, next_hop = ?, _settings = ? WHERE pattern = ?",
+            &format!("UPDATE transport_transport SET service = ?, next_hop = ?, _settings = {json} WHERE pattern = ?"),
             args![relay.service.as_str(), next_hop(relay), settings_json(relay)?, name.as_str()],
         )
         .await?;
@@ -784,6 +793,8 @@ pub async fn delete(
     )
     .await?;
     access::forget_object(tx, Kind::Domain, d.id).await?;
+    let what = format!("domain {name}");
+    super::modoboa_schema::clear_references(tx, "admin_domain", d.id, &what).await?;
     tx.exec("DELETE FROM admin_domain WHERE id = ?", args![d.id])
         .await?;
     tx.exec(
@@ -924,9 +935,7 @@ pub async fn create_alias(
         .await?;
     // Modoboa leaves the domain of this internal alias empty.
     aliases::create_internal(tx, &format!("@{name}"), None, &format!("@{target}"), None).await?;
-    if let Some(uid) = actor.user_id() {
-        access::grant(tx, uid, Kind::DomainAlias, id as i32, true).await?;
-    }
+    access::grant_created(tx, actor, Kind::DomainAlias, id as i32).await?;
     audit::info(tx, &format!("Domain alias {name} -> {target} created")).await?;
     get_alias(tx, actor, name).await
 }
@@ -957,6 +966,8 @@ async fn delete_alias_in(tx: &mut Tx, a: &DomainAlias) -> Result<(), StoreError>
     let name = &a.name;
     aliases::delete_internal(tx, &format!("@{name}")).await?;
     access::forget_object(tx, Kind::DomainAlias, a.id).await?;
+    let what = format!("domain alias {name}");
+    super::modoboa_schema::clear_references(tx, "admin_domainalias", a.id, &what).await?;
     tx.exec("DELETE FROM admin_domainalias WHERE id = ?", args![a.id])
         .await?;
     audit::info(tx, &format!("Domain alias {name} deleted")).await

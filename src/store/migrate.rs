@@ -7,7 +7,7 @@ use chrono::Utc;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{Backend, Store, StoreError, Tx};
+use super::{modoboa_schema, Backend, Store, StoreError, Tx};
 use crate::args;
 
 struct Migration {
@@ -402,10 +402,75 @@ pub async fn migrate(store: &Store) -> Result<Vec<i32>, StoreError> {
     run(store, false).await
 }
 
-/// Takes over a database created by Modoboa 1.10: records the Modoboa schema as present and
-/// adds modobox's tables (and the `dkim` view when Modoboa's is missing). Rows are not touched.
+/// Takes over a database created by Modoboa (1.10 to 2.12): records the Modoboa schema as
+/// present and adds modobox's tables (and the `dkim` view when Modoboa's is missing). Rows
+/// and Modoboa's tables are not touched. Refuses, changing nothing, what `adoption` finds
+/// unsupported.
 pub async fn adopt(store: &Store) -> Result<Vec<i32>, StoreError> {
-    run(store, true).await
+    let applied = run(store, true).await;
+    store.forget_schema();
+    applied
+}
+
+/// What adopting this database would do (`modobox db adopt --check`), changing nothing.
+#[derive(Debug, Clone, Serialize)]
+pub struct Adoption {
+    /// The Modoboa release that last migrated it, from `django_migrations`.
+    pub release: Option<modoboa_schema::Release>,
+    /// Columns of later Modoboa releases that modobox fills with Django's default on insert.
+    pub filled_columns: Vec<String>,
+    /// JSON columns modobox reads and writes in their type.
+    pub json_columns: Vec<String>,
+    /// Tables of other Modoboa applications whose rows modobox removes (or sets to NULL) with
+    /// the account, mailbox or domain they point at, as Django does.
+    pub cleaned_tables: Vec<String>,
+    /// Tables pointing at accounts, mailboxes or domains that modobox does not know: a
+    /// deletion that finds rows there is refused.
+    pub unknown_references: Vec<String>,
+    /// modobox's own migrations that would be applied.
+    pub migrations: Vec<i32>,
+    /// Why it cannot be adopted, when it cannot.
+    pub refused: Option<String>,
+}
+
+/// The adoption check: the release, the columns and tables modobox would have to deal with,
+/// and whether it can.
+pub async fn adoption(store: &Store) -> Result<Adoption, StoreError> {
+    let mut tx = store.begin_read().await?;
+    let done = recorded(&mut tx).await?;
+    let mut refused = if !has_modoboa_tables(&mut tx).await? {
+        Some("nothing to adopt: this database has no Modoboa tables (admin_domain, core_user); use `modobox db migrate`".to_string())
+    } else if done.iter().any(|r| r.version == MODOBOA_SCHEMA) {
+        Some("this database is already managed by modobox; use `modobox db migrate`".to_string())
+    } else {
+        None
+    };
+    let release = modoboa_schema::release(&mut tx).await?;
+    if refused.is_none() {
+        refused = release.as_ref().and_then(|r| r.unsupported.clone());
+    }
+    let schema = modoboa_schema::read(&mut tx).await?;
+    let missing = schema.unwritable();
+    if refused.is_none() && !missing.is_empty() {
+        refused = Some(format!(
+            "NOT NULL columns without a default that modobox does not know how to fill: {} (a Modoboa release or extension newer than this modobox)",
+            missing.join(", ")
+        ));
+    }
+    drop(tx);
+    Ok(Adoption {
+        release,
+        filled_columns: schema.filled_columns(),
+        json_columns: schema.json_columns(),
+        cleaned_tables: schema.cleaned_tables(),
+        unknown_references: schema.unknown_references(),
+        migrations: MIGRATIONS
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| *v != MODOBOA_SCHEMA)
+            .collect(),
+        refused,
+    })
 }
 
 /// Runs `work` while holding the migrators' lock, so that no schema change lands in the middle
@@ -454,6 +519,19 @@ async fn apply(tx: &mut Tx, backend: Backend, adopting: bool) -> Result<Vec<i32>
             return Err(StoreError::Migration(
                 "this database is already managed by modobox; use `modobox db migrate`".into(),
             ));
+        }
+        if let Some(why) = modoboa_schema::release(tx)
+            .await?
+            .and_then(|r| r.unsupported)
+        {
+            return Err(StoreError::Migration(format!("{why}; nothing was changed")));
+        }
+        let missing = modoboa_schema::read(tx).await?.unwritable();
+        if !missing.is_empty() {
+            return Err(StoreError::Migration(format!(
+                "NOT NULL columns without a default that modobox does not know how to fill: {}; nothing was changed",
+                missing.join(", ")
+            )));
         }
     } else if done.is_empty() && modoboa {
         return Err(StoreError::Migration(

@@ -13,6 +13,7 @@ pub mod events;
 pub mod inventory;
 pub mod local_admin;
 pub mod migrate;
+pub mod modoboa_schema;
 pub mod parameters;
 pub mod quarantine;
 pub mod roles;
@@ -252,8 +253,15 @@ pub async fn check_sqlite_file(path: &Path) -> Result<(), StoreError> {
 }
 
 /// The database, whichever engine holds it.
+/// The database: a connection pool, and what it learnt of an adopted Modoboa schema.
 #[derive(Debug, Clone)]
-pub enum Store {
+pub struct Store {
+    pub pool: Pool,
+    schema: modoboa_schema::Cache,
+}
+
+#[derive(Debug, Clone)]
+pub enum Pool {
     Postgres(PgPool),
     Mysql(MySqlPool),
     Sqlite(SqlitePool),
@@ -265,10 +273,10 @@ impl Store {
     pub async fn connect(url: &DatabaseUrl) -> Result<Store, StoreError> {
         let max = std::thread::available_parallelism().map_or(4, |n| n.get() as u32 * 2 + 2);
         let fail = |e: sqlx::Error| StoreError::Url(format!("{}: {e}", url.redacted()));
-        Ok(match url.backend() {
+        let pool = match url.backend() {
             Backend::Postgres => {
                 let opts = PgConnectOptions::from_str(url.expose()).map_err(fail)?;
-                Store::Postgres(
+                Pool::Postgres(
                     PgPoolOptions::new()
                         .max_connections(max)
                         .acquire_timeout(CONNECT_TIMEOUT)
@@ -282,7 +290,7 @@ impl Store {
                 let opts = MySqlConnectOptions::from_str(&text)
                     .map_err(fail)?
                     .charset("utf8mb4");
-                Store::Mysql(
+                Pool::Mysql(
                     MySqlPoolOptions::new()
                         .max_connections(max)
                         .acquire_timeout(CONNECT_TIMEOUT)
@@ -298,7 +306,7 @@ impl Store {
                     .create_if_missing(true)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10));
-                Store::Sqlite(
+                Pool::Sqlite(
                     SqlitePoolOptions::new()
                         .max_connections(max.min(8))
                         .acquire_timeout(CONNECT_TIMEOUT)
@@ -307,34 +315,48 @@ impl Store {
                         .map_err(fail)?,
                 )
             }
-        })
+        };
+        Ok(Store::from_pool(pool))
+    }
+
+    pub fn from_pool(pool: Pool) -> Store {
+        Store {
+            pool,
+            schema: modoboa_schema::Cache::default(),
+        }
+    }
+
+    /// Forgets what was learnt of the schema (after migrations or an adoption changed it).
+    pub fn forget_schema(&self) {
+        self.schema.clear();
     }
 
     pub fn backend(&self) -> Backend {
-        match self {
-            Store::Postgres(_) => Backend::Postgres,
-            Store::Mysql(_) => Backend::Mysql,
-            Store::Sqlite(_) => Backend::Sqlite,
+        match self.pool {
+            Pool::Postgres(_) => Backend::Postgres,
+            Pool::Mysql(_) => Backend::Mysql,
+            Pool::Sqlite(_) => Backend::Sqlite,
         }
     }
 
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(match self {
-            Store::Postgres(p) => Tx::Postgres(p.begin().await?),
-            Store::Mysql(p) => Tx::Mysql(p.begin().await?),
+        let schema = self.schema.clone();
+        Ok(match &self.pool {
+            Pool::Postgres(p) => Tx::postgres(p.begin().await?, schema),
+            Pool::Mysql(p) => Tx::mysql(p.begin().await?, schema),
             // A deferred transaction that reads and then writes cannot wait for another
             // writer (SQLite answers SQLITE_BUSY at once: `modobox mailbox add` failed while
             // a job wrote); an immediate one takes the write lock first and waits for it
             // (busy_timeout).
-            Store::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Sqlite(p) => Tx::sqlite(p.begin_with("BEGIN IMMEDIATE").await?, schema),
         })
     }
 
     /// A transaction that only reads: on SQLite a deferred one, which needs no write lock (and
     /// so no write access to the file: the milter's).
     pub async fn begin_read(&self) -> Result<Tx, StoreError> {
-        Ok(match self {
-            Store::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => Tx::sqlite(p.begin().await?, self.schema.clone()),
             _ => self.begin().await?,
         })
     }
@@ -343,7 +365,7 @@ impl Store {
     /// (`VACUUM INTO` reads one snapshot while writers go on), checked with
     /// `PRAGMA integrity_check` before it is trusted.
     pub async fn copy_sqlite_into(&self, dest: &Path) -> Result<(), StoreError> {
-        let Store::Sqlite(pool) = self else {
+        let Pool::Sqlite(pool) = &self.pool else {
             return Err(StoreError::Migration(
                 "a file copy of the database exists only for SQLite".into(),
             ));
@@ -357,10 +379,10 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        match self {
-            Store::Postgres(p) => p.close().await,
-            Store::Mysql(p) => p.close().await,
-            Store::Sqlite(p) => p.close().await,
+        match &self.pool {
+            Pool::Postgres(p) => p.close().await,
+            Pool::Mysql(p) => p.close().await,
+            Pool::Sqlite(p) => p.close().await,
         }
     }
 }

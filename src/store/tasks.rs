@@ -16,7 +16,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, Row as _};
 
-use super::{Store, StoreError};
+use super::{Pool, Store, StoreError};
 use crate::args;
 
 /// The outcome column while a run is going (a node that died mid-run leaves it; the next start
@@ -222,8 +222,8 @@ pub fn sqlite_lock_path(db: &Path, task: &str) -> PathBuf {
 impl JobLock {
     /// Takes the lock of `task` without waiting: `None` when someone holds it.
     pub async fn try_acquire(store: &Store, task: &str) -> Result<Option<JobLock>, StoreError> {
-        match store {
-            Store::Postgres(pool) => {
+        match &store.pool {
+            Pool::Postgres(pool) => {
                 let mut c = sqlx::PgConnection::connect_with(&pool.connect_options()).await?;
                 let got: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
                     .bind(pg_key(task))
@@ -237,7 +237,7 @@ impl JobLock {
                     Ok(None)
                 }
             }
-            Store::Mysql(pool) => {
+            Pool::Mysql(pool) => {
                 let mut c = sqlx::MySqlConnection::connect_with(&pool.connect_options()).await?;
                 // Lock names are per server, not per database, and at most 64 characters.
                 let name: String = sqlx::query(
@@ -259,7 +259,7 @@ impl JobLock {
                     Ok(None)
                 }
             }
-            Store::Sqlite(pool) => {
+            Pool::Sqlite(pool) => {
                 let opts = pool.connect_options();
                 let db = opts.get_filename();
                 if db.as_os_str().is_empty() || db == Path::new(":memory:") {

@@ -106,9 +106,92 @@ fn write_atomic_with(
     result
 }
 
+/// Detaches every mount at or below `dir` (deepest first), so that the tree can be removed:
+/// a killed mmdebstrap leaves /proc, /sys and /dev/pts mounted in its root. Returns how many.
+pub fn detach_mounts_under(dir: &Path) -> io::Result<usize> {
+    let dir = match fs::canonicalize(dir) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let table = fs::read_to_string("/proc/self/mountinfo")?;
+    let mut points: Vec<std::path::PathBuf> = table
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| std::path::PathBuf::from(unescape_mount_point(p)))
+        .filter(|p| p.starts_with(&dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points.dedup();
+    for p in &points {
+        nix::mount::umount2(p.as_path(), nix::mount::MntFlags::MNT_DETACH)
+            .map_err(|e| io::Error::other(format!("{}: {e}", p.display())))?;
+    }
+    Ok(points.len())
+}
+
+/// mountinfo writes space, tab, newline and backslash in mount points as octal escapes.
+fn unescape_mount_point(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_points_unescape() {
+        assert_eq!(
+            unescape_mount_point("/var/tmp/a\\040b/proc"),
+            "/var/tmp/a b/proc"
+        );
+        assert_eq!(unescape_mount_point("/plain"), "/plain");
+        assert_eq!(unescape_mount_point("/end\\04"), "/end\\04");
+    }
+
+    #[test]
+    fn mounts_below_a_directory_are_detached() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: mounting needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let inner = dir.path().join("root/proc");
+        let deeper = inner.join("x");
+        fs::create_dir_all(&inner).unwrap();
+        let tmpfs = |p: &Path| {
+            nix::mount::mount(
+                Some("tmpfs"),
+                p,
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                None::<&str>,
+            )
+            .unwrap()
+        };
+        tmpfs(&inner);
+        fs::create_dir(&deeper).unwrap();
+        tmpfs(&deeper);
+        assert_eq!(detach_mounts_under(dir.path()).unwrap(), 2);
+        assert_eq!(detach_mounts_under(dir.path()).unwrap(), 0);
+        fs::remove_dir_all(dir.path().join("root")).unwrap();
+        assert_eq!(detach_mounts_under(&dir.path().join("gone")).unwrap(), 0);
+    }
 
     #[test]
     fn writes_with_mode_and_leaves_no_temp_file() {

@@ -54,7 +54,9 @@ mod tests {
             .port(addr.port())
             .username("modoboa")
             .database("modoboa");
-        Store::Postgres(sqlx::postgres::PgPoolOptions::new().connect_lazy_with(opts))
+        Store::from_pool(crate::store::Pool::Postgres(
+            sqlx::postgres::PgPoolOptions::new().connect_lazy_with(opts),
+        ))
     }
 
     #[tokio::test]

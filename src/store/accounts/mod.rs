@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::access::{self, Actor, Kind, Role};
-use super::{aliases, audit, domains, StoreError, Tx};
+use super::{aliases, audit, domains, modoboa_schema, StoreError, Tx};
 use crate::args;
 use crate::names::{DomainKind, DomainName, EmailAddress, Username};
 use crate::password;
@@ -354,9 +354,12 @@ pub async fn insert(
     let email = mailbox_domain
         .as_ref()
         .map_or(String::new(), |(a, ..)| a.to_string());
+    // Flags later Modoboa versions added (an adopted 2.x database): Django's default, false.
+    let schema = tx.modoboa_schema().await?;
+    let (flag_cols, flag_vals) = schema.user_flags();
     let user_id = tx
         .insert(
-            "INSERT INTO core_user (password, last_login, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined, is_local, master_user, language, phone_number, secondary_email, _parameters) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'en', ?, ?, '{}')",
+            &format!("INSERT INTO core_user (password, last_login, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined, is_local, master_user, language, phone_number, secondary_email, _parameters{flag_cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'en', ?, ?, '{{}}'{flag_vals})"),
             args![
                 stored,
                 None::<DateTime<Utc>>,
@@ -376,13 +379,16 @@ pub async fn insert(
         )
         .await? as i32;
     access::set_role(tx, user_id, spec.role).await?;
-    if let Some(uid) = actor.user_id() {
-        access::grant(tx, uid, Kind::User, user_id, true).await?;
-    }
+    access::grant_created(tx, actor, Kind::User, user_id).await?;
     if let Some((addr, d, quota, use_domain)) = mailbox_domain {
+        let (send_only_col, send_only_val) = if schema.mailbox_send_only() {
+            (", is_send_only", ", FALSE")
+        } else {
+            ("", "")
+        };
         let mb = tx
             .insert(
-                "INSERT INTO admin_mailbox (address, quota, use_domain_quota, domain_id, user_id, creation, last_modification) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                &format!("INSERT INTO admin_mailbox (address, quota, use_domain_quota, domain_id, user_id, creation, last_modification{send_only_col}) VALUES (?, ?, ?, ?, ?, ?, ?{send_only_val})"),
                 args![addr.local_part(), quota, use_domain, d.id, user_id, now, now],
             )
             .await? as i32;
@@ -397,9 +403,7 @@ pub async fn insert(
             args![addr.as_str()],
         )
         .await?;
-        if let Some(uid) = actor.user_id() {
-            access::grant(tx, uid, Kind::Mailbox, mb, true).await?;
-        }
+        access::grant_created(tx, actor, Kind::Mailbox, mb).await?;
     }
     for d in &spec.domains {
         grant_domain_in(tx, actor, username, d).await?;
@@ -832,6 +836,8 @@ pub(super) async fn delete_in(
         )
         .await?;
         access::forget_object(tx, Kind::Mailbox, mb.id).await?;
+        let what = format!("mailbox {}", mb.full_address);
+        modoboa_schema::clear_references(tx, "admin_mailbox", mb.id, &what).await?;
         tx.exec("DELETE FROM admin_mailbox WHERE id = ?", args![mb.id])
             .await?;
         if opts.handle_mailboxes_on_filesystem {
@@ -855,6 +861,8 @@ pub(super) async fn delete_in(
         args![a.id],
     )
     .await?;
+    let what = format!("account {username}");
+    modoboa_schema::clear_references(tx, "core_user", a.id, &what).await?;
     tx.exec("DELETE FROM core_user WHERE id = ?", args![a.id])
         .await?;
     audit::info(tx, &format!("Account {username} deleted")).await

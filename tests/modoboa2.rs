@@ -1,0 +1,410 @@
+//! Adoption of a real Modoboa 2.x database (issue 20), on the three engines: the database is
+//! made by Modoboa 2.12 itself (installed from PyPI by tests/modoboa2/setup, migrated by its
+//! own `manage.py migrate`, filled through its own REST API by tests/modoboa2/populate.py),
+//! then adopted by modobox, written to and deleted from by modobox — and Modoboa must still
+//! start on it afterwards (`manage.py check`, every migration applied) and read what modobox
+//! wrote.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use modobox::store::access::{Actor, Role};
+use modobox::store::accounts::{self, AccountSpec, Options, Password};
+use modobox::store::aliases::{self, AliasAddress, AliasSpec};
+use modobox::store::domains::{self, DomainPatch, DomainSpec, Relay};
+use modobox::store::{migrate, Backend};
+
+const ROUNDS: u32 = 5000;
+
+fn dom(n: &str) -> modobox::names::DomainName {
+    modobox::names::DomainName::parse("domain", n).unwrap()
+}
+
+fn opts() -> Options {
+    Options {
+        mail_root: PathBuf::from("/srv/vmail"),
+        handle_mailboxes_on_filesystem: false,
+    }
+}
+
+/// Modoboa's virtualenv and project (cached between runs), and a private Redis for this test.
+struct Modoboa {
+    dir: PathBuf,
+    tmp: tempfile::TempDir,
+    redis: Child,
+}
+
+impl Drop for Modoboa {
+    fn drop(&mut self) {
+        let _ = self.redis.kill();
+        let _ = self.redis.wait();
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+impl Modoboa {
+    /// None (skipped, said why) outside CI when Modoboa cannot be set up here; in CI a failure.
+    fn start() -> Option<Modoboa> {
+        let dir = PathBuf::from(
+            std::env::var("MODOBOX_MODOBOA_DIR")
+                .unwrap_or_else(|_| "/var/cache/modobox-tests/modoboa".into()),
+        );
+        let out = Command::new(repo().join("tests/modoboa2/setup"))
+            .arg(&dir)
+            .output()
+            .expect("running tests/modoboa2/setup");
+        if !out.status.success() {
+            let why = format!(
+                "tests/modoboa2/setup failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(std::env::var("CI").is_err(), "{why}");
+            eprintln!("skipped: {why}");
+            return None;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let sock = tmp.path().join("redis.sock");
+        let redis = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--unixsocket",
+            ])
+            .arg(&sock)
+            .arg("--dir")
+            .arg(tmp.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (tests/setup-host installs it)");
+        for _ in 0..100 {
+            if sock.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(sock.exists(), "redis-server did not open its socket");
+        Some(Modoboa { dir, tmp, redis })
+    }
+
+    fn redis_url(&self, db: u32) -> String {
+        format!(
+            "unix://{}?db={db}",
+            self.tmp.path().join("redis.sock").display()
+        )
+    }
+
+    /// Modoboa's Python with the test's settings for `db`.
+    fn python(&self, db: &common::TestDb, redis_db: u32) -> Command {
+        let mut c = Command::new(self.dir.join("venv/bin/python"));
+        let dkim = self.tmp.path().join(format!("dkim-{redis_db}"));
+        std::fs::create_dir_all(&dkim).unwrap();
+        c.env("DJANGO_SETTINGS_MODULE", "settings")
+            .env(
+                "PYTHONPATH",
+                format!(
+                    "{}:{}",
+                    repo().join("tests/modoboa2").display(),
+                    self.dir.join("project").display()
+                ),
+            )
+            .env("MODOBOA_TEST_DATABASE_URL", django_url(db))
+            .env("MODOBOA_TEST_REDIS_URL", self.redis_url(redis_db))
+            .env("MODOBOA_TEST_DKIM_DIR", dkim)
+            .current_dir(self.dir.join("project"));
+        c
+    }
+
+    /// `manage.py ARGS...`: its output; a failure fails the test with what it said.
+    fn manage(&self, db: &common::TestDb, redis_db: u32, args: &[&str]) -> String {
+        let out = self
+            .python(db, redis_db)
+            .arg("manage.py")
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "{:?}: manage.py {args:?}: {text}",
+            db.backend
+        );
+        text
+    }
+
+    /// A Python script run with Django set up (`-c`): its standard output.
+    fn script(&self, db: &common::TestDb, redis_db: u32, path: &Path) -> String {
+        let out = self.python(db, redis_db).arg(path).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{:?}: {}: {}{}",
+            db.backend,
+            path.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// The test database's URL as dj-database-url reads it.
+fn django_url(db: &common::TestDb) -> String {
+    match db.backend {
+        // Four slashes: an absolute path.
+        Backend::Sqlite => format!("sqlite:///{}", db.name),
+        _ => db.raw_url.clone(),
+    }
+}
+
+/// Modoboa's tables whose rows modobox must not touch when it adopts.
+const MODOBOA_TABLES: &[&str] = &[
+    "core_user",
+    "admin_domain",
+    "admin_domainalias",
+    "admin_mailbox",
+    "admin_alias",
+    "modoboa_admin_aliasrecipient",
+    "admin_senderaddress",
+    "transport_transport",
+    "django_migrations",
+    "authtoken_token",
+];
+
+#[tokio::test]
+async fn a_modoboa_2_database_is_adopted_written_and_given_back() {
+    let Some(modoboa) = Modoboa::start() else {
+        return;
+    };
+    for (n, db) in common::all().await.into_iter().enumerate() {
+        let redis_db = n as u32;
+        let t0 = std::time::Instant::now();
+        modoboa.manage(&db, redis_db, &["migrate", "--noinput"]);
+        modoboa.manage(
+            &db,
+            redis_db,
+            &[
+                "load_initial_data",
+                "--no-frontend",
+                "--admin-username",
+                "admin",
+            ],
+        );
+        let populated = modoboa.script(&db, redis_db, &repo().join("tests/modoboa2/populate.py"));
+        let summary: serde_json::Value =
+            serde_json::from_str(populated.lines().last().unwrap()).unwrap();
+        let password = summary["password"].as_str().unwrap().to_string();
+        eprintln!(
+            "{:?}: Modoboa 2.12 database made and filled in {:.0} s",
+            db.backend,
+            t0.elapsed().as_secs_f64()
+        );
+
+        // The check: what adoption would do, and that it can.
+        let store = db.connect().await;
+        let plan = migrate::adoption(&store).await.unwrap();
+        assert_eq!(plan.refused, None, "{:?}", db.backend);
+        let release = plan.release.clone().unwrap();
+        assert_eq!(release.version.as_deref(), Some("2.12"), "{release:?}");
+        assert_eq!(release.admin_migration, "0026_mailbox_shares");
+        for c in [
+            "core_user.totp_enabled",
+            "core_user.webauthn_enabled",
+            "admin_mailbox.is_send_only",
+        ] {
+            assert!(
+                plan.filled_columns.contains(&c.to_string()),
+                "{c}: {plan:?}"
+            );
+        }
+        for t in [
+            "authtoken_token.user_id → core_user",
+            "otp_totp_totpdevice.user_id → core_user",
+            "postfix_autoreply_armessage.mbox_id → admin_mailbox",
+            "admin_alarm.mailbox_id → admin_mailbox",
+            "dnstools_dnsrecord.domain_id → admin_domain",
+        ] {
+            assert!(
+                plan.cleaned_tables.contains(&t.to_string()),
+                "{t}: {plan:?}"
+            );
+        }
+        assert!(plan.unknown_references.is_empty(), "{plan:?}");
+        if db.backend == Backend::Postgres {
+            assert!(
+                plan.json_columns
+                    .contains(&"transport_transport._settings (jsonb)".to_string()),
+                "{plan:?}"
+            );
+        }
+
+        let before = db.dump_tables(MODOBOA_TABLES);
+        migrate::adopt(&store).await.unwrap();
+        assert_eq!(db.dump_tables(MODOBOA_TABLES), before, "{:?}", db.backend);
+
+        // Reads: Modoboa 2.x's rows as Modoboa meant them.
+        let mut tx = store.begin().await.unwrap();
+        let sys = Actor::System;
+        let relay = domains::get(&mut tx, sys, &dom("relay.example"))
+            .await
+            .unwrap()
+            .relay
+            .unwrap();
+        assert_eq!(
+            (
+                relay.target_host.as_str(),
+                relay.target_port,
+                relay.verify_recipients
+            ),
+            ("192.0.2.25", 2525, true)
+        );
+        for (user, scheme) in [
+            ("carol@example.org", "SHA512-CRYPT"),
+            ("dave@example.net", "BLF-CRYPT"),
+        ] {
+            assert!(
+                accounts::authenticate(&mut tx, user, &password)
+                    .await
+                    .unwrap()
+                    .is_some(),
+                "{:?}: {user} ({scheme}) with Modoboa's password",
+                db.backend
+            );
+        }
+        let da = accounts::get(&mut tx, sys, &common::user("admin@example.org"))
+            .await
+            .unwrap();
+        assert_eq!(da.role, Role::DomainAdmins);
+
+        // Writes: every kind of object, into Modoboa 2.x's tables.
+        domains::create(&mut tx, sys, &dom("new.test"), &DomainSpec::default(), None)
+            .await
+            .unwrap();
+        let eve = AccountSpec {
+            username: common::user("eve@new.test"),
+            password: Password::Clear("Eve-secret-2x".into()),
+            first_name: "Eve".into(),
+            last_name: "New".into(),
+            enabled: true,
+            role: Role::SimpleUsers,
+            mailbox: Some(Some(10)),
+            domains: vec![],
+        };
+        accounts::create(&mut tx, sys, &eve, ROUNDS).await.unwrap();
+        let admin2 = AccountSpec {
+            username: common::user("boss@new.test"),
+            role: Role::DomainAdmins,
+            domains: vec![dom("new.test")],
+            mailbox: None,
+            ..eve.clone()
+        };
+        accounts::create(&mut tx, sys, &admin2, ROUNDS)
+            .await
+            .unwrap();
+        let mut r = Relay {
+            target_host: "192.0.2.30".into(),
+            target_port: 25,
+            service: "relay".into(),
+            verify_recipients: false,
+        };
+        domains::create(
+            &mut tx,
+            sys,
+            &dom("relay2.test"),
+            &DomainSpec::default(),
+            Some(&r),
+        )
+        .await
+        .unwrap();
+        r.target_port = 2526;
+        r.verify_recipients = true;
+        let patch = DomainPatch {
+            relay: Some(r),
+            ..DomainPatch::default()
+        };
+        domains::update(&mut tx, sys, &dom("relay2.test"), &patch)
+            .await
+            .unwrap();
+        domains::create_alias(
+            &mut tx,
+            sys,
+            &dom("alias-of-new.test"),
+            &dom("new.test"),
+            true,
+        )
+        .await
+        .unwrap();
+        let spec = AliasSpec {
+            enabled: true,
+            recipients: vec!["eve@new.test".into(), "alice@example.org".into()],
+            ..AliasSpec::default()
+        };
+        aliases::create(
+            &mut tx,
+            sys,
+            &AliasAddress::parse("address", "team@new.test").unwrap(),
+            &spec,
+        )
+        .await
+        .unwrap();
+
+        // Deletes: rows of Modoboa's other applications go with what they point at, as
+        // Django's cascades would (a TOTP device, a token and an auto-reply of alice's; an
+        // alarm, an MX record and a DNS record of example.net).
+        accounts::delete(&mut tx, sys, &common::user("alice@example.org"), &opts())
+            .await
+            .unwrap();
+        accounts::delete(&mut tx, sys, &common::user("bob@example.org"), &opts())
+            .await
+            .unwrap();
+        domains::delete(&mut tx, sys, &dom("example.net"), &opts())
+            .await
+            .unwrap();
+        domains::delete_alias(&mut tx, sys, &dom("example-alias.org"))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        for (table, left) in [
+            ("otp_totp_totpdevice", 0),
+            ("postfix_autoreply_armessage", 0),
+            ("dnstools_dnsrecord", 0),
+            ("admin_alarm", 0),
+        ] {
+            let n = db.query(&format!("SELECT COUNT(*) FROM {table}"));
+            assert_eq!(n.trim(), left.to_string(), "{:?}: {table}", db.backend);
+        }
+        let tokens = db.query("SELECT COUNT(*) FROM authtoken_token");
+        // The admin's and the domain admin's tokens stay; bob's went with bob.
+        assert_eq!(tokens.trim(), "2", "{:?}", db.backend);
+        store.close().await;
+
+        // Going back: Modoboa 2.12 starts on the database modobox wrote, finds every one of its
+        // migrations applied, and reads modobox's objects as its own.
+        modoboa.manage(&db, redis_db, &["check"]);
+        let plan = modoboa.manage(&db, redis_db, &["showmigrations", "--plan"]);
+        assert!(
+            !plan.lines().any(|l| l.trim_start().starts_with("[ ]")),
+            "{:?}: unapplied Modoboa migrations after modobox:\n{plan}",
+            db.backend
+        );
+        let read = modoboa.script(&db, redis_db, &repo().join("tests/modoboa2/readback.py"));
+        assert!(read.contains("readback ok"), "{:?}: {read}", db.backend);
+        eprintln!(
+            "{:?}: adopted, written, deleted, given back in {:.0} s",
+            db.backend,
+            t0.elapsed().as_secs_f64()
+        );
+    }
+}
