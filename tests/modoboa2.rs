@@ -4,6 +4,7 @@
 //! then adopted by modobox, written to and deleted from by modobox — and Modoboa must still
 //! start on it afterwards (`manage.py check`, every migration applied) and read what modobox
 //! wrote.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
