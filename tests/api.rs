@@ -1580,27 +1580,31 @@ async fn openapi_document_matches_the_router() {
     assert_eq!(a.json["openapi"], "3.1.0");
 }
 
-/// `modobox token create` prints a key that works, stores only its digest, and replaces the
-/// previous one.
-#[tokio::test]
-async fn token_create_command() {
-    let db = common::sqlite().await;
-    let store = db.connect().await;
-    migrate::migrate(&store).await.unwrap();
-    let (_, old) = account(&store, "admin", Role::SuperAdmins, false, &[]).await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_modobox"))
+/// `modobox token ARGS...` on the test's database, without a configuration file.
+async fn token_cli(db: &common::TestDb, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_modobox"))
         .args([
             "--database-url",
             &db.raw_url,
             "--config",
             "/nonexistent/modobox.toml",
             "token",
-            "create",
-            "ADMIN",
         ])
+        .args(args)
         .output()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// `modobox token create` prints a key that works, stores only its digest, and replaces the
+/// previous one; `token list` shows who has one, never the key.
+#[tokio::test]
+async fn token_create_command() {
+    let db = common::sqlite().await;
+    let store = db.connect().await;
+    migrate::migrate(&store).await.unwrap();
+    let (_, old) = account(&store, "admin", Role::SuperAdmins, false, &[]).await;
+    let out = token_cli(&db, &["create", "ADMIN"]).await;
     assert!(
         out.status.success(),
         "{}",
@@ -1640,20 +1644,21 @@ async fn token_create_command() {
         401,
         "the old key is replaced"
     );
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_modobox"))
-        .args([
-            "--database-url",
-            &db.raw_url,
-            "--config",
-            "/nonexistent/modobox.toml",
-            "token",
-            "create",
-            "nobody",
-        ])
-        .output()
-        .await
-        .unwrap();
+    let out = token_cli(&db, &["create", "nobody"]).await;
     assert!(!out.status.success());
+    // `token list`: who has a key, never the key.
+    let out = token_cli(&db, &["list", "--json"]).await;
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains(&key), "the key is never shown again");
+    let list: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{text}");
+    assert_eq!(list[0]["username"], "admin");
+    assert_eq!(list[0]["kind"], "modobox");
+    assert!(
+        list[0]["last_used_at"].is_string(),
+        "used once above: {text}"
+    );
 }
 
 fn schemathesis() -> Option<std::path::PathBuf> {

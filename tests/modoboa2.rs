@@ -272,6 +272,8 @@ async fn a_modoboa_2_database_is_adopted_written_and_given_back() {
             ("192.0.2.25", 2525, true)
         );
         for (user, scheme) in [
+            ("alice@example.org", "ARGON2ID"),
+            ("bob@example.org", "SSHA"),
             ("carol@example.org", "SHA512-CRYPT"),
             ("dave@example.net", "BLF-CRYPT"),
         ] {
@@ -389,6 +391,60 @@ async fn a_modoboa_2_database_is_adopted_written_and_given_back() {
         let tokens = db.query("SELECT COUNT(*) FROM authtoken_token");
         // The admin's and the domain admin's tokens stay; bob's went with bob.
         assert_eq!(tokens.trim(), "2", "{:?}", db.backend);
+
+        // The domain admin's Modoboa key opens modobox's API v1, and at its first use moves
+        // into modobox's table as a SHA-256 (out of authtoken_token).
+        let key = summary["tokens"]["admin@example.org"].as_str().unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let listed: Vec<(String, &str)> = modobox::store::tokens::list(&mut tx)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.username, t.kind))
+            .collect();
+        drop(tx);
+        assert_eq!(
+            listed,
+            vec![
+                ("admin".to_string(), "Modoboa"),
+                ("admin@example.org".to_string(), "Modoboa")
+            ]
+        );
+        let port = common::web::start(&store).await;
+        let auth = format!("Authorization: Token {key}");
+        for _ in 0..2 {
+            let a =
+                common::web::http_with(port, "GET", "/api/v1/domains/", &[&auth], &[], None).await;
+            assert_eq!(a.status, 200, "{:?}: {}", db.backend, a.body);
+            assert!(a.body.contains("\"example.org\""), "{}", a.body);
+            assert!(!a.body.contains("relay.example"), "{}", a.body);
+        }
+        let left = db.query(&format!(
+            "SELECT COUNT(*) FROM authtoken_token WHERE user_id = {}",
+            da.id
+        ));
+        assert_eq!(
+            left.trim(),
+            "0",
+            "{:?}: the key stayed in clear",
+            db.backend
+        );
+        let hashed = db.query(&format!(
+            "SELECT token_hash FROM modobox_api_token WHERE user_id = {}",
+            da.id
+        ));
+        assert_eq!(hashed.trim(), modobox::store::tokens::digest(key));
+        let wrong = "0".repeat(40);
+        let a = common::web::http_with(
+            port,
+            "GET",
+            "/api/v1/domains/",
+            &[&format!("Authorization: Token {wrong}")],
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(a.status, 401, "{:?}", db.backend);
         store.close().await;
 
         // Going back: Modoboa 2.12 starts on the database modobox wrote, finds every one of its

@@ -184,6 +184,28 @@ async fn token_in(store: &Store, cmd: &TokenCommand) -> Result<ExitCode> {
             commit(tx, ()).await?;
             println!("API token of {} removed", a.username);
         }
+        TokenCommand::List { json } => {
+            let list = tokens::list(&mut tx).await?;
+            drop(tx);
+            if *json {
+                super::output::print_json(&list)?;
+            } else if list.is_empty() {
+                println!("no API token");
+            } else {
+                for t in &list {
+                    let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                        t.map_or("-".to_string(), |t| t.format("%Y-%m-%d %H:%M").to_string())
+                    };
+                    println!(
+                        "{:<40} {:<8} created {}  last used {}",
+                        t.username,
+                        t.kind,
+                        when(t.created_at),
+                        when(t.last_used_at)
+                    );
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

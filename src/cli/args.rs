@@ -896,4 +896,10 @@ pub enum TokenCommand {
     Create { username: String },
     /// Remove an account's API token.
     Revoke { username: String },
+    /// Every account's API token (never the key): modobox's, and the keys of an adopted
+    /// Modoboa database not used since (moved into modobox's table at their first use).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }

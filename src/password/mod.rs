@@ -17,6 +17,9 @@
 //! | `{PLAIN-MD5}` + hex or base64 | MD5 digest |
 //! | `{SHA256}` + base64 (Modoboa) or hex | SHA-256 digest |
 //! | `{PLAIN}` / `{CLEAR}` / `{CLEARTEXT}` | clear text |
+//! | `{ARGON2ID}` / `{ARGON2I}` + `$argon2id$v=19$m=…,t=…,p=…$salt$hash` | Argon2 (Modoboa 2.x) |
+//! | `{SSHA}`, `{SSHA256}`, `{SSHA512}` + base64(digest ‖ salt) | salted SHA (Modoboa 2.x writes SSHA) |
+//! | `{SHA}` / `{SHA1}` + base64 or hex | SHA-1 digest |
 //!
 //! Like Dovecot, `{CRYPT}`, `{DES-CRYPT}`, `{SHA256-CRYPT}` and
 //! `{SHA512-CRYPT}` all hand the hash to crypt(3), which picks the algorithm
@@ -120,6 +123,18 @@ pub enum Scheme {
     Sha256,
     /// `PLAIN`: clear text (Dovecot also says `CLEAR`, `CLEARTEXT`).
     Plain,
+    /// `ARGON2ID`: Argon2id in the PHC string format (Modoboa 2.x's strongest scheme).
+    Argon2id,
+    /// `ARGON2I`: Argon2i in the PHC string format.
+    Argon2i,
+    /// `SSHA`: base64 of SHA-1(password ‖ salt) ‖ salt (Modoboa 2.x, weak).
+    Ssha,
+    /// `SSHA256`: the same with SHA-256.
+    Ssha256,
+    /// `SSHA512`: the same with SHA-512.
+    Ssha512,
+    /// `SHA`: unsalted SHA-1 digest (Dovecot also says `SHA1`).
+    Sha1,
 }
 
 impl Scheme {
@@ -134,6 +149,12 @@ impl Scheme {
             Scheme::Md5 => "MD5",
             Scheme::Sha256 => "SHA256",
             Scheme::Plain => "PLAIN",
+            Scheme::Argon2id => "ARGON2ID",
+            Scheme::Argon2i => "ARGON2I",
+            Scheme::Ssha => "SSHA",
+            Scheme::Ssha256 => "SSHA256",
+            Scheme::Ssha512 => "SSHA512",
+            Scheme::Sha1 => "SHA",
         }
     }
 }
@@ -160,6 +181,12 @@ impl FromStr for Scheme {
             "MD5" | "PLAIN-MD5" => Scheme::Md5,
             "SHA256" => Scheme::Sha256,
             "PLAIN" | "CLEAR" | "CLEARTEXT" => Scheme::Plain,
+            "ARGON2ID" => Scheme::Argon2id,
+            "ARGON2I" => Scheme::Argon2i,
+            "SSHA" => Scheme::Ssha,
+            "SSHA256" => Scheme::Ssha256,
+            "SSHA512" => Scheme::Ssha512,
+            "SHA" | "SHA1" => Scheme::Sha1,
             _ => return Err(PasswordError::UnknownScheme(printable_label(s))),
         };
         Ok(scheme)
@@ -287,7 +314,17 @@ enum Parsed<'a> {
     },
     Md5([u8; 16]),
     Sha256([u8; 32]),
+    Sha1([u8; 20]),
     Plain(Cow<'a, [u8]>),
+    Argon2 {
+        phc: &'a str,
+        id: bool,
+    },
+    SaltedSha {
+        scheme: Scheme,
+        digest: Vec<u8>,
+        salt: Vec<u8>,
+    },
 }
 
 impl Parsed<'_> {
@@ -306,7 +343,11 @@ impl Parsed<'_> {
             Parsed::Des { .. } => Scheme::Crypt,
             Parsed::Md5(_) => Scheme::Md5,
             Parsed::Sha256(_) => Scheme::Sha256,
+            Parsed::Sha1(_) => Scheme::Sha1,
             Parsed::Plain(_) => Scheme::Plain,
+            Parsed::Argon2 { id: true, .. } => Scheme::Argon2id,
+            Parsed::Argon2 { id: false, .. } => Scheme::Argon2i,
+            Parsed::SaltedSha { scheme, .. } => *scheme,
         }
     }
 
@@ -350,6 +391,30 @@ impl Parsed<'_> {
             }
             Parsed::Md5(digest) => ct_eq(&Md5::digest(password), digest),
             Parsed::Sha256(digest) => ct_eq(&Sha256::digest(password), digest),
+            Parsed::Sha1(digest) => ct_eq(&sha1::Sha1::digest(password), digest),
+            Parsed::Argon2 { phc, .. } => {
+                use argon2::PasswordVerifier as _;
+                let parsed = argon2::PasswordHash::new(phc)
+                    .map_err(|_| malformed("ARGON2ID", "not a PHC string"))?;
+                // The algorithm and its parameters come from the stored string.
+                argon2::Argon2::default()
+                    .verify_password(password, &parsed)
+                    .is_ok()
+            }
+            Parsed::SaltedSha {
+                scheme,
+                digest,
+                salt,
+            } => {
+                let mut input = password.to_vec();
+                input.extend_from_slice(salt);
+                let computed = match scheme {
+                    Scheme::Ssha => sha1::Sha1::digest(&input).to_vec(),
+                    Scheme::Ssha256 => Sha256::digest(&input).to_vec(),
+                    _ => sha2::Sha512::digest(&input).to_vec(),
+                };
+                ct_eq(&computed, digest)
+            }
             // Compare digests so that the length of the stored clear-text
             // password does not leak through timing.
             Parsed::Plain(value) => ct_eq(&Sha256::digest(password), &Sha256::digest(value)),
@@ -410,6 +475,12 @@ fn parse(stored: &str) -> Result<Parsed<'_>, PasswordError> {
         },
         ("PLAIN-MD5", _) => decode_digest::<16>(body, encoding, "PLAIN-MD5").map(Parsed::Md5),
         ("SHA256", _) => decode_digest::<32>(body, encoding, "SHA256").map(Parsed::Sha256),
+        ("SHA" | "SHA1", _) => decode_digest::<20>(body, encoding, "SHA").map(Parsed::Sha1),
+        ("ARGON2ID", None) => parse_argon2(body, true),
+        ("ARGON2I", None) => parse_argon2(body, false),
+        ("SSHA", None) => parse_salted_sha(body, Scheme::Ssha, 20),
+        ("SSHA256", None) => parse_salted_sha(body, Scheme::Ssha256, 32),
+        ("SSHA512", None) => parse_salted_sha(body, Scheme::Ssha512, 64),
         ("PLAIN" | "CLEAR" | "CLEARTEXT", None) => {
             Ok(Parsed::Plain(Cow::Borrowed(body.as_bytes())))
         }
@@ -422,6 +493,54 @@ fn parse(stored: &str) -> Result<Parsed<'_>, PasswordError> {
             .map_err(|_| malformed("PLAIN", "not valid base64")),
         _ => Err(unknown()),
     }
+}
+
+/// `$argon2id$v=19$m=…,t=…,p=…$salt$hash` (or `$argon2i$`), as Dovecot and Modoboa write it.
+fn parse_argon2(body: &str, id: bool) -> Result<Parsed<'_>, PasswordError> {
+    let (scheme, prefix) = if id {
+        ("ARGON2ID", "$argon2id$")
+    } else {
+        ("ARGON2I", "$argon2i$")
+    };
+    if !body.starts_with(prefix) {
+        return Err(malformed(
+            scheme,
+            "not an Argon2 PHC string of that variant",
+        ));
+    }
+    let parsed =
+        argon2::PasswordHash::new(body).map_err(|_| malformed(scheme, "not a PHC string"))?;
+    // Dovecot's and Modoboa's costs; far larger ones would let a stored value exhaust memory.
+    let params = argon2::Params::try_from(&parsed)
+        .map_err(|_| malformed(scheme, "parameters out of range"))?;
+    if params.m_cost() > 1 << 20 || params.t_cost() > 64 || params.p_cost() > 16 {
+        return Err(malformed(
+            scheme,
+            "costs above m=1048576 KiB, t=64, p=16 (refused: one login would take too long)",
+        ));
+    }
+    Ok(Parsed::Argon2 { phc: body, id })
+}
+
+/// base64(digest ‖ salt), with a salt of at least one byte.
+fn parse_salted_sha(
+    body: &str,
+    scheme: Scheme,
+    digest_len: usize,
+) -> Result<Parsed<'static>, PasswordError> {
+    let name = scheme.dovecot_name();
+    let bytes = STANDARD
+        .decode(body)
+        .map_err(|_| malformed(name, "not valid base64"))?;
+    if bytes.len() <= digest_len {
+        return Err(malformed(name, "no salt after the digest"));
+    }
+    let (digest, salt) = bytes.split_at(digest_len);
+    Ok(Parsed::SaltedSha {
+        scheme,
+        digest: digest.to_vec(),
+        salt: salt.to_vec(),
+    })
 }
 
 /// A value handed to crypt(3): the algorithm comes from its prefix.
@@ -1324,8 +1443,8 @@ mod tests {
     #[test]
     fn unknown_and_unsupported_schemes_are_named() {
         for (stored, name) in [
-            ("{SSHA512}abcd", "SSHA512"),
-            ("{ARGON2ID}$argon2id$v=19$m=65536", "ARGON2ID"),
+            ("{SCRAM-SHA-256}abcd", "SCRAM-SHA-256"),
+            ("{PBKDF2}$1$abc", "PBKDF2"),
             ("{SHA256.XYZ}abc", "SHA256.XYZ"),
             ("{CRYPT.HEX}abc", "CRYPT.HEX"),
             ("{foo}bar", "foo"),
@@ -1386,6 +1505,12 @@ mod tests {
             Scheme::Md5,
             Scheme::Sha256,
             Scheme::Plain,
+            Scheme::Argon2id,
+            Scheme::Argon2i,
+            Scheme::Ssha,
+            Scheme::Ssha256,
+            Scheme::Ssha512,
+            Scheme::Sha1,
         ];
         for scheme in all {
             let name = scheme.dovecot_name();
@@ -1396,8 +1521,9 @@ mod tests {
         assert_eq!("des-crypt".parse::<Scheme>().unwrap(), Scheme::Crypt);
         assert_eq!("PLAIN-MD5".parse::<Scheme>().unwrap(), Scheme::Md5);
         assert_eq!("cleartext".parse::<Scheme>().unwrap(), Scheme::Plain);
-        let err = "SSHA".parse::<Scheme>().unwrap_err();
-        assert!(err.to_string().contains("SSHA"));
+        assert_eq!("SHA1".parse::<Scheme>().unwrap(), Scheme::Sha1);
+        let err = "SCRAM-SHA-1".parse::<Scheme>().unwrap_err();
+        assert!(err.to_string().contains("SCRAM-SHA-1"));
     }
 
     /// Runs `doveadm pw -t` on hashes this module wrote. Fails when doveadm
@@ -1453,5 +1579,51 @@ mod tests {
         let stored = hash("secret", 1000).unwrap();
         let crypt = stored.replacen("{SHA512-CRYPT}", "{CRYPT}", 1);
         assert!(check(&crypt, "secret"));
+    }
+
+    /// Schemes Modoboa 2.x writes (and Dovecot reads): values made by `doveadm pw` (Dovecot
+    /// 2.3) and, for ARGON2ID, by Modoboa 2.12 (argon2-cffi's p=4).
+    #[test]
+    fn modoboa_2_schemes_verify() {
+        let pw = "Modoboa-2x-Secret!";
+        for (stored, scheme) in [
+            ("{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$VUwSvEbMfJCb+ddpdOwWeg$o4Jc+jTxP0bhHB+pkRRr/lYojJDYU3flpEBja547sho", Scheme::Argon2id),
+            ("{ARGON2I}$argon2i$v=19$m=32768,t=4,p=1$NVKLs13KTjIj7C6qdZiWXQ$eqsW0ttgD7afNTvXX9b1XdXzOwApi9goZ+Lod8o/rlY", Scheme::Argon2i),
+            ("{SSHA}k6fpRCBRRV4ZI7Y9g1C1WcomyAT5Hn2b", Scheme::Ssha),
+            ("{SSHA256}cbm/m+Tv4LgzqnKKS/7Q79oG0HsYeEWYJP70n8yl/PX2/KNv", Scheme::Ssha256),
+            ("{SSHA512}6n7evlt/+21VW2HMxmLGcmRYUyqjA5wlQXhhnYSaln/tHKwS1zM36f2OjBD5dTgaOmQNxXJWItLHOTK/qWUdZEMYt/s=", Scheme::Ssha512),
+            ("{SHA1}KlaqlPmKsaZ/OT/DeRgNi1mxi7k=", Scheme::Sha1),
+            ("{SHA}KlaqlPmKsaZ/OT/DeRgNi1mxi7k=", Scheme::Sha1),
+        ] {
+            assert_eq!(scheme_of(stored).unwrap(), scheme, "{stored}");
+            assert!(verify(stored, pw).unwrap(), "{stored}");
+            assert!(!verify(stored, "Modoboa-2x-Secret?").unwrap(), "{stored}");
+        }
+        // Modoboa 2.12's ARGON2ID (argon2-cffi defaults: p=4).
+        let modoboa = hash_with_argon2_cffi_defaults(pw);
+        assert!(verify(&modoboa, pw).unwrap());
+        // Wrong shapes are errors naming the scheme, not wrong passwords.
+        for bad in [
+            "{ARGON2ID}$argon2i$v=19$m=32768,t=4,p=1$NVKLs13KTjIj7C6qdZiWXQ$eqsW0ttgD7afNTvXX9b1XdXzOwApi9goZ+Lod8o/rlY",
+            "{ARGON2ID}not-phc",
+            "{ARGON2ID}$argon2id$v=19$m=4194304,t=3,p=1$VUwSvEbMfJCb+ddpdOwWeg$o4Jc+jTxP0bhHB+pkRRr/lYojJDYU3flpEBja547sho",
+            "{SSHA}k6fpRCBRRV4ZI7Y9g1C1Wcom",
+            "{SSHA}***",
+        ] {
+            assert!(verify(bad, pw).is_err(), "{bad}");
+        }
+    }
+
+    /// An ARGON2ID value with argon2-cffi's default costs (m=65536, t=3, p=4), as Modoboa
+    /// 2.12 stores it, made here with the argon2 crate.
+    fn hash_with_argon2_cffi_defaults(pw: &str) -> String {
+        use argon2::PasswordHasher as _;
+        let params = argon2::Params::new(65536, 3, 4, Some(32)).unwrap();
+        let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let salt = argon2::password_hash::SaltString::from_b64("c2FsdHNhbHRzYWx0c2FsdA").unwrap();
+        format!(
+            "{{ARGON2ID}}{}",
+            a.hash_password(pw.as_bytes(), &salt).unwrap()
+        )
     }
 }
