@@ -146,7 +146,7 @@ impl Modoboa {
         text
     }
 
-    /// A Python script run with Django set up (`-c`): its standard output.
+    /// A Python script (which sets Django up itself): its standard output.
     fn script(&self, db: &common::TestDb, redis_db: u32, path: &Path) -> String {
         let out = self.python(db, redis_db).arg(path).output().unwrap();
         assert!(

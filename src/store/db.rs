@@ -373,6 +373,34 @@ impl Tx {
             .ok_or_else(|| StoreError::not_found(kind, name))
     }
 
+    /// Whether a table (or view) of that name exists in the connected database.
+    pub async fn table_exists(&mut self, name: &str) -> Result<bool, StoreError> {
+        let sql = match self.backend() {
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?"
+            }
+            Backend::Mysql => {
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?"
+            }
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?"
+            }
+        };
+        Ok(self.count(sql, &[Value::from(name)]).await? > 0)
+    }
+
+    /// Runs `sql`, whose `{in}` stands for an IN list over `values`, in chunks (as `rows_in`);
+    /// returns the number of rows changed in all.
+    pub async fn exec_in(&mut self, sql: &str, values: &[Value]) -> Result<u64, StoreError> {
+        let mut changed = 0;
+        for chunk in values.chunks(IN_CHUNK) {
+            changed += self
+                .exec(&sql.replace("{in}", &marks(chunk.len())), chunk)
+                .await?;
+        }
+        Ok(changed)
+    }
+
     /// A trivial query: 1 when the database answers (connection checks, the health probe).
     pub async fn ping(&mut self) -> Result<i64, StoreError> {
         self.count("SELECT COUNT(*) FROM (SELECT 1 AS one) t", &[])

@@ -119,18 +119,7 @@ impl Status {
 const LEDGER: &str = "modobox_schema_migration";
 
 async fn table_exists(tx: &mut Tx, name: &str) -> Result<bool, StoreError> {
-    let sql = match tx.backend() {
-        Backend::Postgres => {
-            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?"
-        }
-        Backend::Mysql => {
-            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?"
-        }
-        Backend::Sqlite => {
-            "SELECT COUNT(*) FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?"
-        }
-    };
-    Ok(tx.count(sql, args![name]).await? > 0)
+    tx.table_exists(name).await
 }
 
 async fn ensure_ledger(tx: &mut Tx) -> Result<(), StoreError> {
@@ -438,25 +427,7 @@ pub struct Adoption {
 pub async fn adoption(store: &Store) -> Result<Adoption, StoreError> {
     let mut tx = store.begin_read().await?;
     let done = recorded(&mut tx).await?;
-    let mut refused = if !has_modoboa_tables(&mut tx).await? {
-        Some("nothing to adopt: this database has no Modoboa tables (admin_domain, core_user); use `modobox db migrate`".to_string())
-    } else if done.iter().any(|r| r.version == MODOBOA_SCHEMA) {
-        Some("this database is already managed by modobox; use `modobox db migrate`".to_string())
-    } else {
-        None
-    };
-    let release = modoboa_schema::release(&mut tx).await?;
-    if refused.is_none() {
-        refused = release.as_ref().and_then(|r| r.unsupported.clone());
-    }
-    let schema = modoboa_schema::read(&mut tx).await?;
-    let missing = schema.unwritable();
-    if refused.is_none() && !missing.is_empty() {
-        refused = Some(format!(
-            "NOT NULL columns without a default that modobox does not know how to fill: {} (a Modoboa release or extension newer than this modobox)",
-            missing.join(", ")
-        ));
-    }
+    let (release, schema, refused) = adoption_check(&mut tx, &done).await?;
     drop(tx);
     Ok(Adoption {
         release,
@@ -471,6 +442,41 @@ pub async fn adoption(store: &Store) -> Result<Adoption, StoreError> {
             .collect(),
         refused,
     })
+}
+
+/// What `adoption` reports and `adopt` refuses on: the release, the schema, and why this
+/// database cannot be adopted, if it cannot.
+async fn adoption_check(
+    tx: &mut Tx,
+    done: &[Recorded],
+) -> Result<
+    (
+        Option<modoboa_schema::Release>,
+        modoboa_schema::Schema,
+        Option<String>,
+    ),
+    StoreError,
+> {
+    let mut refused = if !has_modoboa_tables(tx).await? {
+        Some("nothing to adopt: this database has no Modoboa tables (admin_domain, core_user); use `modobox db migrate`".to_string())
+    } else if done.iter().any(|r| r.version == MODOBOA_SCHEMA) {
+        Some("this database is already managed by modobox; use `modobox db migrate`".to_string())
+    } else {
+        None
+    };
+    let release = modoboa_schema::release(tx).await?;
+    if refused.is_none() {
+        refused = release.as_ref().and_then(|r| r.unsupported.clone());
+    }
+    let schema = modoboa_schema::read(tx).await?;
+    let missing = schema.unwritable();
+    if refused.is_none() && !missing.is_empty() {
+        refused = Some(format!(
+            "NOT NULL columns without a default that modobox does not know how to fill: {} (a Modoboa release or extension newer than this modobox)",
+            missing.join(", ")
+        ));
+    }
+    Ok((release, schema, refused))
 }
 
 /// Runs `work` while holding the migrators' lock, so that no schema change lands in the middle
@@ -510,28 +516,8 @@ async fn apply(tx: &mut Tx, backend: Backend, adopting: bool) -> Result<Vec<i32>
     let done = recorded(tx).await?;
     let modoboa = has_modoboa_tables(tx).await?;
     if adopting {
-        if !modoboa {
-            return Err(StoreError::Migration(
-                "nothing to adopt: this database has no Modoboa tables (admin_domain, core_user); use `modobox db migrate`".into(),
-            ));
-        }
-        if done.iter().any(|r| r.version == MODOBOA_SCHEMA) {
-            return Err(StoreError::Migration(
-                "this database is already managed by modobox; use `modobox db migrate`".into(),
-            ));
-        }
-        if let Some(why) = modoboa_schema::release(tx)
-            .await?
-            .and_then(|r| r.unsupported)
-        {
+        if let (_, _, Some(why)) = adoption_check(tx, &done).await? {
             return Err(StoreError::Migration(format!("{why}; nothing was changed")));
-        }
-        let missing = modoboa_schema::read(tx).await?.unwritable();
-        if !missing.is_empty() {
-            return Err(StoreError::Migration(format!(
-                "NOT NULL columns without a default that modobox does not know how to fill: {}; nothing was changed",
-                missing.join(", ")
-            )));
         }
     } else if done.is_empty() && modoboa {
         return Err(StoreError::Migration(

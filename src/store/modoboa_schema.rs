@@ -399,16 +399,11 @@ fn clear<'a>(
             let (table, column) = (identifier(&r.table)?, identifier(&r.column)?);
             match on_delete(table, column) {
                 Some(OnDelete::SetNull) => {
-                    for chunk in values.chunks(500) {
-                        let marks = vec!["?"; chunk.len()].join(", ");
-                        tx.exec(
-                            &format!(
-                                "UPDATE {table} SET {column} = NULL WHERE {column} IN ({marks})"
-                            ),
-                            chunk,
-                        )
-                        .await?;
-                    }
+                    tx.exec_in(
+                        &format!("UPDATE {table} SET {column} = NULL WHERE {column} IN ({{in}})"),
+                        &values,
+                    )
+                    .await?;
                 }
                 Some(OnDelete::Delete) => {
                     // The children's own children first, when something points at them.
@@ -425,14 +420,11 @@ fn clear<'a>(
                             .collect::<Result<_, _>>()?;
                         clear(tx, schema, table, &child_ids, what, depth + 1).await?;
                     }
-                    for chunk in values.chunks(500) {
-                        let marks = vec!["?"; chunk.len()].join(", ");
-                        tx.exec(
-                            &format!("DELETE FROM {table} WHERE {column} IN ({marks})"),
-                            chunk,
-                        )
-                        .await?;
-                    }
+                    tx.exec_in(
+                        &format!("DELETE FROM {table} WHERE {column} IN ({{in}})"),
+                        &values,
+                    )
+                    .await?;
                 }
                 None => {
                     let n = tx
@@ -640,18 +632,7 @@ fn migration_number(name: &str) -> Option<u32> {
 
 /// The release of a Modoboa database (None: no `django_migrations`, or no admin/core rows).
 pub async fn release(tx: &mut Tx) -> Result<Option<Release>, StoreError> {
-    let exists = match tx.backend() {
-        Backend::Sqlite => {
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'django_migrations'"
-        }
-        Backend::Postgres => {
-            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'django_migrations'"
-        }
-        Backend::Mysql => {
-            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'django_migrations'"
-        }
-    };
-    if tx.count(exists, &[]).await? == 0 {
+    if !tx.table_exists("django_migrations").await? {
         return Ok(None);
     }
     let newest = |rows: Vec<super::Row>| -> Result<String, StoreError> {
