@@ -107,9 +107,7 @@ async fn account(
 ) -> (i32, String) {
     let mut tx = store.begin().await.unwrap();
     let spec = common::account_spec(username, role, mailbox, domains);
-    let a = accounts::create(&mut tx, Actor::System, &spec, 5000)
-        .await
-        .unwrap();
+    let a = common::create_account(&mut tx, &spec).await;
     let token = tokens::create_token(&mut tx, a.id).await.unwrap();
     tx.commit().await.unwrap();
     (a.id, token)

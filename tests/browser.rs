@@ -103,7 +103,8 @@ async fn admin_ui_in_headless_chromium() {
         mailbox: None,
         domains: vec![],
     };
-    accounts::create(&mut tx, Actor::System, &spec, 5000)
+    let fast = modobox::password::HashPolicy::sha512_crypt(5000);
+    accounts::create(&mut tx, Actor::System, &spec, fast)
         .await
         .unwrap();
     tx.commit().await.unwrap();

@@ -20,7 +20,7 @@ use modobox::jobs::check_mx::{self, MxState, Settings};
 use modobox::names::Network;
 use modobox::names::{DomainName, EmailAddress, Hostname};
 use modobox::store::access::{Actor, Role};
-use modobox::store::accounts::{self, AccountSpec, Password};
+use modobox::store::accounts::{AccountSpec, Password};
 use modobox::store::domains::{self, DomainSpec};
 use modobox::store::{dnschecks, migrate, Store};
 use tokio::net::UdpSocket;
@@ -200,9 +200,7 @@ async fn add_domain_admin(store: &Store, address: &str, domain: &str) {
         mailbox: Some(None),
         domains: vec![dom(domain)],
     };
-    accounts::create(&mut tx, Actor::System, &spec, 5000)
-        .await
-        .unwrap();
+    common::create_account(&mut tx, &spec).await;
     tx.commit().await.unwrap();
 }
 

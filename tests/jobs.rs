@@ -26,7 +26,7 @@ use modobox::store::domains::{self, DomainSpec};
 use modobox::store::tasks::{self, JobLock};
 use modobox::store::{migrate, Backend, Store, Tx};
 
-const ROUNDS: u32 = 5000;
+const ROUNDS: modobox::password::HashPolicy = modobox::password::HashPolicy::sha512_crypt(5000);
 
 struct Env {
     _dir: tempfile::TempDir,

@@ -15,9 +15,10 @@ use modobox::store::access::{Actor, Role};
 use modobox::store::accounts::{self, AccountSpec, Options, Password};
 use modobox::store::aliases::{self, AliasAddress, AliasSpec};
 use modobox::store::domains::{self, DomainPatch, DomainSpec, Relay};
+use modobox::store::modoboa_settings::{self, Outcome};
 use modobox::store::{migrate, Backend};
 
-const ROUNDS: u32 = 5000;
+const ROUNDS: modobox::password::HashPolicy = modobox::password::HashPolicy::sha512_crypt(5000);
 
 fn dom(n: &str) -> modobox::names::DomainName {
     modobox::names::DomainName::parse("domain", n).unwrap()
@@ -251,9 +252,96 @@ async fn a_modoboa_2_database_is_adopted_written_and_given_back() {
             );
         }
 
+        // Modoboa's settings: taken, compared with the configuration, or named as having no
+        // equivalent; a secret's value never shown.
+        let config =
+            modobox::config::Config::from_toml(modobox::config::DEFAULT_TEXT, "default").unwrap();
+        let mut tx = store.begin_read().await.unwrap();
+        let settings = modoboa_settings::plan(&mut tx, &config).await.unwrap();
+        drop(tx);
+        let outcome = |key: &str| {
+            settings
+                .iter()
+                .find(|i| i.modoboa == key)
+                .unwrap_or_else(|| panic!("{key} not reported: {settings:?}"))
+                .outcome
+                .clone()
+        };
+        let taken = |setting: &str, value: &str| Outcome::Taken {
+            setting: setting.into(),
+            value: value.into(),
+        };
+        assert_eq!(
+            outcome("core.password_scheme"),
+            taken("password_scheme", "ARGON2ID")
+        );
+        assert_eq!(
+            outcome("core.rounds_number"),
+            taken("password_rounds", "80000")
+        );
+        assert_eq!(
+            outcome("core.update_scheme"),
+            taken("password_update_scheme", "true")
+        );
+        assert_eq!(
+            outcome("limits.enable_domain_limits"),
+            taken("enable_domain_limits", "true")
+        );
+        assert!(
+            matches!(outcome("admin.handle_mailboxes"), Outcome::DiffersInConfig { key, set, .. }
+                if key == "mail.handle_mailboxes_on_filesystem" && set.starts_with("handle_mailboxes_on_filesystem = false under [mail]")),
+            "{settings:?}"
+        );
+        assert!(
+            matches!(outcome("admin.custom_dns_server"), Outcome::DiffersInConfig { set, .. }
+                if set == "resolver = \"192.0.2.53:53\" under [check_mx]"),
+            "{settings:?}"
+        );
+        assert!(matches!(
+            outcome("admin.dkim_keys_storage_dir"),
+            Outcome::DiffersInConfig { .. }
+        ));
+        assert_eq!(
+            outcome("core.log_maximum_age"),
+            Outcome::SameInConfig {
+                key: "jobs.log_max_age_days".into()
+            }
+        );
+        assert!(matches!(
+            outcome("admin.dkim_default_key_length"),
+            Outcome::NoEquivalent { .. }
+        ));
+        let report = serde_json::to_string(&settings).unwrap();
+        assert!(!report.contains("Ldap-S3cret-value"), "{report}");
+        assert!(report.contains("core.ldap_bind_password"), "{report}");
+        assert!(report.contains("core.items_per_page"), "{report}");
+
         let before = db.dump_tables(MODOBOA_TABLES);
         migrate::adopt(&store).await.unwrap();
         assert_eq!(db.dump_tables(MODOBOA_TABLES), before, "{:?}", db.backend);
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(
+            modoboa_settings::apply(&mut tx, &settings).await.unwrap(),
+            4
+        );
+        let policy = accounts::hash_policy(&mut tx).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            policy,
+            modobox::password::HashPolicy::new(modobox::password::Scheme::Argon2id, 80000).unwrap()
+        );
+        let stored = |user: &str| {
+            db.query(&format!(
+                "SELECT password FROM core_user WHERE username = '{user}'"
+            ))
+            .trim()
+            .to_string()
+        };
+        let before_login: Vec<String> =
+            ["alice@example.org", "bob@example.org", "carol@example.org"]
+                .iter()
+                .map(|u| stored(u))
+                .collect();
 
         // Reads: Modoboa 2.x's rows as Modoboa meant them.
         let mut tx = store.begin().await.unwrap();
@@ -286,6 +374,24 @@ async fn a_modoboa_2_database_is_adopted_written_and_given_back() {
                 db.backend
             );
         }
+        tx.commit().await.unwrap();
+        // Logins stored the legacy hashes again in the adopted scheme (Modoboa's update_scheme);
+        // alice's was already ARGON2ID and stays as it was. Dovecot reads the new ones.
+        assert_eq!(stored("alice@example.org"), before_login[0]);
+        for (i, user) in ["bob@example.org", "carol@example.org"].iter().enumerate() {
+            let now = stored(user);
+            assert_ne!(now, before_login[i + 1], "{user}");
+            assert!(now.starts_with("{ARGON2ID}$argon2id$"), "{user}: {now}");
+            let out = Command::new("doveadm")
+                .args(["pw", "-t", &now, "-p", &password])
+                .output()
+                .unwrap();
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("(verified)"),
+                "doveadm: {user}: {out:?}"
+            );
+        }
+        let mut tx = store.begin().await.unwrap();
         let da = accounts::get(&mut tx, sys, &common::user("admin@example.org"))
             .await
             .unwrap();

@@ -14,7 +14,7 @@ use modobox::store::aliases::{self, AliasAddress, AliasPatch, AliasSpec};
 use modobox::store::domains::{self, DomainPatch, DomainSpec, Relay};
 use modobox::store::{migrate, StoreError, Tx};
 
-const ROUNDS: u32 = 5000;
+const ROUNDS: modobox::password::HashPolicy = modobox::password::HashPolicy::sha512_crypt(5000);
 
 fn dom(n: &str) -> DomainName {
     DomainName::parse("domain", n).unwrap()

@@ -14,7 +14,7 @@ use modobox::store::aliases::{self, AliasAddress, AliasSpec};
 use modobox::store::domains::{self, DomainPatch, DomainSpec, Relay};
 use modobox::store::{migrate, transfer, Page, Store, StoreError, Tx};
 
-const ROUNDS: u32 = 5000;
+const ROUNDS: modobox::password::HashPolicy = modobox::password::HashPolicy::sha512_crypt(5000);
 
 fn opts() -> Options {
     Options {
@@ -994,6 +994,39 @@ async fn a_modoboa_database_is_adopted_without_touching_its_data() {
         // `migrate` refuses and points at `adopt`.
         let e = migrate::migrate(&store).await.unwrap_err().to_string();
         assert!(e.contains("modobox db adopt"), "{e}");
+        // 1.10's settings: the ones matching modobox's default configuration say so.
+        use modobox::store::modoboa_settings::{self, Outcome};
+        let config =
+            modobox::config::Config::from_toml(modobox::config::DEFAULT_TEXT, "default").unwrap();
+        let mut tx = store.begin_read().await.unwrap();
+        let settings = modoboa_settings::plan(&mut tx, &config).await.unwrap();
+        drop(tx);
+        for (key, path) in [
+            ("admin.mailboxes_owner", "mail.owner"),
+            (
+                "admin.handle_mailboxes",
+                "mail.handle_mailboxes_on_filesystem",
+            ),
+            ("admin.dkim_keys_storage_dir", "paths.dkim_keys"),
+            (
+                "core.inactive_account_threshold",
+                "jobs.inactive_account_days",
+            ),
+        ] {
+            assert!(
+                settings
+                    .iter()
+                    .any(|i| i.modoboa == key
+                        && i.outcome == Outcome::SameInConfig { key: path.into() }),
+                "{key}: {settings:?}"
+            );
+        }
+        assert!(settings.iter().any(|i| i.modoboa == "core.password_scheme"
+            && i.outcome
+                == Outcome::Taken {
+                    setting: "password_scheme".into(),
+                    value: "SHA512-CRYPT".into()
+                }));
         let before = db.dump_tables(MODOBOA_TABLES);
         assert_eq!(migrate::adopt(&store).await.unwrap(), vec![1, 2, 3, 4]);
         assert_eq!(

@@ -45,9 +45,7 @@ async fn user(store: &Store, username: &str, role: Role, mailbox: bool, doms: &[
             .map(|d| DomainName::parse("d", d).unwrap())
             .collect(),
     };
-    accounts::create(&mut tx, Actor::System, &spec, 5000)
-        .await
-        .unwrap();
+    common::create_account(&mut tx, &spec).await;
     tx.commit().await.unwrap();
 }
 
@@ -855,7 +853,12 @@ async fn logs_and_parameters_for_superadmins(ctx: &Ctx) {
     assert!(!warn.body.contains("Domain c.test created"));
     let auth = admin.get("/logs?logger=modoboa.auth").await;
     assert!(auth.body.contains("logged in") && !auth.body.contains("Domain c.test created"));
-    let a = admin.post("/parameters", "password_rounds=12").await;
+    let a = admin
+        .post(
+            "/parameters",
+            "password_scheme=SHA512-CRYPT&password_rounds=12&password_update_scheme=on",
+        )
+        .await;
     assert_eq!(a.status, 400);
     assert!(field_error(&a, "password_rounds")
         .unwrap()
@@ -868,10 +871,41 @@ async fn logs_and_parameters_for_superadmins(ctx: &Ctx) {
         None
     );
     drop(tx);
+    // Weak schemes are read, never written; nothing of the form is stored.
     let a = admin
         .post(
             "/parameters",
-            "password_rounds=6000&enable_domain_limits=on",
+            "password_scheme=SSHA&password_rounds=6000&password_update_scheme=on",
+        )
+        .await;
+    assert_eq!(a.status, 400);
+    assert!(field_error(&a, "password_scheme")
+        .unwrap()
+        .contains("does not write new passwords in SSHA"));
+    let a = admin
+        .post(
+            "/parameters",
+            "password_scheme=ARGON2ID&password_rounds=6000&enable_domain_limits=on",
+        )
+        .await;
+    assert_eq!(a.status, 303);
+    let mut tx = store.begin().await.unwrap();
+    let policy = modobox::store::accounts::hash_policy(&mut tx)
+        .await
+        .unwrap();
+    assert_eq!(policy.scheme(), modobox::password::Scheme::Argon2id);
+    assert_eq!(
+        parameters::setting(&mut tx, "password_update_scheme")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("false")
+    );
+    drop(tx);
+    let a = admin
+        .post(
+            "/parameters",
+            "password_scheme=SHA512-CRYPT&password_rounds=6000&enable_domain_limits=on&password_update_scheme=on",
         )
         .await;
     assert_eq!(a.status, 303);

@@ -54,8 +54,8 @@ async fn admin_in(store: &Store, opts: &Options, cmd: &AdminCommand) -> Result<E
                 mailbox: mailbox.then_some(None),
                 domains,
             };
-            let rounds = accounts::password_rounds(&mut tx).await?;
-            let a = accounts::create(&mut tx, ACTOR, &spec, rounds).await?;
+            let policy = accounts::hash_policy(&mut tx).await?;
+            let a = accounts::create(&mut tx, ACTOR, &spec, policy).await?;
             commit(tx, ()).await?;
             println!("administrator {} ({}) created", a.username, a.role);
         }

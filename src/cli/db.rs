@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use super::output::print_json;
 use super::{open, ACTOR};
 use crate::cli::{DbCommand, ExportWhat, Global};
-use crate::store::{migrate, transfer};
+use crate::store::{migrate, modoboa_settings, transfer};
 
 pub async fn db(global: &Global, cmd: &DbCommand) -> Result<ExitCode> {
     let (store, _) = open(global).await?;
@@ -24,10 +24,29 @@ pub async fn db(global: &Global, cmd: &DbCommand) -> Result<ExitCode> {
         }
         DbCommand::Adopt { check, json } => {
             let plan = migrate::adoption(&store).await?;
+            // Modoboa's settings are compared with this machine's configuration (or, with
+            // only --database-url, with the one `modobox install` would write).
+            let config = match super::options(global)?.0 {
+                Some(c) => c,
+                None => crate::config::Config::from_toml(crate::config::DEFAULT_TEXT, "default")?,
+            };
+            let mut tx = store.begin_read().await?;
+            let settings = modoboa_settings::plan(&mut tx, &config).await?;
+            drop(tx);
             if *json {
-                print_json(&plan)?;
+                #[derive(serde::Serialize)]
+                struct Report<'a> {
+                    #[serde(flatten)]
+                    adoption: &'a migrate::Adoption,
+                    settings: &'a [modoboa_settings::Item],
+                }
+                print_json(&Report {
+                    adoption: &plan,
+                    settings: &settings,
+                })?;
             } else {
                 print_adoption(&plan);
+                print_settings(&settings, *check);
             }
             if *check || plan.refused.is_some() {
                 store.close().await;
@@ -38,7 +57,14 @@ pub async fn db(global: &Global, cmd: &DbCommand) -> Result<ExitCode> {
                 });
             }
             let applied = migrate::adopt(&store).await?;
-            println!("adopted the Modoboa database; applied migrations {applied:?}");
+            let mut tx = store.begin().await?;
+            let taken = modoboa_settings::apply(&mut tx, &settings).await?;
+            tx.commit().await?;
+            if !*json {
+                println!(
+                    "adopted the Modoboa database; applied migrations {applied:?}; took {taken} of Modoboa's settings"
+                );
+            }
         }
         DbCommand::Status { json } => {
             let status = migrate::status(&store).await?;
@@ -108,6 +134,34 @@ fn print_adoption(plan: &migrate::Adoption) {
     match &plan.refused {
         Some(why) => println!("cannot adopt: {why}"),
         None => println!("can be adopted"),
+    }
+}
+
+/// Modoboa's settings, grouped by what adoption does with them.
+fn print_settings(items: &[modoboa_settings::Item], check: bool) {
+    use modoboa_settings::Outcome::*;
+    if items.is_empty() {
+        println!("Modoboa settings: none stored (Modoboa's defaults, which are modobox's)");
+        return;
+    }
+    println!("Modoboa settings (core_localconfig):");
+    let taken = if check { "would be taken" } else { "taken" };
+    for i in items {
+        let line = match &i.outcome {
+            Taken { setting, value } => format!("{taken} as {setting} = {value}"),
+            KeptModobox { setting, value } => format!("modobox's own {setting} = {value} kept"),
+            NotTaken { setting, why } => format!("not taken as {setting}: {why}"),
+            SameInConfig { key } => format!("same as the configuration's {key}"),
+            DiffersInConfig { key, modobox, set } => format!(
+                "differs from the configuration's {key} ({modobox}): to keep Modoboa's behaviour set {set} in the configuration file, then run `modobox install`"
+            ),
+            NoEquivalent { why } => format!("no equivalent: {why}"),
+        };
+        if i.value.is_empty() {
+            println!("  {}: {line}", i.modoboa);
+        } else {
+            println!("  {} = {}: {line}", i.modoboa, i.value);
+        }
     }
 }
 

@@ -121,8 +121,8 @@ async fn mailbox_in(store: &Store, opts: &Options, cmd: &MailboxCommand) -> Resu
                 password: read_password(password, addr.as_str())?,
                 ..spec
             };
-            let rounds = accounts::password_rounds(&mut tx).await?;
-            let a = accounts::create(&mut tx, ACTOR, &spec, rounds).await?;
+            let policy = accounts::hash_policy(&mut tx).await?;
+            let a = accounts::create(&mut tx, ACTOR, &spec, policy).await?;
             commit(tx, ()).await?;
             println!("mailbox {} created", a.username);
         }

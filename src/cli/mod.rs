@@ -48,7 +48,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// The configuration when there is one; with only `--database-url`, the defaults.
-fn options(global: &Global) -> Result<(Option<Config>, Options)> {
+pub(crate) fn options(global: &Global) -> Result<(Option<Config>, Options)> {
     let config = if global.database_url.is_some() && !global.config.exists() {
         None
     } else {

@@ -50,7 +50,7 @@ pub async fn fly(config: &Config, store: &Store) -> Result<Option<Flown>, String
     let address = format!("modobox-canary-{tag}@{domain}");
     let username = Username::parse(&address).map_err(|e| err("the canary's address", e))?;
     let password = Secret::generate(32);
-    let rounds = accounts::password_rounds(&mut tx)
+    let policy = accounts::hash_policy(&mut tx)
         .await
         .map_err(|e| err("the database", e))?;
     let spec = AccountSpec {
@@ -63,7 +63,7 @@ pub async fn fly(config: &Config, store: &Store) -> Result<Option<Flown>, String
         mailbox: Some(None),
         domains: Vec::new(),
     };
-    accounts::create(&mut tx, Actor::System, &spec, rounds)
+    accounts::create(&mut tx, Actor::System, &spec, policy)
         .await
         .map_err(|e| err("creating the canary's account", e))?;
     tx.commit().await.map_err(|e| err("the database", e))?;

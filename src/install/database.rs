@@ -512,8 +512,8 @@ impl Step for Superadmin {
         }
         ctx.rt.block_on(async {
             let mut tx = store.begin().await?;
-            let rounds = accounts::password_rounds(&mut tx).await?;
-            accounts::create(&mut tx, Actor::System, &spec, rounds).await?;
+            let policy = accounts::hash_policy(&mut tx).await?;
+            accounts::create(&mut tx, Actor::System, &spec, policy).await?;
             tx.commit().await
         })?;
         match &ctx.credentials_file {

@@ -95,6 +95,17 @@ pub enum PasswordError {
         /// Why.
         reason: &'static str,
     },
+    /// A scheme modobox reads but does not write (weak, or not a hashing scheme).
+    #[error("modobox does not write new passwords in {0}: choose SHA512-CRYPT, SHA256-CRYPT, BLF-CRYPT or ARGON2ID")]
+    NotWritable(&'static str),
+    /// The password is longer than the scheme can hash without truncating it.
+    #[error("password longer than {max} bytes, which {scheme} cannot hash without truncating it")]
+    TooLong {
+        /// Dovecot name of the scheme.
+        scheme: &'static str,
+        /// Longest password in bytes.
+        max: usize,
+    },
     /// The operating system's random number generator failed.
     #[error("operating system random number generator failed: {0}")]
     Rng(#[from] rand::Error),
@@ -211,6 +222,143 @@ pub fn hash(password: &str, rounds: u32) -> Result<String, PasswordError> {
     ))
 }
 
+/// Schemes modobox writes new passwords in: the strong ones Modoboa 2.x offers. The weak ones
+/// it also offers (MD5-CRYPT, SSHA, SHA256, MD5, PLAIN) are read, never written.
+pub const WRITABLE_SCHEMES: [Scheme; 4] = [
+    Scheme::Sha512Crypt,
+    Scheme::Sha256Crypt,
+    Scheme::BlfCrypt,
+    Scheme::Argon2id,
+];
+
+/// bcrypt cost modobox writes (Modoboa's, fixed).
+const BCRYPT_COST: u32 = 12;
+/// bcrypt reads at most this many bytes of a password; longer ones are refused, not truncated.
+const BCRYPT_MAX_BYTES: usize = 72;
+/// Argon2id costs: RFC 9106's second recommended option, argon2-cffi's defaults, so Modoboa
+/// 2.x's: 64 MiB, 3 passes, 4 lanes, 32-byte hash, 16-byte salt.
+const ARGON2_MEMORY_KIB: u32 = 65_536;
+const ARGON2_PASSES: u32 = 3;
+const ARGON2_LANES: u32 = 4;
+
+/// How new passwords are hashed: the configured scheme and, for SHA-crypt, its rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashPolicy {
+    scheme: Scheme,
+    rounds: u32,
+}
+
+impl Default for HashPolicy {
+    fn default() -> Self {
+        HashPolicy {
+            scheme: Scheme::Sha512Crypt,
+            rounds: DEFAULT_ROUNDS,
+        }
+    }
+}
+
+impl HashPolicy {
+    /// A policy writing `scheme`; `rounds` is used by the SHA-crypt schemes and checked for them.
+    pub fn new(scheme: Scheme, rounds: u32) -> Result<Self, PasswordError> {
+        if !WRITABLE_SCHEMES.contains(&scheme) {
+            return Err(PasswordError::NotWritable(scheme.dovecot_name()));
+        }
+        if !(ROUNDS_MIN..=ROUNDS_MAX).contains(&rounds) {
+            return Err(PasswordError::InvalidRounds(rounds));
+        }
+        Ok(HashPolicy { scheme, rounds })
+    }
+
+    /// SHA512-CRYPT with `rounds`, checked when hashing (a constant for callers that pick it).
+    pub const fn sha512_crypt(rounds: u32) -> Self {
+        HashPolicy {
+            scheme: Scheme::Sha512Crypt,
+            rounds,
+        }
+    }
+
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// Hashes `password` as `{SCHEME}…` with a fresh random salt.
+    pub fn hash(&self, password: &str) -> Result<String, PasswordError> {
+        if password.as_bytes().contains(&0) {
+            return Err(PasswordError::NulInPassword);
+        }
+        match self.scheme {
+            Scheme::Sha256Crypt => {
+                let salt = random_salt()?;
+                let digest = sha256_crypt(password.as_bytes(), &salt, self.rounds)?;
+                Ok(format!(
+                    "{{SHA256-CRYPT}}$5$rounds={}${salt}${digest}",
+                    self.rounds
+                ))
+            }
+            Scheme::BlfCrypt => {
+                if password.len() > BCRYPT_MAX_BYTES {
+                    return Err(PasswordError::TooLong {
+                        scheme: "BLF-CRYPT",
+                        max: BCRYPT_MAX_BYTES,
+                    });
+                }
+                let mut salt = [0u8; 16];
+                rand::rngs::OsRng.try_fill_bytes(&mut salt)?;
+                let h = bcrypt::hash_with_salt(password.as_bytes(), BCRYPT_COST, salt)
+                    .map_err(|_| malformed("BLF-CRYPT", "cannot hash"))?;
+                Ok(format!(
+                    "{{BLF-CRYPT}}{}",
+                    h.format_for_version(bcrypt::Version::TwoB)
+                ))
+            }
+            Scheme::Argon2id => {
+                use argon2::PasswordHasher as _;
+                let params =
+                    argon2::Params::new(ARGON2_MEMORY_KIB, ARGON2_PASSES, ARGON2_LANES, Some(32))
+                        .map_err(|_| malformed("ARGON2ID", "parameters out of range"))?;
+                let mut salt = [0u8; 16];
+                rand::rngs::OsRng.try_fill_bytes(&mut salt)?;
+                let salt = argon2::password_hash::SaltString::encode_b64(&salt)
+                    .map_err(|_| malformed("ARGON2ID", "cannot encode the salt"))?;
+                let phc = argon2::Argon2::new(
+                    argon2::Algorithm::Argon2id,
+                    argon2::Version::V0x13,
+                    params,
+                )
+                .hash_password(password.as_bytes(), &salt)
+                .map_err(|_| malformed("ARGON2ID", "cannot hash"))?;
+                Ok(format!("{{ARGON2ID}}{phc}"))
+            }
+            _ => hash(password, self.rounds),
+        }
+    }
+
+    /// Whether `stored` is already what this policy writes: the same scheme and, for SHA-crypt,
+    /// at least its rounds. Anything else is rehashed at the next login when `update_scheme` is on.
+    pub fn is_current(&self, stored: &str) -> bool {
+        match parse(stored) {
+            Ok(p) => {
+                p.scheme() == self.scheme
+                    && match p {
+                        Parsed::ShaCrypt { rounds, .. } => rounds >= self.rounds,
+                        _ => true,
+                    }
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// `HashPolicy::hash` for a login's rehash: on a blocking thread, under the same bound as
+/// [`verify_bounded`].
+pub async fn hash_bounded(policy: HashPolicy, password: String) -> Option<String> {
+    let _permit = HASHING.acquire().await.ok()?;
+    tokio::task::spawn_blocking(move || policy.hash(&password).ok())
+        .await
+        .ok()
+        .flatten()
+}
+
 /// Checks `password` against a stored value.
 ///
 /// Unknown scheme → `Err` naming the scheme; malformed hash → `Err`; wrong
@@ -232,23 +380,23 @@ pub async fn verify_bounded(stored: String, password: String) -> bool {
         .unwrap_or(false)
 }
 
-/// A hash of a random password with `rounds`, made once per rounds value: what an unknown or
+/// A hash of a random password under `policy`, made once per policy: what an unknown or
 /// disabled account's login is checked against, so that it takes as long as a known one's.
-pub fn dummy_hash(rounds: u32) -> String {
+pub fn dummy_hash(policy: HashPolicy) -> String {
     use std::sync::Mutex;
-    static DUMMY: Mutex<Option<(u32, String)>> = Mutex::new(None);
+    static DUMMY: Mutex<Option<(HashPolicy, String)>> = Mutex::new(None);
     if let Ok(guard) = DUMMY.lock() {
-        if let Some((r, h)) = guard.as_ref() {
-            if *r == rounds {
+        if let Some((p, h)) = guard.as_ref() {
+            if *p == policy {
                 return h.clone();
             }
         }
     }
     let mut secret = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut secret);
-    let h = hash(&STANDARD.encode(secret), rounds).unwrap_or_default();
+    let h = policy.hash(&STANDARD.encode(secret)).unwrap_or_default();
     if let Ok(mut guard) = DUMMY.lock() {
-        *guard = Some((rounds, h.clone()));
+        *guard = Some((policy, h.clone()));
     }
     h
 }
@@ -1579,6 +1727,93 @@ mod tests {
         let stored = hash("secret", 1000).unwrap();
         let crypt = stored.replacen("{SHA512-CRYPT}", "{CRYPT}", 1);
         assert!(check(&crypt, "secret"));
+        // Every scheme an admin may choose for new passwords.
+        for scheme in WRITABLE_SCHEMES {
+            let policy = HashPolicy::new(scheme, 1000).unwrap();
+            for password in ["secret", "pässwörd €🦀", "it's \"quoted\" \\ back"] {
+                let stored = policy.hash(password).unwrap();
+                assert!(check(&stored, password), "doveadm rejected {stored}");
+                assert!(!check(&stored, &format!("{password}!")), "{stored}");
+            }
+        }
+    }
+
+    #[test]
+    fn hash_policy_writes_each_writable_scheme() {
+        for scheme in WRITABLE_SCHEMES {
+            let policy = HashPolicy::new(scheme, 1000).unwrap();
+            let stored = policy.hash("pässwörd").unwrap();
+            assert!(
+                stored.starts_with(&format!("{{{}}}", scheme.dovecot_name())),
+                "{stored}"
+            );
+            assert_eq!(scheme_of(&stored).unwrap(), scheme);
+            assert!(verify(&stored, "pässwörd").unwrap());
+            assert!(!verify(&stored, "passwörd").unwrap());
+            assert!(policy.is_current(&stored));
+            assert_ne!(policy.hash("pässwörd").unwrap(), stored, "salt is random");
+        }
+        let argon = HashPolicy::new(Scheme::Argon2id, 1000)
+            .unwrap()
+            .hash("x")
+            .unwrap();
+        assert!(
+            argon.starts_with("{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=4$"),
+            "{argon}"
+        );
+        let blf = HashPolicy::new(Scheme::BlfCrypt, 1000)
+            .unwrap()
+            .hash("x")
+            .unwrap();
+        assert!(blf.starts_with("{BLF-CRYPT}$2b$12$"), "{blf}");
+        let sha256 = HashPolicy::new(Scheme::Sha256Crypt, 6000)
+            .unwrap()
+            .hash("x")
+            .unwrap();
+        assert!(
+            sha256.starts_with("{SHA256-CRYPT}$5$rounds=6000$"),
+            "{sha256}"
+        );
+    }
+
+    #[test]
+    fn hash_policy_refuses_weak_schemes_long_bcrypt_and_bad_rounds() {
+        for weak in [
+            Scheme::Ssha,
+            Scheme::Md5Crypt,
+            Scheme::Plain,
+            Scheme::Md5,
+            Scheme::Crypt,
+        ] {
+            let err = HashPolicy::new(weak, 1000).unwrap_err();
+            assert!(err.to_string().contains(weak.dovecot_name()), "{err}");
+        }
+        assert!(matches!(
+            HashPolicy::new(Scheme::Argon2id, 10),
+            Err(PasswordError::InvalidRounds(10))
+        ));
+        let blf = HashPolicy::new(Scheme::BlfCrypt, 1000).unwrap();
+        assert!(blf.hash(&"x".repeat(72)).is_ok());
+        let err = blf.hash(&"x".repeat(73)).unwrap_err();
+        assert!(err.to_string().contains("72 bytes"), "{err}");
+        assert!(matches!(
+            HashPolicy::sha512_crypt(10).hash("x"),
+            Err(PasswordError::InvalidRounds(10))
+        ));
+    }
+
+    #[test]
+    fn hash_policy_tells_legacy_hashes_apart() {
+        let policy = HashPolicy::new(Scheme::Sha512Crypt, 6000).unwrap();
+        assert!(policy.is_current(&hash("x", 6000).unwrap()));
+        assert!(policy.is_current(&hash("x", 7000).unwrap()));
+        // Fewer rounds than configured, another scheme, or unreadable: rehashed at login.
+        assert!(!policy.is_current(&hash("x", 5000).unwrap()));
+        assert!(!policy.is_current("{SSHA}k6fpRCBRRV4ZI7Y9g1C1WcomyAT5Hn2b"));
+        assert!(!policy.is_current("{MD5}5ebe2294ecd0e0f08eab7690d2a6ee69"));
+        assert!(!policy.is_current("{NOPE}x"));
+        let argon = HashPolicy::new(Scheme::Argon2id, 1000).unwrap();
+        assert!(!argon.is_current(&hash("x", 6000).unwrap()));
     }
 
     /// Schemes Modoboa 2.x writes (and Dovecot reads): values made by `doveadm pw` (Dovecot

@@ -14,6 +14,7 @@ pub mod inventory;
 pub mod local_admin;
 pub mod migrate;
 pub mod modoboa_schema;
+pub mod modoboa_settings;
 pub mod parameters;
 pub mod quarantine;
 pub mod roles;

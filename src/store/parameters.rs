@@ -49,11 +49,13 @@ pub struct Parameter {
     pub help: &'static str,
     pub default: String,
     pub value: String,
+    /// For kind `choice`: the values offered, as `[value, label]`.
+    pub options: Vec<[&'static str; 2]>,
 }
 
-/// The settings the code reads (`password_rounds` in accounts, `enable_domain_limits` in
-/// access); nothing else is offered, so nothing shown is without effect.
-fn parameter_defs() -> [(&'static str, &'static str, &'static str, String); 2] {
+/// The settings the code reads (`password_*` in accounts, `enable_domain_limits` in access);
+/// nothing else is offered, so nothing shown is without effect.
+fn parameter_defs() -> [(&'static str, &'static str, &'static str, String); 4] {
     [
         (
             "enable_domain_limits",
@@ -62,12 +64,34 @@ fn parameter_defs() -> [(&'static str, &'static str, &'static str, String); 2] {
             "false".into(),
         ),
         (
+            "password_scheme",
+            "choice",
+            "How new passwords are hashed. Dovecot must read the scheme (checked when saved).",
+            crate::password::HashPolicy::default().scheme().to_string(),
+        ),
+        (
             "password_rounds",
             "integer",
-            "SHA512-CRYPT rounds of newly set passwords (1000 to 999999999). More is slower to guess and slower to log in.",
+            "SHA512-CRYPT and SHA256-CRYPT rounds of newly set passwords (1000 to 999999999). More is slower to guess and slower to log in.",
             crate::password::DEFAULT_ROUNDS.to_string(),
         ),
+        (
+            "password_update_scheme",
+            "bool",
+            "At a successful login, store again a password kept in another scheme (or with fewer rounds) in the one above.",
+            "true".into(),
+        ),
     ]
+}
+
+fn options(name: &str) -> Vec<[&'static str; 2]> {
+    match name {
+        "password_scheme" => crate::password::WRITABLE_SCHEMES
+            .iter()
+            .map(|s| [s.dovecot_name(), s.dovecot_name()])
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The editable parameters with their values (superadmins only).
@@ -82,6 +106,7 @@ pub async fn editable(tx: &mut Tx, actor: Actor) -> Result<Vec<Parameter>, Store
             help,
             default,
             value,
+            options: options(name),
         });
     }
     Ok(out)
@@ -90,9 +115,19 @@ pub async fn editable(tx: &mut Tx, actor: Actor) -> Result<Vec<Parameter>, Store
 /// Checks and stores one editable parameter.
 pub async fn change(tx: &mut Tx, actor: Actor, name: &str, value: &str) -> Result<(), StoreError> {
     access::require_super(actor, "change the global parameters")?;
+    let value = validate(name, value)?;
+    if setting(tx, name).await?.as_deref() == Some(value.as_str()) {
+        return Ok(());
+    }
+    set_setting(tx, name, &value).await?;
+    audit::info(tx, &format!("Parameter {name} set to {value}")).await
+}
+
+/// The value an editable parameter would be stored as, or the rule it breaks.
+pub fn validate(name: &str, value: &str) -> Result<String, StoreError> {
     let value = value.trim();
-    let value = match name {
-        "enable_domain_limits" => match value {
+    Ok(match name {
+        "enable_domain_limits" | "password_update_scheme" => match value {
             "true" | "false" => value.to_string(),
             _ => return Err(StoreError::refused(name, "must be true or false")),
         },
@@ -105,16 +140,44 @@ pub async fn change(tx: &mut Tx, actor: Actor, name: &str, value: &str) -> Resul
                 ))
             }
         },
+        "password_scheme" => {
+            let scheme = value
+                .parse::<crate::password::Scheme>()
+                .map_err(|e| StoreError::refused(name, e.to_string()))?;
+            crate::password::HashPolicy::new(scheme, crate::password::DEFAULT_ROUNDS)
+                .map_err(|e| StoreError::refused(name, e.to_string()))?;
+            dovecot_reads(scheme).map_err(|e| StoreError::refused(name, e))?;
+            scheme.to_string()
+        }
         _ => {
             return Err(StoreError::refused(
                 "parameter",
-                "must be enable_domain_limits or password_rounds",
+                "must be one of enable_domain_limits, password_scheme, password_rounds, password_update_scheme",
             ))
         }
-    };
-    if setting(tx, name).await?.as_deref() == Some(value.as_str()) {
+    })
+}
+
+/// Whether this machine's Dovecot verifies `scheme` (`doveadm pw -l`): a scheme it cannot read
+/// would lock every user whose password is set afterwards out of IMAP. SHA512-CRYPT is read by
+/// every Dovecot (through crypt(3)) and is not asked about.
+fn dovecot_reads(scheme: crate::password::Scheme) -> Result<(), String> {
+    if scheme == crate::password::Scheme::Sha512Crypt {
         return Ok(());
     }
-    set_setting(tx, name, &value).await?;
-    audit::info(tx, &format!("Parameter {name} set to {value}")).await
+    let out = crate::system::cmd::Cmd::new("doveadm")
+        .args(["pw", "-l"])
+        .run()
+        .map_err(|e| format!("cannot ask Dovecot which schemes it reads: {e}"))?;
+    if out
+        .stdout
+        .split_whitespace()
+        .any(|s| s == scheme.dovecot_name())
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "this server's Dovecot does not read {scheme} (doveadm pw -l)"
+        ))
+    }
 }

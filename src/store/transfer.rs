@@ -13,6 +13,7 @@ use super::aliases::{self, AliasAddress, AliasSpec};
 use super::domains::{self, DomainSpec, Relay};
 use super::{Store, StoreError};
 use crate::names::{DomainName, Username};
+use crate::password::HashPolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
@@ -329,7 +330,7 @@ fn parse_all(mut input: impl Read) -> Result<Vec<(usize, Record)>, TransferError
 /// Hashes clear-text passwords on all cores (SHA512-CRYPT with 70000 rounds is the slow part).
 fn hash_all(
     records: &[(usize, Record)],
-    rounds: u32,
+    policy: &HashPolicy,
 ) -> Result<Vec<Option<String>>, TransferError> {
     let jobs: Vec<(usize, &Password)> = records
         .iter()
@@ -341,7 +342,7 @@ fn hash_all(
     crate::system::parallel::try_map(&jobs, |(line, p)| match p {
         Password::Clear(c) if c.is_empty() => Ok(None),
         p => p
-            .to_stored(rounds)
+            .to_stored(policy)
             .map(Some)
             .map_err(|e| store_refusal(*line, e)),
     })
@@ -357,9 +358,9 @@ pub async fn import(
 ) -> Result<ImportReport, TransferError> {
     let records = parse_all(input)?;
     let mut tx = store.begin().await?;
-    let rounds = accounts::password_rounds(&mut tx).await?;
+    let policy = accounts::hash_policy(&mut tx).await?;
     drop(tx);
-    let hashes = hash_all(&records, rounds)?;
+    let hashes = hash_all(&records, &policy)?;
     let mut tx = store.begin().await?;
     let mut report = ImportReport::default();
     for ((line, record), hash) in records.iter().zip(hashes) {

@@ -24,6 +24,20 @@ pub fn alias(address: &str) -> modobox::store::aliases::AliasAddress {
     modobox::store::aliases::AliasAddress::parse("address", address).unwrap()
 }
 
+/// How the tests hash passwords: SHA512-CRYPT with few rounds, quick to make and check.
+pub const FAST_HASH: modobox::password::HashPolicy =
+    modobox::password::HashPolicy::sha512_crypt(5000);
+
+/// Creates an account as the system, its password hashed with `FAST_HASH`.
+pub async fn create_account(
+    tx: &mut modobox::store::Tx,
+    spec: &AccountSpec,
+) -> modobox::store::accounts::Account {
+    modobox::store::accounts::create(tx, modobox::store::access::Actor::System, spec, FAST_HASH)
+        .await
+        .unwrap()
+}
+
 /// An account with the tests' password ("correct horse 1"), with a mailbox of the domain's
 /// default quota or none, administering `domains`.
 pub fn account_spec(username: &str, role: Role, mailbox: bool, domains: &[&str]) -> AccountSpec {

@@ -5,8 +5,7 @@
 use modobox::config::Config;
 use modobox::distro::Distro;
 use modobox::names::Hostname;
-use modobox::store::access::{Actor, Role};
-use modobox::store::accounts;
+use modobox::store::access::Role;
 use modobox::store::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -111,9 +110,7 @@ pub const PASSWORD: &str = "correct horse 1";
 pub async fn account(store: &Store, username: &str, role: Role) {
     let mut tx = store.begin().await.unwrap();
     let spec = super::account_spec(username, role, false, &[]);
-    accounts::create(&mut tx, Actor::System, &spec, 5000)
-        .await
-        .unwrap();
+    super::create_account(&mut tx, &spec).await;
     tx.commit().await.unwrap();
 }
 

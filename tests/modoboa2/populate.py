@@ -109,7 +109,10 @@ bob = account("bob@example.org", "ssha", use_domain_quota=False, quota=100)
 account("carol@example.org", "sha512crypt")
 account("noreply@example.org", "sha512crypt", is_send_only=True)
 dave = account("dave@example.net", "blfcrypt")
-parameters("core", password_scheme="sha512crypt")
+# What modobox takes at adoption: the scheme, rounds and rehash setting; a secret it must never
+# show; a name server it maps to its own configuration's form.
+parameters("core", password_scheme="argon2id", rounds_number=80000, ldap_bind_password="Ldap-S3cret-value")
+parameters("admin", custom_dns_server="192.0.2.53")
 
 domain_admin = core_models.User.objects.get(username="admin@example.org")
 call("patch", f"/api/v2/accounts/{domain_admin.pk}/", {"resources": [

@@ -41,6 +41,10 @@ if isinstance(settings, str):  # a text column (1.x) holds the JSON as text
     settings = json.loads(settings)
 expect("relay2.test's port", settings.get("relay_target_port"), 2526)
 expect("relay2.test verifies recipients", settings.get("relay_verify_recipients"), True)
+# carol logged in to modobox, which stored her password again in the adopted scheme.
+carol = core_models.User.objects.get(username="carol@example.org")
+expect("carol's password rehashed to ARGON2ID", carol.password.startswith("{ARGON2ID}"), True)
+expect("carol's rehashed password verifies", carol.check_password("Modoboa-2x-Secret!"), True)
 team = admin_models.Alias.objects.get(address="team@new.test")
 # alice was deleted after team@new.test was made: she left its recipients.
 expect("team's recipients", sorted(team.aliasrecipient_set.values_list("address", flat=True)), ["eve@new.test"])

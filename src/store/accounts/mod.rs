@@ -29,7 +29,7 @@ use super::access::{self, Actor, Kind, Role};
 use super::{aliases, audit, domains, modoboa_schema, StoreError, Tx};
 use crate::args;
 use crate::names::{DomainKind, DomainName, EmailAddress, Username};
-use crate::password;
+use crate::password::{self, HashPolicy};
 
 /// What the store needs to know of the host to keep mailboxes and disk in step.
 #[derive(Debug, Clone)]
@@ -111,23 +111,41 @@ impl Password {
     }
 
     /// The value stored in `core_user.password`.
-    pub fn to_stored(&self, rounds: u32) -> Result<String, StoreError> {
+    pub fn to_stored(&self, policy: &HashPolicy) -> Result<String, StoreError> {
         self.check()?;
         match self {
-            Password::Clear(p) => Ok(password::hash(p, rounds)?),
+            Password::Clear(p) => Ok(policy.hash(p)?),
             Password::Hashed(h) => Ok(h.clone()),
         }
     }
 }
 
-/// SHA512-CRYPT rounds: the `password_rounds` setting, default 70000 (Modoboa's).
-pub async fn password_rounds(tx: &mut Tx) -> Result<u32, StoreError> {
-    match super::parameters::setting(tx, "password_rounds").await? {
+/// How new passwords are hashed: the `password_scheme` setting (default SHA512-CRYPT, as
+/// Modoboa's) with the `password_rounds` setting (default 70000, Modoboa's) for SHA-crypt.
+pub async fn hash_policy(tx: &mut Tx) -> Result<HashPolicy, StoreError> {
+    let rounds = match super::parameters::setting(tx, "password_rounds").await? {
         Some(v) => v
             .parse()
-            .map_err(|_| StoreError::refused("password_rounds", "must be a whole number")),
-        None => Ok(password::DEFAULT_ROUNDS),
-    }
+            .map_err(|_| StoreError::refused("password_rounds", "must be a whole number"))?,
+        None => password::DEFAULT_ROUNDS,
+    };
+    let scheme = match super::parameters::setting(tx, "password_scheme").await? {
+        Some(v) => v
+            .parse()
+            .map_err(|_| StoreError::refused("password_scheme", "is not a scheme name"))?,
+        None => HashPolicy::default().scheme(),
+    };
+    HashPolicy::new(scheme, rounds)
+        .map_err(|e| StoreError::refused("password_scheme", e.to_string()))
+}
+
+/// Whether a login rehashes a password stored in another scheme (Modoboa's `update_scheme`,
+/// default on).
+async fn update_scheme(tx: &mut Tx) -> Result<bool, StoreError> {
+    Ok(super::parameters::setting(tx, "password_update_scheme")
+        .await?
+        .as_deref()
+        != Some("false"))
 }
 
 fn check_person_name(field: &str, v: &str) -> Result<(), StoreError> {
@@ -293,11 +311,11 @@ pub async fn create(
     tx: &mut Tx,
     actor: Actor,
     spec: &AccountSpec,
-    rounds: u32,
+    policy: HashPolicy,
 ) -> Result<Account, StoreError> {
     check_person_name("first_name", &spec.first_name)?;
     check_person_name("last_name", &spec.last_name)?;
-    let stored = spec.password.to_stored(rounds)?;
+    let stored = spec.password.to_stored(&policy)?;
     insert(tx, actor, spec, &stored).await?;
     get(tx, actor, &spec.username).await
 }
@@ -653,8 +671,8 @@ pub async fn set_password(
     password: &Password,
 ) -> Result<(), StoreError> {
     let a = manageable(tx, actor, username).await?;
-    let rounds = password_rounds(tx).await?;
-    let stored = password.to_stored(rounds)?;
+    let policy = hash_policy(tx).await?;
+    let stored = password.to_stored(&policy)?;
     tx.exec(
         "UPDATE core_user SET password = ? WHERE id = ?",
         args![stored, a.id],
@@ -1036,20 +1054,38 @@ pub async fn authenticate(
     // time of a hashing, so timing does not tell which accounts exist.
     let stored = match &row {
         Some(r) if r.bool("is_active")? => r.text("password")?,
-        _ => password::dummy_hash(password_rounds(tx).await?),
+        _ => password::dummy_hash(hash_policy(tx).await?),
     };
-    let right = password::verify_bounded(stored, given.to_string()).await;
+    let right = password::verify_bounded(stored.clone(), given.to_string()).await;
     let Some(r) = row.filter(|_| right) else {
         return Ok(None);
     };
     if !r.bool("is_active")? {
         return Ok(None);
     }
+    let id = r.i32("id")?;
     tx.exec(
         "UPDATE core_user SET last_login = ? WHERE id = ?",
-        args![Utc::now(), r.i32("id")?],
+        args![Utc::now(), id],
     )
     .await?;
+    // A password kept in a legacy scheme (an adopted Modoboa's SSHA, fewer rounds...) is
+    // stored again in the configured one now that it is known, as Modoboa does at login.
+    let policy = hash_policy(tx).await?;
+    if !policy.is_current(&stored) && update_scheme(tx).await? {
+        if let Some(new) = password::hash_bounded(policy, given.to_string()).await {
+            tx.exec(
+                "UPDATE core_user SET password = ? WHERE id = ? AND password = ?",
+                args![new, id, stored],
+            )
+            .await?;
+            tracing::info!(
+                "password of {} rehashed to {}",
+                r.text("username")?,
+                policy.scheme()
+            );
+        }
+    }
     Ok(Some(
         get(tx, Actor::System, &Username::existing(&r.text("username")?)).await?,
     ))

@@ -215,8 +215,8 @@ async fn create(State(web): State<Web>, user: ApiUser, JsonBody(body): JsonBody)
             .await
             .map_err(ApiError::on("domains"))?;
     }
-    let rounds = accounts::password_rounds(&mut tx).await?;
-    let a = accounts::create(&mut tx, user.actor(), &spec, rounds)
+    let policy = accounts::hash_policy(&mut tx).await?;
+    let a = accounts::create(&mut tx, user.actor(), &spec, policy)
         .await
         .map_err(ApiError::on("username"))?;
     tx.commit().await?;

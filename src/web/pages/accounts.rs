@@ -229,8 +229,8 @@ pub async fn create(State(web): State<Web>, post: Post<AccountForm>) -> Result<R
     };
     let mut tx = web.store.begin().await?;
     let result = async {
-        let rounds = accounts::password_rounds(&mut tx).await?;
-        accounts::create(&mut tx, user.actor(), &spec, rounds).await
+        let policy = accounts::hash_policy(&mut tx).await?;
+        accounts::create(&mut tx, user.actor(), &spec, policy).await
     }
     .await;
     match result {
