@@ -101,6 +101,7 @@ async fn admin_ui_in_headless_chromium() {
         enabled: true,
         role: Role::SuperAdmins,
         mailbox: None,
+        mailbox_address: None,
         domains: vec![],
     };
     let fast = modobox::password::HashPolicy::sha512_crypt(5000);

@@ -198,6 +198,7 @@ async fn add_domain_admin(store: &Store, address: &str, domain: &str) {
         enabled: true,
         role: Role::DomainAdmins,
         mailbox: Some(None),
+        mailbox_address: None,
         domains: vec![dom(domain)],
     };
     common::create_account(&mut tx, &spec).await;

@@ -16,7 +16,7 @@ use modobox::store::accounts::{self, AccountSpec, Options, Password};
 use modobox::store::aliases::{self, AliasAddress, AliasSpec};
 use modobox::store::domains::{self, DomainPatch, DomainSpec, Relay};
 use modobox::store::modoboa_settings::{self, Outcome};
-use modobox::store::{migrate, Backend};
+use modobox::store::{migrate, transfer, Backend};
 
 const ROUNDS: modobox::password::HashPolicy = modobox::password::HashPolicy::sha512_crypt(5000);
 
@@ -126,25 +126,33 @@ impl Modoboa {
         c
     }
 
-    /// `manage.py ARGS...`: its output; a failure fails the test with what it said.
-    fn manage(&self, db: &common::TestDb, redis_db: u32, args: &[&str]) -> String {
+    /// `manage.py ARGS...`: (standard output, both outputs); a failure fails the test with
+    /// what it said.
+    fn run_manage(&self, db: &common::TestDb, redis_db: u32, args: &[&str]) -> (String, String) {
         let out = self
             .python(db, redis_db)
             .arg("manage.py")
             .args(args)
             .output()
             .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let text = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
         assert!(
             out.status.success(),
             "{:?}: manage.py {args:?}: {text}",
             db.backend
         );
-        text
+        (stdout, text)
+    }
+
+    /// `manage.py ARGS...`: all it said.
+    fn manage(&self, db: &common::TestDb, redis_db: u32, args: &[&str]) -> String {
+        self.run_manage(db, redis_db, args).1
+    }
+
+    /// `manage.py ARGS...`'s standard output alone (an export).
+    fn manage_stdout(&self, db: &common::TestDb, redis_db: u32, args: &[&str]) -> String {
+        self.run_manage(db, redis_db, args).0
     }
 
     /// A Python script (which sets Django up itself): its standard output.
@@ -213,6 +221,51 @@ async fn a_modoboa_2_database_is_adopted_written_and_given_back() {
             db.backend,
             t0.elapsed().as_secs_f64()
         );
+
+        // Modoboa's own CSV files (`modo export`) import into an empty modobox as they are:
+        // the `'`-escaped catch-all, the forward, the hashes Modoboa wrote (and Dovecot reads).
+        let domains_csv = modoboa.manage_stdout(&db, redis_db, &["modo", "export", "domains"]);
+        let identities_csv =
+            modoboa.manage_stdout(&db, redis_db, &["modo", "export", "identities"]);
+        assert!(
+            identities_csv.contains("alias;'@example.net;"),
+            "{identities_csv}"
+        );
+        let empty = common::sqlite().await;
+        let other = empty.connect().await;
+        migrate::migrate(&other).await.unwrap();
+        for csv in [&domains_csv, &identities_csv] {
+            transfer::import(
+                &other,
+                Actor::System,
+                csv.as_bytes(),
+                &transfer::ImportOptions::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{:?}: {e}\n{csv}", db.backend));
+        }
+        let mut tx = other.begin().await.unwrap();
+        for user in [
+            "alice@example.org",
+            "bob@example.org",
+            "carol@example.org",
+            "dave@example.net",
+            "admin@example.org",
+        ] {
+            assert!(
+                accounts::authenticate(&mut tx, user, &password)
+                    .await
+                    .unwrap()
+                    .is_some(),
+                "{:?}: {user} imported from Modoboa's export",
+                db.backend
+            );
+        }
+        aliases::get(&mut tx, Actor::System, &common::alias("@example.net"))
+            .await
+            .unwrap();
+        drop(tx);
+        other.close().await;
 
         // The check: what adoption would do, and that it can.
         let store = db.connect().await;
@@ -409,6 +462,7 @@ async fn a_modoboa_2_database_is_adopted_written_and_given_back() {
             enabled: true,
             role: Role::SimpleUsers,
             mailbox: Some(Some(10)),
+            mailbox_address: None,
             domains: vec![],
         };
         accounts::create(&mut tx, sys, &eve, ROUNDS).await.unwrap();
@@ -551,6 +605,65 @@ async fn a_modoboa_2_database_is_adopted_written_and_given_back() {
         )
         .await;
         assert_eq!(a.status, 401, "{:?}", db.backend);
+        // modobox's export imports into a new Modoboa (`modo import`), and the hashes in it
+        // are what Dovecot reads (`doveadm pw -t`): once, on SQLite.
+        if db.backend == Backend::Sqlite {
+            let mut csv = Vec::new();
+            for kind in [
+                transfer::ExportKind::Domains,
+                transfer::ExportKind::Identities,
+            ] {
+                transfer::export(&store, Actor::System, kind, &mut csv, b';')
+                    .await
+                    .unwrap();
+            }
+            let csv = String::from_utf8(csv).unwrap();
+            for line in csv.lines().filter(|l| l.starts_with("account;")) {
+                let cells: Vec<&str> = line.split(';').collect();
+                let known = match cells[1] {
+                    "eve@new.test" => Some("Eve-secret-2x"),
+                    "carol@example.org" | "admin@example.org" => Some(password.as_str()),
+                    _ => None,
+                };
+                if let Some(pw) = known {
+                    let out = Command::new("doveadm")
+                        .args(["pw", "-t", cells[2], "-p", pw])
+                        .output()
+                        .unwrap();
+                    assert!(
+                        String::from_utf8_lossy(&out.stdout).contains("(verified)"),
+                        "doveadm: {line}: {out:?}"
+                    );
+                }
+            }
+            let fresh = common::sqlite().await;
+            modoboa.manage(&fresh, redis_db, &["migrate", "--noinput"]);
+            modoboa.manage(
+                &fresh,
+                redis_db,
+                &[
+                    "load_initial_data",
+                    "--no-frontend",
+                    "--admin-username",
+                    "admin",
+                ],
+            );
+            let tmp = tempfile::tempdir().unwrap();
+            let file = tmp.path().join("modobox-export.csv");
+            std::fs::write(&file, &csv).unwrap();
+            let said = modoboa.manage(
+                &fresh,
+                redis_db,
+                &[
+                    "modo",
+                    "import",
+                    "--continue-if-exists",
+                    file.to_str().unwrap(),
+                ],
+            );
+            let read = modoboa.script(&fresh, redis_db, &repo().join("tests/modoboa2/imported.py"));
+            assert!(read.contains("imported ok"), "{said}\n{read}\n{csv}");
+        }
         store.close().await;
 
         // Going back: Modoboa 2.12 starts on the database modobox wrote, finds every one of its

@@ -42,6 +42,7 @@ fn mailbox(addr: &str, quota: Option<i32>) -> AccountSpec {
         enabled: true,
         role: Role::SimpleUsers,
         mailbox: Some(quota),
+        mailbox_address: None,
         domains: vec![],
     }
 }
@@ -786,9 +787,14 @@ async fn csv_imports_all_or_nothing_and_round_trips() {
         let store = fresh(&db).await;
         // A bad line at the end: nothing at all is imported, and the error names it.
         let bad = format!("{GOOD_CSV}alias;oops@example.com;true;nobody@example.com\n");
-        let e = transfer::import(&store, Actor::System, bad.as_bytes())
-            .await
-            .unwrap_err();
+        let e = transfer::import(
+            &store,
+            Actor::System,
+            bad.as_bytes(),
+            &transfer::ImportOptions::default(),
+        )
+        .await
+        .unwrap_err();
         assert!(e.to_string().starts_with("line 10: recipients[1]:"), "{e}");
         let mut tx = store.begin().await.unwrap();
         for t in [
@@ -805,9 +811,14 @@ async fn csv_imports_all_or_nothing_and_round_trips() {
             );
         }
         drop(tx);
-        let report = transfer::import(&store, Actor::System, GOOD_CSV.as_bytes())
-            .await
-            .unwrap();
+        let report = transfer::import(
+            &store,
+            Actor::System,
+            GOOD_CSV.as_bytes(),
+            &transfer::ImportOptions::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             report,
             transfer::ImportReport {
@@ -815,7 +826,8 @@ async fn csv_imports_all_or_nothing_and_round_trips() {
                 domain_aliases: 1,
                 relay_domains: 1,
                 accounts: 3,
-                aliases: 2
+                aliases: 2,
+                ..Default::default()
             }
         );
         let mut tx = store.begin().await.unwrap();
@@ -846,6 +858,7 @@ async fn csv_imports_all_or_nothing_and_round_trips() {
             Actor::System,
             transfer::ExportKind::Domains,
             &mut first,
+            b';',
         )
         .await
         .unwrap();
@@ -854,20 +867,27 @@ async fn csv_imports_all_or_nothing_and_round_trips() {
             Actor::System,
             transfer::ExportKind::Identities,
             &mut first,
+            b';',
         )
         .await
         .unwrap();
         let other = common::sqlite().await;
         let store2 = fresh(&other).await;
-        transfer::import(&store2, Actor::System, first.as_slice())
-            .await
-            .unwrap();
+        transfer::import(
+            &store2,
+            Actor::System,
+            first.as_slice(),
+            &transfer::ImportOptions::default(),
+        )
+        .await
+        .unwrap();
         let mut second = Vec::new();
         transfer::export(
             &store2,
             Actor::System,
             transfer::ExportKind::Domains,
             &mut second,
+            b';',
         )
         .await
         .unwrap();
@@ -876,6 +896,7 @@ async fn csv_imports_all_or_nothing_and_round_trips() {
             Actor::System,
             transfer::ExportKind::Identities,
             &mut second,
+            b';',
         )
         .await
         .unwrap();
@@ -885,6 +906,245 @@ async fn csv_imports_all_or_nothing_and_round_trips() {
         );
         store.close().await;
         store2.close().await;
+    }
+}
+
+/// Modoboa's own files, as its `modo export domains` and `export identities` write them: 2.12
+/// (relay domains as plain domains, `'`-escaped catch-all, a forward on a mailbox's address,
+/// ARGON2ID/SSHA/BLF-CRYPT hashes of "Password123!", a superadmin without a mailbox in
+/// 9 fields) and 1.10–2.0 (the internal aliases of mailboxes and domain aliases, 7- and
+/// 8-field account lines, an administrator whose mailbox is not its username, blanks around
+/// fields, a bare crypt hash).
+const MODOBOA_2_DOMAINS: &str = "\
+domain;example.net;0;0;True
+domain;example.org;0;0;True
+domainalias;example-alias.org;example.org;True
+domain;relay.example;0;0;True
+";
+const MODOBOA_2_IDENTITIES: &str = "\
+account;alice@example.org;{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=4$h41DelOglU//PT+vfztFxg$bOCK4F6pEbfG6eSZpv2sbhzhwXVAKAd+lKXzAMC20hg;F;L;True;SimpleUsers;alice@example.org;0
+account;bob@example.org;{SSHA}Y07alSZAI/G9yoObDY7bTykcy+CqFULI;F;L;True;SimpleUsers;bob@example.org;100
+account;dave@example.net;{BLF-CRYPT}$2b$12$1fDwxFWWrM8hrwpTWPM.v.CV9LzETnLo.NpWxayYAVABDOePoyFUe;F;L;True;SimpleUsers;dave@example.net;0
+account;admin2;{SSHA}Y07alSZAI/G9yoObDY7bTykcy+CqFULI;;;True;SuperAdmins;;
+alias;'@example.net;True;dave@example.net
+alias;bob@example.org;True;bob.ext@external.test;bob@example.org
+alias;'-dash@example.org;True;alice@example.org
+alias;sales@example.org;True;alice@example.org;bob@example.org
+";
+const MODOBOA_110_IDENTITIES: &str = "\
+account;carol@example.org;$6$saltsaltsaltsalt$Jo6plbx3lHUNfAtcPh6iVkyIyxJXBpu6I5mxIH.AMAPR8oLJQ.S3Hvr5GNL.tyzqKc2sBB5RZkIZmBG3bS74/0;Carol;C;True;SimpleUsers;carol@example.org
+account; boss ; long enough pw ;Big;Boss;True;DomainAdmins; boss@example.org ;50;example.org
+account;owner;long enough pw;;;True;Resellers
+alias;carol@example.org;True;carol@example.org
+alias;@example-alias.org;True;@example.org
+forward;fwd@example.org;True;someone@external.test
+dlist;team@example.org;True;carol@example.org;boss@example.org
+";
+
+#[tokio::test]
+async fn modoboa_csv_files_import_as_they_are() {
+    for db in common::all().await {
+        let store = fresh(&db).await;
+        let all = format!("{MODOBOA_2_DOMAINS}{MODOBOA_2_IDENTITIES}");
+        let report = transfer::import(
+            &store,
+            Actor::System,
+            all.as_bytes(),
+            &transfer::ImportOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (
+                report.domains,
+                report.domain_aliases,
+                report.accounts,
+                report.aliases
+            ),
+            (3, 1, 4, 4)
+        );
+        let mut tx = store.begin().await.unwrap();
+        for user in [
+            "alice@example.org",
+            "bob@example.org",
+            "dave@example.net",
+            "admin2",
+        ] {
+            assert!(
+                accounts::authenticate(&mut tx, user, "Password123!")
+                    .await
+                    .unwrap()
+                    .is_some(),
+                "{:?}: {user}",
+                db.backend
+            );
+        }
+        // The escaped catch-all and the escaped name are what Modoboa exported, without the '.
+        let catch_all = aliases::get(&mut tx, Actor::System, &common::alias("@example.net"))
+            .await
+            .unwrap();
+        assert_eq!(catch_all.recipients, vec!["dave@example.net"]);
+        aliases::get(&mut tx, Actor::System, &common::alias("-dash@example.org"))
+            .await
+            .unwrap();
+        let forward = aliases::get(&mut tx, Actor::System, &common::alias("bob@example.org"))
+            .await
+            .unwrap();
+        assert_eq!(
+            forward.recipients,
+            vec!["bob.ext@external.test", "bob@example.org"]
+        );
+        tx.commit().await.unwrap();
+
+        // The same files again: an error naming the first existing object, nothing changed...
+        let e = transfer::import(
+            &store,
+            Actor::System,
+            all.as_bytes(),
+            &transfer::ImportOptions::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("line 1: domain example.net already exists"),
+            "{e}"
+        );
+        // ...or, with --continue-if-exists, everything left as it is, and an alias's new
+        // recipient added to it; separated by commas (Modoboa's web export).
+        let continuing = transfer::ImportOptions {
+            sepchar: b',',
+            continue_if_exists: true,
+            ..Default::default()
+        };
+        let commas: String = all
+            .lines()
+            .map(|l| {
+                let cells: Vec<String> = l
+                    .split(';')
+                    .map(|c| {
+                        if c.contains(',') {
+                            format!("\"{c}\"")
+                        } else {
+                            c.to_string()
+                        }
+                    })
+                    .collect();
+                cells.join(",") + "\n"
+            })
+            .collect();
+        let again = format!("{commas}alias,sales@example.org,True,dave@example.net\n");
+        let report = transfer::import(&store, Actor::System, again.as_bytes(), &continuing)
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.existing, report.aliases_merged, report.accounts),
+            (12, 1, 0)
+        );
+        let mut tx = store.begin().await.unwrap();
+        let sales = aliases::get(&mut tx, Actor::System, &common::alias("sales@example.org"))
+            .await
+            .unwrap();
+        assert_eq!(
+            sales.recipients,
+            vec!["alice@example.org", "bob@example.org", "dave@example.net"]
+        );
+        drop(tx);
+
+        // 1.10's lines: the internal aliases are skipped (made with their mailbox and domain
+        // alias), the bare crypt hash is a hash, the administrator's mailbox is its own.
+        let report = transfer::import(
+            &store,
+            Actor::System,
+            MODOBOA_110_IDENTITIES.as_bytes(),
+            &transfer::ImportOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (report.accounts, report.aliases, report.internal_aliases),
+            (3, 2, 2)
+        );
+        let mut tx = store.begin().await.unwrap();
+        let carol = accounts::get(&mut tx, Actor::System, &common::user("carol@example.org"))
+            .await
+            .unwrap();
+        assert_eq!(carol.password_scheme, "SHA512-CRYPT");
+        assert!(
+            accounts::authenticate(&mut tx, "carol@example.org", "Password123!")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(carol.mailbox.as_ref().unwrap().quota, 0);
+        let boss = accounts::get(&mut tx, Actor::System, &common::user("boss"))
+            .await
+            .unwrap();
+        assert_eq!(boss.role, Role::DomainAdmins);
+        assert_eq!(boss.domains, vec!["example.org"]);
+        let mb = boss.mailbox.unwrap();
+        assert_eq!(
+            (mb.full_address.as_str(), mb.quota),
+            ("boss@example.org", 50)
+        );
+        assert!(accounts::authenticate(&mut tx, "boss", "long enough pw")
+            .await
+            .unwrap()
+            .is_some());
+        let owner = accounts::get(&mut tx, Actor::System, &common::user("owner"))
+            .await
+            .unwrap();
+        assert!(owner.mailbox.is_none());
+        // Renaming the administrator leaves its mailbox where it is.
+        let rename = AccountPatch {
+            username: Some(common::user("chief")),
+            ..Default::default()
+        };
+        let chief = accounts::update(
+            &mut tx,
+            Actor::System,
+            &common::user("boss"),
+            &rename,
+            &opts(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(chief.mailbox.unwrap().full_address, "boss@example.org");
+        // A simple user may not take the administrator's address.
+        let taken = common::account_spec("boss@example.org", Role::SimpleUsers, true, &[]);
+        assert!(matches!(
+            common::create_account_result(&mut tx, &taken).await,
+            Err(StoreError::Exists { .. })
+        ));
+        tx.commit().await.unwrap();
+
+        // modobox's export writes what Modoboa 2.9+ writes: escaped cells, an alias named as a
+        // recipient before the alias naming it.
+        let mut out = Vec::new();
+        transfer::export(
+            &store,
+            Actor::System,
+            transfer::ExportKind::Identities,
+            &mut out,
+            b';',
+        )
+        .await
+        .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("\nalias;'@example.net;True;dave@example.net\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\nalias;'-dash@example.org;True;alice@example.org\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("account;chief;")
+                && out.contains(";DomainAdmins;boss@example.org;50;example.org\n"),
+            "{out}"
+        );
+        store.close().await;
     }
 }
 
@@ -900,7 +1160,10 @@ async fn hostile_csv_lines_are_refused_with_line_and_field() {
         ("domain;example.org;10;-1;true", "default mailbox quota"),
         ("domain;-bad-.org;10;1;true", "name"),
         ("domain;a.b;1;1", "domain"),
-        ("domainalias;example.net;example.com;true;extra", "domainalias"),
+        ("domainalias;example.net;example.com", "domainalias"),
+        ("account;u@example.com;{NOSUCH}abcdefgh;A;B;true;SimpleUsers;u@example.com;10", "password"),
+        ("account;u@example.com;longpassword;A;B;true;SimpleUsers", "email"),
+        ("forward;f@example.com;true", "forward"),
         ("relaydomain;r.test;10.0.0.1;99999;relay;true;true", "target port"),
         ("relaydomain;r.test;evil\thost;25;relay;true;true", "target_host"),
         ("relaydomain;r.test;10.0.0.1;25;re;lay;true;true", "relaydomain"),
@@ -920,7 +1183,14 @@ async fn hostile_csv_lines_are_refused_with_line_and_field() {
     ];
     for (line, field) in cases {
         let text = format!("{header}{line}\n");
-        let Err(e) = transfer::import(&store, Actor::System, text.as_bytes()).await else {
+        let Err(e) = transfer::import(
+            &store,
+            Actor::System,
+            text.as_bytes(),
+            &transfer::ImportOptions::default(),
+        )
+        .await
+        else {
             panic!("accepted: {line}");
         };
         let msg = e.to_string();
@@ -935,6 +1205,7 @@ async fn hostile_csv_lines_are_refused_with_line_and_field() {
         &store,
         Actor::System,
         &b"domain;example.com;1;1;true\ndomain;ex\xffample.org;1;1;true\n"[..],
+        &transfer::ImportOptions::default(),
     )
     .await
     .unwrap_err();

@@ -40,6 +40,7 @@ async fn user(store: &Store, username: &str, role: Role, mailbox: bool, doms: &[
         enabled: true,
         role,
         mailbox: mailbox.then_some(Some(10)),
+        mailbox_address: None,
         domains: doms
             .iter()
             .map(|d| DomainName::parse("d", d).unwrap())

@@ -52,6 +52,7 @@ async fn admin_in(store: &Store, opts: &Options, cmd: &AdminCommand) -> Result<E
                 enabled: true,
                 role,
                 mailbox: mailbox.then_some(None),
+                mailbox_address: None,
                 domains,
             };
             let policy = accounts::hash_policy(&mut tx).await?;

@@ -146,6 +146,17 @@ pub enum Command {
         file: PathBuf,
         #[arg(long)]
         json: bool,
+        /// The column separator (Modoboa's web UI exports with `,`).
+        #[arg(long, default_value = ";", value_parser = parse_sepchar)]
+        sepchar: u8,
+        /// Skip domains, domain aliases, relay domains and accounts that exist already, and add
+        /// the recipients of an existing alias to it (Modoboa's option).
+        #[arg(long)]
+        continue_if_exists: bool,
+        /// Hash every password column, even one that looks like a `{SCHEME}` hash (Modoboa's
+        /// option).
+        #[arg(long)]
+        crypt_passwords: bool,
     },
     /// Export in Modoboa's CSV format.
     Export {
@@ -154,6 +165,9 @@ pub enum Command {
         /// Write to this file (mode 0600: it holds password hashes) instead of standard output.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// The column separator.
+        #[arg(long, default_value = ";", value_parser = parse_sepchar)]
+        sepchar: u8,
     },
     /// Periodic jobs: their schedule and last run, or one run now.
     #[command(subcommand)]
@@ -902,4 +916,14 @@ pub enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `--sepchar`: one ASCII punctuation or tab character that cannot be part of a value's
+/// quoting.
+fn parse_sepchar(v: &str) -> Result<u8, String> {
+    let v = if v == "\\t" { "\t" } else { v };
+    match v.as_bytes() {
+        [b] if (b.is_ascii_punctuation() || *b == b'\t') && !matches!(b, b'"' | b'\'' | b'{' | b'}' | b'@' | b'.' | b'$') => Ok(*b),
+        _ => Err("must be one punctuation character such as ; , | or a tab (not a quote, @, ., {, } or $)".into()),
+    }
 }

@@ -165,13 +165,18 @@ fn print_settings(items: &[modoboa_settings::Item], check: bool) {
     }
 }
 
-pub async fn import(global: &Global, file: &Path, json: bool) -> Result<ExitCode> {
+pub async fn import(
+    global: &Global,
+    file: &Path,
+    json: bool,
+    opts: &transfer::ImportOptions,
+) -> Result<ExitCode> {
     let (store, _) = open(global).await?;
     let report = if file == Path::new("-") {
-        transfer::import(&store, ACTOR, std::io::stdin().lock()).await
+        transfer::import(&store, ACTOR, std::io::stdin().lock(), opts).await
     } else {
         let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-        transfer::import(&store, ACTOR, std::io::BufReader::new(f)).await
+        transfer::import(&store, ACTOR, std::io::BufReader::new(f), opts).await
     }
     .with_context(|| format!("{}: nothing was imported", file.display()))?;
     store.close().await;
@@ -182,18 +187,35 @@ pub async fn import(global: &Global, file: &Path, json: bool) -> Result<ExitCode
             "imported {} domain(s), {} domain alias(es), {} relay domain(s), {} account(s), {} alias(es)",
             report.domains, report.domain_aliases, report.relay_domains, report.accounts, report.aliases
         );
+        if report.existing + report.aliases_merged > 0 {
+            println!(
+                "left {} existing object(s) as they were; added recipients to {} existing alias(es)",
+                report.existing, report.aliases_merged
+            );
+        }
+        if report.internal_aliases > 0 {
+            println!(
+                "skipped {} internal alias line(s) (a mailbox's or domain alias's own, made with it)",
+                report.internal_aliases
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn export(global: &Global, what: ExportWhat, output: Option<&Path>) -> Result<ExitCode> {
+pub async fn export(
+    global: &Global,
+    what: ExportWhat,
+    output: Option<&Path>,
+    sepchar: u8,
+) -> Result<ExitCode> {
     let (store, _) = open(global).await?;
     let kind = match what {
         ExportWhat::Domains => transfer::ExportKind::Domains,
         ExportWhat::Identities => transfer::ExportKind::Identities,
     };
     let mut buf = Vec::new();
-    let n = transfer::export(&store, ACTOR, kind, &mut buf).await?;
+    let n = transfer::export(&store, ACTOR, kind, &mut buf, sepchar).await?;
     store.close().await;
     match output {
         Some(path) => {

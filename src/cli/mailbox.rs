@@ -113,6 +113,7 @@ async fn mailbox_in(store: &Store, opts: &Options, cmd: &MailboxCommand) -> Resu
                 enabled: *enabled,
                 role,
                 mailbox: Some(*quota),
+                mailbox_address: None,
                 domains,
             };
             // Validate everything a prompt cannot fix before asking for the password.

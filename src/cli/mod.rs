@@ -173,10 +173,25 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Alias(c) => runtime()?.block_on(alias::alias(&cli.global, &c)),
         Command::Admin(c) => runtime()?.block_on(admin::admin(&cli.global, &c)),
         Command::Token(c) => runtime()?.block_on(admin::token(&cli.global, &c)),
-        Command::Import { file, json } => runtime()?.block_on(db::import(&cli.global, &file, json)),
-        Command::Export { what, output } => {
-            runtime()?.block_on(db::export(&cli.global, what, output.as_deref()))
+        Command::Import {
+            file,
+            json,
+            sepchar,
+            continue_if_exists,
+            crypt_passwords,
+        } => {
+            let opts = crate::store::transfer::ImportOptions {
+                sepchar,
+                continue_if_exists,
+                crypt_passwords,
+            };
+            runtime()?.block_on(db::import(&cli.global, &file, json, &opts))
         }
+        Command::Export {
+            what,
+            output,
+            sepchar,
+        } => runtime()?.block_on(db::export(&cli.global, what, output.as_deref(), sepchar)),
         Command::Task(c) => runtime()?.block_on(task::task(&cli.global, &c)),
         Command::Stats(c) => stats::stats(&cli.global, &c),
         Command::Backup(c) => backup::backup(&cli.global, &c),

@@ -61,6 +61,7 @@ pub async fn fly(config: &Config, store: &Store) -> Result<Option<Flown>, String
         enabled: true,
         role: Role::SimpleUsers,
         mailbox: Some(None),
+        mailbox_address: None,
         domains: Vec::new(),
     };
     accounts::create(&mut tx, Actor::System, &spec, policy)

@@ -502,6 +502,7 @@ impl Step for Superadmin {
             enabled: true,
             role: Role::SuperAdmins,
             mailbox: None,
+            mailbox_address: None,
             domains: Vec::new(),
         };
         // Kept before the account exists, as well as shown in the summary: an install

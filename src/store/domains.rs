@@ -304,8 +304,26 @@ async fn build(
 #[derive(Debug, Serialize, Deserialize)]
 struct TransportSettings {
     relay_target_host: String,
+    #[serde(deserialize_with = "port_number_or_text")]
     relay_target_port: u16,
     relay_verify_recipients: bool,
+}
+
+/// A port as a number, or as the text Modoboa 1.10–2.8's CSV import stored (`"2525"`).
+fn port_number_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Port {
+        Number(u16),
+        Text(String),
+    }
+    match Port::deserialize(d)? {
+        Port::Number(n) => Ok(n),
+        Port::Text(t) => t
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("port {t:?} is not a number"))),
+    }
 }
 
 async fn relay_of(tx: &mut Tx, transport_id: i32, name: &str) -> Result<Option<Relay>, StoreError> {
@@ -1024,4 +1042,20 @@ pub async fn set_dkim_key(
         &format!("DKIM key of domain #{domain_id} set to {private_key_path}"),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn relay_ports_stored_as_text_are_read() {
+        for json in [
+            r#"{"relay_target_host": "h", "relay_target_port": 2525, "relay_verify_recipients": true}"#,
+            r#"{"relay_target_host": "h", "relay_target_port": "2525", "relay_verify_recipients": true}"#,
+        ] {
+            let t: super::TransportSettings = serde_json::from_str(json).unwrap();
+            assert_eq!(t.relay_target_port, 2525);
+        }
+        let bad = r#"{"relay_target_host": "h", "relay_target_port": "x25", "relay_verify_recipients": true}"#;
+        assert!(serde_json::from_str::<super::TransportSettings>(bad).is_err());
+    }
 }

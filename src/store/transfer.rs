@@ -86,6 +86,51 @@ enum Record {
     },
 }
 
+/// How a file is read (Modoboa's `modo import` options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// The column separator (`--sepchar`, default `;`).
+    pub sepchar: u8,
+    /// Skip a domain, domain alias, relay domain or account that already exists, and add the
+    /// recipients of an alias that exists to it (`--continue-if-exists`).
+    pub continue_if_exists: bool,
+    /// Hash every password column, even one that looks like a hash (`--crypt-passwords`).
+    pub crypt_passwords: bool,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            sepchar: b';',
+            continue_if_exists: false,
+            crypt_passwords: false,
+        }
+    }
+}
+
+/// First characters a spreadsheet reads as a formula: Modoboa 2.9+ writes such a cell with a
+/// `'` in front (and modobox's export too); the import takes the `'` off again.
+const FORMULA_PREFIXES: [char; 7] = ['=', '+', '-', '@', '\t', '\r', '\n'];
+
+/// A cell as Modoboa reads it: trimmed, without the `'` its export adds before a formula
+/// character.
+fn clean(raw: &str) -> String {
+    let t = raw.trim();
+    match t.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(FORMULA_PREFIXES) => rest.trim().to_string(),
+        _ => t.to_string(),
+    }
+}
+
+/// A cell as written: with a `'` in front when it starts with a formula character.
+fn escape(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.starts_with(FORMULA_PREFIXES) {
+        format!("'{value}").into()
+    } else {
+        value.into()
+    }
+}
+
 struct Fields<'a> {
     line: usize,
     cols: &'a [String],
@@ -95,11 +140,16 @@ impl Fields<'_> {
     fn at(&self, i: usize, field: &str) -> Result<&str, TransferError> {
         self.cols
             .get(i)
-            .map(|s| s.trim())
+            .map(String::as_str)
             .ok_or_else(|| refuse(self.line, field, "is missing"))
     }
+    /// Column `i`, or "" when the line is shorter.
+    fn opt(&self, i: usize) -> &str {
+        self.cols.get(i).map_or("", String::as_str)
+    }
     fn domain(&self, i: usize, field: &str) -> Result<DomainName, TransferError> {
-        DomainName::parse(field, self.at(i, field)?).map_err(|e| refuse(self.line, field, e.rule))
+        DomainName::parse(field, &self.at(i, field)?.to_ascii_lowercase())
+            .map_err(|e| refuse(self.line, field, e.rule))
     }
     fn int(&self, i: usize, field: &str) -> Result<i32, TransferError> {
         let v = self.at(i, field)?;
@@ -111,24 +161,92 @@ impl Fields<'_> {
             )
         })
     }
-    fn exactly(&self, n: usize, what: &str) -> Result<(), TransferError> {
-        if self.cols.len() != n {
+    /// At least `n` columns; more are ignored, as Modoboa does.
+    fn at_least(&self, n: usize, what: &str) -> Result<(), TransferError> {
+        if self.cols.len() < n {
             return Err(refuse(
                 self.line,
                 what,
-                format!("expects {} fields, got {}", n, self.cols.len()),
+                format!("expects at least {} fields, got {}", n, self.cols.len()),
+            ));
+        }
+        Ok(())
+    }
+    /// Exactly `n` columns, empty trailing ones (a spreadsheet's padding) aside.
+    fn exactly(&self, n: usize, what: &str) -> Result<(), TransferError> {
+        let used = self
+            .cols
+            .iter()
+            .rposition(|c| !c.is_empty())
+            .map_or(0, |i| i + 1);
+        if self.cols.len() < n || used > n {
+            return Err(refuse(
+                self.line,
+                what,
+                format!(
+                    "expects {} fields, got {}",
+                    n,
+                    used.max(self.cols.len().min(n))
+                ),
             ));
         }
         Ok(())
     }
 }
 
-fn parse_record(line: usize, cols: &[String]) -> Result<Record, TransferError> {
+/// The password column: a `{SCHEME}` value is a hash (an unknown scheme is an error, never a
+/// clear-text password); a bare crypt(3) hash (`$6$…`, as some exports hold) is a hash of its
+/// kind; anything else is clear text, hashed on import.
+fn import_password(
+    line: usize,
+    value: &str,
+    opts: &ImportOptions,
+) -> Result<Password, TransferError> {
+    if opts.crypt_passwords {
+        return Ok(Password::Clear(value.to_string()));
+    }
+    if let Some((name, _)) = value
+        .strip_prefix('{')
+        .and_then(|rest| rest.split_once('}'))
+    {
+        let looks_like_scheme = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+        if looks_like_scheme {
+            return match crate::password::scheme_of(value) {
+                Ok(_) => Ok(Password::Hashed(value.to_string())),
+                Err(e) => Err(refuse(
+                    line,
+                    "password",
+                    format!("{e} (use --crypt-passwords if this column is clear text)"),
+                )),
+            };
+        }
+    }
+    if value.starts_with('$') {
+        let crypt = format!("{{CRYPT}}{value}");
+        if let Ok(scheme) = crate::password::scheme_of(&crypt) {
+            let named = match scheme {
+                crate::password::Scheme::Crypt => crypt,
+                s => format!("{{{}}}{value}", s.dovecot_name()),
+            };
+            return Ok(Password::Hashed(named));
+        }
+    }
+    Ok(Password::Clear(value.to_string()))
+}
+
+fn parse_record(
+    line: usize,
+    cols: &[String],
+    opts: &ImportOptions,
+) -> Result<Record, TransferError> {
     let f = Fields { line, cols };
     let kind = f.at(0, "type")?.to_ascii_lowercase();
     match kind.as_str() {
         "domain" => {
-            f.exactly(5, "domain")?;
+            f.at_least(5, "domain")?;
             let quota = f.int(2, "quota")?;
             let default_mailbox_quota = f.int(3, "default mailbox quota")?;
             domains::check_quotas(quota, default_mailbox_quota)
@@ -144,7 +262,7 @@ fn parse_record(line: usize, cols: &[String]) -> Result<Record, TransferError> {
             })
         }
         "domainalias" => {
-            f.exactly(4, "domainalias")?;
+            f.at_least(4, "domainalias")?;
             Ok(Record::DomainAlias {
                 name: f.domain(1, "name")?,
                 target: f.domain(2, "target domain")?,
@@ -164,47 +282,58 @@ fn parse_record(line: usize, cols: &[String]) -> Result<Record, TransferError> {
                 relay: Relay {
                     target_host: f.at(2, "target host")?.to_string(),
                     target_port: port,
-                    service: f.at(4, "service")?.to_string(),
+                    service: match f.at(4, "service")? {
+                        "" => "relay".to_string(),
+                        s => s.to_string(),
+                    },
                     verify_recipients: parse_bool(f.at(6, "verify recipients")?),
                 },
                 enabled: parse_bool(f.at(5, "enabled")?),
             })
         }
         "account" => {
-            if cols.len() < 9 {
-                return Err(refuse(
-                    line,
-                    "account",
-                    format!("expects at least 9 fields, got {}", cols.len()),
-                ));
-            }
-            let username =
-                Username::parse(f.at(1, "username")?).map_err(|e| store_refusal(line, e.into()))?;
-            let password = Password::from_import(cols[2].as_str());
+            // 7 fields: no mailbox; 8: its address (the domain's default quota); 9: its quota;
+            // then the domains a domain admin or reseller administers.
+            f.at_least(7, "account")?;
+            let username = Username::parse(&f.at(1, "username")?.to_lowercase())
+                .map_err(|e| store_refusal(line, e.into()))?;
+            let password = import_password(line, f.at(2, "password")?, opts)?;
             password.check().map_err(|e| store_refusal(line, e))?;
             let role: Role = f
                 .at(6, "role")?
                 .parse()
                 .map_err(|e| store_refusal(line, e))?;
-            let email = f.at(7, "email")?.to_ascii_lowercase();
-            let quota = match f.at(8, "quota")? {
+            let email = f.opt(7).to_lowercase();
+            let quota = match f.opt(8) {
                 "" => None,
                 _ => Some(f.int(8, "quota")?),
             };
-            let mailbox = if email.is_empty() {
-                None
+            let (mailbox, mailbox_address) = if email.is_empty() {
+                if role == Role::SimpleUsers {
+                    return Err(refuse(
+                        line,
+                        "email",
+                        "a simple user needs its address (the 8th field): it is its mailbox",
+                    ));
+                }
+                (None, None)
             } else if email != username.as_str() {
-                return Err(refuse(
-                    line,
-                    "email",
-                    "must equal the username for an account with a mailbox",
-                ));
+                if role == Role::SimpleUsers {
+                    return Err(refuse(
+                        line,
+                        "email",
+                        "must equal the username for a simple user",
+                    ));
+                }
+                let addr = crate::names::EmailAddress::parse("email", &email)
+                    .map_err(|e| store_refusal(line, e.into()))?;
+                (Some(quota), Some(addr))
             } else {
-                Some(quota)
+                (Some(quota), None)
             };
             let mut domains = Vec::new();
             for (i, col) in cols.iter().enumerate().skip(9) {
-                if !col.trim().is_empty() {
+                if !col.is_empty() {
                     domains.push(f.domain(i, "domain")?);
                 }
             }
@@ -224,23 +353,19 @@ fn parse_record(line: usize, cols: &[String]) -> Result<Record, TransferError> {
                     enabled: parse_bool(f.at(5, "enabled")?),
                     role,
                     mailbox,
+                    mailbox_address,
                     domains,
                 },
             })
         }
-        "alias" => {
-            if cols.len() < 4 {
-                return Err(refuse(
-                    line,
-                    "alias",
-                    format!("expects at least 4 fields, got {}", cols.len()),
-                ));
-            }
-            let address = AliasAddress::parse("address", f.at(1, "address")?)
+        // Modoboa writes forwards and distribution lists as the same three-field-plus lines.
+        "alias" | "forward" | "dlist" => {
+            f.at_least(4, &kind)?;
+            let address = AliasAddress::parse("address", &f.at(1, "address")?.to_lowercase())
                 .map_err(|e| store_refusal(line, e))?;
             let recipients: Vec<String> = cols[3..]
                 .iter()
-                .map(|r| r.trim().to_string())
+                .map(|r| r.to_lowercase())
                 .filter(|r| !r.is_empty())
                 .collect();
             if recipients.is_empty() {
@@ -263,7 +388,7 @@ fn parse_record(line: usize, cols: &[String]) -> Result<Record, TransferError> {
             line,
             "type",
             format!(
-                "unknown object type {other:?} (domain, domainalias, relaydomain, account, alias)"
+                "unknown object type {other:?} (domain, domainalias, relaydomain, account, alias, forward, dlist)"
             ),
         )),
     }
@@ -291,15 +416,26 @@ pub struct ImportReport {
     pub relay_domains: usize,
     pub accounts: usize,
     pub aliases: usize,
+    /// Objects that already existed, left as they were (`--continue-if-exists`).
+    pub existing: usize,
+    /// Existing aliases the file's recipients were added to (`--continue-if-exists`).
+    pub aliases_merged: usize,
+    /// Lines of a mailbox's or a domain alias's own internal alias (Modoboa 1.10–2.0 exports
+    /// list them): made with their mailbox or domain alias, so skipped.
+    pub internal_aliases: usize,
 }
 
 /// Reads every line first: a syntax error anywhere means nothing is written. One object per
 /// physical line (as Modoboa writes them), so error messages give the line an editor shows.
-fn parse_all(mut input: impl Read) -> Result<Vec<(usize, Record)>, TransferError> {
+fn parse_all(
+    mut input: impl Read,
+    opts: &ImportOptions,
+) -> Result<Vec<(usize, Record)>, TransferError> {
     let mut bytes = Vec::new();
     input
         .read_to_end(&mut bytes)
         .map_err(|e| TransferError::Read(e.to_string()))?;
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes);
     let mut out = Vec::new();
     for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
         let line = i + 1;
@@ -310,7 +446,7 @@ fn parse_all(mut input: impl Read) -> Result<Vec<(usize, Record)>, TransferError
             continue;
         }
         let mut reader = csv::ReaderBuilder::new()
-            .delimiter(b';')
+            .delimiter(opts.sepchar)
             .has_headers(false)
             .flexible(true)
             .from_reader(text.as_bytes());
@@ -321,8 +457,8 @@ fn parse_all(mut input: impl Read) -> Result<Vec<(usize, Record)>, TransferError
             }
             None => continue,
         };
-        let cols: Vec<String> = rec.iter().map(str::to_string).collect();
-        out.push((line, parse_record(line, &cols)?));
+        let cols: Vec<String> = rec.iter().map(clean).collect();
+        out.push((line, parse_record(line, &cols, opts)?));
     }
     Ok(out)
 }
@@ -355,8 +491,9 @@ pub async fn import(
     store: &Store,
     actor: Actor,
     input: impl Read,
+    opts: &ImportOptions,
 ) -> Result<ImportReport, TransferError> {
-    let records = parse_all(input)?;
+    let records = parse_all(input, opts)?;
     let mut tx = store.begin().await?;
     let policy = accounts::hash_policy(&mut tx).await?;
     drop(tx);
@@ -365,23 +502,19 @@ pub async fn import(
     let mut report = ImportReport::default();
     for ((line, record), hash) in records.iter().zip(hashes) {
         let at = |e: StoreError| store_refusal(*line, e);
-        match record {
-            Record::Domain { name, spec } => {
-                domains::create(&mut tx, actor, name, spec, None)
-                    .await
-                    .map_err(at)?;
-                report.domains += 1;
-            }
+        // An object that exists already is skipped with --continue-if-exists (an alias gets
+        // the file's recipients added), as Modoboa's import does; otherwise it is an error.
+        let outcome = match record {
+            Record::Domain { name, spec } => domains::create(&mut tx, actor, name, spec, None)
+                .await
+                .map(|_| report.domains += 1),
             Record::DomainAlias {
                 name,
                 target,
                 enabled,
-            } => {
-                domains::create_alias(&mut tx, actor, name, target, *enabled)
-                    .await
-                    .map_err(at)?;
-                report.domain_aliases += 1;
-            }
+            } => domains::create_alias(&mut tx, actor, name, target, *enabled)
+                .await
+                .map(|_| report.domain_aliases += 1),
             Record::RelayDomain {
                 name,
                 relay,
@@ -393,26 +526,82 @@ pub async fn import(
                 };
                 domains::create(&mut tx, actor, name, &spec, Some(relay))
                     .await
-                    .map_err(at)?;
-                report.relay_domains += 1;
+                    .map(|_| report.relay_domains += 1)
             }
             Record::Account { spec } => {
                 let stored = hash.ok_or_else(|| refuse(*line, "password", "must not be empty"))?;
                 accounts::insert(&mut tx, actor, spec, &stored)
                     .await
-                    .map_err(at)?;
-                report.accounts += 1;
+                    .map(|_| report.accounts += 1)
             }
             Record::Alias { address, spec } => {
-                aliases::create(&mut tx, actor, address, spec)
+                if is_internal_alias_line(&mut tx, address, spec)
                     .await
-                    .map_err(at)?;
-                report.aliases += 1;
+                    .map_err(at)?
+                {
+                    report.internal_aliases += 1;
+                    continue;
+                }
+                match aliases::create(&mut tx, actor, address, spec).await {
+                    Err(StoreError::Exists { .. }) if opts.continue_if_exists => {
+                        let current = aliases::get(&mut tx, actor, address).await.map_err(at)?;
+                        let mut recipients = current.recipients.clone();
+                        for r in &spec.recipients {
+                            if !recipients.contains(r) {
+                                recipients.push(r.clone());
+                            }
+                        }
+                        if recipients != current.recipients {
+                            let patch = aliases::AliasPatch {
+                                recipients: Some(recipients),
+                                ..aliases::AliasPatch::default()
+                            };
+                            aliases::update(&mut tx, actor, address, &patch)
+                                .await
+                                .map_err(at)?;
+                            report.aliases_merged += 1;
+                        } else {
+                            report.existing += 1;
+                        }
+                        continue;
+                    }
+                    other => other.map(|_| report.aliases += 1),
+                }
             }
+        };
+        match outcome {
+            Ok(()) => {}
+            Err(StoreError::Exists { .. }) if opts.continue_if_exists => report.existing += 1,
+            Err(e) => return Err(at(e)),
         }
     }
     tx.commit().await?;
     Ok(report)
+}
+
+/// Whether an alias line is the internal alias of a mailbox (`alias;u@d;True;u@d`) or of a
+/// domain alias (`alias;@alias.tld;True;@target.tld`) that exists: Modoboa 1.10 to 2.0 wrote
+/// them into its exports, and Modoboa itself cannot import them back.
+async fn is_internal_alias_line(
+    tx: &mut super::Tx,
+    address: &AliasAddress,
+    spec: &AliasSpec,
+) -> Result<bool, StoreError> {
+    let [only] = spec.recipients.as_slice() else {
+        return Ok(false);
+    };
+    let own = only == &address.full;
+    let domain_alias = address.full.starts_with('@') && only.starts_with('@');
+    if !own && !domain_alias {
+        return Ok(false);
+    }
+    let rows = tx
+        .rows(
+            "SELECT r.address FROM admin_alias al INNER JOIN modoboa_admin_aliasrecipient r ON r.alias_id = al.id WHERE al.address = ? AND al.internal = ?",
+            crate::args![address.full.as_str(), true],
+        )
+        .await?;
+    Ok(rows.len() == 1 && rows[0].text("address")? == *only)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -421,12 +610,69 @@ pub enum ExportKind {
     Identities,
 }
 
-fn writer(out: impl Write) -> csv::Writer<impl Write> {
-    csv::WriterBuilder::new()
-        .delimiter(b';')
-        .has_headers(false)
-        .flexible(true)
-        .from_writer(out)
+/// Writes lines with every cell escaped as Modoboa 2.9+ does (see `escape`).
+struct Writer<W: Write>(csv::Writer<W>);
+
+impl<W: Write> Writer<W> {
+    fn new(out: W, sepchar: u8) -> Self {
+        Writer(
+            csv::WriterBuilder::new()
+                .delimiter(sepchar)
+                .has_headers(false)
+                .flexible(true)
+                .from_writer(out),
+        )
+    }
+
+    fn write_record<I, T>(&mut self, cells: I) -> Result<(), csv::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        self.0
+            .write_record(cells.into_iter().map(|c| escape(c.as_ref()).into_owned()))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Aliases with every alias a recipient names before it, so that the file imports in one
+/// pass (a recipient inside a hosted domain must exist when its alias is made).
+fn in_dependency_order(list: Vec<aliases::Alias>) -> Vec<aliases::Alias> {
+    use std::collections::HashMap;
+    let index: HashMap<String, usize> = list
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.address.clone(), i))
+        .collect();
+    let mut placed = vec![false; list.len()];
+    let mut order = Vec::with_capacity(list.len());
+    fn visit(
+        i: usize,
+        list: &[aliases::Alias],
+        index: &HashMap<String, usize>,
+        placed: &mut [bool],
+        order: &mut Vec<usize>,
+    ) {
+        if placed[i] {
+            return;
+        }
+        // Marked before the recipients: a loop of aliases is cut, not followed forever.
+        placed[i] = true;
+        for r in &list[i].recipients {
+            if let Some(&j) = index.get(r) {
+                visit(j, list, index, placed, order);
+            }
+        }
+        order.push(i);
+    }
+    for i in 0..list.len() {
+        visit(i, &list, &index, &mut placed, &mut order);
+    }
+    let mut slots: Vec<Option<aliases::Alias>> = list.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 pub async fn export(
@@ -434,9 +680,10 @@ pub async fn export(
     actor: Actor,
     kind: ExportKind,
     out: impl Write,
+    sepchar: u8,
 ) -> Result<usize, TransferError> {
     let mut tx = store.begin().await?;
-    let mut w = writer(out);
+    let mut w = Writer::new(out, sepchar);
     let mut n = 0;
     let werr = |e: csv::Error| TransferError::Write(e.to_string());
     match kind {
@@ -501,7 +748,7 @@ pub async fn export(
                 w.write_record(&rec).map_err(werr)?;
                 n += 1;
             }
-            for al in aliases::list(&mut tx, actor, None).await? {
+            for al in in_dependency_order(aliases::list(&mut tx, actor, None).await?) {
                 let mut rec = vec![
                     "alias".to_string(),
                     al.address.clone(),
@@ -522,7 +769,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Vec<(usize, Record)>, TransferError> {
-        parse_all(text.as_bytes())
+        parse_all(text.as_bytes(), &ImportOptions::default())
     }
 
     #[test]
@@ -556,6 +803,55 @@ mod tests {
             err.to_string().starts_with("line 1: alias: expects"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn cells_are_trimmed_and_unescaped_as_modoboa_writes_them() {
+        assert_eq!(clean("  a@b.c "), "a@b.c");
+        assert_eq!(clean("'@example.net"), "@example.net");
+        assert_eq!(clean("'=SUM(A1)"), "=SUM(A1)");
+        assert_eq!(clean("'-x"), "-x");
+        // A quote before anything else is the value's own.
+        assert_eq!(clean("'quoted'"), "'quoted'");
+        for v in ["@example.net", "=1+1", "+33", "-dash", "\tTab"] {
+            assert_eq!(clean(&escape(v)), v.trim());
+            assert!(escape(v).starts_with('\''), "{v}");
+        }
+        assert_eq!(escape("plain@example.net"), "plain@example.net");
+    }
+
+    #[test]
+    fn passwords_are_hashes_only_when_named_so() {
+        let o = ImportOptions::default();
+        assert!(matches!(
+            import_password(1, "{SSHA}Y07alSZAI/G9yoObDY7bTykcy+CqFULI", &o).unwrap(),
+            Password::Hashed(_)
+        ));
+        let e = import_password(1, "{FOO}bar", &o).unwrap_err().to_string();
+        assert!(
+            e.starts_with("line 1: password:") && e.contains("FOO"),
+            "{e}"
+        );
+        match import_password(1, "$6$saltsalt$Jo6plbx3lHUNfAtcPh6iVkyIyxJXBpu6I5mxIH.AMAPR8oLJQ.S3Hvr5GNL.tyzqKc2sBB5RZkIZmBG3bS74/0", &o).unwrap() {
+            Password::Hashed(h) => assert!(h.starts_with("{SHA512-CRYPT}$6$"), "{h}"),
+            p => panic!("{p:?}"),
+        }
+        assert!(matches!(
+            import_password(1, "$ not a hash", &o).unwrap(),
+            Password::Clear(_)
+        ));
+        assert!(matches!(
+            import_password(1, "{x y} is text", &o).unwrap(),
+            Password::Clear(_)
+        ));
+        let crypt = ImportOptions {
+            crypt_passwords: true,
+            ..o
+        };
+        assert!(matches!(
+            import_password(1, "{SSHA}Y07alSZAI/G9yoObDY7bTykcy+CqFULI", &crypt).unwrap(),
+            Password::Clear(_)
+        ));
     }
 
     #[test]

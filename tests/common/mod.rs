@@ -33,9 +33,16 @@ pub async fn create_account(
     tx: &mut modobox::store::Tx,
     spec: &AccountSpec,
 ) -> modobox::store::accounts::Account {
+    create_account_result(tx, spec).await.unwrap()
+}
+
+/// `create_account`, the refusal kept.
+pub async fn create_account_result(
+    tx: &mut modobox::store::Tx,
+    spec: &AccountSpec,
+) -> Result<modobox::store::accounts::Account, modobox::store::StoreError> {
     modobox::store::accounts::create(tx, modobox::store::access::Actor::System, spec, FAST_HASH)
         .await
-        .unwrap()
 }
 
 /// An account with the tests' password ("correct horse 1"), with a mailbox of the domain's
@@ -49,6 +56,7 @@ pub fn account_spec(username: &str, role: Role, mailbox: bool, domains: &[&str])
         enabled: true,
         role,
         mailbox: mailbox.then_some(None),
+        mailbox_address: None,
         domains: domains
             .iter()
             .map(|d| modobox::names::DomainName::parse("domain", d).unwrap())

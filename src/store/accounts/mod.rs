@@ -212,6 +212,9 @@ pub struct AccountSpec {
     /// Create a mailbox (the username must then be an address in a hosted domain). `None`
     /// quota = the domain's default.
     pub mailbox: Option<Option<i32>>,
+    /// The mailbox's address when it is not the username: administrators only (a SimpleUser's
+    /// username is its address), as Modoboa allows (`admin` with `admin@example.org`).
+    pub mailbox_address: Option<EmailAddress>,
     /// Domains given to a domain admin or reseller.
     pub domains: Vec<DomainName>,
 }
@@ -349,7 +352,19 @@ pub async fn insert(
     refuse_taken_username(tx, username).await?;
     let mailbox_domain = match &spec.mailbox {
         Some(quota) => {
-            let addr = EmailAddress::parse("username", username.as_str())?;
+            let addr = match &spec.mailbox_address {
+                Some(a) if a.as_str() != username.as_str() => {
+                    if spec.role == Role::SimpleUsers {
+                        return Err(StoreError::refused(
+                            "email",
+                            "must be the username for a simple user (its username is its address)",
+                        ));
+                    }
+                    a.clone()
+                }
+                _ => EmailAddress::parse("username", username.as_str())?,
+            };
+            refuse_taken_address(tx, &addr).await?;
             let d = hosted_domain(tx, actor, &addr.domain_name()).await?;
             refuse_alias_address(tx, &addr).await?;
             let used = tx
@@ -442,6 +457,23 @@ async fn refuse_taken_username(tx: &mut Tx, username: &Username) -> Result<(), S
         return Err(StoreError::Exists {
             kind: "account",
             name: username.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a mailbox address another account holds as its username or its address.
+async fn refuse_taken_address(tx: &mut Tx, addr: &EmailAddress) -> Result<(), StoreError> {
+    let n = tx
+        .count(
+            "SELECT COUNT(*) FROM core_user WHERE username = ? OR email = ?",
+            args![addr.as_str(), addr.as_str()],
+        )
+        .await?;
+    if n > 0 {
+        return Err(StoreError::Exists {
+            kind: "mailbox",
+            name: addr.to_string(),
         });
     }
     Ok(())
@@ -765,7 +797,13 @@ async fn rename(
     opts: &Options,
 ) -> Result<(), StoreError> {
     refuse_taken_username(tx, new).await?;
-    let Some(mb) = &a.mailbox else {
+    // A mailbox follows its username only when it is the username: an administrator's
+    // own address (`admin` with `admin@example.org`) stays as it is.
+    let mailbox = a
+        .mailbox
+        .as_ref()
+        .filter(|mb| mb.full_address == a.username);
+    let Some(mb) = mailbox else {
         tx.exec(
             "UPDATE core_user SET username = ? WHERE id = ?",
             args![new.as_str(), a.id],

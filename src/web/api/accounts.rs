@@ -206,6 +206,7 @@ async fn create(State(web): State<Web>, user: ApiUser, JsonBody(body): JsonBody)
         enabled,
         role,
         mailbox,
+        mailbox_address: None,
         domains,
     };
     let mut tx = begin(&web).await?;

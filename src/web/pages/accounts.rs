@@ -220,6 +220,7 @@ pub async fn create(State(web): State<Web>, post: Post<AccountForm>) -> Result<R
             enabled: checked(&form.enabled),
             role,
             mailbox: checked(&form.mailbox).then_some(quota),
+            mailbox_address: None,
             domains,
         })
     })();
