@@ -718,10 +718,34 @@ async fn new_accounts_of_the_previous_hour_go_into_the_rrd() {
             .unwrap();
         }
         tx.commit().await.unwrap();
+        // A file in modobox's earlier layout is set aside and the history rebuilt from the
+        // accounts' creation dates, in Modoboa's layout and scale.
+        let file = e.root.join("rrd/new_accounts.rrd");
+        std::fs::create_dir_all(e.root.join("rrd")).unwrap();
+        let old = std::process::Command::new("rrdtool")
+            .arg("create")
+            .arg(&file)
+            .args([
+                "--step",
+                "3600",
+                "DS:new_accounts:ABSOLUTE:7200:0:U",
+                "RRA:AVERAGE:0.5:1:744",
+                "RRA:MAX:0.5:1:744",
+            ])
+            .status()
+            .unwrap();
+        assert!(old.success());
         let (o, m) = jobs::execute("new_accounts_statistics", &e.ctx, false).await;
         assert_eq!(o, Outcome::Ok, "{m}");
-        assert!(m.starts_with("2 new accounts recorded"), "{m}");
-        let file = e.root.join("rrd/new_accounts.rrd");
+        assert!(
+            m.starts_with("2 new accounts in the last hour recorded"),
+            "{m}"
+        );
+        assert!(
+            m.contains("(3 in 2 hour(s) up to") && m.ends_with(", file rebuilt)"),
+            "{m}"
+        );
+        assert!(e.root.join("rrd/new_accounts.rrd.old-layout").exists());
         let info = std::process::Command::new("rrdtool")
             .arg("info")
             .arg(&file)
@@ -733,15 +757,34 @@ async fn new_accounts_of_the_previous_hour_go_into_the_rrd() {
             info.contains("ds[new_accounts].type = \"ABSOLUTE\""),
             "{info}"
         );
+        for (i, (per_row, rows)) in [(1, 48), (24, 31), (168, 52), (5208, 24)]
+            .iter()
+            .enumerate()
+        {
+            assert!(
+                info.contains(&format!("rra[{i}].pdp_per_row = {per_row}\n")),
+                "{info}"
+            );
+            assert!(
+                info.contains(&format!("rra[{i}].rows = {rows}\n")),
+                "{info}"
+            );
+            assert!(
+                info.contains(&format!("rra[{i}].cf = \"AVERAGE\"")),
+                "{info}"
+            );
+        }
+        assert!(!info.contains("rra[4]"), "{info}");
         let last = std::process::Command::new("rrdtool")
             .arg("lastupdate")
             .arg(&file)
             .output()
             .unwrap();
         assert!(
+            // Modoboa's scale: the hour's count times 60.
             String::from_utf8_lossy(&last.stdout)
                 .trim_end()
-                .ends_with(": 2"),
+                .ends_with(": 120"),
             "{}",
             String::from_utf8_lossy(&last.stdout)
         );

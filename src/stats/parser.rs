@@ -583,8 +583,8 @@ impl Parser {
             // Returned to sender after the queue lifetime: a bounce of every pending recipient.
             if let Sender::Hosted(s) = sender {
                 self.add(minute, s, Counter::Bounced, 1);
-                self.add(minute, GLOBAL, Counter::Bounced, 1);
             }
+            self.add(minute, GLOBAL, Counter::Bounced, 1);
             return;
         }
         let size = rest
@@ -748,9 +748,11 @@ impl Parser {
                 if let Some(r) = rcpt {
                     self.add(minute, r, Counter::Recv, 1);
                     self.add(minute, r, Counter::SizeRecv, size);
-                    self.add(minute, GLOBAL, Counter::Recv, 1);
-                    self.add(minute, GLOBAL, Counter::SizeRecv, size);
                 }
+                // `global` is the whole server, as Modoboa's parser counts it: every delivery,
+                // to a hosted domain or out (the content filter's hop is not one).
+                self.add(minute, GLOBAL, Counter::Recv, 1);
+                self.add(minute, GLOBAL, Counter::SizeRecv, size);
             }
             Status::Bounced => {
                 if let Some(r) = rcpt {
@@ -759,24 +761,24 @@ impl Parser {
                 if let Some(s) = sender.filter(|s| Some(*s) != rcpt) {
                     self.add(minute, s, Counter::Bounced, 1);
                 }
-                if rcpt.is_some() || sender.is_some() {
-                    self.add(minute, GLOBAL, Counter::Bounced, 1);
-                }
+                self.add(minute, GLOBAL, Counter::Bounced, 1);
             }
         }
     }
 
-    /// A rejected recipient (NOQUEUE or with a queue id); greylisting is counted apart.
+    /// A rejected recipient (NOQUEUE or with a queue id); greylisting is counted apart. The
+    /// recipient's domain counts it when hosted; `global` counts every one (relay access
+    /// denied, unknown domains...): what the server turned away.
     fn reject(&mut self, minute: i64, r: Reject<'_>) {
+        let c = if r.greylist {
+            Counter::Greylist
+        } else {
+            Counter::Reject
+        };
         if let Some(d) = self.domains.lookup(domain(r.to)) {
-            let c = if r.greylist {
-                Counter::Greylist
-            } else {
-                Counter::Reject
-            };
             self.add(minute, d, c, 1);
-            self.add(minute, GLOBAL, c, 1);
         }
+        self.add(minute, GLOBAL, c, 1);
     }
 
     /// `(id) Passed SPAM {...}, ... <sender> -> <r1>,<r2>, Queue-ID: ...`

@@ -106,7 +106,26 @@ fn rejects_with_and_without_queue_id() {
     assert_eq!(get(&t, "example.test", Counter::Reject), 2);
     assert_eq!(get(&t, "other.test", Counter::Reject), 1);
     assert_eq!(get(&t, "other.test", Counter::Greylist), 1);
-    assert_eq!(get(&t, "global", Counter::Reject), 3);
+    // The whole server's: the relay attempt to a domain hosted nowhere here counts too.
+    assert_eq!(get(&t, "global", Counter::Reject), 4);
+    assert_eq!(get(&t, "global", Counter::Greylist), 1);
+}
+
+#[test]
+fn global_counts_the_whole_server() {
+    // Mail out of the server and a bounce between two outside domains (a backscatter of a
+    // forward) belong to no hosted domain, and are the server's traffic all the same.
+    let t = run(&format!(
+        "{H} postfix/qmgr[2]: OUT001: from=<someone@outside.test>, size=500, nrcpt=1 (queue active)\n\
+         {H} postfix/smtp[3]: OUT001: to=<friend@elsewhere.test>, relay=mx.elsewhere.test[192.0.2.9]:25, delay=1, dsn=2.0.0, status=sent (250 ok)\n\
+         {H} postfix/qmgr[2]: OUT002: from=<a@outside.test>, size=300, nrcpt=1 (queue active)\n\
+         {H} postfix/smtp[3]: OUT002: to=<b@elsewhere.test>, relay=mx.elsewhere.test[192.0.2.9]:25, delay=1, dsn=5.1.1, status=bounced (550 no)\n\
+         {H} postfix/qmgr[2]: OUT003: from=<c@outside.test>, status=expired, returned to sender\n"
+    ));
+    assert_eq!(get(&t, "global", Counter::Recv), 1);
+    assert_eq!(get(&t, "global", Counter::SizeRecv), 500);
+    assert_eq!(get(&t, "global", Counter::Bounced), 2);
+    assert_eq!(get(&t, "global", Counter::Sent), 0);
 }
 
 #[test]
@@ -124,6 +143,7 @@ fn deferred_then_sent_is_one_delivery() {
     assert_eq!(get(&t, "example.test", Counter::Sent), 1);
     assert_eq!(get(&t, "example.test", Counter::SizeSent), 1000);
     assert_eq!(get(&t, "global", Counter::Sent), 1);
+    assert_eq!(get(&t, "global", Counter::Recv), 1);
 }
 
 #[test]

@@ -229,17 +229,31 @@ pub async fn inactive_accounts(
         .collect()
 }
 
-/// Accounts created in `[from, to)`.
-pub async fn accounts_created_between(
+/// When the first account was created.
+pub async fn first_joined(tx: &mut Tx) -> Result<Option<DateTime<Utc>>, StoreError> {
+    match tx
+        .row("SELECT MIN(date_joined) AS first FROM core_user", &[])
+        .await?
+    {
+        Some(r) => r.opt_ts("first"),
+        None => Ok(None),
+    }
+}
+
+/// The creation times of the accounts created in `[from, to)`.
+pub async fn joined_between(
     tx: &mut Tx,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<i64, StoreError> {
-    tx.count(
-        "SELECT COUNT(*) FROM core_user WHERE date_joined >= ? AND date_joined < ?",
+) -> Result<Vec<DateTime<Utc>>, StoreError> {
+    tx.rows(
+        "SELECT date_joined FROM core_user WHERE date_joined >= ? AND date_joined < ?",
         args![from, to],
     )
-    .await
+    .await?
+    .iter()
+    .map(|r| r.ts("date_joined"))
+    .collect()
 }
 
 /// How many superadmins there are.

@@ -12,7 +12,7 @@ pub mod mailbox_operations;
 pub mod senders;
 
 pub use list::{
-    accounts_created_between, inactive_accounts, list, list_page, superadmin_count,
+    first_joined, inactive_accounts, joined_between, list, list_page, superadmin_count,
     InactiveAccount, ListFilter,
 };
 pub use senders::{
