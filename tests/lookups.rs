@@ -433,6 +433,14 @@ fn populate(site: &Site) {
         "--add-sender",
         "sales@example.com",
     ]);
+    // Modoboa 2.x's wildcard: every address of a domain.
+    m(&[
+        "mailbox",
+        "edit",
+        "other@example.com",
+        "--add-sender",
+        "@partner.example",
+    ]);
     m(&[
         "alias",
         "add",
@@ -602,6 +610,15 @@ fn queries() -> Queries {
     // A mailbox's own local part at a domain alias of its domain.
     q.map(SENDERS, "user@alias.test", "user@example.com");
     q.map(SENDERS, "nobody@alias.test", "");
+    // An alias's address at a domain alias of its domain (Modoboa 2.x): the alias's mailboxes.
+    q.map(
+        SENDERS,
+        "team@alias.test",
+        "user@example.com,other@example.com",
+    );
+    // A `@domain` sender address: any address of that domain.
+    q.map(SENDERS, "anyone@partner.example", "other@example.com");
+    q.map(SENDERS, "anyone@other.example", "");
 
     // Port 25: any address of a hosted domain or domain alias needs a login; a relay domain's
     // or an outside one does not.

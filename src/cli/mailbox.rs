@@ -171,7 +171,7 @@ async fn mailbox_in(store: &Store, opts: &Options, cmd: &MailboxCommand) -> Resu
                     &mut tx,
                     ACTOR,
                     &name,
-                    &EmailAddress::parse("add-sender", s)?,
+                    &accounts::SenderPattern::parse("add-sender", s)?,
                 )
                 .await?;
             }
@@ -180,7 +180,7 @@ async fn mailbox_in(store: &Store, opts: &Options, cmd: &MailboxCommand) -> Resu
                     &mut tx,
                     ACTOR,
                     &name,
-                    &EmailAddress::parse("remove-sender", s)?,
+                    &accounts::SenderPattern::parse("remove-sender", s)?,
                 )
                 .await?;
             }

@@ -120,8 +120,9 @@ pub fn build(config: &Config, distro: &Distro, secrets: &Secrets) -> tera::Conte
             Engine::Mysql | Engine::Sqlite => "1",
         },
         sender_login_query: crate::store::accounts::senders::postfix_query(match engine {
-            Engine::Postgres => "true",
-            Engine::Mysql | Engine::Sqlite => "1",
+            Engine::Postgres => crate::store::Backend::Postgres,
+            Engine::Mysql => crate::store::Backend::Mysql,
+            Engine::Sqlite => crate::store::Backend::Sqlite,
         }),
         sql_now: match engine {
             Engine::Postgres => "now()",

@@ -17,7 +17,7 @@ pub use list::{
 };
 pub use senders::{
     add_sender_address, find_sender_address, get_sender_address, list_sender_addresses,
-    remove_sender_address, update_sender_address, SenderAddress,
+    remove_sender_address, update_sender_address, SenderAddress, SenderPattern,
 };
 
 use std::path::PathBuf;

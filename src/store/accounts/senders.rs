@@ -19,6 +19,9 @@ use crate::store::access::{self, Actor, Role};
 use crate::store::db::Value;
 use crate::store::{audit, domains, Backend, StoreError, Tx};
 
+/// A sender address: an address, or `@domain` for every address of a domain (Modoboa 2.x).
+pub type SenderPattern = crate::store::aliases::AliasAddress;
+
 /// What each `?` of the query stands for, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Key {
@@ -28,42 +31,68 @@ enum Key {
     Local,
     /// Its domain (`%d`).
     Domain,
+    /// `@` and its domain (`@%d`): a sender address for every address of the domain.
+    AtDomain,
 }
 
-const KEYS: [Key; 5] = [
+const KEYS: [Key; 8] = [
     Key::Address,
     Key::Address,
+    Key::AtDomain,
     Key::Address,
+    Key::Domain,
+    Key::Local,
     Key::Domain,
     Key::Local,
 ];
 
-fn query(sql_true: &str) -> String {
+fn query(backend: Backend) -> String {
+    let t = match backend {
+        Backend::Postgres => "true",
+        Backend::Mysql | Backend::Sqlite => "1",
+    };
+    // `local@` the alias's domain, to find the alias a domain alias address stands for.
+    let at_target = match backend {
+        Backend::Mysql => "CONCAT(?, '@', d.name)",
+        Backend::Postgres | Backend::Sqlite => "? || '@' || d.name",
+    };
     format!(
         "SELECT email FROM core_user WHERE email=? AND is_active={t} \
          UNION SELECT u.email FROM core_user u INNER JOIN admin_mailbox mb ON mb.user_id=u.id \
          INNER JOIN admin_senderaddress sa ON sa.mailbox_id=mb.id \
-         WHERE sa.address=? AND u.is_active={t} \
+         WHERE (sa.address=? OR sa.address=?) AND u.is_active={t} \
          UNION SELECT u.email FROM core_user u INNER JOIN admin_mailbox mb ON mb.user_id=u.id \
          INNER JOIN modoboa_admin_aliasrecipient alr ON alr.r_mailbox_id=mb.id \
          INNER JOIN admin_alias al ON alr.alias_id=al.id \
          WHERE al.address=? AND al.enabled={t} AND u.is_active={t} \
          UNION SELECT u.email FROM core_user u INNER JOIN admin_mailbox mb ON mb.user_id=u.id \
          INNER JOIN admin_domainalias da ON da.target_id=mb.domain_id \
-         WHERE da.name=? AND da.enabled={t} AND mb.address=? AND u.is_active={t}",
-        t = sql_true
+         WHERE da.name=? AND da.enabled={t} AND mb.address=? AND u.is_active={t} \
+         UNION SELECT u.email FROM core_user u INNER JOIN admin_mailbox mb ON mb.user_id=u.id \
+         INNER JOIN modoboa_admin_aliasrecipient alr ON alr.r_mailbox_id=mb.id \
+         INNER JOIN admin_alias al ON alr.alias_id=al.id \
+         INNER JOIN admin_domainalias da ON da.target_id=al.domain_id \
+         INNER JOIN admin_domain d ON d.id=da.target_id \
+         WHERE da.name=? AND da.enabled={t} AND al.enabled={t} AND al.internal={f} \
+         AND al.address={at_target} AND u.is_active={t}",
+        f = match backend {
+            Backend::Postgres => "false",
+            Backend::Mysql | Backend::Sqlite => "0",
+        },
     )
 }
 
-/// The query as Postfix's SQL map wants it (`'%s'`, `'%u'`, `'%d'`; Postfix quotes the values).
-pub fn postfix_query(sql_true: &str) -> String {
+/// The query as Postfix's SQL map wants it (`'%s'`, `'%u'`, `'%d'`, `'@%d'`; Postfix quotes
+/// the values).
+pub fn postfix_query(backend: Backend) -> String {
     let mut out = String::new();
     let mut keys = KEYS.iter();
-    for (i, part) in query(sql_true).split('?').enumerate() {
+    for (i, part) in query(backend).split('?').enumerate() {
         if i > 0 {
             out.push_str(match keys.next() {
                 Some(Key::Address) => "'%s'",
                 Some(Key::Local) => "'%u'",
+                Some(Key::AtDomain) => "'@%d'",
                 Some(Key::Domain) | None => "'%d'",
             });
         }
@@ -74,12 +103,9 @@ pub fn postfix_query(sql_true: &str) -> String {
 
 /// The logins (account addresses, lower case) that may send as `address`.
 pub async fn logins_for(tx: &mut Tx, address: &EmailAddress) -> Result<Vec<String>, StoreError> {
-    let sql_true = match tx.backend() {
-        Backend::Postgres => "true",
-        Backend::Mysql | Backend::Sqlite => "1",
-    };
     let full = address.to_string().to_lowercase();
     let (local, domain) = full.rsplit_once('@').unwrap_or((full.as_str(), ""));
+    let at_domain = format!("@{domain}");
     let args: Vec<Value> = KEYS
         .iter()
         .map(|k| {
@@ -87,10 +113,11 @@ pub async fn logins_for(tx: &mut Tx, address: &EmailAddress) -> Result<Vec<Strin
                 Key::Address => full.as_str(),
                 Key::Local => local,
                 Key::Domain => domain,
+                Key::AtDomain => at_domain.as_str(),
             })
         })
         .collect();
-    let rows = tx.rows(&query(sql_true), &args).await?;
+    let rows = tx.rows(&query(tx.backend()), &args).await?;
     rows.iter()
         .map(|r| r.text("email").map(|e| e.to_lowercase()))
         .collect()
@@ -159,9 +186,9 @@ pub(super) async fn delete_of_mailbox(tx: &mut Tx, mailbox_id: i32) -> Result<()
 async fn check_sender_address(
     tx: &mut Tx,
     actor: Actor,
-    address: &EmailAddress,
+    address: &SenderPattern,
 ) -> Result<(), StoreError> {
-    match domains::hosting_domain(tx, &address.domain_name()).await? {
+    match domains::hosting_domain(tx, &address.domain).await? {
         Some(id) if access::can_admin_domain(tx, actor, id).await? => Ok(()),
         Some(_) => Err(StoreError::refused(
             "address",
@@ -191,11 +218,11 @@ pub async fn add_sender_address(
     tx: &mut Tx,
     actor: Actor,
     username: &Username,
-    address: &EmailAddress,
+    address: &SenderPattern,
 ) -> Result<(), StoreError> {
     let mb = manageable_mailbox(tx, actor, username).await?;
     check_sender_address(tx, actor, address).await?;
-    if mb.sender_addresses.iter().any(|s| s == address.as_str()) {
+    if mb.sender_addresses.iter().any(|s| s == address.full.as_str()) {
         return Err(StoreError::Exists {
             kind: "sender address",
             name: address.to_string(),
@@ -203,7 +230,7 @@ pub async fn add_sender_address(
     }
     tx.exec(
         "INSERT INTO admin_senderaddress (address, mailbox_id) VALUES (?, ?)",
-        args![address.as_str(), mb.id],
+        args![address.full.as_str(), mb.id],
     )
     .await?;
     audit::info(tx, &format!("Sender address {address} added to {username}")).await
@@ -213,13 +240,13 @@ pub async fn remove_sender_address(
     tx: &mut Tx,
     actor: Actor,
     username: &Username,
-    address: &EmailAddress,
+    address: &SenderPattern,
 ) -> Result<(), StoreError> {
     let mb = manageable_mailbox(tx, actor, username).await?;
     if tx
         .exec(
             "DELETE FROM admin_senderaddress WHERE address = ? AND mailbox_id = ?",
-            args![address.as_str(), mb.id],
+            args![address.full.as_str(), mb.id],
         )
         .await?
         == 0
@@ -310,12 +337,12 @@ pub async fn find_sender_address(
     tx: &mut Tx,
     actor: Actor,
     username: &Username,
-    address: &EmailAddress,
+    address: &SenderPattern,
 ) -> Result<SenderAddress, StoreError> {
     let r = tx
         .row_or_not_found(
             &format!("{SENDER_SELECT} WHERE u.username = ? AND sa.address = ?"),
-            args![username.as_str(), address.as_str()],
+            args![username.as_str(), address.full.as_str()],
             "sender address",
             address,
         )
@@ -328,7 +355,7 @@ pub async fn update_sender_address(
     tx: &mut Tx,
     actor: Actor,
     id: i32,
-    address: &EmailAddress,
+    address: &SenderPattern,
     username: &Username,
 ) -> Result<SenderAddress, StoreError> {
     get_sender_address(tx, actor, id).await?;
@@ -340,7 +367,7 @@ pub async fn update_sender_address(
     if tx
         .count(
             "SELECT COUNT(*) FROM admin_senderaddress WHERE address = ? AND mailbox_id = ? AND id <> ?",
-            args![address.as_str(), mb.id, id],
+            args![address.full.as_str(), mb.id, id],
         )
         .await?
         > 0
@@ -352,7 +379,7 @@ pub async fn update_sender_address(
     }
     tx.exec(
         "UPDATE admin_senderaddress SET address = ?, mailbox_id = ? WHERE id = ?",
-        args![address.as_str(), mb.id, id],
+        args![address.full.as_str(), mb.id, id],
     )
     .await?;
     audit::info(
@@ -369,9 +396,16 @@ mod tests {
 
     #[test]
     fn postfix_gets_its_expansions_in_place_of_the_placeholders() {
-        let q = postfix_query("1");
-        assert!(!q.contains('?'));
-        assert_eq!(q.matches("'%s'").count(), 3);
-        assert!(q.contains("da.name='%d' AND da.enabled=1 AND mb.address='%u'"));
+        for backend in [Backend::Postgres, Backend::Mysql, Backend::Sqlite] {
+            let q = postfix_query(backend);
+            assert!(!q.contains('?'), "{q}");
+            assert_eq!(q.matches("'%s'").count(), 3);
+            assert!(q.contains("sa.address='@%d'"), "{q}");
+            assert_eq!(q.matches("'%u'").count(), 2, "{q}");
+        }
+        assert!(postfix_query(Backend::Sqlite)
+            .contains("da.name='%d' AND da.enabled=1 AND mb.address='%u'"));
+        assert!(postfix_query(Backend::Mysql).contains("al.address=CONCAT('%u', '@', d.name)"));
+        assert!(postfix_query(Backend::Postgres).contains("al.address='%u' || '@' || d.name"));
     }
 }

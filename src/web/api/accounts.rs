@@ -428,12 +428,12 @@ async fn read_sender(
     user: &ApiUser,
     f: &mut Fields,
     current: Option<&SenderAddress>,
-) -> Result<(EmailAddress, Username), ApiError> {
+) -> Result<(accounts::SenderPattern, Username), ApiError> {
     let address = f.string("address", true);
     let mailbox = f.int("mailbox", true);
     f.finish()?;
     let address = match address.or_else(|| current.map(|c| c.address.clone())) {
-        Some(a) => EmailAddress::parse("address", &a)?,
+        Some(a) => accounts::SenderPattern::parse("address", &a)?,
         None => return Err(ApiError::field("address", "This field is required.")),
     };
     let username = match (mailbox, current) {
@@ -496,7 +496,7 @@ async fn sender_delete(State(web): State<Web>, user: ApiUser, Path(id): Path<Str
     user.require_admin()?;
     let mut tx = begin(&web).await?;
     let s = accounts::get_sender_address(&mut tx, user.actor(), pk(&id)?).await?;
-    let address = EmailAddress::parse("address", &s.address)?;
+    let address = accounts::SenderPattern::parse("address", &s.address)?;
     accounts::remove_sender_address(
         &mut tx,
         user.actor(),
