@@ -14,6 +14,7 @@ pub mod keys;
 pub mod milter;
 pub mod names;
 pub mod password;
+pub mod policy;
 pub mod render;
 pub mod secrets;
 pub mod service;

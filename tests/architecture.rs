@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["system"],
     &["config", "distro", "secrets"],
     &["store"],
-    &["keys", "milter"],
+    &["keys", "milter", "policy"],
     &["dns"],
     &["render"],
     &["health"],

@@ -983,7 +983,8 @@ mod faults {
         };
         s.db.query(&format!(
             "{drop_index}; ALTER TABLE modobox_task_run DROP COLUMN slot; \
-             DELETE FROM modobox_schema_migration WHERE version = 4;"
+             DROP TABLE modobox_sending_count; \
+             DELETE FROM modobox_schema_migration WHERE version >= 4;"
         ));
     }
 
@@ -1004,6 +1005,9 @@ mod faults {
         };
         s.db.query(sql).trim() == "1"
     }
+
+    /// The migrations a database at schema 3 has pending.
+    const AFTER_SCHEMA_3: [&str; 2] = ["0004_task_run_slot", "0005_sending_count"];
 
     fn pending_migrations(s: &Server) -> Vec<String> {
         // Its exit code says whether any is pending; the list is what is compared.
@@ -1027,7 +1031,7 @@ mod faults {
     fn failed_migration_after_restore(s: &Server) {
         populate(s);
         downgrade_to_schema_3(s);
-        assert_eq!(pending_migrations(s), ["0004_task_run_slot"]);
+        assert_eq!(pending_migrations(s), AFTER_SCHEMA_3);
         s.ok(&["backup", "create"]);
         assert_eq!(s.json(&["backup", "show", "latest"])["schema_version"], 3);
         s.ok(&["db", "migrate"]);
@@ -1054,7 +1058,7 @@ mod faults {
             "{text}"
         );
         database_is_the_backup_s(s);
-        assert_eq!(pending_migrations(s), ["0004_task_run_slot"]);
+        assert_eq!(pending_migrations(s), AFTER_SCHEMA_3);
         if s.db.backend == Backend::Mysql {
             // Its first statement (ADD COLUMN) committed itself, and is recorded as done.
             assert!(slot_column(s));
@@ -1146,7 +1150,7 @@ mod faults {
             rows,
             "the dry run touched the database"
         );
-        assert_eq!(pending_migrations(s), ["0004_task_run_slot"]);
+        assert_eq!(pending_migrations(s), AFTER_SCHEMA_3);
         assert!(!slot_column(s));
 
         let backend = s.db.backend;
@@ -1172,7 +1176,7 @@ mod faults {
         });
         assert_eq!(s.db.dump_tables(&tables), rows, "rows after the rollback");
         assert!(!slot_column(s), "schema 3 after the rollback");
-        assert_eq!(pending_migrations(s), ["0004_task_run_slot"]);
+        assert_eq!(pending_migrations(s), AFTER_SCHEMA_3);
 
         // Done again without the fault: complete; then rolled back by hand: the dump again.
         s.ok(&["db", "migrate"]);
@@ -1185,7 +1189,7 @@ mod faults {
             assert_eq!(
                 back,
                 DatabaseBack::Restored {
-                    undone: vec![4],
+                    undone: vec![4, 5],
                     unfinished: vec![],
                 },
                 "migration 4 is not additive"
@@ -1193,7 +1197,7 @@ mod faults {
         });
         assert_eq!(s.db.dump_tables(&tables), rows);
         assert!(!slot_column(s));
-        assert_eq!(pending_migrations(s), ["0004_task_run_slot"]);
+        assert_eq!(pending_migrations(s), AFTER_SCHEMA_3);
     }
 
     on_engines!(failed_migration_during_an_upgrade {

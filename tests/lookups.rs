@@ -325,6 +325,15 @@ impl Queries {
         self.expected
             .push(normalize(&format!("USER\t{user}\t{userdb}")));
     }
+    /// `auth` for one service (imap, pop3, lmtp, smtp...).
+    fn auth_for(&mut self, user: &str, password: &str, service: &str, result: &str, userdb: &str) {
+        self.input
+            .push_str(&format!("AUTH\t{user}\t{password}\t{service}\n"));
+        self.expected
+            .push(format!("AUTH\t{user} [{service}]\t{result}"));
+        self.expected
+            .push(normalize(&format!("USER\t{user} [{service}]\t{userdb}")));
+    }
     fn quota(&mut self, user: &str, answer: &str) {
         self.input.push_str(&format!("QUOTA\t{user}\n"));
         self.expected.push(format!("QUOTA\t{user}\t{answer}"));
@@ -487,6 +496,25 @@ fn populate(site: &Site) {
             .trim(),
         "rename|/srv/vmail/example.com/old"
     );
+    // Modoboa 2.2+ migrating the database underneath: admin_mailbox gets is_send_only, and the
+    // next `db migrate` (the supervisor runs it at every start) points modobox_send_only at it.
+    mailbox("sendonly@example.com", "Send-only1", &[]);
+    let (column, yes) = match site.engine {
+        Engine::Postgres => ("boolean NOT NULL DEFAULT false", "TRUE"),
+        Engine::Mysql => ("tinyint(1) NOT NULL DEFAULT 0", "1"),
+        Engine::Sqlite => ("bool NOT NULL DEFAULT 0", "1"),
+    };
+    site.sql(&format!(
+        "ALTER TABLE admin_mailbox ADD COLUMN is_send_only {column}"
+    ));
+    site.sql(&format!(
+        "UPDATE admin_mailbox SET is_send_only = {yes} WHERE address = 'sendonly'"
+    ));
+    m(&["db", "migrate"]);
+    assert_eq!(
+        site.sql("SELECT email FROM modobox_send_only").trim(),
+        "sendonly@example.com"
+    );
 }
 
 /// What the installer and the DKIM job provide before the daemons start: a certificate, and a
@@ -595,6 +623,14 @@ fn queries() -> Queries {
     q.map(MAINTAIN, "user@example.com", "");
     q.map(MAINTAIN, "unknown@example.com", "");
 
+    const SEND_ONLY: &str = "sql-send-only.cf";
+    q.map(
+        SEND_ONLY,
+        "sendonly@example.com",
+        "REJECT 5.1.1 Recipient address rejected: this mailbox only sends mail",
+    );
+    q.map(SEND_ONLY, "user@example.com", "");
+
     const SENDERS: &str = "sql-sender-login-map.cf";
     q.map(SENDERS, "user@example.com", "user@example.com");
     q.map(SENDERS, "sales@example.com", "user@example.com");
@@ -604,6 +640,7 @@ fn queries() -> Queries {
         "user@example.com,other@example.com",
     );
     q.map(SENDERS, "new@example.com", "new@example.com");
+    q.map(SENDERS, "sendonly@example.com", "sendonly@example.com");
     q.map(SENDERS, "gone@example.com", "");
     q.map(SENDERS, "off@example.com", "");
     q.map(SENDERS, "nobody@example.com", "");
@@ -693,6 +730,42 @@ fn queries() -> Queries {
         &home("relay.test", "local", 0),
     );
     q.auth("ghost@example.com", "whatever", "refused", "(unknown)");
+    // A send-only mailbox logs in to send, never to read, and gets no mail.
+    q.auth_for(
+        "sendonly@example.com",
+        "Send-only1",
+        "smtp",
+        "ok",
+        &home("example.com", "sendonly", 50),
+    );
+    q.auth_for(
+        "sendonly@example.com",
+        "Send-only1",
+        "imap",
+        "refused",
+        "(unknown)",
+    );
+    q.auth_for(
+        "sendonly@example.com",
+        "Send-only1",
+        "pop3",
+        "refused",
+        "(unknown)",
+    );
+    q.auth_for(
+        "sendonly@example.com",
+        "Send-only1",
+        "lmtp",
+        "ok",
+        "(unknown)",
+    );
+    q.auth_for(
+        "user@example.com",
+        USER_PASSWORD,
+        "imap",
+        "ok",
+        &home("example.com", "user", 100),
+    );
     // Quota usage through the dict (1 KiB of 100 MiB), last_login through the post-login script.
     q.quota("user@example.com", "STORAGE=1/102400 MESSAGE=1/-");
     q.login("user@example.com");

@@ -170,6 +170,53 @@ impl Modoboa {
     }
 }
 
+/// A function asking modobox's policy service (served on a free port over `store`) what it
+/// answers a submission by `login` at `state` with `recipients` recipients: the action.
+async fn sending_limits_answer(
+    store: &modobox::store::Store,
+) -> impl Fn(
+    &'static str,
+    &'static str,
+    u32,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = String>>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(modobox::policy::serve(
+        listener,
+        store.clone(),
+        std::future::pending(),
+    ));
+    move |login, state, recipients| {
+        Box::pin(async move {
+            use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let sasl = if login.is_empty() {
+                String::new()
+            } else {
+                format!("sasl_username={login}\n")
+            };
+            s.write_all(
+                format!(
+                    "request=smtpd_access_policy\nprotocol_state={state}\nprotocol_name=ESMTP\n{sasl}recipient_count={recipients}\nrecipient=x@elsewhere.test\n\n"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut r = tokio::io::BufReader::new(s);
+            let mut line = String::new();
+            r.read_line(&mut line).await.unwrap();
+            let mut end = String::new();
+            r.read_line(&mut end).await.unwrap();
+            assert_eq!(end, "\n");
+            line.trim_end()
+                .strip_prefix("action=")
+                .unwrap_or_else(|| panic!("{line}"))
+                .to_string()
+        })
+    }
+}
+
 /// The test database's URL as dj-database-url reads it.
 fn django_url(db: &common::TestDb) -> String {
     match db.backend {
@@ -449,6 +496,39 @@ async fn a_modoboa_2_database_is_adopted_written_and_given_back() {
             .await
             .unwrap();
         assert_eq!(da.role, Role::DomainAdmins);
+        tx.commit().await.unwrap();
+
+        // Daily sending limits (message_limit) through the policy service, as Postfix asks it,
+        // with the answers of Modoboa's policy daemon: alice may send 2 messages a day, her
+        // domain 1000 (populate.py); dave's domain has no limit.
+        db.query("UPDATE admin_mailbox SET message_limit = 2 WHERE address = 'alice'");
+        let policy = sending_limits_answer(&store).await;
+        let (rcpt, eom) = ("RCPT", "END-OF-MESSAGE");
+        assert_eq!(policy("", rcpt, 1).await, "dunno");
+        assert_eq!(policy("alice@example.org", rcpt, 0).await, "dunno");
+        assert_eq!(policy("alice@example.org", eom, 1).await, "dunno");
+        assert_eq!(policy("Alice@Example.org", eom, 1).await, "dunno");
+        let over = "defer_if_permit Daily limit reached, retry later";
+        assert_eq!(policy("alice@example.org", rcpt, 0).await, over);
+        assert_eq!(policy("alice@example.org", eom, 1).await, over);
+        // carol's 3 recipients count 3 against the domain; refused messages count nothing.
+        assert_eq!(policy("carol@example.org", eom, 3).await, "dunno");
+        assert_eq!(policy("dave@example.net", eom, 5).await, "dunno");
+        let counts = db.query("SELECT name, sent FROM modobox_sending_count ORDER BY name");
+        assert_eq!(
+            counts.trim().replace('\t', "|"),
+            "alice@example.org|2\nexample.org|5",
+            "{:?}",
+            db.backend
+        );
+        // A counter of an earlier day counts from zero (the daily reset at 00:00 UTC).
+        db.query(
+            "UPDATE modobox_sending_count SET day = '2000-01-01' WHERE name = 'alice@example.org'",
+        );
+        assert_eq!(policy("alice@example.org", rcpt, 0).await, "dunno");
+        assert_eq!(policy("alice@example.org", eom, 2).await, "dunno");
+        assert_eq!(policy("alice@example.org", eom, 1).await, over);
+        let mut tx = store.begin().await.unwrap();
 
         // Writes: every kind of object, into Modoboa 2.x's tables.
         domains::create(&mut tx, sys, &dom("new.test"), &DomainSpec::default(), None)

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use modobox::names::{DomainName, EmailAddress};
+use modobox::names::DomainName;
 use modobox::store::access::{Actor, Role};
 use modobox::store::accounts::{self, AccountSpec, Options};
 use modobox::store::aliases::{self, AliasAddress, AliasPatch, AliasSpec};
@@ -20,8 +20,8 @@ fn dom(n: &str) -> DomainName {
     DomainName::parse("domain", n).unwrap()
 }
 
-fn email(a: &str) -> EmailAddress {
-    EmailAddress::parse("address", a).unwrap()
+fn email(a: &str) -> modobox::store::accounts::SenderPattern {
+    modobox::store::accounts::SenderPattern::parse("address", a).unwrap()
 }
 
 fn opts() -> Options {
@@ -735,6 +735,12 @@ async fn each_daemon_role_holds_only_what_its_queries_need() {
             ),
             (Daemon::Amavis, "DELETE FROM msgs WHERE time_num < 0"),
             (Daemon::Milter, "SELECT da.name FROM admin_domainalias da JOIN admin_mailbox mb ON da.target_id = mb.domain_id"),
+            // The policy service in the milter's process: the sending counters.
+            (Daemon::Milter, "INSERT INTO modobox_sending_count (name, day, sent) VALUES ('x', '2000-01-01', 1)"),
+            (Daemon::Milter, "UPDATE modobox_sending_count SET sent = sent + 1 WHERE name = 'x'"),
+            (Daemon::Milter, "SELECT d.name FROM admin_domain d"),
+            (Daemon::Postfix, "SELECT email FROM modobox_send_only"),
+            (Daemon::Dovecot, "SELECT email FROM modobox_send_only"),
         ];
         for (daemon, sql) in allowed {
             as_daemon(&config, &secrets, daemon, sql)
@@ -769,6 +775,8 @@ async fn each_daemon_role_holds_only_what_its_queries_need() {
                 Daemon::Milter,
                 "UPDATE admin_senderaddress SET address = address",
             ),
+            (Daemon::Milter, "UPDATE admin_domain SET enabled = enabled"),
+            (Daemon::Milter, "UPDATE modobox_setting SET value = value"),
         ];
         for (daemon, sql) in refused {
             let err = as_daemon(&config, &secrets, daemon, sql)

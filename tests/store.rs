@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use modobox::names::{DomainName, EmailAddress};
+use modobox::names::DomainName;
 use modobox::store::access::{self, Actor, Role};
 use modobox::store::accounts::{self, AccountPatch, AccountSpec, Options, Password};
 use modobox::store::aliases::{self, AliasAddress, AliasSpec};
@@ -66,7 +66,7 @@ async fn migrations_apply_once_and_status_reports_them() {
         let before = migrate::status(&store).await.unwrap();
         assert_eq!(before.pending(), before.migrations.len());
         let applied = migrate::migrate(&store).await.unwrap();
-        assert_eq!(applied, vec![1, 2, 3, 4], "{:?}", db.backend);
+        assert_eq!(applied, vec![1, 2, 3, 4, 5], "{:?}", db.backend);
         assert!(migrate::migrate(&store).await.unwrap().is_empty());
         let after = migrate::status(&store).await.unwrap();
         assert_eq!(after.pending(), 0);
@@ -404,7 +404,7 @@ async fn rename_moves_everything_and_queues_the_directory_move() {
             &mut tx,
             Actor::System,
             &common::user("bob@example.com"),
-            &EmailAddress::parse("s", "news@example.com").unwrap(),
+            &common::alias("news@example.com"),
         )
         .await
         .unwrap();
@@ -1299,7 +1299,7 @@ async fn a_modoboa_database_is_adopted_without_touching_its_data() {
                     value: "SHA512-CRYPT".into()
                 }));
         let before = db.dump_tables(MODOBOA_TABLES);
-        assert_eq!(migrate::adopt(&store).await.unwrap(), vec![1, 2, 3, 4]);
+        assert_eq!(migrate::adopt(&store).await.unwrap(), vec![1, 2, 3, 4, 5]);
         assert_eq!(
             db.dump_tables(MODOBOA_TABLES),
             before,

@@ -91,6 +91,9 @@ pub enum Command {
     Milter {
         #[arg(long, default_value = "127.0.0.1:8893")]
         listen: std::net::SocketAddr,
+        /// Where the sending-limit policy service (Postfix's check_policy_service) listens.
+        #[arg(long, default_value = "127.0.0.1:8894")]
+        policy_listen: std::net::SocketAddr,
         /// Started as root: read the configuration and the secrets, then become this user with
         /// no capability left (what modobox-milter.service does with `modobox-milter`).
         #[arg(long, value_name = "USER")]

@@ -141,9 +141,16 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             user.as_deref(),
             status_file,
         )),
-        Command::Milter { listen, user } => {
-            runtime()?.block_on(web::milter(&cli.global, listen, user.as_deref()))
-        }
+        Command::Milter {
+            listen,
+            policy_listen,
+            user,
+        } => runtime()?.block_on(web::milter(
+            &cli.global,
+            listen,
+            policy_listen,
+            user.as_deref(),
+        )),
         Command::Status { json } => runtime()?.block_on(status::status(&cli.global, json)),
         Command::Dns(c) => runtime()?.block_on(dns::dns(&cli.global, &c)),
         Command::Distro { json } => {

@@ -43,15 +43,22 @@ pub async fn web(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `modobox milter`: the From: header milter, as its own database role (see `store::roles`).
+/// `modobox milter`: the From: header milter and the sending-limit policy service, as the
+/// milter's own database role (see `store::roles`).
 pub async fn milter(
     global: &Global,
     listen: std::net::SocketAddr,
+    policy_listen: std::net::SocketAddr,
     run_as: Option<&str>,
 ) -> Result<ExitCode> {
     use crate::store::roles::{self, Daemon};
     if !listen.ip().is_loopback() {
         anyhow::bail!("--listen {listen}: the milter listens on loopback only");
+    }
+    if !policy_listen.ip().is_loopback() {
+        anyhow::bail!(
+            "--policy-listen {policy_listen}: the policy service listens on loopback only"
+        );
     }
     let config = Config::load(&global.config)?;
     let secrets = crate::secrets::Secrets::load_or_generate(config.paths.secrets.as_path())?;
@@ -66,15 +73,30 @@ pub async fn milter(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow!("--listen {listen}: {e}"))?;
-    tracing::info!("milter listening on {listen} (database role {user})");
+    let policy = tokio::net::TcpListener::bind(policy_listen)
+        .await
+        .map_err(|e| anyhow!("--policy-listen {policy_listen}: {e}"))?;
+    tracing::info!(
+        "milter listening on {listen}, policy service on {policy_listen} (database role {user})"
+    );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let stop = async move {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
     };
-    crate::milter::serve(listener, store.clone(), stop).await?;
+    let (m, p) = tokio::join!(
+        crate::milter::serve(listener, store.clone(), stopped(stop_rx.clone())),
+        crate::policy::serve(policy, store.clone(), stopped(stop_rx)),
+    );
+    m?;
+    p?;
     store.close().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -289,9 +289,9 @@ fn sqlite_acl_users(ctx: &Ctx) -> Vec<(String, &'static str, &'static str)> {
         out.push((u.amavis.clone(), "rw", "rwx"));
     }
     // modobox's own daemons: the web UI writes (sessions, everything an admin changes), the
-    // milter reads.
+    // milter process writes the sending counters of its policy service.
     out.push((crate::service::own::WEB.user.to_string(), "rw", "rwx"));
-    out.push((crate::service::own::MILTER.user.to_string(), "r", "x"));
+    out.push((crate::service::own::MILTER.user.to_string(), "rw", "rwx"));
     out
 }
 
@@ -380,14 +380,16 @@ impl Step for Schema {
                  back it up, run `modobox db adopt`, then run the install again",
             ));
         }
-        Ok(Check::from_changes(
-            status
-                .migrations
-                .iter()
-                .filter(|m| !m.applied)
-                .map(|m| format!("apply migration {:04}_{}", m.version, m.name))
-                .collect(),
-        ))
+        let mut changes: Vec<String> = status
+            .migrations
+            .iter()
+            .filter(|m| !m.applied)
+            .map(|m| format!("apply migration {:04}_{}", m.version, m.name))
+            .collect();
+        if changes.is_empty() {
+            changes = ctx.rt.block_on(migrate::views_pending(&store))?;
+        }
+        Ok(Check::from_changes(changes))
     }
 
     fn apply(&self, ctx: &mut Ctx) -> StepResult<()> {

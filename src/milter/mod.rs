@@ -10,11 +10,9 @@ pub mod protocol;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::names::EmailAddress;
 use crate::store::accounts::senders;
@@ -110,41 +108,24 @@ pub async fn judge(store: &Store, login: &str, from_values: &[String]) -> Verdic
     Verdict::Pass
 }
 
-/// Serves MTA connections until `shutdown` completes.
+/// Serves MTA connections until `shutdown` completes (Postfix applies the milter's default
+/// action, tempfail, to a connection refused over `MAX_SESSIONS`).
 pub async fn serve(
     listener: TcpListener,
     store: Store,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let permits = Arc::new(Semaphore::new(MAX_SESSIONS));
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!("milter: accept: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    // Postfix applies the milter's default action (tempfail) to a refused connection.
-                    drop(stream);
-                    continue;
-                };
-                let store = store.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = session(stream, &store).await {
-                        tracing::debug!("milter session: {e}");
-                    }
-                    drop(permit);
-                });
-            }
-        }
-    }
+    crate::system::net::serve_connections(
+        "milter",
+        listener,
+        MAX_SESSIONS,
+        move |stream| {
+            let store = store.clone();
+            async move { session(stream, &store).await }
+        },
+        shutdown,
+    )
+    .await
 }
 
 /// One MTA connection: any number of messages, until QUIT.

@@ -203,6 +203,7 @@ pub fn build(config: &Config, distro: &Distro, secrets: &Secrets) -> tera::Conte
     );
     ctx.insert("binary", BINARY_PATH);
     ctx.insert("milter_port", &crate::milter::PORT);
+    ctx.insert("policy_port", &crate::policy::PORT);
     // No version in the rendered files: an upgrade whose templates did not change a file
     // leaves it (and its daemon) alone, and an edit by hand on a header line merges.
     ctx

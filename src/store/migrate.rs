@@ -38,6 +38,7 @@ static MIGRATIONS: &[Migration] = &[
     migration!(2, "0002_amavis_quarantine"),
     migration!(3, "0003_modobox_tables"),
     migration!(4, "0004_task_run_slot"),
+    migration!(5, "0005_sending_count"),
 ];
 
 /// The first line of a migration that only adds (tables, columns with defaults, indexes, views)
@@ -505,11 +506,88 @@ async fn run(store: &Store, adopting: bool) -> Result<Vec<i32>, StoreError> {
     let backend = store.backend();
     let mut tx = store.begin().await?;
     lock(&mut tx).await?;
-    let result = apply(&mut tx, backend, adopting).await;
+    let result = match apply(&mut tx, backend, adopting).await {
+        Ok(applied) => define_send_only_view(&mut tx, backend)
+            .await
+            .map(|()| applied),
+        Err(e) => Err(e),
+    };
     unlock(&mut tx).await?;
     let applied = result?;
     tx.commit().await?;
     Ok(applied)
+}
+
+/// Which definition of `modobox_send_only` the database holds (a `modobox_setting` key).
+const SEND_ONLY_VIEW: &str = "send_only_view";
+
+/// The definition `modobox_send_only` needs ("column" or "none") when the database does not
+/// hold it yet.
+async fn send_only_view_to_define(tx: &mut Tx) -> Result<Option<&'static str>, StoreError> {
+    let has_column = modoboa_schema::read(tx).await?.mailbox_send_only();
+    let variant = if has_column { "column" } else { "none" };
+    let current = if table_exists(tx, "modobox_send_only").await?
+        && table_exists(tx, "modobox_setting").await?
+    {
+        super::parameters::setting(tx, SEND_ONLY_VIEW).await?
+    } else {
+        None
+    };
+    Ok((current.as_deref() != Some(variant)).then_some(variant))
+}
+
+/// What the next migration run has to (re)define besides migrations, for the install's schema
+/// step.
+pub async fn views_pending(store: &Store) -> Result<Vec<String>, StoreError> {
+    let mut tx = store.begin_read().await?;
+    if !table_exists(&mut tx, "admin_mailbox").await? {
+        return Ok(Vec::new());
+    }
+    Ok(send_only_view_to_define(&mut tx)
+        .await?
+        .map(|_| "define the modobox_send_only view (Modoboa 2.x send-only mailboxes)".to_string())
+        .into_iter()
+        .collect())
+}
+
+/// The `modobox_send_only` view: the addresses of the send-only mailboxes (Modoboa 2.2+'s
+/// `admin_mailbox.is_send_only`: SMTP only, no IMAP, POP3 or delivery), empty where that
+/// column does not exist. Dovecot and Postfix read the view, so their queries are the same
+/// whichever Modoboa made the database. Checked at every run: Modoboa migrating the database
+/// underneath adds the column, and the view then follows it. `CREATE OR REPLACE` keeps the
+/// daemons' grants on it (SQLite has none to keep).
+async fn define_send_only_view(tx: &mut Tx, backend: Backend) -> Result<(), StoreError> {
+    let Some(variant) = send_only_view_to_define(tx).await? else {
+        return Ok(());
+    };
+    let has_column = variant == "column";
+    let sql_true = match backend {
+        Backend::Postgres => "TRUE",
+        Backend::Mysql | Backend::Sqlite => "1",
+    };
+    let body = if has_column {
+        format!(
+            "SELECT u.email AS email FROM core_user u INNER JOIN admin_mailbox mb ON mb.user_id = u.id WHERE mb.is_send_only = {sql_true}"
+        )
+    } else {
+        "SELECT u.email AS email FROM core_user u WHERE 1 = 0".to_string()
+    };
+    match backend {
+        Backend::Postgres | Backend::Mysql => {
+            tx.exec(
+                &format!("CREATE OR REPLACE VIEW modobox_send_only AS {body}"),
+                &[],
+            )
+            .await?;
+        }
+        Backend::Sqlite => {
+            tx.exec("DROP VIEW IF EXISTS modobox_send_only", &[])
+                .await?;
+            tx.exec(&format!("CREATE VIEW modobox_send_only AS {body}"), &[])
+                .await?;
+        }
+    }
+    super::parameters::set_setting(tx, SEND_ONLY_VIEW, variant).await
 }
 
 async fn apply(tx: &mut Tx, backend: Backend, adopting: bool) -> Result<Vec<i32>, StoreError> {

@@ -18,6 +18,7 @@ pub mod modoboa_settings;
 pub mod parameters;
 pub mod quarantine;
 pub mod roles;
+pub mod sending;
 pub mod sessions;
 pub mod tasks;
 pub mod tokens;

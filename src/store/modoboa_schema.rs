@@ -205,6 +205,14 @@ impl Schema {
         self.has("admin_mailbox", "is_send_only").is_some()
     }
 
+    /// Modoboa 2.x's daily sending limits (`message_limit`) on mailboxes and on domains.
+    pub fn message_limits(&self) -> (bool, bool) {
+        (
+            self.has("admin_mailbox", "message_limit").is_some(),
+            self.has("admin_domain", "message_limit").is_some(),
+        )
+    }
+
     /// The placeholder for a JSON value written into `table.column`: jsonb on PostgreSQL
     /// takes no text parameter without a cast.
     pub fn json_param(&self, table: &str, column: &str) -> &'static str {

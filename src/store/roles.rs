@@ -72,6 +72,7 @@ impl Daemon {
                     Grant::table("modoboa_admin_aliasrecipient", READ),
                     Grant::table("relaydomains_recipientaccess", READ),
                     Grant::table("transport_transport", READ),
+                    Grant::table("modobox_send_only", READ),
                 ];
                 G
             }
@@ -88,6 +89,7 @@ impl Daemon {
                     Grant::table("admin_mailbox", READ),
                     Grant::table("admin_domain", READ),
                     Grant::table("admin_quota", WRITE),
+                    Grant::table("modobox_send_only", READ),
                 ];
                 G
             }
@@ -117,6 +119,10 @@ impl Daemon {
                     Grant::table("admin_alias", READ),
                     Grant::table("modoboa_admin_aliasrecipient", READ),
                     Grant::table("admin_domainalias", READ),
+                    // The sending limits (message_limit, where Modoboa 2.x has it) and their
+                    // counters, for the policy service the same process serves.
+                    Grant::table("admin_domain", READ),
+                    Grant::table("modobox_sending_count", WRITE),
                 ];
                 G
             }

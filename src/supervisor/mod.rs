@@ -31,6 +31,8 @@ pub enum Probe {
     Imap(SocketAddr, bool),
     ManageSieve(SocketAddr),
     Milter(SocketAddr),
+    /// A Postfix policy service (modobox's sending limits).
+    Policy(SocketAddr),
     Clamd(PathBuf),
     Https(SocketAddr),
     /// Plain HTTP on loopback (the admin web UI), GET /login.
@@ -46,6 +48,7 @@ impl Probe {
             Probe::Imap(a, tls) => format!("IMAP{} CAPABILITY on {a}", if *tls { "S" } else { "" }),
             Probe::ManageSieve(a) => format!("ManageSieve greeting on {a}"),
             Probe::Milter(a) => format!("milter negotiation on {a}"),
+            Probe::Policy(a) => format!("policy request on {a}"),
             Probe::Clamd(p) => format!("clamd PING on {}", p.display()),
             Probe::Https(a) => format!("HTTPS request on {a}"),
             Probe::Http(a) => format!("HTTP request on {a}"),
@@ -123,7 +126,10 @@ pub fn watched(config: &Config, distro: &Distro) -> Vec<Watched> {
         name: own::MILTER.name,
         key: own::MILTER.unit,
         unit: own::MILTER.unit.into(),
-        probes: vec![Probe::Milter(crate::milter::address())],
+        probes: vec![
+            Probe::Milter(crate::milter::address()),
+            Probe::Policy(crate::policy::address()),
+        ],
         depends_on: vec![],
     });
     let mut dovecot = vec![
@@ -203,6 +209,7 @@ pub async fn probe(
             Probe::Imap(a, tls) => probes::imap(*a, *tls, timeout).await.map(|_| ()),
             Probe::ManageSieve(a) => probes::managesieve(*a, timeout).await.map(|_| ()),
             Probe::Milter(a) => probes::milter(*a, timeout).await.map(|_| ()),
+            Probe::Policy(a) => probes::policy(*a, timeout).await.map(|_| ()),
             Probe::Clamd(path) => probes::clamd_unix(path, timeout).await.map(|_| ()),
             Probe::Https(a) => probes::https(*a, hostname, timeout).await.map(|_| ()),
             Probe::Http(a) => probes::http(*a, "/login", timeout).await.map(|_| ()),

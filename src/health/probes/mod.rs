@@ -3,7 +3,7 @@
 //! then says goodbye politely. Every probe runs under one deadline (`timeout` from its start,
 //! connection included); the error says what was expected and what came instead.
 //!
-//! One file per protocol (`smtp` for SMTP and LMTP, `imap`, `managesieve`, `milter`, `clamd`,
+//! One file per protocol (`smtp` for SMTP and LMTP, `imap`, `managesieve`, `milter`, `policy`, `clamd`,
 //! `http` for HTTP and HTTPS, `database`), `tls` for the TLS client two of them use; this file
 //! holds what they share: the result and error types, the deadline (`Clock`), connecting, and
 //! the line-oriented conversation (`Conn`).
@@ -14,6 +14,7 @@ mod http;
 mod imap;
 mod managesieve;
 mod milter;
+mod policy;
 mod smtp;
 #[cfg(test)]
 mod test_support;
@@ -25,6 +26,7 @@ pub use http::{http, https};
 pub use imap::imap;
 pub use managesieve::managesieve;
 pub use milter::milter;
+pub use policy::policy;
 pub use smtp::{lmtp_unix, smtp};
 
 use std::future::Future;

@@ -222,7 +222,11 @@ pub async fn add_sender_address(
 ) -> Result<(), StoreError> {
     let mb = manageable_mailbox(tx, actor, username).await?;
     check_sender_address(tx, actor, address).await?;
-    if mb.sender_addresses.iter().any(|s| s == address.full.as_str()) {
+    if mb
+        .sender_addresses
+        .iter()
+        .any(|s| s == address.full.as_str())
+    {
         return Err(StoreError::Exists {
             kind: "sender address",
             name: address.to_string(),
