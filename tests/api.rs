@@ -339,7 +339,7 @@ async fn invalid_domains_are_refused_by_field(ctx: &Ctx) {
             json!({"name": "c.test", "dkim_key_length": 512}),
             "dkim_key_length",
         ),
-        (json!({"name": "c.test", "enabled": "yes"}), "enabled"),
+        (json!({"name": "c.test", "enabled": "maybe"}), "enabled"),
         (json!({"name": "a.test"}), "name"),
         (json!({"name": "c.test", "type": "relaydomain"}), "type"),
     ] {
@@ -466,7 +466,7 @@ async fn superadmin_put_needs_the_name_and_keeps_quotas(ctx: &Ctx) {
         )
         .await;
     assert_eq!(a.status, 200, "{}", a.raw);
-    assert_eq!(a.json["quota"], 2000);
+    assert_eq!(a.json["quota"], "2000");
     let a = ctx
         .call("PATCH", &domain_a, Superadmin, Some(json!({"quota": 50})))
         .await;
@@ -595,8 +595,28 @@ async fn invalid_accounts_are_refused_by_field(ctx: &Ctx) {
             "username",
         ),
         (
-            json!({"username": "new@a.test", "password": "long enough 1"}),
-            "mailbox",
+            json!({"username": "new@a.test", "password": "long enough 1", "mailbox": {"full_address": "other@a.test"}}),
+            "username",
+        ),
+        (
+            json!({"username": "new@a.test", "password": "long enough 1", "mailbox": {"quota": "1.5G"}}),
+            "mailbox.quota",
+        ),
+        (
+            json!({"username": "new@a.test", "password": "long enough 1", "language": "xx"}),
+            "language",
+        ),
+        (
+            json!({"username": "new@a.test", "password": "long enough 1", "phone_number": "0612345678"}),
+            "phone_number",
+        ),
+        (
+            json!({"username": "new@a.test", "password": "long enough 1", "secondary_email": "not an address"}),
+            "secondary_email",
+        ),
+        (
+            json!({"username": "new@a.test", "password": "long enough 1", "mailbox": {"is_send_only": true}}),
+            "mailbox.is_send_only",
         ),
         (
             json!({"username": "new@a.test", "password": "long enough 1", "mailbox": {"quota": 5000}}),
@@ -623,7 +643,9 @@ async fn invalid_accounts_are_refused_by_field(ctx: &Ctx) {
             .call("POST", "/accounts/", DomainAdmin, Some(body.clone()))
             .await;
         assert_eq!(a.status, 400, "{body}: {}", a.raw);
-        assert!(a.json[field].is_array(), "{body} → {}", a.raw);
+        // Nested fields' errors are nested objects, as DRF answers them.
+        let got = field.split('.').fold(&a.json, |v, k| &v[k]);
+        assert!(got.is_array(), "{body} → {}", a.raw);
     }
     assert_eq!(
         count(&ctx.store, "admin_mailbox").await,
@@ -655,7 +677,7 @@ async fn domain_admin_creates_and_changes_a_mailbox(ctx: &mut Ctx) {
     assert_eq!(a.status, 201, "{}", a.raw);
     let new_pk = a.json["pk"].as_i64().unwrap();
     ctx.ids.insert("account_new", new_pk);
-    assert_eq!(a.json["mailbox"]["quota"], 50);
+    assert_eq!(a.json["mailbox"]["quota"], "50");
     assert_eq!(a.json["mailbox"]["use_domain_quota"], false);
     let a = ctx
         .call(
@@ -667,7 +689,7 @@ async fn domain_admin_creates_and_changes_a_mailbox(ctx: &mut Ctx) {
         .await;
     assert_eq!(a.status, 200, "{}", a.raw);
     assert_eq!(a.json["last_name"], "Comer");
-    assert_eq!(a.json["mailbox"]["quota"], 100);
+    assert_eq!(a.json["mailbox"]["quota"], "100");
 }
 
 /// Limits: the domain admin may have no more mailboxes than it has.
@@ -801,7 +823,8 @@ async fn user_changes_its_password_with_the_current_one(ctx: &mut Ctx) {
             Some(json!({"password": "correct horse 1", "new_password": "a new password"})),
         )
         .await;
-    assert_eq!(a.status, 204, "{}", a.raw);
+    // 200 and an empty body, as Modoboa answers.
+    assert_eq!((a.status, a.raw.as_str()), (200, ""), "{}", a.raw);
     // A new password ends the account's API token too: a new one for the rest.
     let gone = ctx.call("GET", "/accounts/", SimpleUser, None).await;
     assert_eq!(gone.status, 401, "{}", gone.raw);
@@ -908,7 +931,7 @@ async fn invalid_aliases_are_refused_by_field(ctx: &Ctx) {
         (json!({"address": "x@a.test"}), "recipients"),
         (
             json!({"address": "x@a.test", "recipients": ["ghost@a.test"]}),
-            "recipients[1]",
+            "recipients.0",
         ),
         (
             json!({"address": "x@a.test", "recipients": [1]}),
@@ -931,7 +954,9 @@ async fn invalid_aliases_are_refused_by_field(ctx: &Ctx) {
             .call("POST", "/aliases/", DomainAdmin, Some(body.clone()))
             .await;
         assert_eq!(a.status, 400, "{body}: {}", a.raw);
-        assert!(a.json[field].is_array(), "{body} → {}", a.raw);
+        // A recipient's error is under its index from 0, as DRF nests a list's errors.
+        let got = field.split('.').fold(&a.json, |v, k| &v[k]);
+        assert!(got.is_array(), "{body} → {}", a.raw);
     }
     assert_eq!(
         count(&ctx.store, "admin_alias").await,
@@ -1070,7 +1095,9 @@ async fn superadmin_creates_and_changes_a_relay_domain(ctx: &mut Ctx) {
     let a = ctx.call("POST", "/relaydomains/", Superadmin, Some(json!({"name": "relay2.test", "transport": {"settings": {"relay_target_host": "10.0.0.5", "relay_target_port": 70000}}}))).await;
     assert_eq!(a.status, 400);
     assert!(
-        a.json["transport.settings.relay_target_port"].is_array(),
+        a.json["transport"]["_settings"][0]
+            .as_str()
+            .is_some_and(|m| m.starts_with("relay_target_port: ")),
         "{}",
         a.raw
     );
@@ -1093,10 +1120,10 @@ async fn superadmin_creates_and_changes_a_relay_domain(ctx: &mut Ctx) {
         .await;
     assert_eq!(a.status, 200, "{}", a.raw);
     assert_eq!(
-        a.json["transport"]["settings"]["relay_verify_recipients"],
+        a.json["transport"]["_settings"]["relay_verify_recipients"],
         true
     );
-    assert_eq!(a.json["transport"]["settings"]["relay_target_port"], 2525);
+    assert_eq!(a.json["transport"]["_settings"]["relay_target_port"], 2525);
 }
 
 async fn relay_domains_are_apart_from_domains(ctx: &Ctx) {

@@ -103,6 +103,8 @@ async fn admin_ui_in_headless_chromium() {
         mailbox: None,
         mailbox_address: None,
         domains: vec![],
+        profile: Default::default(),
+        mailbox_settings: Default::default(),
     };
     let fast = modobox::password::HashPolicy::sha512_crypt(5000);
     accounts::create(&mut tx, Actor::System, &spec, fast)

@@ -200,6 +200,8 @@ async fn add_domain_admin(store: &Store, address: &str, domain: &str) {
         mailbox: Some(None),
         mailbox_address: None,
         domains: vec![dom(domain)],
+        profile: Default::default(),
+        mailbox_settings: Default::default(),
     };
     common::create_account(&mut tx, &spec).await;
     tx.commit().await.unwrap();

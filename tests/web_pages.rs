@@ -45,6 +45,8 @@ async fn user(store: &Store, username: &str, role: Role, mailbox: bool, doms: &[
             .iter()
             .map(|d| DomainName::parse("d", d).unwrap())
             .collect(),
+        profile: Default::default(),
+        mailbox_settings: Default::default(),
     };
     common::create_account(&mut tx, &spec).await;
     tx.commit().await.unwrap();
@@ -590,7 +592,7 @@ async fn superadmin_creates_a_domain_and_sees_its_dkim_record(ctx: &Ctx) {
         .await;
     assert_eq!(a.status, 400);
     let e = field_error(&a, "default_mailbox_quota").expect(&a.body);
-    assert!(e.contains("between 1 and the domain quota"), "{e}");
+    assert!(e.contains("cannot be greater than the domain quota"), "{e}");
     assert_eq!(domains_named(store, "c.test").await, 0);
     let a = admin
         .post("/domains/new", "name=not+a+domain&quota=0")

@@ -54,6 +54,8 @@ async fn admin_in(store: &Store, opts: &Options, cmd: &AdminCommand) -> Result<E
                 mailbox: mailbox.then_some(None),
                 mailbox_address: None,
                 domains,
+                profile: Default::default(),
+                mailbox_settings: Default::default(),
             };
             let policy = accounts::hash_policy(&mut tx).await?;
             let a = accounts::create(&mut tx, ACTOR, &spec, policy).await?;

@@ -45,7 +45,7 @@ fn domain_patch(s: &DomainSettings) -> Result<DomainPatch> {
             .map(|v| DkimSelector::parse("dkim-selector", v))
             .transpose()?,
         dkim_key_length: s.dkim_key_length.map(Some),
-        relay: None,
+        ..DomainPatch::default()
     })
 }
 

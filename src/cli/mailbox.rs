@@ -115,6 +115,8 @@ async fn mailbox_in(store: &Store, opts: &Options, cmd: &MailboxCommand) -> Resu
                 mailbox: Some(*quota),
                 mailbox_address: None,
                 domains,
+                profile: Default::default(),
+                mailbox_settings: Default::default(),
             };
             // Validate everything a prompt cannot fix before asking for the password.
             domains::get(&mut tx, ACTOR, &addr.domain_name()).await?;
@@ -199,6 +201,7 @@ async fn mailbox_in(store: &Store, opts: &Options, cmd: &MailboxCommand) -> Resu
                 } else {
                     quota.map(Some)
                 },
+                ..AccountPatch::default()
             };
             let a = accounts::update(&mut tx, ACTOR, &name, &patch, opts).await?;
             commit(tx, ()).await?;

@@ -63,6 +63,8 @@ pub async fn fly(config: &Config, store: &Store) -> Result<Option<Flown>, String
         mailbox: Some(None),
         mailbox_address: None,
         domains: Vec::new(),
+        profile: Default::default(),
+        mailbox_settings: Default::default(),
     };
     accounts::create(&mut tx, Actor::System, &spec, policy)
         .await

@@ -506,6 +506,8 @@ impl Step for Superadmin {
             mailbox: None,
             mailbox_address: None,
             domains: Vec::new(),
+            profile: Default::default(),
+            mailbox_settings: Default::default(),
         };
         // Kept before the account exists, as well as shown in the summary: an install
         // interrupted after this step must not lose the only copy of the password. A first

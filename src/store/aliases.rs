@@ -423,7 +423,7 @@ fn alias_from_row(r: &super::Row, recipients: Vec<String>) -> Result<Alias, Stor
 async fn recipients_of(tx: &mut Tx, alias_id: i32) -> Result<Vec<String>, StoreError> {
     let rows = tx
         .rows(
-            "SELECT address FROM modoboa_admin_aliasrecipient WHERE alias_id = ? ORDER BY id",
+            "SELECT address FROM modoboa_admin_aliasrecipient WHERE alias_id = ? ORDER BY address",
             args![alias_id],
         )
         .await?;
@@ -533,7 +533,7 @@ pub async fn list_page(
     let mut recipients: HashMap<i32, Vec<String>> = HashMap::new();
     for r in &tx
         .rows_in(
-            "SELECT alias_id, address FROM modoboa_admin_aliasrecipient WHERE alias_id IN ({in}) ORDER BY id",
+            "SELECT alias_id, address FROM modoboa_admin_aliasrecipient WHERE alias_id IN ({in}) ORDER BY address",
             &[],
             &values,
         )

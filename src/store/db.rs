@@ -33,7 +33,12 @@ impl<T> Page<T> {
 /// A `LIKE` pattern matching `text` anywhere, its wildcards escaped with `!` (the one escape
 /// character all three engines accept the same way: `LIKE ? ESCAPE '!'`).
 pub fn contains_pattern(text: &str) -> String {
-    let mut p = String::from("%");
+    format!("%{}", prefix_pattern(text))
+}
+
+/// A LIKE pattern (escape `!`) for text that starts with `text`, lower-cased.
+pub fn prefix_pattern(text: &str) -> String {
+    let mut p = String::new();
     // No name holds a control character, and PostgreSQL refuses a NUL in text.
     for c in text.to_lowercase().chars().filter(|c| !c.is_control()) {
         if matches!(c, '!' | '%' | '_') {

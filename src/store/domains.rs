@@ -38,9 +38,19 @@ pub struct Domain {
     pub dkim_public_key: String,
     pub dkim_private_key_path: String,
     pub creation: DateTime<Utc>,
+    pub last_modification: Option<DateTime<Utc>>,
+    /// Modoboa 2.x's daily sending limit (None: none, or a 1.10 schema without the column).
+    pub message_limit: Option<i32>,
     pub mailboxes: i64,
     /// Sum of the mailbox quotas (MB).
     pub allocated_quota: i64,
+    /// Aliases (not the internal ones) and domain aliases of this domain.
+    pub aliases: i64,
+    pub domain_aliases: i64,
+    /// Modoboa's `dns_global_status`: disabled, pending, ok or critical.
+    pub dns_status: &'static str,
+    /// The relay's `transport_transport` row.
+    pub transport_id: Option<i32>,
     pub relay: Option<Relay>,
 }
 
@@ -53,6 +63,8 @@ pub struct DomainSpec {
     pub enable_dkim: bool,
     pub dkim_key_selector: DkimSelector,
     pub dkim_key_length: Option<i32>,
+    /// Modoboa 2.x's daily sending limit (None: none).
+    pub message_limit: Option<i32>,
 }
 
 impl Default for DomainSpec {
@@ -66,6 +78,7 @@ impl Default for DomainSpec {
             dkim_key_selector: DkimSelector::parse("dkim_key_selector", "modoboa")
                 .unwrap_or_else(|_| unreachable!("a valid selector")),
             dkim_key_length: None,
+            message_limit: None,
         }
     }
 }
@@ -79,6 +92,8 @@ pub struct DomainPatch {
     pub enable_dkim: Option<bool>,
     pub dkim_key_selector: Option<DkimSelector>,
     pub dkim_key_length: Option<Option<i32>>,
+    /// Some(None) = no daily sending limit.
+    pub message_limit: Option<Option<i32>>,
     pub relay: Option<Relay>,
 }
 
@@ -95,12 +110,11 @@ pub fn check_quotas(quota: i32, default_mailbox_quota: i32) -> Result<(), StoreE
             "must be 0 (unlimited) or a positive number of MB",
         ));
     }
-    if quota > 0 && (default_mailbox_quota == 0 || default_mailbox_quota > quota) {
+    // 0 with a domain quota is allowed (as in Modoboa): each mailbox is then given its own.
+    if quota > 0 && default_mailbox_quota > quota {
         return Err(StoreError::refused(
             "default_mailbox_quota",
-            format!(
-                "must be between 1 and the domain quota ({quota} MB) when the domain has a quota"
-            ),
+            format!("cannot be greater than the domain quota ({quota} MB)"),
         ));
     }
     Ok(())
@@ -250,28 +264,66 @@ fn is_internal_target(host: &str) -> bool {
 
 const DOMAIN_COLUMNS: &str = "id, name, type, quota, default_mailbox_quota, enabled, enable_dns_checks, enable_dkim, dkim_key_selector, dkim_key_length, dkim_public_key, dkim_private_key_path, creation, transport_id";
 
-async fn from_row(tx: &mut Tx, r: &super::Row) -> Result<Domain, StoreError> {
-    let id = r.i32("id")?;
-    let sum = tx.sum_int("quota");
-    let stats = tx
-        .row(
-            &format!("SELECT COUNT(*) AS n, {sum} AS q FROM admin_mailbox WHERE domain_id = ?"),
-            args![id],
-        )
-        .await?;
-    let (mailboxes, allocated_quota) = match stats {
-        Some(s) => (s.i64("n")?, s.i64("q")?),
-        None => (0, 0),
-    };
-    build(tx, r, mailboxes, allocated_quota).await
+/// What is counted beside a domain's row, as subqueries over `admin_domain d`: mailboxes and
+/// their quotas, aliases, domain aliases, authorised MX records and DNSBL listings.
+fn counted_columns(tx: &Tx) -> String {
+    let sum = tx.sum_int("m.quota");
+    format!(
+        "(SELECT COUNT(*) FROM admin_mailbox m WHERE m.domain_id = d.id) AS n_mailboxes, \
+         (SELECT {sum} FROM admin_mailbox m WHERE m.domain_id = d.id) AS allocated, \
+         (SELECT COUNT(*) FROM admin_alias a WHERE a.domain_id = d.id AND NOT a.internal) AS n_aliases, \
+         (SELECT COUNT(*) FROM admin_domainalias da WHERE da.target_id = d.id) AS n_domain_aliases, \
+         (SELECT COUNT(*) FROM admin_mxrecord x WHERE x.domain_id = d.id AND x.managed) AS n_valid_mx, \
+         (SELECT COUNT(*) FROM admin_dnsblresult b WHERE b.domain_id = d.id AND b.status <> '') AS n_listed"
+    )
 }
 
-async fn build(
-    tx: &mut Tx,
+/// The domain columns, with `message_limit` only where the schema has it (Modoboa 2.x).
+async fn domain_columns(tx: &mut Tx) -> Result<String, StoreError> {
+    let limit = if tx.modoboa_schema().await?.message_limits().1 {
+        "d.message_limit"
+    } else {
+        "NULL AS message_limit"
+    };
+    Ok(format!(
+        "{}, d.last_modification, {limit}",
+        DOMAIN_COLUMNS
+            .split(", ")
+            .map(|c| format!("d.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+/// Top-level domains that never hold a real domain (RFC 2606/6761), as Modoboa's
+/// `RESERVED_TLD`: their DNS is not checked.
+const RESERVED_TLDS: [&str; 4] = ["example", "invalid", "localhost", "test"];
+
+/// Modoboa's `dns_global_status`: `disabled` when the checks are off (or the name cannot be
+/// in DNS), `pending` when no authorised MX was seen yet for a domain under a day old,
+/// `critical` when none was seen or an MX is on a DNSBL, else `ok`.
+fn dns_status(
     r: &super::Row,
-    mailboxes: i64,
-    allocated_quota: i64,
-) -> Result<Domain, StoreError> {
+    name: &DomainName,
+    creation: DateTime<Utc>,
+) -> Result<&'static str, StoreError> {
+    let tld = name.as_str().rsplit('.').next().unwrap_or("");
+    if !r.bool("enable_dns_checks")? || RESERVED_TLDS.contains(&tld) {
+        return Ok("disabled");
+    }
+    let valid_mx = r.i64("n_valid_mx")? > 0;
+    Ok(
+        if !valid_mx && Utc::now() - creation < chrono::Duration::hours(24) {
+            "pending"
+        } else if !valid_mx || r.i64("n_listed")? > 0 {
+            "critical"
+        } else {
+            "ok"
+        },
+    )
+}
+
+async fn build(tx: &mut Tx, r: &super::Row) -> Result<Domain, StoreError> {
     let id = r.i32("id")?;
     let name = stored_name(r, "name")?;
     let relay = match r.opt_i32("transport_id")? {
@@ -280,6 +332,8 @@ async fn build(
     };
     let kind = DomainKind::parse("type", &r.text("type")?)
         .map_err(|e| StoreError::corrupt(format!("domain {name}"), e))?;
+    let creation = r.ts("creation")?;
+    let dns_status = dns_status(r, &name, creation)?;
     Ok(Domain {
         id,
         name,
@@ -293,9 +347,15 @@ async fn build(
         dkim_key_length: r.opt_i32("dkim_key_length")?,
         dkim_public_key: r.text("dkim_public_key")?,
         dkim_private_key_path: r.text("dkim_private_key_path")?,
-        creation: r.ts("creation")?,
-        mailboxes,
-        allocated_quota,
+        creation,
+        last_modification: r.opt_ts("last_modification")?,
+        message_limit: r.opt_i32("message_limit")?,
+        mailboxes: r.i64("n_mailboxes")?,
+        allocated_quota: r.i64("allocated")?,
+        aliases: r.i64("n_aliases")?,
+        domain_aliases: r.i64("n_domain_aliases")?,
+        dns_status,
+        transport_id: r.opt_i32("transport_id")?,
         relay,
     })
 }
@@ -366,16 +426,18 @@ pub fn name_to_find(kind: &'static str, text: &str) -> Result<DomainName, StoreE
 
 /// A domain (hosted or relay) by name, if the actor administers it.
 pub async fn get(tx: &mut Tx, actor: Actor, name: &DomainName) -> Result<Domain, StoreError> {
+    let columns = domain_columns(tx).await?;
+    let counted = counted_columns(tx);
     let row = tx
         .row_or_not_found(
-            &format!("SELECT {DOMAIN_COLUMNS} FROM admin_domain WHERE name = ?"),
+            &format!("SELECT {columns}, {counted} FROM admin_domain d WHERE d.name = ?"),
             args![name.as_str()],
             "domain",
             name,
         )
         .await?;
     access::require_domain(tx, actor, row.i32("id")?, name.as_str()).await?;
-    from_row(tx, &row).await
+    build(tx, &row).await
 }
 
 /// Domains the actor administers, optionally of one kind.
@@ -437,25 +499,24 @@ pub async fn list_page(
     let total = tx
         .count(&format!("SELECT COUNT(*) FROM admin_domain d{filter}"), &a)
         .await?;
-    let sum = tx.sum_int("m.quota");
-    let stats = format!("(SELECT COUNT(*) FROM admin_mailbox m WHERE m.domain_id = d.id) AS n_mailboxes, (SELECT {sum} FROM admin_mailbox m WHERE m.domain_id = d.id) AS allocated");
+    let stats = counted_columns(tx);
+    let columns = domain_columns(tx).await?;
     // The page's ids first (a derived table, which MariaDB allows with LIMIT where it refuses
     // `IN (... LIMIT)`), then the counts for those rows only: with the subqueries in the same
     // SELECT, PostgreSQL computes them for every row OFFSET skips.
     let sql = match limit {
         Some(l) => {
             a.extend([l.into(), offset.into()]);
-            format!("SELECT {DOMAIN_COLUMNS}, {stats} FROM (SELECT d.id AS page_id FROM admin_domain d{filter} ORDER BY d.name LIMIT ? OFFSET ?) p INNER JOIN admin_domain d ON d.id = p.page_id ORDER BY d.name")
+            format!("SELECT {columns}, {stats} FROM (SELECT d.id AS page_id FROM admin_domain d{filter} ORDER BY d.name LIMIT ? OFFSET ?) p INNER JOIN admin_domain d ON d.id = p.page_id ORDER BY d.name")
         }
         None => {
-            format!("SELECT {DOMAIN_COLUMNS}, {stats} FROM admin_domain d{filter} ORDER BY d.name")
+            format!("SELECT {columns}, {stats} FROM admin_domain d{filter} ORDER BY d.name")
         }
     };
     let rows = tx.rows(&sql, &a).await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
-        let (n, q) = (r.i64("n_mailboxes")?, r.i64("allocated")?);
-        out.push(build(tx, r, n, q).await?);
+        out.push(build(tx, r).await?);
     }
     Ok(Page { items: out, total })
 }
@@ -567,6 +628,9 @@ pub async fn create(
             ],
         )
         .await? as i32;
+    if spec.message_limit.is_some() {
+        set_message_limit(tx, id, spec.message_limit).await?;
+    }
     access::grant_created(tx, actor, Kind::Domain, id).await?;
     let what = if relay.is_some() {
         "Relay domain"
@@ -730,6 +794,12 @@ pub async fn update(
         )
         .await?;
     }
+    if default_mailbox_quota != d.default_mailbox_quota {
+        follow_default_quota(tx, &d, quota, default_mailbox_quota).await?;
+    }
+    if let Some(limit) = patch.message_limit {
+        set_message_limit(tx, d.id, limit).await?;
+    }
     if let Some(relay) = &patch.relay {
         let json = tx
             .modoboa_schema()
@@ -744,6 +814,76 @@ pub async fn update(
     }
     audit::info(tx, &format!("Domain {name} modified")).await?;
     get(tx, actor, name).await
+}
+
+/// The mailboxes that use the domain's default quota take the new one (as in Modoboa), if
+/// they still fit in the domain's quota.
+async fn follow_default_quota(
+    tx: &mut Tx,
+    d: &Domain,
+    quota: i32,
+    default_mailbox_quota: i32,
+) -> Result<(), StoreError> {
+    let sum = tx.sum_int("quota");
+    let r = tx
+        .row(
+            &format!("SELECT COUNT(*) AS n, {sum} AS q FROM admin_mailbox WHERE domain_id = ? AND use_domain_quota = ?"),
+            args![d.id, true],
+        )
+        .await?;
+    let (following, their_quota) = match r {
+        Some(r) => (r.i64("n")?, r.i64("q")?),
+        None => (0, 0),
+    };
+    if following == 0 {
+        return Ok(());
+    }
+    if quota > 0 {
+        if default_mailbox_quota == 0 {
+            return Err(StoreError::refused(
+                "default_mailbox_quota",
+                format!("{following} mailbox(es) use the default quota: with a domain quota it cannot be 0 (unlimited)"),
+            ));
+        }
+        let after = d.allocated_quota - their_quota + following * i64::from(default_mailbox_quota);
+        if after > i64::from(quota) {
+            return Err(StoreError::refused(
+                "default_mailbox_quota",
+                format!("{following} mailbox(es) use the default quota: {default_mailbox_quota} MB each would give {after} MB of the domain's {quota} MB"),
+            ));
+        }
+    }
+    tx.exec(
+        "UPDATE admin_mailbox SET quota = ?, last_modification = ? WHERE domain_id = ? AND use_domain_quota = ?",
+        args![default_mailbox_quota, Utc::now(), d.id, true],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Modoboa 2.x's daily sending limit of a domain; a 1.10 schema has no such column.
+async fn set_message_limit(tx: &mut Tx, id: i32, limit: Option<i32>) -> Result<(), StoreError> {
+    if !tx.modoboa_schema().await?.message_limits().1 {
+        if limit.is_none() {
+            return Ok(());
+        }
+        return Err(StoreError::refused(
+            "message_limit",
+            "needs a Modoboa 2.x database (this one has no sending limits)",
+        ));
+    }
+    if limit.is_some_and(|l| l < 0) {
+        return Err(StoreError::refused(
+            "message_limit",
+            "must be 0 or more messages a day, or null (no limit)",
+        ));
+    }
+    tx.exec(
+        "UPDATE admin_domain SET message_limit = ? WHERE id = ?",
+        args![limit, id],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Deletes a domain and everything in it: mailboxes and their accounts (queued for removal
@@ -833,6 +973,7 @@ pub struct DomainAlias {
     pub id: i32,
     pub name: DomainName,
     pub target: DomainName,
+    pub target_id: i32,
     pub enabled: bool,
     pub creation: DateTime<Utc>,
 }
@@ -842,6 +983,7 @@ async fn domain_alias_from_row(r: &super::Row) -> Result<DomainAlias, StoreError
         id: r.i32("id")?,
         name: stored_name(r, "name")?,
         target: stored_name(r, "target")?,
+        target_id: r.i32("target_id")?,
         enabled: r.bool("enabled")?,
         creation: r.ts("creation")?,
     })

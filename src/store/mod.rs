@@ -38,7 +38,7 @@ use crate::config::{Config, Engine};
 use crate::names::{NameError, Username, UsernameError};
 use crate::secrets::Secrets;
 
-pub use db::{contains_pattern, Page, Row, Tx, Value};
+pub use db::{contains_pattern, prefix_pattern, Page, Row, Tx, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

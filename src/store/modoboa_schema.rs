@@ -200,6 +200,40 @@ impl Schema {
         (cols, vals)
     }
 
+    /// `core_user`'s two-factor flags as account columns: each one this database has, else
+    /// FALSE (a 1.10 schema has none; 2.x renamed `tfa_enabled` to `totp_enabled`).
+    pub fn user_flag_columns(&self) -> String {
+        let col = |name: &str, alias: &str| {
+            if self.has("core_user", name).is_some() {
+                format!("u.{name} AS {alias}")
+            } else {
+                format!("FALSE AS {alias}")
+            }
+        };
+        let totp = if self.has("core_user", "totp_enabled").is_some() {
+            col("totp_enabled", "u_totp")
+        } else {
+            col("tfa_enabled", "u_totp")
+        };
+        format!("{totp}, {}", col("webauthn_enabled", "u_webauthn"))
+    }
+
+    /// The mailbox's Modoboa 2.x columns as account columns: `is_send_only` and
+    /// `message_limit`, or FALSE and NULL where the schema has none.
+    pub fn mailbox_columns(&self) -> String {
+        let send_only = if self.mailbox_send_only() {
+            "mb.is_send_only AS mb_send_only"
+        } else {
+            "FALSE AS mb_send_only"
+        };
+        let limit = if self.message_limits().0 {
+            "mb.message_limit AS mb_message_limit"
+        } else {
+            "NULL AS mb_message_limit"
+        };
+        format!("{send_only}, {limit}")
+    }
+
     /// Whether mailboxes have Modoboa 2.2's `is_send_only` flag.
     pub fn mailbox_send_only(&self) -> bool {
         self.has("admin_mailbox", "is_send_only").is_some()

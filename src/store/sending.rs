@@ -73,6 +73,30 @@ pub async fn limits(tx: &mut Tx, login: &str) -> Result<Vec<Limit>, StoreError> 
     Ok(out)
 }
 
+/// Messages counted on `day` for each of `keys` that has a counter of that day.
+pub async fn sent_of(
+    tx: &mut Tx,
+    keys: &[String],
+    day: &str,
+) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+    let mut out = std::collections::HashMap::new();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let k: Vec<super::Value> = keys.iter().map(|k| k.as_str().into()).collect();
+    for r in tx
+        .rows_in(
+            "SELECT name, sent FROM modobox_sending_count WHERE day = ? AND name IN ({in})",
+            &[day.into()],
+            &k,
+        )
+        .await?
+    {
+        out.insert(r.text("name")?, r.i64("sent")?);
+    }
+    Ok(out)
+}
+
 /// Messages counted for `key` on `day`.
 pub async fn sent(tx: &mut Tx, key: &str, day: &str) -> Result<i64, StoreError> {
     Ok(tx

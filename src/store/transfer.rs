@@ -355,6 +355,8 @@ fn parse_record(
                     mailbox,
                     mailbox_address,
                     domains,
+                    profile: Default::default(),
+                    mailbox_settings: Default::default(),
                 },
             })
         }

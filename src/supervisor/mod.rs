@@ -41,6 +41,16 @@ pub enum Probe {
 }
 
 impl Probe {
+    /// The modobox version that began to serve what this probe checks (None: every version).
+    /// An older modobox still running (before an upgrade, after a rollback) is not asked for
+    /// it: its health is what it serves.
+    pub fn since(&self) -> Option<&'static str> {
+        match self {
+            Probe::Policy(_) => Some("0.3.0"),
+            _ => None,
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Probe::Smtp(a) => format!("SMTP EHLO on {a}"),
@@ -202,7 +212,24 @@ pub async fn probe(
     hostname: &str,
     timeout: Duration,
 ) -> Result<(), ProbeFailure> {
+    probe_of_version(w, store, hostname, timeout, env!("CARGO_PKG_VERSION")).await
+}
+
+/// `probe` of a service as modobox `running` (another version, during an upgrade) runs it:
+/// the probes of what that version does not serve are left out.
+pub async fn probe_of_version(
+    w: &Watched,
+    store: Option<&Store>,
+    hostname: &str,
+    timeout: Duration,
+    running: &str,
+) -> Result<(), ProbeFailure> {
     for p in &w.probes {
+        if p.since()
+            .is_some_and(|since| crate::jobs::public_api::newer(since, running))
+        {
+            continue;
+        }
         let result = match p {
             Probe::Smtp(a) => probes::smtp(*a, hostname, timeout).await.map(|_| ()),
             Probe::Lmtp(path) => probes::lmtp_unix(path, hostname, timeout).await.map(|_| ()),

@@ -150,7 +150,7 @@ pub fn upgrade_self(
         journal
             .enter(&data, Phase::Preflight, None)
             .map_err(super::io(&data))?;
-        preflight(&mut ctx, opts)?;
+        preflight(&mut ctx, opts, &from)?;
         say(
             "preflight",
             t,
@@ -268,6 +268,7 @@ pub fn upgrade_self(
             &ctx.config,
             &ctx.distro,
             Some(&store),
+            env!("CARGO_PKG_VERSION"),
             gate::ROUNDS,
             opts.gate_deadline,
             "upgrade-gate",
@@ -360,7 +361,7 @@ pub fn take_lock(data: &Path) -> Result<maintenance::UpgradeLock, UpgradeError> 
 /// Before anything changes: the new version reads the configuration (done by the caller),
 /// there is room for the restore point, the server is healthy (unless `--force`), and no
 /// file edited by hand conflicts with a template change (unless `--accept-conflicts`).
-fn preflight(ctx: &mut Ctx, opts: &Options) -> Result<(), UpgradeError> {
+fn preflight(ctx: &mut Ctx, opts: &Options, installed: &str) -> Result<(), UpgradeError> {
     crate::fault::point("upgrade-preflight").map_err(|e| UpgradeError::Failed(e.to_string()))?;
     let data = ctx.config.paths.data.as_path().to_path_buf();
     let binary = std::fs::metadata(BINARY_PATH).map_or(0, |m| m.len());
@@ -379,10 +380,12 @@ fn preflight(ctx: &mut Ctx, opts: &Options) -> Result<(), UpgradeError> {
     if !opts.force {
         let store = ctx.store().map_err(failed)?;
         // One green round within a minute (a daemon may be busy for a moment).
+        // The installed version serves the stack yet: its health is what it serves.
         let healthy = ctx.rt.block_on(gate::health_gate(
             &ctx.config,
             &ctx.distro,
             Some(&store),
+            installed,
             1,
             Duration::from_secs(60),
             "upgrade-preflight-probes",
@@ -535,6 +538,7 @@ fn put_back(
         &config,
         distro,
         Some(&store),
+        &point.meta.version,
         gate::ROUNDS,
         deadline,
         "upgrade-rollback-gate",

@@ -18,11 +18,18 @@ const BETWEEN_ROUNDS: Duration = Duration::from_secs(2);
 /// Generous: Amavis (whose processes Postfix keeps busy while a queue drains) greets late.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// One round: every failing probe, as "service: probe: reason".
-async fn round(config: &Config, distro: &Distro, store: Option<&Store>) -> Vec<String> {
+/// One round: every failing probe, as "service: probe: reason", of the stack as modobox
+/// `running` serves it.
+async fn round(
+    config: &Config,
+    distro: &Distro,
+    store: Option<&Store>,
+    running: &str,
+) -> Vec<String> {
     let mut failures = Vec::new();
     for w in supervisor::watched(config, distro) {
-        if let Err(e) = supervisor::probe(&w, store, config.hostname.as_str(), PROBE_TIMEOUT).await
+        let host = config.hostname.as_str();
+        if let Err(e) = supervisor::probe_of_version(&w, store, host, PROBE_TIMEOUT, running).await
         {
             failures.push(format!("{}: {e}", w.name));
         }
@@ -38,12 +45,14 @@ pub struct Passed {
 }
 
 /// Waits until `needed` consecutive rounds are green, for at most `deadline`; the error names
-/// what was still failing. `fault`: the name of the fault point that, armed, makes every round
-/// fail (a probe that never turns green).
+/// what was still failing. `running`: the modobox version serving the stack (the installed
+/// one before an upgrade and after a rollback). `fault`: the name of the fault point that,
+/// armed, makes every round fail (a probe that never turns green).
 pub async fn health_gate(
     config: &Config,
     distro: &Distro,
     store: Option<&Store>,
+    running: &str,
     needed: u32,
     deadline: Duration,
     fault: &str,
@@ -53,7 +62,7 @@ pub async fn health_gate(
     let mut rounds = 0;
     loop {
         rounds += 1;
-        let mut failures = round(config, distro, store).await;
+        let mut failures = round(config, distro, store, running).await;
         if let Err(e) = crate::fault::point(fault) {
             failures.push(format!("injected: {e}"));
         }

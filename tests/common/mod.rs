@@ -61,6 +61,8 @@ pub fn account_spec(username: &str, role: Role, mailbox: bool, domains: &[&str])
             .iter()
             .map(|d| modobox::names::DomainName::parse("domain", d).unwrap())
             .collect(),
+        profile: Default::default(),
+        mailbox_settings: Default::default(),
     }
 }
 
@@ -203,6 +205,37 @@ impl TestDb {
             file.display(),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// A second database holding what this one holds (SQLite: the file; PostgreSQL: a
+    /// template copy). Nothing may be connected to this one meanwhile.
+    pub async fn copy(&self) -> TestDb {
+        match self.backend {
+            Backend::Sqlite => {
+                let other = sqlite().await;
+                std::fs::copy(&self.name, &other.name).unwrap();
+                other
+            }
+            Backend::Postgres => {
+                let admin = server_url("MODOBOX_TEST_POSTGRES_URL").unwrap();
+                let name = unique("mbx");
+                let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
+                sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {}", self.name))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                c.close().await.unwrap();
+                let raw = with_db(&admin, &name);
+                TestDb {
+                    backend: Backend::Postgres,
+                    url: DatabaseUrl::parse(&raw).unwrap(),
+                    raw_url: raw,
+                    name,
+                    _dir: None,
+                }
+            }
+            Backend::Mysql => panic!("TestDb::copy: not made for MariaDB"),
+        }
     }
 
     /// The rows of some tables as text, in a stable order (to prove data was not touched).

@@ -10,12 +10,16 @@ use serde::Serialize;
 use super::{assemble, select, select_columns, Account, MAILBOX_JOIN};
 use crate::args;
 use crate::store::access::{self, Actor, Kind, Role};
-use crate::store::{contains_pattern, Page, StoreError, Tx, Value};
+use crate::store::{contains_pattern, prefix_pattern, Page, StoreError, Tx, Value};
 
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter<'a> {
     pub domain: Option<&'a str>,
+    /// Part of the username.
     pub search: Option<&'a str>,
+    /// Modoboa's account search (API v1): every term (split on spaces and commas) starts the
+    /// first name, the last name or the address, whatever the case.
+    pub name_terms: Option<&'a str>,
     pub role: Option<Role>,
     pub with_mailbox: Option<bool>,
 }
@@ -66,6 +70,16 @@ pub async fn list_page(
         cond.push("u.username LIKE ? ESCAPE '!'");
         a.push(contains_pattern(s).into());
     }
+    for term in filter
+        .name_terms
+        .unwrap_or("")
+        .split([' ', ',', '\t'])
+        .filter(|t| !t.is_empty())
+    {
+        cond.push("(LOWER(u.first_name) LIKE ? ESCAPE '!' OR LOWER(u.last_name) LIKE ? ESCAPE '!' OR LOWER(u.email) LIKE ? ESCAPE '!')");
+        let p = prefix_pattern(term);
+        a.extend([p.clone().into(), p.clone().into(), p.into()]);
+    }
     match filter.with_mailbox {
         Some(true) => cond.push("mb.id IS NOT NULL"),
         Some(false) => cond.push("mb.id IS NULL"),
@@ -107,12 +121,13 @@ pub async fn list_page(
     // The page's ids first, through an index on username when the filter allows (PostgreSQL
     // drops the unused outer joins), then the joins for those rows only; a derived table
     // because MariaDB refuses `IN (... LIMIT)`.
+    let schema = tx.modoboa_schema().await?;
     let sql = match limit {
         Some(l) => {
             a.extend([l.into(), offset.into()]);
-            format!("SELECT {} FROM (SELECT u.id AS page_id FROM core_user u {MAILBOX_JOIN}{filter_sql} ORDER BY u.username LIMIT ? OFFSET ?) p INNER JOIN core_user u ON u.id = p.page_id {MAILBOX_JOIN} ORDER BY u.username", select_columns())
+            format!("SELECT {} FROM (SELECT u.id AS page_id FROM core_user u {MAILBOX_JOIN}{filter_sql} ORDER BY u.username LIMIT ? OFFSET ?) p INNER JOIN core_user u ON u.id = p.page_id {MAILBOX_JOIN} ORDER BY u.username", select_columns(&schema))
         }
-        None => format!("{}{filter_sql} ORDER BY u.username", select()),
+        None => format!("{}{filter_sql} ORDER BY u.username", select(&schema)),
     };
     let rows = tx.rows(&sql, &a).await?;
     if rows.is_empty() {

@@ -173,6 +173,10 @@ pub struct Mailbox {
     pub use_domain_quota: bool,
     pub quota_used_bytes: i64,
     pub sender_addresses: Vec<String>,
+    /// Modoboa 2.x: SMTP AUTH only, no delivery, IMAP or POP3.
+    pub is_send_only: bool,
+    /// Modoboa 2.x's daily sending limit (None: none).
+    pub message_limit: Option<i32>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -185,6 +189,12 @@ pub struct Account {
     pub is_active: bool,
     pub role: Role,
     pub language: String,
+    pub phone_number: Option<String>,
+    pub secondary_email: Option<String>,
+    /// Dovecot's master user (`user*master` logins): superadmins only.
+    pub master_user: bool,
+    pub totp_enabled: bool,
+    pub webauthn_enabled: bool,
     pub last_login: Option<DateTime<Utc>>,
     pub date_joined: DateTime<Utc>,
     /// `{SCHEME}` of the stored password, never the hash itself.
@@ -217,6 +227,87 @@ pub struct AccountSpec {
     pub mailbox_address: Option<EmailAddress>,
     /// Domains given to a domain admin or reseller.
     pub domains: Vec<DomainName>,
+    /// What Modoboa's API also takes; `Profile::default()` for none of it.
+    pub profile: Profile,
+    /// The mailbox's Modoboa 2.x settings.
+    pub mailbox_settings: MailboxSettings,
+}
+
+/// The account fields beyond the login: language, phone number, secondary address, master
+/// user. In a patch, None leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Profile {
+    pub language: Option<Language>,
+    pub phone_number: Option<Option<PhoneNumber>>,
+    pub secondary_email: Option<Option<EmailAddress>>,
+    pub master_user: Option<bool>,
+}
+
+/// A mailbox's Modoboa 2.x settings (a 1.10 schema has neither); None leaves one as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MailboxSettings {
+    pub is_send_only: Option<bool>,
+    pub message_limit: Option<Option<i32>>,
+}
+
+/// The languages Modoboa offers (`core.constants.LANGUAGES`).
+pub const LANGUAGES: &[&str] = &[
+    "br", "cs", "de", "el", "en", "es", "fi", "fr", "it", "ja", "nl", "pl", "pt", "pt-br", "ro",
+    "ru", "sv", "tr", "zh-hant",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Language(String);
+
+impl Language {
+    pub fn parse(field: &str, text: &str) -> Result<Language, StoreError> {
+        let t = text.trim().to_ascii_lowercase();
+        if LANGUAGES.contains(&t.as_str()) {
+            Ok(Language(t))
+        } else {
+            Err(StoreError::refused(
+                field,
+                format!(
+                    "\"{text}\" is not a valid choice (one of {})",
+                    LANGUAGES.join(", ")
+                ),
+            ))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A phone number in international (E.164) form: `+`, then 8 to 15 digits (spaces, dots,
+/// dashes and parentheses between them are dropped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    pub fn parse(field: &str, text: &str) -> Result<PhoneNumber, StoreError> {
+        let t = text.trim();
+        let digits: String = t
+            .chars()
+            .skip(1)
+            .filter(|c| !matches!(c, ' ' | '.' | '-' | '(' | ')'))
+            .collect();
+        if t.starts_with('+')
+            && (8..=15).contains(&digits.len())
+            && digits.chars().all(|c| c.is_ascii_digit())
+            && !digits.starts_with('0')
+        {
+            Ok(PhoneNumber(format!("+{digits}")))
+        } else {
+            Err(StoreError::refused(
+                field,
+                "must be a phone number in international form: + and the country code, then 8 to 15 digits in all (e.g. +33612345678)",
+            ))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -228,6 +319,8 @@ pub struct AccountPatch {
     pub role: Option<Role>,
     /// Some(None) = back to the domain's default quota.
     pub quota: Option<Option<i32>>,
+    pub profile: Profile,
+    pub mailbox_settings: MailboxSettings,
 }
 
 struct DomainRow {
@@ -350,6 +443,7 @@ pub async fn insert(
         }
     }
     refuse_taken_username(tx, username).await?;
+    check_master_user(actor, spec.role, spec.profile.master_user.unwrap_or(false))?;
     let mailbox_domain = match &spec.mailbox {
         Some(quota) => {
             let addr = match &spec.mailbox_address {
@@ -392,7 +486,7 @@ pub async fn insert(
     let (flag_cols, flag_vals) = schema.user_flags();
     let user_id = tx
         .insert(
-            &format!("INSERT INTO core_user (password, last_login, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined, is_local, master_user, language, phone_number, secondary_email, _parameters{flag_cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'en', ?, ?, '{{}}'{flag_vals})"),
+            &format!("INSERT INTO core_user (password, last_login, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined, is_local, master_user, language, phone_number, secondary_email, _parameters{flag_cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{{}}'{flag_vals})"),
             args![
                 stored,
                 None::<DateTime<Utc>>,
@@ -405,9 +499,21 @@ pub async fn insert(
                 spec.enabled,
                 now,
                 true,
-                false,
-                None::<String>,
-                None::<String>
+                spec.profile.master_user.unwrap_or(false),
+                spec.profile
+                    .language
+                    .as_ref()
+                    .map_or("en", Language::as_str),
+                spec.profile
+                    .phone_number
+                    .clone()
+                    .flatten()
+                    .map(|p| p.0),
+                spec.profile
+                    .secondary_email
+                    .clone()
+                    .flatten()
+                    .map(|e| e.to_string())
             ],
         )
         .await? as i32;
@@ -425,6 +531,7 @@ pub async fn insert(
                 args![addr.local_part(), quota, use_domain, d.id, user_id, now, now],
             )
             .await? as i32;
+        set_mailbox_settings(tx, &schema, mb, &spec.mailbox_settings).await?;
         aliases::create_internal(tx, addr.as_str(), Some(d.id), addr.as_str(), Some(mb)).await?;
         tx.exec(
             "DELETE FROM admin_quota WHERE username = ?",
@@ -443,6 +550,108 @@ pub async fn insert(
     }
     audit::info(tx, &format!("Account {username} created")).await?;
     Ok(user_id)
+}
+
+/// Dovecot's master users see every mailbox: only a superadmin makes one, and only of a
+/// superadmin (Modoboa: "Not allowed for this role").
+fn check_master_user(actor: Actor, role: Role, master_user: bool) -> Result<(), StoreError> {
+    if !master_user {
+        return Ok(());
+    }
+    if !actor.is_super() {
+        return Err(StoreError::Forbidden(
+            "only superadmins make master users".into(),
+        ));
+    }
+    if role != Role::SuperAdmins {
+        return Err(StoreError::refused(
+            "master_user",
+            "not allowed for this role (only a superadmin can be a master user)",
+        ));
+    }
+    // Dovecot's master passdb is not configured by modobox: a flag that let nobody in would
+    // be a promise not kept. An adopted account keeps the flag Modoboa gave it.
+    Err(StoreError::refused(
+        "master_user",
+        "modobox does not set up Dovecot master logins: only false is accepted",
+    ))
+}
+
+/// Writes a mailbox's Modoboa 2.x settings; on a 1.10 schema only their absence.
+async fn set_mailbox_settings(
+    tx: &mut Tx,
+    schema: &modoboa_schema::Schema,
+    mailbox_id: i32,
+    m: &MailboxSettings,
+) -> Result<(), StoreError> {
+    if let Some(on) = m.is_send_only {
+        if schema.mailbox_send_only() {
+            tx.exec(
+                "UPDATE admin_mailbox SET is_send_only = ? WHERE id = ?",
+                args![on, mailbox_id],
+            )
+            .await?;
+        } else if on {
+            return Err(StoreError::refused(
+                "mailbox.is_send_only",
+                "needs a Modoboa 2.x database (this one has no send-only mailboxes)",
+            ));
+        }
+    }
+    if let Some(limit) = m.message_limit {
+        if limit.is_some_and(|l| l < 0) {
+            return Err(StoreError::refused(
+                "mailbox.message_limit",
+                "must be 0 or more messages a day, or null (no limit)",
+            ));
+        }
+        if schema.message_limits().0 {
+            tx.exec(
+                "UPDATE admin_mailbox SET message_limit = ? WHERE id = ?",
+                args![limit, mailbox_id],
+            )
+            .await?;
+        } else if limit.is_some() {
+            return Err(StoreError::refused(
+                "mailbox.message_limit",
+                "needs a Modoboa 2.x database (this one has no sending limits)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The profile fields a patch gives.
+async fn set_profile(tx: &mut Tx, user_id: i32, p: &Profile) -> Result<(), StoreError> {
+    if let Some(l) = &p.language {
+        tx.exec(
+            "UPDATE core_user SET language = ? WHERE id = ?",
+            args![l.as_str(), user_id],
+        )
+        .await?;
+    }
+    if let Some(n) = &p.phone_number {
+        tx.exec(
+            "UPDATE core_user SET phone_number = ? WHERE id = ?",
+            args![n.as_ref().map(|n| n.as_str().to_string()), user_id],
+        )
+        .await?;
+    }
+    if let Some(e) = &p.secondary_email {
+        tx.exec(
+            "UPDATE core_user SET secondary_email = ? WHERE id = ?",
+            args![e.as_ref().map(|e| e.to_string()), user_id],
+        )
+        .await?;
+    }
+    if let Some(m) = p.master_user {
+        tx.exec(
+            "UPDATE core_user SET master_user = ? WHERE id = ?",
+            args![m, user_id],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Refuses a username another account holds.
@@ -505,7 +714,7 @@ async fn admin_mailbox_count(tx: &mut Tx, user_id: i32) -> Result<i64, StoreErro
     .await
 }
 
-const USER_COLUMNS: &str = "u.id, u.username, u.first_name, u.last_name, u.email, u.is_active, u.language, u.last_login, u.date_joined, u.password";
+const USER_COLUMNS: &str = "u.id, u.username, u.first_name, u.last_name, u.email, u.is_active, u.language, u.phone_number, u.secondary_email, u.master_user, u.last_login, u.date_joined, u.password";
 const MAILBOX_JOIN: &str = "LEFT JOIN admin_mailbox mb ON mb.user_id = u.id LEFT JOIN admin_domain d ON mb.domain_id = d.id";
 
 async fn from_row(tx: &mut Tx, r: &super::Row) -> Result<Account, StoreError> {
@@ -562,6 +771,8 @@ fn assemble(
                 use_domain_quota: r.bool("mb_use_domain_quota")?,
                 quota_used_bytes: used,
                 sender_addresses: senders,
+                is_send_only: r.bool("mb_send_only")?,
+                message_limit: r.opt_i32("mb_message_limit")?,
             })
         }
         None => None,
@@ -576,6 +787,11 @@ fn assemble(
         is_active: r.bool("is_active")?,
         role,
         language: r.text("language")?,
+        phone_number: r.opt_text("phone_number")?.filter(|p| !p.is_empty()),
+        secondary_email: r.opt_text("secondary_email")?.filter(|e| !e.is_empty()),
+        master_user: r.bool("master_user")?,
+        totp_enabled: r.bool("u_totp")?,
+        webauthn_enabled: r.bool("u_webauthn")?,
         last_login: r.opt_ts("last_login")?,
         date_joined: r.ts("date_joined")?,
         password_scheme: password::scheme_of(&stored)
@@ -586,14 +802,14 @@ fn assemble(
     })
 }
 
-fn select_columns() -> String {
-    format!("{USER_COLUMNS}, mb.id AS mb_id, mb.address AS mb_address, mb.quota AS mb_quota, mb.use_domain_quota AS mb_use_domain_quota, mb.domain_id AS mb_domain_id, d.name AS d_name")
+fn select_columns(schema: &modoboa_schema::Schema) -> String {
+    format!("{USER_COLUMNS}, {}, {}, mb.id AS mb_id, mb.address AS mb_address, mb.quota AS mb_quota, mb.use_domain_quota AS mb_use_domain_quota, mb.domain_id AS mb_domain_id, d.name AS d_name", schema.user_flag_columns(), schema.mailbox_columns())
 }
 
-fn select() -> String {
+fn select(schema: &modoboa_schema::Schema) -> String {
     format!(
         "SELECT {} FROM core_user u {MAILBOX_JOIN}",
-        select_columns()
+        select_columns(schema)
     )
 }
 
@@ -628,9 +844,10 @@ async fn visible(tx: &mut Tx, actor: Actor, r: &super::Row) -> Result<bool, Stor
 
 pub async fn get(tx: &mut Tx, actor: Actor, username: &Username) -> Result<Account, StoreError> {
     let not_found = || StoreError::not_found("account", username);
+    let schema = tx.modoboa_schema().await?;
     let r = tx
         .row_or_not_found(
-            &format!("{} WHERE u.username = ?", select()),
+            &format!("{} WHERE u.username = ?", select(&schema)),
             args![username.as_str()],
             "account",
             username,
@@ -767,6 +984,27 @@ pub async fn update(
         ],
     )
     .await?;
+    if patch.profile.master_user == Some(true) && !a.master_user {
+        check_master_user(actor, patch.role.unwrap_or(a.role), true)?;
+    }
+    if patch.role.is_some_and(|r| r != Role::SuperAdmins)
+        && (a.master_user && patch.profile.master_user != Some(false))
+    {
+        return Err(StoreError::refused(
+            "master_user",
+            "not allowed for this role: only a superadmin can be a master user (set it to false first)",
+        ));
+    }
+    set_profile(tx, a.id, &patch.profile).await?;
+    if let Some(mb) = &a.mailbox {
+        let schema = tx.modoboa_schema().await?;
+        set_mailbox_settings(tx, &schema, mb.id, &patch.mailbox_settings).await?;
+    } else if patch.mailbox_settings != MailboxSettings::default() {
+        return Err(StoreError::refused(
+            "mailbox",
+            "this account has no mailbox",
+        ));
+    }
     if let (Some(quota), Some(mb)) = (patch.quota, &a.mailbox) {
         let d = hosted_domain(tx, actor, &DomainName::parse("domain", &mb.domain)?).await?;
         let (q, use_domain) = mailbox_quota(tx, &d, quota, mb.quota).await?;
@@ -1154,4 +1392,42 @@ pub async fn disable_inactive_account(
         .await?;
     }
     Ok(n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_numbers_are_kept_in_international_form() {
+        for (text, kept) in [
+            ("+33612345678", Some("+33612345678")),
+            ("+33 6 12 34 56 78", Some("+33612345678")),
+            ("+1 (415) 555-2671", Some("+14155552671")),
+            ("0612345678", None),
+            ("+0612345678", None),
+            ("+336123", None),
+            ("+3361234567890123", None),
+            ("+33 6 12 34 56 7a", None),
+        ] {
+            assert_eq!(
+                PhoneNumber::parse("phone_number", text)
+                    .ok()
+                    .map(|p| p.as_str().to_string()),
+                kept.map(str::to_string),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn languages_are_modoboas_choices() {
+        assert_eq!(Language::parse("language", "FR").unwrap().as_str(), "fr");
+        assert_eq!(
+            Language::parse("language", "pt-br").unwrap().as_str(),
+            "pt-br"
+        );
+        let e = Language::parse("language", "xx").unwrap_err().to_string();
+        assert!(e.contains("\"xx\" is not a valid choice"), "{e}");
+    }
 }

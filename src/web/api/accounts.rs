@@ -2,6 +2,7 @@
 //! and `senderaddresses/`.
 
 use axum::extract::{Path, State};
+use axum::response::IntoResponse;
 use axum::routing::{get, put};
 use serde_json::{json, Map, Value};
 
@@ -12,7 +13,8 @@ use super::{
 use crate::names::{DomainName, EmailAddress, Username};
 use crate::store::access::Role;
 use crate::store::accounts::{
-    self, Account, AccountPatch, AccountSpec, ListFilter, Password, SenderAddress,
+    self, Account, AccountPatch, AccountSpec, Language, ListFilter, MailboxSettings, Password,
+    PhoneNumber, Profile, SenderAddress,
 };
 use crate::store::{Page, Tx};
 use crate::web::Web;
@@ -43,27 +45,67 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-pub fn account_json(a: &Account) -> Value {
-    json!({
+/// An account as Modoboa's v1 AccountSerializer answers it (`master_user` only to
+/// superadmins, the mailbox quota as a string of MB, its use in percent), plus `email` and
+/// `mailbox.quota_usage_bytes`.
+pub fn account_json(a: &Account, viewer: &ApiUser, sent: &SentToday) -> Value {
+    let mut v = json!({
         "pk": a.id,
         "username": a.username,
         "first_name": a.first_name,
         "last_name": a.last_name,
         "email": a.email,
         "is_active": a.is_active,
-        "role": a.role.as_str(),
-        "language": a.language,
-        "last_login": a.last_login,
-        "date_joined": a.date_joined,
         "mailbox": a.mailbox.as_ref().map(|m| json!({
             "pk": m.id,
             "full_address": m.full_address,
-            "quota": m.quota,
             "use_domain_quota": m.use_domain_quota,
+            "quota": m.quota.to_string(),
+            "message_limit": m.message_limit,
+            "sent_messages_in_percent": m.message_limit.map(|limit| {
+                let n = sent.get(&m.full_address).copied().unwrap_or(0);
+                if limit > 0 { super::domains::percent(n, i64::from(limit)) } else { 100 }
+            }),
+            "quota_usage": super::domains::percent(m.quota_used_bytes, i64::from(m.quota) * 1024 * 1024),
+            "is_send_only": m.is_send_only,
             "quota_usage_bytes": m.quota_used_bytes,
         })),
+        "role": a.role.as_str(),
+        "language": a.language,
+        "phone_number": a.phone_number,
+        "secondary_email": a.secondary_email,
         "domains": a.domains,
-    })
+        "tfa_enabled": a.totp_enabled || a.webauthn_enabled,
+        "totp_enabled": a.totp_enabled,
+        "webauthn_enabled": a.webauthn_enabled,
+        "date_joined": a.date_joined,
+        "last_login": a.last_login,
+    });
+    if viewer.is_super() {
+        v["master_user"] = Value::Bool(a.master_user);
+    }
+    v
+}
+
+/// Messages each mailbox with a daily limit sent today (the policy service's counters), by
+/// address: Modoboa's `sent_messages_in_percent`.
+pub type SentToday = std::collections::HashMap<String, i64>;
+
+pub async fn sent_today(tx: &mut Tx, accounts: &[Account]) -> Result<SentToday, ApiError> {
+    let keys: Vec<String> = accounts
+        .iter()
+        .filter_map(|a| a.mailbox.as_ref())
+        .filter(|m| m.message_limit.is_some())
+        .map(|m| m.full_address.clone())
+        .collect();
+    let day = crate::store::sending::day_of(chrono::Utc::now());
+    Ok(crate::store::sending::sent_of(tx, &keys, &day).await?)
+}
+
+/// One account's answer, its sending counter read.
+async fn one_json(tx: &mut Tx, a: &Account, viewer: &ApiUser) -> Result<Value, ApiError> {
+    let sent = sent_today(tx, std::slice::from_ref(a)).await?;
+    Ok(account_json(a, viewer, &sent))
 }
 
 async fn list(State(web): State<Web>, user: ApiUser, q: Query) -> ApiResult {
@@ -77,22 +119,24 @@ async fn list(State(web): State<Web>, user: ApiUser, q: Query) -> ApiResult {
         })?),
         None => None,
     };
+    // Modoboa's search: each term starts the first name, the last name or the address.
     let filter = ListFilter {
         domain: q.get("domain"),
-        search: q.get("search"),
+        name_terms: q.get("search"),
         role,
-        with_mailbox: None,
+        ..ListFilter::default()
     };
     let (limit, offset) = paging.window();
     let mut tx = begin(&web).await?;
     let Page { items: list, total } =
         accounts::list_page(&mut tx, user.actor(), &filter, limit, offset).await?;
+    let sent = sent_today(&mut tx, &list).await?;
     tx.commit().await?;
     paging.respond(
         "/accounts/",
         &q,
         total,
-        list.iter().map(account_json).collect(),
+        list.iter().map(|a| account_json(a, &user, &sent)).collect(),
     )
 }
 
@@ -106,8 +150,9 @@ async fn by_pk(tx: &mut Tx, user: &ApiUser, id: &str) -> Result<Account, ApiErro
 async fn retrieve(State(web): State<Web>, user: ApiUser, Path(id): Path<String>) -> ApiResult {
     let mut tx = begin(&web).await?;
     let a = by_pk(&mut tx, &user, &id).await?;
+    let v = one_json(&mut tx, &a, &user).await?;
     tx.commit().await?;
-    ok(account_json(&a))
+    ok(v)
 }
 
 fn read_role(f: &mut Fields, required: bool) -> Option<Role> {
@@ -137,53 +182,119 @@ fn read_domains(f: &mut Fields) -> Option<Vec<DomainName>> {
     Some(out)
 }
 
-/// `mailbox: {quota, use_domain_quota}` → the quota to ask for (None = the domain's default).
-fn read_mailbox(f: &mut Fields) -> Option<Option<Option<i32>>> {
+/// A `mailbox` object of a body.
+#[derive(Debug, Default)]
+struct MailboxFields {
+    /// The quota to ask for; None = the domain's default (`use_domain_quota`).
+    quota: Option<i32>,
+    /// Whether `quota` or `use_domain_quota` was given at all.
+    quota_given: bool,
+    full_address: Option<EmailAddress>,
+    settings: MailboxSettings,
+}
+
+/// `mailbox: {full_address, quota, use_domain_quota, message_limit, is_send_only}`; Some(None)
+/// for `null`, None when absent.
+fn read_mailbox(f: &mut Fields) -> Option<Option<MailboxFields>> {
     let m = f.object("mailbox", false)?;
     let Some(m) = m else {
         return Some(None);
     };
     let mut mf = Fields::new(m, true);
-    let quota = mf.int("quota", false);
+    let quota = mf.size_mb("quota", false);
     let use_domain = mf.boolean("use_domain_quota", false);
-    mf.string("full_address", false); // read-only, as in Modoboa
-    f.absorb("mailbox", mf);
-    Some(Some(match (use_domain, quota) {
-        (Some(true), _) | (None, None) => None,
-        (_, Some(q)) => Some(q),
-        (Some(false), None) => {
-            f.error(
-                "mailbox.quota",
-                "is required when use_domain_quota is false",
-            );
-            None
+    let full_address = mf.string("full_address", false).and_then(|a| {
+        match EmailAddress::parse("full_address", a.trim()) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                mf.error("full_address", e.to_string());
+                None
+            }
         }
-    }))
+    });
+    let settings = MailboxSettings {
+        is_send_only: mf.boolean("is_send_only", false),
+        message_limit: mf.nullable_int("message_limit"),
+    };
+    let out = MailboxFields {
+        quota: match (use_domain, quota) {
+            (Some(true), _) | (None, None) => None,
+            (_, Some(q)) => Some(q),
+            (Some(false), None) => {
+                mf.error("quota", "This field is required");
+                None
+            }
+        },
+        quota_given: use_domain.is_some() || quota.is_some(),
+        full_address,
+        settings,
+    };
+    f.absorb("mailbox", mf);
+    Some(Some(out))
+}
+
+/// `language`, `phone_number`, `secondary_email`, `master_user` (null or "" clears the two
+/// optional ones).
+fn read_profile(f: &mut Fields) -> Profile {
+    let mut p = Profile::default();
+    if let Some(l) = f.string("language", false) {
+        match Language::parse("language", &l) {
+            Ok(l) => p.language = Some(l),
+            Err(e) => f.error("language", refusal_text(&e)),
+        }
+    }
+    if let Some(n) = f.nullable_string("phone_number") {
+        match n.filter(|n| !n.trim().is_empty()) {
+            None => p.phone_number = Some(None),
+            Some(n) => match PhoneNumber::parse("phone_number", &n) {
+                Ok(n) => p.phone_number = Some(Some(n)),
+                Err(e) => f.error("phone_number", refusal_text(&e)),
+            },
+        }
+    }
+    if let Some(e) = f.nullable_string("secondary_email") {
+        match e.filter(|e| !e.trim().is_empty()) {
+            None => p.secondary_email = Some(None),
+            Some(e) => match EmailAddress::parse("secondary_email", e.trim()) {
+                Ok(e) => p.secondary_email = Some(Some(e)),
+                Err(err) => f.error("secondary_email", err.to_string()),
+            },
+        }
+    }
+    p.master_user = f.boolean("master_user", false);
+    p
+}
+
+/// A store refusal's rule without its field name (the field is the key already).
+fn refusal_text(e: &crate::store::StoreError) -> String {
+    match e {
+        crate::store::StoreError::Refused { rule, .. } => rule.clone(),
+        other => other.to_string(),
+    }
 }
 
 async fn create(State(web): State<Web>, user: ApiUser, JsonBody(body): JsonBody) -> ApiResult {
     user.require_admin()?;
     let mut f = Fields::new(body, false);
     let username = f.string("username", true);
-    let password = f.string("password", true);
+    let random = f.boolean("random_password", false).unwrap_or(false);
+    let password = f.string("password", !random);
     let first_name = f.string("first_name", false).unwrap_or_default();
     let last_name = f.string("last_name", false).unwrap_or_default();
     let enabled = f.boolean("is_active", false).unwrap_or(true);
     let role = read_role(&mut f, false).unwrap_or(Role::SimpleUsers);
-    let mailbox = read_mailbox(&mut f).flatten();
-    let domains = read_domains(&mut f).unwrap_or_default();
-    if role == Role::SimpleUsers && mailbox.is_none() {
-        f.error(
-            "mailbox",
-            "is required for a simple user (an object, e.g. {})",
-        );
-    }
-    if !domains.is_empty() && !matches!(role, Role::DomainAdmins | Role::Resellers) {
-        f.error(
-            "domains",
-            "only domain admins and resellers administer domains",
-        );
-    }
+    let profile = read_profile(&mut f);
+    // A simple user without `mailbox` gets one at its username with the domain's default
+    // quota, as Modoboa does.
+    let mailbox = match read_mailbox(&mut f).flatten() {
+        Some(m) => Some(m),
+        None if role == Role::SimpleUsers => Some(MailboxFields::default()),
+        None => None,
+    };
+    // Domains only mean something for domain admins and resellers (Modoboa ignores them).
+    let domains = read_domains(&mut f)
+        .filter(|_| matches!(role, Role::DomainAdmins | Role::Resellers))
+        .unwrap_or_default();
     let username = username.and_then(|u| match Username::parse(&u) {
         Ok(u) => Some(u),
         Err(e) => {
@@ -194,9 +305,25 @@ async fn create(State(web): State<Web>, user: ApiUser, JsonBody(body): JsonBody)
             None
         }
     });
+    let mailbox_address = mailbox.as_ref().and_then(|m| m.full_address.clone());
+    if let (Some(u), Some(a)) = (&username, &mailbox_address) {
+        if role == Role::SimpleUsers && u.as_str() != a.as_str() {
+            f.error("username", "Must be equal to mailbox full_address");
+        }
+    }
     f.finish()?;
-    let (Some(username), Some(password)) = (username, password) else {
+    let Some(username) = username else {
         return Err(ApiError::field("username", "This field is required."));
+    };
+    let password = match (password, random) {
+        (Some(p), false) => p,
+        // Modoboa never answers a random password: the account's owner resets it.
+        (_, true) => crate::secrets::Secret::generate(24).expose().to_string(),
+        (None, false) => return Err(ApiError::field("password", "This field is required.")),
+    };
+    let (quota, settings) = match &mailbox {
+        Some(m) => (Some(m.quota), m.settings.clone()),
+        None => (None, MailboxSettings::default()),
     };
     let spec = AccountSpec {
         username,
@@ -205,9 +332,11 @@ async fn create(State(web): State<Web>, user: ApiUser, JsonBody(body): JsonBody)
         last_name,
         enabled,
         role,
-        mailbox,
-        mailbox_address: None,
+        mailbox: quota,
+        mailbox_address,
         domains,
+        profile,
+        mailbox_settings: settings,
     };
     let mut tx = begin(&web).await?;
     // A domain to administer the user does not have is a mistake in `domains`.
@@ -220,8 +349,9 @@ async fn create(State(web): State<Web>, user: ApiUser, JsonBody(body): JsonBody)
     let a = accounts::create(&mut tx, user.actor(), &spec, policy)
         .await
         .map_err(ApiError::on("username"))?;
+    let v = one_json(&mut tx, &a, &user).await?;
     tx.commit().await?;
-    created(account_json(&a))
+    created(v)
 }
 
 async fn update(
@@ -247,11 +377,27 @@ async fn update(
         last_name: f.string("last_name", false),
         enabled: f.boolean("is_active", false),
         role: read_role(&mut f, false),
+        profile: read_profile(&mut f),
         ..AccountPatch::default()
     };
     if let Some(m) = read_mailbox(&mut f) {
         match (m, &a.mailbox) {
-            (Some(q), Some(_)) => p.quota = Some(q),
+            (Some(m), Some(current)) => {
+                if m.quota_given {
+                    p.quota = Some(m.quota);
+                }
+                let moved = m.full_address.as_ref().is_some_and(|addr| {
+                    addr.as_str() != current.full_address
+                        && username.as_deref().map(str::trim) != Some(addr.as_str())
+                });
+                if moved {
+                    f.error(
+                        "mailbox.full_address",
+                        "cannot be changed here: a mailbox follows its account's username (rename the account)",
+                    );
+                }
+                p.mailbox_settings = m.settings;
+            }
             (Some(_), None) => f.error(
                 "mailbox",
                 "this account has no mailbox (a mailbox is only given at creation)",
@@ -270,15 +416,9 @@ async fn update(
             ),
         }
     }
+    // Domains only mean something for domain admins and resellers (Modoboa ignores them).
     let role_after = p.role.unwrap_or(a.role);
-    if domains.as_ref().is_some_and(|d| !d.is_empty())
-        && !matches!(role_after, Role::DomainAdmins | Role::Resellers)
-    {
-        f.error(
-            "domains",
-            "only domain admins and resellers administer domains",
-        );
-    }
+    let domains = domains.filter(|_| matches!(role_after, Role::DomainAdmins | Role::Resellers));
     f.finish()?;
     for d in domains.iter().flatten() {
         crate::store::domains::get(&mut tx, user.actor(), d)
@@ -310,8 +450,9 @@ async fn update(
         }
         a2 = accounts::get(&mut tx, user.actor(), &a2.username()).await?;
     }
+    let v = one_json(&mut tx, &a2, &user).await?;
     tx.commit().await?;
-    ok(account_json(&a2))
+    ok(v)
 }
 
 put_and_patch!(put_account, patch, update);
@@ -360,13 +501,14 @@ async fn password(
     if !crate::password::verify_bounded(stored, current).await {
         let line = format!("Wrong current password for {} (API)", a.username);
         crate::web::login::audit_auth(&web, &client, "WARNING", &line).await?;
-        return Err(ApiError::field("password", "wrong password"));
+        return Err(ApiError::field("password", "Password not correct"));
     }
     crate::web::login::attempt_succeeded(&web, &attempt);
     let mut tx = begin(&web).await?;
     accounts::set_password(&mut tx, user.actor(), &a.username(), &Password::Clear(new)).await?;
     tx.commit().await?;
-    no_content()
+    // Modoboa answers 200 with an empty body.
+    Ok(axum::http::StatusCode::OK.into_response())
 }
 
 /// `?email=`: whether an account or alias already uses the address (admins only: it answers
@@ -374,9 +516,15 @@ async fn password(
 async fn exists(State(web): State<Web>, user: ApiUser, q: Query) -> ApiResult {
     user.require_admin()?;
     let Some(email) = q.get("email") else {
-        return Err(ApiError::field("email", "This field is required."));
+        return Err(ApiError::Detail(
+            axum::http::StatusCode::BAD_REQUEST,
+            "email not provided".into(),
+        ));
     };
-    let email = EmailAddress::parse("email", email)?;
+    // Text that is no address is used by nothing (Modoboa answers false too).
+    let Ok(email) = EmailAddress::parse("email", email) else {
+        return ok(json!({ "exists": false }));
+    };
     let mut tx = begin(&web).await?;
     let found = accounts::address_in_use(&mut tx, &email).await?;
     tx.commit().await?;

@@ -52,54 +52,81 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
+/// A domain as Modoboa's v1 DomainSerializer answers it (quotas as strings of MB), plus
+/// `enable_dns_checks` and `allocated_quota`.
 pub fn domain_json(d: &Domain) -> Value {
     json!({
         "pk": d.id,
         "name": d.name,
-        "quota": d.quota,
-        "default_mailbox_quota": d.default_mailbox_quota,
+        "quota": d.quota.to_string(),
+        "default_mailbox_quota": d.default_mailbox_quota.to_string(),
         "enabled": d.enabled,
         "type": d.kind,
-        "enable_dns_checks": d.enable_dns_checks,
         "enable_dkim": d.enable_dkim,
         "dkim_key_selector": d.dkim_key_selector,
         "dkim_key_length": d.dkim_key_length,
         "dkim_public_key": d.dkim_public_key,
+        "dkim_private_key_path": d.dkim_private_key_path,
+        "allocated_quota_in_percent": percent(d.allocated_quota, i64::from(d.quota)),
         "mailbox_count": d.mailboxes,
+        "mbalias_count": d.aliases,
+        "domainalias_count": d.domain_aliases,
+        "dns_global_status": d.dns_status,
+        "message_limit": d.message_limit,
+        "creation": d.creation,
+        "last_modification": d.last_modification,
+        "enable_dns_checks": d.enable_dns_checks,
         "allocated_quota": d.allocated_quota,
     })
 }
 
+/// Whole percent of `of` that `part` is, 0 when `of` is 0 (unlimited), as Modoboa computes
+/// its quota percentages.
+pub fn percent(part: i64, of: i64) -> i64 {
+    if of <= 0 {
+        return 0;
+    }
+    part.max(0) * 100 / of
+}
+
+/// A relay domain as Modoboa's RelayDomainSerializer answers it: the transport's pk, service
+/// and `_settings`; plus `next_hop` and the quotas.
 fn relay_json(d: &Domain) -> Value {
     let r = d.relay.as_ref();
     json!({
         "pk": d.id,
         "name": d.name,
         "enabled": d.enabled,
-        "quota": d.quota,
-        "default_mailbox_quota": d.default_mailbox_quota,
         "transport": {
+            "pk": d.transport_id,
             "service": r.map_or("relay", |r| r.service.as_str()),
-            "next_hop": r.map(|r| format!("[{}]:{}", r.target_host, r.target_port)),
-            "settings": {
+            "_settings": {
                 "relay_target_host": r.map(|r| r.target_host.clone()),
                 "relay_target_port": r.map(|r| r.target_port),
                 "relay_verify_recipients": r.is_some_and(|r| r.verify_recipients),
             },
+            "next_hop": r.map(|r| format!("[{}]:{}", r.target_host, r.target_port)),
         },
+        "enable_dkim": d.enable_dkim,
+        "dkim_key_selector": d.dkim_key_selector,
+        "dkim_public_key": d.dkim_public_key,
+        "quota": d.quota.to_string(),
+        "default_mailbox_quota": d.default_mailbox_quota.to_string(),
     })
 }
 
+/// A domain alias; `target` is the target domain's pk, as in Modoboa.
 fn alias_json(a: &DomainAlias) -> Value {
-    json!({ "pk": a.id, "name": a.name, "target": a.target, "enabled": a.enabled })
+    json!({ "pk": a.id, "name": a.name, "target": a.target_id, "enabled": a.enabled })
 }
 
 async fn page_of(web: &Web, user: &ApiUser, q: &Query, kind: DomainKind) -> ApiResult {
     let paging = Paging::from(q)?;
     let (limit, offset) = paging.window();
     let mut tx = begin(web).await?;
+    // `/domains/` lists every kind, as Modoboa's does (`type` tells them apart).
     let query = DomainQuery {
-        kind: Some(kind),
+        kind: (kind == DomainKind::RelayDomain).then_some(kind),
         search: q.get("search"),
     };
     let Page { items: list, total } =
@@ -122,7 +149,8 @@ async fn list(State(web): State<Web>, user: ApiUser, q: Query) -> ApiResult {
     page_of(&web, &user, &q, DomainKind::Domain).await
 }
 
-/// The domain `pk` of kind `kind` the user administers, else 404.
+/// The domain `pk` the user administers, else 404: under `relaydomains/` a relay domain,
+/// under `domains/` any (as in Modoboa).
 async fn by_pk(
     tx: &mut crate::store::Tx,
     user: &ApiUser,
@@ -133,7 +161,7 @@ async fn by_pk(
         .await?
         .ok_or(ApiError::NotFound)?;
     let d = domains::get(tx, user.actor(), &name).await?;
-    if d.kind != kind {
+    if kind == DomainKind::RelayDomain && d.kind != kind {
         return Err(ApiError::NotFound);
     }
     Ok(d)
@@ -149,11 +177,14 @@ async fn retrieve(State(web): State<Web>, user: ApiUser, Path(id): Path<String>)
 /// The settings common to hosted and relay domains, for a creation.
 fn read_spec(f: &mut Fields) -> DomainSpec {
     let mut spec = DomainSpec::default();
-    if let Some(q) = f.int("quota", false) {
+    if let Some(q) = f.size_mb("quota", false) {
         spec.quota = q;
     }
-    if let Some(q) = f.int("default_mailbox_quota", false) {
+    if let Some(q) = f.size_mb("default_mailbox_quota", false) {
         spec.default_mailbox_quota = q;
+    }
+    if let Some(l) = f.nullable_int("message_limit") {
+        spec.message_limit = l;
     }
     if let Some(e) = f.boolean("enabled", false) {
         spec.enabled = e;
@@ -228,8 +259,9 @@ fn read_patch(f: &mut Fields, d: &Domain) -> DomainPatch {
         }
     }
     let mut p = DomainPatch {
-        quota: f.int("quota", false),
-        default_mailbox_quota: f.int("default_mailbox_quota", false),
+        quota: f.size_mb("quota", false),
+        default_mailbox_quota: f.size_mb("default_mailbox_quota", false),
+        message_limit: f.nullable_int("message_limit"),
         enabled: f.boolean("enabled", false),
         enable_dns_checks: f.boolean("enable_dns_checks", false),
         enable_dkim: f.boolean("enable_dkim", false),
@@ -338,6 +370,41 @@ async fn alias_retrieve(
     ok(alias_json(&a))
 }
 
+/// A domain alias' `target`: the domain's pk as Modoboa takes it, or (modobox) its name.
+#[derive(Debug)]
+enum Target {
+    Pk(i32),
+    Name(DomainName),
+}
+
+fn target_field(f: &mut Fields, required: bool) -> Option<Target> {
+    if f.has("target") && matches!(f.peek("target"), Some(Value::Number(_))) {
+        return f.int("target", required).map(Target::Pk);
+    }
+    domain_field(f, "target", required).map(Target::Name)
+}
+
+/// The domain a `target` names, if the user administers it; else an error on `target`.
+async fn target_domain(
+    tx: &mut crate::store::Tx,
+    user: &ApiUser,
+    target: Target,
+) -> Result<DomainName, ApiError> {
+    let name = match target {
+        Target::Name(n) => n,
+        Target::Pk(id) => domains::name_by_id(tx, id).await?.ok_or_else(|| {
+            ApiError::field(
+                "target",
+                format!("Invalid pk \"{id}\" - object does not exist."),
+            )
+        })?,
+    };
+    domains::get(tx, user.actor(), &name)
+        .await
+        .map_err(ApiError::on("target"))?;
+    Ok(name)
+}
+
 fn domain_field(f: &mut Fields, field: &str, required: bool) -> Option<DomainName> {
     let v = f.string(field, required)?;
     match DomainName::parse(field, &v) {
@@ -357,7 +424,7 @@ async fn alias_create(
     user.require_admin()?;
     let mut f = Fields::new(body, false);
     let name = domain_field(&mut f, "name", true);
-    let target = domain_field(&mut f, "target", true);
+    let target = target_field(&mut f, true);
     let enabled = f.boolean("enabled", false).unwrap_or(true);
     f.finish()?;
     let (Some(name), Some(target)) = (name, target) else {
@@ -365,9 +432,7 @@ async fn alias_create(
     };
     let mut tx = begin(&web).await?;
     // The target must be one of the user's domains: anything else is a wrong `target`.
-    domains::get(&mut tx, user.actor(), &target)
-        .await
-        .map_err(ApiError::on("target"))?;
+    let target = target_domain(&mut tx, &user, target).await?;
     let a = domains::create_alias(&mut tx, user.actor(), &name, &target, enabled)
         .await
         .map_err(ApiError::on("name"))?;
@@ -386,18 +451,29 @@ async fn alias_update(
     let mut tx = begin(&web).await?;
     let a = alias_by_pk(&mut tx, &user, &id).await?;
     let mut f = Fields::new(body, partial);
-    for (field, now) in [("name", &a.name), ("target", &a.target)] {
-        if let Some(v) = f.string(field, true) {
-            if v.trim().to_lowercase() != now.as_str() {
-                f.error(
-                    field,
-                    "cannot be changed (delete this domain alias and create another)",
-                );
-            }
+    if let Some(v) = f.string("name", true) {
+        if v.trim().to_lowercase() != a.name.as_str() {
+            f.error(
+                "name",
+                "cannot be changed (delete this domain alias and create another)",
+            );
         }
     }
+    let target = target_field(&mut f, true);
     let enabled = f.boolean("enabled", false);
     f.finish()?;
+    if let Some(t) = target {
+        let same = match &t {
+            Target::Pk(id) => *id == a.target_id,
+            Target::Name(n) => n == &a.target,
+        };
+        if !same {
+            return Err(ApiError::field(
+                "target",
+                "cannot be changed (delete this domain alias and create another)",
+            ));
+        }
+    }
     let a = match enabled {
         Some(e) => domains::set_alias_enabled(&mut tx, user.actor(), &a.name, e).await?,
         None => a,
@@ -434,7 +510,10 @@ async fn relay_retrieve(
     ok(relay_json(&d))
 }
 
-/// `transport` → the relay target; `current` fills what a PATCH leaves out.
+/// `transport: {service, _settings}` → the relay target; `current` fills what a PATCH leaves
+/// out. Modoboa's clients send `_settings` as a JSON-encoded string; an object (and the
+/// `settings` key of modobox's earlier answers) is taken too. The target port is required
+/// for a new relay domain, as in Modoboa.
 fn read_transport(f: &mut Fields, required: bool, current: Option<&Relay>) -> Option<Relay> {
     let t = match f.object("transport", required)? {
         Some(t) => t,
@@ -449,19 +528,43 @@ fn read_transport(f: &mut Fields, required: bool, current: Option<&Relay>) -> Op
         .string("service", false)
         .or_else(|| current.map(|c| c.service.clone()))
         .unwrap_or_else(|| "relay".into());
-    let settings = match tf.object("settings", current.is_none()) {
-        Some(Some(s)) => s,
-        Some(None) => {
-            tf.error("settings", "This field may not be null.");
-            Map::new()
-        }
-        None => Map::new(),
+    let key = if tf.has("_settings") || !tf.has("settings") {
+        "_settings"
+    } else {
+        "settings"
     };
+    let settings = match tf.peek(key).cloned() {
+        Some(Value::String(text)) => {
+            tf.string(key, false);
+            match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(m)) => Some(m),
+                _ => {
+                    tf.error(
+                        "_settings",
+                        "must be an object, or a string holding one in JSON",
+                    );
+                    None
+                }
+            }
+        }
+        Some(Value::Object(_)) => tf.object(key, false).flatten(),
+        Some(_) => {
+            tf.object(key, false);
+            None
+        }
+        None => {
+            if current.is_none() {
+                tf.error("_settings", "This field is required.");
+            }
+            None
+        }
+    }
+    .unwrap_or_default();
     let mut sf = Fields::new(settings, current.is_some());
     let host = sf
         .string("relay_target_host", true)
         .or_else(|| current.map(|c| c.target_host.clone()));
-    let port = match sf.int("relay_target_port", false) {
+    let port = match sf.int("relay_target_port", true) {
         Some(p) => match u16::try_from(p) {
             Ok(p) if p > 0 => Some(p),
             _ => {
@@ -469,13 +572,18 @@ fn read_transport(f: &mut Fields, required: bool, current: Option<&Relay>) -> Op
                 None
             }
         },
-        None => Some(current.map_or(25, |c| c.target_port)),
+        None => current.map(|c| c.target_port),
     };
     let verify = sf
         .boolean("relay_verify_recipients", false)
         .or_else(|| current.map(|c| c.verify_recipients))
         .unwrap_or(false);
-    tf.absorb("settings", sf);
+    // Modoboa reports the settings' errors as "name: message" under `_settings`.
+    for (name, messages) in sf.take_errors() {
+        for m in messages {
+            tf.error("_settings", format!("{name}: {m}"));
+        }
+    }
     f.absorb("transport", tf);
     Some(Relay {
         target_host: host?,

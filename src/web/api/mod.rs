@@ -119,7 +119,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, json!({ "detail": m })),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, json!({ "detail": m })),
             ApiError::NotFound => (StatusCode::NOT_FOUND, json!({ "detail": "Not found." })),
-            ApiError::Invalid(errors) => (StatusCode::BAD_REQUEST, json!(errors)),
+            ApiError::Invalid(errors) => (StatusCode::BAD_REQUEST, nested_errors(errors)),
             ApiError::Detail(s, m) => (s, json!({ "detail": m })),
             ApiError::Internal(detail) => {
                 // The detail goes to the log, not to the client.
@@ -137,6 +137,49 @@ impl IntoResponse for ApiError {
         }
         res
     }
+}
+
+/// Field errors as DRF nests them: `mailbox.quota` → `{"mailbox": {"quota": [...]}}`.
+fn nested_errors(errors: BTreeMap<String, Vec<String>>) -> Value {
+    let mut root = Map::new();
+    for (field, messages) in errors {
+        // The store's `recipients[2]` (from 1, for people) is DRF's `recipients.1`.
+        let field = match field.split_once('[') {
+            Some((name, rest)) => {
+                match rest.strip_suffix(']').and_then(|n| n.parse::<usize>().ok()) {
+                    Some(n) if n > 0 => format!("{name}.{}", n - 1),
+                    _ => field,
+                }
+            }
+            None => field,
+        };
+        let mut parts: Vec<&str> = field.split('.').collect();
+        let last = parts.pop().unwrap_or_default();
+        let mut node = &mut root;
+        for p in parts {
+            let entry = node
+                .entry(p.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !entry.is_object() {
+                // A message on the parent itself too: the nested ones go beside it.
+                *entry = json!({ "non_field_errors": entry.clone() });
+            }
+            let Value::Object(m) = entry else {
+                unreachable!("made an object above")
+            };
+            node = m;
+        }
+        let list = json!(messages);
+        match node.get_mut(last) {
+            Some(Value::Object(m)) => {
+                m.insert("non_field_errors".into(), list);
+            }
+            _ => {
+                node.insert(last.to_string(), list);
+            }
+        }
+    }
+    Value::Object(root)
 }
 
 pub type ApiResult = Result<Response, ApiError>;
@@ -267,6 +310,29 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
+/// `size2integer` of Modoboa (MB out), strict: digits, optional spaces, an optional unit
+/// whose first letter is K, M or G.
+pub fn parse_size_mb(text: &str) -> Option<i32> {
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    if digits_end == 0 {
+        return None;
+    }
+    let n: i64 = text[..digits_end].parse().ok()?;
+    let unit = text[digits_end..].trim_start();
+    if !unit.chars().all(|c| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    let mb = match unit.chars().next().map(|c| c.to_ascii_uppercase()) {
+        None | Some('M') => n,
+        Some('K') => n / 1024,
+        Some('G') => n.checked_mul(1024)?,
+        Some(_) => return None,
+    };
+    i32::try_from(mb).ok()
+}
+
 fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -307,6 +373,11 @@ impl Fields {
         self.map.contains_key(field)
     }
 
+    /// A field's value, left in place.
+    pub fn peek(&self, field: &str) -> Option<&Value> {
+        self.map.get(field)
+    }
+
     fn take(&mut self, field: &str, required: bool) -> Option<Value> {
         match self.map.remove(field) {
             Some(v) => Some(v),
@@ -319,9 +390,11 @@ impl Fields {
         }
     }
 
+    /// A string; a number is taken as its text (as DRF's CharField does).
     pub fn string(&mut self, field: &str, required: bool) -> Option<String> {
         match self.take(field, required)? {
             Value::String(s) => Some(s),
+            Value::Number(n) => Some(n.to_string()),
             Value::Null => {
                 self.error(field, "This field may not be null: give a string.");
                 None
@@ -333,9 +406,23 @@ impl Fields {
         }
     }
 
+    /// true or false; also the numbers 1 and 0 and the words DRF's BooleanField takes
+    /// ("true", "yes", "on", "1"...), as form-minded clients send them.
     pub fn boolean(&mut self, field: &str, required: bool) -> Option<bool> {
         match self.take(field, required)? {
             Value::Bool(b) => Some(b),
+            Value::Number(n) if n.as_i64() == Some(1) => Some(true),
+            Value::Number(n) if n.as_i64() == Some(0) => Some(false),
+            Value::String(t)
+                if ["true", "t", "yes", "y", "on", "1"].contains(&t.to_lowercase().as_str()) =>
+            {
+                Some(true)
+            }
+            Value::String(t)
+                if ["false", "f", "no", "n", "off", "0"].contains(&t.to_lowercase().as_str()) =>
+            {
+                Some(false)
+            }
             _ => {
                 self.error(field, "must be true or false");
                 None
@@ -364,6 +451,28 @@ impl Fields {
     pub fn int(&mut self, field: &str, required: bool) -> Option<i32> {
         let v = self.take(field, required)?;
         self.int_of(field, &v)
+    }
+
+    /// A size in MB as Modoboa 2.x takes it: a whole number, or one with a unit whose first
+    /// letter is K, M or G (binary: "1G" = 1024, "2048K" = 2). Anything else (a fraction, a
+    /// negative, another unit) is refused, where Modoboa would silently store 0 (unlimited).
+    pub fn size_mb(&mut self, field: &str, required: bool) -> Option<i32> {
+        let v = self.take(field, required)?;
+        let text = match &v {
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => s.trim().to_string(),
+            _ => String::new(),
+        };
+        match parse_size_mb(&text) {
+            Some(n) => Some(n),
+            None => {
+                self.error(
+                    field,
+                    "must be a size in MB: a whole number, or one with the unit K, M or G (1G = 1024 MB), e.g. 500, \"500M\", \"2G\"",
+                );
+                None
+            }
+        }
     }
 
     /// An integer or null; None when absent.
@@ -428,6 +537,11 @@ impl Fields {
                 .or_default()
                 .extend(v);
         }
+    }
+
+    /// The errors so far, taken out (to report them under another name).
+    pub fn take_errors(&mut self) -> BTreeMap<String, Vec<String>> {
+        std::mem::take(&mut self.errors)
     }
 
     pub fn is_partial(&self) -> bool {
@@ -635,4 +749,54 @@ pub fn routes() -> Router<Web> {
         .into_iter()
         .fold(Router::new(), |r, route| r.route(route.path, route.handler))
         .fallback(|| async { ApiError::NotFound })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_modoboa_2_reads_them_and_nonsense_is_refused() {
+        for (text, mb) in [
+            ("10", Some(10)),
+            ("1G", Some(1024)),
+            ("1 g", Some(1024)),
+            ("1GiB", Some(1024)),
+            ("500M", Some(500)),
+            ("500MB", Some(500)),
+            ("2048K", Some(2)),
+            ("100k", Some(0)),
+            ("0", Some(0)),
+            ("1.5G", None),
+            ("-5", None),
+            ("10T", None),
+            ("G", None),
+            ("", None),
+            ("12 34", None),
+            ("10MB!", None),
+            ("3000000G", None),
+        ] {
+            assert_eq!(parse_size_mb(text), mb, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn field_errors_nest_as_drf_nests_them() {
+        let errors = BTreeMap::from([
+            ("mailbox.quota".to_string(), vec!["required".to_string()]),
+            ("mailbox".to_string(), vec!["no mailbox".to_string()]),
+            ("name".to_string(), vec!["taken".to_string()]),
+            ("transport._settings".to_string(), vec!["a: b".to_string()]),
+            ("recipients[2]".to_string(), vec!["unknown".to_string()]),
+        ]);
+        assert_eq!(
+            nested_errors(errors),
+            json!({
+                "mailbox": { "quota": ["required"], "non_field_errors": ["no mailbox"] },
+                "name": ["taken"],
+                "transport": { "_settings": ["a: b"] },
+                "recipients": { "1": ["unknown"] },
+            })
+        );
+    }
 }

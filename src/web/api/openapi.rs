@@ -120,9 +120,15 @@ fn optional(schema: &Value) -> Value {
 }
 
 fn schemas() -> Map<String, Value> {
-    let quota = json!({ "type": "integer", "minimum": 0, "maximum": i32::MAX, "description": "MB, 0 = unlimited" });
+    // Sizes in MB as Modoboa 2.x takes them: a number, or text with the unit K, M or G.
+    let size = json!({ "anyOf": [
+        { "type": "integer", "minimum": 0, "maximum": i32::MAX },
+        { "type": "string", "pattern": "^[0-9]+ *([KkMmGg][A-Za-z]*)?$" },
+    ], "description": "MB, 0 = unlimited; or a size with the unit K, M or G (\"2G\" = 2048)" });
+    let quota_out = json!({ "type": "string", "description": "MB (a number as text, as Modoboa answers), \"0\" = unlimited" });
+    let message_limit = json!({ "type": ["integer", "null"], "minimum": 0, "maximum": i32::MAX, "description": "messages a day (Modoboa 2.x databases), null = no limit" });
     let domain_settings = json!({
-        "quota": quota, "default_mailbox_quota": quota,
+        "quota": size, "default_mailbox_quota": size, "message_limit": message_limit,
         "enabled": { "type": "boolean", "default": true },
         "enable_dns_checks": { "type": "boolean", "default": true },
         "enable_dkim": { "type": "boolean", "default": false },
@@ -138,19 +144,29 @@ fn schemas() -> Map<String, Value> {
         "pk": { "type": "integer" }, "name": { "type": "string" },
         "type": { "type": "string", "enum": ["domain", "relaydomain"] },
         "dkim_public_key": { "type": "string", "readOnly": true },
+        "dkim_private_key_path": { "type": "string", "readOnly": true },
         "mailbox_count": { "type": "integer", "readOnly": true },
+        "allocated_quota_in_percent": { "type": "integer", "readOnly": true },
+        "mbalias_count": { "type": "integer", "readOnly": true },
+        "domainalias_count": { "type": "integer", "readOnly": true },
+        "dns_global_status": { "type": "string", "enum": ["disabled", "pending", "ok", "critical"], "readOnly": true },
+        "creation": { "type": "string", "format": "date-time", "readOnly": true },
+        "last_modification": { "type": ["string", "null"], "format": "date-time", "readOnly": true },
         "allocated_quota": { "type": "integer", "readOnly": true, "description": "MB given to mailboxes" },
     } });
     extend(&mut domain, &domain_settings);
-    let settings = json!({ "type": "object", "required": ["relay_target_host"], "properties": {
+    domain["properties"]["quota"] = quota_out.clone();
+    domain["properties"]["default_mailbox_quota"] = quota_out.clone();
+    let settings = json!({ "type": "object", "required": ["relay_target_host", "relay_target_port"], "properties": {
         "relay_target_host": { "type": "string" },
-        "relay_target_port": { "type": "integer", "minimum": 1, "maximum": 65535, "default": 25 },
+        "relay_target_port": { "type": "integer", "minimum": 1, "maximum": 65535 },
         "relay_verify_recipients": { "type": "boolean", "default": false },
     } });
-    let transport = json!({ "type": "object", "required": ["settings"], "properties": {
+    let transport = json!({ "type": "object", "required": ["_settings"], "properties": {
+        "pk": { "type": ["integer", "null"], "readOnly": true },
         "service": { "type": "string", "default": "relay", "maxLength": 30 },
         "next_hop": { "type": ["string", "null"], "readOnly": true },
-        "settings": settings,
+        "_settings": { "anyOf": [settings, { "type": "string", "description": "the same object as JSON text (what Modoboa's clients send)" }] },
     } });
     let mut relay_write = json!({ "type": "object", "required": ["name", "transport"], "properties": {
         "name": { "type": "string", "maxLength": 100 }, "transport": transport,
@@ -158,28 +174,41 @@ fn schemas() -> Map<String, Value> {
     extend(&mut relay_write, &domain_settings);
     let mut relay_patch = optional(&relay_write);
     relay_patch["properties"]["transport"] = optional(&transport);
-    relay_patch["properties"]["transport"]["properties"]["settings"] = optional(&settings);
+    relay_patch["properties"]["transport"]["properties"]["_settings"] =
+        json!({ "anyOf": [optional(&settings), { "type": "string" }] });
     let relay = json!({ "type": "object", "properties": {
         "pk": { "type": "integer" }, "name": { "type": "string" }, "enabled": { "type": "boolean" },
-        "quota": quota, "default_mailbox_quota": quota, "transport": transport,
+        "transport": transport, "enable_dkim": { "type": "boolean" },
+        "dkim_key_selector": { "type": "string" }, "dkim_public_key": { "type": "string" },
+        "quota": quota_out, "default_mailbox_quota": quota_out,
     } });
     let domain_alias_write = json!({ "type": "object", "required": ["name", "target"], "properties": {
         "name": { "type": "string", "maxLength": 100, "description": "cannot change after creation" },
-        "target": { "type": "string", "description": "the name of a hosted domain; cannot change after creation" },
+        "target": { "anyOf": [{ "type": "integer" }, { "type": "string" }], "description": "the target domain's pk (or its name); cannot change after creation" },
         "enabled": { "type": "boolean", "default": true },
     } });
     let mut domain_alias = domain_alias_write.clone();
     domain_alias["properties"]["pk"] = json!({ "type": "integer" });
+    domain_alias["properties"]["target"] =
+        json!({ "type": "integer", "description": "the target domain's pk" });
     domain_alias.as_object_mut().map(|o| o.remove("required"));
     let role = json!({ "type": "string", "enum": ["SuperAdmins", "Resellers", "DomainAdmins", "SimpleUsers"] });
     // anyOf rather than `"type": ["object", "null"]`: schemathesis' generator trips on the latter.
     let mailbox_write = json!({ "anyOf": [{ "type": "object", "properties": {
-        "quota": { "type": "integer", "minimum": 0, "maximum": i32::MAX, "description": "MB, 0 = unlimited" },
+        "full_address": { "type": "string", "description": "the mailbox's address: a simple user's username; an administrator's may differ (at creation)" },
+        "quota": size,
         "use_domain_quota": { "type": "boolean", "description": "true = the domain's default mailbox quota" },
+        "message_limit": message_limit,
+        "is_send_only": { "type": "boolean", "description": "sends only: no IMAP/POP3, no delivery (Modoboa 2.x databases)" },
     } }, { "type": "null" }] });
-    let account_write = json!({ "type": "object", "required": ["username", "password"], "properties": {
+    let account_write = json!({ "type": "object", "required": ["username"], "properties": {
         "username": { "type": "string", "maxLength": 254, "description": "an address for accounts with a mailbox" },
-        "password": { "type": "string", "minLength": 8, "maxLength": 128, "writeOnly": true, "description": "required at creation; in PUT/PATCH sets a new password" },
+        "password": { "type": "string", "minLength": 8, "maxLength": 128, "writeOnly": true, "description": "required at creation unless random_password; in PUT/PATCH sets a new password" },
+        "random_password": { "type": "boolean", "writeOnly": true, "description": "at creation: a random password nobody is told (as Modoboa)" },
+        "language": { "type": "string", "enum": crate::store::accounts::LANGUAGES },
+        "phone_number": { "type": ["string", "null"], "description": "international form, e.g. +33612345678" },
+        "secondary_email": { "type": ["string", "null"] },
+        "master_user": { "type": "boolean", "description": "only false: modobox sets up no Dovecot master logins" },
         "first_name": { "type": "string", "maxLength": 30 },
         "last_name": { "type": "string", "maxLength": 30 },
         "is_active": { "type": "boolean", "default": true },
@@ -187,18 +216,25 @@ fn schemas() -> Map<String, Value> {
         "mailbox": mailbox_write,
         "domains": { "type": "array", "items": { "type": "string" }, "description": "domains a domain admin or reseller administers" },
     } });
-    let mut account_put = account_write.clone();
-    account_put["required"] = json!(["username"]);
+    let account_put = account_write.clone();
     let account = json!({ "type": "object", "properties": {
         "pk": { "type": "integer" }, "username": { "type": "string" },
         "first_name": { "type": "string" }, "last_name": { "type": "string" },
         "email": { "type": "string" }, "is_active": { "type": "boolean" }, "role": role,
+        "master_user": { "type": "boolean", "description": "only in superadmins' answers" },
         "language": { "type": "string" },
+        "phone_number": { "type": ["string", "null"] },
+        "secondary_email": { "type": ["string", "null"] },
+        "tfa_enabled": { "type": "boolean" }, "totp_enabled": { "type": "boolean" },
+        "webauthn_enabled": { "type": "boolean" },
         "last_login": { "type": ["string", "null"], "format": "date-time" },
         "date_joined": { "type": "string", "format": "date-time" },
         "mailbox": { "type": ["object", "null"], "properties": {
             "pk": { "type": "integer" }, "full_address": { "type": "string" },
-            "quota": { "type": "integer" }, "use_domain_quota": { "type": "boolean" },
+            "quota": quota_out, "use_domain_quota": { "type": "boolean" },
+            "message_limit": message_limit, "is_send_only": { "type": "boolean" },
+            "sent_messages_in_percent": { "type": ["integer", "null"], "description": "of the daily limit, sent today" },
+            "quota_usage": { "type": "integer", "description": "percent of the quota used" },
             "quota_usage_bytes": { "type": "integer" },
         } },
         "domains": { "type": "array", "items": { "type": "string" } },
@@ -233,7 +269,7 @@ fn schemas() -> Map<String, Value> {
         ),
         (
             "ValidationError",
-            json!({ "type": "object", "description": "field name → messages; nested fields as parent.field; non_field_errors for the whole object", "additionalProperties": { "type": "array", "items": { "type": "string" } } }),
+            json!({ "type": "object", "description": "field name → messages; a nested object's fields as a nested object of the same shape ({\"mailbox\": {\"quota\": [...]}}); non_field_errors for the whole object", "additionalProperties": { "anyOf": [{ "type": "array", "items": { "type": "string" } }, { "type": "object" }] } }),
         ),
         ("DomainPatch", optional(&domain_write)),
         ("DomainWrite", domain_write),
@@ -322,7 +358,7 @@ pub fn document() -> Value {
         "AccountPatch",
         &[
             ("domain", "domain of the mailbox"),
-            ("search", "part of the username"),
+            ("search", "terms (split on spaces and commas), each the start of the first name, last name or address, as Modoboa's"),
             (
                 "role",
                 "SuperAdmins, Resellers, DomainAdmins or SimpleUsers",
@@ -359,7 +395,10 @@ pub fn document() -> Value {
         json!({ "get": { "tags": ["accounts"], "operationId": "accounts_exists", "parameters": [{ "name": "email", "in": "query", "required": true, "schema": { "type": "string" } }], "responses": exists } }),
     );
     let mut pw = errors(&["400", "401", "404", "415"]);
-    pw.insert("204".into(), json!({ "description": "changed" }));
+    pw.insert(
+        "200".into(),
+        json!({ "description": "changed (an empty body, as Modoboa answers)" }),
+    );
     paths.insert(
         "/api/v1/accounts/{pk}/password/".into(),
         json!({ "parameters": [pk_param()], "put": { "tags": ["accounts"], "operationId": "accounts_password", "summary": "Change a password, proving the current one", "requestBody": body("PasswordChange"), "responses": pw } }),

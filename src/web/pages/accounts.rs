@@ -46,7 +46,7 @@ pub async fn list(
         domain: Some(q.domain.as_str()).filter(|d| !d.is_empty()),
         search: Some(q.q.as_str()).filter(|s| !s.trim().is_empty()),
         role,
-        with_mailbox: None,
+        ..ListFilter::default()
     };
     let page = page_number(&q.page);
     let mut tx = web.store.begin().await?;
@@ -222,6 +222,8 @@ pub async fn create(State(web): State<Web>, post: Post<AccountForm>) -> Result<R
             mailbox: checked(&form.mailbox).then_some(quota),
             mailbox_address: None,
             domains,
+            profile: Default::default(),
+            mailbox_settings: Default::default(),
         })
     })();
     let spec = match parsed {
@@ -350,6 +352,7 @@ pub async fn update(
             // Only superadmins change roles: others send the role unchanged.
             role: Some(role),
             quota: Some(quota),
+            ..AccountPatch::default()
         })
     })();
     let result = match parsed {

@@ -272,6 +272,7 @@ pub async fn create(State(web): State<Web>, post: Post<DomainForm>) -> Result<Re
                 enable_dkim: checked(&form.enable_dkim),
                 dkim_key_selector: form.selector()?,
                 dkim_key_length: form.key_length()?,
+                message_limit: None,
             },
             form.relay()?,
         ))
@@ -420,6 +421,7 @@ pub async fn update(
             dkim_key_selector: Some(form.selector()?),
             dkim_key_length: Some(form.key_length()?),
             relay: form.relay()?,
+            ..DomainPatch::default()
         })
     })();
     let result = match parsed {
