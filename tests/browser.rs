@@ -140,7 +140,9 @@ async fn admin_ui_in_headless_chromium() {
         let c = modobox::config::Config::load(&config).unwrap();
         let d = modobox::distro::Distro::load(&"debian:12".parse().unwrap()).unwrap();
         let store = modobox::store::Store::connect(&url).await.unwrap();
-        let st = modobox::supervisor::status::gather(&c, &d, Some(&store)).await;
+        let st =
+            modobox::supervisor::status::gather(&c, &d, Some(&store), env!("CARGO_PKG_VERSION"))
+                .await;
         modobox::health::published::write_snapshot(&status_file, &st, None).unwrap();
         store.close().await;
     }

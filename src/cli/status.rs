@@ -28,7 +28,11 @@ pub async fn status(global: &Global, json: bool) -> Result<ExitCode> {
     let distro = Distro::resolve(global.distro.as_ref())?;
     // The report is still useful with the database down: it says so.
     let store = super::open(global).await.ok().map(|(s, _)| s);
-    let st = status::gather(&config, &distro, store.as_ref()).await;
+    // The stack is the installed modobox's (another version's during an upgrade's checks): its
+    // health is what that version serves.
+    let running = crate::upgrade::apply::installed_version()
+        .unwrap_or_else(|_| env!("CARGO_PKG_VERSION").to_string());
+    let st = status::gather(&config, &distro, store.as_ref(), &running).await;
     if let Some(s) = store {
         s.close().await;
     }

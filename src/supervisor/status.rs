@@ -7,7 +7,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use super::daemon::{DIRECT_STATE, PROBE_TIMEOUT};
-use super::{probe, watched};
+use super::{probe_of_version, watched};
 use crate::config::Config;
 use crate::distro::Distro;
 use crate::health::checks::{self, Check, Level};
@@ -83,7 +83,7 @@ pub async fn publish(
     // The backup line turning to a warning (failed, late) mails the admin once.
     let mut backup_was_ok = true;
     loop {
-        let st = gather(&config, &distro, Some(&store)).await;
+        let st = gather(&config, &distro, Some(&store), env!("CARGO_PKG_VERSION")).await;
         if let Some(b) = st.checks.iter().find(|c| c.name == "backup") {
             let ok = b.level == Level::Ok;
             if backup_was_ok && !ok {
@@ -128,7 +128,13 @@ async fn jobs(store: &Store) -> Result<Vec<JobLine>, StoreError> {
         .collect())
 }
 
-pub async fn gather(config: &Config, distro: &Distro, store: Option<&Store>) -> Status {
+/// The stack's status as modobox `running` (the installed version) serves it.
+pub async fn gather(
+    config: &Config,
+    distro: &Distro,
+    store: Option<&Store>,
+    running: &str,
+) -> Status {
     let sd = Systemd::connect().await.ok();
     // Without systemd, `modobox run --manager direct` leaves its daemons' state in a file.
     let direct: Option<BTreeMap<String, Snapshot>> = match sd {
@@ -145,7 +151,8 @@ pub async fn gather(config: &Config, distro: &Distro, store: Option<&Store>) -> 
             (None, Some(d)) => d.get(&w.unit).map(Snapshot::unit_status),
             (None, None) => None,
         };
-        let probe_result = probe(&w, store, config.hostname.as_str(), PROBE_TIMEOUT).await;
+        let probe_result =
+            probe_of_version(&w, store, config.hostname.as_str(), PROBE_TIMEOUT, running).await;
         let active = unit.as_ref().is_some_and(|u| u.is_active());
         services.push(ServiceLine {
             service: w.name,

@@ -126,7 +126,13 @@ pub async fn start_with(store: &Store, config: Config) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     // The status the supervisor would publish for the dashboard.
-    let status = modobox::supervisor::status::gather(&config, &distro, Some(store)).await;
+    let status = modobox::supervisor::status::gather(
+        &config,
+        &distro,
+        Some(store),
+        env!("CARGO_PKG_VERSION"),
+    )
+    .await;
     let status_file = std::env::temp_dir().join(format!("modobox-test-status-{port}.json"));
     modobox::health::published::write_snapshot(&status_file, &status, None).unwrap();
     let web = modobox::web::Web::new(store.clone(), config, distro, false)
