@@ -214,6 +214,8 @@ pub struct Mail {
     pub handle_mailboxes_on_filesystem: bool,
     /// Postfix's message size limit, in MB.
     pub message_size_limit_mb: u32,
+    /// The mode of the MTA-STS policy served for every hosted domain.
+    pub mta_sts_mode: MtaStsMode,
 }
 
 impl Default for Mail {
@@ -222,6 +224,26 @@ impl Default for Mail {
             owner: known_good(UnixName::parse("mail.owner", "vmail")),
             handle_mailboxes_on_filesystem: true,
             message_size_limit_mb: 50,
+            mta_sts_mode: MtaStsMode::Testing,
+        }
+    }
+}
+
+/// RFC 8461's policy modes modobox offers: `testing` (senders report TLS failures but deliver)
+/// or `enforce` (they refuse to deliver unless the MX presents a certificate they trust: for
+/// a certificate from a public CA only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MtaStsMode {
+    Testing,
+    Enforce,
+}
+
+impl MtaStsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MtaStsMode::Testing => "testing",
+            MtaStsMode::Enforce => "enforce",
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct DomainDns {
     pub dkim: Option<(DkimSelector, String)>,
     /// Publish MTA-STS (policy id, `mta-sts` host) and TLS reporting records.
     pub mta_sts: bool,
+    /// The mode of the MTA-STS policy.
+    pub mta_sts_mode: crate::config::MtaStsMode,
     /// Where DMARC aggregate and TLS reports go.
     pub admin_address: String,
 }
@@ -80,6 +82,7 @@ pub fn for_domain(
             .collect(),
         dkim,
         mta_sts,
+        mta_sts_mode: config.mail.mta_sts_mode,
         admin_address: config
             .admin_address()
             .map(|a| a.to_string())
@@ -134,13 +137,18 @@ fn within(name: &str, zone: &str) -> bool {
 
 /// The MTA-STS policy served at `https://mta-sts.<domain>/.well-known/mta-sts.txt`.
 ///
-/// Mode `testing`: senders report TLS failures (to the TLS-RPT address) but still deliver.
-/// `enforce` would make them refuse to deliver unless the MX presents a certificate from a
-/// public CA, which a self-signed certificate is not.
+/// Mode `testing` (the default): senders report TLS failures (to the TLS-RPT address) but
+/// still deliver. `enforce` (`mail.mta_sts_mode`) makes them refuse to deliver unless the MX
+/// presents a certificate from a public CA, which a self-signed certificate is not.
 pub fn mta_sts_policy(d: &DomainDns) -> String {
+    mta_sts_policy_for(&d.hostname, d.mta_sts_mode)
+}
+
+/// The MTA-STS policy of every domain whose MX is `hostname` (what the web server serves).
+pub fn mta_sts_policy_for(hostname: &Hostname, mode: crate::config::MtaStsMode) -> String {
     format!(
-        "version: STSv1\r\nmode: testing\r\nmx: {}\r\nmax_age: {MTA_STS_MAX_AGE}\r\n",
-        d.hostname
+        "version: STSv1\r\nmode: {}\r\nmx: {hostname}\r\nmax_age: {MTA_STS_MAX_AGE}\r\n",
+        mode.as_str()
     )
 }
 
@@ -399,6 +407,7 @@ mod tests {
                 "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA".to_string() + &"Q".repeat(348),
             )),
             mta_sts: true,
+            mta_sts_mode: crate::config::MtaStsMode::Testing,
             admin_address: "postmaster@example.com".to_string(),
         }
     }
@@ -414,6 +423,7 @@ mod tests {
             ipv6: vec![],
             dkim: None,
             mta_sts: false,
+            mta_sts_mode: crate::config::MtaStsMode::Testing,
             admin_address: "reports@hosting.example.net".to_string(),
         }
     }

@@ -192,6 +192,32 @@ pub(crate) async fn hosting_domain(
     .transpose()
 }
 
+/// The hosted domain whose mail a client set up for `name` reads: the enabled hosted domain of
+/// that name, or the target of an enabled domain alias of that name (then `true`). None for
+/// relay domains, disabled ones and names this server does not host.
+pub async fn mail_domain_of(
+    tx: &mut Tx,
+    name: &DomainName,
+) -> Result<Option<(DomainName, bool)>, StoreError> {
+    let hosted = DomainKind::Domain.as_str();
+    if let Some(r) = tx
+        .row(
+            "SELECT name FROM admin_domain WHERE name = ? AND type = ? AND enabled = ?",
+            args![name.as_str(), hosted, true],
+        )
+        .await?
+    {
+        return Ok(Some((stored_name(&r, "name")?, false)));
+    }
+    tx.row(
+        "SELECT d.name FROM admin_domainalias da INNER JOIN admin_domain d ON d.id = da.target_id WHERE da.name = ? AND da.enabled = ? AND d.type = ? AND d.enabled = ?",
+        args![name.as_str(), true, hosted, true],
+    )
+    .await?
+    .map(|r| Ok((stored_name(&r, "name")?, true)))
+    .transpose()
+}
+
 /// This machine's host name (what `install` set from the configuration's hostname), lower-case.
 fn server_hostname() -> Option<String> {
     nix::unistd::gethostname()

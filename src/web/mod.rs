@@ -3,6 +3,7 @@
 //! of `assets/` embedded in the binary: nothing is loaded from elsewhere.
 
 pub mod api;
+pub mod client_setup;
 pub mod login;
 pub mod pages;
 pub mod session;
@@ -321,6 +322,7 @@ pub fn router(web: Web) -> Router {
         .route("/", get(pages::dashboard))
         .merge(pages::routes())
         .nest("/api/v1", api::routes())
+        .merge(client_setup::routes())
         .route("/assets/{*path}", get(asset))
         .fallback(|| async { WebError::NotFound("no such page".into()) })
         .layer(axum::middleware::from_fn_with_state(

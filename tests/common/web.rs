@@ -65,8 +65,14 @@ pub async fn http_with(
         .await
         .unwrap();
     let body = form.unwrap_or("");
+    // A `Host:` among the headers replaces the default one.
+    let host = if headers.iter().any(|h| h.to_ascii_lowercase().starts_with("host:")) {
+        String::new()
+    } else {
+        "Host: mail.example.test\r\n".to_string()
+    };
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: mail.example.test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\n{host}Connection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     match form {
