@@ -97,18 +97,30 @@ async fn mail_clients_and_senders_find_their_settings() {
     domains::update(&mut tx, sys, &dom("off.example"), &off)
         .await
         .unwrap();
-    domains::create_alias(&mut tx, sys, &dom("alias.example"), &dom("example.org"), true)
-        .await
-        .unwrap();
+    domains::create_alias(
+        &mut tx,
+        sys,
+        &dom("alias.example"),
+        &dom("example.org"),
+        true,
+    )
+    .await
+    .unwrap();
     let relay = Relay {
         target_host: "192.0.2.25".into(),
         target_port: 25,
         service: "relay".into(),
         verify_recipients: false,
     };
-    domains::create(&mut tx, sys, &dom("relay.example"), &DomainSpec::default(), Some(&relay))
-        .await
-        .unwrap();
+    domains::create(
+        &mut tx,
+        sys,
+        &dom("relay.example"),
+        &DomainSpec::default(),
+        Some(&relay),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     let mut config = Config::new(Hostname::parse("hostname", "mail.example.test").unwrap());
     config.components.pop3 = true;
@@ -138,8 +150,14 @@ async fn mail_clients_and_senders_find_their_settings() {
         valid(&by_address.body, "autoconfig-1.1.xsd")
             .unwrap_or_else(|e| panic!("{domain}: {e}\n{}", by_address.body));
         let body = &by_address.body;
-        assert!(body.contains(&format!("<domain>{domain}</domain>")), "{body}");
-        assert!(body.contains(&format!("<username>{login}</username>")), "{body}");
+        assert!(
+            body.contains(&format!("<domain>{domain}</domain>")),
+            "{body}"
+        );
+        assert!(
+            body.contains(&format!("<username>{login}</username>")),
+            "{body}"
+        );
         for (kind, p, socket) in [
             ("imap", 993, "SSL"),
             ("imap", 143, "STARTTLS"),
@@ -164,16 +182,33 @@ async fn mail_clients_and_senders_find_their_settings() {
     let mut no_pop = config.clone();
     no_pop.components.pop3 = false;
     let port2 = start_with(&store, no_pop).await;
-    let a = get(port2, "/mail/config-v1.1.xml?emailaddress=a%40example.org", "x").await;
+    let a = get(
+        port2,
+        "/mail/config-v1.1.xml?emailaddress=a%40example.org",
+        "x",
+    )
+    .await;
     assert_eq!(a.status, 200);
     assert!(!a.body.contains("pop3"), "{}", a.body);
 
     // Names the server does not host (or not as a mail domain), and hostile addresses: 404 or
     // 400, nothing echoed.
     for (path, host, status) in [
-        ("/mail/config-v1.1.xml?emailaddress=a%40elsewhere.test", "x", 404),
-        ("/mail/config-v1.1.xml?emailaddress=a%40relay.example", "x", 404),
-        ("/mail/config-v1.1.xml?emailaddress=a%40off.example", "x", 404),
+        (
+            "/mail/config-v1.1.xml?emailaddress=a%40elsewhere.test",
+            "x",
+            404,
+        ),
+        (
+            "/mail/config-v1.1.xml?emailaddress=a%40relay.example",
+            "x",
+            404,
+        ),
+        (
+            "/mail/config-v1.1.xml?emailaddress=a%40off.example",
+            "x",
+            404,
+        ),
         ("/mail/config-v1.1.xml", "autoconfig.elsewhere.test", 404),
         ("/mail/config-v1.1.xml", "mail.example.test", 404),
         ("/mail/config-v1.1.xml", "autoconfig.<script>.test", 404),
@@ -191,7 +226,11 @@ async fn mail_clients_and_senders_find_their_settings() {
         let a = get(port, path, host).await;
         assert_eq!(a.status, status, "{path} ({host}): {}", a.body);
         for echoed in ["<script", "X-Evil", "elsewhere"] {
-            assert!(!a.body.contains(echoed), "{path}: echoed {echoed}: {}", a.body);
+            assert!(
+                !a.body.contains(echoed),
+                "{path}: echoed {echoed}: {}",
+                a.body
+            );
         }
         assert!(a.header("x-evil").is_none());
     }
@@ -206,7 +245,11 @@ async fn mail_clients_and_senders_find_their_settings() {
         assert_eq!(a.status, 200, "{domain}: {}", a.body);
         valid(&a.body, "autodiscover-response.xsd")
             .unwrap_or_else(|e| panic!("{domain}: {e}\n{}", a.body));
-        assert!(a.body.contains(&format!("<LoginName>{login}</LoginName>")), "{}", a.body);
+        assert!(
+            a.body.contains(&format!("<LoginName>{login}</LoginName>")),
+            "{}",
+            a.body
+        );
         for (kind, p) in [("IMAP", 993), ("POP3", 995), ("SMTP", 465)] {
             assert!(
                 a.body.contains(&format!("<Type>{kind}</Type>\n        <Server>mail.example.test</Server>\n        <Port>{p}</Port>")),
@@ -240,7 +283,13 @@ async fn mail_clients_and_senders_find_their_settings() {
         (huge.as_str(), 413),
     ] {
         let a = post_xml(port, body).await;
-        assert_eq!(a.status, status, "{}: {}", &body[..body.len().min(120)], a.body);
+        assert_eq!(
+            a.status,
+            status,
+            "{}: {}",
+            &body[..body.len().min(120)],
+            a.body
+        );
         for echoed in ["root:", "lol", "X-Evil", "<b>", "evil.dtd"] {
             assert!(!a.body.contains(echoed), "echoed {echoed}: {}", a.body);
         }
@@ -260,9 +309,18 @@ async fn mail_clients_and_senders_find_their_settings() {
         );
     }
     for (path, status) in [
-        ("/autodiscover/autodiscover.json?Email=alice%40example.org&Protocol=ActiveSync", 404),
-        ("/autodiscover/autodiscover.json?Email=alice%40elsewhere.test&Protocol=AutodiscoverV1", 404),
-        ("/autodiscover/autodiscover.json?Protocol=AutodiscoverV1", 400),
+        (
+            "/autodiscover/autodiscover.json?Email=alice%40example.org&Protocol=ActiveSync",
+            404,
+        ),
+        (
+            "/autodiscover/autodiscover.json?Email=alice%40elsewhere.test&Protocol=AutodiscoverV1",
+            404,
+        ),
+        (
+            "/autodiscover/autodiscover.json?Protocol=AutodiscoverV1",
+            400,
+        ),
     ] {
         let a = get(port, path, "autodiscover.example.org").await;
         assert_eq!(a.status, status, "{path}: {}", a.body);
@@ -272,10 +330,19 @@ async fn mail_clients_and_senders_find_their_settings() {
     // hosted domains only.
     let a = get(port, "/.well-known/mta-sts.txt", "mta-sts.example.org").await;
     assert_eq!(a.status, 200, "{}", a.body);
-    assert!(a.header("content-type").is_some_and(|c| c.starts_with("text/plain")));
-    assert!(a.body.starts_with("version: STSv1\r\nmode: testing\r\nmx: mail.example.test\r\n"), "{}", a.body);
+    assert!(a
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("text/plain")));
+    assert!(
+        a.body
+            .starts_with("version: STSv1\r\nmode: testing\r\nmx: mail.example.test\r\n"),
+        "{}",
+        a.body
+    );
     let mut tx = store.begin_read().await.unwrap();
-    let d = domains::get(&mut tx, sys, &dom("example.org")).await.unwrap();
+    let d = domains::get(&mut tx, sys, &dom("example.org"))
+        .await
+        .unwrap();
     drop(tx);
     let addresses = ["192.0.2.10".parse().unwrap()];
     let records = modobox::dns::records::for_domain(&d, &config, &addresses, true).unwrap();
@@ -284,7 +351,10 @@ async fn mail_clients_and_senders_find_their_settings() {
         .find(|r| r.name.starts_with("_mta-sts."))
         .expect("an _mta-sts record");
     let id = modobox::dns::records::mta_sts_id(&a.body);
-    assert!(published.value.contains(&format!("id={id}")), "{published:?} vs {id}");
+    assert!(
+        published.value.contains(&format!("id={id}")),
+        "{published:?} vs {id}"
+    );
     for (host, proto) in [
         ("mta-sts.example.org", "http"),
         ("mta-sts.alias.example", "https"),
@@ -296,7 +366,10 @@ async fn mail_clients_and_senders_find_their_settings() {
             port,
             "GET",
             "/.well-known/mta-sts.txt",
-            &[&format!("Host: {host}"), &format!("X-Forwarded-Proto: {proto}")],
+            &[
+                &format!("Host: {host}"),
+                &format!("X-Forwarded-Proto: {proto}"),
+            ],
             &[],
             None,
         )
@@ -313,8 +386,11 @@ async fn mail_clients_and_senders_find_their_settings() {
     let records = modobox::dns::records::for_domain(&d, &enforcing, &addresses, true).unwrap();
     let enforced_id = modobox::dns::records::mta_sts_id(&a.body);
     assert_ne!(enforced_id, id);
-    assert!(records
-        .iter()
-        .any(|r| r.name.starts_with("_mta-sts.") && r.value.contains(&format!("id={enforced_id}"))));
+    assert!(
+        records
+            .iter()
+            .any(|r| r.name.starts_with("_mta-sts.")
+                && r.value.contains(&format!("id={enforced_id}")))
+    );
     store.close().await;
 }

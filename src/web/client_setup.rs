@@ -20,12 +20,18 @@ pub const MAX_AUTODISCOVER_BYTES: usize = 16 * 1024;
 pub fn routes() -> Router<Web> {
     Router::new()
         .route("/mail/config-v1.1.xml", get(autoconfig))
-        .route("/.well-known/autoconfig/mail/config-v1.1.xml", get(autoconfig))
+        .route(
+            "/.well-known/autoconfig/mail/config-v1.1.xml",
+            get(autoconfig),
+        )
         // Outlook writes the path in either case.
         .route("/autodiscover/autodiscover.xml", post(autodiscover))
         .route("/Autodiscover/Autodiscover.xml", post(autodiscover))
         .route("/autodiscover/autodiscover.json", get(autodiscover_json))
-        .route("/autodiscover/autodiscover.json/v1.0/{email}", get(autodiscover_json_v1))
+        .route(
+            "/autodiscover/autodiscover.json/v1.0/{email}",
+            get(autodiscover_json_v1),
+        )
         .route("/.well-known/mta-sts.txt", get(mta_sts))
 }
 
@@ -43,7 +49,11 @@ fn refuse(status: StatusCode, why: &str) -> Response {
 
 /// The domain the request is about: the address's, else the `Host` the client asked
 /// (`autoconfig.example.org`, `mta-sts.example.org`) without that first label.
-fn domain_asked(address: Option<&EmailAddress>, headers: &HeaderMap, label: &str) -> Option<DomainName> {
+fn domain_asked(
+    address: Option<&EmailAddress>,
+    headers: &HeaderMap,
+    label: &str,
+) -> Option<DomainName> {
     if let Some(a) = address {
         return Some(a.domain_name());
     }
@@ -113,7 +123,9 @@ fn autoconfig_xml(s: &Servers, domain: &DomainName, target: &DomainName, alias: 
             "    <{tag} type=\"{kind}\">\n      <hostname>{host}</hostname>\n      <port>{port}</port>\n      <socketType>{socket}</socketType>\n      <authentication>password-cleartext</authentication>\n      <username>{login}</username>\n    </{tag}>\n"
         )
     };
-    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<clientConfig version=\"1.1\">\n");
+    let mut x = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<clientConfig version=\"1.1\">\n",
+    );
     x.push_str(&format!(
         "  <emailProvider id=\"{domain}\">\n    <domain>{domain}</domain>\n    <displayName>{domain} mail</displayName>\n    <displayShortName>{domain}</displayShortName>\n"
     ));
@@ -137,11 +149,7 @@ fn servers(web: &Web) -> Servers<'_> {
 }
 
 /// `GET /mail/config-v1.1.xml?emailaddress=…` (and its `.well-known` twin).
-async fn autoconfig(
-    State(web): State<Web>,
-    headers: HeaderMap,
-    q: super::api::Query,
-) -> Response {
+async fn autoconfig(State(web): State<Web>, headers: HeaderMap, q: super::api::Query) -> Response {
     let address = match q.get("emailaddress") {
         Some(a) => match EmailAddress::parse("emailaddress", a.trim()) {
             Ok(a) => Some(a),
@@ -187,7 +195,7 @@ pub fn autodiscover_address(body: &[u8]) -> Result<String, RequestError> {
                 if inside {
                     return Err(RequestError::Malformed("EMailAddress holds elements"));
                 }
-                inside = e.local_name().as_ref() == b"EMailAddress";
+                inside = AsRef::<str>::as_ref(&e.local_name()) == "EMailAddress";
                 if inside && found.is_some() {
                     return Err(RequestError::Malformed("more than one EMailAddress"));
                 }
@@ -197,8 +205,7 @@ pub fn autodiscover_address(body: &[u8]) -> Result<String, RequestError> {
             }
             Event::End(_) => inside = false,
             Event::Text(t) if inside => {
-                let text = std::str::from_utf8(&t)
-                    .map_err(|_| RequestError::Malformed("not UTF-8"))?;
+                let text: &str = t.as_ref();
                 if text.contains('&') {
                     return Err(RequestError::Malformed("references in EMailAddress"));
                 }
@@ -206,7 +213,9 @@ pub fn autodiscover_address(body: &[u8]) -> Result<String, RequestError> {
                     f.push_str(text);
                 }
             }
-            _ if inside => return Err(RequestError::Malformed("EMailAddress holds more than text")),
+            _ if inside => {
+                return Err(RequestError::Malformed("EMailAddress holds more than text"))
+            }
             _ => {}
         }
         buf.clear();
@@ -280,7 +289,10 @@ async fn autodiscover(State(web): State<Web>, body: Bytes) -> Response {
 /// `AutodiscoverV1` protocol is served (no Exchange here).
 async fn autodiscover_json_for(web: &Web, address: &str, protocol: Option<&str>) -> Response {
     if !protocol.is_some_and(|p| p.eq_ignore_ascii_case("autodiscoverv1")) {
-        return refuse(StatusCode::NOT_FOUND, "only the AutodiscoverV1 protocol is served");
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "only the AutodiscoverV1 protocol is served",
+        );
     }
     let Ok(address) = EmailAddress::parse("Email", address.trim()) else {
         return refuse(StatusCode::BAD_REQUEST, "Email: not an address");
@@ -321,7 +333,10 @@ async fn mta_sts(State(web): State<Web>, headers: HeaderMap) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|p| p.eq_ignore_ascii_case("http"));
     if plain {
-        return refuse(StatusCode::NOT_FOUND, "MTA-STS policies are served over HTTPS only");
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "MTA-STS policies are served over HTTPS only",
+        );
     }
     let Some(domain) = domain_asked(None, &headers, "mta-sts") else {
         return refuse(StatusCode::NOT_FOUND, "ask mta-sts.<your domain>");
@@ -331,10 +346,8 @@ async fn mta_sts(State(web): State<Web>, headers: HeaderMap) -> Response {
         Some((_, false)) => {}
         _ => return refuse(StatusCode::NOT_FOUND, "not a domain of this server"),
     }
-    let policy = crate::dns::records::mta_sts_policy_for(
-        &web.config.hostname,
-        web.config.mail.mta_sts_mode,
-    );
+    let policy =
+        crate::dns::records::mta_sts_policy_for(&web.config.hostname, web.config.mail.mta_sts_mode);
     answer(StatusCode::OK, "text/plain; charset=utf-8", policy)
 }
 

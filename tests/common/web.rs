@@ -66,7 +66,10 @@ pub async fn http_with(
         .unwrap();
     let body = form.unwrap_or("");
     // A `Host:` among the headers replaces the default one.
-    let host = if headers.iter().any(|h| h.to_ascii_lowercase().starts_with("host:")) {
+    let host = if headers
+        .iter()
+        .any(|h| h.to_ascii_lowercase().starts_with("host:"))
+    {
         String::new()
     } else {
         "Host: mail.example.test\r\n".to_string()
