@@ -213,3 +213,73 @@ fn run_migrates_the_database_on_start() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `modobox tls status`: the certificate of the configuration, the names clients ask for (the
+/// hostname; autoconfig., autodiscover., mta-sts. of every hosted domain), and an exit code
+/// that says whether anything is missing.
+#[test]
+fn tls_status_names_what_the_certificate_lacks() {
+    let cli = Cli::new();
+    cli.ok(&["db", "migrate"], "");
+    cli.ok(&["domain", "add", "example.org"], "");
+    let h = |n: &str| modobox::names::Hostname::parse("h", n).unwrap();
+    let write_config = |cert: &modobox::keys::tls::CertPair, name: &str| {
+        let dir = cli.dir.path();
+        std::fs::write(dir.join(format!("{name}.pem")), &cert.cert_pem).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), &cert.key_pem).unwrap();
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "hostname = \"mail.example.test\"\n[tls]\nmode = \"manual\"\ncert = \"{0}/{name}.pem\"\nkey = \"{0}/{name}.key\"\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        config
+    };
+    let status = |config: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_modobox"))
+            .args(["tls", "status", "--json"])
+            .env("MODOBOX_DATABASE_URL", &cli.url)
+            .env("MODOBOX_CONFIG", config)
+            .output()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), json)
+    };
+    // Every name: fine.
+    let all = modobox::keys::tls::generate_self_signed(
+        &h("mail.example.test"),
+        &[
+            h("autoconfig.example.org"),
+            h("autodiscover.example.org"),
+            h("mta-sts.example.org"),
+        ],
+        30,
+    )
+    .unwrap();
+    let (code, json) = status(&write_config(&all, "all"));
+    assert_eq!(code, Some(0), "{json}");
+    assert_eq!(json["self_signed"], true);
+    assert_eq!(json["mode"], "manual");
+    assert_eq!(json["days_left"], 30);
+    assert_eq!(json["coverage"].as_array().unwrap().len(), 4, "{json}");
+    // Without the domain's client names: a warning naming each.
+    let bare = modobox::keys::tls::generate_self_signed(&h("mail.example.test"), &[], 30).unwrap();
+    let (code, json) = status(&write_config(&bare, "bare"));
+    assert_eq!(code, Some(1), "{json}");
+    let problems = json["problems"].to_string();
+    for name in ["autoconfig.example.org", "autodiscover.example.org", "mta-sts.example.org"] {
+        assert!(problems.contains(name), "{problems}");
+    }
+    // For another host: a failure.
+    let other = modobox::keys::tls::generate_self_signed(&h("mx.elsewhere.test"), &[], 30).unwrap();
+    let (code, json) = status(&write_config(&other, "other"));
+    assert_eq!(code, Some(2), "{json}");
+    assert!(json["problems"][0]
+        .as_str()
+        .unwrap()
+        .contains("does not hold the hostname mail.example.test"));
+}

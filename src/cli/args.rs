@@ -108,6 +108,9 @@ pub enum Command {
     /// DNS records to publish for the hosted domains.
     #[command(subcommand)]
     Dns(DnsCommand),
+    /// The TLS certificate the stack serves.
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// Print the default configuration or validate a configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -842,6 +845,18 @@ pub enum DnsCommand {
         /// Also the MTA-STS records.
         #[arg(long)]
         mta_sts: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// The certificate: issuer, names, expiry, and which of the names mail clients and
+    /// senders use (the hostname; autoconfig., autodiscover. and mta-sts. of each hosted
+    /// domain) it covers. Exit code 0 fine, 1 a warning (expiring within 14 days, a client
+    /// name not covered), 2 expired, unreadable or not covering the hostname.
+    Status {
+        #[arg(long)]
+        json: bool,
     },
 }
 

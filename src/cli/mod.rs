@@ -19,6 +19,7 @@ mod run;
 mod stats;
 mod status;
 mod task;
+mod tls;
 mod upgrade;
 mod web;
 
@@ -153,6 +154,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         )),
         Command::Status { json } => runtime()?.block_on(status::status(&cli.global, json)),
         Command::Dns(c) => runtime()?.block_on(dns::dns(&cli.global, &c)),
+        Command::Tls(c) => runtime()?.block_on(tls::tls(&cli.global, &c)),
         Command::Distro { json } => {
             let d = Distro::resolve(cli.global.distro.as_ref())?;
             if json {

@@ -41,6 +41,8 @@ pub struct CertInfo {
     pub not_after: DateTime<Utc>,
     /// Issuer equals subject and the signature verifies with the certificate's own key.
     pub self_signed: bool,
+    /// The issuer's distinguished name, as text (`CN=R11, O=Let's Encrypt, C=US`).
+    pub issuer: String,
 }
 
 impl CertInfo {
@@ -62,6 +64,93 @@ impl CertInfo {
     /// Whether the certificate is still valid `days` days from `now`.
     pub fn valid_for(&self, now: DateTime<Utc>, days: i64) -> bool {
         self.not_after > now + chrono::Duration::days(days)
+    }
+}
+
+/// What `modobox tls status` says of a certificate.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CertReport {
+    pub issuer: String,
+    pub self_signed: bool,
+    /// The names it holds (subjectAltName).
+    pub names: Vec<String>,
+    pub not_after: DateTime<Utc>,
+    /// Days begun until it expires (0 or less: expired).
+    pub days_left: i64,
+    /// The names clients use, each with whether the certificate covers it.
+    pub coverage: Vec<NameCoverage>,
+    /// 0 fine, 1 a warning, 2 a failure (the exit code of `tls status`).
+    pub severity: u8,
+    /// What is wrong, one line each.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NameCoverage {
+    pub name: String,
+    pub covered: bool,
+}
+
+/// Below this many days left, `tls status` warns.
+pub const EXPIRY_WARN_DAYS: i64 = 14;
+
+/// The report of `info` at `now`: expired, or without the hostname (every client and server
+/// checks it), is a failure; expiring within `EXPIRY_WARN_DAYS` days, or without a name mail
+/// clients or senders ask for (`client_names`), a warning.
+pub fn report(
+    info: &CertInfo,
+    now: DateTime<Utc>,
+    hostname: &Hostname,
+    client_names: &[Hostname],
+) -> CertReport {
+    let left = info.not_after - now;
+    let days_left = if left <= chrono::Duration::zero() {
+        left.num_days()
+    } else {
+        (left.num_seconds() + 86_399) / 86_400
+    };
+    let mut problems = Vec::new();
+    let mut severity = 0;
+    if days_left <= 0 {
+        problems.push(format!(
+            "expired on {}",
+            info.not_after.format("%Y-%m-%d %H:%M UTC")
+        ));
+        severity = 2;
+    } else if days_left < EXPIRY_WARN_DAYS {
+        problems.push(format!("expires in {days_left} day(s)"));
+        severity = 1;
+    }
+    let mut coverage = vec![NameCoverage {
+        name: hostname.to_string(),
+        covered: info.covers(hostname),
+    }];
+    if !info.covers(hostname) {
+        problems.push(format!(
+            "does not hold the hostname {hostname}: every client and server connecting refuses it"
+        ));
+        severity = 2;
+    }
+    for name in client_names {
+        let covered = info.covers(name);
+        if !covered {
+            problems.push(format!("does not hold {name}: clients asking that name get a certificate warning"));
+            severity = severity.max(1);
+        }
+        coverage.push(NameCoverage {
+            name: name.to_string(),
+            covered,
+        });
+    }
+    CertReport {
+        issuer: info.issuer.clone(),
+        self_signed: info.self_signed,
+        names: info.dns_names.clone(),
+        not_after: info.not_after,
+        days_left,
+        coverage,
+        severity,
+        problems,
     }
 }
 
@@ -163,6 +252,7 @@ pub fn inspect(cert_pem: &str) -> Result<CertInfo, TlsError> {
         dns_names,
         not_after,
         self_signed,
+        issuer: cert.issuer().to_string(),
     })
 }
 
@@ -327,11 +417,43 @@ mod tests {
     }
 
     #[test]
+    fn reports_say_what_clients_would_meet() {
+        let now = Utc::now();
+        let info = CertInfo {
+            dns_names: vec!["mail.example.com".into(), "autoconfig.example.com".into()],
+            not_after: now + chrono::Duration::days(60),
+            self_signed: false,
+            issuer: "CN=R11".into(),
+        };
+        let clients = [h("autoconfig.example.com"), h("mta-sts.example.com")];
+        let r = report(&info, now, &h("mail.example.com"), &clients);
+        assert_eq!((r.severity, r.days_left), (1, 60));
+        assert_eq!(
+            r.problems,
+            ["does not hold mta-sts.example.com: clients asking that name get a certificate warning"]
+        );
+        assert_eq!(
+            r.coverage.iter().map(|c| c.covered).collect::<Vec<_>>(),
+            [true, true, false]
+        );
+        let r = report(&info, now, &h("mail.example.com"), &clients[..1]);
+        assert_eq!(r.severity, 0, "{:?}", r.problems);
+        let r = report(&info, now + chrono::Duration::days(50), &h("mail.example.com"), &[]);
+        assert_eq!((r.severity, r.days_left), (1, 10));
+        let r = report(&info, now + chrono::Duration::days(61), &h("mail.example.com"), &[]);
+        assert_eq!(r.severity, 2);
+        assert!(r.problems[0].starts_with("expired on "), "{:?}", r.problems);
+        let r = report(&info, now, &h("mx.example.org"), &[]);
+        assert_eq!(r.severity, 2);
+    }
+
+    #[test]
     fn wildcards_cover_one_label() {
         let info = CertInfo {
             dns_names: vec!["*.example.com".into(), "Example.NET".into()],
             not_after: Utc::now(),
             self_signed: false,
+            issuer: String::new(),
         };
         assert!(info.covers(&h("mail.example.com")));
         assert!(!info.covers(&h("example.com")));
