@@ -271,7 +271,11 @@ fn tls_status_names_what_the_certificate_lacks() {
     let (code, json) = status(&write_config(&bare, "bare"));
     assert_eq!(code, Some(1), "{json}");
     let problems = json["problems"].to_string();
-    for name in ["autoconfig.example.org", "autodiscover.example.org", "mta-sts.example.org"] {
+    for name in [
+        "autoconfig.example.org",
+        "autodiscover.example.org",
+        "mta-sts.example.org",
+    ] {
         assert!(problems.contains(name), "{problems}");
     }
     // For another host: a failure.

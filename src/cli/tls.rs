@@ -79,7 +79,14 @@ pub async fn tls(global: &Global, cmd: &TlsCommand) -> Result<ExitCode> {
             println!("  {:<40} {mark}", c.name);
         }
         for p in &report.problems {
-            println!("{}: {p}", if report.severity == 2 { "error" } else { "warning" });
+            println!(
+                "{}: {p}",
+                if report.severity == 2 {
+                    "error"
+                } else {
+                    "warning"
+                }
+            );
         }
         if report.problems.is_empty() {
             println!("ok");

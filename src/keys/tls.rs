@@ -134,7 +134,9 @@ pub fn report(
     for name in client_names {
         let covered = info.covers(name);
         if !covered {
-            problems.push(format!("does not hold {name}: clients asking that name get a certificate warning"));
+            problems.push(format!(
+                "does not hold {name}: clients asking that name get a certificate warning"
+            ));
             severity = severity.max(1);
         }
         coverage.push(NameCoverage {
@@ -438,9 +440,19 @@ mod tests {
         );
         let r = report(&info, now, &h("mail.example.com"), &clients[..1]);
         assert_eq!(r.severity, 0, "{:?}", r.problems);
-        let r = report(&info, now + chrono::Duration::days(50), &h("mail.example.com"), &[]);
+        let r = report(
+            &info,
+            now + chrono::Duration::days(50),
+            &h("mail.example.com"),
+            &[],
+        );
         assert_eq!((r.severity, r.days_left), (1, 10));
-        let r = report(&info, now + chrono::Duration::days(61), &h("mail.example.com"), &[]);
+        let r = report(
+            &info,
+            now + chrono::Duration::days(61),
+            &h("mail.example.com"),
+            &[],
+        );
         assert_eq!(r.severity, 2);
         assert!(r.problems[0].starts_with("expired on "), "{:?}", r.problems);
         let r = report(&info, now, &h("mx.example.org"), &[]);
