@@ -8,7 +8,7 @@ use crate::cli::{Global, TlsCommand};
 use crate::config::Config;
 use crate::distro::Distro;
 use crate::keys::tls;
-use crate::names::{DomainKind, Hostname};
+use crate::names::DomainKind;
 
 pub async fn tls(global: &Global, cmd: &TlsCommand) -> Result<ExitCode> {
     let TlsCommand::Status { json } = cmd;
@@ -35,13 +35,7 @@ pub async fn tls(global: &Global, cmd: &TlsCommand) -> Result<ExitCode> {
             store.close().await;
             domains
                 .iter()
-                .flat_map(|d| {
-                    ["autoconfig", "autodiscover", "mta-sts"]
-                        .iter()
-                        .filter_map(move |l| {
-                            Hostname::parse("name", &format!("{l}.{}", d.name)).ok()
-                        })
-                })
+                .flat_map(|d| crate::dns::records::web_names_of(&d.name, true))
                 .collect()
         }
         Err(e) => {

@@ -168,13 +168,18 @@ pub fn mta_sts_id(policy: &str) -> String {
 /// certificate: `autoconfig.`, `autodiscover.` and, with MTA-STS, `mta-sts.` (whose HTTPS
 /// certificate senders check).
 pub fn web_names(d: &DomainDns) -> Vec<Hostname> {
+    web_names_of(&d.domain, d.mta_sts)
+}
+
+/// `web_names` of `domain`: `autoconfig.`, `autodiscover.` and, with `mta_sts`, `mta-sts.`.
+pub fn web_names_of(domain: &DomainName, mta_sts: bool) -> Vec<Hostname> {
     let mut labels = vec!["autoconfig", "autodiscover"];
-    if d.mta_sts {
+    if mta_sts {
         labels.push("mta-sts");
     }
     labels
         .into_iter()
-        .filter_map(|l| Hostname::parse("hostname", &format!("{l}.{}", d.domain)).ok())
+        .filter_map(|l| Hostname::parse("hostname", &format!("{l}.{domain}")).ok())
         .collect()
 }
 

@@ -64,9 +64,9 @@ pub fn account_json(a: &Account, viewer: &ApiUser, sent: &SentToday) -> Value {
             "message_limit": m.message_limit,
             "sent_messages_in_percent": m.message_limit.map(|limit| {
                 let n = sent.get(&m.full_address).copied().unwrap_or(0);
-                if limit > 0 { super::domains::percent(n, i64::from(limit)) } else { 100 }
+                if limit > 0 { super::percent(n, i64::from(limit)) } else { 100 }
             }),
-            "quota_usage": super::domains::percent(m.quota_used_bytes, i64::from(m.quota) * 1024 * 1024),
+            "quota_usage": super::percent(m.quota_used_bytes, i64::from(m.quota) * 1024 * 1024),
             "is_send_only": m.is_send_only,
             "quota_usage_bytes": m.quota_used_bytes,
         })),

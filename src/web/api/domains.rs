@@ -67,7 +67,7 @@ pub fn domain_json(d: &Domain) -> Value {
         "dkim_key_length": d.dkim_key_length,
         "dkim_public_key": d.dkim_public_key,
         "dkim_private_key_path": d.dkim_private_key_path,
-        "allocated_quota_in_percent": percent(d.allocated_quota, i64::from(d.quota)),
+        "allocated_quota_in_percent": super::percent(d.allocated_quota, i64::from(d.quota)),
         "mailbox_count": d.mailboxes,
         "mbalias_count": d.aliases,
         "domainalias_count": d.domain_aliases,
@@ -78,15 +78,6 @@ pub fn domain_json(d: &Domain) -> Value {
         "enable_dns_checks": d.enable_dns_checks,
         "allocated_quota": d.allocated_quota,
     })
-}
-
-/// Whole percent of `of` that `part` is, 0 when `of` is 0 (unlimited), as Modoboa computes
-/// its quota percentages.
-pub fn percent(part: i64, of: i64) -> i64 {
-    if of <= 0 {
-        return 0;
-    }
-    part.max(0) * 100 / of
 }
 
 /// A relay domain as Modoboa's RelayDomainSerializer answers it: the transport's pk, service

@@ -687,6 +687,15 @@ impl Paging {
     }
 }
 
+/// Whole percent of `of` that `part` is, 0 when `of` is 0 (unlimited), as Modoboa computes
+/// its quota percentages.
+pub fn percent(part: i64, of: i64) -> i64 {
+    if of <= 0 {
+        return 0;
+    }
+    part.max(0) * 100 / of
+}
+
 /// A `{pk}` path segment; anything but a number is no object (404, as DRF answers).
 pub fn pk(text: &str) -> Result<i32, ApiError> {
     text.parse::<i32>().map_err(|_| ApiError::NotFound)
