@@ -255,7 +255,7 @@ pub enum TlsMode {
     SelfSigned,
     /// The admin provides `cert` and `key`.
     Manual,
-    /// An ACME client (the hook) keeps `cert` and `key` current; modobox serves the challenge.
+    /// modobox's ACME client (or the admin's, `acme_hook`) keeps the certificate current.
     Acme,
 }
 
@@ -263,18 +263,30 @@ pub enum TlsMode {
 #[serde(deny_unknown_fields, default)]
 pub struct Tls {
     pub mode: TlsMode,
-    /// Certificate chain (PEM). Required for `manual` and `acme`; for `self-signed` the
-    /// distribution's TLS directory is used when unset.
+    /// Certificate chain (PEM). Required for `manual`; when unset, `self-signed` uses the
+    /// distribution's TLS directory and `acme` `<paths.data>/tls/`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert: Option<SafePath>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<SafePath>,
-    /// `acme`: the program run to obtain or renew the certificate.
+    /// `acme`: the ACME directory (RFC 8555) of the certificate authority.
+    pub acme_directory: HttpUrl,
+    /// `acme`: the contact address given to the certificate authority (expiry notices).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acme_email: Option<EmailAddress>,
+    /// `acme`: a PEM file of the CA that signs the ACME server's own HTTPS certificate, for
+    /// private authorities; unset: the system's trusted roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acme_ca_root: Option<SafePath>,
+    /// `acme`: an external program to run instead of modobox's own ACME client.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acme_hook: Option<SafePath>,
     /// Directory served at `/.well-known/acme-challenge/`.
     pub acme_webroot: SafePath,
 }
+
+/// Let's Encrypt's production directory.
+pub const DEFAULT_ACME_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
 impl Default for Tls {
     fn default() -> Self {
@@ -282,6 +294,12 @@ impl Default for Tls {
             mode: TlsMode::SelfSigned,
             cert: None,
             key: None,
+            acme_directory: known_good(HttpUrl::parse(
+                "tls.acme_directory",
+                DEFAULT_ACME_DIRECTORY,
+            )),
+            acme_email: None,
+            acme_ca_root: None,
             acme_hook: None,
             acme_webroot: known_good(SafePath::parse("tls.acme_webroot", "/var/lib/modobox/acme")),
         }
@@ -422,6 +440,8 @@ pub struct Schedule {
     /// Does nothing until backup.repository is set.
     pub backup: String,
     pub backup_verify: String,
+    /// Renews the ACME certificate when it is due (only with tls.mode = "acme").
+    pub tls_renew: String,
 }
 
 impl Default for Schedule {
@@ -439,6 +459,7 @@ impl Default for Schedule {
             quarantine_cleanup: "0 2 * * *".into(),
             backup: "30 3 * * *".into(),
             backup_verify: "0 5 * * 0".into(),
+            tls_renew: "23 */6 * * *".into(),
         }
     }
 }
@@ -461,6 +482,7 @@ impl Schedule {
             ("quarantine_cleanup", self.quarantine_cleanup.as_str()),
             ("backup", self.backup.as_str()),
             ("backup_verify", self.backup_verify.as_str()),
+            ("tls_renew", self.tls_renew.as_str()),
         ])
     }
 }
@@ -750,35 +772,22 @@ impl Config {
                 &self.web.listen.to_string(),
             ));
         }
-        match self.tls.mode {
-            TlsMode::SelfSigned => {}
-            TlsMode::Manual | TlsMode::Acme => {
-                let mode = if self.tls.mode == TlsMode::Manual {
-                    "manual"
-                } else {
-                    "acme"
-                };
-                if self.tls.cert.is_none() {
+        if self.tls.mode == TlsMode::Manual {
+            for (field, value) in [("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
+                if value.is_none() {
                     return Err(NameError::new(
-                        "tls.cert",
-                        format!("is required when tls.mode = \"{mode}\""),
-                        "",
-                    ));
-                }
-                if self.tls.key.is_none() {
-                    return Err(NameError::new(
-                        "tls.key",
-                        format!("is required when tls.mode = \"{mode}\""),
+                        field,
+                        "is required when tls.mode = \"manual\"",
                         "",
                     ));
                 }
             }
         }
-        if self.tls.mode == TlsMode::Acme && self.tls.acme_hook.is_none() {
+        if self.tls.mode == TlsMode::Acme && self.tls.acme_directory.as_str().starts_with("http:") {
             return Err(NameError::new(
-                "tls.acme_hook",
-                "is required when tls.mode = \"acme\"",
-                "",
+                "tls.acme_directory",
+                "must be an https:// URL (ACME servers are only spoken to over HTTPS)",
+                self.tls.acme_directory.as_str(),
             ));
         }
         if self.database.engine == Engine::Sqlite && self.database.location == DbLocation::External

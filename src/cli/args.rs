@@ -697,6 +697,12 @@ pub struct InstallArgs {
     /// Private key (PEM) for --tls manual.
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// For --tls acme: the address the certificate authority sends expiry notices to.
+    #[arg(long, value_name = "ADDRESS")]
+    pub acme_email: Option<String>,
+    /// For --tls acme: the authority's ACME directory URL (default: Let's Encrypt).
+    #[arg(long, value_name = "URL")]
+    pub acme_directory: Option<String>,
     /// Answer yes to every question (unattended installs, images, automation).
     #[arg(long, short)]
     pub yes: bool,
@@ -857,6 +863,14 @@ pub enum TlsCommand {
     Status {
         #[arg(long)]
         json: bool,
+    },
+    /// With tls.mode = "acme": obtains a new certificate now when one is due (the placeholder,
+    /// 30 days before expiry, a client name whose DNS points here missing), then reloads
+    /// Postfix, Dovecot and nginx. What the `tls_renew` job does on its schedule.
+    Renew {
+        /// Renew even when not due, and without waiting after earlier failures.
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -110,6 +110,12 @@ fn settings(global: &Global, args: &InstallArgs) -> Result<Config> {
     if let Some(p) = &args.tls_key {
         config.tls.key = Some(SafePath::parse("--tls-key", &p.to_string_lossy())?);
     }
+    if let Some(e) = &args.acme_email {
+        config.tls.acme_email = Some(EmailAddress::parse("--acme-email", e)?);
+    }
+    if let Some(u) = &args.acme_directory {
+        config.tls.acme_directory = crate::names::HttpUrl::parse("--acme-directory", u)?;
+    }
     if interactive(args) && !from_file {
         prompt(&mut config)?;
     }
@@ -147,18 +153,35 @@ fn prompt(config: &mut Config) -> Result<()> {
     for name in COMPONENTS {
         set_component(config, name, chosen.contains(name))?;
     }
-    let modes = vec!["self-signed", "manual", "acme"];
+    let modes = vec![
+        "acme (Let's Encrypt: the hostname's DNS must point here, port 80 open)",
+        "self-signed",
+        "manual (certificate and key files you provide)",
+    ];
     let mode = inquire::Select::new("TLS certificate:", modes).prompt()?;
-    config.tls.mode = match mode {
+    config.tls.mode = match mode.split(' ').next().unwrap_or_default() {
         "manual" => TlsMode::Manual,
         "acme" => TlsMode::Acme,
         _ => TlsMode::SelfSigned,
     };
-    if config.tls.mode != TlsMode::SelfSigned {
-        let cert = inquire::Text::new("Certificate chain (PEM) path:").prompt()?;
-        let key = inquire::Text::new("Private key (PEM) path:").prompt()?;
-        config.tls.cert = Some(SafePath::parse("certificate", &cert)?);
-        config.tls.key = Some(SafePath::parse("key", &key)?);
+    match config.tls.mode {
+        TlsMode::Manual => {
+            let cert = inquire::Text::new("Certificate chain (PEM) path:").prompt()?;
+            let key = inquire::Text::new("Private key (PEM) path:").prompt()?;
+            config.tls.cert = Some(SafePath::parse("certificate", &cert)?);
+            config.tls.key = Some(SafePath::parse("key", &key)?);
+        }
+        TlsMode::Acme => {
+            let email = inquire::Text::new("Email address for the certificate authority:")
+                .with_help_message("expiry notices; empty for none")
+                .with_default(&admin)
+                .prompt()?;
+            config.tls.acme_email = match email.trim() {
+                "" => None,
+                e => Some(EmailAddress::parse("tls.acme_email", e)?),
+            };
+        }
+        TlsMode::SelfSigned => {}
     }
     Ok(())
 }

@@ -11,7 +11,46 @@ use crate::keys::tls;
 use crate::names::DomainKind;
 
 pub async fn tls(global: &Global, cmd: &TlsCommand) -> Result<ExitCode> {
-    let TlsCommand::Status { json } = cmd;
+    match cmd {
+        TlsCommand::Status { json } => status(global, *json).await,
+        TlsCommand::Renew { force } => renew(global, *force).await,
+    }
+}
+
+/// `tls renew`: the `tls_renew` job, now, in this process.
+async fn renew(global: &Global, force: bool) -> Result<ExitCode> {
+    let config = Config::load(&global.config)?;
+    if config.tls.mode != crate::config::TlsMode::Acme {
+        anyhow::bail!(
+            "tls.mode is {:?}: only certificates of tls.mode = \"acme\" are renewed by modobox",
+            serde_json::to_value(config.tls.mode)?
+                .as_str()
+                .unwrap_or_default()
+        );
+    }
+    let distro = Distro::resolve(global.distro.as_ref())?;
+    let (store, _) = super::open(global).await?;
+    let ctx = crate::jobs::JobContext {
+        node: crate::jobs::scheduler::node_name(&config),
+        config,
+        distro,
+        store: store.clone(),
+    };
+    let result = crate::jobs::tls_renew::renew(&ctx, force).await;
+    store.close().await;
+    match result {
+        Ok(message) => {
+            println!("{message}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn status(global: &Global, json: bool) -> Result<ExitCode> {
     let config = Config::load(&global.config)?;
     let distro = Distro::resolve(global.distro.as_ref())?;
     let (cert, _) = crate::render::context::tls_paths(&config, &distro);
@@ -43,13 +82,25 @@ pub async fn tls(global: &Global, cmd: &TlsCommand) -> Result<ExitCode> {
             Vec::new()
         }
     };
-    let report = tls::report(&info, chrono::Utc::now(), &config.hostname, &client_names);
+    let mut report = tls::report(&info, chrono::Utc::now(), &config.hostname, &client_names);
     let mode = serde_json::to_value(config.tls.mode)?;
     let path = cert.as_path().display().to_string();
-    if *json {
+    let acme = (config.tls.mode == crate::config::TlsMode::Acme).then(|| {
+        crate::jobs::tls_renew::RenewalState::load(&crate::jobs::tls_renew::state_path(&config))
+    });
+    if let Some(e) = acme.as_ref().and_then(|s| s.last_error.as_ref()) {
+        report
+            .problems
+            .push(format!("the last ACME renewal failed: {e}"));
+        report.severity = report.severity.max(1);
+    }
+    if json {
         let mut v = serde_json::to_value(&report)?;
         v["path"] = serde_json::Value::String(path);
         v["mode"] = mode;
+        if let Some(state) = &acme {
+            v["acme"] = serde_json::to_value(state)?;
+        }
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
@@ -82,9 +133,37 @@ pub async fn tls(global: &Global, cmd: &TlsCommand) -> Result<ExitCode> {
                 }
             );
         }
+        if let Some(state) = &acme {
+            print_acme(state);
+        }
         if report.problems.is_empty() {
             println!("ok");
         }
     }
     Ok(ExitCode::from(report.severity))
+}
+
+/// The ACME renewals as `state.json` has them.
+fn print_acme(state: &crate::jobs::tls_renew::RenewalState) {
+    let at = |t: &Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or_else(
+            || "never".to_string(),
+            |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+        )
+    };
+    println!(
+        "  ACME: last renewal {}, last attempt {}",
+        at(&state.last_success),
+        at(&state.last_attempt)
+    );
+    if let Some(e) = &state.last_error {
+        println!(
+            "  ACME: {} failed attempt(s) in a row, the last: {e}; next attempt {}",
+            state.failures,
+            at(&state.next_attempt)
+        );
+    }
+    for (name, why) in &state.skipped {
+        println!("  ACME: {name} not asked for: {why}");
+    }
 }

@@ -238,23 +238,29 @@ impl Resolver {
         mx.dedup_by(|a, b| a.1 == b.1);
         let mut out = Vec::with_capacity(mx.len());
         for (_, name) in mx {
-            let (v4, v6) = tokio::join!(
-                self.records(&name, RecordType::A),
-                self.records(&name, RecordType::AAAA)
-            );
-            let mut addresses: Vec<IpAddr> = Vec::new();
-            for r in v4?.into_iter().chain(v6?) {
-                match r {
-                    RData::A(a) => addresses.push(IpAddr::V4(a.0)),
-                    RData::AAAA(a) => addresses.push(IpAddr::V6(a.0)),
-                    _ => {}
-                }
-            }
-            addresses.sort();
-            addresses.dedup();
+            let addresses = self.addresses(&name).await?;
             out.push(Exchanger { name, addresses });
         }
         Ok(out)
+    }
+
+    /// The A and AAAA addresses of `name` (after CNAMEs), sorted; empty when it has none.
+    pub async fn addresses(&self, name: &str) -> Result<Vec<IpAddr>, DnsFailure> {
+        let (v4, v6) = tokio::join!(
+            self.records(name, RecordType::A),
+            self.records(name, RecordType::AAAA)
+        );
+        let mut addresses: Vec<IpAddr> = Vec::new();
+        for r in v4?.into_iter().chain(v6?) {
+            match r {
+                RData::A(a) => addresses.push(IpAddr::V4(a.0)),
+                RData::AAAA(a) => addresses.push(IpAddr::V6(a.0)),
+                _ => {}
+            }
+        }
+        addresses.sort();
+        addresses.dedup();
+        Ok(addresses)
     }
 
     /// Asks one DNSBL about one address.

@@ -82,10 +82,18 @@ fn cert_expiry_at(cert_path: &Path, warn_days: i64, now: DateTime<Utc>) -> Check
     } else {
         Level::Ok
     };
+    let from = if info.self_signed {
+        "self-signed".to_string()
+    } else {
+        format!("issued by {}", info.issuer)
+    };
     Check::new(
         name,
         level,
-        format!("{days} day{plural} left (until {end})"),
+        format!(
+            "{days} day{plural} left (until {end}); {from}; for {}",
+            info.dns_names.join(", ")
+        ),
     )
 }
 

@@ -465,6 +465,13 @@ pub fn remove_instance_files(
         "TLS certificate and private key",
         &[cert.as_path().to_path_buf(), key.as_path().to_path_buf()],
     )?;
+    sweep.files(
+        "ACME account key and renewal state",
+        &[
+            crate::jobs::tls_renew::account_path(config),
+            crate::jobs::tls_renew::state_path(config),
+        ],
+    )?;
     sweep.entries(
         "DKIM private keys",
         config.paths.dkim_keys.as_path(),
@@ -861,6 +868,7 @@ mod tests {
             "/var/lib/apt/lists/deb.debian.org_Packages",
             "/var/lib/modobox/rrd/builder.test.rrd",
             "/var/lib/modobox/parser-state.json",
+            "/var/lib/modobox/tls/account.json",
             "/srv/vmail/builder.test/alice/Maildir/cur/1:2,S",
         ] {
             put(&root, f, "x");
@@ -894,6 +902,7 @@ mod tests {
             "/var/lib/modobox/rendered-base/etc/postfix/sql-domains.cf",
             "/etc/modobox/secrets.toml",
             "/var/lib/dkim/builder.test.pem",
+            "/var/lib/modobox/tls/account.json",
             "/etc/ssh/ssh_host_ed25519_key",
             "/etc/ssh/ssh_host_ed25519_key.pub",
             SNAKEOIL_KEY,

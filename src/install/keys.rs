@@ -242,34 +242,11 @@ impl Step for DkimKey {
     }
 }
 
-/// `tls.mode = "acme"`: once nginx serves the challenge directory, the admin's ACME client
-/// (`tls.acme_hook`, e.g. a small script around certbot, lego or acme.sh) is run to replace the
-/// self-signed placeholder; the daemons are restarted by the next services check (their
-/// certificate is newer than they are).
+/// `tls.mode = "acme"`: once nginx serves the challenge directory, the self-signed placeholder
+/// is replaced by a certificate from the ACME authority (`jobs::tls_renew`: modobox's own
+/// client, or the admin's `tls.acme_hook`), and the daemons reload it.
 #[derive(Debug)]
 pub struct Acme;
-
-/// What the hook gets, as environment variables (nothing on its command line).
-pub fn acme_hook_env(ctx: &Ctx) -> Vec<(&'static str, String)> {
-    let (cert, key) = tls_paths(&ctx.config, &ctx.distro);
-    vec![
-        ("MODOBOX_HOSTNAME", ctx.config.hostname.to_string()),
-        ("MODOBOX_WEBROOT", ctx.config.tls.acme_webroot.to_string()),
-        ("MODOBOX_CERT", cert.to_string()),
-        ("MODOBOX_KEY", key.to_string()),
-    ]
-}
-
-/// Runs the hook; it must leave a certificate for the hostname and its key at MODOBOX_CERT and
-/// MODOBOX_KEY.
-pub fn run_acme_hook(hook: &Path, env: &[(&'static str, String)]) -> StepResult<()> {
-    let mut cmd = crate::system::cmd::Cmd::new(&hook.display().to_string());
-    for (k, v) in env {
-        cmd = cmd.env(k, v);
-    }
-    cmd.run()?;
-    Ok(())
-}
 
 fn acme_pending(ctx: &Ctx) -> bool {
     let (cert_path, _) = tls_paths(&ctx.config, &ctx.distro);
@@ -288,59 +265,29 @@ impl Step for Acme {
         if ctx.config.tls.mode != TlsMode::Acme || !acme_pending(ctx) {
             return Ok(Check::Done);
         }
+        let with = match &ctx.config.tls.acme_hook {
+            Some(hook) => hook.to_string(),
+            None => ctx.config.tls.acme_directory.to_string(),
+        };
         Ok(Check::Change(vec![format!(
-            "obtain the certificate for {} with {}",
-            ctx.config.hostname,
-            ctx.config
-                .tls
-                .acme_hook
-                .as_ref()
-                .map_or_else(String::new, ToString::to_string)
+            "obtain the certificate for {} from {with}",
+            ctx.config.hostname
         )]))
     }
 
     fn apply(&self, ctx: &mut Ctx) -> StepResult<()> {
-        let hook =
-            ctx.config.tls.acme_hook.clone().ok_or_else(|| {
-                StepError::new("tls.acme_hook: required with tls.mode = \"acme\"")
-            })?;
-        let webroot = ctx.config.tls.acme_webroot.as_path();
-        std::fs::create_dir_all(webroot).map_err(io_error(webroot))?;
-        run_acme_hook(hook.as_path(), &acme_hook_env(ctx))?;
-        // The daemons read the new certificate when restarted.
+        let job = crate::jobs::JobContext {
+            node: crate::jobs::scheduler::node_name(&ctx.config),
+            config: ctx.config.clone(),
+            distro: ctx.distro.clone(),
+            store: ctx.store()?,
+        };
+        let message = ctx
+            .rt
+            .block_on(crate::jobs::tls_renew::renew(&job, false))
+            .map_err(|e| StepError::new(format!("ACME: {e}")))?;
+        tracing::info!("{message}");
+        // A daemon that did not take the new pair by reloading is restarted.
         super::services::Services.apply(ctx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_acme_hook_gets_its_paths_in_the_environment_and_its_failure_is_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let hook = dir.path().join("hook");
-        let out = dir.path().join("seen");
-        std::fs::write(
-            &hook,
-            format!(
-                "#!/bin/sh\necho \"$MODOBOX_HOSTNAME $MODOBOX_CERT\" > {}\n",
-                out.display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let env = vec![
-            ("MODOBOX_HOSTNAME", "mail.example.com".to_string()),
-            ("MODOBOX_CERT", "/etc/ssl/certs/x.crt".to_string()),
-        ];
-        run_acme_hook(&hook, &env).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&out).unwrap(),
-            "mail.example.com /etc/ssl/certs/x.crt\n"
-        );
-        std::fs::write(&hook, "#!/bin/sh\necho 'rate limited' >&2\nexit 1\n").unwrap();
-        let e = run_acme_hook(&hook, &env).unwrap_err().to_string();
-        assert!(e.contains("rate limited"), "{e}");
     }
 }

@@ -29,7 +29,16 @@ pub fn services(ctx: &Ctx) -> StepResult<Vec<Service>> {
     let c = &ctx.config.components;
     let rendered = files::rendered(ctx)?;
     let (cert, key) = tls_paths(&ctx.config, &ctx.distro);
-    let tls = [cert.as_path().to_path_buf(), key.as_path().to_path_buf()];
+    let mut tls = vec![cert.as_path().to_path_buf(), key.as_path().to_path_buf()];
+    // A renewal reloaded the daemons after writing the pair: they serve it without a restart.
+    let state = crate::jobs::tls_renew::RenewalState::load(&crate::jobs::tls_renew::state_path(
+        &ctx.config,
+    ));
+    if ctx.config.tls.mode == crate::config::TlsMode::Acme
+        && newest_mtime(&tls).is_some_and(|written| state.reloaded_since(written))
+    {
+        tls.clear();
+    }
     let under = |dirs: &[&Path], extra: &[PathBuf]| -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = rendered
             .iter()

@@ -13,6 +13,7 @@ pub mod new_accounts_statistics;
 pub mod process;
 pub mod quarantine_cleanup;
 pub mod scheduler;
+pub mod tls_renew;
 
 // Written in another branch (network jobs); only called from here.
 pub mod check_mx;
@@ -45,6 +46,8 @@ pub enum JobError {
     Stats(#[from] StatsError),
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),
+    #[error(transparent)]
+    Tls(#[from] tls_renew::RenewError),
     /// Some items were done and others failed, each failure named.
     #[error("{}", partly(.done, .failures))]
     Partly { done: String, failures: Vec<String> },
@@ -150,6 +153,11 @@ pub const JOBS: &[Job] = &[
         about: "restore the latest backup into a scratch area and check it (verify)",
         dry_run: false,
     },
+    Job {
+        name: "tls_renew",
+        about: "renew the ACME certificate when due and reload the daemons (tls.mode = \"acme\")",
+        dry_run: false,
+    },
 ];
 
 pub fn job(name: &str) -> Option<&'static Job> {
@@ -228,6 +236,13 @@ pub async fn execute(name: &str, ctx: &JobContext, dry_run: bool) -> (Outcome, S
         }
         "backup" => backup::run(ctx).await,
         "backup_verify" => backup::verify(ctx).await,
+        "tls_renew" if ctx.config.tls.mode != crate::config::TlsMode::Acme => {
+            return (
+                Outcome::Skipped,
+                "the certificate is not renewed by ACME (tls.mode is not \"acme\")".into(),
+            )
+        }
+        "tls_renew" => tls_renew::renew(ctx, false).await,
         _ => return (Outcome::Failed, format!("{name}: no implementation")),
     };
     match result {

@@ -52,22 +52,40 @@ struct Tls<'a> {
     cert: String,
     key: String,
     acme_webroot: &'a str,
+    /// `acme`: the directories the renewal (in modobox.service) writes the pair into.
+    renew_dirs: Vec<String>,
 }
 
 /// Paths of the certificate and key the stack uses, whatever the TLS mode.
 pub fn tls_paths(config: &Config, distro: &Distro) -> (SafePath, SafePath) {
     let p = &distro.facts.paths;
+    // ACME renews from modobox.service, which may not write /etc (ProtectSystem=full).
+    let (cert_dir, key_dir) = if config.tls.mode == TlsMode::Acme {
+        let dir = acme_dir(config);
+        (dir.clone(), dir)
+    } else {
+        (p.ssl_certs.clone(), p.ssl_private.clone())
+    };
     let cert = config.tls.cert.clone().unwrap_or_else(|| {
-        p.ssl_certs
+        cert_dir
             .join(&format!("modobox-{}.crt", config.hostname))
-            .unwrap_or_else(|_| p.ssl_certs.clone())
+            .unwrap_or_else(|_| cert_dir.clone())
     });
     let key = config.tls.key.clone().unwrap_or_else(|| {
-        p.ssl_private
+        key_dir
             .join(&format!("modobox-{}.key", config.hostname))
-            .unwrap_or_else(|_| p.ssl_private.clone())
+            .unwrap_or_else(|_| key_dir.clone())
     });
     (cert, key)
+}
+
+/// `<paths.data>/tls`: the ACME account, the renewal state and (by default) the certificate.
+pub fn acme_dir(config: &Config) -> SafePath {
+    config
+        .paths
+        .data
+        .join("tls")
+        .unwrap_or_else(|_| config.paths.data.clone())
 }
 
 /// The SQL driver name of `engine` in Postfix's maps (Dovecot names its drivers alike).
@@ -151,6 +169,18 @@ pub fn build(config: &Config, distro: &Distro, secrets: &Secrets) -> tera::Conte
             TlsMode::SelfSigned => "self-signed",
             TlsMode::Manual => "manual",
             TlsMode::Acme => "acme",
+        },
+        renew_dirs: if config.tls.mode == TlsMode::Acme {
+            let mut dirs: Vec<String> = [&cert, &key]
+                .iter()
+                .filter_map(|p| p.as_path().parent())
+                .map(|d| d.display().to_string())
+                .collect();
+            dirs.sort();
+            dirs.dedup();
+            dirs
+        } else {
+            Vec::new()
         },
         cert: cert.to_string(),
         key: key.to_string(),

@@ -194,6 +194,11 @@ pub async fn gather(
         ),
     ];
     let mut checks = checks;
+    if config.tls.mode == crate::config::TlsMode::Acme {
+        let state =
+            crate::jobs::tls_renew::RenewalState::load(&crate::jobs::tls_renew::state_path(config));
+        checks.push(crate::jobs::tls_renew::check(&state));
+    }
     if let Some(s) = store {
         checks.push(crate::backup::status::check(config, s, Utc::now()).await);
     }
