@@ -3,6 +3,8 @@
 //! a small HTTP server standing in for nginx's challenge location. The same flow through the
 //! real nginx, Postfix and Dovecot of an installed server is tests/e2e/acme-test.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::net::TcpListener;

@@ -494,9 +494,8 @@ pub async fn renew(ctx: &JobContext, force: bool) -> Result<String, JobError> {
     let (wanted, skipped) = wanted_names(ctx, &state).await;
     state.skipped = skipped;
     let reasons = due_reasons(info.as_ref(), &wanted, now);
-    if reasons.is_empty() && !force {
+    if let (true, false, Some(info)) = (reasons.is_empty(), force, &info) {
         state.save(&path)?;
-        let info = info.expect("a certificate without reasons to renew exists");
         return Ok(format!(
             "not due: valid until {} and holds the {} name(s) asked for; renewal from {}",
             info.not_after.format("%Y-%m-%d"),

@@ -39,12 +39,21 @@ pub enum AcmeError {
     },
 }
 
+/// The first names with their reasons (the order's own order: the hostname first), the rest
+/// counted: a failure of every name would otherwise fill an alert with the same sentence.
 fn failed_text(failed: &[(String, String)]) -> String {
-    failed
+    const SHOWN: usize = 3;
+    let mut text = failed
         .iter()
+        .take(SHOWN)
         .map(|(name, why)| format!("{name}: {why}"))
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("; ");
+    if failed.len() > SHOWN {
+        let rest: Vec<&str> = failed[SHOWN..].iter().map(|(n, _)| n.as_str()).collect();
+        text.push_str(&format!("; and {} more: {}", rest.len(), rest.join(", ")));
+    }
+    text
 }
 
 fn problem_text(p: &Problem) -> String {
@@ -279,6 +288,7 @@ async fn order(
         if failed.is_empty() {
             failed.push((names.join(", "), format!("order is {status:?}")));
         }
+        failed.sort_by_key(|(n, _)| names.iter().position(|x| x == n).unwrap_or(usize::MAX));
         return Err(AcmeError::Validation(failed));
     }
     let key = rcgen::KeyPair::generate().map_err(|e| AcmeError::Protocol(e.to_string()))?;
@@ -299,6 +309,19 @@ async fn order(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_list_of_failures_names_every_name_but_explains_only_the_first() {
+        let failed: Vec<(String, String)> = (1..=5)
+            .map(|i| (format!("n{i}.example.com"), format!("reason {i}")))
+            .collect();
+        let text = AcmeError::Validation(failed).to_string();
+        assert_eq!(
+            text,
+            "validation failed: n1.example.com: reason 1; n2.example.com: reason 2; \
+             n3.example.com: reason 3; and 2 more: n4.example.com, n5.example.com"
+        );
+    }
 
     #[test]
     fn tokens_cannot_leave_the_challenge_directory() {
