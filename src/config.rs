@@ -783,6 +783,19 @@ impl Config {
                 }
             }
         }
+        if let Some(root) = &self.tls.acme_ca_root {
+            if ["/root", "/home", "/run/user"]
+                .iter()
+                .any(|d| root.as_path().starts_with(d))
+            {
+                return Err(NameError::new(
+                    "tls.acme_ca_root",
+                    "must not be under /root, /home or /run/user (modobox.service, which renews \
+                     the certificate, cannot read there)",
+                    root.as_str(),
+                ));
+            }
+        }
         if self.tls.mode == TlsMode::Acme && self.tls.acme_directory.as_str().starts_with("http:") {
             return Err(NameError::new(
                 "tls.acme_directory",
@@ -931,6 +944,48 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("unknown field `engin`"), "{e}");
+    }
+
+    #[test]
+    fn acme_settings_are_checked_and_named() {
+        for (text, field, rule) in [
+            ("[tls]\nmode = \"manual\"\n", "tls.cert", "is required"),
+            (
+                "[tls]\nmode = \"acme\"\nacme_directory = \"http://127.0.0.1:14000/dir\"\n",
+                "tls.acme_directory",
+                "https://",
+            ),
+            (
+                "[tls]\nacme_directory = \"ftp://ca.example.com/dir\"\n",
+                "tls.acme_directory",
+                "https://",
+            ),
+            (
+                "[tls]\nacme_ca_root = \"/root/ca.pem\"\n",
+                "tls.acme_ca_root",
+                "cannot read there",
+            ),
+            (
+                "[tls]\nacme_email = \"not an address\"\n",
+                "tls.acme_email",
+                "",
+            ),
+        ] {
+            let e = Config::from_toml(
+                &format!("hostname = \"mail.example.com\"\n{text}"),
+                "t.toml",
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(field) && e.contains(rule), "{text}: {e}");
+        }
+        // ACME needs neither a hook nor file paths: modobox's client and its own directory.
+        let c = Config::from_toml(
+            "hostname = \"mail.example.com\"\n[tls]\nmode = \"acme\"\nacme_email = \"a@example.com\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.tls.acme_directory.as_str(), DEFAULT_ACME_DIRECTORY);
     }
 
     #[test]

@@ -17,8 +17,10 @@ pub async fn tls(global: &Global, cmd: &TlsCommand) -> Result<ExitCode> {
     }
 }
 
-/// `tls renew`: the `tls_renew` job, now, in this process.
+/// `tls renew`: the `tls_renew` job, now, in this process — under the job's lock and recorded
+/// like `task run tls_renew`, so it never runs beside the scheduled one.
 async fn renew(global: &Global, force: bool) -> Result<ExitCode> {
+    use crate::jobs::{scheduler, Outcome};
     let config = Config::load(&global.config)?;
     if config.tls.mode != crate::config::TlsMode::Acme {
         anyhow::bail!(
@@ -30,21 +32,21 @@ async fn renew(global: &Global, force: bool) -> Result<ExitCode> {
     }
     let distro = Distro::resolve(global.distro.as_ref())?;
     let (store, _) = super::open(global).await?;
-    let ctx = crate::jobs::JobContext {
-        node: crate::jobs::scheduler::node_name(&config),
+    let ctx = std::sync::Arc::new(crate::jobs::JobContext {
+        node: scheduler::node_name(&config),
         config,
         distro,
         store: store.clone(),
-    };
-    let result = crate::jobs::tls_renew::renew(&ctx, force).await;
+    });
+    let report = crate::jobs::tls_renew::renew_locked(ctx, force).await;
     store.close().await;
-    match result {
-        Ok(message) => {
-            println!("{message}");
+    match report.outcome {
+        Outcome::Ok => {
+            println!("{}", report.message);
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            eprintln!("error: {e}");
+        _ => {
+            eprintln!("error: {}", report.message);
             Ok(ExitCode::FAILURE)
         }
     }

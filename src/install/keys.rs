@@ -276,17 +276,26 @@ impl Step for Acme {
     }
 
     fn apply(&self, ctx: &mut Ctx) -> StepResult<()> {
-        let job = crate::jobs::JobContext {
+        let job = std::sync::Arc::new(crate::jobs::JobContext {
             node: crate::jobs::scheduler::node_name(&ctx.config),
             config: ctx.config.clone(),
             distro: ctx.distro.clone(),
             store: ctx.store()?,
-        };
-        let message = ctx
+        });
+        let report = ctx
             .rt
-            .block_on(crate::jobs::tls_renew::renew(&job, false))
-            .map_err(|e| StepError::new(format!("ACME: {e}")))?;
-        tracing::info!("{message}");
+            .block_on(crate::jobs::tls_renew::renew_locked(job, false));
+        if report.outcome == crate::jobs::Outcome::Ok {
+            println!("    {}", report.message);
+        } else {
+            // Mail works with the placeholder meanwhile; the job retries (and alerts).
+            eprintln!(
+                "warning: no certificate from the ACME authority yet: {}\n         the \
+                 self-signed placeholder is served until the tls_renew job gets one \
+                 (`modobox tls status` shows its attempts; `modobox tls renew --force` tries now)",
+                report.message
+            );
+        }
         // A daemon that did not take the new pair by reloading is restarted.
         super::services::Services.apply(ctx)
     }

@@ -605,6 +605,35 @@ pub async fn renew(ctx: &JobContext, force: bool) -> Result<String, JobError> {
     }
 }
 
+/// [`renew`] under the job's lock and recorded as a run of `tls_renew` (by hand: `tls renew`,
+/// the install), so it never runs beside the scheduled one.
+pub async fn renew_locked(
+    ctx: std::sync::Arc<JobContext>,
+    force: bool,
+) -> super::scheduler::Report {
+    use super::Outcome;
+    let job = ctx.clone();
+    let runner: super::scheduler::Runner = std::sync::Arc::new(move |_name: String| {
+        let job = job.clone();
+        Box::pin(async move {
+            match renew(&job, force).await {
+                Ok(message) => (Outcome::Ok, message),
+                Err(e) => (Outcome::Failed, e.to_string()),
+            }
+        })
+    });
+    let name = "tls_renew";
+    super::scheduler::run_locked(
+        &ctx.store,
+        &ctx.node,
+        name,
+        None,
+        ctx.config.jobs.timeout(name),
+        &runner,
+    )
+    .await
+}
+
 /// A certificate for `hostname` whose key is `key_pem`, or why not.
 fn check_pair(cert_pem: &str, key_pem: &str, hostname: &Hostname) -> Result<CertInfo, RenewError> {
     let info = tlskeys::inspect(cert_pem)
