@@ -327,6 +327,7 @@ async fn the_renewal_job_asks_for_the_names_that_point_here_keeps_the_old_pair_o
             "autodiscover.example.test",
             "autodiscover.other.test",
             "mail.example.test",
+            "mail.other.test",
             "mta-sts.example.test",
             "mta-sts.other.test"
         ]
@@ -360,6 +361,7 @@ async fn the_renewal_job_asks_for_the_names_that_point_here_keeps_the_old_pair_o
     // (Its other names point elsewhere: only autodiscover. is asked for, and refused.)
     pebble.set_a("autoconfig.refused-x.test", "192.0.2.1");
     pebble.set_a("mta-sts.refused-x.test", "192.0.2.1");
+    pebble.set_a("mail.refused-x.test", "192.0.2.1");
     let message = renewed(tls_renew::renew(&ctx, false).await);
     assert!(message.contains("issued"), "{message}");
     let state = RenewalState::load(&tls_renew::state_path(&config));

@@ -183,6 +183,12 @@ pub fn web_names_of(domain: &DomainName, mta_sts: bool) -> Vec<Hostname> {
         .collect()
 }
 
+/// `mail.<domain>`: the name a customer may give their mail clients instead of the hostname;
+/// the ACME certificate covers it when its DNS points here.
+pub fn mail_name_of(domain: &DomainName) -> Option<Hostname> {
+    Hostname::parse("hostname", &format!("mail.{domain}")).ok()
+}
+
 /// Every record the domain needs, in the order an admin would enter them.
 pub fn records(d: &DomainDns) -> Vec<Record> {
     let domain = d.domain.as_str();

@@ -1,8 +1,8 @@
 //! `tls_renew` (also `modobox tls renew` and install's `acme` step), with `tls.mode = "acme"`:
 //! keeps the certificate every daemon serves current. A renewal is due when the certificate is
 //! the self-signed placeholder, expires within 30 days, or lacks a name clients ask for whose
-//! DNS points here (`autoconfig.`, `autodiscover.`, `mta-sts.` of each hosted domain and
-//! domain alias; one that does not point here is left out, so a missing record never makes
+//! DNS points here (`autoconfig.`, `autodiscover.`, `mta-sts.`, and `mail.` — so customers
+//! may use their own domain in their mail client — of each hosted domain and domain alias; one that does not point here is left out, so a missing record never makes
 //! issuance fail; one that fails validation is left out for a day). A new key and chain
 //! replace the old pair only once issued and checked (a swap cut short is finished at the next
 //! run), then Postfix, Dovecot and nginx reload — no restart. A failure keeps the old
@@ -234,6 +234,7 @@ async fn wanted_names(
         Ok(domains) => {
             for d in domains {
                 candidates.extend(crate::dns::records::web_names_of(&d, true));
+                candidates.extend(crate::dns::records::mail_name_of(&d));
             }
         }
         Err(e) => {
