@@ -216,6 +216,9 @@ pub struct Mail {
     pub message_size_limit_mb: u32,
     /// The mode of the MTA-STS policy served for every hosted domain.
     pub mta_sts_mode: MtaStsMode,
+    /// The mailbox TLS reports (RFC 8460) are sent to and read from; unset: the admin address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_reports_mailbox: Option<EmailAddress>,
 }
 
 impl Default for Mail {
@@ -225,6 +228,7 @@ impl Default for Mail {
             handle_mailboxes_on_filesystem: true,
             message_size_limit_mb: 50,
             mta_sts_mode: MtaStsMode::Testing,
+            tls_reports_mailbox: None,
         }
     }
 }
@@ -442,6 +446,8 @@ pub struct Schedule {
     pub backup_verify: String,
     /// Renews the ACME certificate when it is due (only with tls.mode = "acme").
     pub tls_renew: String,
+    /// Reads the TLS reports mailed to the TLS reports mailbox.
+    pub tls_reports: String,
 }
 
 impl Default for Schedule {
@@ -460,6 +466,7 @@ impl Default for Schedule {
             backup: "30 3 * * *".into(),
             backup_verify: "0 5 * * 0".into(),
             tls_renew: "23 */6 * * *".into(),
+            tls_reports: "41 * * * *".into(),
         }
     }
 }
@@ -483,6 +490,7 @@ impl Schedule {
             ("backup", self.backup.as_str()),
             ("backup_verify", self.backup_verify.as_str()),
             ("tls_renew", self.tls_renew.as_str()),
+            ("tls_reports", self.tls_reports.as_str()),
         ])
     }
 }
@@ -903,6 +911,14 @@ impl Config {
         }
         let domain = self.primary_domain()?;
         EmailAddress::parse("admin_address", &format!("postmaster@{domain}")).ok()
+    }
+
+    /// Where sending servers mail their TLS reports (the `_smtp._tls` record's `rua`).
+    pub fn tls_reports_address(&self) -> Option<EmailAddress> {
+        self.mail
+            .tls_reports_mailbox
+            .clone()
+            .or_else(|| self.admin_address())
     }
 
     pub fn to_toml(&self) -> String {

@@ -15,6 +15,7 @@ pub mod milter;
 pub mod names;
 pub mod password;
 pub mod policy;
+pub mod reports;
 pub mod render;
 pub mod secrets;
 pub mod service;

@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["dns"],
     &["render"],
     &["health"],
-    &["stats"],
+    &["stats", "reports"],
     &["service"],
     &["backup"],
     &["jobs"],

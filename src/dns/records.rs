@@ -25,8 +25,10 @@ pub struct DomainDns {
     pub mta_sts: bool,
     /// The mode of the MTA-STS policy.
     pub mta_sts_mode: crate::config::MtaStsMode,
-    /// Where DMARC aggregate and TLS reports go.
+    /// Where DMARC aggregate reports go.
     pub admin_address: String,
+    /// Where TLS reports go (`mail.tls_reports_mailbox`, else the admin address).
+    pub tls_reports: String,
 }
 
 /// The addresses other servers reach this one at: every interface address except loopback,
@@ -85,6 +87,10 @@ pub fn for_domain(
         mta_sts_mode: config.mail.mta_sts_mode,
         admin_address: config
             .admin_address()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        tls_reports: config
+            .tls_reports_address()
             .map(|a| a.to_string())
             .unwrap_or_default(),
     };
@@ -346,7 +352,7 @@ pub fn records(d: &DomainDns) -> Vec<Record> {
                 ),
             );
         }
-        if let Some(a) = &admin {
+        if let Some(a) = EmailAddress::parse("tls_reports", &d.tls_reports).ok() {
             push(
                 &mut out,
                 format!("_smtp._tls.{apex}"),
@@ -420,6 +426,7 @@ mod tests {
             mta_sts: true,
             mta_sts_mode: crate::config::MtaStsMode::Testing,
             admin_address: "postmaster@example.com".to_string(),
+            tls_reports: "postmaster@example.com".to_string(),
         }
     }
 
@@ -436,6 +443,7 @@ mod tests {
             mta_sts: false,
             mta_sts_mode: crate::config::MtaStsMode::Testing,
             admin_address: "reports@hosting.example.net".to_string(),
+            tls_reports: "reports@hosting.example.net".to_string(),
         }
     }
 

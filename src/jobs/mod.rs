@@ -14,6 +14,7 @@ pub mod process;
 pub mod quarantine_cleanup;
 pub mod scheduler;
 pub mod tls_renew;
+pub mod tls_reports;
 
 // Written in another branch (network jobs); only called from here.
 pub mod check_mx;
@@ -154,6 +155,11 @@ pub const JOBS: &[Job] = &[
         dry_run: false,
     },
     Job {
+        name: "tls_reports",
+        about: "store the TLS reports (RFC 8460) mailed to the TLS reports mailbox",
+        dry_run: false,
+    },
+    Job {
         name: "tls_renew",
         about: "renew the ACME certificate when due and reload the daemons (tls.mode = \"acme\")",
         dry_run: false,
@@ -243,6 +249,7 @@ pub async fn execute(name: &str, ctx: &JobContext, dry_run: bool) -> (Outcome, S
             )
         }
         "tls_renew" => tls_renew::renew(ctx, false).await,
+        "tls_reports" => tls_reports::run(ctx).await,
         _ => return (Outcome::Failed, format!("{name}: no implementation")),
     };
     match result {

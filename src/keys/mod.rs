@@ -5,4 +5,5 @@ pub mod acme;
 pub mod dkim;
 pub mod dkim_files;
 pub mod dkim_verify;
+pub mod mobileconfig;
 pub mod tls;

@@ -21,6 +21,7 @@ pub mod roles;
 pub mod sending;
 pub mod sessions;
 pub mod tasks;
+pub mod tls_reports;
 pub mod tokens;
 pub mod transfer;
 

@@ -305,7 +305,27 @@ fn start_companions(
             store.clone(),
             stop.clone(),
         )),
+        tokio::spawn(profile_signer(config, distro, stop.clone())),
     ]
+}
+
+/// Signs the web UI's Apple profiles with the TLS key the web process may not read.
+fn profile_signer(
+    config: &Config,
+    distro: &Distro,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> {
+    let (cert, key) = crate::render::context::tls_paths(config, distro);
+    let web = crate::service::own::WEB.user;
+    let allowed = uzers::get_user_by_name(web).map(|u| (u.uid(), u.primary_group_id()));
+    crate::keys::mobileconfig::serve(
+        crate::keys::mobileconfig::SOCKET.into(),
+        config.hostname.clone(),
+        cert.as_path().to_path_buf(),
+        key.as_path().to_path_buf(),
+        allowed,
+        stop,
+    )
 }
 
 /// Probes and repairs until SIGTERM or SIGINT; the jobs and the status snapshot run alongside.

@@ -43,6 +43,8 @@ pub struct Inner {
     pub secure_cookies: bool,
     /// The status the supervisor publishes (`health::published::SNAPSHOT`).
     pub status_file: std::path::PathBuf,
+    /// The supervisor's profile signer (`keys::mobileconfig::SOCKET`).
+    pub profile_socket: std::path::PathBuf,
 }
 
 impl std::ops::Deref for Web {
@@ -57,6 +59,14 @@ impl Web {
     pub fn with_status_file(mut self, path: std::path::PathBuf) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.0) {
             inner.status_file = path;
+        }
+        self
+    }
+
+    /// Asks another profile signer (tests).
+    pub fn with_profile_socket(mut self, path: std::path::PathBuf) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.profile_socket = path;
         }
         self
     }
@@ -88,6 +98,7 @@ impl Web {
             throttle: Mutex::new(throttle::Throttle::default()),
             secure_cookies,
             status_file: crate::health::published::SNAPSHOT.into(),
+            profile_socket: crate::keys::mobileconfig::SOCKET.into(),
         })))
     }
 

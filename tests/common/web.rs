@@ -15,6 +15,8 @@ pub struct Answer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The body as sent (downloads that are not text).
+    pub bytes: Vec<u8>,
 }
 
 impl Answer {
@@ -95,6 +97,10 @@ pub async fn http_with(
     s.write_all(req.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await.unwrap();
+    let bytes = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or_else(Vec::new, |at| raw[at + 4..].to_vec());
     let text = String::from_utf8_lossy(&raw).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
@@ -107,6 +113,7 @@ pub async fn http_with(
         status,
         headers,
         body: body.to_string(),
+        bytes,
     }
 }
 
@@ -131,6 +138,15 @@ pub async fn start(store: &Store) -> u16 {
 
 /// `start` with this configuration.
 pub async fn start_with(store: &Store, config: Config) -> u16 {
+    start_with_signer(store, config, None).await
+}
+
+/// `start_with`, the Apple profiles signed by the signer at `profile_socket`.
+pub async fn start_with_signer(
+    store: &Store,
+    config: Config,
+    profile_socket: Option<std::path::PathBuf>,
+) -> u16 {
     let distro = Distro::load(&"debian:12".parse().unwrap()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -144,9 +160,12 @@ pub async fn start_with(store: &Store, config: Config) -> u16 {
     .await;
     let status_file = std::env::temp_dir().join(format!("modobox-test-status-{port}.json"));
     modobox::health::published::write_snapshot(&status_file, &status, None).unwrap();
-    let web = modobox::web::Web::new(store.clone(), config, distro, false)
+    let mut web = modobox::web::Web::new(store.clone(), config, distro, false)
         .unwrap()
         .with_status_file(status_file);
+    if let Some(socket) = profile_socket {
+        web = web.with_profile_socket(socket);
+    }
     tokio::spawn(modobox::web::serve_on(
         web,
         listener,

@@ -637,3 +637,98 @@ pub async fn limits(
         }
     }
 }
+
+/// The Apple profile of the account's mailbox (`.mobileconfig`), without its password.
+pub async fn mobileconfig(
+    State(web): State<Web>,
+    user: User,
+    Path(username): Path<String>,
+) -> Result<Response, WebError> {
+    require_admin(&user)?;
+    mobileconfig_of(&web, &user, &username, None).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ProfileForm {
+    #[serde(default)]
+    password: String,
+}
+
+/// The same profile with the password typed in: checked against the account's own first, so a
+/// typing mistake never ends up on a phone.
+pub async fn mobileconfig_with_password(
+    State(web): State<Web>,
+    Path(username): Path<String>,
+    post: Post<ProfileForm>,
+) -> Result<Response, WebError> {
+    let (user, form) = (post.user, post.form);
+    require_admin(&user)?;
+    let mut tx = web.store.begin().await?;
+    let stored =
+        accounts::stored_password(&mut tx, user.actor(), &Username::existing(&username)).await?;
+    tx.commit().await?;
+    if form.password.is_empty()
+        || !crate::password::verify_bounded(stored, form.password.clone()).await
+    {
+        return show_refused(
+            &web,
+            &user,
+            &username,
+            one_error("password", "password: is not this account's password"),
+        )
+        .await;
+    }
+    mobileconfig_of(&web, &user, &username, Some(form.password)).await
+}
+
+async fn mobileconfig_of(
+    web: &Web,
+    user: &User,
+    username: &str,
+    password: Option<String>,
+) -> Result<Response, WebError> {
+    use crate::keys::mobileconfig;
+    use axum::http::header;
+    let mut tx = web.store.begin().await?;
+    let a = accounts::get(&mut tx, user.actor(), &Username::existing(username)).await?;
+    tx.commit().await?;
+    let Some(mailbox) = &a.mailbox else {
+        return Err(WebError::NotFound(format!(
+            "{}: no mailbox, so no mail account to set up",
+            a.username
+        )));
+    };
+    let req = mobileconfig::Request {
+        email: mailbox.full_address.clone(),
+        name: format!("{} {}", a.first_name, a.last_name).trim().to_string(),
+        password,
+    };
+    // Signed by the supervisor, which alone may read the TLS key.
+    let (signed, bytes) = match mobileconfig::request(&web.profile_socket, &req).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            tracing::warn!("{e}: the profile for {} is sent unsigned", req.email);
+            let document = mobileconfig::render(&req, &web.config.hostname)
+                .map_err(|e| WebError::BadRequest(e.to_string()))?;
+            (false, document.into_bytes())
+        }
+    };
+    let file = format!(
+        "attachment; filename=\"{}.mobileconfig\"",
+        mailbox.full_address.replace(['"', '\\', '\r', '\n'], "")
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-apple-aspen-config".to_string()),
+            (header::CONTENT_DISPOSITION, file),
+            // It may hold a password.
+            (header::CACHE_CONTROL, "no-store".to_string()),
+            (
+                header::HeaderName::from_static("x-modobox-profile"),
+                if signed { "signed" } else { "unsigned" }.to_string(),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}

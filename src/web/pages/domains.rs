@@ -313,6 +313,54 @@ struct MxView {
     listings: Vec<(String, String)>,
 }
 
+/// The domain page shows the TLS reports of this many days.
+const TLS_REPORT_DAYS: i64 = 30;
+
+/// One policy of one TLS report, as the domain page shows it.
+#[derive(Debug, Serialize)]
+struct TlsReportView {
+    organization: String,
+    period: String,
+    policy_type: String,
+    successful: i64,
+    failed: i64,
+    /// "result-type (count)" per kind of failure, the largest first.
+    failures: Vec<String>,
+}
+
+impl TlsReportView {
+    fn of(r: crate::store::tls_reports::TlsReport) -> Self {
+        let mut details: Vec<crate::reports::tlsrpt::FailureDetail> =
+            serde_json::from_str(&r.failures).unwrap_or_default();
+        details.sort_by(|a, b| b.failed_session_count.cmp(&a.failed_session_count));
+        TlsReportView {
+            period: format!(
+                "{} – {}",
+                r.begins_at.format("%Y-%m-%d %H:%M"),
+                r.ends_at.format("%Y-%m-%d %H:%M UTC")
+            ),
+            organization: r.organization,
+            policy_type: r.policy_type,
+            successful: r.successful,
+            failed: r.failed,
+            failures: details
+                .iter()
+                .take(5)
+                .map(|f| {
+                    let mut s = format!("{} ({})", f.result_type, f.failed_session_count);
+                    if let Some(mx) = &f.receiving_mx_hostname {
+                        s.push_str(&format!(" at {mx}"));
+                    }
+                    if let Some(ip) = &f.sending_mta_ip {
+                        s.push_str(&format!(" from {ip}"));
+                    }
+                    s
+                })
+                .collect(),
+        }
+    }
+}
+
 pub async fn show(
     State(web): State<Web>,
     user: User,
@@ -325,6 +373,13 @@ pub async fn show(
     let aliases = domains::list_aliases(&mut tx, user.actor(), Some(&d.name)).await?;
     let mx = dnschecks::mx_rows(&mut tx, d.id).await?;
     let dnsbl = dnschecks::dnsbl_rows(&mut tx, d.id).await?;
+    let since = chrono::Utc::now() - chrono::Duration::days(TLS_REPORT_DAYS);
+    let tls_reports: Vec<TlsReportView> =
+        crate::store::tls_reports::recent(&mut tx, d.name.as_str(), since)
+            .await?
+            .into_iter()
+            .map(TlsReportView::of)
+            .collect();
     tx.commit().await?;
     let state = crate::jobs::check_mx::domain_state(&web.store, d.id).await?;
     let mx: Vec<MxView> = mx
@@ -366,6 +421,12 @@ pub async fn show(
     ctx.insert("domain_aliases", &aliases);
     ctx.insert("mx", &mx);
     ctx.insert("mx_state", &state);
+    ctx.insert("tls_reports", &tls_reports);
+    ctx.insert("tls_report_days", &TLS_REPORT_DAYS);
+    ctx.insert(
+        "tls_reports_address",
+        &web.config.tls_reports_address().map(|a| a.to_string()),
+    );
     ctx.insert("can_delete", &can_create(&user));
     web.render("domain.html", &ctx)
 }

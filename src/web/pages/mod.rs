@@ -65,6 +65,10 @@ pub fn routes() -> axum::Router<Web> {
             get(accounts::password_form).post(accounts::password),
         )
         .route(
+            "/accounts/{username}/mobileconfig",
+            get(accounts::mobileconfig).post(accounts::mobileconfig_with_password),
+        )
+        .route(
             "/accounts/{username}/delete",
             get(accounts::delete_form).post(accounts::delete),
         )

@@ -1,0 +1,165 @@
+//! `tls_reports`: reads the TLS reports (RFC 8460) sending servers mailed to
+//! `mail.tls_reports_mailbox` (else the admin address) — the `rua` of the `_smtp._tls` record
+//! `dns records` prints — from that mailbox's Maildir on this server, and keeps each policy of
+//! each report about a hosted domain in `modobox_tls_report` (the domain page shows them). The
+//! messages stay where they are; the ones already read are remembered by their Maildir unique
+//! name in `<paths.data>/tls-reports-seen.json`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+
+use super::{JobContext, JobError};
+use crate::names::DomainKind;
+use crate::reports::tlsrpt::{self, Report};
+use crate::store::access::Actor;
+use crate::store::tls_reports::{self, TlsReport};
+
+/// A report mail larger than this is not a report (real ones are a few KiB).
+const MAX_MAIL_BYTES: u64 = 32 << 20;
+
+fn seen_path(ctx: &JobContext) -> PathBuf {
+    ctx.config.paths.data.as_path().join("tls-reports-seen.json")
+}
+
+/// `<mail_root>/<domain>/<local part>/Maildir`, as Dovecot keeps it.
+fn maildir_of(ctx: &JobContext, address: &crate::names::EmailAddress) -> PathBuf {
+    let (local, domain) = address.as_str().split_once('@').unwrap_or((address.as_str(), ""));
+    ctx.config
+        .paths
+        .mail_root
+        .as_path()
+        .join(domain)
+        .join(local)
+        .join("Maildir")
+}
+
+/// The messages of the Maildir's inbox: (unique name, path).
+fn messages(maildir: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        let Ok(rd) = std::fs::read_dir(maildir.join(sub)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let unique = name.split_once(':').map_or(name.as_str(), |(u, _)| u).to_string();
+            out.push((unique, e.path()));
+        }
+    }
+    out
+}
+
+/// The rows a report gives: one per policy about a hosted domain (the others are counted).
+fn rows_of(report: &Report, hosted: &BTreeSet<String>) -> (Vec<TlsReport>, usize) {
+    let mut rows = Vec::new();
+    let mut foreign = 0;
+    for p in &report.policies {
+        let domain = p.policy.policy_domain.trim_end_matches('.').to_ascii_lowercase();
+        if !hosted.contains(&domain) {
+            foreign += 1;
+            continue;
+        }
+        rows.push(TlsReport {
+            domain,
+            organization: report.organization_name.clone(),
+            report_id: report.report_id.clone(),
+            begins_at: report.date_range.start_datetime,
+            ends_at: report.date_range.end_datetime,
+            policy_type: p.policy.policy_type.clone(),
+            policy: p.policy.policy_string.join("\n"),
+            successful: i64::try_from(p.summary.total_successful_session_count).unwrap_or(i64::MAX),
+            failed: i64::try_from(p.summary.total_failure_session_count).unwrap_or(i64::MAX),
+            failures: serde_json::to_string(&p.failure_details).unwrap_or_else(|_| "[]".into()),
+        });
+    }
+    (rows, foreign)
+}
+
+pub async fn run(ctx: &JobContext) -> Result<String, JobError> {
+    let Some(address) = ctx.config.tls_reports_address() else {
+        return Ok("no address for TLS reports (set admin_address or mail.tls_reports_mailbox)".into());
+    };
+    let maildir = maildir_of(ctx, &address);
+    if !maildir.is_dir() {
+        return Ok(format!(
+            "{address} has no mailbox on this server ({} does not exist): its TLS reports are \
+             not read here (set mail.tls_reports_mailbox to a local mailbox)",
+            maildir.display()
+        ));
+    }
+    let mut tx = ctx.store.begin().await?;
+    let mut hosted: BTreeSet<String> =
+        crate::store::domains::list(&mut tx, Actor::System, Some(DomainKind::Domain), None)
+            .await?
+            .into_iter()
+            .map(|d| d.name.to_string())
+            .collect();
+    hosted.extend(
+        crate::store::domains::list_aliases(&mut tx, Actor::System, None)
+            .await?
+            .into_iter()
+            .map(|a| a.name.to_string()),
+    );
+    let seen_file = seen_path(ctx);
+    let seen: BTreeSet<String> = std::fs::read_to_string(&seen_file)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let all = messages(&maildir);
+    let (mut read, mut stored, mut known, mut foreign, mut unreadable) = (0, 0, 0, 0, Vec::new());
+    let now = Utc::now();
+    for (unique, path) in &all {
+        if seen.contains(unique) {
+            continue;
+        }
+        read += 1;
+        let raw = match std::fs::metadata(path) {
+            Ok(m) if m.len() <= MAX_MAIL_BYTES => std::fs::read(path).unwrap_or_default(),
+            _ => continue,
+        };
+        for found in tlsrpt::in_mail(&raw) {
+            match found {
+                Ok(report) => {
+                    let (rows, other) = rows_of(&report, &hosted);
+                    foreign += other;
+                    for row in rows {
+                        if tls_reports::insert(&mut tx, &row, now).await? {
+                            stored += 1;
+                        } else {
+                            known += 1;
+                        }
+                    }
+                }
+                Err(e) => unreadable.push(format!("{unique}: {e}")),
+            }
+        }
+    }
+    tx.commit().await?;
+    // Remembered: the messages that are still there (a deleted one is forgotten).
+    let now_seen: BTreeSet<&String> = all.iter().map(|(u, _)| u).collect();
+    let json = serde_json::to_vec(&now_seen).unwrap_or_default();
+    crate::system::fs::write_atomic(&seen_file, &json, 0o600, None)
+        .map_err(|e| JobError::Partly {
+            done: format!("{stored} TLS report policies stored"),
+            failures: vec![format!("{}: {e}", seen_file.display())],
+        })?;
+    let mut message = format!(
+        "{read} new message(s) in {address}'s mailbox: {stored} report policies stored, {known} already known"
+    );
+    if foreign > 0 {
+        message.push_str(&format!(", {foreign} about domains not hosted here ignored"));
+    }
+    if unreadable.is_empty() {
+        Ok(message)
+    } else {
+        Err(JobError::Partly {
+            done: message,
+            failures: unreadable,
+        })
+    }
+}
