@@ -352,7 +352,7 @@ pub fn records(d: &DomainDns) -> Vec<Record> {
                 ),
             );
         }
-        if let Some(a) = EmailAddress::parse("tls_reports", &d.tls_reports).ok() {
+        if let Ok(a) = EmailAddress::parse("tls_reports", &d.tls_reports) {
             push(
                 &mut out,
                 format!("_smtp._tls.{apex}"),

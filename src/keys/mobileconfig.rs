@@ -259,7 +259,7 @@ pub fn build(req: &Request, hostname: &Hostname, cert: &Path, key: &Path) -> Res
 /// Asks the signer at `socket` for the profile of `req`.
 pub async fn request(socket: &Path, req: &Request) -> Result<(bool, Vec<u8>), ProfileError> {
     use base64::Engine;
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     let failed = |message: String| ProfileError::Signer {
         path: socket.display().to_string(),
         message,
@@ -337,7 +337,7 @@ pub async fn serve(
 
 async fn answer(stream: tokio::net::UnixStream, hostname: Hostname, cert: PathBuf, key: PathBuf) {
     use base64::Engine;
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     // A request is a few hundred bytes: 16 KiB is plenty.
