@@ -19,30 +19,81 @@ use modobox::store::domains::{self, DomainSpec};
 use modobox::store::{migrate, Store};
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").current_dir(dir).args(args).output().unwrap();
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A CA, and a certificate it issued for mail.example.test (as a public authority would).
 fn ca_issued(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
     let mut ca = vec!["req", "-x509"];
     ca.extend(ec);
-    ca.extend(["-days", "2", "-subj", "/CN=Test Public CA", "-keyout", "ca.key", "-out", "ca.pem"]);
+    ca.extend([
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Test Public CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
     openssl(dir, &ca);
     let mut csr = vec!["req"];
     csr.extend(ec);
-    csr.extend(["-subj", "/CN=mail.example.test", "-keyout", "server.key", "-out", "server.csr"]);
+    csr.extend([
+        "-subj",
+        "/CN=mail.example.test",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
     openssl(dir, &csr);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:mail.example.test\n").unwrap();
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:mail.example.test\n",
+    )
+    .unwrap();
     openssl(
         dir,
         &[
-            "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem",
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
         ],
     );
-    (dir.join("server.pem"), dir.join("server.key"), dir.join("ca.pem"))
+    (
+        dir.join("server.pem"),
+        dir.join("server.key"),
+        dir.join("ca.pem"),
+    )
 }
 
 fn signer(socket: &Path, cert: &Path, key: &Path) -> tokio::sync::watch::Sender<bool> {
@@ -74,11 +125,18 @@ fn plist(document: &[u8]) -> serde_json::Value {
     let f = dir.path().join("p.plist");
     std::fs::write(&f, document).unwrap();
     let out = Command::new("python3")
-        .args(["-c", "import json, plistlib, sys; print(json.dumps(plistlib.load(open(sys.argv[1], 'rb'))))"])
+        .args([
+            "-c",
+            "import json, plistlib, sys; print(json.dumps(plistlib.load(open(sys.argv[1], 'rb'))))",
+        ])
         .arg(&f)
         .output()
         .unwrap();
-    assert!(out.status.success(), "plistlib: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "plistlib: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -89,8 +147,18 @@ fn verified(der: &[u8], ca: &Path) -> Vec<u8> {
     openssl(
         dir.path(),
         &[
-            "cms", "-verify", "-inform", "DER", "-in", "p.der", "-CAfile", ca.to_str().unwrap(),
-            "-purpose", "any", "-out", "content",
+            "cms",
+            "-verify",
+            "-inform",
+            "DER",
+            "-in",
+            "p.der",
+            "-CAfile",
+            ca.to_str().unwrap(),
+            "-purpose",
+            "any",
+            "-out",
+            "content",
         ],
     );
     std::fs::read(dir.path().join("content")).unwrap()
@@ -100,17 +168,30 @@ async fn setup(store: &Store) {
     migrate::migrate(store).await.unwrap();
     let mut tx = store.begin().await.unwrap();
     for d in ["example.test", "other.test"] {
-        domains::create(&mut tx, Actor::System, &DomainName::parse("d", d).unwrap(), &DomainSpec::default(), None)
-            .await
-            .unwrap();
+        domains::create(
+            &mut tx,
+            Actor::System,
+            &DomainName::parse("d", d).unwrap(),
+            &DomainSpec::default(),
+            None,
+        )
+        .await
+        .unwrap();
     }
     let mut alice = common::account_spec("alice@example.test", Role::SimpleUsers, true, &[]);
     alice.first_name = "Alice".into();
     alice.last_name = "Liddell & Co".into();
     common::create_account(&mut tx, &alice).await;
-    common::create_account(&mut tx, &common::account_spec("admin", Role::SuperAdmins, false, &[])).await;
-    common::create_account(&mut tx, &common::account_spec("da@other.test", Role::DomainAdmins, true, &["other.test"]))
-        .await;
+    common::create_account(
+        &mut tx,
+        &common::account_spec("admin", Role::SuperAdmins, false, &[]),
+    )
+    .await;
+    common::create_account(
+        &mut tx,
+        &common::account_spec("da@other.test", Role::DomainAdmins, true, &["other.test"]),
+    )
+    .await;
     tx.commit().await.unwrap();
 }
 
@@ -136,15 +217,28 @@ async fn profiles_are_signed_by_the_supervisor_and_hold_the_password_only_when_t
     let (session, csrf) = login(port, "admin").await;
 
     // The account page offers it.
-    let page = http(port, "GET", "/accounts/alice@example.test", &[&session], None).await;
+    let page = http(
+        port,
+        "GET",
+        "/accounts/alice@example.test",
+        &[&session],
+        None,
+    )
+    .await;
     assert!(page.body.contains(ALICE), "{}", page.body);
 
     let a = http(port, "GET", ALICE, &[&session], None).await;
     assert_eq!(a.status, 200, "{}", a.body);
-    assert_eq!(a.header("content-type"), Some("application/x-apple-aspen-config"));
+    assert_eq!(
+        a.header("content-type"),
+        Some("application/x-apple-aspen-config")
+    );
     assert_eq!(a.header("cache-control"), Some("no-store"));
     assert_eq!(a.header("x-modobox-profile"), Some("signed"));
-    assert!(a.header("content-disposition").unwrap().contains("alice@example.test.mobileconfig"));
+    assert!(a
+        .header("content-disposition")
+        .unwrap()
+        .contains("alice@example.test.mobileconfig"));
     let profile = plist(&verified(&a.bytes, &ca));
     let mail = account_of(&profile);
     assert_eq!(mail["PayloadType"], "com.apple.mail.managed");
@@ -161,20 +255,44 @@ async fn profiles_are_signed_by_the_supervisor_and_hold_the_password_only_when_t
     let wrong = format!("csrf={csrf}&password=not-hers");
     let a = http(port, "POST", ALICE, &[&session], Some(&wrong)).await;
     assert_eq!(a.status, 400);
-    assert!(a.body.contains("is not this account&#x27;s password") || a.body.contains("is not this account's password"), "{}", a.body);
+    assert!(
+        a.body.contains("is not this account&#x27;s password")
+            || a.body.contains("is not this account's password"),
+        "{}",
+        a.body
+    );
     // With her password: inside, signed.
     let right = format!("csrf={csrf}&password={}", enc(PASSWORD));
     let a = http(port, "POST", ALICE, &[&session], Some(&right)).await;
     assert_eq!(a.status, 200, "{}", a.body);
     let mail = plist(&verified(&a.bytes, &ca));
     assert_eq!(account_of(&mail)["IncomingPassword"], PASSWORD);
-    assert_eq!(account_of(&mail)["OutgoingPasswordSameAsIncomingPassword"], true);
+    assert_eq!(
+        account_of(&mail)["OutgoingPasswordSameAsIncomingPassword"],
+        true
+    );
     // A forged token: nothing.
     let forged = format!("csrf=forged&password={}", enc(PASSWORD));
-    assert_eq!(http(port, "POST", ALICE, &[&session], Some(&forged)).await.status, 403);
+    assert_eq!(
+        http(port, "POST", ALICE, &[&session], Some(&forged))
+            .await
+            .status,
+        403
+    );
 
     // No mailbox, no profile; another domain's admin sees nothing of alice.
-    assert_eq!(http(port, "GET", "/accounts/admin/mobileconfig", &[&session], None).await.status, 404);
+    assert_eq!(
+        http(
+            port,
+            "GET",
+            "/accounts/admin/mobileconfig",
+            &[&session],
+            None
+        )
+        .await
+        .status,
+        404
+    );
     let (da, _) = login(port, "da@other.test").await;
     let a: Answer = http(port, "GET", ALICE, &[&da], None).await;
     assert_eq!(a.status, 404);
@@ -186,7 +304,10 @@ async fn profiles_are_signed_by_the_supervisor_and_hold_the_password_only_when_t
         name: String::new(),
         password: None,
     };
-    let e = mobileconfig::request(&socket, &hostile).await.unwrap_err().to_string();
+    let e = mobileconfig::request(&socket, &hostile)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("email"), "{e}");
 
     // The signer gone: the profile still comes, unsigned.
@@ -195,7 +316,10 @@ async fn profiles_are_signed_by_the_supervisor_and_hold_the_password_only_when_t
     let a = http(web2, "GET", ALICE, &[&s2], None).await;
     assert_eq!(a.status, 200);
     assert_eq!(a.header("x-modobox-profile"), Some("unsigned"));
-    assert_eq!(account_of(&plist(&a.bytes))["EmailAddress"], "alice@example.test");
+    assert_eq!(
+        account_of(&plist(&a.bytes))["EmailAddress"],
+        "alice@example.test"
+    );
 }
 
 #[tokio::test]
@@ -216,5 +340,8 @@ async fn a_self_signed_certificate_leaves_the_profile_unsigned() {
     };
     let (signed, bytes) = mobileconfig::request(&socket, &req).await.unwrap();
     assert!(!signed);
-    assert_eq!(account_of(&plist(&bytes))["EmailAddress"], "bob@example.test");
+    assert_eq!(
+        account_of(&plist(&bytes))["EmailAddress"],
+        "bob@example.test"
+    );
 }

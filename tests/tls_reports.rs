@@ -84,8 +84,14 @@ async fn scenario(db: &common::TestDb) {
     {
         let mut tx = store.begin().await.unwrap();
         let name = DomainName::parse("d", "example.com").unwrap();
-        domains::create(&mut tx, Actor::System, &name, &DomainSpec::default(), None).await.unwrap();
-        common::create_account(&mut tx, &common::account_spec("admin", Role::SuperAdmins, false, &[])).await;
+        domains::create(&mut tx, Actor::System, &name, &DomainSpec::default(), None)
+            .await
+            .unwrap();
+        common::create_account(
+            &mut tx,
+            &common::account_spec("admin", Role::SuperAdmins, false, &[]),
+        )
+        .await;
         tx.commit().await.unwrap();
     }
     let ctx = JobContext {
@@ -104,32 +110,59 @@ async fn scenario(db: &common::TestDb) {
     assert!(m.contains("has no mailbox on this server"), "{m}");
 
     let maildir = root.join("vmail/example.com/tlsrpt/Maildir");
-    let day = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
-    let json = REPORT.replace("DAY-1", &day).replace("\"ID\"", "\"2026-report-1\"");
+    let day = (chrono::Utc::now() - chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let json = REPORT
+        .replace("DAY-1", &day)
+        .replace("\"ID\"", "\"2026-report-1\"");
     deliver(&maildir, "1.M1.host", &report_mail(&gz(json.as_bytes())));
-    deliver(&maildir, "2.M2.host", "From: a@b.example\r\nSubject: hello\r\n\r\nnot a report\r\n");
+    deliver(
+        &maildir,
+        "2.M2.host",
+        "From: a@b.example\r\nSubject: hello\r\n\r\nnot a report\r\n",
+    );
     // A sender whose attachment is not gzip at all.
     deliver(&maildir, "3.M3.host", &report_mail(b"\x1f\x8bgarbage"));
     match run(&ctx).await {
         Err(JobError::NotOk { message, .. }) => {
             assert!(message.contains("3 new message(s)"), "{message}");
             assert!(message.contains("1 report policies stored"), "{message}");
-            assert!(message.contains("1 about domains not hosted here ignored"), "{message}");
+            assert!(
+                message.contains("1 about domains not hosted here ignored"),
+                "{message}"
+            );
             assert!(message.contains("3.M3.host: not gzip"), "{message}");
         }
         other => panic!("want a partial run naming the broken report, got {other:?}"),
     }
-    let rows = db.query("SELECT organization, report_id, policy_type, successful, failed FROM modobox_tls_report");
-    assert_eq!(rows.trim().replace('\t', "|"), "Company-X|2026-report-1|sts|5326|303", "{rows}");
+    let rows = db.query(
+        "SELECT organization, report_id, policy_type, successful, failed FROM modobox_tls_report",
+    );
+    assert_eq!(
+        rows.trim().replace('\t', "|"),
+        "Company-X|2026-report-1|sts|5326|303",
+        "{rows}"
+    );
 
     // Nothing is read twice; the same report delivered again is known.
-    std::fs::rename(maildir.join("new/1.M1.host"), maildir.join("cur/1.M1.host:2,S")).unwrap();
+    std::fs::rename(
+        maildir.join("new/1.M1.host"),
+        maildir.join("cur/1.M1.host:2,S"),
+    )
+    .unwrap();
     let m = run(&ctx).await.unwrap();
     assert!(m.starts_with("0 new message(s)"), "{m}");
     deliver(&maildir, "4.M4.host", &report_mail(&gz(json.as_bytes())));
     let m = run(&ctx).await.unwrap();
-    assert!(m.contains("0 report policies stored, 1 already known"), "{m}");
-    assert_eq!(db.query("SELECT COUNT(*) FROM modobox_tls_report").trim(), "1");
+    assert!(
+        m.contains("0 report policies stored, 1 already known"),
+        "{m}"
+    );
+    assert_eq!(
+        db.query("SELECT COUNT(*) FROM modobox_tls_report").trim(),
+        "1"
+    );
 
     // The domain page shows them.
     let port = start_with(&store, config).await;

@@ -595,6 +595,7 @@ mod tests {
     fn a_bad_admin_address_drops_the_report_addresses_only() {
         let mut d = inside();
         d.admin_address = "x\"; evil\n@example.com".to_string();
+        d.tls_reports = d.admin_address.clone();
         let rs = records(&d);
         assert_eq!(
             one(&rs, "_dmarc.example.com.", "TXT").value,

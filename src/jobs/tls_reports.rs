@@ -20,12 +20,19 @@ use crate::store::tls_reports::{self, TlsReport};
 const MAX_MAIL_BYTES: u64 = 32 << 20;
 
 fn seen_path(ctx: &JobContext) -> PathBuf {
-    ctx.config.paths.data.as_path().join("tls-reports-seen.json")
+    ctx.config
+        .paths
+        .data
+        .as_path()
+        .join("tls-reports-seen.json")
 }
 
 /// `<mail_root>/<domain>/<local part>/Maildir`, as Dovecot keeps it.
 fn maildir_of(ctx: &JobContext, address: &crate::names::EmailAddress) -> PathBuf {
-    let (local, domain) = address.as_str().split_once('@').unwrap_or((address.as_str(), ""));
+    let (local, domain) = address
+        .as_str()
+        .split_once('@')
+        .unwrap_or((address.as_str(), ""));
     ctx.config
         .paths
         .mail_root
@@ -47,7 +54,10 @@ fn messages(maildir: &Path) -> Vec<(String, PathBuf)> {
             if name.starts_with('.') {
                 continue;
             }
-            let unique = name.split_once(':').map_or(name.as_str(), |(u, _)| u).to_string();
+            let unique = name
+                .split_once(':')
+                .map_or(name.as_str(), |(u, _)| u)
+                .to_string();
             out.push((unique, e.path()));
         }
     }
@@ -59,7 +69,11 @@ fn rows_of(report: &Report, hosted: &BTreeSet<String>) -> (Vec<TlsReport>, usize
     let mut rows = Vec::new();
     let mut foreign = 0;
     for p in &report.policies {
-        let domain = p.policy.policy_domain.trim_end_matches('.').to_ascii_lowercase();
+        let domain = p
+            .policy
+            .policy_domain
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
         if !hosted.contains(&domain) {
             foreign += 1;
             continue;
@@ -82,7 +96,9 @@ fn rows_of(report: &Report, hosted: &BTreeSet<String>) -> (Vec<TlsReport>, usize
 
 pub async fn run(ctx: &JobContext) -> Result<String, JobError> {
     let Some(address) = ctx.config.tls_reports_address() else {
-        return Ok("no address for TLS reports (set admin_address or mail.tls_reports_mailbox)".into());
+        return Ok(
+            "no address for TLS reports (set admin_address or mail.tls_reports_mailbox)".into(),
+        );
     };
     let maildir = maildir_of(ctx, &address);
     if !maildir.is_dir() {
@@ -143,16 +159,19 @@ pub async fn run(ctx: &JobContext) -> Result<String, JobError> {
     // Remembered: the messages that are still there (a deleted one is forgotten).
     let now_seen: BTreeSet<&String> = all.iter().map(|(u, _)| u).collect();
     let json = serde_json::to_vec(&now_seen).unwrap_or_default();
-    crate::system::fs::write_atomic(&seen_file, &json, 0o600, None)
-        .map_err(|e| JobError::Partly {
+    crate::system::fs::write_atomic(&seen_file, &json, 0o600, None).map_err(|e| {
+        JobError::Partly {
             done: format!("{stored} TLS report policies stored"),
             failures: vec![format!("{}: {e}", seen_file.display())],
-        })?;
+        }
+    })?;
     let mut message = format!(
         "{read} new message(s) in {address}'s mailbox: {stored} report policies stored, {known} already known"
     );
     if foreign > 0 {
-        message.push_str(&format!(", {foreign} about domains not hosted here ignored"));
+        message.push_str(&format!(
+            ", {foreign} about domains not hosted here ignored"
+        ));
     }
     if unreadable.is_empty() {
         Ok(message)

@@ -91,7 +91,14 @@ fn uuid_of(seed: &str) -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02X}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn checked(req: &Request) -> Result<EmailAddress, ProfileError> {
@@ -105,7 +112,11 @@ fn checked(req: &Request) -> Result<EmailAddress, ProfileError> {
             rule: format!("must be at most {MAX_FIELD} characters, without control characters"),
         });
     }
-    if req.password.as_ref().is_some_and(|p| p.is_empty() || p.len() > 1024) {
+    if req
+        .password
+        .as_ref()
+        .is_some_and(|p| p.is_empty() || p.len() > 1024)
+    {
         return Err(ProfileError::Invalid {
             field: "password",
             rule: "must be 1 to 1024 bytes".into(),
@@ -212,14 +223,45 @@ pub fn render(req: &Request, hostname: &Hostname) -> Result<String, ProfileError
 /// `document` signed (CMS SignedData, content attached, DER) with the certificate chain in
 /// `cert` and its key.
 pub fn sign(document: &[u8], cert: &Path, key: &Path) -> Result<Vec<u8>, ProfileError> {
-    let mut child = Command::new("openssl")
-        .args(["cms", "-sign", "-nodetach", "-binary", "-outform", "DER", "-signer"])
-        .arg(cert)
-        .arg("-inkey")
-        .arg(key)
-        // The intermediates travel with the signature (the first certificate is the signer).
-        .arg("-certfile")
-        .arg(cert)
+    // The intermediates travel with the signature: the chain after its first certificate (the
+    // signer's own, which openssl refuses to add twice), in a file of its own.
+    let pem = std::fs::read_to_string(cert)
+        .map_err(|e| ProfileError::Sign(format!("{}: {e}", cert.display())))?;
+    let intermediates: String = pem
+        .match_indices("-----BEGIN CERTIFICATE-----")
+        .nth(1)
+        .map(|(at, _)| pem[at..].to_string())
+        .unwrap_or_default();
+    let chain = std::env::temp_dir().join(format!(
+        "modobox-profile-chain-{}-{}.pem",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "cms",
+        "-sign",
+        "-nodetach",
+        "-binary",
+        "-outform",
+        "DER",
+        "-signer",
+    ])
+    .arg(cert)
+    .arg("-inkey")
+    .arg(key);
+    if !intermediates.is_empty() {
+        std::fs::write(&chain, &intermediates)
+            .map_err(|e| ProfileError::Sign(format!("{}: {e}", chain.display())))?;
+        cmd.arg("-certfile").arg(&chain);
+    }
+    let result = run_openssl(cmd, document);
+    let _ = std::fs::remove_file(&chain);
+    result
+}
+
+fn run_openssl(mut cmd: Command, document: &[u8]) -> Result<Vec<u8>, ProfileError> {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -243,7 +285,12 @@ pub fn sign(document: &[u8], cert: &Path, key: &Path) -> Result<Vec<u8>, Profile
 }
 
 /// The profile for `req`: signed when the served certificate (`cert`) is not self-signed.
-pub fn build(req: &Request, hostname: &Hostname, cert: &Path, key: &Path) -> Result<(bool, Vec<u8>), ProfileError> {
+pub fn build(
+    req: &Request,
+    hostname: &Hostname,
+    cert: &Path,
+    key: &Path,
+) -> Result<(bool, Vec<u8>), ProfileError> {
     let document = render(req, hostname)?;
     let real = std::fs::read_to_string(cert)
         .ok()
@@ -270,14 +317,18 @@ pub async fn request(socket: &Path, req: &Request) -> Result<(bool, Vec<u8>), Pr
             .map_err(|e| failed(e.to_string()))?;
         let mut line = serde_json::to_vec(req).map_err(|e| failed(e.to_string()))?;
         line.push(b'\n');
-        stream.write_all(&line).await.map_err(|e| failed(e.to_string()))?;
+        stream
+            .write_all(&line)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
         let mut answer = String::new();
         BufReader::new(stream)
             .take(4 << 20)
             .read_line(&mut answer)
             .await
             .map_err(|e| failed(e.to_string()))?;
-        let answer: Answer = serde_json::from_str(&answer).map_err(|e| failed(format!("answer: {e}")))?;
+        let answer: Answer =
+            serde_json::from_str(&answer).map_err(|e| failed(format!("answer: {e}")))?;
         if let Some(e) = answer.error {
             return Err(failed(e));
         }
@@ -341,7 +392,12 @@ async fn answer(stream: tokio::net::UnixStream, hostname: Hostname, cert: PathBu
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     // A request is a few hundred bytes: 16 KiB is plenty.
-    if BufReader::new(read).take(16 << 10).read_line(&mut line).await.is_err() {
+    if BufReader::new(read)
+        .take(16 << 10)
+        .read_line(&mut line)
+        .await
+        .is_err()
+    {
         return;
     }
     let result = match serde_json::from_str::<Request>(&line) {
@@ -390,11 +446,17 @@ mod tests {
         assert!(without.contains("<string>Alice &lt;&amp; Co&gt;</string>"));
         assert!(!without.contains("IncomingPassword"));
         let with = render(&req(Some("s3cret&<x>")), &host).unwrap();
-        assert!(with.contains("<key>IncomingPassword</key>\n\t\t\t<string>s3cret&amp;&lt;x&gt;</string>"));
+        assert!(with
+            .contains("<key>IncomingPassword</key>\n\t\t\t<string>s3cret&amp;&lt;x&gt;</string>"));
         // The same account, the same identity: a new profile replaces the old one.
         assert_eq!(
-            without.lines().filter(|l| l.contains("-4")).collect::<Vec<_>>(),
-            with.lines().filter(|l| l.contains("-4")).collect::<Vec<_>>()
+            without
+                .lines()
+                .filter(|l| l.contains("-4"))
+                .collect::<Vec<_>>(),
+            with.lines()
+                .filter(|l| l.contains("-4"))
+                .collect::<Vec<_>>()
         );
         assert!(format!("{:?}", req(Some("s3cret"))).contains("(given)"));
         assert!(!format!("{:?}", req(Some("s3cret"))).contains("s3cret"));
@@ -405,11 +467,56 @@ mod tests {
         let host = Hostname::parse("hostname", "mail.example.com").unwrap();
         let mut r = req(None);
         r.email = "not an address</string>".into();
-        assert!(render(&r, &host).unwrap_err().to_string().starts_with("email:"));
+        assert!(render(&r, &host)
+            .unwrap_err()
+            .to_string()
+            .starts_with("email:"));
         let mut r = req(None);
         r.name = "x\u{7}".into();
-        assert!(render(&r, &host).unwrap_err().to_string().starts_with("name:"));
-        assert!(render(&req(Some("")), &host).unwrap_err().to_string().starts_with("password:"));
+        assert!(render(&r, &host)
+            .unwrap_err()
+            .to_string()
+            .starts_with("name:"));
+        assert!(render(&req(Some("")), &host)
+            .unwrap_err()
+            .to_string()
+            .starts_with("password:"));
+    }
+
+    #[test]
+    fn a_chain_is_signed_with_its_first_certificate_and_carries_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Hostname::parse("hostname", "mail.example.com").unwrap();
+        let leaf = crate::keys::tls::generate_self_signed(&host, &[], 30).unwrap();
+        let other = crate::keys::tls::generate_self_signed(&host, &[], 30).unwrap();
+        let (cert, key) = (dir.path().join("chain.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, format!("{}{}", leaf.cert_pem, other.cert_pem)).unwrap();
+        std::fs::write(&key, &leaf.key_pem).unwrap();
+        let der = sign(b"<plist/>", &cert, &key).unwrap();
+        std::fs::write(dir.path().join("p.der"), der).unwrap();
+        let out = Command::new("openssl")
+            .current_dir(dir.path())
+            .args([
+                "cms",
+                "-verify",
+                "-noverify",
+                "-inform",
+                "DER",
+                "-in",
+                "p.der",
+                "-certsout",
+                "certs.pem",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, b"<plist/>");
+        let certs = std::fs::read_to_string(dir.path().join("certs.pem")).unwrap();
+        assert_eq!(certs.matches("BEGIN CERTIFICATE").count(), 2, "{certs}");
     }
 
     #[test]

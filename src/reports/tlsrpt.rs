@@ -113,7 +113,10 @@ fn check(r: &Report) -> Result<(), ReportError> {
         ("organization-name", &r.organization_name),
         ("report-id", &r.report_id),
     ] {
-        if value.trim().is_empty() || value.chars().count() > MAX_ID || value.chars().any(char::is_control) {
+        if value.trim().is_empty()
+            || value.chars().count() > MAX_ID
+            || value.chars().any(char::is_control)
+        {
             return Err(ReportError::Invalid {
                 field,
                 rule: format!("must be 1 to {MAX_ID} characters without control characters"),
@@ -127,11 +130,16 @@ fn check(r: &Report) -> Result<(), ReportError> {
         });
     }
     for p in &r.policies {
-        DomainName::parse("policy-domain", &p.policy.policy_domain).map_err(|e| ReportError::Invalid {
-            field: "policy-domain",
-            rule: e.to_string(),
+        DomainName::parse("policy-domain", &p.policy.policy_domain).map_err(|e| {
+            ReportError::Invalid {
+                field: "policy-domain",
+                rule: e.to_string(),
+            }
         })?;
-        if !matches!(p.policy.policy_type.as_str(), "sts" | "tlsa" | "no-policy-found") {
+        if !matches!(
+            p.policy.policy_type.as_str(),
+            "sts" | "tlsa" | "no-policy-found"
+        ) {
             return Err(ReportError::Invalid {
                 field: "policy-type",
                 rule: "must be sts, tlsa or no-policy-found".into(),
@@ -160,10 +168,16 @@ pub fn in_mail(raw: &[u8]) -> Vec<Result<Report, ReportError>> {
             .or_else(|| part.ctype.params.get("name").cloned())
             .unwrap_or_default()
             .to_ascii_lowercase();
-        let labelled = matches!(ctype.as_str(), "application/tlsrpt+gzip" | "application/tlsrpt+json");
+        let labelled = matches!(
+            ctype.as_str(),
+            "application/tlsrpt+gzip" | "application/tlsrpt+json"
+        );
         let attached = matches!(
             ctype.as_str(),
-            "application/gzip" | "application/x-gzip" | "application/octet-stream" | "application/json"
+            "application/gzip"
+                | "application/x-gzip"
+                | "application/octet-stream"
+                | "application/json"
         ) && (name.ends_with(".json.gz") || name.ends_with(".json"));
         if labelled || attached {
             out.push(
@@ -226,12 +240,33 @@ mod tests {
         let bomb = gz(&vec![b'0'; 64 << 20]);
         assert!(bomb.len() < 200 << 10);
         assert_eq!(parse(&bomb).unwrap_err(), ReportError::TooLarge);
-        assert!(matches!(parse(b"\x1f\x8bnot gzip").unwrap_err(), ReportError::Gzip(_)));
-        assert!(matches!(parse(b"{\"a\": 1}").unwrap_err(), ReportError::Json(_)));
-        let bad_domain = EXAMPLE.replace("\"policy-domain\": \"company-y.example\"", "\"policy-domain\": \"../etc\"");
-        assert!(matches!(parse(bad_domain.as_bytes()).unwrap_err(), ReportError::Invalid { field: "policy-domain", .. }));
+        assert!(matches!(
+            parse(b"\x1f\x8bnot gzip").unwrap_err(),
+            ReportError::Gzip(_)
+        ));
+        assert!(matches!(
+            parse(b"{\"a\": 1}").unwrap_err(),
+            ReportError::Json(_)
+        ));
+        let bad_domain = EXAMPLE.replace(
+            "\"policy-domain\": \"company-y.example\"",
+            "\"policy-domain\": \"../etc\"",
+        );
+        assert!(matches!(
+            parse(bad_domain.as_bytes()).unwrap_err(),
+            ReportError::Invalid {
+                field: "policy-domain",
+                ..
+            }
+        ));
         let long_id = EXAMPLE.replace("5065427c-23d3-47ca-b6e0-946ea0e8c4be", &"x".repeat(300));
-        assert!(matches!(parse(long_id.as_bytes()).unwrap_err(), ReportError::Invalid { field: "report-id", .. }));
+        assert!(matches!(
+            parse(long_id.as_bytes()).unwrap_err(),
+            ReportError::Invalid {
+                field: "report-id",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -250,7 +285,10 @@ mod tests {
         );
         let found = in_mail(mail.as_bytes());
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0].as_ref().unwrap().report_id, "5065427c-23d3-47ca-b6e0-946ea0e8c4be");
+        assert_eq!(
+            found[0].as_ref().unwrap().report_id,
+            "5065427c-23d3-47ca-b6e0-946ea0e8c4be"
+        );
         // Google labels its attachment application/gzip.
         let google = mail.replace("application/tlsrpt+gzip", "application/gzip");
         assert_eq!(in_mail(google.as_bytes()).len(), 1);

@@ -700,7 +700,9 @@ async fn mobileconfig_of(
     };
     let req = mobileconfig::Request {
         email: mailbox.full_address.clone(),
-        name: format!("{} {}", a.first_name, a.last_name).trim().to_string(),
+        name: format!("{} {}", a.first_name, a.last_name)
+            .trim()
+            .to_string(),
         password,
     };
     // Signed by the supervisor, which alone may read the TLS key.
@@ -719,7 +721,10 @@ async fn mobileconfig_of(
     );
     Ok((
         [
-            (header::CONTENT_TYPE, "application/x-apple-aspen-config".to_string()),
+            (
+                header::CONTENT_TYPE,
+                "application/x-apple-aspen-config".to_string(),
+            ),
             (header::CONTENT_DISPOSITION, file),
             // It may hold a password.
             (header::CACHE_CONTROL, "no-store".to_string()),

@@ -332,7 +332,7 @@ impl TlsReportView {
     fn of(r: crate::store::tls_reports::TlsReport) -> Self {
         let mut details: Vec<crate::reports::tlsrpt::FailureDetail> =
             serde_json::from_str(&r.failures).unwrap_or_default();
-        details.sort_by(|a, b| b.failed_session_count.cmp(&a.failed_session_count));
+        details.sort_by_key(|f| std::cmp::Reverse(f.failed_session_count));
         TlsReportView {
             period: format!(
                 "{} – {}",
