@@ -18,17 +18,7 @@ fn context(ctx: &JobContext) -> Result<BackupContext, JobError> {
 }
 
 async fn alert(ctx: &JobContext, text: &str) {
-    let config = ctx.config.clone();
-    let text = text.to_string();
-    // Best effort: the failure is recorded with the run either way.
-    let _ = tokio::task::spawn_blocking(move || {
-        if let Err(e) =
-            crate::system::mail::alert_admin(config.admin_address(), &config.hostname, &text)
-        {
-            tracing::error!("alert mail failed: {e}");
-        }
-    })
-    .await;
+    super::alert_admin(&ctx.config, text).await;
 }
 
 pub async fn run(ctx: &JobContext) -> Result<String, JobError> {

@@ -73,6 +73,20 @@ fn not_ok(outcome: Outcome, message: &str) -> String {
     }
 }
 
+/// Mails the admin from a job (best effort: the failure is recorded with the run either way).
+pub async fn alert_admin(config: &Config, text: &str) {
+    let config = config.clone();
+    let text = text.to_string();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Err(e) =
+            crate::system::mail::alert_admin(config.admin_address(), &config.hostname, &text)
+        {
+            tracing::error!("alert mail failed: {e}");
+        }
+    })
+    .await;
+}
+
 /// What every job gets.
 #[derive(Debug, Clone)]
 pub struct JobContext {

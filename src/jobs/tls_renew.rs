@@ -586,7 +586,7 @@ pub async fn renew(ctx: &JobContext, force: bool) -> Result<String, JobError> {
                 .is_none_or(|a| now - a >= Duration::hours(24))
             {
                 state.alerted_at = Some(now);
-                alert(
+                super::alert_admin(
                     config,
                     &format!(
                         "the TLS certificate could not be renewed\n\n{e}\n\n{kept}; the next attempt is \
@@ -659,19 +659,6 @@ fn ensure_dir(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir)
         .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)))
         .map_err(|e| format!("{}: {e}", dir.display()))
-}
-
-async fn alert(config: &Config, text: &str) {
-    let config = config.clone();
-    let text = text.to_string();
-    let _ = tokio::task::spawn_blocking(move || {
-        if let Err(e) =
-            crate::system::mail::alert_admin(config.admin_address(), &config.hostname, &text)
-        {
-            tracing::error!("alert mail failed: {e}");
-        }
-    })
-    .await;
 }
 
 #[cfg(test)]
