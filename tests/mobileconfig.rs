@@ -96,16 +96,18 @@ fn ca_issued(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     )
 }
 
-fn signer(socket: &Path, cert: &Path, key: &Path) -> tokio::sync::watch::Sender<bool> {
+fn signer(socket: &Path, cert: &Path, key: &Path, store: &Store) -> tokio::sync::watch::Sender<bool> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(mobileconfig::serve(
-        socket.to_path_buf(),
-        Hostname::parse("hostname", "mail.example.test").unwrap(),
-        cert.to_path_buf(),
-        key.to_path_buf(),
-        None,
-        stopped,
-    ));
+    let signer = mobileconfig::Signer {
+        socket: socket.to_path_buf(),
+        hostname: Hostname::parse("hostname", "mail.example.test").unwrap(),
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+        // The tests run as root: the one user answered besides root does not matter here.
+        allowed: None,
+        store: store.clone(),
+    };
+    tokio::spawn(mobileconfig::serve(signer, stopped));
     stop
 }
 
@@ -210,7 +212,7 @@ async fn profiles_are_signed_by_the_supervisor_and_hold_the_password_only_when_t
     let dir = tempfile::tempdir().unwrap();
     let (cert, key, ca) = ca_issued(dir.path());
     let socket = dir.path().join("profile.sock");
-    let _stop = signer(&socket, &cert, &key);
+    let _stop = signer(&socket, &cert, &key, &store);
     wait_for(&socket).await;
     let config = Config::new(Hostname::parse("hostname", "mail.example.test").unwrap());
     let port = start_with_signer(&store, config.clone(), Some(socket.clone())).await;
@@ -309,6 +311,22 @@ async fn profiles_are_signed_by_the_supervisor_and_hold_the_password_only_when_t
         .unwrap_err()
         .to_string();
     assert!(e.contains("email"), "{e}");
+    // An address of no mailbox here is not signed either.
+    let stranger = mobileconfig::Request {
+        email: "nobody@example.test".into(),
+        name: String::new(),
+        password: None,
+    };
+    let e = mobileconfig::request(&socket, &stranger).await.unwrap_err().to_string();
+    assert!(e.contains("is not a mailbox of this server"), "{e}");
+    // Nor a password with a control character (it would not come back unchanged).
+    let cr = mobileconfig::Request {
+        email: "alice@example.test".into(),
+        name: String::new(),
+        password: Some("a\rb".into()),
+    };
+    let e = mobileconfig::request(&socket, &cr).await.unwrap_err().to_string();
+    assert!(e.contains("password"), "{e}");
 
     // The signer gone: the profile still comes, unsigned.
     let web2 = start_with_signer(&store, config, Some(dir.path().join("nobody.sock"))).await;
@@ -324,6 +342,9 @@ async fn profiles_are_signed_by_the_supervisor_and_hold_the_password_only_when_t
 
 #[tokio::test]
 async fn a_self_signed_certificate_leaves_the_profile_unsigned() {
+    let db = common::sqlite().await;
+    let store = db.connect().await;
+    setup(&store).await;
     let dir = tempfile::tempdir().unwrap();
     let host = Hostname::parse("hostname", "mail.example.test").unwrap();
     let pair = modobox::keys::tls::generate_self_signed(&host, &[], 30).unwrap();
@@ -331,17 +352,17 @@ async fn a_self_signed_certificate_leaves_the_profile_unsigned() {
     std::fs::write(&cert, pair.cert_pem).unwrap();
     std::fs::write(&key, pair.key_pem).unwrap();
     let socket = dir.path().join("profile.sock");
-    let _stop = signer(&socket, &cert, &key);
+    let _stop = signer(&socket, &cert, &key, &store);
     wait_for(&socket).await;
     let req = mobileconfig::Request {
-        email: "bob@example.test".into(),
-        name: "Bob".into(),
+        email: "alice@example.test".into(),
+        name: "Alice".into(),
         password: None,
     };
     let (signed, bytes) = mobileconfig::request(&socket, &req).await.unwrap();
     assert!(!signed);
     assert_eq!(
         account_of(&plist(&bytes))["EmailAddress"],
-        "bob@example.test"
+        "alice@example.test"
     );
 }

@@ -285,7 +285,7 @@ impl Step for Acme {
         let report = ctx
             .rt
             .block_on(crate::jobs::tls_renew::renew_locked(job, false));
-        if report.outcome == crate::jobs::Outcome::Ok {
+        if report.outcome == crate::jobs::Outcome::Ok && !acme_pending(ctx) {
             println!("    {}", report.message);
         } else {
             // Mail works with the placeholder meanwhile; the job retries (and alerts).

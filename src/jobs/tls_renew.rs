@@ -3,7 +3,7 @@
 //! the self-signed placeholder, expires within 30 days, or lacks a name clients ask for whose
 //! DNS points here (`autoconfig.`, `autodiscover.`, `mta-sts.`, and `mail.` — so customers
 //! may use their own domain in their mail client — of each hosted domain and domain alias; one that does not point here is left out, so a missing record never makes
-//! issuance fail; one that fails validation is left out for a day). A new key and chain
+//! issuance fail; one that fails validation is left out for a week, unless forced). A new key and chain
 //! replace the old pair only once issued and checked (a swap cut short is finished at the next
 //! run), then Postfix, Dovecot and nginx reload — no restart. A failure keeps the old
 //! certificate, waits longer after each failure (a day when the authority says rate limit) and
@@ -31,8 +31,10 @@ use crate::system::fs::{write_atomic, Owner};
 pub const RENEW_BEFORE_DAYS: i64 = 30;
 /// Let's Encrypt's limit of names per certificate.
 const MAX_NAMES: usize = 100;
-/// A name that failed validation is not asked for again before this many hours.
-const LEFT_OUT_HOURS: i64 = 24;
+/// A name that failed validation is not asked for again before this many days (unless forced):
+/// asked again sooner, a name that keeps failing would make a new certificate for the same
+/// names each time, into the authority's duplicate-certificate limit (5 a week at Let's Encrypt).
+const LEFT_OUT_DAYS: i64 = 7;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenewError {
@@ -185,16 +187,22 @@ pub fn due_reasons(
     reasons
 }
 
-/// Whether a name with `addresses` points at this server (`here`): one of its addresses is.
+/// Whether a name with `addresses` points at this server (`here`): all of its addresses must
+/// be ours (the authority may validate through any of them, an AAAA elsewhere included).
 fn points_here(addresses: &[IpAddr], here: &[IpAddr]) -> Result<(), String> {
     if addresses.is_empty() {
         return Err("no A/AAAA record".into());
     }
-    if addresses.iter().any(|a| here.contains(a)) {
-        return Ok(());
+    let elsewhere: Vec<String> = addresses
+        .iter()
+        .filter(|a| !here.contains(a))
+        .map(ToString::to_string)
+        .collect();
+    if elsewhere.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("points to {}, not here", elsewhere.join(", ")))
     }
-    let shown: Vec<String> = addresses.iter().map(ToString::to_string).collect();
-    Err(format!("points to {}, not here", shown.join(", ")))
 }
 
 /// This machine's addresses: its interfaces', and what the hostname resolves to (behind NAT
@@ -381,7 +389,7 @@ pub fn finish_swap(cert: &Path, key: &Path) -> Result<Option<String>, RenewError
 }
 
 /// Reloads the daemons that serve the certificate; each failure named.
-async fn reload_daemons() -> Vec<String> {
+pub async fn reload_daemons() -> Vec<String> {
     let commands: [(&str, &[&str]); 3] = [
         ("postfix", &["reload"]),
         ("doveadm", &["reload"]),
@@ -406,7 +414,7 @@ fn current(cert: &Path) -> Option<CertInfo> {
 }
 
 /// Obtains a pair for `names` with modobox's client; when optional names fail validation,
-/// once more without them (they are left out for a day).
+/// once more without them (they are left out for a week).
 async fn obtain(
     ctx: &JobContext,
     names: &[Hostname],
@@ -427,7 +435,7 @@ async fn obtain(
         Err(AcmeError::Validation(failed))
             if !failed.iter().any(|(n, _)| *n == config.hostname.as_str()) =>
         {
-            let until = Utc::now() + Duration::hours(LEFT_OUT_HOURS);
+            let until = Utc::now() + Duration::days(LEFT_OUT_DAYS);
             for (name, reason) in &failed {
                 tracing::warn!("ACME: {name} left out: {reason}");
                 state.left_out.insert(
@@ -485,18 +493,29 @@ pub async fn renew(ctx: &JobContext, force: bool) -> Result<String, JobError> {
     let (cert, key) = (cert.as_path(), key.as_path());
     let mut notes = Vec::new();
     if let Some(n) = finish_swap(cert, key)? {
+        // The daemons still hold the old pair (or failed on the mismatched one): reload.
         notes.push(n);
+        notes.extend(reload_daemons().await);
     }
     let path = state_path(config);
     let mut state = RenewalState::load(&path);
     let now = Utc::now();
-    state.left_out.retain(|_, l| l.until > now);
+    // Forced: the names left out are asked for again at once.
+    state.left_out.retain(|_, l| l.until > now && !force);
     let info = current(cert);
-    let (wanted, skipped) = wanted_names(ctx, &state).await;
+    let (wanted, skipped) = if config.tls.acme_hook.is_some() {
+        // The hook is given the hostname only: the client names are its business.
+        (vec![config.hostname.clone()], BTreeMap::new())
+    } else {
+        wanted_names(ctx, &state).await
+    };
     state.skipped = skipped;
     let reasons = due_reasons(info.as_ref(), &wanted, now);
     if let (true, false, Some(info)) = (reasons.is_empty(), force, &info) {
         state.save(&path)?;
+        if !notes.is_empty() {
+            return Ok(notes.join("; "));
+        }
         return Ok(format!(
             "not due: valid until {} and holds the {} name(s) asked for; renewal from {}",
             info.not_after.format("%Y-%m-%d"),
@@ -739,6 +758,9 @@ mod tests {
             "2001:db8::10".parse().unwrap(),
         ];
         assert!(points_here(&["2001:db8::10".parse().unwrap()], &here).is_ok());
+        // One address elsewhere (an old AAAA) is enough to leave the name out.
+        let both: Vec<IpAddr> = vec!["192.0.2.10".parse().unwrap(), "2001:db8::99".parse().unwrap()];
+        assert_eq!(points_here(&both, &here).unwrap_err(), "points to 2001:db8::99, not here");
         assert_eq!(points_here(&[], &here).unwrap_err(), "no A/AAAA record");
         assert_eq!(
             points_here(&["198.51.100.7".parse().unwrap()], &here).unwrap_err(),

@@ -108,7 +108,7 @@ pub async fn run(ctx: &JobContext) -> Result<String, JobError> {
             maildir.display()
         ));
     }
-    let mut tx = ctx.store.begin().await?;
+    let mut tx = ctx.store.begin_read().await?;
     let mut hosted: BTreeSet<String> =
         crate::store::domains::list(&mut tx, Actor::System, Some(DomainKind::Domain), None)
             .await?
@@ -121,6 +121,7 @@ pub async fn run(ctx: &JobContext) -> Result<String, JobError> {
             .into_iter()
             .map(|a| a.name.to_string()),
     );
+    drop(tx);
     let seen_file = seen_path(ctx);
     let seen: BTreeSet<String> = std::fs::read_to_string(&seen_file)
         .ok()
@@ -138,24 +139,42 @@ pub async fn run(ctx: &JobContext) -> Result<String, JobError> {
             Ok(m) if m.len() <= MAX_MAIL_BYTES => std::fs::read(path).unwrap_or_default(),
             _ => continue,
         };
-        for found in tlsrpt::in_mail(&raw) {
+        // One transaction per message: what a database refuses of one report (a value one
+        // engine takes and another does not) is named, and the others are kept.
+        let mut tx = ctx.store.begin().await?;
+        let mut refused = None;
+        let (mut new_rows, mut known_rows) = (0, 0);
+        'reports: for found in tlsrpt::in_mail(&raw) {
             match found {
                 Ok(report) => {
                     let (rows, other) = rows_of(&report, &hosted);
                     foreign += other;
                     for row in rows {
-                        if tls_reports::insert(&mut tx, &row, now).await? {
-                            stored += 1;
-                        } else {
-                            known += 1;
+                        match tls_reports::insert(&mut tx, &row, now).await {
+                            Ok(true) => new_rows += 1,
+                            Ok(false) => known_rows += 1,
+                            Err(e) => {
+                                refused = Some(format!("{unique}: {e}"));
+                                break 'reports;
+                            }
                         }
                     }
                 }
                 Err(e) => unreadable.push(format!("{unique}: {e}")),
             }
         }
+        match refused {
+            Some(why) => {
+                drop(tx);
+                unreadable.push(why);
+            }
+            None => {
+                tx.commit().await?;
+                stored += new_rows;
+                known += known_rows;
+            }
+        }
     }
-    tx.commit().await?;
     // Remembered: the messages that are still there (a deleted one is forgotten).
     let now_seen: BTreeSet<&String> = all.iter().map(|(u, _)| u).collect();
     let json = serde_json::to_vec(&now_seen).unwrap_or_default();

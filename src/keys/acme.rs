@@ -263,10 +263,11 @@ async fn order(
         }
     }
     let retries = RetryPolicy::new().timeout(ORDER_TIMEOUT);
-    let status = match order.poll_ready(&retries).await {
-        Ok(status) => status,
-        // An order that became invalid carries its reason on the authorizations.
-        Err(instant_acme::Error::Api(_)) => OrderStatus::Invalid,
+    let (status, problem) = match order.poll_ready(&retries).await {
+        Ok(status) => (status, None),
+        // An order that became invalid carries its reason on the authorizations; if none
+        // does, the order's own problem is the reason.
+        Err(instant_acme::Error::Api(p)) => (OrderStatus::Invalid, Some(p)),
         Err(e) => return Err(e.into()),
     };
     if status != OrderStatus::Ready {
@@ -286,7 +287,11 @@ async fn order(
             }
         }
         if failed.is_empty() {
-            failed.push((names.join(", "), format!("order is {status:?}")));
+            // Not a name's failure: no name may be left out for it.
+            return Err(match problem {
+                Some(p) => AcmeError::from(instant_acme::Error::Api(p)),
+                None => AcmeError::Protocol(format!("the order is {status:?}")),
+            });
         }
         failed.sort_by_key(|(n, _)| names.iter().position(|x| x == n).unwrap_or(usize::MAX));
         return Err(AcmeError::Validation(failed));

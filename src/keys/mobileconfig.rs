@@ -7,9 +7,9 @@
 //!
 //! The web process cannot read the TLS key: the supervisor (root) signs, over a Unix socket
 //! only the web UI's user may use ([`serve`]). It builds the document itself from the
-//! request's address, name and password, with the server's own settings, so a compromised web
-//! process can only get signed profiles for mail accounts on this server — never a profile
-//! installing a CA or pointing elsewhere.
+//! request's address (which must be a mailbox of this server), name and password, with the
+//! server's own settings, so a compromised web process can only get signed profiles for mail
+//! accounts on this server — never a profile installing a CA or pointing elsewhere.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -115,11 +115,12 @@ fn checked(req: &Request) -> Result<EmailAddress, ProfileError> {
     if req
         .password
         .as_ref()
-        .is_some_and(|p| p.is_empty() || p.len() > 1024)
+        .is_some_and(|p| p.is_empty() || p.len() > 1024 || p.chars().any(char::is_control))
     {
+        // A control character could not travel through the XML unchanged (CR comes back LF).
         return Err(ProfileError::Invalid {
             field: "password",
-            rule: "must be 1 to 1024 bytes".into(),
+            rule: "must be 1 to 1024 bytes without control characters".into(),
         });
     }
     Ok(email)
@@ -342,17 +343,29 @@ pub async fn request(socket: &Path, req: &Request) -> Result<(bool, Vec<u8>), Pr
         .map_err(|_| failed("no answer within 20 s".into()))?
 }
 
-/// The signing service of the supervisor: one JSON request per connection, from root or
-/// `allowed_uid` only (the socket is also 0660, group `group`).
-pub async fn serve(
-    socket: PathBuf,
-    hostname: Hostname,
-    cert: PathBuf,
-    key: PathBuf,
-    allowed: Option<(u32, u32)>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+/// At most this many requests are answered at once; each must arrive within `REQUEST_TIMEOUT`.
+const MAX_CONCURRENT: usize = 4;
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What the signing service needs.
+#[derive(Debug, Clone)]
+pub struct Signer {
+    pub socket: PathBuf,
+    pub hostname: Hostname,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The web UI's (uid, gid): the socket's group, and the one user besides root it answers.
+    pub allowed: Option<(u32, u32)>,
+    /// Where the addresses asked for must be mailboxes.
+    pub store: crate::store::Store,
+}
+
+/// The signing service of the supervisor: one JSON request per connection, from root or the
+/// allowed user only (the socket is also 0660, group of that user).
+pub async fn serve(signer: Signer, mut stop: tokio::sync::watch::Receiver<bool>) {
     use std::os::unix::fs::PermissionsExt;
+    let socket = signer.socket.clone();
+    let allowed = signer.allowed;
     if let Some(dir) = socket.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -367,6 +380,7 @@ pub async fn serve(
     let gid = allowed.map(|(_, gid)| nix::unistd::Gid::from_raw(gid));
     let _ = nix::unistd::chown(&socket, Some(nix::unistd::Uid::from_raw(0)), gid);
     let _ = std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660));
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT));
     loop {
         tokio::select! {
             _ = stop.changed() => break,
@@ -378,32 +392,59 @@ pub async fn serve(
                     tracing::warn!("profile signer: refused a connection from uid {peer:?}");
                     continue;
                 }
-                let (hostname, cert, key) = (hostname.clone(), cert.clone(), key.clone());
-                tokio::spawn(async move { answer(stream, hostname, cert, key).await });
+                // Busy: the next connection waits for a slot (the client gives up after 20 s).
+                let Ok(slot) = slots.clone().acquire_owned().await else { break };
+                let signer = signer.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(REQUEST_TIMEOUT * 2, answer(stream, &signer)).await;
+                    drop(slot);
+                });
             }
         }
     }
     let _ = std::fs::remove_file(&socket);
 }
 
-async fn answer(stream: tokio::net::UnixStream, hostname: Hostname, cert: PathBuf, key: PathBuf) {
+/// Profiles are signed for this server's mailboxes only.
+async fn known_mailbox(store: &crate::store::Store, email: &str) -> Result<(), ProfileError> {
+    let address = EmailAddress::parse("email", email).map_err(|e| ProfileError::Invalid {
+        field: "email",
+        rule: e.to_string(),
+    })?;
+    let lookup = async {
+        let mut tx = store.begin_read().await?;
+        crate::store::accounts::mailbox_exists(&mut tx, &address).await
+    };
+    match lookup.await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ProfileError::Invalid {
+            field: "email",
+            rule: "is not a mailbox of this server".into(),
+        }),
+        Err(e) => Err(ProfileError::Sign(format!("database: {e}"))),
+    }
+}
+
+async fn answer(stream: tokio::net::UnixStream, signer: &Signer) {
     use base64::Engine;
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    // A request is a few hundred bytes: 16 KiB is plenty.
-    if BufReader::new(read)
-        .take(16 << 10)
-        .read_line(&mut line)
-        .await
-        .is_err()
-    {
+    // A request is a few hundred bytes: 16 KiB is plenty, and it comes at once.
+    let read = BufReader::new(read).take(16 << 10).read_line(&mut line);
+    if !matches!(tokio::time::timeout(REQUEST_TIMEOUT, read).await, Ok(Ok(_))) {
         return;
     }
     let result = match serde_json::from_str::<Request>(&line) {
-        Ok(req) => tokio::task::spawn_blocking(move || build(&req, &hostname, &cert, &key))
-            .await
-            .unwrap_or_else(|e| Err(ProfileError::Sign(e.to_string()))),
+        Ok(req) => match known_mailbox(&signer.store, &req.email).await {
+            Ok(()) => {
+                let s = signer.clone();
+                tokio::task::spawn_blocking(move || build(&req, &s.hostname, &s.cert, &s.key))
+                    .await
+                    .unwrap_or_else(|e| Err(ProfileError::Sign(e.to_string())))
+            }
+            Err(e) => Err(e),
+        },
         Err(e) => Err(ProfileError::Invalid {
             field: "request",
             rule: e.to_string(),

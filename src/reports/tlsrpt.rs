@@ -87,25 +87,50 @@ pub enum ReportError {
     Invalid { field: &'static str, rule: String },
 }
 
-/// Reads a report: JSON, gzipped or not (told by the gzip magic bytes).
-pub fn parse(bytes: &[u8]) -> Result<Report, ReportError> {
+/// At most this many reports are read from one mail (real senders send one).
+pub const MAX_PARTS: usize = 10;
+
+/// The JSON of a report part: gunzipped when it is gzip (told by its magic bytes), at most
+/// `limit` bytes either way.
+fn decode(bytes: &[u8], limit: u64) -> Result<Vec<u8>, ReportError> {
     let json = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(bytes)
-            .take(MAX_REPORT_BYTES + 1)
+            .take(limit + 1)
             .read_to_end(&mut out)
             .map_err(|e| ReportError::Gzip(e.to_string()))?;
         out
     } else {
         bytes.to_vec()
     };
-    if json.len() as u64 > MAX_REPORT_BYTES {
+    if json.len() as u64 > limit {
         return Err(ReportError::TooLarge);
     }
+    Ok(json)
+}
+
+/// Reads a report: JSON, gzipped or not.
+pub fn parse(bytes: &[u8]) -> Result<Report, ReportError> {
+    from_json(&decode(bytes, MAX_REPORT_BYTES)?)
+}
+
+fn from_json(json: &[u8]) -> Result<Report, ReportError> {
     let report: Report =
-        serde_json::from_slice(&json).map_err(|e| ReportError::Json(e.to_string()))?;
+        serde_json::from_slice(json).map_err(|e| ReportError::Json(e.to_string()))?;
     check(&report)?;
     Ok(report)
+}
+
+/// A text field of a report: bounded, without control characters (what the table and page
+/// take on every engine; PostgreSQL refuses NUL outright).
+fn text_ok(field: &'static str, value: &str, max: usize) -> Result<(), ReportError> {
+    if value.chars().count() > max || value.chars().any(char::is_control) {
+        return Err(ReportError::Invalid {
+            field,
+            rule: format!("must be at most {max} characters without control characters"),
+        });
+    }
+    Ok(())
 }
 
 fn check(r: &Report) -> Result<(), ReportError> {
@@ -123,10 +148,19 @@ fn check(r: &Report) -> Result<(), ReportError> {
             });
         }
     }
-    if r.date_range.end_datetime < r.date_range.start_datetime {
+    let (start, end) = (r.date_range.start_datetime, r.date_range.end_datetime);
+    let earliest = DateTime::<Utc>::from_timestamp(946_684_800, 0).unwrap_or_default(); // 2000
+    let latest = Utc::now() + chrono::Duration::days(7);
+    if end < start || start < earliest || end > latest {
         return Err(ReportError::Invalid {
             field: "date-range",
-            rule: "ends before it starts".into(),
+            rule: "must start after 2000, end after it starts and not in the future".into(),
+        });
+    }
+    if r.policies.len() > 100 {
+        return Err(ReportError::Invalid {
+            field: "policies",
+            rule: "at most 100".into(),
         });
     }
     for p in &r.policies {
@@ -145,6 +179,24 @@ fn check(r: &Report) -> Result<(), ReportError> {
                 rule: "must be sts, tlsa or no-policy-found".into(),
             });
         }
+        if p.policy.policy_string.len() > 100 || p.failure_details.len() > 1000 {
+            return Err(ReportError::Invalid {
+                field: "policy-string",
+                rule: "at most 100 lines and 1000 failure details per policy".into(),
+            });
+        }
+        for line in &p.policy.policy_string {
+            text_ok("policy-string", line, 1000)?;
+        }
+        for f in &p.failure_details {
+            text_ok("result-type", &f.result_type, 64)?;
+            for v in [&f.sending_mta_ip, &f.receiving_mx_hostname, &f.failure_reason_code]
+                .into_iter()
+                .flatten()
+            {
+                text_ok("failure-details", v, 255)?;
+            }
+        }
     }
     Ok(())
 }
@@ -156,6 +208,8 @@ pub fn in_mail(raw: &[u8]) -> Vec<Result<Report, ReportError>> {
         return Vec::new();
     };
     let mut out = Vec::new();
+    // One budget for the whole mail: many small parts cannot add up to gigabytes.
+    let mut budget = MAX_REPORT_BYTES;
     let mut parts = vec![&mail];
     while let Some(part) = parts.pop() {
         parts.extend(part.subparts.iter());
@@ -180,11 +234,22 @@ pub fn in_mail(raw: &[u8]) -> Vec<Result<Report, ReportError>> {
                 | "application/json"
         ) && (name.ends_with(".json.gz") || name.ends_with(".json"));
         if labelled || attached {
-            out.push(
-                part.get_body_raw()
-                    .map_err(|e| ReportError::Json(e.to_string()))
-                    .and_then(|b| parse(&b)),
-            );
+            if out.len() == MAX_PARTS {
+                out.push(Err(ReportError::Invalid {
+                    field: "mail",
+                    rule: format!("more than {MAX_PARTS} reports in one mail: the rest not read"),
+                }));
+                break;
+            }
+            let report = part
+                .get_body_raw()
+                .map_err(|e| ReportError::Json(e.to_string()))
+                .and_then(|b| decode(&b, budget))
+                .and_then(|json| {
+                    budget -= json.len() as u64;
+                    from_json(&json)
+                });
+            out.push(report);
         }
     }
     out
@@ -258,6 +323,16 @@ mod tests {
                 field: "policy-domain",
                 ..
             }
+        ));
+        let nul = EXAMPLE.replace("mode: testing", "mode: \\u0000testing");
+        assert!(matches!(
+            parse(nul.as_bytes()).unwrap_err(),
+            ReportError::Invalid { field: "policy-string", .. }
+        ));
+        let ancient = EXAMPLE.replace("2016-04-01T00:00:00Z", "0999-04-01T00:00:00Z");
+        assert!(matches!(
+            parse(ancient.as_bytes()).unwrap_err(),
+            ReportError::Invalid { field: "date-range", .. }
         ));
         let long_id = EXAMPLE.replace("5065427c-23d3-47ca-b6e0-946ea0e8c4be", &"x".repeat(300));
         assert!(matches!(

@@ -25,14 +25,19 @@ pub struct TlsReport {
     pub failures: String,
 }
 
-/// Keeps `r` unless this organization's report with this id already gave this domain's policy:
-/// whether it was new.
+/// Keeps `r` unless this organization's report with this id already gave this domain's policy
+/// (told apart by its text: a DANE report has one `tlsa` policy per MX): whether it was new.
 pub async fn insert(tx: &mut Tx, r: &TlsReport, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    use sha2::Digest;
+    let hash: String = sha2::Sha256::digest(r.policy.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let known = tx
         .count(
-            "SELECT COUNT(*) FROM modobox_tls_report \
-             WHERE organization = ? AND report_id = ? AND domain = ? AND policy_type = ?",
-            args![&r.organization, &r.report_id, &r.domain, &r.policy_type],
+            "SELECT COUNT(*) FROM modobox_tls_report WHERE organization = ? AND report_id = ? \
+             AND domain = ? AND policy_type = ? AND policy_hash = ?",
+            args![&r.organization, &r.report_id, &r.domain, &r.policy_type, &hash],
         )
         .await?;
     if known > 0 {
@@ -40,8 +45,8 @@ pub async fn insert(tx: &mut Tx, r: &TlsReport, now: DateTime<Utc>) -> Result<bo
     }
     tx.insert(
         "INSERT INTO modobox_tls_report (domain, organization, report_id, begins_at, ends_at, \
-         policy_type, policy, successful, failed, failures, received_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         policy_type, policy, policy_hash, successful, failed, failures, received_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         args![
             &r.domain,
             &r.organization,
@@ -50,6 +55,7 @@ pub async fn insert(tx: &mut Tx, r: &TlsReport, now: DateTime<Utc>) -> Result<bo
             r.ends_at,
             &r.policy_type,
             &r.policy,
+            &hash,
             r.successful,
             r.failed,
             &r.failures,

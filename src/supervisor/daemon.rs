@@ -305,27 +305,46 @@ fn start_companions(
             store.clone(),
             stop.clone(),
         )),
-        tokio::spawn(profile_signer(config, distro, stop.clone())),
+        tokio::spawn(profile_signer(config, distro, store, stop.clone())),
+        tokio::spawn(finish_tls_swap(config.clone(), distro.clone())),
     ]
+}
+
+/// A certificate swap a crash cut short (`jobs::tls_renew::install_pair`) is finished at once,
+/// not at the next renewal run: nginx and Dovecot refuse to start on a key that is not their
+/// certificate's. The daemons then reload the finished pair.
+async fn finish_tls_swap(config: Config, distro: Distro) {
+    let (cert, key) = crate::render::context::tls_paths(&config, &distro);
+    match crate::jobs::tls_renew::finish_swap(cert.as_path(), key.as_path()) {
+        Ok(Some(note)) => {
+            tracing::warn!("{note}");
+            for failure in crate::jobs::tls_renew::reload_daemons().await {
+                tracing::error!("reload after finishing the certificate swap: {failure}");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!("finishing a certificate swap: {e}"),
+    }
 }
 
 /// Signs the web UI's Apple profiles with the TLS key the web process may not read.
 fn profile_signer(
     config: &Config,
     distro: &Distro,
+    store: &Store,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> impl std::future::Future<Output = ()> {
     let (cert, key) = crate::render::context::tls_paths(config, distro);
     let web = crate::service::own::WEB.user;
-    let allowed = uzers::get_user_by_name(web).map(|u| (u.uid(), u.primary_group_id()));
-    crate::keys::mobileconfig::serve(
-        crate::keys::mobileconfig::SOCKET.into(),
-        config.hostname.clone(),
-        cert.as_path().to_path_buf(),
-        key.as_path().to_path_buf(),
-        allowed,
-        stop,
-    )
+    let signer = crate::keys::mobileconfig::Signer {
+        socket: crate::keys::mobileconfig::SOCKET.into(),
+        hostname: config.hostname.clone(),
+        cert: cert.as_path().to_path_buf(),
+        key: key.as_path().to_path_buf(),
+        allowed: uzers::get_user_by_name(web).map(|u| (u.uid(), u.primary_group_id())),
+        store: store.clone(),
+    };
+    crate::keys::mobileconfig::serve(signer, stop)
 }
 
 /// Probes and repairs until SIGTERM or SIGINT; the jobs and the status snapshot run alongside.

@@ -902,6 +902,21 @@ pub async fn address_in_use(tx: &mut Tx, address: &EmailAddress) -> Result<bool,
         > 0)
 }
 
+/// Whether `address` is a mailbox of this server (the profile signer asks).
+pub async fn mailbox_exists(tx: &mut Tx, address: &EmailAddress) -> Result<bool, StoreError> {
+    let Some((local, domain)) = address.as_str().split_once('@') else {
+        return Ok(false);
+    };
+    Ok(tx
+        .count(
+            "SELECT COUNT(*) FROM admin_mailbox mb INNER JOIN admin_domain d ON d.id = mb.domain_id \
+             WHERE mb.address = ? AND d.name = ?",
+            args![local, domain],
+        )
+        .await?
+        > 0)
+}
+
 /// The username owning mailbox `id`, whoever may see it: callers then ask `get`.
 pub async fn username_by_mailbox_id(tx: &mut Tx, id: i32) -> Result<Option<String>, StoreError> {
     tx.row(

@@ -659,6 +659,7 @@ pub struct ProfileForm {
 pub async fn mobileconfig_with_password(
     State(web): State<Web>,
     Path(username): Path<String>,
+    client: crate::web::Client,
     post: Post<ProfileForm>,
 ) -> Result<Response, WebError> {
     let (user, form) = (post.user, post.form);
@@ -667,9 +668,13 @@ pub async fn mobileconfig_with_password(
     let stored =
         accounts::stored_password(&mut tx, user.actor(), &Username::existing(&username)).await?;
     tx.commit().await?;
+    // A password check like a login: the same limits against guessing (per client and account).
+    let attempt = crate::web::login::reserve_attempt(&web, &client, &username).await?;
     if form.password.is_empty()
         || !crate::password::verify_bounded(stored, form.password.clone()).await
     {
+        let line = format!("Wrong password for {username}'s Apple profile");
+        crate::web::login::audit_auth(&web, &client, "WARNING", &line).await?;
         return show_refused(
             &web,
             &user,
@@ -678,6 +683,7 @@ pub async fn mobileconfig_with_password(
         )
         .await;
     }
+    crate::web::login::attempt_succeeded(&web, &attempt);
     mobileconfig_of(&web, &user, &username, Some(form.password)).await
 }
 

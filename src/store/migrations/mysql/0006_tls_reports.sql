@@ -1,7 +1,7 @@
 -- additive
 -- TLS reports (SMTP TLS Reporting, RFC 8460) that sending servers mailed about the hosted
 -- domains: one row per policy of a report (its sessions counted, its failures as JSON), kept
--- once per organization and report id.
+-- once per organization, report id and policy (DANE reports carry one tlsa policy per MX).
 
 CREATE TABLE modobox_tls_report (
     id bigint NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -12,10 +12,11 @@ CREATE TABLE modobox_tls_report (
     ends_at datetime(6) NOT NULL,
     policy_type varchar(20) NOT NULL,
     policy text NOT NULL,
+    policy_hash varchar(64) NOT NULL,
     successful bigint NOT NULL,
     failed bigint NOT NULL,
     failures mediumtext NOT NULL,
     received_at datetime(6) NOT NULL,
-    UNIQUE KEY modobox_tls_report_once (organization, report_id, domain, policy_type)
+    UNIQUE KEY modobox_tls_report_once (organization, report_id, domain, policy_type, policy_hash)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 CREATE INDEX modobox_tls_report_domain_idx ON modobox_tls_report (domain, ends_at);
