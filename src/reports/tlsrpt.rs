@@ -367,6 +367,18 @@ mod tests {
         // Google labels its attachment application/gzip.
         let google = mail.replace("application/tlsrpt+gzip", "application/gzip");
         assert_eq!(in_mail(google.as_bytes()).len(), 1);
+        // Many reports in one mail: ten read, the rest refused with a reason.
+        let part = format!(
+            "--b\r\nContent-Type: application/tlsrpt+gzip\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n"
+        );
+        let many = format!(
+            "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; boundary=\"b\"\r\n\r\n{}--b--\r\n",
+            part.repeat(12)
+        );
+        let found = in_mail(many.as_bytes());
+        assert_eq!(found.len(), MAX_PARTS + 1);
+        assert_eq!(found.iter().filter(|r| r.is_ok()).count(), MAX_PARTS);
+        assert!(found[MAX_PARTS].as_ref().unwrap_err().to_string().contains("more than 10"));
         // An ordinary mail has none.
         assert!(in_mail(b"From: a@b.example\r\nSubject: hi\r\n\r\nhello\r\n").is_empty());
     }
