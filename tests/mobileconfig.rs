@@ -96,7 +96,12 @@ fn ca_issued(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     )
 }
 
-fn signer(socket: &Path, cert: &Path, key: &Path, store: &Store) -> tokio::sync::watch::Sender<bool> {
+fn signer(
+    socket: &Path,
+    cert: &Path,
+    key: &Path,
+    store: &Store,
+) -> tokio::sync::watch::Sender<bool> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let signer = mobileconfig::Signer {
         socket: socket.to_path_buf(),
@@ -317,7 +322,10 @@ async fn profiles_are_signed_by_the_supervisor_and_hold_the_password_only_when_t
         name: String::new(),
         password: None,
     };
-    let e = mobileconfig::request(&socket, &stranger).await.unwrap_err().to_string();
+    let e = mobileconfig::request(&socket, &stranger)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("is not a mailbox of this server"), "{e}");
     // Nor a password with a control character (it would not come back unchanged).
     let cr = mobileconfig::Request {
@@ -325,7 +333,10 @@ async fn profiles_are_signed_by_the_supervisor_and_hold_the_password_only_when_t
         name: String::new(),
         password: Some("a\rb".into()),
     };
-    let e = mobileconfig::request(&socket, &cr).await.unwrap_err().to_string();
+    let e = mobileconfig::request(&socket, &cr)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("password"), "{e}");
 
     // The signer gone: the profile still comes, unsigned.

@@ -759,8 +759,14 @@ mod tests {
         ];
         assert!(points_here(&["2001:db8::10".parse().unwrap()], &here).is_ok());
         // One address elsewhere (an old AAAA) is enough to leave the name out.
-        let both: Vec<IpAddr> = vec!["192.0.2.10".parse().unwrap(), "2001:db8::99".parse().unwrap()];
-        assert_eq!(points_here(&both, &here).unwrap_err(), "points to 2001:db8::99, not here");
+        let both: Vec<IpAddr> = vec![
+            "192.0.2.10".parse().unwrap(),
+            "2001:db8::99".parse().unwrap(),
+        ];
+        assert_eq!(
+            points_here(&both, &here).unwrap_err(),
+            "points to 2001:db8::99, not here"
+        );
         assert_eq!(points_here(&[], &here).unwrap_err(), "no A/AAAA record");
         assert_eq!(
             points_here(&["198.51.100.7".parse().unwrap()], &here).unwrap_err(),

@@ -431,8 +431,12 @@ async fn answer(stream: tokio::net::UnixStream, signer: &Signer) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     // A request is a few hundred bytes: 16 KiB is plenty, and it comes at once.
-    let read = BufReader::new(read).take(16 << 10).read_line(&mut line);
-    if !matches!(tokio::time::timeout(REQUEST_TIMEOUT, read).await, Ok(Ok(_))) {
+    let mut reader = BufReader::new(read).take(16 << 10);
+    let request = reader.read_line(&mut line);
+    if !matches!(
+        tokio::time::timeout(REQUEST_TIMEOUT, request).await,
+        Ok(Ok(_))
+    ) {
         return;
     }
     let result = match serde_json::from_str::<Request>(&line) {

@@ -190,9 +190,13 @@ fn check(r: &Report) -> Result<(), ReportError> {
         }
         for f in &p.failure_details {
             text_ok("result-type", &f.result_type, 64)?;
-            for v in [&f.sending_mta_ip, &f.receiving_mx_hostname, &f.failure_reason_code]
-                .into_iter()
-                .flatten()
+            for v in [
+                &f.sending_mta_ip,
+                &f.receiving_mx_hostname,
+                &f.failure_reason_code,
+            ]
+            .into_iter()
+            .flatten()
             {
                 text_ok("failure-details", v, 255)?;
             }
@@ -327,12 +331,18 @@ mod tests {
         let nul = EXAMPLE.replace("mode: testing", "mode: \\u0000testing");
         assert!(matches!(
             parse(nul.as_bytes()).unwrap_err(),
-            ReportError::Invalid { field: "policy-string", .. }
+            ReportError::Invalid {
+                field: "policy-string",
+                ..
+            }
         ));
         let ancient = EXAMPLE.replace("2016-04-01T00:00:00Z", "0999-04-01T00:00:00Z");
         assert!(matches!(
             parse(ancient.as_bytes()).unwrap_err(),
-            ReportError::Invalid { field: "date-range", .. }
+            ReportError::Invalid {
+                field: "date-range",
+                ..
+            }
         ));
         let long_id = EXAMPLE.replace("5065427c-23d3-47ca-b6e0-946ea0e8c4be", &"x".repeat(300));
         assert!(matches!(
@@ -378,7 +388,11 @@ mod tests {
         let found = in_mail(many.as_bytes());
         assert_eq!(found.len(), MAX_PARTS + 1);
         assert_eq!(found.iter().filter(|r| r.is_ok()).count(), MAX_PARTS);
-        assert!(found[MAX_PARTS].as_ref().unwrap_err().to_string().contains("more than 10"));
+        assert!(found[MAX_PARTS]
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("more than 10"));
         // An ordinary mail has none.
         assert!(in_mail(b"From: a@b.example\r\nSubject: hi\r\n\r\nhello\r\n").is_empty());
     }

@@ -37,7 +37,13 @@ pub async fn insert(tx: &mut Tx, r: &TlsReport, now: DateTime<Utc>) -> Result<bo
         .count(
             "SELECT COUNT(*) FROM modobox_tls_report WHERE organization = ? AND report_id = ? \
              AND domain = ? AND policy_type = ? AND policy_hash = ?",
-            args![&r.organization, &r.report_id, &r.domain, &r.policy_type, &hash],
+            args![
+                &r.organization,
+                &r.report_id,
+                &r.domain,
+                &r.policy_type,
+                &hash
+            ],
         )
         .await?;
     if known > 0 {
