@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::names::{EmailAddress, Hostname};
+use crate::system::text::xml_escape as escape;
 
 /// Where the supervisor listens for signing requests.
 pub const SOCKET: &str = "/run/modobox/profile.sock";
@@ -65,40 +66,13 @@ pub enum ProfileError {
     Signer { path: String, message: String },
 }
 
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // XML 1.0 has no place for other control characters.
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// A UUID (version 4 layout) derived from `seed`: the same account gets the same profile
 /// identity, so installing a new one replaces the old on the device.
 fn uuid_of(seed: &str) -> String {
     let d = Sha256::digest(seed.as_bytes());
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02X}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    crate::system::text::uuid_v4_from(b)
 }
 
 fn checked(req: &Request) -> Result<EmailAddress, ProfileError> {

@@ -9,6 +9,7 @@ pub mod maintenance;
 pub mod net;
 pub mod parallel;
 pub mod privileges;
+pub mod text;
 
 use std::path::{Path, PathBuf};
 

@@ -87,22 +87,6 @@ async fn mail_domain(web: &Web, name: &DomainName) -> Option<(DomainName, bool)>
     }
 }
 
-/// `&`, `<`, `>`, `"` and `'` escaped for XML text and attributes.
-fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The servers a client uses: IMAP, POP3 when it is on, submission.
 struct Servers<'a> {
     host: &'a str,
@@ -117,7 +101,7 @@ fn autoconfig_xml(s: &Servers, domain: &DomainName, target: &DomainName, alias: 
     } else {
         "%EMAILADDRESS%".to_string()
     };
-    let host = xml_escape(s.host);
+    let host = crate::system::text::xml_escape(s.host);
     let server = |kind: &str, tag: &str, port: u16, socket: &str| {
         format!(
             "    <{tag} type=\"{kind}\">\n      <hostname>{host}</hostname>\n      <port>{port}</port>\n      <socketType>{socket}</socketType>\n      <authentication>password-cleartext</authentication>\n      <username>{login}</username>\n    </{tag}>\n"
@@ -229,8 +213,8 @@ pub fn autodiscover_address(body: &[u8]) -> Result<String, RequestError> {
 /// Outlook's POX answer: IMAP and SMTP with implicit TLS, the login being the address (for a
 /// domain alias, the same local part at its target).
 fn autodiscover_xml(s: &Servers, login: &str) -> String {
-    let host = xml_escape(s.host);
-    let login = xml_escape(login);
+    let host = crate::system::text::xml_escape(s.host);
+    let login = crate::system::text::xml_escape(login);
     let protocol = |kind: &str, port: u16, extra: &str| {
         format!(
             "      <Protocol>\n        <Type>{kind}</Type>\n        <Server>{host}</Server>\n        <Port>{port}</Port>\n        <DomainRequired>off</DomainRequired>\n        <LoginName>{login}</LoginName>\n        <SPA>off</SPA>\n        <SSL>on</SSL>\n        <AuthRequired>on</AuthRequired>\n{extra}      </Protocol>\n"
@@ -387,7 +371,10 @@ mod tests {
 
     #[test]
     fn documents_escape_what_they_carry() {
-        assert_eq!(xml_escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&apos;");
+        assert_eq!(
+            crate::system::text::xml_escape("a<b>&\"'"),
+            "a&lt;b&gt;&amp;&quot;&apos;"
+        );
         let d = DomainName::parse("d", "example.org").unwrap();
         let s = Servers {
             host: "mail.example.org",
