@@ -8,6 +8,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+mod antispam;
+pub use antispam::{Antispam, DmarcRejectAction, DEFAULT_DNSBL_SITES};
+
 use crate::names::HttpUrl;
 
 use crate::names::Network;
@@ -68,6 +71,8 @@ pub struct Config {
     pub schedule: Schedule,
     #[serde(default)]
     pub jobs: Jobs,
+    #[serde(default)]
+    pub antispam: Antispam,
     #[serde(default)]
     pub check_mx: CheckMx,
     #[serde(default)]
@@ -448,6 +453,8 @@ pub struct Schedule {
     pub tls_renew: String,
     /// Reads the TLS reports mailed to the TLS reports mailbox.
     pub tls_reports: String,
+    /// Expands antispam.allow_spf_domains into postscreen's allow-list.
+    pub postscreen_allowlist: String,
 }
 
 impl Default for Schedule {
@@ -467,6 +474,7 @@ impl Default for Schedule {
             backup_verify: "0 5 * * 0".into(),
             tls_renew: "23 */6 * * *".into(),
             tls_reports: "41 * * * *".into(),
+            postscreen_allowlist: "17 4 * * *".into(),
         }
     }
 }
@@ -491,6 +499,7 @@ impl Schedule {
             ("backup_verify", self.backup_verify.as_str()),
             ("tls_renew", self.tls_renew.as_str()),
             ("tls_reports", self.tls_reports.as_str()),
+            ("postscreen_allowlist", self.postscreen_allowlist.as_str()),
         ])
     }
 }
@@ -700,6 +709,7 @@ impl Config {
             web: Web::default(),
             schedule: Schedule::default(),
             jobs: Jobs::default(),
+            antispam: Antispam::default(),
             check_mx: CheckMx::default(),
             public_api: PublicApi::default(),
             stats: Stats::default(),
@@ -841,6 +851,7 @@ impl Config {
         self.validate_jobs()?;
         self.backup.validate()?;
         self.upgrade.validate()?;
+        self.antispam.validate()?;
         let p = &self.paths;
         let mut under_mail_root = vec![
             ("paths.dkim_keys", &p.dkim_keys),

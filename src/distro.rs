@@ -205,6 +205,8 @@ pub struct Paths {
     pub systemd_units: SafePath,
     /// Helper programs modobox installs (the Dovecot post-login script).
     pub libexec: SafePath,
+    /// SpamAssassin's site rules directory (Amavis's SpamAssassin reads every *.cf there).
+    pub spamassassin_rules: SafePath,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -87,13 +87,18 @@ pub enum Command {
         status_file: std::path::PathBuf,
     },
     /// The From: header milter Postfix asks on submission (587, 465): refuses a message whose
-    /// From: names an address the login may not send as (modobox-milter.service runs it).
+    /// From: names an address the login may not send as; the inbound authentication milter
+    /// port 25 asks (SPF, DKIM, DMARC); the sending-limit policy service
+    /// (modobox-milter.service runs them).
     Milter {
         #[arg(long, default_value = "127.0.0.1:8893")]
         listen: std::net::SocketAddr,
         /// Where the sending-limit policy service (Postfix's check_policy_service) listens.
         #[arg(long, default_value = "127.0.0.1:8894")]
         policy_listen: std::net::SocketAddr,
+        /// Where the inbound authentication milter (port 25's smtpd_milters) listens.
+        #[arg(long, default_value = "127.0.0.1:8895")]
+        inbound_listen: std::net::SocketAddr,
         /// Started as root: read the configuration and the secrets, then become this user with
         /// no capability left (what modobox-milter.service does with `modobox-milter`).
         #[arg(long, value_name = "USER")]

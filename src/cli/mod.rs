@@ -145,11 +145,11 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Milter {
             listen,
             policy_listen,
+            inbound_listen,
             user,
         } => runtime()?.block_on(web::milter(
             &cli.global,
-            listen,
-            policy_listen,
+            [listen, policy_listen, inbound_listen],
             user.as_deref(),
         )),
         Command::Status { json } => runtime()?.block_on(status::status(&cli.global, json)),

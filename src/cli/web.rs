@@ -47,20 +47,24 @@ pub async fn web(
 /// milter's own database role (see `store::roles`).
 pub async fn milter(
     global: &Global,
-    listen: std::net::SocketAddr,
-    policy_listen: std::net::SocketAddr,
+    [listen, policy_listen, inbound_listen]: [std::net::SocketAddr; 3],
     run_as: Option<&str>,
 ) -> Result<ExitCode> {
     use crate::store::roles::{self, Daemon};
-    if !listen.ip().is_loopback() {
-        anyhow::bail!("--listen {listen}: the milter listens on loopback only");
-    }
-    if !policy_listen.ip().is_loopback() {
-        anyhow::bail!(
-            "--policy-listen {policy_listen}: the policy service listens on loopback only"
-        );
+    for (option, addr) in [
+        ("--listen", listen),
+        ("--policy-listen", policy_listen),
+        ("--inbound-listen", inbound_listen),
+    ] {
+        if !addr.ip().is_loopback() {
+            anyhow::bail!("{option} {addr}: the milters and the policy service listen on loopback only");
+        }
     }
     let config = Config::load(&global.config)?;
+    let checker = std::sync::Arc::new(crate::milter::inbound::Checker::new(
+        config.hostname.as_str(),
+        &config.antispam,
+    )?);
     let secrets = crate::secrets::Secrets::load_or_generate(config.paths.secrets.as_path())?;
     let (user, password) = roles::login(&config, &secrets, Daemon::Milter);
     let url = crate::store::DatabaseUrl::for_login(&config, &user, password);
@@ -76,8 +80,12 @@ pub async fn milter(
     let policy = tokio::net::TcpListener::bind(policy_listen)
         .await
         .map_err(|e| anyhow!("--policy-listen {policy_listen}: {e}"))?;
+    let inbound = tokio::net::TcpListener::bind(inbound_listen)
+        .await
+        .map_err(|e| anyhow!("--inbound-listen {inbound_listen}: {e}"))?;
     tracing::info!(
-        "milter listening on {listen}, policy service on {policy_listen} (database role {user})"
+        "milter listening on {listen}, policy service on {policy_listen}, inbound \
+         authentication milter on {inbound_listen} (database role {user})"
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -91,12 +99,14 @@ pub async fn milter(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let (m, p) = tokio::join!(
+    let (m, p, i) = tokio::join!(
         crate::milter::serve(listener, store.clone(), stopped(stop_rx.clone())),
-        crate::policy::serve(policy, store.clone(), stopped(stop_rx)),
+        crate::policy::serve(policy, store.clone(), stopped(stop_rx.clone())),
+        crate::milter::inbound::serve(inbound, checker, stopped(stop_rx)),
     );
     m?;
     p?;
+    i?;
     store.close().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -118,6 +118,38 @@ pub enum DnsFailure {
     Setup(String),
 }
 
+/// A hickory resolver asking `server` (UDP, then TCP for truncated answers) or, for `None`, the
+/// name servers of /etc/resolv.conf, one try each within `timeout` (also what the inbound
+/// authentication milter asks through mail-auth).
+pub fn hickory(server: Option<SocketAddr>, timeout: Duration) -> Result<TokioResolver, DnsFailure> {
+    let provider = TokioRuntimeProvider::default();
+    let mut builder = match server {
+        Some(addr) => {
+            let connections = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
+                .into_iter()
+                .map(|mut c| {
+                    c.port = addr.port();
+                    c
+                })
+                .collect();
+            let ns = NameServerConfig::new(addr.ip(), true, connections);
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_name_servers(vec![ns]),
+                provider,
+            )
+        }
+        None => TokioResolver::builder(provider)
+            .map_err(|e| DnsFailure::Setup(format!("reading /etc/resolv.conf: {e}")))?,
+    };
+    let opts = builder.options_mut();
+    opts.timeout = timeout;
+    // One try per server: the deadline below bounds the whole query anyway.
+    opts.attempts = 1;
+    builder
+        .build()
+        .map_err(|e| DnsFailure::Setup(e.to_string()))
+}
+
 /// A resolver for one run: a fresh cache each time (a delisting is seen at the next run), and
 /// a hard deadline around every query on top of the resolver's own timeout.
 #[derive(Clone)]
@@ -136,32 +168,7 @@ impl Resolver {
     /// `server`: one name server (UDP, then TCP for truncated answers); `None`: the system's
     /// /etc/resolv.conf.
     pub fn new(server: Option<SocketAddr>, timeout: Duration) -> Result<Self, DnsFailure> {
-        let provider = TokioRuntimeProvider::default();
-        let mut builder = match server {
-            Some(addr) => {
-                let connections = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
-                    .into_iter()
-                    .map(|mut c| {
-                        c.port = addr.port();
-                        c
-                    })
-                    .collect();
-                let ns = NameServerConfig::new(addr.ip(), true, connections);
-                TokioResolver::builder_with_config(
-                    ResolverConfig::from_name_servers(vec![ns]),
-                    provider,
-                )
-            }
-            None => TokioResolver::builder(provider)
-                .map_err(|e| DnsFailure::Setup(format!("reading /etc/resolv.conf: {e}")))?,
-        };
-        let opts = builder.options_mut();
-        opts.timeout = timeout;
-        // One try per server: the deadline below bounds the whole query anyway.
-        opts.attempts = 1;
-        let inner = builder
-            .build()
-            .map_err(|e| DnsFailure::Setup(e.to_string()))?;
+        let inner = hickory(server, timeout)?;
         Ok(Resolver { inner, timeout })
     }
 
@@ -171,6 +178,7 @@ impl Resolver {
             RecordType::MX => "MX",
             RecordType::A => "A",
             RecordType::AAAA => "AAAA",
+            RecordType::TXT => "TXT",
             _ => "query",
         };
         let fqdn = if name.ends_with('.') {
@@ -261,6 +269,24 @@ impl Resolver {
         addresses.sort();
         addresses.dedup();
         Ok(addresses)
+    }
+
+    /// The TXT records of a name, each one string (its character-strings joined).
+    pub async fn txt(&self, name: &str) -> Result<Vec<String>, DnsFailure> {
+        Ok(self
+            .records(name, RecordType::TXT)
+            .await?
+            .into_iter()
+            .filter_map(|r| match r {
+                RData::TXT(t) => Some(
+                    t.txt_data
+                        .iter()
+                        .map(|part| String::from_utf8_lossy(part).into_owned())
+                        .collect::<String>(),
+                ),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Asks one DNSBL about one address.

@@ -14,6 +14,7 @@ pub mod process;
 pub mod quarantine_cleanup;
 pub mod scheduler;
 pub mod tls_renew;
+pub mod postscreen_allowlist;
 pub mod tls_reports;
 
 // Written in another branch (network jobs); only called from here.
@@ -174,6 +175,11 @@ pub const JOBS: &[Job] = &[
         dry_run: false,
     },
     Job {
+        name: "postscreen_allowlist",
+        about: "expand antispam.allow_spf_domains' SPF ranges into postscreen's allow-list",
+        dry_run: false,
+    },
+    Job {
         name: "tls_renew",
         about: "renew the ACME certificate when due and reload the daemons (tls.mode = \"acme\")",
         dry_run: false,
@@ -264,6 +270,7 @@ pub async fn execute(name: &str, ctx: &JobContext, dry_run: bool) -> (Outcome, S
         }
         "tls_renew" => tls_renew::renew(ctx, false).await,
         "tls_reports" => tls_reports::run(ctx).await,
+        "postscreen_allowlist" => postscreen_allowlist::run(ctx).await,
         _ => return (Outcome::Failed, format!("{name}: no implementation")),
     };
     match result {

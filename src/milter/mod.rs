@@ -6,6 +6,7 @@
 //! the headers, so it is never accepted and never signed. Unauthenticated sessions are not its
 //! business (port 25 does not use it; OpenDKIM signs only for logins and loopback).
 
+pub mod inbound;
 pub mod protocol;
 
 use std::future::Future;

@@ -13,11 +13,27 @@ pub const EOH: u8 = b'N';
 pub const ABORT: u8 = b'A';
 pub const QUIT: u8 = b'Q';
 pub const QUIT_NC: u8 = b'K';
+pub const CONNECT: u8 = b'C';
+pub const HELO: u8 = b'H';
+pub const RCPT: u8 = b'R';
+pub const BODY: u8 = b'B';
+pub const BODYEOB: u8 = b'E';
 
 /// Replies.
 pub const CONTINUE: u8 = b'c';
 pub const ACCEPT: u8 = b'a';
 pub const REPLYCODE: u8 = b'y';
+pub const INSHEADER: u8 = b'i';
+pub const CHGHEADER: u8 = b'm';
+
+/// Actions a milter may take: add (or insert) headers, change or delete them.
+pub const ACTION_ADD_HEADERS: u32 = 0x01;
+pub const ACTION_CHANGE_HEADERS: u32 = 0x10;
+/// Protocol flag: header values keep their leading space (exact DKIM canonicalisation).
+pub const HEADER_LEADING_SPACE: u32 = 0x0010_0000;
+/// Protocol flags: no unknown commands, no DATA step.
+pub const NO_UNKNOWN: u32 = 0x100;
+pub const NO_DATA: u32 = 0x200;
 
 /// Protocol steps this milter asks the MTA to leave out: connect, HELO, RCPT, body, unknown
 /// commands and DATA (only MAIL's macros and the headers matter).
@@ -77,17 +93,39 @@ pub async fn write<W: AsyncWrite + Unpin>(
 /// The answer to the MTA's option negotiation: protocol version 6 (or the MTA's, if lower), no
 /// message changes, and only the steps this milter reads.
 pub fn negotiate_reply(offer: &[u8]) -> Vec<u8> {
+    negotiate(offer, 0, SKIP)
+}
+
+/// The MTA's offer read back: the version (at most 6), the actions asked for and the protocol
+/// flags, each limited to what the MTA offered.
+pub fn negotiate(offer: &[u8], actions: u32, flags: u32) -> Vec<u8> {
     let field = |i: usize| {
         offer
             .get(i * 4..i * 4 + 4)
             .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     };
     let version = field(0).min(6);
-    let offered = field(2);
     let mut out = Vec::with_capacity(12);
     out.extend_from_slice(&version.to_be_bytes());
-    out.extend_from_slice(&0u32.to_be_bytes());
-    out.extend_from_slice(&(SKIP & offered).to_be_bytes());
+    out.extend_from_slice(&(actions & field(1)).to_be_bytes());
+    out.extend_from_slice(&(flags & field(2)).to_be_bytes());
+    out
+}
+
+/// Whether a negotiation reply (ours) kept a protocol flag.
+pub fn negotiated(reply: &[u8], flag: u32) -> bool {
+    reply
+        .get(8..12)
+        .is_some_and(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & flag != 0)
+}
+
+/// An INSHEADER or CHGHEADER packet's data: index, name, value (empty value: delete).
+pub fn header_change(index: u32, name: &str, value: &str) -> Vec<u8> {
+    let mut out = index.to_be_bytes().to_vec();
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    out.extend_from_slice(value.as_bytes());
+    out.push(0);
     out
 }
 

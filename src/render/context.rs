@@ -234,7 +234,29 @@ pub fn build(config: &Config, distro: &Distro, secrets: &Secrets) -> tera::Conte
     ctx.insert("binary", BINARY_PATH);
     ctx.insert("milter_port", &crate::milter::PORT);
     ctx.insert("policy_port", &crate::policy::PORT);
+    ctx.insert("inbound_milter_port", &crate::milter::inbound::PORT);
+    ctx.insert("antispam", &config.antispam);
+    ctx.insert(
+        "postscreen_spf_allowlist",
+        &crate::jobs::postscreen_allowlist::file(config)
+            .display()
+            .to_string(),
+    );
+    // Postfix 3.6 renamed postscreen's blacklist/whitelist settings; older ones know only those.
+    ctx.insert(
+        "postfix_old_names",
+        &version_below(&distro.facts.postfix.version, (3, 6)),
+    );
     // No version in the rendered files: an upgrade whose templates did not change a file
     // leaves it (and its daemon) alone, and an edit by hand on a header line merges.
     ctx
+}
+
+/// A "major.minor" version below `than` (an unreadable one counts as current).
+fn version_below(version: &str, than: (u32, u32)) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) < than,
+        _ => false,
+    }
 }
