@@ -465,10 +465,10 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                         for (name, index) in m.forged(&checker.hostname).into_iter().rev() {
                             write(&mut stream, CHGHEADER, &header_change(index, &name, "")).await?;
                         }
-                        let value = results
-                            .split_once(';')
-                            .map(|(id, rest)| format!("{id};{}", rest.replace("\r\n", "\n")))
-                            .unwrap_or(results);
+                        // Folded as mail-auth folds it, with the MTA's line ends; the leading
+                        // space is ours to give when the MTA keeps header spaces as sent.
+                        let space = if leading_space { " " } else { "" };
+                        let value = format!("{space}{}", results.replace("\r\n", "\n"));
                         write(
                             &mut stream,
                             INSHEADER,
@@ -477,7 +477,7 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                         .await?;
                         if let Verdict::Quarantine(why) = v {
                             tracing::info!("inbound milter: marked <{id}> for quarantine: {why}");
-                            let mark = format!("quarantine ({why})");
+                            let mark = format!("{space}quarantine ({why})");
                             write(&mut stream, INSHEADER, &header_change(0, MARK_HEADER, &mark))
                                 .await?;
                         }
