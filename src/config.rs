@@ -924,6 +924,12 @@ impl Config {
         EmailAddress::parse("admin_address", &format!("postmaster@{domain}")).ok()
     }
 
+    /// The CIDR table of big senders' SPF ranges postscreen lets through (written by the
+    /// `postscreen_allowlist` job, named in main.cf).
+    pub fn postscreen_allowlist_path(&self) -> std::path::PathBuf {
+        self.paths.data.as_path().join("postscreen-spf-allow.cidr")
+    }
+
     /// Where sending servers mail their TLS reports (the `_smtp._tls` record's `rua`).
     pub fn tls_reports_address(&self) -> Option<EmailAddress> {
         self.mail

@@ -57,7 +57,9 @@ pub async fn milter(
         ("--inbound-listen", inbound_listen),
     ] {
         if !addr.ip().is_loopback() {
-            anyhow::bail!("{option} {addr}: the milters and the policy service listen on loopback only");
+            anyhow::bail!(
+                "{option} {addr}: the milters and the policy service listen on loopback only"
+            );
         }
     }
     let config = Config::load(&global.config)?;

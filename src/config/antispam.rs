@@ -103,7 +103,10 @@ impl Antispam {
         for (i, site) in self.dnsbl_sites.iter().enumerate() {
             let field = format!("antispam.dnsbl_sites[{i}]");
             check_dnsbl_site(&field, site)?;
-            if self.dnsbl_sites[..i].iter().any(|s| site_name(s) == site_name(site)) {
+            if self.dnsbl_sites[..i]
+                .iter()
+                .any(|s| site_name(s) == site_name(site))
+            {
                 return Err(NameError::new(&field, "must not repeat a list", site));
             }
         }
@@ -157,7 +160,8 @@ fn is_dns_name(name: &str) -> bool {
         && labels.len() >= 2
         && labels.iter().all(|l| {
             (1..=63).contains(&l.len())
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         })
 }
 
@@ -168,7 +172,8 @@ fn site_name(site: &str) -> &str {
 /// `name[=filter][*weight]` as Postfix reads it: a DNS name, a filter of digits, dots,
 /// brackets, `..` ranges and `;` lists, and an integer weight.
 fn check_dnsbl_site(field: &str, site: &str) -> Result<(), NameError> {
-    let rule = "must be a DNS list as name[=filter][*weight], e.g. zen.spamhaus.org=127.0.0.[2..11]*3";
+    let rule =
+        "must be a DNS list as name[=filter][*weight], e.g. zen.spamhaus.org=127.0.0.[2..11]*3";
     let (rest, weight) = match site.rsplit_once('*') {
         Some((r, w)) => (r, Some(w)),
         None => (site, None),
@@ -206,7 +211,7 @@ fn octets(filter: &str) -> usize {
             '.' if depth == 0 => parts += 1,
             _ => {}
         }
-        if depth < 0 || depth > 1 {
+        if !(0..=1).contains(&depth) {
             return 0;
         }
     }
@@ -253,7 +258,11 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("antispam.allow_spf_domains[1]"));
-        for good in ["a.example", "a.example*-2", "a.example=127.0.[0..255].[1..3]*2"] {
+        for good in [
+            "a.example",
+            "a.example*-2",
+            "a.example=127.0.[0..255].[1..3]*2",
+        ] {
             let a = Antispam {
                 dnsbl_sites: vec![good.into()],
                 ..Antispam::default()

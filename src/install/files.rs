@@ -144,7 +144,8 @@ impl Step for ConfigFiles {
         let report = render_write::apply(&root, &files, &manifest_path(&ctx.config), options)?;
         // main.cf names the allow-list the postscreen_allowlist job fills: it must exist.
         let allowlist = crate::jobs::postscreen_allowlist::file(&ctx.config);
-        crate::jobs::postscreen_allowlist::ensure(&ctx.config).map_err(super::io_error(&allowlist))?;
+        crate::jobs::postscreen_allowlist::ensure(&ctx.config)
+            .map_err(super::io_error(&allowlist))?;
         // After main.cf exists: newaliases reads it.
         if aliases_db_stale() {
             Cmd::new("newaliases").run()?;

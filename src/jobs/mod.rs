@@ -10,11 +10,11 @@ pub mod dkim_keys;
 pub mod inactive_accounts;
 pub mod mailbox_operations;
 pub mod new_accounts_statistics;
+pub mod postscreen_allowlist;
 pub mod process;
 pub mod quarantine_cleanup;
 pub mod scheduler;
 pub mod tls_renew;
-pub mod postscreen_allowlist;
 pub mod tls_reports;
 
 // Written in another branch (network jobs); only called from here.

@@ -21,7 +21,11 @@ const MAX_RANGES: usize = 5000;
 
 /// The table postscreen reads (main.cf's `postscreen_access_list`).
 pub fn file(config: &Config) -> PathBuf {
-    config.paths.data.as_path().join("postscreen-spf-allow.cidr")
+    config
+        .paths
+        .data
+        .as_path()
+        .join("postscreen-spf-allow.cidr")
 }
 
 /// Creates an empty table when there is none (Postfix refuses to start on a missing one).
@@ -62,7 +66,10 @@ pub async fn expand(resolver: &Resolver, domain: &str) -> Result<BTreeSet<String
         for term in record.split_whitespace().skip(1) {
             let term = term.trim_start_matches(['+', '?', '~']);
             let lower = term.to_ascii_lowercase();
-            if let Some(net) = lower.strip_prefix("ip4:").or_else(|| lower.strip_prefix("ip6:")) {
+            if let Some(net) = lower
+                .strip_prefix("ip4:")
+                .or_else(|| lower.strip_prefix("ip6:"))
+            {
                 if let Ok(n) = net.parse::<ipnet::IpNet>() {
                     ranges.insert(n.trunc().to_string());
                 } else if let Ok(ip) = net.parse::<std::net::IpAddr>() {
@@ -152,17 +159,22 @@ pub async fn refresh(
     let text = render(&sections);
     let changed = text != old_text;
     if changed {
-        crate::system::fs::write_atomic(path, text.as_bytes(), 0o644, None)
-            .map_err(|e| JobError::Partly {
+        crate::system::fs::write_atomic(path, text.as_bytes(), 0o644, None).map_err(|e| {
+            JobError::Partly {
                 done: String::new(),
                 failures: vec![format!("{}: {e}", path.display())],
-            })?;
+            }
+        })?;
     }
     let count: usize = sections.values().map(BTreeSet::len).sum();
     let done = format!(
         "{count} ranges of {} domains{}",
         sections.len(),
-        if changed { " (table rewritten)" } else { " (unchanged)" }
+        if changed {
+            " (table rewritten)"
+        } else {
+            " (unchanged)"
+        }
     );
     Ok(Refreshed {
         done,
@@ -174,12 +186,11 @@ pub async fn refresh(
 pub async fn run(ctx: &JobContext) -> Result<String, JobError> {
     let config = &ctx.config;
     let timeout = Duration::from_secs(config.check_mx.timeout_secs);
-    let resolver = Resolver::new(config.antispam.resolver, timeout).map_err(|e| {
-        JobError::Partly {
+    let resolver =
+        Resolver::new(config.antispam.resolver, timeout).map_err(|e| JobError::Partly {
             done: String::new(),
             failures: vec![e.to_string()],
-        }
-    })?;
+        })?;
     let path = file(config);
     let Refreshed {
         done,

@@ -128,7 +128,10 @@ fn same_or_parent(signer: &str, domain: &str) -> bool {
 }
 
 fn domain_of(address: &str) -> Option<&str> {
-    address.rsplit_once('@').map(|(_, d)| d).filter(|d| !d.is_empty())
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .filter(|d| !d.is_empty())
 }
 
 /// The checks and the settings they answer to, shared by every session.
@@ -185,7 +188,11 @@ impl Checker {
             return (Verdict::Accept, format!("{}; none", self.hostname));
         };
         let sender = m.mail_from.as_str();
-        let helo = if m.helo.is_empty() { "unknown" } else { m.helo.as_str() };
+        let helo = if m.helo.is_empty() {
+            "unknown"
+        } else {
+            m.helo.as_str()
+        };
         let spf = self
             .auth
             .verify_spf(mail_auth::spf::verify::SpfParameters::verify(
@@ -210,7 +217,15 @@ impl Checker {
                 temporary: false,
             };
             let exempt = self.exempt(&spf_domain, "", &m.recipients);
-            let v = judge(&self.settings, ip, spf.result(), &spf_domain, &[], &view, exempt);
+            let v = judge(
+                &self.settings,
+                ip,
+                spf.result(),
+                &spf_domain,
+                &[],
+                &view,
+                exempt,
+            );
             return (v, results);
         };
         let dkim = self.auth.verify_dkim(&message).await;
@@ -301,7 +316,10 @@ impl Envelope {
         for (name, value) in &self.headers {
             if name.eq_ignore_ascii_case("Authentication-Results") {
                 ar += 1;
-                let id = value.trim_start().split([';', ' ', '\t', '\r', '\n']).next();
+                let id = value
+                    .trim_start()
+                    .split([';', ' ', '\t', '\r', '\n'])
+                    .next();
                 if id.is_some_and(|id| id.eq_ignore_ascii_case(hostname)) {
                     out.push((name.clone(), ar));
                 }
@@ -478,8 +496,12 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                         if let Verdict::Quarantine(why) = v {
                             tracing::info!("inbound milter: marked <{id}> for quarantine: {why}");
                             let mark = format!("{space}quarantine ({why})");
-                            write(&mut stream, INSHEADER, &header_change(0, MARK_HEADER, &mark))
-                                .await?;
+                            write(
+                                &mut stream,
+                                INSHEADER,
+                                &header_change(0, MARK_HEADER, &mark),
+                            )
+                            .await?;
                         }
                         write(&mut stream, ACCEPT, &[]).await?;
                     }
@@ -555,7 +577,12 @@ mod tests {
         ));
         // Forwarded: SPF fails but DMARC passes through DKIM.
         assert_eq!(
-            j(SpfResult::Fail, &["sender.test"], &view(Policy::Reject, true, false), false),
+            j(
+                SpfResult::Fail,
+                &["sender.test"],
+                &view(Policy::Reject, true, false),
+                false
+            ),
             Verdict::Accept
         );
         // No DMARC record: SPF -all refuses, unless the sender's domain signed.
@@ -563,30 +590,56 @@ mod tests {
             j(SpfResult::Fail, &[], &none(), false),
             Verdict::Refuse(t) if t.starts_with("5.7.23") && t.contains("192.0.2.9")
         ));
-        assert_eq!(j(SpfResult::Fail, &["sender.test"], &none(), false), Verdict::Accept);
+        assert_eq!(
+            j(SpfResult::Fail, &["sender.test"], &none(), false),
+            Verdict::Accept
+        );
         assert!(matches!(
             j(SpfResult::Fail, &["other.test"], &none(), false),
             Verdict::Refuse(_)
         ));
         // Soft failures and DNS trouble never refuse.
         assert_eq!(j(SpfResult::SoftFail, &[], &none(), false), Verdict::Accept);
-        assert_eq!(j(SpfResult::TempError, &[], &none(), false), Verdict::Accept);
         assert_eq!(
-            j(SpfResult::TempError, &[], &view(Policy::Reject, false, true), false),
+            j(SpfResult::TempError, &[], &none(), false),
+            Verdict::Accept
+        );
+        assert_eq!(
+            j(
+                SpfResult::TempError,
+                &[],
+                &view(Policy::Reject, false, true),
+                false
+            ),
             Verdict::Accept
         );
         // p=quarantine marks; p=none only records.
         assert!(matches!(
-            j(SpfResult::Pass, &[], &view(Policy::Quarantine, false, false), false),
+            j(
+                SpfResult::Pass,
+                &[],
+                &view(Policy::Quarantine, false, false),
+                false
+            ),
             Verdict::Quarantine(_)
         ));
         assert_eq!(
-            j(SpfResult::SoftFail, &[], &view(Policy::None, false, false), false),
+            j(
+                SpfResult::SoftFail,
+                &[],
+                &view(Policy::None, false, false),
+                false
+            ),
             Verdict::Accept
         );
         // Exempt: everything goes.
         assert_eq!(
-            j(SpfResult::Fail, &[], &view(Policy::Reject, false, false), true),
+            j(
+                SpfResult::Fail,
+                &[],
+                &view(Policy::Reject, false, false),
+                true
+            ),
             Verdict::Accept
         );
         // The admin prefers quarantine to refusal.
@@ -595,7 +648,15 @@ mod tests {
             ..Antispam::default()
         };
         assert!(matches!(
-            judge(&q, ip, SpfResult::Pass, "sender.test", &[], &view(Policy::Reject, false, false), false),
+            judge(
+                &q,
+                ip,
+                SpfResult::Pass,
+                "sender.test",
+                &[],
+                &view(Policy::Reject, false, false),
+                false
+            ),
             Verdict::Quarantine(_)
         ));
         // Checks turned off.
@@ -605,7 +666,15 @@ mod tests {
             ..Antispam::default()
         };
         assert_eq!(
-            judge(&off, ip, SpfResult::Fail, "sender.test", &[], &view(Policy::Reject, false, false), false),
+            judge(
+                &off,
+                ip,
+                SpfResult::Fail,
+                "sender.test",
+                &[],
+                &view(Policy::Reject, false, false),
+                false
+            ),
             Verdict::Accept
         );
     }
@@ -614,9 +683,15 @@ mod tests {
     fn forged_results_of_this_server_are_found() {
         let m = Envelope {
             headers: vec![
-                ("Authentication-Results".into(), " mx.other.test; spf=pass".into()),
+                (
+                    "Authentication-Results".into(),
+                    " mx.other.test; spf=pass".into(),
+                ),
                 ("Subject".into(), " hi".into()),
-                ("authentication-results".into(), " MAIL.example.test;\n\tdmarc=pass".into()),
+                (
+                    "authentication-results".into(),
+                    " MAIL.example.test;\n\tdmarc=pass".into(),
+                ),
                 ("X-Modobox-DMARC".into(), " none".into()),
             ],
             ..Envelope::default()
@@ -629,7 +704,9 @@ mod tests {
             ]
         );
         let raw = String::from_utf8(m.raw().unwrap()).unwrap();
-        assert!(raw.starts_with("Authentication-Results: mx.other.test; spf=pass\r\nSubject: hi\r\n"));
+        assert!(
+            raw.starts_with("Authentication-Results: mx.other.test; spf=pass\r\nSubject: hi\r\n")
+        );
         assert!(raw.contains("MAIL.example.test;\r\n\tdmarc=pass\r\n"));
         assert!(same_or_parent("example.org", "mail.example.org"));
         assert!(!same_or_parent("ample.org", "example.org"));

@@ -238,9 +238,7 @@ pub fn build(config: &Config, distro: &Distro, secrets: &Secrets) -> tera::Conte
     ctx.insert("antispam", &config.antispam);
     ctx.insert(
         "postscreen_spf_allowlist",
-        &crate::jobs::postscreen_allowlist::file(config)
-            .display()
-            .to_string(),
+        &config.postscreen_allowlist_path().display().to_string(),
     );
     // Postfix 3.6 renamed postscreen's blacklist/whitelist settings; older ones know only those.
     ctx.insert(

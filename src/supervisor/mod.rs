@@ -31,6 +31,8 @@ pub enum Probe {
     Imap(SocketAddr, bool),
     ManageSieve(SocketAddr),
     Milter(SocketAddr),
+    /// The inbound authentication milter (port 25's SPF, DKIM, DMARC checks).
+    InboundMilter(SocketAddr),
     /// A Postfix policy service (modobox's sending limits).
     Policy(SocketAddr),
     Clamd(PathBuf),
@@ -46,7 +48,7 @@ impl Probe {
     /// it: its health is what it serves.
     pub fn since(&self) -> Option<&'static str> {
         match self {
-            Probe::Policy(_) => Some("0.3.0"),
+            Probe::Policy(_) | Probe::InboundMilter(_) => Some("0.3.0"),
             _ => None,
         }
     }
@@ -58,6 +60,7 @@ impl Probe {
             Probe::Imap(a, tls) => format!("IMAP{} CAPABILITY on {a}", if *tls { "S" } else { "" }),
             Probe::ManageSieve(a) => format!("ManageSieve greeting on {a}"),
             Probe::Milter(a) => format!("milter negotiation on {a}"),
+            Probe::InboundMilter(a) => format!("inbound milter negotiation on {a}"),
             Probe::Policy(a) => format!("policy request on {a}"),
             Probe::Clamd(p) => format!("clamd PING on {}", p.display()),
             Probe::Https(a) => format!("HTTPS request on {a}"),
@@ -139,6 +142,7 @@ pub fn watched(config: &Config, distro: &Distro) -> Vec<Watched> {
         probes: vec![
             Probe::Milter(crate::milter::address()),
             Probe::Policy(crate::policy::address()),
+            Probe::InboundMilter(crate::milter::inbound::address()),
         ],
         depends_on: vec![],
     });
@@ -235,7 +239,9 @@ pub async fn probe_of_version(
             Probe::Lmtp(path) => probes::lmtp_unix(path, hostname, timeout).await.map(|_| ()),
             Probe::Imap(a, tls) => probes::imap(*a, *tls, timeout).await.map(|_| ()),
             Probe::ManageSieve(a) => probes::managesieve(*a, timeout).await.map(|_| ()),
-            Probe::Milter(a) => probes::milter(*a, timeout).await.map(|_| ()),
+            Probe::Milter(a) | Probe::InboundMilter(a) => {
+                probes::milter(*a, timeout).await.map(|_| ())
+            }
             Probe::Policy(a) => probes::policy(*a, timeout).await.map(|_| ()),
             Probe::Clamd(path) => probes::clamd_unix(path, timeout).await.map(|_| ()),
             Probe::Https(a) => probes::https(*a, hostname, timeout).await.map(|_| ()),

@@ -5,6 +5,7 @@
 
 use std::process::Command;
 
+pub mod dns;
 pub mod matrix;
 pub mod steps;
 pub mod web;
