@@ -852,6 +852,16 @@ impl Config {
         self.backup.validate()?;
         self.upgrade.validate()?;
         self.antispam.validate()?;
+        if self.antispam.dmarc_reject_action == DmarcRejectAction::Quarantine
+            && !(self.components.amavis && self.components.spamassassin)
+        {
+            return Err(NameError::new(
+                "antispam.dmarc_reject_action",
+                "\"quarantine\" needs components.amavis and components.spamassassin (SpamAssassin \
+                 scores the mark)",
+                "quarantine",
+            ));
+        }
         let p = &self.paths;
         let mut under_mail_root = vec![
             ("paths.dkim_keys", &p.dkim_keys),

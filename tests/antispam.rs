@@ -63,7 +63,7 @@ async fn deliver(checker: &Checker, ip: &str, mail_from: &str, message: &[u8]) -
     let (mta, milter) = tokio::io::duplex(1 << 20);
     let (out, served) = tokio::join!(
         mta_side(mta, ip, mail_from, message),
-        session(milter, checker)
+        session(milter, checker, 50 << 20)
     );
     served.unwrap();
     out
@@ -181,6 +181,8 @@ async fn the_inbound_milter_checks_spf_dkim_and_dmarc_over_the_milter_protocol()
         z.txt("nodmarc.test", "v=spf1 ip4:192.0.2.20 -all");
         z.txt("soft.test", "v=spf1 ip4:192.0.2.20 ~all");
         z.a("sender.test", &["192.0.2.20"]);
+        // The HELO name every test client gives fails SPF: that never stands for the sender.
+        z.txt("client.test", "v=spf1 -all");
     }
     let checker = Checker::new(HOST, &settings(server)).unwrap();
     let der = PrivateKeyDer::from_pem_slice(key.private_pem.as_bytes()).unwrap();
@@ -252,6 +254,23 @@ async fn the_inbound_milter_checks_spf_dkim_and_dmarc_over_the_milter_protocol()
     assert_eq!(o.last, b'a');
     assert!(o.inserted[0].1.contains("spf=softfail"), "{:?}", o.inserted);
 
+    // Two From: fields, or one naming two domains: refused whatever else passes.
+    let two = message("a@sender.test", "two", "From: <ceo@victim.test>\r\n");
+    let o = deliver(&checker, "192.0.2.20", "a@sender.test", &two).await;
+    assert_eq!(o.last, b'y');
+    assert!(o.text.contains("2 From: header fields"), "{}", o.text);
+    let mixed = String::from_utf8(message("a@sender.test", "mixed", ""))
+        .unwrap()
+        .replacen(
+            "From: Sender <a@sender.test>",
+            "From: a@sender.test, ceo@victim.test",
+            1,
+        )
+        .into_bytes();
+    let o = deliver(&checker, "192.0.2.20", "a@sender.test", &mixed).await;
+    assert_eq!(o.last, b'y');
+    assert!(o.text.contains("2 domains"), "{}", o.text);
+
     // Forged results of this server and the quarantine mark are deleted; others' kept.
     let forged = format!(
         "Authentication-Results: other.test; spf=pass\r\n\
@@ -283,7 +302,7 @@ async fn the_allowlist_job_expands_spf_records_and_keeps_what_a_failure_cannot_r
         let mut z = zone.lock().unwrap();
         z.txt(
             "_spf.big.test",
-            "v=spf1 include:_a.big.test redirect=_b.big.test",
+            "v=spf1 include:_a.big.test include:_c.big.test redirect=_b.big.test",
         );
         z.txt(
             "_a.big.test",
@@ -291,6 +310,15 @@ async fn the_allowlist_job_expands_spf_records_and_keeps_what_a_failure_cannot_r
              include:%{i}._m.big.test -all",
         );
         z.txt("_b.big.test", "v=spf1 ip4:203.0.113.0/25 ~all");
+        // Only what a record allows, as narrow as a pool: no doubtful or denied range, no
+        // carve-out's container, nothing wider than /8, no redirect beside "all".
+        z.txt(
+            "_c.big.test",
+            "v=spf1 -ip4:198.18.0.5 ip4:198.18.0.0/24 ~ip4:198.51.100.64/26 \
+             ?include:_d.big.test -include:_d.big.test ip4:10.1.2.3/24 ip4:0.0.0.0/1 \
+             ip6:2001:db8:1::/16 a mx exists:%{i}.x.big.test redirect=_d.big.test -all",
+        );
+        z.txt("_d.big.test", "v=spf1 ip4:192.0.2.200 -all");
     }
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(Hostname::parse("hostname", HOST).unwrap());
@@ -318,7 +346,20 @@ async fn the_allowlist_job_expands_spf_records_and_keeps_what_a_failure_cannot_r
     ] {
         assert!(table.contains(want), "{want} missing:\n{table}");
     }
-    assert!(r.done.starts_with("4 ranges of 1 domains"), "{}", r.done);
+    assert!(
+        table.contains("10.1.2.0/24\tpermit"),
+        "host bits cleared:\n{table}"
+    );
+    for never in [
+        "198.18.0",
+        "198.51.100.64",
+        "0.0.0.0",
+        "192.0.2.200",
+        "2001::",
+    ] {
+        assert!(!table.contains(never), "{never} allowed:\n{table}");
+    }
+    assert!(r.done.starts_with("5 ranges of 1 domains"), "{}", r.done);
 
     // Nothing changed: the table is not rewritten (no reload).
     let again = postscreen_allowlist::refresh(&config, &resolver, &path)

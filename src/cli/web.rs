@@ -63,10 +63,20 @@ pub async fn milter(
         }
     }
     let config = Config::load(&global.config)?;
-    let checker = std::sync::Arc::new(crate::milter::inbound::Checker::new(
-        config.hostname.as_str(),
-        &config.antispam,
-    )?);
+    // The inbound checks failing to start must not take submission's milter and the sending
+    // limits down with them: Postfix passes port 25's mail on without them meanwhile, and the
+    // supervisor's probe reports it.
+    let checker =
+        match crate::milter::inbound::Checker::new(config.hostname.as_str(), &config.antispam) {
+            Ok(c) => Some(std::sync::Arc::new(c)),
+            Err(e) => {
+                tracing::error!("{e}: the inbound authentication milter is not served");
+                None
+            }
+        };
+    let message_limit = usize::try_from(config.mail.message_size_limit_mb)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(1 << 20);
     let secrets = crate::secrets::Secrets::load_or_generate(config.paths.secrets.as_path())?;
     let (user, password) = roles::login(&config, &secrets, Daemon::Milter);
     let url = crate::store::DatabaseUrl::for_login(&config, &user, password);
@@ -104,7 +114,14 @@ pub async fn milter(
     let (m, p, i) = tokio::join!(
         crate::milter::serve(listener, store.clone(), stopped(stop_rx.clone())),
         crate::policy::serve(policy, store.clone(), stopped(stop_rx.clone())),
-        crate::milter::inbound::serve(inbound, checker, stopped(stop_rx)),
+        async {
+            match checker {
+                Some(c) => {
+                    crate::milter::inbound::serve(inbound, c, message_limit, stopped(stop_rx)).await
+                }
+                None => Ok(()),
+            }
+        },
     );
     m?;
     p?;

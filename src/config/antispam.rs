@@ -103,11 +103,17 @@ impl Antispam {
         for (i, site) in self.dnsbl_sites.iter().enumerate() {
             let field = format!("antispam.dnsbl_sites[{i}]");
             check_dnsbl_site(&field, site)?;
+            // The same list may come back with another filter and weight (Postfix documents
+            // that); the same list and filter twice is a mistake.
             if self.dnsbl_sites[..i]
                 .iter()
-                .any(|s| site_name(s) == site_name(site))
+                .any(|s| site_key(s) == site_key(site))
             {
-                return Err(NameError::new(&field, "must not repeat a list", site));
+                return Err(NameError::new(
+                    &field,
+                    "must not repeat a list with the same filter",
+                    site,
+                ));
             }
         }
         if !(1..=100).contains(&self.dnsbl_threshold) {
@@ -165,8 +171,9 @@ fn is_dns_name(name: &str) -> bool {
         })
 }
 
-fn site_name(site: &str) -> &str {
-    site.split(['=', '*']).next().unwrap_or(site)
+/// A site without its weight: the list and its filter.
+fn site_key(site: &str) -> &str {
+    site.rsplit_once('*').map_or(site, |(k, _)| k)
 }
 
 /// `name[=filter][*weight]` as Postfix reads it: a DNS name, a filter of digits, dots,
@@ -190,35 +197,47 @@ fn check_dnsbl_site(field: &str, site: &str) -> Result<(), NameError> {
     };
     DomainName::parse(field, name).map_err(|_| NameError::new(field, rule, site))?;
     if let Some(f) = filter {
-        let ok = !f.is_empty()
-            && f.chars().all(|c| c.is_ascii_digit() || ".[];".contains(c))
-            && octets(f) == 4;
-        if !ok {
+        if !filter_ok(f) {
             return Err(NameError::new(field, rule, site));
         }
     }
     Ok(())
 }
 
-/// The dot-separated parts of a filter, a `[2..11]` range counting as one.
-fn octets(filter: &str) -> usize {
-    let mut depth = 0i32;
-    let mut parts = 1;
+/// A filter as Postfix reads it: four dot-separated octets, each a number (0-255) or a
+/// bracketed list of numbers and `a..b` ranges (a <= b) separated by `;`.
+fn filter_ok(filter: &str) -> bool {
+    let mut octets = vec![String::new()];
+    let mut bracketed = false;
     for c in filter.chars() {
         match c {
-            '[' => depth += 1,
-            ']' => depth -= 1,
-            '.' if depth == 0 => parts += 1,
-            _ => {}
+            '[' if !bracketed => bracketed = true,
+            ']' if bracketed => bracketed = false,
+            '.' if !bracketed => {
+                octets.push(String::new());
+                continue;
+            }
+            c if c.is_ascii_digit() || (bracketed && (c == ';' || c == '.')) => {}
+            _ => return false,
         }
-        if !(0..=1).contains(&depth) {
-            return 0;
+        if let Some(o) = octets.last_mut() {
+            o.push(c);
         }
     }
-    if depth != 0 {
-        return 0;
-    }
-    parts
+    let number =
+        |t: &str| !t.is_empty() && t.len() <= 3 && t.parse::<u16>().is_ok_and(|n| n <= 255);
+    let part_ok = |part: &str| match part.split_once("..") {
+        Some((a, b)) => number(a) && number(b) && a.parse::<u16>().ok() <= b.parse::<u16>().ok(),
+        None => number(part),
+    };
+    !bracketed
+        && octets.len() == 4
+        && octets.iter().all(
+            |o| match o.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
+                Some(inner) => !inner.is_empty() && inner.split(';').all(part_ok),
+                None => number(o),
+            },
+        )
 }
 
 #[cfg(test)]
@@ -236,6 +255,11 @@ mod tests {
             "list.example*0",
             "",
             "a.example=127.0.0.[2..3*1",
+            "a.example=127..0.2*1",
+            "a.example=127.0.0.999*1",
+            "a.example=127.0.0.2;3*1",
+            "a.example=127.0.0.[]*1",
+            "a.example=127.0.0.[5..2]*1",
         ] {
             let a = Antispam {
                 dnsbl_sites: vec![bad.into()],
@@ -245,10 +269,23 @@ mod tests {
             assert!(e.contains("antispam.dnsbl_sites[0]"), "{bad}: {e}");
         }
         let twice = Antispam {
-            dnsbl_sites: vec!["a.example*1".into(), "a.example=127.0.0.2*2".into()],
+            dnsbl_sites: vec![
+                "a.example=127.0.0.2*1".into(),
+                "a.example=127.0.0.2*2".into(),
+            ],
             ..Antispam::default()
         };
         assert!(twice.validate().unwrap_err().to_string().contains("repeat"));
+        // Postfix's own idiom: one list, several filters and weights.
+        let idiom = Antispam {
+            dnsbl_sites: vec![
+                "list.dnswl.org=127.0.[0..255].0*-2".into(),
+                "list.dnswl.org=127.0.[0..255].1*-3".into(),
+                "list.dnswl.org=127.0.[0..255].[2;3]*-4".into(),
+            ],
+            ..Antispam::default()
+        };
+        idiom.validate().unwrap();
         let bad_domain = Antispam {
             allow_spf_domains: vec!["_spf.example.test".into(), "not a name".into()],
             ..Antispam::default()

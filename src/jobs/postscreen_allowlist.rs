@@ -63,27 +63,44 @@ pub async fn expand(resolver: &Resolver, domain: &str) -> Result<BTreeSet<String
         let Some(record) = spf.first() else {
             return Err(format!("{domain}: {name} has no SPF record"));
         };
-        for term in record.split_whitespace().skip(1) {
-            let term = term.trim_start_matches(['+', '?', '~']);
-            let lower = term.to_ascii_lowercase();
+        let terms: Vec<&str> = record.split_whitespace().skip(1).collect();
+        let has_all = terms.iter().any(|t| {
+            t.trim_start_matches(['+', '-', '~', '?'])
+                .eq_ignore_ascii_case("all")
+        });
+        // Ranges a record excludes ahead of what it allows ("-ip4:" carve-outs): a wider
+        // allowed range containing one is left out, since SPF takes the first match.
+        let mut excluded: Vec<ipnet::IpNet> = Vec::new();
+        for term in terms {
+            let (qualifier, mechanism) = match term.chars().next() {
+                Some(q @ ('+' | '-' | '~' | '?')) => (q, &term[1..]),
+                _ => ('+', term),
+            };
+            let lower = mechanism.to_ascii_lowercase();
             if let Some(net) = lower
                 .strip_prefix("ip4:")
                 .or_else(|| lower.strip_prefix("ip6:"))
             {
-                if let Ok(n) = net.parse::<ipnet::IpNet>() {
-                    ranges.insert(n.trunc().to_string());
-                } else if let Ok(ip) = net.parse::<std::net::IpAddr>() {
-                    ranges.insert(ipnet::IpNet::from(ip).to_string());
+                let Some(net) = parse_range(net) else {
+                    continue;
+                };
+                if qualifier != '+' {
+                    excluded.push(net);
+                } else if wide_enough(&net) && !excluded.iter().any(|x| net.contains(x)) {
+                    ranges.insert(net.to_string());
                 }
-            } else if let Some(target) = lower
-                .strip_prefix("include:")
-                .or_else(|| lower.strip_prefix("redirect="))
-            {
-                // Macros (%{...}) name per-message records: nothing to expand ahead of time.
-                if !target.contains('%') {
+            } else if let Some(target) = lower.strip_prefix("include:") {
+                // Only what the record allows: "-include:", "~include:" deny or doubt.
+                if qualifier == '+' && !target.contains('%') {
+                    pending.push(target.trim_end_matches('.').to_string());
+                }
+            } else if let Some(target) = lower.strip_prefix("redirect=") {
+                // RFC 7208 6.1: a redirect is ignored when the record has "all".
+                if !has_all && !target.contains('%') {
                     pending.push(target.trim_end_matches('.').to_string());
                 }
             }
+            // a, mx, ptr and exists name per-message or per-host answers: not an allow-list's.
         }
         if ranges.len() > MAX_RANGES {
             return Err(format!("{domain}: more than {MAX_RANGES} ranges"));
@@ -130,6 +147,25 @@ pub struct Refreshed {
     pub changed: bool,
     /// Domains that could not be expanded (their old ranges kept), each with why.
     pub failures: Vec<String>,
+}
+
+/// An `ip4:`/`ip6:` value as a network (host bits cleared; a bare address a /32 or /128).
+fn parse_range(text: &str) -> Option<ipnet::IpNet> {
+    if let Ok(n) = text.parse::<ipnet::IpNet>() {
+        return Some(n.trunc());
+    }
+    text.parse::<std::net::IpAddr>()
+        .ok()
+        .map(ipnet::IpNet::from)
+}
+
+/// Ranges wider than a /8 (IPv4) or /19 (IPv6) are not a sender's pool but a mistake or a
+/// trick: never let through untested.
+fn wide_enough(net: &ipnet::IpNet) -> bool {
+    match net {
+        ipnet::IpNet::V4(n) => n.prefix_len() >= 8,
+        ipnet::IpNet::V6(n) => n.prefix_len() >= 19,
+    }
 }
 
 /// Expands every domain and rewrites the table when it changed.

@@ -20,12 +20,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mail_auth::dmarc::Policy;
+use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator,
-    SpfResult,
+    SpfOutput, SpfResult,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::protocol::{self, *};
 use crate::config::{Antispam, DmarcRejectAction};
@@ -42,11 +44,18 @@ pub const MARK_HEADER: &str = "X-Modobox-DMARC";
 
 /// At most this many MTA connections at once.
 const MAX_SESSIONS: usize = 256;
-/// Messages larger than this are not DKIM-checked (kept in memory meanwhile); they are never
-/// refused for DMARC, only for SPF.
-const MAX_CHECKED_BYTES: usize = 32 << 20;
-/// All DNS work for one message; past it the message goes on with `temperror`.
-const CHECK_DEADLINE: Duration = Duration::from_secs(40);
+/// Header fields kept of one message (past it, the message is not checked whole).
+const MAX_HEADERS: usize = 2000;
+/// Bookkeeping a header field costs beyond its bytes (what `kept` counts it as).
+const HEADER_OVERHEAD: usize = 64;
+/// All messages being checked at once may hold this much memory; past it a message is
+/// answered "try again later" rather than accepted unchecked.
+const BUDGET_MIB: usize = 512;
+/// Time for each group of DNS work (SPF, DKIM, DMARC) and for the whole message.
+const PHASE_DEADLINE: Duration = Duration::from_secs(15);
+const CHECK_DEADLINE: Duration = Duration::from_secs(50);
+/// DKIM signatures checked per message: those of the From: or envelope domain, first ones.
+const MAX_SIGNATURES: usize = 5;
 
 /// What port 25 does with a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,12 +65,14 @@ pub enum Verdict {
     Quarantine(String),
     /// 550 with this enhanced code and text.
     Refuse(String),
+    /// 451 with this enhanced code and text: the sender tries again later.
+    Later(String),
 }
 
 /// DMARC's outcome as the policy needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DmarcView {
-    /// The From: header domain; empty when DMARC did not apply (no record, several domains).
+    /// The From: header domain; empty when DMARC did not apply (no record).
     pub domain: String,
     pub has_policy: bool,
     pub policy: Policy,
@@ -70,46 +81,135 @@ pub struct DmarcView {
     pub temporary: bool,
 }
 
+impl DmarcView {
+    pub fn none() -> Self {
+        DmarcView {
+            domain: String::new(),
+            has_policy: false,
+            policy: Policy::Unspecified,
+            pass: false,
+            temporary: false,
+        }
+    }
+}
+
+/// What the checks found, as the policy reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Findings {
+    pub client: IpAddr,
+    /// The envelope sender's SPF result (the HELO name's for a null sender) and its domain.
+    pub spf: SpfResult,
+    pub spf_domain: String,
+    /// Domains of DKIM signatures that passed, and of those that met a DNS failure.
+    pub dkim_pass: Vec<String>,
+    pub dkim_temporary: Vec<String>,
+    pub dmarc: DmarcView,
+    /// The From: header: how many fields, and the domains they name.
+    pub from_fields: usize,
+    pub from_domains: Vec<String>,
+    /// The From: domain and the envelope domain are exempt (each for its own check).
+    pub from_exempt: bool,
+    pub sender_exempt: bool,
+    /// Recipients of exempt hosted domains: none, some or all of them.
+    pub exempt_recipients: Share,
+    /// The whole message could not be kept (too large, or too much mail at once): DKIM not
+    /// checked, DMARC judged on SPF alone.
+    pub partial: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Share {
+    None,
+    Some,
+    All,
+}
+
 /// The policy, apart from the DNS work (unit-tested on its own).
-pub fn judge(
-    settings: &Antispam,
-    client: IpAddr,
-    spf: SpfResult,
-    spf_domain: &str,
-    dkim_pass_domains: &[String],
-    dmarc: &DmarcView,
-    exempt: bool,
-) -> Verdict {
-    if exempt {
+pub fn judge(settings: &Antispam, f: &Findings) -> Verdict {
+    if f.exempt_recipients == Share::All {
         return Verdict::Accept;
     }
-    let dmarc_fails = dmarc.has_policy && !dmarc.pass && !dmarc.temporary;
-    if settings.dmarc && dmarc_fails {
+    // RFC 5322: one From: field; DMARC cannot say whose policy applies otherwise, and such a
+    // message is the classic way around it.
+    if f.from_fields != 1 {
+        return soften(
+            f,
+            Verdict::Refuse(format!(
+                "5.7.1 the message has {} From: header fields; exactly one is required",
+                f.from_fields
+            )),
+        );
+    }
+    if f.from_domains.len() != 1 {
+        let why = if f.from_domains.is_empty() {
+            "the From: header names no address".to_string()
+        } else {
+            format!(
+                "the From: header names addresses of {} domains",
+                f.from_domains.len()
+            )
+        };
+        return soften(f, Verdict::Refuse(format!("5.7.1 {why}")));
+    }
+    let d = &f.dmarc;
+    if settings.dmarc && !f.from_exempt && d.has_policy && !d.pass && !d.temporary {
         let why = format!(
             "the DMARC policy of {} ({}) is not met: neither SPF nor DKIM authenticates \
              the message for that domain",
-            dmarc.domain,
-            policy_name(dmarc.policy)
+            d.domain,
+            policy_name(d.policy)
         );
-        match dmarc.policy {
-            Policy::Reject if settings.dmarc_reject_action == DmarcRejectAction::Reject => {
-                return Verdict::Refuse(format!("5.7.1 {why}"));
+        match d.policy {
+            // A partly kept message had no DKIM check: marked, never refused for it.
+            Policy::Reject
+                if settings.dmarc_reject_action == DmarcRejectAction::Reject && !f.partial =>
+            {
+                return soften(f, Verdict::Refuse(format!("5.7.1 {why}")));
             }
             Policy::Reject | Policy::Quarantine => return Verdict::Quarantine(why),
             _ => {}
         }
     }
-    if settings.spf_reject && spf == SpfResult::Fail && !dmarc.pass {
-        let rescued = dkim_pass_domains
-            .iter()
-            .any(|d| same_or_parent(d, spf_domain));
+    if settings.spf_reject && !f.sender_exempt && f.spf == SpfResult::Fail && !d.pass {
+        let rescued = f.dkim_pass.iter().any(|s| same_or_parent(s, &f.spf_domain));
         if !rescued {
-            return Verdict::Refuse(format!(
-                "5.7.23 the SPF record of {spf_domain} does not allow {client} to send its mail"
-            ));
+            if f.dkim_temporary
+                .iter()
+                .any(|s| same_or_parent(s, &f.spf_domain))
+            {
+                return Verdict::Later(format!(
+                    "4.7.0 the DKIM key of {} could not be looked up; try again later",
+                    f.spf_domain
+                ));
+            }
+            if f.partial {
+                return Verdict::Quarantine(format!(
+                    "the SPF record of {} does not allow {}",
+                    f.spf_domain, f.client
+                ));
+            }
+            return soften(
+                f,
+                Verdict::Refuse(format!(
+                    "5.7.23 the SPF record of {} does not allow {} to send its mail",
+                    f.spf_domain, f.client
+                )),
+            );
         }
     }
     Verdict::Accept
+}
+
+/// One answer serves every recipient: when some belong to exempt domains, a refusal becomes
+/// the quarantine mark.
+fn soften(f: &Findings, v: Verdict) -> Verdict {
+    match v {
+        Verdict::Refuse(text) if f.exempt_recipients == Share::Some => Verdict::Quarantine(
+            text.split_once(' ')
+                .map_or(text.clone(), |(_, t)| t.to_string()),
+        ),
+        v => v,
+    }
 }
 
 fn policy_name(p: Policy) -> &'static str {
@@ -127,6 +227,11 @@ fn same_or_parent(signer: &str, domain: &str) -> bool {
     s.contains('.') && (d == s || d.ends_with(&format!(".{s}")))
 }
 
+/// Either is the other or a parent of it.
+fn related(a: &str, b: &str) -> bool {
+    same_or_parent(a, b) || same_or_parent(b, a)
+}
+
 fn domain_of(address: &str) -> Option<&str> {
     address
         .rsplit_once('@')
@@ -139,6 +244,7 @@ pub struct Checker {
     auth: MessageAuthenticator,
     hostname: String,
     settings: Antispam,
+    budget: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Checker {
@@ -148,42 +254,49 @@ impl std::fmt::Debug for Checker {
 }
 
 impl Checker {
+    /// A resolver that cannot be set up (a broken /etc/resolv.conf) is replaced by one asking
+    /// 127.0.0.1: the milter process also serves submission and the sending limits, which
+    /// must not stop over it.
     pub fn new(hostname: &str, settings: &Antispam) -> anyhow::Result<Self> {
-        let resolver = crate::dns::resolver::hickory(settings.resolver, Duration::from_secs(10))
-            .map_err(|e| anyhow::anyhow!("inbound milter resolver: {e}"))?;
+        let timeout = Duration::from_secs(10);
+        let resolver = crate::dns::resolver::hickory(settings.resolver, timeout).or_else(|e| {
+            tracing::error!("inbound milter: {e}; asking 127.0.0.1:53 instead");
+            crate::dns::resolver::hickory(Some(SocketAddr::from(([127, 0, 0, 1], 53))), timeout)
+        });
+        let resolver = resolver.map_err(|e| anyhow::anyhow!("inbound milter resolver: {e}"))?;
         Ok(Checker {
             auth: MessageAuthenticator(resolver),
             hostname: hostname.to_ascii_lowercase(),
             settings: settings.clone(),
+            budget: Arc::new(Semaphore::new(BUDGET_MIB)),
         })
     }
 
-    fn exempt(&self, sender_domain: &str, from_domain: &str, recipients: &[String]) -> bool {
-        let listed = |d: &str| {
-            self.settings
-                .exempt_sender_domains
-                .iter()
-                .any(|e| same_or_parent(e.as_str(), d))
-        };
-        if (!sender_domain.is_empty() && listed(sender_domain))
-            || (!from_domain.is_empty() && listed(from_domain))
-        {
-            return true;
-        }
-        // A refusal at the end of the message refuses it for every recipient: one recipient of
-        // an exempt domain keeps it.
-        recipients.iter().any(|r| {
-            domain_of(r).is_some_and(|d| {
-                self.settings
-                    .exempt_recipient_domains
-                    .iter()
-                    .any(|e| e.as_str().eq_ignore_ascii_case(d))
+    fn domain_listed(list: &[crate::names::DomainName], d: &str) -> bool {
+        !d.is_empty() && list.iter().any(|e| same_or_parent(e.as_str(), d))
+    }
+
+    fn recipients_exempt(&self, recipients: &[String]) -> Share {
+        let exempt = recipients
+            .iter()
+            .filter(|r| {
+                domain_of(r).is_some_and(|d| {
+                    self.settings
+                        .exempt_recipient_domains
+                        .iter()
+                        .any(|e| e.as_str().eq_ignore_ascii_case(d))
+                })
             })
-        })
+            .count();
+        match exempt {
+            0 => Share::None,
+            n if n == recipients.len() => Share::All,
+            _ => Share::Some,
+        }
     }
 
     /// Checks one message; returns the verdict and the Authentication-Results value.
-    pub async fn check(&self, m: &Envelope, raw: Option<&[u8]>) -> (Verdict, String) {
+    pub async fn check(&self, m: &Envelope) -> (Verdict, String) {
         let Some(ip) = m.client else {
             return (Verdict::Accept, format!("{}; none", self.hostname));
         };
@@ -193,88 +306,164 @@ impl Checker {
         } else {
             m.helo.as_str()
         };
-        let spf = self
-            .auth
-            .verify_spf(mail_auth::spf::verify::SpfParameters::verify(
-                ip,
-                helo,
-                &self.hostname,
-                sender,
-            ))
-            .await;
-        let spf_domain = domain_of(sender).unwrap_or(helo).to_ascii_lowercase();
-        let message = raw.and_then(AuthenticatedMessage::parse);
-        let Some(message) = message else {
-            // Too large to check DKIM, or not a message mail-auth can read: SPF alone.
-            let results = AuthenticationResults::new(&self.hostname)
-                .with_spf_mailfrom_result(&spf, ip, sender, helo)
-                .to_string();
-            let view = DmarcView {
-                domain: String::new(),
-                has_policy: false,
-                policy: Policy::Unspecified,
-                pass: false,
-                temporary: false,
-            };
-            let exempt = self.exempt(&spf_domain, "", &m.recipients);
-            let v = judge(
-                &self.settings,
-                ip,
-                spf.result(),
-                &spf_domain,
-                &[],
-                &view,
-                exempt,
-            );
-            return (v, results);
+        let timed_spf = |r: Option<SpfOutput>, domain: &str| {
+            r.unwrap_or_else(|| {
+                SpfOutput::new(domain.to_string()).with_result(SpfResult::TempError)
+            })
         };
-        let dkim = self.auth.verify_dkim(&message).await;
-        let dmarc = self
-            .auth
-            .verify_dmarc(mail_auth::dmarc::verify::DmarcParameters::new(
-                &message,
-                &dkim,
-                &spf_domain,
-                &spf,
-            ))
-            .await;
-        let from_domain = message
-            .from
-            .first()
-            .and_then(|f| domain_of(f))
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let results = AuthenticationResults::new(&self.hostname)
-            .with_spf_mailfrom_result(&spf, ip, sender, helo)
-            .with_dkim_results(&dkim, &from_domain)
-            .with_dmarc_result(&dmarc)
-            .to_string();
-        let dkim_pass: Vec<String> = dkim
-            .iter()
-            .filter(|o| o.result() == &DkimResult::Pass)
-            .filter_map(|o| o.signature().map(|s| s.d.to_ascii_lowercase()))
-            .collect();
-        let overall = dmarc.result();
-        let view = DmarcView {
-            domain: dmarc.domain().to_string(),
-            has_policy: !matches!(overall, DmarcResult::None)
-                && !matches!(dmarc.policy(), Policy::Unspecified),
-            policy: dmarc.policy(),
-            pass: overall == DmarcResult::Pass,
-            temporary: matches!(overall, DmarcResult::TempError(_)),
-        };
-        let exempt = self.exempt(&spf_domain, &from_domain, &m.recipients);
-        let v = judge(
-            &self.settings,
-            ip,
-            spf.result(),
-            &spf_domain,
-            &dkim_pass,
-            &view,
-            exempt,
+        // HELO and MAIL FROM apart: a HELO name's failure never stands in for the sender's.
+        let helo_spf = timed_spf(
+            tokio::time::timeout(
+                PHASE_DEADLINE,
+                self.auth
+                    .verify_spf(SpfParameters::verify_ehlo(ip, helo, &self.hostname)),
+            )
+            .await
+            .ok(),
+            helo,
         );
-        (v, results)
+        let mail_spf = if sender.is_empty() {
+            helo_spf.clone()
+        } else {
+            timed_spf(
+                tokio::time::timeout(
+                    PHASE_DEADLINE,
+                    self.auth.verify_spf(SpfParameters::verify_mail_from(
+                        ip,
+                        helo,
+                        &self.hostname,
+                        sender,
+                    )),
+                )
+                .await
+                .ok(),
+                domain_of(sender).unwrap_or(helo),
+            )
+        };
+        let spf_domain = domain_of(sender).unwrap_or(helo).to_ascii_lowercase();
+        let raw = m.raw();
+        let mut message = raw.as_deref().and_then(AuthenticatedMessage::parse);
+        let from_domains = from_domains(message.as_ref(), &m.headers);
+        let from_domain = from_domains.first().cloned().unwrap_or_default();
+        let mut results =
+            AuthenticationResults::new(&self.hostname).with_spf_ehlo_result(&helo_spf, ip, helo);
+        if !sender.is_empty() {
+            results = results.with_spf_mailfrom_result(&mail_spf, ip, sender, helo);
+        }
+        let mut dkim_pass = Vec::new();
+        let mut dkim_temporary = Vec::new();
+        let mut view = DmarcView::none();
+        if let Some(message) = message.as_mut() {
+            // Only signatures that can matter (the From: or envelope domain's), and a few:
+            // a sender's own slow DNS for many signatures must not run out the clock.
+            message.dkim_headers.retain(|h| {
+                related(&h.header.d, &from_domain) || related(&h.header.d, &spf_domain)
+            });
+            message.dkim_headers.truncate(MAX_SIGNATURES);
+            let message: &AuthenticatedMessage = message;
+            let dkim = tokio::time::timeout(PHASE_DEADLINE, self.auth.verify_dkim(message))
+                .await
+                .unwrap_or_default();
+            for o in &dkim {
+                let d = o
+                    .signature()
+                    .map(|s| s.d.to_ascii_lowercase())
+                    .unwrap_or_default();
+                match o.result() {
+                    DkimResult::Pass => dkim_pass.push(d),
+                    DkimResult::TempError(_) => dkim_temporary.push(d),
+                    _ => {}
+                }
+            }
+            let dmarc = tokio::time::timeout(
+                PHASE_DEADLINE,
+                self.auth
+                    .verify_dmarc(mail_auth::dmarc::verify::DmarcParameters::new(
+                        message,
+                        &dkim,
+                        &spf_domain,
+                        &mail_spf,
+                    )),
+            )
+            .await;
+            results = results.with_dkim_results(&dkim, &from_domain);
+            match dmarc {
+                Ok(dmarc) => {
+                    results = results.with_dmarc_result(&dmarc);
+                    let overall = dmarc.result();
+                    view = DmarcView {
+                        domain: dmarc.domain().to_string(),
+                        has_policy: !matches!(overall, DmarcResult::None)
+                            && !matches!(dmarc.policy(), Policy::Unspecified),
+                        policy: dmarc.policy(),
+                        pass: overall == DmarcResult::Pass,
+                        temporary: matches!(overall, DmarcResult::TempError(_)),
+                    };
+                }
+                Err(_) => {
+                    view.domain = from_domain.clone();
+                    view.temporary = true;
+                }
+            }
+        }
+        let exempt = &self.settings;
+        let findings = Findings {
+            client: ip,
+            spf: mail_spf.result(),
+            spf_domain: spf_domain.clone(),
+            dkim_pass,
+            dkim_temporary,
+            dmarc: view,
+            from_fields: m.from_fields,
+            from_domains,
+            from_exempt: Self::domain_listed(&exempt.exempt_sender_domains, &from_domain),
+            sender_exempt: Self::domain_listed(&exempt.exempt_sender_domains, &spf_domain),
+            exempt_recipients: self.recipients_exempt(&m.recipients),
+            partial: m.partial(),
+        };
+        (judge(&self.settings, &findings), results.to_string())
     }
+}
+
+/// The domains of the From: addresses: mail-auth's reading when it read the message, else the
+/// raw fields' (a message kept only in part).
+fn from_domains(
+    message: Option<&AuthenticatedMessage>,
+    headers: &[(String, Vec<u8>)],
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |d: &str| {
+        let d = d.trim_end_matches('.').to_ascii_lowercase();
+        if !d.is_empty() && !out.contains(&d) {
+            out.push(d);
+        }
+    };
+    match message {
+        Some(m) => {
+            for f in &m.from {
+                if let Some(d) = domain_of(f) {
+                    add(d);
+                }
+            }
+        }
+        None => {
+            for (name, value) in headers {
+                if name.eq_ignore_ascii_case("from") {
+                    let text = String::from_utf8_lossy(value).replace(['\r', '\n'], "");
+                    if let Ok(list) = mailparse::addrparse(&text) {
+                        for a in list.iter() {
+                            if let mailparse::MailAddr::Single(s) = a {
+                                if let Some(d) = domain_of(&s.addr) {
+                                    add(d);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// One message as the MTA shows it.
@@ -284,57 +473,138 @@ pub struct Envelope {
     pub helo: String,
     pub mail_from: String,
     pub recipients: Vec<String>,
-    /// Header fields as received: name, value (with its leading space), in order.
-    pub headers: Vec<(String, String)>,
+    /// Header fields as received: name, value bytes (with its leading space), in order.
+    pub headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
+    /// Bytes held (headers with their overhead, body).
+    pub kept: usize,
+    /// More than one message may hold, or than the budget allowed: no longer kept.
     pub too_large: bool,
+    pub over_budget: bool,
+    /// From: fields seen (all of them, kept or not).
+    pub from_fields: usize,
+    /// Fields to delete, by name and 1-based position among fields of that name: this
+    /// server's Authentication-Results and every mark (counted whether kept or not).
+    pub forged: Vec<(String, u32)>,
+    counts: (u32, u32),
+    permits: Vec<OwnedSemaphorePermit>,
 }
 
 impl Envelope {
-    /// The message as it came in (CRLF line ends), for DKIM.
+    pub fn partial(&self) -> bool {
+        self.too_large || self.over_budget
+    }
+
+    /// The message as it came in (CRLF line ends), for DKIM; the headers alone when the body
+    /// could not be kept (DMARC still reads the From: field).
     pub fn raw(&self) -> Option<Vec<u8>> {
-        if self.too_large {
-            return None;
-        }
         let mut out = Vec::with_capacity(self.body.len() + 4096);
         for (name, value) in &self.headers {
             out.extend_from_slice(name.as_bytes());
             out.push(b':');
-            out.extend_from_slice(value.replace("\r\n", "\n").replace('\n', "\r\n").as_bytes());
+            let mut prev = 0u8;
+            for &b in value {
+                if b == b'\n' && prev != b'\r' {
+                    out.push(b'\r');
+                }
+                out.push(b);
+                prev = b;
+            }
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&self.body);
+        if !self.partial() {
+            out.extend_from_slice(&self.body);
+        }
         Some(out)
     }
 
-    /// 1-based positions, among fields of the same name, of the fields to delete: this
-    /// server's Authentication-Results (by its authserv-id) and every mark header.
-    pub fn forged(&self, hostname: &str) -> Vec<(String, u32)> {
-        let mut out = Vec::new();
-        let (mut ar, mut mark) = (0u32, 0u32);
-        for (name, value) in &self.headers {
-            if name.eq_ignore_ascii_case("Authentication-Results") {
-                ar += 1;
-                let id = value
-                    .trim_start()
-                    .split([';', ' ', '\t', '\r', '\n'])
-                    .next();
-                if id.is_some_and(|id| id.eq_ignore_ascii_case(hostname)) {
-                    out.push((name.clone(), ar));
+    /// Notes a header field: counted always, kept while there is room.
+    pub fn add_header(
+        &mut self,
+        name: String,
+        value: Vec<u8>,
+        hostname: &str,
+        room: &Arc<Semaphore>,
+    ) {
+        if name.eq_ignore_ascii_case("from") {
+            self.from_fields += 1;
+        }
+        if name.eq_ignore_ascii_case("Authentication-Results") {
+            self.counts.0 += 1;
+            if authserv_id(&value).is_some_and(|id| id.eq_ignore_ascii_case(hostname)) {
+                self.forged.push((name.clone(), self.counts.0));
+            }
+        } else if name.eq_ignore_ascii_case(MARK_HEADER) {
+            self.counts.1 += 1;
+            self.forged.push((name.clone(), self.counts.1));
+        }
+        if self.headers.len() >= MAX_HEADERS {
+            self.too_large = true;
+            return;
+        }
+        // Headers are kept even past the body's limit: From: and the signatures are in them.
+        let cost = name.len() + value.len() + HEADER_OVERHEAD;
+        if self.reserve(cost, room) {
+            self.headers.push((name, value));
+        } else {
+            self.too_large = true;
+        }
+    }
+
+    pub fn add_body(&mut self, chunk: &[u8], limit: usize, room: &Arc<Semaphore>) {
+        if self.partial() {
+            return;
+        }
+        if self.kept + chunk.len() > limit || !self.reserve(chunk.len(), room) {
+            if self.kept + chunk.len() > limit {
+                self.too_large = true;
+            }
+            self.body = Vec::new();
+            return;
+        }
+        self.body.extend_from_slice(chunk);
+    }
+
+    /// Takes `bytes` more of the shared budget (in MiB steps); false when it is spent.
+    fn reserve(&mut self, bytes: usize, room: &Arc<Semaphore>) -> bool {
+        let needed_mib = (self.kept + bytes).div_ceil(1 << 20);
+        while self.permits.len() < needed_mib {
+            match room.clone().try_acquire_owned() {
+                Ok(p) => self.permits.push(p),
+                Err(_) => {
+                    self.over_budget = true;
+                    return false;
                 }
-            } else if name.eq_ignore_ascii_case(MARK_HEADER) {
-                mark += 1;
-                out.push((name.clone(), mark));
             }
         }
-        out
+        self.kept += bytes;
+        true
     }
+}
+
+/// The authserv-id of an Authentication-Results value: comments and quotes taken off.
+fn authserv_id(value: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(value);
+    let mut out = String::new();
+    let mut depth = 0usize;
+    for c in text.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ';' if depth == 0 => break,
+            c if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    let id = out.trim().trim_matches('"').trim().to_string();
+    (!id.is_empty()).then_some(id)
 }
 
 pub async fn serve(
     listener: TcpListener,
     checker: Arc<Checker>,
+    message_limit: usize,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     crate::system::net::serve_connections(
@@ -343,7 +613,7 @@ pub async fn serve(
         MAX_SESSIONS,
         move |stream| {
             let checker = checker.clone();
-            async move { session(stream, &checker).await }
+            async move { session(stream, &checker, message_limit).await }
         },
         shutdown,
     )
@@ -362,6 +632,15 @@ fn connect_address(data: &[u8]) -> Option<IpAddr> {
     addr.trim_start_matches("IPv6:").parse().ok()
 }
 
+/// A HEADER packet: the name, and the value's bytes as sent (8-bit text kept for DKIM).
+fn header_fields(data: &[u8]) -> (String, Vec<u8>) {
+    let mut parts = data.splitn(2, |b| *b == 0);
+    let name = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    let value = parts.next().unwrap_or_default();
+    let value = value.strip_suffix(&[0]).unwrap_or(value).to_vec();
+    (name, value)
+}
+
 fn unbracket(arg: &str) -> String {
     arg.trim()
         .trim_start_matches('<')
@@ -369,10 +648,12 @@ fn unbracket(arg: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// One MTA connection: any number of messages, until QUIT.
+/// One MTA connection: any number of messages, until QUIT. `message_limit`: the most of one
+/// message kept for its DKIM check (Postfix's message_size_limit).
 pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     checker: &Checker,
+    message_limit: usize,
 ) -> std::io::Result<()> {
     let mut leading_space = false;
     let mut client: Option<IpAddr> = None;
@@ -428,6 +709,7 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             }
             RCPT => {
                 if let Some(r) = strings(&p.data).first() {
+                    // Postfix's own limit (smtpd_recipient_limit) is 1000.
                     if m.recipients.len() < 1000 {
                         m.recipients.push(unbracket(r));
                     }
@@ -435,53 +717,56 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 write(&mut stream, CONTINUE, &[]).await?;
             }
             HEADER => {
-                let f = strings(&p.data);
-                let name = f.first().cloned().unwrap_or_default();
-                let mut value = f.get(1).cloned().unwrap_or_default();
+                let (name, mut value) = header_fields(&p.data);
                 if !leading_space {
-                    value.insert(0, ' ');
+                    value.insert(0, b' ');
                 }
-                m.body_room(name.len() + value.len());
-                if !m.too_large {
-                    m.headers.push((name, value));
-                }
+                m.add_header(name, value, &checker.hostname, &checker.budget);
                 write(&mut stream, CONTINUE, &[]).await?;
             }
             BODY => {
-                m.body_room(p.data.len());
-                if !m.too_large {
-                    m.body.extend_from_slice(&p.data);
-                }
+                m.add_body(&p.data, message_limit, &checker.budget);
                 write(&mut stream, CONTINUE, &[]).await?;
             }
             EOH => write(&mut stream, CONTINUE, &[]).await?,
             BODYEOB => {
-                let raw = m.raw();
-                let checked =
-                    tokio::time::timeout(CHECK_DEADLINE, checker.check(&m, raw.as_deref())).await;
-                let (verdict, results) = match checked {
-                    Ok(r) => r,
-                    Err(_) => (
-                        Verdict::Accept,
-                        format!(
-                            "{}; dmarc=temperror (checks took over {} s)",
-                            checker.hostname,
-                            CHECK_DEADLINE.as_secs()
+                let verdict = if m.over_budget && !m.too_large {
+                    // Too much mail in checking at once: this one later, rather than unchecked.
+                    (
+                        Verdict::Later(
+                            "4.3.2 too many messages being checked; try again later".into(),
                         ),
-                    ),
+                        String::new(),
+                    )
+                } else {
+                    tokio::time::timeout(CHECK_DEADLINE, checker.check(&m))
+                        .await
+                        .unwrap_or_else(|_| {
+                            (
+                                Verdict::Later(format!(
+                                    "4.4.3 the sender's authentication could not be checked \
+                                     within {} s; try again later",
+                                    CHECK_DEADLINE.as_secs()
+                                )),
+                                String::new(),
+                            )
+                        })
                 };
+                let (verdict, results) = verdict;
                 let id = m.mail_from.clone();
+                let from = client.map(|c| c.to_string()).unwrap_or_default();
                 match verdict {
                     Verdict::Refuse(text) => {
-                        tracing::info!(
-                            "inbound milter: refused <{id}> from {}: {text}",
-                            client.map(|c| c.to_string()).unwrap_or_default()
-                        );
+                        tracing::info!("inbound milter: refused <{id}> from {from}: {text}");
                         write(&mut stream, REPLYCODE, &reply_code("550", &text)).await?;
                     }
+                    Verdict::Later(text) => {
+                        tracing::warn!("inbound milter: deferred <{id}> from {from}: {text}");
+                        write(&mut stream, REPLYCODE, &reply_code("451", &text)).await?;
+                    }
                     v => {
-                        for (name, index) in m.forged(&checker.hostname).into_iter().rev() {
-                            write(&mut stream, CHGHEADER, &header_change(index, &name, "")).await?;
+                        for (name, index) in m.forged.iter().rev() {
+                            write(&mut stream, CHGHEADER, &header_change(*index, name, "")).await?;
                         }
                         // Folded as mail-auth folds it, with the MTA's line ends; the leading
                         // space is ours to give when the MTA keeps header spaces as sent.
@@ -522,22 +807,6 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
-impl Envelope {
-    /// Past the size that is checked, the message is no longer kept.
-    fn body_room(&mut self, more: usize) {
-        let kept = self.body.len()
-            + self
-                .headers
-                .iter()
-                .map(|(n, v)| n.len() + v.len() + 3)
-                .sum::<usize>();
-        if kept + more > MAX_CHECKED_BYTES {
-            self.too_large = true;
-            self.body = Vec::new();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,162 +821,192 @@ mod tests {
         }
     }
 
-    fn none() -> DmarcView {
-        DmarcView {
-            domain: String::new(),
-            has_policy: false,
-            policy: Policy::Unspecified,
-            pass: false,
-            temporary: false,
+    fn findings(spf: SpfResult, dkim: &[&str], dmarc: DmarcView) -> Findings {
+        Findings {
+            client: "192.0.2.9".parse().unwrap(),
+            spf,
+            spf_domain: "sender.test".into(),
+            dkim_pass: dkim.iter().map(|s| s.to_string()).collect(),
+            dkim_temporary: vec![],
+            dmarc,
+            from_fields: 1,
+            from_domains: vec!["sender.test".into()],
+            from_exempt: false,
+            sender_exempt: false,
+            exempt_recipients: Share::None,
+            partial: false,
         }
+    }
+
+    fn refused(v: &Verdict, code: &str) -> bool {
+        matches!(v, Verdict::Refuse(t) if t.starts_with(code))
     }
 
     #[test]
     fn the_policy_refuses_only_what_it_should() {
         let s = Antispam::default();
-        let ip: IpAddr = "192.0.2.9".parse().unwrap();
-        let j = |spf, dkim: &[&str], d: &DmarcView, exempt| {
-            let dkim: Vec<String> = dkim.iter().map(|s| s.to_string()).collect();
-            judge(&s, ip, spf, "sender.test", &dkim, d, exempt)
-        };
+        let j = |f: &Findings| judge(&s, f);
         // DMARC p=reject, nothing aligned: refused.
-        assert!(matches!(
-            j(SpfResult::Fail, &[], &view(Policy::Reject, false, false), false),
-            Verdict::Refuse(t) if t.starts_with("5.7.1") && t.contains("sender.test")
-        ));
+        let reject = findings(SpfResult::Fail, &[], view(Policy::Reject, false, false));
+        assert!(refused(&j(&reject), "5.7.1"));
         // Forwarded: SPF fails but DMARC passes through DKIM.
-        assert_eq!(
-            j(
-                SpfResult::Fail,
-                &["sender.test"],
-                &view(Policy::Reject, true, false),
-                false
-            ),
-            Verdict::Accept
+        let fwd = findings(
+            SpfResult::Fail,
+            &["sender.test"],
+            view(Policy::Reject, true, false),
         );
-        // No DMARC record: SPF -all refuses, unless the sender's domain signed.
-        assert!(matches!(
-            j(SpfResult::Fail, &[], &none(), false),
-            Verdict::Refuse(t) if t.starts_with("5.7.23") && t.contains("192.0.2.9")
-        ));
-        assert_eq!(
-            j(SpfResult::Fail, &["sender.test"], &none(), false),
-            Verdict::Accept
+        assert_eq!(j(&fwd), Verdict::Accept);
+        // No DMARC record: SPF -all refuses, unless the sender's domain (or a parent) signed.
+        let none = findings(SpfResult::Fail, &[], DmarcView::none());
+        assert!(
+            matches!(j(&none), Verdict::Refuse(t) if t.starts_with("5.7.23") && t.contains("192.0.2.9"))
         );
-        assert!(matches!(
-            j(SpfResult::Fail, &["other.test"], &none(), false),
-            Verdict::Refuse(_)
-        ));
+        let mut signed = none.clone();
+        signed.dkim_pass = vec!["sender.test".into()];
+        assert_eq!(j(&signed), Verdict::Accept);
+        signed.dkim_pass = vec!["other.test".into()];
+        assert!(refused(&j(&signed), "5.7.23"));
+        // A DNS failure on the rescuing key: later, never a refusal.
+        let mut temp = none.clone();
+        temp.dkim_temporary = vec!["sender.test".into()];
+        assert!(matches!(j(&temp), Verdict::Later(t) if t.starts_with("4.7.0")));
         // Soft failures and DNS trouble never refuse.
-        assert_eq!(j(SpfResult::SoftFail, &[], &none(), false), Verdict::Accept);
         assert_eq!(
-            j(SpfResult::TempError, &[], &none(), false),
+            j(&findings(SpfResult::SoftFail, &[], DmarcView::none())),
             Verdict::Accept
         );
         assert_eq!(
-            j(
+            j(&findings(SpfResult::TempError, &[], DmarcView::none())),
+            Verdict::Accept
+        );
+        assert_eq!(
+            j(&findings(
                 SpfResult::TempError,
                 &[],
-                &view(Policy::Reject, false, true),
-                false
-            ),
+                view(Policy::Reject, false, true)
+            )),
             Verdict::Accept
         );
         // p=quarantine marks; p=none only records.
         assert!(matches!(
-            j(
+            j(&findings(
                 SpfResult::Pass,
                 &[],
-                &view(Policy::Quarantine, false, false),
-                false
-            ),
+                view(Policy::Quarantine, false, false)
+            )),
             Verdict::Quarantine(_)
         ));
         assert_eq!(
-            j(
+            j(&findings(
                 SpfResult::SoftFail,
                 &[],
-                &view(Policy::None, false, false),
-                false
-            ),
+                view(Policy::None, false, false)
+            )),
             Verdict::Accept
         );
-        // Exempt: everything goes.
-        assert_eq!(
-            j(
-                SpfResult::Fail,
-                &[],
-                &view(Policy::Reject, false, false),
-                true
-            ),
-            Verdict::Accept
-        );
-        // The admin prefers quarantine to refusal.
+        // A message kept only in part (no DKIM check): marked, never refused.
+        let mut partial = reject.clone();
+        partial.partial = true;
+        assert!(matches!(j(&partial), Verdict::Quarantine(_)));
+        let mut partial_spf = none.clone();
+        partial_spf.partial = true;
+        assert!(matches!(j(&partial_spf), Verdict::Quarantine(_)));
+    }
+
+    #[test]
+    fn from_fields_and_exemptions_answer_for_their_own_identity() {
+        let s = Antispam::default();
+        let reject = findings(SpfResult::Fail, &[], view(Policy::Reject, false, false));
+        // Two From: fields, or two domains in one, or none: refused whatever DMARC says.
+        let mut two = findings(SpfResult::Pass, &[], view(Policy::None, true, false));
+        two.from_fields = 2;
+        assert!(matches!(judge(&s, &two), Verdict::Refuse(t) if t.contains("2 From:")));
+        let mut mixed = findings(SpfResult::Pass, &[], view(Policy::None, true, false));
+        mixed.from_domains = vec!["victim.test".into(), "sender.test".into()];
+        assert!(matches!(judge(&s, &mixed), Verdict::Refuse(t) if t.contains("2 domains")));
+        mixed.from_domains.clear();
+        assert!(matches!(judge(&s, &mixed), Verdict::Refuse(t) if t.contains("no address")));
+        // An exempt envelope domain does not lift the From: domain's DMARC policy...
+        let mut env = reject.clone();
+        env.sender_exempt = true;
+        assert!(refused(&judge(&s, &env), "5.7.1"));
+        // ...an exempt From: domain does, and SPF still answers for the envelope.
+        let mut from = reject.clone();
+        from.from_exempt = true;
+        assert!(refused(&judge(&s, &from), "5.7.23"));
+        from.sender_exempt = true;
+        assert_eq!(judge(&s, &from), Verdict::Accept);
+        // Recipients of exempt domains: all of them get it; some of them turn a refusal into
+        // the mark (one answer serves all).
+        let mut all = reject.clone();
+        all.exempt_recipients = Share::All;
+        assert_eq!(judge(&s, &all), Verdict::Accept);
+        let mut some = reject.clone();
+        some.exempt_recipients = Share::Some;
+        assert!(matches!(judge(&s, &some), Verdict::Quarantine(t) if !t.starts_with("5.7")));
+        // The admin prefers quarantine to refusal; or turns the checks off.
         let q = Antispam {
             dmarc_reject_action: DmarcRejectAction::Quarantine,
             ..Antispam::default()
         };
-        assert!(matches!(
-            judge(
-                &q,
-                ip,
-                SpfResult::Pass,
-                "sender.test",
-                &[],
-                &view(Policy::Reject, false, false),
-                false
-            ),
-            Verdict::Quarantine(_)
-        ));
-        // Checks turned off.
+        assert!(matches!(judge(&q, &reject), Verdict::Quarantine(_)));
         let off = Antispam {
             dmarc: false,
             spf_reject: false,
             ..Antispam::default()
         };
-        assert_eq!(
-            judge(
-                &off,
-                ip,
-                SpfResult::Fail,
-                "sender.test",
-                &[],
-                &view(Policy::Reject, false, false),
-                false
-            ),
-            Verdict::Accept
-        );
+        assert_eq!(judge(&off, &reject), Verdict::Accept);
     }
 
     #[test]
-    fn forged_results_of_this_server_are_found() {
-        let m = Envelope {
-            headers: vec![
-                (
-                    "Authentication-Results".into(),
-                    " mx.other.test; spf=pass".into(),
-                ),
-                ("Subject".into(), " hi".into()),
-                (
-                    "authentication-results".into(),
-                    " MAIL.example.test;\n\tdmarc=pass".into(),
-                ),
-                ("X-Modobox-DMARC".into(), " none".into()),
-            ],
-            ..Envelope::default()
-        };
+    fn headers_are_kept_as_bytes_counted_and_forged_ones_found_past_the_cut() {
+        let room = Arc::new(Semaphore::new(4));
+        let mut m = Envelope::default();
+        let host = "mail.example.test";
+        m.add_header(
+            "Authentication-Results".into(),
+            b" mx.other.test; spf=pass".to_vec(),
+            host,
+            &room,
+        );
+        m.add_header("Subject8".into(), b" caf\xe9".to_vec(), host, &room);
+        m.add_header(
+            "authentication-results".into(),
+            b" (comment) \"MAIL.example.test\";\n\tdmarc=pass".to_vec(),
+            host,
+            &room,
+        );
+        m.add_header("From".into(), b" a@sender.test".to_vec(), host, &room);
+        let raw = m.raw().unwrap();
+        assert!(raw.starts_with(b"Authentication-Results: mx.other.test; spf=pass\r\n"));
+        assert!(
+            raw.windows(6).any(|w| w == b" caf\xe9\r"),
+            "8-bit bytes kept as sent"
+        );
+        assert!(raw.windows(14).any(|w| w == b";\r\n\tdmarc=pass"));
+        // Past the budget (4 MiB here): no longer kept, still counted and still found.
+        m.add_body(&vec![b'x'; 5 << 20], 50 << 20, &room);
+        assert!(m.over_budget && m.body.is_empty());
+        m.add_header("X-Modobox-DMARC".into(), b" none".to_vec(), host, &room);
+        m.add_header("From".into(), b" b@other.test".to_vec(), host, &room);
+        assert_eq!(m.from_fields, 2);
         assert_eq!(
-            m.forged("mail.example.test"),
+            m.forged,
             vec![
                 ("authentication-results".to_string(), 2),
                 ("X-Modobox-DMARC".to_string(), 1)
             ]
         );
-        let raw = String::from_utf8(m.raw().unwrap()).unwrap();
-        assert!(
-            raw.starts_with("Authentication-Results: mx.other.test; spf=pass\r\nSubject: hi\r\n")
+        drop(m);
+        assert_eq!(
+            room.available_permits(),
+            4,
+            "the budget comes back with the message"
         );
-        assert!(raw.contains("MAIL.example.test;\r\n\tdmarc=pass\r\n"));
+        // Over the message limit: too large, the body dropped.
+        let mut big = Envelope::default();
+        big.add_body(&[b'y'; 100], 50, &Arc::new(Semaphore::new(4)));
+        assert!(big.too_large && big.partial());
         assert!(same_or_parent("example.org", "mail.example.org"));
         assert!(!same_or_parent("ample.org", "example.org"));
         assert!(!same_or_parent("org", "example.org"));
@@ -726,5 +1025,9 @@ mod tests {
         d.extend_from_slice(b"IPv6:2001:db8::1\0");
         assert_eq!(connect_address(&d), Some("2001:db8::1".parse().unwrap()));
         assert_eq!(connect_address(b"localhost\0U"), None);
+        assert_eq!(
+            header_fields(b"Subject\0 caf\xe9\0"),
+            ("Subject".to_string(), b" caf\xe9".to_vec())
+        );
     }
 }
