@@ -40,6 +40,7 @@ static MIGRATIONS: &[Migration] = &[
     migration!(4, "0004_task_run_slot"),
     migration!(5, "0005_sending_count"),
     migration!(6, "0006_tls_reports"),
+    migration!(7, "0007_dmarc_reports"),
 ];
 
 /// The first line of a migration that only adds (tables, columns with defaults, indexes, views)
