@@ -224,6 +224,9 @@ pub struct Mail {
     /// The mailbox TLS reports (RFC 8460) are sent to and read from; unset: the admin address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_reports_mailbox: Option<EmailAddress>,
+    /// The mailbox DMARC aggregate reports are sent to and read from; unset: the admin address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dmarc_reports_mailbox: Option<EmailAddress>,
 }
 
 impl Default for Mail {
@@ -234,6 +237,7 @@ impl Default for Mail {
             message_size_limit_mb: 50,
             mta_sts_mode: MtaStsMode::Testing,
             tls_reports_mailbox: None,
+            dmarc_reports_mailbox: None,
         }
     }
 }
@@ -453,6 +457,8 @@ pub struct Schedule {
     pub tls_renew: String,
     /// Reads the TLS reports mailed to the TLS reports mailbox.
     pub tls_reports: String,
+    /// Reads the DMARC aggregate reports mailed to the DMARC reports mailbox.
+    pub dmarc_reports: String,
     /// Expands antispam.allow_spf_domains into postscreen's allow-list.
     pub postscreen_allowlist: String,
 }
@@ -474,6 +480,7 @@ impl Default for Schedule {
             backup_verify: "0 5 * * 0".into(),
             tls_renew: "23 */6 * * *".into(),
             tls_reports: "41 * * * *".into(),
+            dmarc_reports: "47 * * * *".into(),
             postscreen_allowlist: "17 4 * * *".into(),
         }
     }
@@ -499,6 +506,7 @@ impl Schedule {
             ("backup_verify", self.backup_verify.as_str()),
             ("tls_renew", self.tls_renew.as_str()),
             ("tls_reports", self.tls_reports.as_str()),
+            ("dmarc_reports", self.dmarc_reports.as_str()),
             ("postscreen_allowlist", self.postscreen_allowlist.as_str()),
         ])
     }
@@ -938,6 +946,14 @@ impl Config {
     /// `postscreen_allowlist` job, named in main.cf).
     pub fn postscreen_allowlist_path(&self) -> std::path::PathBuf {
         self.paths.data.as_path().join("postscreen-spf-allow.cidr")
+    }
+
+    /// Where receiving servers mail their DMARC aggregate reports (the `_dmarc` record's `rua`).
+    pub fn dmarc_reports_address(&self) -> Option<EmailAddress> {
+        self.mail
+            .dmarc_reports_mailbox
+            .clone()
+            .or_else(|| self.admin_address())
     }
 
     /// Where sending servers mail their TLS reports (the `_smtp._tls` record's `rua`).

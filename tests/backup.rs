@@ -984,6 +984,7 @@ mod faults {
         s.db.query(&format!(
             "{drop_index}; ALTER TABLE modobox_task_run DROP COLUMN slot; \
              DROP TABLE modobox_sending_count; DROP TABLE modobox_tls_report; \
+             DROP TABLE modobox_dmarc_record; DROP TABLE modobox_dmarc_report; \
              DELETE FROM modobox_schema_migration WHERE version >= 4;"
         ));
     }
@@ -1007,10 +1008,11 @@ mod faults {
     }
 
     /// The migrations a database at schema 3 has pending.
-    const AFTER_SCHEMA_3: [&str; 3] = [
+    const AFTER_SCHEMA_3: [&str; 4] = [
         "0004_task_run_slot",
         "0005_sending_count",
         "0006_tls_reports",
+        "0007_dmarc_reports",
     ];
 
     fn pending_migrations(s: &Server) -> Vec<String> {

@@ -68,7 +68,7 @@ async fn migrations_apply_once_and_status_reports_them() {
         let before = migrate::status(&store).await.unwrap();
         assert_eq!(before.pending(), before.migrations.len());
         let applied = migrate::migrate(&store).await.unwrap();
-        assert_eq!(applied, vec![1, 2, 3, 4, 5, 6], "{:?}", db.backend);
+        assert_eq!(applied, vec![1, 2, 3, 4, 5, 6, 7], "{:?}", db.backend);
         assert!(migrate::migrate(&store).await.unwrap().is_empty());
         let after = migrate::status(&store).await.unwrap();
         assert_eq!(after.pending(), 0);
@@ -1303,7 +1303,7 @@ async fn a_modoboa_database_is_adopted_without_touching_its_data() {
         let before = db.dump_tables(MODOBOA_TABLES);
         assert_eq!(
             migrate::adopt(&store).await.unwrap(),
-            vec![1, 2, 3, 4, 5, 6]
+            vec![1, 2, 3, 4, 5, 6, 7]
         );
         assert_eq!(
             db.dump_tables(MODOBOA_TABLES),

@@ -26,7 +26,8 @@ pub struct DomainDns {
     /// The mode of the MTA-STS policy.
     pub mta_sts_mode: crate::config::MtaStsMode,
     /// Where DMARC aggregate reports go.
-    pub admin_address: String,
+    /// Where DMARC aggregate reports go (`mail.dmarc_reports_mailbox`, else the admin address).
+    pub dmarc_reports: String,
     /// Where TLS reports go (`mail.tls_reports_mailbox`, else the admin address).
     pub tls_reports: String,
 }
@@ -85,8 +86,8 @@ pub fn for_domain(
         dkim,
         mta_sts,
         mta_sts_mode: config.mail.mta_sts_mode,
-        admin_address: config
-            .admin_address()
+        dmarc_reports: config
+            .dmarc_reports_address()
             .map(|a| a.to_string())
             .unwrap_or_default(),
         tls_reports: config
@@ -260,7 +261,7 @@ pub fn records(d: &DomainDns) -> Vec<Record> {
         );
     }
 
-    let admin = EmailAddress::parse("admin_address", &d.admin_address).ok();
+    let admin = EmailAddress::parse("dmarc_reports", &d.dmarc_reports).ok();
     let (dmarc, dmarc_comment) = match &admin {
         Some(a) => (
             format!("v=DMARC1; p=quarantine; rua=mailto:{a}"),
@@ -425,7 +426,7 @@ mod tests {
             )),
             mta_sts: true,
             mta_sts_mode: crate::config::MtaStsMode::Testing,
-            admin_address: "postmaster@example.com".to_string(),
+            dmarc_reports: "postmaster@example.com".to_string(),
             tls_reports: "postmaster@example.com".to_string(),
         }
     }
@@ -442,7 +443,7 @@ mod tests {
             dkim: None,
             mta_sts: false,
             mta_sts_mode: crate::config::MtaStsMode::Testing,
-            admin_address: "reports@hosting.example.net".to_string(),
+            dmarc_reports: "reports@hosting.example.net".to_string(),
             tls_reports: "reports@hosting.example.net".to_string(),
         }
     }
@@ -594,8 +595,8 @@ mod tests {
     #[test]
     fn a_bad_admin_address_drops_the_report_addresses_only() {
         let mut d = inside();
-        d.admin_address = "x\"; evil\n@example.com".to_string();
-        d.tls_reports = d.admin_address.clone();
+        d.dmarc_reports = "x\"; evil\n@example.com".to_string();
+        d.tls_reports = d.dmarc_reports.clone();
         let rs = records(&d);
         assert_eq!(
             one(&rs, "_dmarc.example.com.", "TXT").value,

@@ -7,12 +7,14 @@ pub mod backup;
 pub mod cleanlogs;
 pub mod clearsessions;
 pub mod dkim_keys;
+pub mod dmarc_reports;
 pub mod inactive_accounts;
 pub mod mailbox_operations;
 pub mod new_accounts_statistics;
 pub mod postscreen_allowlist;
 pub mod process;
 pub mod quarantine_cleanup;
+pub mod report_mailbox;
 pub mod scheduler;
 pub mod tls_renew;
 pub mod tls_reports;
@@ -175,6 +177,11 @@ pub const JOBS: &[Job] = &[
         dry_run: false,
     },
     Job {
+        name: "dmarc_reports",
+        about: "store the DMARC aggregate reports mailed to the DMARC reports mailbox",
+        dry_run: false,
+    },
+    Job {
         name: "postscreen_allowlist",
         about: "expand antispam.allow_spf_domains' SPF ranges into postscreen's allow-list",
         dry_run: false,
@@ -271,6 +278,7 @@ pub async fn execute(name: &str, ctx: &JobContext, dry_run: bool) -> (Outcome, S
         "tls_renew" => tls_renew::renew(ctx, false).await,
         "tls_reports" => tls_reports::run(ctx).await,
         "postscreen_allowlist" => postscreen_allowlist::run(ctx).await,
+        "dmarc_reports" => dmarc_reports::run(ctx).await,
         _ => return (Outcome::Failed, format!("{name}: no implementation")),
     };
     match result {

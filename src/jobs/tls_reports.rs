@@ -6,18 +6,14 @@
 //! name in `<paths.data>/tls-reports-seen.json`.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::Utc;
 
+use super::report_mailbox as mailbox;
 use super::{JobContext, JobError};
-use crate::names::DomainKind;
 use crate::reports::tlsrpt::{self, Report};
-use crate::store::access::Actor;
 use crate::store::tls_reports::{self, TlsReport};
-
-/// A report mail larger than this is not a report (real ones are a few KiB).
-const MAX_MAIL_BYTES: u64 = 32 << 20;
 
 fn seen_path(ctx: &JobContext) -> PathBuf {
     ctx.config
@@ -25,43 +21,6 @@ fn seen_path(ctx: &JobContext) -> PathBuf {
         .data
         .as_path()
         .join("tls-reports-seen.json")
-}
-
-/// `<mail_root>/<domain>/<local part>/Maildir`, as Dovecot keeps it.
-fn maildir_of(ctx: &JobContext, address: &crate::names::EmailAddress) -> PathBuf {
-    let (local, domain) = address
-        .as_str()
-        .split_once('@')
-        .unwrap_or((address.as_str(), ""));
-    ctx.config
-        .paths
-        .mail_root
-        .as_path()
-        .join(domain)
-        .join(local)
-        .join("Maildir")
-}
-
-/// The messages of the Maildir's inbox: (unique name, path).
-fn messages(maildir: &Path) -> Vec<(String, PathBuf)> {
-    let mut out = Vec::new();
-    for sub in ["new", "cur"] {
-        let Ok(rd) = std::fs::read_dir(maildir.join(sub)) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            let unique = name
-                .split_once(':')
-                .map_or(name.as_str(), |(u, _)| u)
-                .to_string();
-            out.push((unique, e.path()));
-        }
-    }
-    out
 }
 
 /// The rows a report gives: one per policy about a hosted domain (the others are counted).
@@ -100,7 +59,7 @@ pub async fn run(ctx: &JobContext) -> Result<String, JobError> {
             "no address for TLS reports (set admin_address or mail.tls_reports_mailbox)".into(),
         );
     };
-    let maildir = maildir_of(ctx, &address);
+    let maildir = mailbox::maildir_of(&ctx.config, &address);
     if !maildir.is_dir() {
         return Ok(format!(
             "{address} has no mailbox on this server ({} does not exist): its TLS reports are \
@@ -108,26 +67,10 @@ pub async fn run(ctx: &JobContext) -> Result<String, JobError> {
             maildir.display()
         ));
     }
-    let mut tx = ctx.store.begin_read().await?;
-    let mut hosted: BTreeSet<String> =
-        crate::store::domains::list(&mut tx, Actor::System, Some(DomainKind::Domain), None)
-            .await?
-            .into_iter()
-            .map(|d| d.name.to_string())
-            .collect();
-    hosted.extend(
-        crate::store::domains::list_aliases(&mut tx, Actor::System, None)
-            .await?
-            .into_iter()
-            .map(|a| a.name.to_string()),
-    );
-    drop(tx);
+    let hosted = mailbox::hosted(&ctx.store).await?;
     let seen_file = seen_path(ctx);
-    let seen: BTreeSet<String> = std::fs::read_to_string(&seen_file)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    let all = messages(&maildir);
+    let seen = mailbox::seen(&seen_file);
+    let all = mailbox::messages(&maildir);
     let (mut read, mut stored, mut known, mut foreign, mut unreadable) = (0, 0, 0, 0, Vec::new());
     let now = Utc::now();
     for (unique, path) in &all {
@@ -135,9 +78,8 @@ pub async fn run(ctx: &JobContext) -> Result<String, JobError> {
             continue;
         }
         read += 1;
-        let raw = match std::fs::metadata(path) {
-            Ok(m) if m.len() <= MAX_MAIL_BYTES => std::fs::read(path).unwrap_or_default(),
-            _ => continue,
+        let Some(raw) = mailbox::read_message(path) else {
+            continue;
         };
         // One transaction per message: what a database refuses of one report (a value one
         // engine takes and another does not) is named, and the others are kept.
@@ -176,13 +118,9 @@ pub async fn run(ctx: &JobContext) -> Result<String, JobError> {
         }
     }
     // Remembered: the messages that are still there (a deleted one is forgotten).
-    let now_seen: BTreeSet<&String> = all.iter().map(|(u, _)| u).collect();
-    let json = serde_json::to_vec(&now_seen).unwrap_or_default();
-    crate::system::fs::write_atomic(&seen_file, &json, 0o600, None).map_err(|e| {
-        JobError::Partly {
-            done: format!("{stored} TLS report policies stored"),
-            failures: vec![format!("{}: {e}", seen_file.display())],
-        }
+    mailbox::remember(&seen_file, &all).map_err(|e| JobError::Partly {
+        done: format!("{stored} TLS report policies stored"),
+        failures: vec![format!("{}: {e}", seen_file.display())],
     })?;
     let mut message = format!(
         "{read} new message(s) in {address}'s mailbox: {stored} report policies stored, {known} already known"

@@ -8,6 +8,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use mail_auth::report::{ActionDisposition, Disposition, DmarcResult, Report};
 
 use crate::names::DomainName;
+pub use crate::store::dmarc_reports::{DmarcRecord as Record, DmarcReport as Aggregate};
 
 /// The most XML one report may decompress to (real ones are KiB; a bomb stops here).
 pub const MAX_XML_BYTES: usize = 16 << 20;
@@ -15,42 +16,6 @@ pub const MAX_XML_BYTES: usize = 16 << 20;
 pub const MAX_RECORDS: usize = 10_000;
 /// Longest text kept of a reporter's field.
 const MAX_TEXT: usize = 200;
-
-/// One report, checked.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Aggregate {
-    /// The domain the report is about (its published policy's).
-    pub domain: String,
-    pub organization: String,
-    pub report_id: String,
-    pub begins_at: DateTime<Utc>,
-    pub ends_at: DateTime<Utc>,
-    /// The policy the reporter found published: `none`, `quarantine` or `reject`.
-    pub policy: String,
-    pub records: Vec<Record>,
-}
-
-/// One record: what one address sent as the domain, and how the reporter judged it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record {
-    pub source_ip: String,
-    pub messages: i64,
-    /// `none`, `quarantine`, `reject` (or `pass`).
-    pub disposition: String,
-    /// DMARC's DKIM and SPF verdicts (aligned and passing): `pass` or `fail`.
-    pub dkim: String,
-    pub spf: String,
-    pub header_from: String,
-    /// The underlying results, e.g. `dkim=example.org:pass spf=bounce.example.net:fail`.
-    pub auth: String,
-}
-
-impl Record {
-    /// DMARC passes when either aligned check passes.
-    pub fn passes(&self) -> bool {
-        self.dkim == "pass" || self.spf == "pass"
-    }
-}
 
 /// Printable, one line, at most `MAX_TEXT` characters.
 fn clean(text: &str) -> String {
@@ -84,7 +49,10 @@ fn time(field: &str, secs: u64) -> Result<DateTime<Utc>, String> {
 pub fn in_mail(raw: &[u8]) -> Result<Aggregate, String> {
     let report = Report::parse_rfc5322(raw, MAX_XML_BYTES).map_err(|e| match e {
         mail_auth::report::Error::ReportTooLarge => {
-            format!("the report is larger than {} MiB once uncompressed", MAX_XML_BYTES >> 20)
+            format!(
+                "the report is larger than {} MiB once uncompressed",
+                MAX_XML_BYTES >> 20
+            )
         }
         mail_auth::report::Error::NoReportsFound => "no DMARC report in the message".into(),
         other => format!("unreadable DMARC report: {other:?}"),
@@ -226,7 +194,9 @@ mod tests {
         assert!(r.passes());
         assert_eq!(r.header_from, "example.org");
         assert_eq!(r.auth, "dkim=example.org:pass");
-        assert!(check(&report(MAX_RECORDS + 1)).unwrap_err().contains("records"));
+        assert!(check(&report(MAX_RECORDS + 1))
+            .unwrap_err()
+            .contains("records"));
         let future = report(1).with_date_range_end(Utc::now().timestamp() as u64 + 10 * 86_400);
         assert!(check(&future).unwrap_err().contains("future"));
         let bad = report(1).with_domain("not a domain");

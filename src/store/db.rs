@@ -419,10 +419,12 @@ impl Tx {
         }
     }
 
-    /// `SUM(expr)` as an integer on every engine (MySQL sums integers into DECIMAL).
+    /// `SUM(expr)` as an integer on every engine (MySQL sums integers into DECIMAL, PostgreSQL
+    /// sums bigints into NUMERIC).
     pub fn sum_int(&self, expr: &str) -> String {
         match self.conn {
             Conn::Mysql(_) => format!("CAST(COALESCE(SUM({expr}), 0) AS SIGNED)"),
+            Conn::Postgres(_) => format!("CAST(COALESCE(SUM({expr}), 0) AS BIGINT)"),
             _ => format!("COALESCE(SUM({expr}), 0)"),
         }
     }

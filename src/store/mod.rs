@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod aliases;
 pub mod audit;
 pub mod db;
+pub mod dmarc_reports;
 pub mod dnschecks;
 pub mod domains;
 pub mod events;

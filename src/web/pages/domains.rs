@@ -317,6 +317,32 @@ struct MxView {
 const TLS_REPORT_DAYS: i64 = 30;
 
 /// One policy of one TLS report, as the domain page shows it.
+/// A DMARC report as listed: who, the period, the policy seen, messages and the share passing.
+#[derive(Serialize)]
+struct DmarcReportView {
+    organization: String,
+    period: String,
+    policy: String,
+    messages: i64,
+    dmarc_pass: i64,
+}
+
+impl DmarcReportView {
+    fn of(r: crate::store::dmarc_reports::ReportLine) -> Self {
+        DmarcReportView {
+            organization: r.organization,
+            period: format!(
+                "{} – {}",
+                r.begins_at.format("%Y-%m-%d %H:%M"),
+                r.ends_at.format("%Y-%m-%d %H:%M")
+            ),
+            policy: r.policy,
+            messages: r.messages,
+            dmarc_pass: r.dmarc_pass,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct TlsReportView {
     organization: String,
@@ -380,6 +406,14 @@ pub async fn show(
             .into_iter()
             .map(TlsReportView::of)
             .collect();
+    let dmarc_sources =
+        crate::store::dmarc_reports::sources(&mut tx, d.name.as_str(), since).await?;
+    let dmarc_reports: Vec<DmarcReportView> =
+        crate::store::dmarc_reports::reports(&mut tx, d.name.as_str(), since)
+            .await?
+            .into_iter()
+            .map(DmarcReportView::of)
+            .collect();
     tx.commit().await?;
     let state = crate::jobs::check_mx::domain_state(&web.store, d.id).await?;
     let mx: Vec<MxView> = mx
@@ -423,6 +457,12 @@ pub async fn show(
     ctx.insert("mx_state", &state);
     ctx.insert("tls_reports", &tls_reports);
     ctx.insert("tls_report_days", &TLS_REPORT_DAYS);
+    ctx.insert("dmarc_sources", &dmarc_sources);
+    ctx.insert("dmarc_reports", &dmarc_reports);
+    ctx.insert(
+        "dmarc_reports_address",
+        &web.config.dmarc_reports_address().map(|a| a.to_string()),
+    );
     ctx.insert(
         "tls_reports_address",
         &web.config.tls_reports_address().map(|a| a.to_string()),

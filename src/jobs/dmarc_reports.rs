@@ -1,0 +1,93 @@
+//! `dmarc_reports`: reads the DMARC aggregate reports receiving servers mailed to
+//! `mail.dmarc_reports_mailbox` (else the admin address) — the `rua` of the `_dmarc` record
+//! `dns records` prints — from that mailbox's Maildir on this server (modoboa-dmarc's job), and
+//! keeps each report about a hosted domain once (`modobox_dmarc_report`, `modobox_dmarc_record`;
+//! the domain page shows them). The messages stay; the ones read are remembered in
+//! `<paths.data>/dmarc-reports-seen.json`.
+
+use chrono::Utc;
+
+use super::report_mailbox as mailbox;
+use super::{JobContext, JobError};
+use crate::reports::dmarc;
+
+pub async fn run(ctx: &JobContext) -> Result<String, JobError> {
+    let Some(address) = ctx.config.dmarc_reports_address() else {
+        return Ok(
+            "no address for DMARC reports (set admin_address or mail.dmarc_reports_mailbox)".into(),
+        );
+    };
+    let maildir = mailbox::maildir_of(&ctx.config, &address);
+    if !maildir.is_dir() {
+        return Ok(format!(
+            "{address} has no mailbox on this server ({} does not exist): its DMARC reports are \
+             not read here (set mail.dmarc_reports_mailbox to a local mailbox)",
+            maildir.display()
+        ));
+    }
+    let hosted = mailbox::hosted(&ctx.store).await?;
+    let seen_file = ctx
+        .config
+        .paths
+        .data
+        .as_path()
+        .join("dmarc-reports-seen.json");
+    let seen = mailbox::seen(&seen_file);
+    let all = mailbox::messages(&maildir);
+    let (mut read, mut stored, mut known, mut foreign) = (0, 0, 0, 0);
+    let mut unreadable = Vec::new();
+    let now = Utc::now();
+    for (unique, path) in &all {
+        if seen.contains(unique) {
+            continue;
+        }
+        read += 1;
+        let Some(raw) = mailbox::read_message(path) else {
+            unreadable.push(format!("{unique}: larger than a report can be"));
+            continue;
+        };
+        // Parsing and decompressing are CPU work: off the async threads.
+        let parsed = tokio::task::spawn_blocking(move || dmarc::in_mail(&raw)).await?;
+        let report = match parsed {
+            Ok(r) => r,
+            Err(e) => {
+                unreadable.push(format!("{unique}: {e}"));
+                continue;
+            }
+        };
+        if !hosted.contains(&report.domain) {
+            foreign += 1;
+            continue;
+        }
+        // One transaction per report: all its records or none.
+        let mut tx = ctx.store.begin().await?;
+        match crate::store::dmarc_reports::insert(&mut tx, &report, now).await {
+            Ok(true) => {
+                tx.commit().await?;
+                stored += 1;
+            }
+            Ok(false) => known += 1,
+            Err(e) => unreadable.push(format!("{unique}: {e}")),
+        }
+    }
+    mailbox::remember(&seen_file, &all).map_err(|e| JobError::Partly {
+        done: format!("{stored} DMARC reports stored"),
+        failures: vec![format!("{}: {e}", seen_file.display())],
+    })?;
+    let mut message = format!(
+        "{read} new message(s) in {address}'s mailbox: {stored} DMARC reports stored, {known} already known"
+    );
+    if foreign > 0 {
+        message.push_str(&format!(
+            ", {foreign} about domains not hosted here ignored"
+        ));
+    }
+    if unreadable.is_empty() {
+        Ok(message)
+    } else {
+        Err(JobError::Partly {
+            done: message,
+            failures: unreadable,
+        })
+    }
+}
