@@ -219,9 +219,46 @@ async fn scenario(db: &common::TestDb) {
             &gz(report_xml("foreign.example", "r-foreign").as_bytes()),
         ),
     );
+    // Other mail in the mailbox (the admin's, a TLS report): not a DMARC report, no failure.
+    deliver(
+        &maildir,
+        "7.M7.host",
+        "From: a@b.example\r\nSubject: hello\r\n\r\nnot a report\r\n",
+    );
+    deliver(
+        &maildir,
+        "8.M8.host",
+        &report_mail(
+            "application/tlsrpt+gzip",
+            "x!example.com!1!2.json.gz",
+            &gz(b"{}"),
+        ),
+    );
+    // A zip of many entries (each a copy of a report): refused before reading them all.
+    let mut w = mail_auth::zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for i in 0..11 {
+        w.start_file(
+            format!("r{i}.xml"),
+            mail_auth::zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        w.write_all(report_xml("example.com", &format!("r-many-{i}")).as_bytes())
+            .unwrap();
+    }
+    let many = w.finish().unwrap().into_inner();
+    deliver(
+        &maildir,
+        "9.M9.host",
+        &report_mail("application/zip", "many.zip", &many),
+    );
     match run(&ctx).await {
         Err(JobError::NotOk { message, .. }) => {
-            assert!(message.contains("6 new message(s)"), "{message}");
+            assert!(message.contains("9 new message(s)"), "{message}");
+            assert!(message.contains("2 without a DMARC report"), "{message}");
+            assert!(
+                message.contains("9.M9.host: a zip of 11 entries"),
+                "{message}"
+            );
             assert!(message.contains("3 DMARC reports stored"), "{message}");
             assert!(
                 message.contains("1 about domains not hosted here ignored"),
@@ -254,7 +291,7 @@ async fn scenario(db: &common::TestDb) {
     assert!(m.starts_with("0 new message(s)"), "{m}");
     deliver(
         &maildir,
-        "7.M7.host",
+        "10.M10.host",
         &report_mail("text/xml", "again.xml", plain.as_bytes()),
     );
     let m = run(&ctx).await.unwrap();

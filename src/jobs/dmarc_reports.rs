@@ -32,26 +32,50 @@ pub async fn run(ctx: &JobContext) -> Result<String, JobError> {
         .data
         .as_path()
         .join("dmarc-reports-seen.json");
-    let seen = mailbox::seen(&seen_file);
     let all = mailbox::messages(&maildir);
-    let (mut read, mut stored, mut known, mut foreign) = (0, 0, 0, 0);
+    // The messages read before, less those deleted since.
+    let present: std::collections::BTreeSet<&String> = all.iter().map(|(u, _)| u).collect();
+    let mut seen = mailbox::seen(&seen_file);
+    seen.retain(|u| present.contains(u));
+    let (mut read, mut stored, mut known, mut foreign, mut other) = (0, 0, 0, 0, 0);
     let mut unreadable = Vec::new();
     let now = Utc::now();
+    let save = |seen: &std::collections::BTreeSet<String>| {
+        mailbox::save_seen(&seen_file, seen).map_err(|e| JobError::Partly {
+            done: String::new(),
+            failures: vec![format!("{}: {e}", seen_file.display())],
+        })
+    };
     for (unique, path) in &all {
         if seen.contains(unique) {
             continue;
         }
         read += 1;
+        // Remembered before it is read (every 25 messages, and before any large one): a
+        // message that stops a run (a crash, the job's time limit) is not read again by every
+        // run after it, and a long backlog goes forward run by run.
+        seen.insert(unique.clone());
+        let large = std::fs::metadata(path).map_or(true, |m| m.len() > 64 << 10);
+        if large || read % 25 == 1 {
+            save(&seen)?;
+        }
         let Some(raw) = mailbox::read_message(path) else {
             unreadable.push(format!("{unique}: larger than a report can be"));
             continue;
         };
         // Parsing and decompressing are CPU work: off the async threads.
-        let parsed = tokio::task::spawn_blocking(move || dmarc::in_mail(&raw)).await?;
-        let report = match parsed {
-            Ok(r) => r,
-            Err(e) => {
+        let report = match tokio::task::spawn_blocking(move || dmarc::in_mail(&raw)).await {
+            Ok(Ok(Some(r))) => r,
+            Ok(Ok(None)) => {
+                other += 1;
+                continue;
+            }
+            Ok(Err(e)) => {
                 unreadable.push(format!("{unique}: {e}"));
+                continue;
+            }
+            Err(e) => {
+                unreadable.push(format!("{unique}: the report could not be read ({e})"));
                 continue;
             }
         };
@@ -67,13 +91,16 @@ pub async fn run(ctx: &JobContext) -> Result<String, JobError> {
                 stored += 1;
             }
             Ok(false) => known += 1,
-            Err(e) => unreadable.push(format!("{unique}: {e}")),
+            Err(e) => {
+                // The database's failure, not the report's: read again next time.
+                drop(tx);
+                seen.remove(unique);
+                save(&seen)?;
+                unreadable.push(format!("{unique}: {e} (tried again next run)"));
+            }
         }
     }
-    mailbox::remember(&seen_file, &all).map_err(|e| JobError::Partly {
-        done: format!("{stored} DMARC reports stored"),
-        failures: vec![format!("{}: {e}", seen_file.display())],
-    })?;
+    save(&seen)?;
     let mut message = format!(
         "{read} new message(s) in {address}'s mailbox: {stored} DMARC reports stored, {known} already known"
     );
@@ -81,6 +108,9 @@ pub async fn run(ctx: &JobContext) -> Result<String, JobError> {
         message.push_str(&format!(
             ", {foreign} about domains not hosted here ignored"
         ));
+    }
+    if other > 0 {
+        message.push_str(&format!(", {other} without a DMARC report"));
     }
     if unreadable.is_empty() {
         Ok(message)

@@ -64,6 +64,13 @@ pub fn seen(file: &Path) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// Writes the unique names read so far (a job saves them as it goes: a message that stops a
+/// run is not read again by the next).
+pub fn save_seen(file: &Path, seen: &BTreeSet<String>) -> std::io::Result<()> {
+    let json = serde_json::to_vec(seen).unwrap_or_default();
+    crate::system::fs::write_atomic(file, &json, 0o600, None)
+}
+
 /// Remembers the messages still in the mailbox (all of them have been read now).
 pub fn remember(file: &Path, all: &[(String, PathBuf)]) -> std::io::Result<()> {
     let now_seen: BTreeSet<&String> = all.iter().map(|(u, _)| u).collect();

@@ -10,8 +10,13 @@ use mail_auth::report::{ActionDisposition, Disposition, DmarcResult, Report};
 use crate::names::DomainName;
 pub use crate::store::dmarc_reports::{DmarcRecord as Record, DmarcReport as Aggregate};
 
-/// The most XML one report may decompress to (real ones are KiB; a bomb stops here).
+/// The most XML one mail may decompress to, all its parts together (a big receiver's daily
+/// report is a few MiB; a bomb, or many parts, stop here).
 pub const MAX_XML_BYTES: usize = 16 << 20;
+/// Report parts (attachments, zip entries) read of one mail.
+const MAX_PARTS: usize = 10;
+/// MIME parts looked at in one mail.
+const MAX_MIME_PARTS: usize = 50;
 /// Records kept of one report (a big receiver's daily report has a few hundred).
 pub const MAX_RECORDS: usize = 10_000;
 /// Longest text kept of a reporter's field.
@@ -45,19 +50,149 @@ fn time(field: &str, secs: u64) -> Result<DateTime<Utc>, String> {
     Ok(t)
 }
 
-/// The report a message carries, checked, or why there is none.
-pub fn in_mail(raw: &[u8]) -> Result<Aggregate, String> {
-    let report = Report::parse_rfc5322(raw, MAX_XML_BYTES).map_err(|e| match e {
-        mail_auth::report::Error::ReportTooLarge => {
-            format!(
-                "the report is larger than {} MiB once uncompressed",
-                MAX_XML_BYTES >> 20
-            )
+/// The report a message carries, checked; `None` when the message has no report part at all
+/// (another mail in the mailbox); an error names why a report part could not be read.
+pub fn in_mail(raw: &[u8]) -> Result<Option<Aggregate>, String> {
+    let Ok(mail) = mailparse::parse_mail(raw) else {
+        return Ok(None);
+    };
+    // One budget for the whole mail: many parts or zip entries cannot add up to more.
+    let mut budget = MAX_XML_BYTES;
+    let mut read = 0usize;
+    let mut error: Option<String> = None;
+    let mut parts = vec![&mail];
+    let mut seen_parts = 0usize;
+    while let Some(part) = parts.pop() {
+        seen_parts += 1;
+        if seen_parts > MAX_MIME_PARTS {
+            break;
         }
-        mail_auth::report::Error::NoReportsFound => "no DMARC report in the message".into(),
-        other => format!("unreadable DMARC report: {other:?}"),
-    })?;
-    check(&report)
+        parts.extend(part.subparts.iter());
+        let Some(kind) = kind_of(part) else { continue };
+        let Ok(body) = part.get_body_raw() else {
+            error = Some("a report part cannot be decoded".into());
+            continue;
+        };
+        let xmls = match kind {
+            Kind::Xml => vec![body],
+            Kind::Gzip => match gunzip(&body, budget) {
+                Ok(x) => vec![x],
+                Err(e) => return Err(e),
+            },
+            Kind::Zip => unzip(&body, budget)?,
+        };
+        for xml in xmls {
+            read += 1;
+            if read > MAX_PARTS {
+                return Err(format!("more than {MAX_PARTS} report parts in one mail"));
+            }
+            if xml.len() > budget {
+                return Err(too_large());
+            }
+            budget -= xml.len();
+            let records = memchr::memmem::find_iter(&xml, b"<record>").count();
+            if records > MAX_RECORDS {
+                return Err(format!(
+                    "{records} records: more than the {MAX_RECORDS} kept of one report"
+                ));
+            }
+            match Report::parse_xml(&xml) {
+                Ok(report) => return check(&report).map(Some),
+                Err(e) => error = Some(format!("unreadable DMARC report: {}", clean(&e))),
+            }
+        }
+    }
+    match error {
+        Some(e) => Err(e),
+        None => Ok(None),
+    }
+}
+
+enum Kind {
+    Xml,
+    Gzip,
+    Zip,
+}
+
+/// What a MIME part holds, by its type or its file name (receivers label them loosely).
+fn kind_of(part: &mailparse::ParsedMail) -> Option<Kind> {
+    let ctype = part.ctype.mimetype.to_ascii_lowercase();
+    let name = part
+        .get_content_disposition()
+        .params
+        .get("filename")
+        .cloned()
+        .or_else(|| part.ctype.params.get("name").cloned())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    // TLS reports (RFC 8460) come as gzipped JSON to the same mailbox often enough.
+    if ctype.contains("tlsrpt") || name.contains(".json") {
+        return None;
+    }
+    if ctype.ends_with("/gzip") || ctype.ends_with("/x-gzip") || name.ends_with(".gz") {
+        Some(Kind::Gzip)
+    } else if ctype.ends_with("/zip")
+        || ctype.ends_with("/x-zip-compressed")
+        || name.ends_with(".zip")
+    {
+        Some(Kind::Zip)
+    } else if ctype == "text/xml" || ctype == "application/xml" || name.ends_with(".xml") {
+        Some(Kind::Xml)
+    } else {
+        None
+    }
+}
+
+fn too_large() -> String {
+    format!(
+        "the report is larger than {} MiB once uncompressed",
+        MAX_XML_BYTES >> 20
+    )
+}
+
+/// At most `budget` bytes out of a gzip stream.
+fn gunzip(data: &[u8], budget: usize) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data)
+        .take(budget as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("not gzip: {e}"))?;
+    if out.len() > budget {
+        return Err(too_large());
+    }
+    Ok(out)
+}
+
+/// The entries of a zip archive, at most `MAX_PARTS` of them and `budget` bytes in all.
+fn unzip(data: &[u8], budget: usize) -> Result<Vec<Vec<u8>>, String> {
+    use std::io::Read;
+    let mut archive = mail_auth::zip::ZipArchive::new(std::io::Cursor::new(data))
+        .map_err(|e| format!("not zip: {e}"))?;
+    if archive.len() > MAX_PARTS {
+        return Err(format!(
+            "a zip of {} entries: more than {MAX_PARTS}",
+            archive.len()
+        ));
+    }
+    let mut left = budget;
+    let mut out = Vec::new();
+    for i in 0..archive.len() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| format!("zip entry {i}: {e}"))?;
+        let mut buf = Vec::new();
+        (&mut entry)
+            .take(left as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("zip entry {i}: {e}"))?;
+        if buf.len() > left {
+            return Err(too_large());
+        }
+        left -= buf.len();
+        out.push(buf);
+    }
+    Ok(out)
 }
 
 /// A parsed report turned into what is stored, every field checked.
