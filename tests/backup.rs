@@ -1195,7 +1195,7 @@ mod faults {
             assert_eq!(
                 back,
                 DatabaseBack::Restored {
-                    undone: vec![4, 5, 6],
+                    undone: vec![4, 5, 6, 7],
                     unfinished: vec![],
                 },
                 "migration 4 is not additive"
