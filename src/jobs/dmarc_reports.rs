@@ -12,19 +12,16 @@ use super::{JobContext, JobError};
 use crate::reports::dmarc;
 
 pub async fn run(ctx: &JobContext) -> Result<String, JobError> {
-    let Some(address) = ctx.config.dmarc_reports_address() else {
-        return Ok(
-            "no address for DMARC reports (set admin_address or mail.dmarc_reports_mailbox)".into(),
-        );
+    let (address, maildir) = match mailbox::local_maildir(
+        &ctx.config,
+        ctx.config.dmarc_reports_address(),
+        "DMARC reports",
+        "mail.dmarc_reports_mailbox",
+    ) {
+        Ok(found) => found,
+        // Nothing to read here: said, not failed.
+        Err(why) => return Ok(why),
     };
-    let maildir = mailbox::maildir_of(&ctx.config, &address);
-    if !maildir.is_dir() {
-        return Ok(format!(
-            "{address} has no mailbox on this server ({} does not exist): its DMARC reports are \
-             not read here (set mail.dmarc_reports_mailbox to a local mailbox)",
-            maildir.display()
-        ));
-    }
     let hosted = mailbox::hosted(&ctx.store).await?;
     let seen_file = ctx
         .config

@@ -26,6 +26,30 @@ pub fn maildir_of(config: &Config, address: &EmailAddress) -> PathBuf {
         .join("Maildir")
 }
 
+/// The Maildir of the mailbox a report job reads, or what the job says when there is none here
+/// (`what`: "TLS reports"; `setting`: the key that names the mailbox).
+pub fn local_maildir(
+    config: &Config,
+    address: Option<EmailAddress>,
+    what: &str,
+    setting: &str,
+) -> Result<(EmailAddress, PathBuf), String> {
+    let Some(address) = address else {
+        return Err(format!(
+            "no address for {what} (set admin_address or {setting})"
+        ));
+    };
+    let maildir = maildir_of(config, &address);
+    if !maildir.is_dir() {
+        return Err(format!(
+            "{address} has no mailbox on this server ({} does not exist): its {what} are not \
+             read here (set {setting} to a local mailbox)",
+            maildir.display()
+        ));
+    }
+    Ok((address, maildir))
+}
+
 /// The messages of the Maildir's inbox: (unique name, path).
 pub fn messages(maildir: &Path) -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();

@@ -54,19 +54,16 @@ fn rows_of(report: &Report, hosted: &BTreeSet<String>) -> (Vec<TlsReport>, usize
 }
 
 pub async fn run(ctx: &JobContext) -> Result<String, JobError> {
-    let Some(address) = ctx.config.tls_reports_address() else {
-        return Ok(
-            "no address for TLS reports (set admin_address or mail.tls_reports_mailbox)".into(),
-        );
+    let (address, maildir) = match mailbox::local_maildir(
+        &ctx.config,
+        ctx.config.tls_reports_address(),
+        "TLS reports",
+        "mail.tls_reports_mailbox",
+    ) {
+        Ok(found) => found,
+        // Nothing to read here: said, not failed.
+        Err(why) => return Ok(why),
     };
-    let maildir = mailbox::maildir_of(&ctx.config, &address);
-    if !maildir.is_dir() {
-        return Ok(format!(
-            "{address} has no mailbox on this server ({} does not exist): its TLS reports are \
-             not read here (set mail.tls_reports_mailbox to a local mailbox)",
-            maildir.display()
-        ));
-    }
     let hosted = mailbox::hosted(&ctx.store).await?;
     let seen_file = seen_path(ctx);
     let seen = mailbox::seen(&seen_file);

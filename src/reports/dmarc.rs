@@ -117,14 +117,7 @@ enum Kind {
 /// What a MIME part holds, by its type or its file name (receivers label them loosely).
 fn kind_of(part: &mailparse::ParsedMail) -> Option<Kind> {
     let ctype = part.ctype.mimetype.to_ascii_lowercase();
-    let name = part
-        .get_content_disposition()
-        .params
-        .get("filename")
-        .cloned()
-        .or_else(|| part.ctype.params.get("name").cloned())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let name = super::part_file_name(part);
     // TLS reports (RFC 8460) come as gzipped JSON to the same mailbox often enough.
     if ctype.contains("tlsrpt") || name.contains(".json") {
         return None;

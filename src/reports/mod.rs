@@ -4,3 +4,15 @@
 
 pub mod dmarc;
 pub mod tlsrpt;
+
+/// A MIME part's file name (Content-Disposition's, else Content-Type's `name`), lowercased:
+/// report senders label their attachments by name as often as by type.
+pub fn part_file_name(part: &mailparse::ParsedMail) -> String {
+    part.get_content_disposition()
+        .params
+        .get("filename")
+        .cloned()
+        .or_else(|| part.ctype.params.get("name").cloned())
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}

@@ -218,14 +218,7 @@ pub fn in_mail(raw: &[u8]) -> Vec<Result<Report, ReportError>> {
     while let Some(part) = parts.pop() {
         parts.extend(part.subparts.iter());
         let ctype = part.ctype.mimetype.to_ascii_lowercase();
-        let name = part
-            .get_content_disposition()
-            .params
-            .get("filename")
-            .cloned()
-            .or_else(|| part.ctype.params.get("name").cloned())
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let name = super::part_file_name(part);
         let labelled = matches!(
             ctype.as_str(),
             "application/tlsrpt+gzip" | "application/tlsrpt+json"

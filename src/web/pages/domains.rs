@@ -317,6 +317,15 @@ struct MxView {
 const TLS_REPORT_DAYS: i64 = 30;
 
 /// One policy of one TLS report, as the domain page shows it.
+/// A report's period as the domain page shows it (UTC).
+fn period(begins: chrono::DateTime<chrono::Utc>, ends: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "{} – {}",
+        begins.format("%Y-%m-%d %H:%M"),
+        ends.format("%Y-%m-%d %H:%M UTC")
+    )
+}
+
 /// A DMARC report as listed: who, the period, the policy seen, messages and the share passing.
 #[derive(Serialize)]
 struct DmarcReportView {
@@ -331,11 +340,7 @@ impl DmarcReportView {
     fn of(r: crate::store::dmarc_reports::ReportLine) -> Self {
         DmarcReportView {
             organization: r.organization,
-            period: format!(
-                "{} – {}",
-                r.begins_at.format("%Y-%m-%d %H:%M"),
-                r.ends_at.format("%Y-%m-%d %H:%M")
-            ),
+            period: period(r.begins_at, r.ends_at),
             policy: r.policy,
             messages: r.messages,
             dmarc_pass: r.dmarc_pass,
@@ -360,11 +365,7 @@ impl TlsReportView {
             serde_json::from_str(&r.failures).unwrap_or_default();
         details.sort_by_key(|f| std::cmp::Reverse(f.failed_session_count));
         TlsReportView {
-            period: format!(
-                "{} – {}",
-                r.begins_at.format("%Y-%m-%d %H:%M"),
-                r.ends_at.format("%Y-%m-%d %H:%M UTC")
-            ),
+            period: period(r.begins_at, r.ends_at),
             organization: r.organization,
             policy_type: r.policy_type,
             successful: r.successful,
